@@ -1,0 +1,98 @@
+"""Spending budget within one capped session: check before spend, then record.
+
+:class:`BudgetSession` is the in-memory recorder a synthesizer uses when no persistent ledger
+is given; the persistent ``Ledger`` offers the same interface (:class:`SpendRecorder`) per
+dataset, so ``fit(data, schema, ledger=...)`` works with either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from dpsynth.accounting.analysis import pld_epsilon, rdp_epsilon
+from dpsynth.accounting.budget import Budget
+from dpsynth.accounting.events import Event
+from dpsynth.errors import BudgetExceededError
+
+# Slack for the discretised accountant: a plan calibrated to exactly the cap must be admitted.
+EPS_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class Spend:
+    """One recorded mechanism run."""
+
+    purpose: str
+    event: Event
+
+    def to_dict(self) -> dict[str, object]:
+        return {"purpose": self.purpose, "event": self.event.to_dict()}
+
+
+@runtime_checkable
+class SpendRecorder(Protocol):
+    """What a synthesizer needs from a budget keeper."""
+
+    @property
+    def cap(self) -> Budget: ...
+
+    def check(self, events: Sequence[Event]) -> None:
+        """Raise :class:`BudgetExceededError` if spending ``events`` would cross the cap."""
+
+    def spend(self, purpose: str, event: Event) -> contextlib.AbstractContextManager[None]:
+        """Reserve ``event`` (refusing it if over the cap), run the block, then commit it."""
+
+    def spent_events(self) -> tuple[Event, ...]:
+        """Every event spent so far (reservations included)."""
+
+
+def over_cap_message(cap: Budget, spent_eps: float, would_be: float) -> str:
+    left = max(0.0, cap.epsilon - spent_eps)
+    return (
+        f"Refused: this spend would bring epsilon to {would_be:.4g}, over the cap of "
+        f"{cap.epsilon:.4g} (delta={cap.delta:.3g}). Already spent {spent_eps:.4g}; "
+        f"{left:.4g} is left. Nothing was spent."
+    )
+
+
+class BudgetSession:
+    """An in-memory, capped record of spends (one fit, one process)."""
+
+    def __init__(self, cap: Budget):
+        self._cap = cap
+        self._spends: list[Spend] = []
+        self._lock = threading.Lock()
+
+    @property
+    def cap(self) -> Budget:
+        return self._cap
+
+    @property
+    def spends(self) -> tuple[Spend, ...]:
+        return tuple(self._spends)
+
+    def spent_events(self) -> tuple[Event, ...]:
+        return tuple(s.event for s in self._spends)
+
+    def epsilon_spent(self) -> float:
+        return pld_epsilon(self.spent_events(), self._cap.delta)
+
+    def rdp_epsilon_spent(self) -> float:
+        return rdp_epsilon(self.spent_events(), self._cap.delta)
+
+    def check(self, events: Sequence[Event]) -> None:
+        would_be = pld_epsilon((*self.spent_events(), *events), self._cap.delta)
+        if would_be > self._cap.epsilon + EPS_TOLERANCE:
+            raise BudgetExceededError(over_cap_message(self._cap, self.epsilon_spent(), would_be))
+
+    @contextlib.contextmanager
+    def spend(self, purpose: str, event: Event) -> Iterator[None]:
+        with self._lock:
+            self.check([event])
+            # Recorded before the mechanism runs: a failure part-way still counts as spent.
+            self._spends.append(Spend(purpose, event))
+        yield

@@ -1,0 +1,359 @@
+"""Mixed-type encoding and nearest-neighbour search for the attacks.
+
+Records with numeric and categorical columns are embedded in a Euclidean space where the squared
+distance between two records is a Gower-like sum over columns (Gower, *Biometrics* 1971):
+
+* a numeric (or ordinal, integer, datetime) column contributes ``((x - y) / s) ** 2``, where
+  ``s`` is the column's robust range (1st to 99th percentile of the pooled data);
+* a categorical column contributes 1 when the values differ and 0 otherwise (a one-hot vector
+  scaled by ``1 / sqrt(2)``);
+* a missing numeric value is imputed with the column's median and flagged by an indicator
+  coordinate, so "missing against present" adds 1; a missing categorical value is a category.
+
+Because the embedding is Euclidean, nearest neighbours come from vectorised matrix products
+(candidates in float32, distances of the chosen neighbours recomputed exactly in float64), and
+kernel densities (DOMIAS) from the same blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from dpsynth.errors import NotFittedError, param_error
+from dpsynth.schema import CATEGORY_KINDS, Column, Schema, draft_schema
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` after each block of queries."""
+
+_MISSING = "<missing>"
+_BLOCK_CELLS = 1 << 24  # about 64 MB of float32 per distance block
+_SPARE = 3  # extra float32 candidates re-ranked exactly, against rounding near ties
+
+
+@dataclass(frozen=True)
+class ColumnCoding:
+    """How one column is coded: its kind, slice of the embedding, scale and categories."""
+
+    name: str
+    kind: str  # "numeric" or "categorical"
+    start: int
+    stop: int
+    center: float = 0.0
+    scale: float = 1.0
+    categories: tuple[str, ...] = ()  # categorical: the codes' labels; ordinal: rank order
+    has_missing: bool = False
+
+
+def audited_kinds(frame: pd.DataFrame, schema: Schema | None) -> dict[str, str]:
+    """Map each audited column to ``"numeric"`` or ``"categorical"``.
+
+    Identifier and free-text columns are left out (they are not modelled by a synthesizer and a
+    distance over them means nothing). Without a schema, kinds are read from the dtypes.
+    """
+    if schema is None:
+        schema = draft_schema(frame)
+    kinds: dict[str, str] = {}
+    for col in schema.data_columns:
+        if col.kind == "text":
+            logger.info("column %r is free text: left out of the attacks", col.name)
+            continue
+        kinds[col.name] = "categorical" if col.kind == "categorical" else "numeric"
+    return kinds
+
+
+class MixedEncoder:
+    """Embed mixed-type tables so that Euclidean distance is Gower-like.
+
+    Parameters
+    ----------
+    kinds:
+        ``{column: "numeric" | "categorical"}``, in the order the columns are coded.
+    schema:
+        Optional schema; declared categories of ordinal columns give their order and declared
+        categories of categorical columns are always coded.
+
+    Attributes
+    ----------
+    codings_ : tuple of ColumnCoding
+        One entry per column, learned by :meth:`fit`.
+    n_features_ : int
+        Width of the embedding.
+    """
+
+    def __init__(self, kinds: dict[str, str], schema: Schema | None = None):
+        self.kinds = kinds
+        self.schema = schema
+
+    # -- fitting --------------------------------------------------------------------------
+    def fit(self, frames: Sequence[pd.DataFrame]) -> MixedEncoder:
+        """Learn scales and category lists from the pooled ``frames``."""
+        if not self.kinds:
+            raise param_error("kinds", "a non-empty mapping of audited columns", self.kinds,
+                              "MixedEncoder")
+        codings: list[ColumnCoding] = []
+        start = 0
+        for name, kind in self.kinds.items():
+            pooled = pd.concat([f[name] for f in frames], ignore_index=True)
+            if kind == "numeric":
+                coding = self._fit_numeric(name, pooled, start)
+            else:
+                coding = self._fit_categorical(name, pooled, start)
+            codings.append(coding)
+            start = coding.stop
+        self.codings_ = tuple(codings)
+        self.n_features_ = start
+        return self
+
+    def _column(self, name: str) -> Column | None:
+        return self.schema[name] if self.schema is not None and name in self.schema else None
+
+    def _numbers(self, name: str, series: pd.Series, order: tuple[str, ...] = ()) -> np.ndarray:
+        """Numbers of a numeric column; ranks in ``order`` for an ordinal one."""
+        column = self._column(name)
+        if order:
+            ranks = {v: float(i) for i, v in enumerate(order)}
+            labels = _as_labels(series)
+            return labels.map(lambda v: ranks.get(v, np.nan)).to_numpy(dtype=float)
+        if pd.api.types.is_datetime64_any_dtype(series) or (
+                column is not None and column.kind == "datetime"):
+            stamps = pd.to_datetime(series, errors="coerce")
+            out = stamps.astype("datetime64[ns]").astype("int64").to_numpy(dtype=float)
+            out[stamps.isna().to_numpy()] = np.nan
+            return out
+        if pd.api.types.is_bool_dtype(series):
+            return series.astype(float).to_numpy()
+        return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+
+    def _ordinal_order(self, name: str, pooled: pd.Series) -> tuple[str, ...]:
+        """The rank order of an ordinal column: declared, else its sorted values."""
+        column = self._column(name)
+        if column is None or column.kind not in CATEGORY_KINDS:
+            return ()
+        if column.categories:
+            return tuple(_as_labels(pd.Series(column.categories, dtype=object)))
+        seen = [v for v in _as_labels(pooled).unique() if v != _MISSING]
+        numbers = pd.to_numeric(pd.Series(seen, dtype=object), errors="coerce")
+        if not numbers.isna().any():
+            return tuple(seen[i] for i in np.argsort(numbers.to_numpy(dtype=float)))
+        return tuple(sorted(seen))
+
+    def _fit_numeric(self, name: str, pooled: pd.Series, start: int) -> ColumnCoding:
+        order = self._ordinal_order(name, pooled)
+        values = self._numbers(name, pooled, order)
+        present = values[np.isfinite(values)]
+        center, scale = 0.0, 1.0
+        if present.size:
+            center = float(np.median(present))
+            lo, hi = np.quantile(present, [0.01, 0.99])
+            scale = float(hi - lo) or float(present.max() - present.min()) or 1.0
+        has_missing = bool(present.size < values.size)
+        return ColumnCoding(name, "numeric", start, start + 1 + int(has_missing),
+                            center=center, scale=scale, categories=order,
+                            has_missing=has_missing)
+
+    def _fit_categorical(self, name: str, pooled: pd.Series, start: int) -> ColumnCoding:
+        seen = _as_labels(pooled)
+        declared: tuple[str, ...] = ()
+        if self.schema is not None and name in self.schema:
+            declared = tuple(_as_labels(pd.Series(self.schema[name].categories or (),
+                                                  dtype=object)))
+        extra = sorted(set(seen.unique()) - set(declared))
+        cats = declared + tuple(extra)
+        return ColumnCoding(name, "categorical", start, start + len(cats), categories=cats)
+
+    # -- coding ---------------------------------------------------------------------------
+    def _check(self) -> None:
+        if not hasattr(self, "codings_"):
+            raise NotFittedError("MixedEncoder must be fitted before it codes data")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        self._check()
+        return tuple(c.name for c in self.codings_)
+
+    def values(self, frame: pd.DataFrame) -> np.ndarray:
+        """Column values as floats: numbers (NaN when missing) or category codes.
+
+        A categorical value never seen when fitting gets code -1.
+        """
+        self._check()
+        out = np.empty((len(frame), len(self.codings_)), dtype=float)
+        for j, coding in enumerate(self.codings_):
+            if coding.kind == "numeric":
+                out[:, j] = self._numbers(coding.name, frame[coding.name], coding.categories)
+            else:
+                index = pd.Index(coding.categories)
+                out[:, j] = index.get_indexer(_as_labels(frame[coding.name]))
+        return out
+
+    def embed(self, values: np.ndarray) -> np.ndarray:
+        """The Euclidean embedding (float32) of a :meth:`values` matrix."""
+        self._check()
+        out = np.zeros((values.shape[0], self.n_features_), dtype=np.float32)
+        rows = np.arange(values.shape[0])
+        for j, coding in enumerate(self.codings_):
+            column = values[:, j]
+            if coding.kind == "numeric":
+                missing = np.isnan(column)
+                out[:, coding.start] = np.where(missing, 0.0, (column - coding.center)
+                                                / coding.scale)
+                if coding.has_missing:
+                    out[:, coding.start + 1] = missing
+            else:
+                known = column >= 0
+                out[rows[known], coding.start + column[known].astype(int)] = math.sqrt(0.5)
+        return out
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Embed ``frame`` (shortcut for ``embed(values(frame))``)."""
+        return self.embed(self.values(frame))
+
+    def feature_index(self, columns: Sequence[str]) -> np.ndarray:
+        """Indices of the embedding's features that code ``columns``."""
+        self._check()
+        wanted = set(columns)
+        unknown = wanted - set(self.columns)
+        if unknown:
+            raise param_error("columns", f"audited columns among {list(self.columns)}",
+                              sorted(unknown), "MixedEncoder.feature_index")
+        parts = [np.arange(c.start, c.stop) for c in self.codings_ if c.name in wanted]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=int)
+
+
+def _label(value: object) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))  # 3.0 read from one file and 3 from another are one category
+    return str(value)
+
+
+def _as_labels(series: pd.Series) -> pd.Series:
+    """Category values as canonical strings, missing values as their own label."""
+    labels = series.astype(object).map(_label, na_action="ignore")
+    return labels.where(series.notna(), _MISSING)
+
+
+# -- neighbours and densities ---------------------------------------------------------------
+def _step(n_pool: int) -> int:
+    """Queries per block, so that a block of distances stays near ``_BLOCK_CELLS`` cells."""
+    return max(1, _BLOCK_CELLS // max(n_pool, 1))
+
+
+class _Pool:
+    """A pool of rows ready for blocked squared distances in float32.
+
+    Rows are centred first (in float64): the Gram-matrix formula
+    ``|q|^2 + |p|^2 - 2 q.p`` loses precision with the size of the norms, and centring keeps
+    them small. Callers re-rank the few best candidates with exact float64 distances.
+    """
+
+    def __init__(self, pool: np.ndarray):
+        self.center = pool.mean(axis=0, dtype=np.float64) if len(pool) else 0.0
+        self.rows = (pool - self.center).astype(np.float32)
+        self.norms = np.einsum("ij,ij->i", self.rows, self.rows)
+
+    def squared(self, queries: np.ndarray) -> np.ndarray:
+        """Squared distances from ``queries`` to every pool row (in place on the Gram matrix)."""
+        q = (queries - self.center).astype(np.float32)
+        d2 = q @ self.rows.T
+        d2 *= np.float32(-2.0)
+        d2 += np.einsum("ij,ij->i", q, q)[:, None]
+        d2 += self.norms[None, :]
+        np.maximum(d2, 0.0, out=d2)
+        return d2
+
+
+def _k_smallest(d2: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` smallest entries of each row (unordered); clobbers ``d2``.
+
+    Repeated ``argmin`` is several times faster than ``argpartition`` for the small ``k`` the
+    attacks use.
+    """
+    if k > 16:
+        return np.argpartition(d2, k - 1, axis=1)[:, :k]
+    rows = np.arange(len(d2))
+    out = np.empty((len(d2), k), dtype=np.int64)
+    for j in range(k):
+        out[:, j] = np.argmin(d2, axis=1)
+        d2[rows, out[:, j]] = np.inf
+    return out
+
+
+def nearest(queries: np.ndarray, pool: np.ndarray, k: int = 1, *, exclude_self: bool = False,
+            progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of ``pool`` for every row of ``queries``, by Euclidean distance.
+
+    Parameters
+    ----------
+    queries, pool:
+        Embedded records, shape ``(n, d)`` and ``(m, d)``.
+    k:
+        Number of neighbours, at most ``m`` (``m - 1`` with ``exclude_self``).
+    exclude_self:
+        ``queries`` is ``pool`` itself: a row is not its own neighbour (leave-one-out).
+    progress:
+        Optional ``progress(done, total)`` callback after each block.
+
+    Returns
+    -------
+    distances, indices : ndarray of shape (n, k)
+        Sorted by distance; ties go to the lower pool index. Candidates are found with
+        float32 products and the best ``k + 3`` re-ranked with exact float64 distances, so
+        an exact copy comes back at distance 0.
+    """
+    n, m = len(queries), len(pool)
+    limit = m - int(exclude_self)
+    if not 1 <= k <= limit:
+        raise param_error("k", f"an integer in [1, {limit}]", k, "nearest")
+    blocks = _Pool(pool)
+    picks = min(k + _SPARE, limit)
+    dist = np.empty((n, k))
+    index = np.empty((n, k), dtype=np.int64)
+    step = _step(m)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        d2 = blocks.squared(queries[start:stop])
+        if exclude_self:
+            rows = np.arange(stop - start)
+            d2[rows, start + rows] = np.inf
+        cand = _k_smallest(d2, picks)
+        diff = queries[start:stop, None, :].astype(float) - pool[cand].astype(float)
+        exact = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        order = np.lexsort((cand, exact), axis=1)[:, :k]
+        dist[start:stop] = np.take_along_axis(exact, order, axis=1)
+        index[start:stop] = np.take_along_axis(cand, order, axis=1)
+        if progress is not None:
+            progress(stop, n)
+    return dist, index
+
+
+def log_kernel_density(queries: np.ndarray, pool: np.ndarray, bandwidth: float, *,
+                       progress: Progress | None = None) -> np.ndarray:
+    """Log of a Gaussian kernel density estimate of ``pool`` at each query (up to a constant).
+
+    Returns ``log(mean_j exp(-||q - p_j||^2 / (2 h^2))))``; the normalising constant of the
+    kernel is the same for every pool of the same dimension, so it cancels in density ratios.
+    """
+    if not bandwidth > 0:
+        raise param_error("bandwidth", "a float > 0", bandwidth, "log_kernel_density")
+    n, m = len(queries), len(pool)
+    blocks = _Pool(pool)
+    out = np.empty(n)
+    step = _step(m)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        logits = blocks.squared(queries[start:stop])
+        logits *= np.float32(-0.5 / bandwidth**2)
+        top = logits.max(axis=1, keepdims=True)
+        total = np.exp(logits - top, dtype=np.float32).sum(axis=1, dtype=np.float64)
+        out[start:stop] = top[:, 0] + np.log(total) - math.log(m)
+        if progress is not None:
+            progress(stop, n)
+    return out

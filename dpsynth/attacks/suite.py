@@ -1,0 +1,267 @@
+"""Run every attack on a synthetic table and combine the verdicts.
+
+The suite answers from the data alone - training rows, a holdout never used for training, and
+the synthetic rows - so it audits the output of any tool, and it is the gate dpsynth runs on its
+own output before a release. The overall verdict is ``leak`` when any attack flags one.
+
+Each attack draws its randomness from a generator derived from the audit's seed and the attack's
+name, so an attack gives the same result whichever other attacks run beside it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dpsynth._version import __version__
+from dpsynth.attacks.distance import Progress
+from dpsynth.attacks.inference import attribute_inference
+from dpsynth.attacks.linkability import linkability
+from dpsynth.attacks.membership import dcr_membership, domias_membership
+from dpsynth.attacks.rare import rare_records
+from dpsynth.attacks.result import LEAK, NO_RISK, AttackResult, rule_problems
+from dpsynth.attacks.singling_out import singling_out
+from dpsynth.attacks.threat import AuditData, ThreatModel
+from dpsynth.errors import ModelFormatError, ParameterError, param_error
+from dpsynth.schema import Schema
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "dpsynth.audit"
+FORMAT_VERSION = 1
+
+SuiteProgress = Callable[[str, int, int], None]
+"""Called as ``progress(stage, done, total)``."""
+
+
+def _singling_out_univariate(data: AuditData, threat: ThreatModel | None = None,
+                             **kwargs: Any) -> AttackResult:
+    return singling_out(data, threat, mode="univariate", **kwargs)
+
+
+def _singling_out_multivariate(data: AuditData, threat: ThreatModel | None = None,
+                               **kwargs: Any) -> AttackResult:
+    return singling_out(data, threat, mode="multivariate", **kwargs)
+
+
+ATTACKS: Mapping[str, Callable[..., AttackResult]] = {
+    "dcr_membership": dcr_membership,
+    "domias_membership": domias_membership,
+    "rare_records": rare_records,
+    "singling_out_univariate": _singling_out_univariate,
+    "singling_out_multivariate": _singling_out_multivariate,
+    "linkability": linkability,
+    "attribute_inference": attribute_inference,
+}
+"""Every attack of the suite, by name. Each is called as
+``attack(data, threat, *, threshold, confidence, random_state, progress)``."""
+
+
+def _threat_for(name: str, n_targets: int, secret: str | None) -> ThreatModel:
+    if name == "dcr_membership":
+        return ThreatModel.membership(n_targets)
+    if name == "domias_membership":
+        return ThreatModel.membership(n_targets, reference=True)
+    if name == "rare_records":
+        return ThreatModel.membership(min(50, n_targets), targets="vulnerable")
+    if name.startswith("singling_out"):
+        return ThreatModel.singling_out(min(500, n_targets))
+    if name == "linkability":
+        return ThreatModel.linkability(None, n_targets)
+    assert secret is not None
+    return ThreatModel.attribute_inference(secret, n_targets)
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """All attack results of one audit, with the overall verdict (JSON: :meth:`to_dict`)."""
+
+    results: tuple[AttackResult, ...]
+    threshold: float
+    confidence: float
+    seed: int
+    data: Mapping[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    created: str = ""
+    version: str = __version__
+
+    @property
+    def leak(self) -> bool:
+        return any(r.leak for r in self.results)
+
+    @property
+    def verdict(self) -> str:
+        return LEAK if self.leak else NO_RISK
+
+    def exposed_row_ids(self, limit: int = 20) -> list[tuple[int | str, int]]:
+        """Training row ids exposed by the most leaking attacks, with how many exposed each."""
+        counts: Counter[int | str] = Counter()
+        for result in self.results:
+            if result.leak:
+                counts.update(result.exposed_row_ids)
+        return counts.most_common(limit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "dpsynth_version": self.version,
+            "created": self.created, "verdict": self.verdict, "leak": self.leak,
+            "threshold": self.threshold, "confidence": self.confidence, "seed": self.seed,
+            "seconds": self.seconds, "data": dict(self.data),
+            "exposed_row_ids": [{"row_id": r, "attacks": n} for r, n in self.exposed_row_ids()],
+            "attacks": [r.to_dict() for r in self.results],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditReport:
+        if data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION:
+            raise ModelFormatError(f"not a {FORMAT} v{FORMAT_VERSION} document: format="
+                                   f"{data.get('format')!r} v{data.get('format_version')!r}")
+        return cls(results=tuple(AttackResult.from_dict(r) for r in data["attacks"]),
+                   threshold=float(data["threshold"]), confidence=float(data["confidence"]),
+                   seed=int(data["seed"]), data=dict(data.get("data", {})),
+                   seconds=float(data.get("seconds", 0.0)), created=str(data.get("created", "")),
+                   version=str(data.get("dpsynth_version", "")))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False, default=_json_default)
+
+    def save_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_json(), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> AuditReport:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _check(attacks: Sequence[str], secrets: Sequence[str] | None, columns: Sequence[str],
+           n_targets: int, threshold: float, confidence: float) -> None:
+    problems = rule_problems(threshold, confidence, "run_audit")
+    unknown_secrets = [s for s in secrets or () if s not in columns]
+    if unknown_secrets:
+        problems.append(str(param_error("secrets", f"columns of the training table {list(columns)}",
+                                        unknown_secrets, "run_audit")))
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown or not attacks:
+        problems.append(str(param_error("attacks", f"a non-empty list of {list(ATTACKS)}",
+                                        list(attacks), "run_audit")))
+    if not (isinstance(n_targets, (int, np.integer)) and n_targets >= 10):
+        problems.append(str(param_error("n_targets", "an integer >= 10", n_targets,
+                                        "run_audit")))
+    if problems:
+        raise ParameterError(" ".join(problems))
+
+
+def _seed(random_state: int | np.random.Generator | None) -> int:
+    """One non-negative integer seed, recorded in the report so the audit can be replayed."""
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**63))
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+    if not isinstance(random_state, (int, np.integer)) or random_state < 0:
+        raise param_error("random_state", "a non-negative integer, a numpy Generator or None",
+                          random_state, "run_audit")
+    return int(random_state)
+
+
+def _ticker(progress: SuiteProgress | None, label: str) -> Progress | None:
+    """The suite's ``progress(stage, done, total)`` as an attack's ``progress(done, total)``."""
+    if progress is None:
+        return None
+    progress(label, 0, 1)
+    return lambda done, total: progress(label, done, total)
+
+
+def _plan(data: AuditData, attacks: Sequence[str], secrets: Sequence[str] | None,
+          n_targets: int) -> list[tuple[str, ThreatModel]]:
+    """(attack name, threat model) pairs; attribute inference once per secret."""
+    chosen = list(secrets) if secrets else [data.columns[-1]]
+    unknown = [s for s in chosen if s not in data.columns]
+    if unknown:
+        raise param_error("secrets", f"audited columns among {list(data.columns)}", unknown,
+                          "run_audit")
+    plan = []
+    for name in attacks:
+        for secret in (chosen if name == "attribute_inference" else [None]):
+            plan.append((name, _threat_for(name, n_targets, secret)))
+    return plan
+
+
+def run_audit(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, *,
+              schema: Schema | None = None, reference: pd.DataFrame | None = None,
+              secrets: Sequence[str] | None = None, attacks: Sequence[str] | None = None,
+              n_targets: int = 2000, threshold: float = 0.05, confidence: float = 0.95,
+              random_state: int | np.random.Generator | None = None,
+              progress: SuiteProgress | None = None) -> AuditReport:
+    """Audit ``synthetic`` for leaks about ``train``, with ``holdout`` as the control.
+
+    Parameters
+    ----------
+    train, holdout, synthetic:
+        The generator's training rows, rows of the same population it never saw, and its
+        output. Train and holdout should be of similar size (the larger is subsampled where
+        sizes matter).
+    schema:
+        Column kinds and declared categories; inferred from dtypes when absent.
+    reference:
+        Extra population rows for DOMIAS; by default half of the holdout plays that part.
+    secrets:
+        Columns attacked by attribute inference (default: the last audited column).
+    attacks:
+        Names from :data:`ATTACKS` (default: all).
+    n_targets:
+        Training records attacked per attack (and as many controls).
+    threshold, confidence:
+        Verdict rule: an attack flags a leak when the lower end of its ``confidence``
+        interval on the risk exceeds ``threshold``.
+    random_state:
+        Seed for target selection and every attack's randomness.
+    progress:
+        Optional ``progress(stage, done, total)`` callback.
+    """
+    attacks = list(ATTACKS) if attacks is None else list(attacks)
+    columns = list(train.columns) if isinstance(train, pd.DataFrame) else []
+    _check(attacks, secrets, columns, n_targets, threshold, confidence)
+    seed = _seed(random_state)
+    start = time.perf_counter()
+    data = AuditData.from_frames(train, holdout, synthetic, schema=schema, reference=reference)
+    plan = _plan(data, attacks, secrets, n_targets)
+    results = []
+    for step, (name, threat) in enumerate(plan):
+        label = name if threat.secret is None else f"{name}[{threat.secret}]"
+        tick = _ticker(progress, label)
+        rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(label.encode())]))
+        began = time.perf_counter()
+        result = ATTACKS[name](data, threat, threshold=threshold, confidence=confidence,
+                               random_state=rng, progress=tick)
+        results.append(replace(result, seconds=round(time.perf_counter() - began, 3)))
+        logger.info("attack %d/%d %s: %s", step + 1, len(plan), label, result.verdict)
+        if tick is not None:
+            tick(1, 1)
+    summary = {
+        "n_train": len(data.train), "n_holdout": len(data.control),
+        "n_synthetic": len(data.synthetic),
+        "n_reference": None if data.reference is None else len(data.reference),
+        "columns": data.kinds,
+    }
+    return AuditReport(tuple(results), threshold, confidence, seed, summary,
+                       round(time.perf_counter() - start, 3),
+                       _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))

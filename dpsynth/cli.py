@@ -1,0 +1,286 @@
+"""The ``dpsynth`` command line: a thin layer over the Python API.
+
+Exit statuses: 0 success, 1 error, 2 bad input or usage, 3 leak found / release rejected.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dpsynth._version import __version__
+from dpsynth.commands._common import EXIT_USAGE, cli_errors, console, fail, out
+
+PRIVACY_HELP = (
+    "\n\ndpsynth makes synthetic data with differential privacy (DP). Two numbers set how "
+    "private it is:"
+    "\n\nε (epsilon), the privacy budget: whatever anyone learns from the output, their odds of "
+    "telling whether one given person's record was used change by at most a factor e^ε. "
+    "Smaller is more private and less accurate: ε = 1 is strong protection, ε = 10 weak."
+    "\n\nδ (delta): the small probability that the ε guarantee fails. It must be far below 1/n "
+    "for a table of n rows (otherwise publishing one random row would be allowed); by default "
+    "dpsynth uses 1/n^1.1."
+    "\n\nEvery spend is computed by a privacy-loss-distribution (PLD) accountant and, with "
+    "--ledger, recorded per dataset so that the total across releases never passes its cap."
+)
+
+app = typer.Typer(
+    name="dpsynth", help="Private synthetic data with a privacy ledger and an attack audit."
+    + PRIVACY_HELP, no_args_is_help=True, add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+)
+schema_app = typer.Typer(help="Draft, validate and convert table schemas.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+
+logger = logging.getLogger("dpsynth")
+
+Epsilon = Annotated[float, typer.Option(help="Privacy budget ε (> 0). Smaller is more private.")]
+Delta = Annotated[
+    float | None, typer.Option(help="δ of the (ε, δ) guarantee; default 1/n^1.1 (< 1/n).")
+]
+Seed = Annotated[int | None, typer.Option(
+    help="Seed for reproducible runs (tests, research). Do not use for real releases.")]
+Secure = Annotated[bool, typer.Option(
+    "--secure/--no-secure", help="Draw DP noise from the OS's cryptographic RNG (releases).")]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(message)s")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"dpsynth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log the budget plan and "
+                                          "progress details.")] = False,
+) -> None:
+    _setup_logging(verbose)
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _load_schema(path: Path) -> Any:
+    from dpsynth.schema import Schema
+
+    return Schema.load(path)
+
+
+def _default_synthesizer() -> str:
+    from dpsynth.synthesizers import DEFAULT_TABLE_SYNTHESIZER
+
+    return DEFAULT_TABLE_SYNTHESIZER
+
+
+def _make_synthesizer(name: str, *, epsilon: float, delta: float | None, seed: int | None,
+                      secure: bool, extra: dict[str, Any]) -> Any:
+    import inspect
+
+    from dpsynth.synthesizers import SYNTHESIZERS, create
+
+    if name not in SYNTHESIZERS:
+        raise fail(f"unknown synthesizer {name!r}; choose one of {sorted(SYNTHESIZERS)}",
+                   EXIT_USAGE)
+    accepted = inspect.signature(SYNTHESIZERS[name].__init__).parameters
+    params = {k: v for k, v in extra.items() if k in accepted and v is not None}
+    return create(name, epsilon=epsilon, delta=delta, random_state=seed, secure_mode=secure,
+                  **params)
+
+
+def _recorder(ledger: Path | None, dataset: str | None, data: Any, schema: Any) -> Any:
+    if ledger is None and dataset is None:
+        return None
+    if dataset is None:
+        raise fail("--ledger needs --dataset NAME (the dataset registered in the ledger)",
+                   EXIT_USAGE)
+    from dpsynth.accounting.ledger import open_recorder
+
+    return open_recorder(ledger, dataset, data=data, schema=schema)
+
+
+def _print_privacy(synth: Any) -> None:
+    p = synth.privacy_
+    if p is None:
+        console.print("[bold yellow]No differential privacy (ε = ∞): reference run only.[/]")
+        return
+    rdp = "n/a" if math.isnan(p.rdp_epsilon) else f"{p.rdp_epsilon:.3f}"
+    out.print(f"Privacy spent: ε = {p.epsilon:.3f} (target {p.target_epsilon:g}), "
+              f"δ = {p.delta:.2g}, accountant PLD (RDP would say ε = {rdp})")
+
+
+# -- fit / sample ---------------------------------------------------------------------------
+@app.command(help="Fit a DP synthesizer on a private table and save it (no pickle)."
+             + PRIVACY_HELP)
+def fit(
+    data: Annotated[Path, typer.Argument(help="Private table: CSV, Parquet or JSON lines.")],
+    schema: Annotated[Path, typer.Option(help="Public schema (YAML/JSON) of the table.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to save the model in.")],
+    epsilon: Epsilon = 1.0,
+    delta: Delta = None,
+    synthesizer: Annotated[str | None, typer.Option(
+        help="Generator: default for tables, or a registered name (dpvae, aim, mst...).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (DP-SGD generators).")] = None,
+    ledger: Annotated[Path | None, typer.Option(help="Privacy ledger (SQLite file).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name in the ledger.")] = None,
+    seed: Seed = None,
+    secure: Secure = False,
+    delimiter: Annotated[str | None, typer.Option(help="CSV delimiter (sniffed if omitted).")] = None,
+    encoding: Annotated[str | None, typer.Option(help="File encoding (utf-8 if omitted).")] = None,
+) -> None:
+    with cli_errors():
+        from dpsynth.data.io import read_table
+
+        table_schema = _load_schema(schema)
+        frame = read_table(data, schema=table_schema, delimiter=delimiter, encoding=encoding)
+        name = synthesizer or _default_synthesizer()
+        synth = _make_synthesizer(name, epsilon=epsilon, delta=delta, seed=seed, secure=secure,
+                                  extra={"epochs": epochs, "progress": True})
+        recorder = _recorder(ledger, dataset, frame, table_schema)
+        start = time.perf_counter()
+        synth.fit(frame, table_schema, ledger=recorder)
+        synth.save(out_dir)
+        out.print(f"Fitted {name} on {len(frame)} rows in {time.perf_counter() - start:.1f} s; "
+                  f"model saved to {out_dir}")
+        _print_privacy(synth)
+
+
+@app.command()
+def sample(
+    model: Annotated[Path, typer.Argument(help="Directory of a saved model.")],
+    n_rows: Annotated[int, typer.Option("--n-rows", "-n", help="Number of rows to draw.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet).")],
+    seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
+) -> None:
+    """Draw synthetic rows from a saved model (no privacy cost: post-processing)."""
+    with cli_errors():
+        from dpsynth.data.io import write_table
+        from dpsynth.synthesizers import BaseSynthesizer
+
+        if n_rows <= 0:
+            raise fail(f"--n-rows must be a positive integer; got {n_rows}", EXIT_USAGE)
+        synth = BaseSynthesizer.load(model)
+        frame = synth.sample(n_rows, random_state=seed)
+        write_table(frame, out_file)
+        out.print(f"Wrote {len(frame)} synthetic rows to {out_file}")
+
+
+# -- schema ---------------------------------------------------------------------------------
+@schema_app.command("draft")
+def schema_draft(
+    data: Annotated[Path, typer.Argument(help="Table to draft a schema from.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the draft (YAML/JSON).")],
+    max_categories: Annotated[int, typer.Option(help="Up to this many distinct values a "
+                                                "column is treated as categorical.")] = 50,
+) -> None:
+    """Draft a schema FROM THE PRIVATE DATA for you to review (marked not public)."""
+    with cli_errors():
+        from dpsynth.data.io import read_table
+        from dpsynth.schema import draft_schema
+
+        frame = read_table(data)
+        draft = draft_schema(frame, max_categories=max_categories)
+        draft.save(out_file)
+        console.print(
+            "[bold red]WARNING: this draft was read from the private data. Its bounds and "
+            "category lists are NOT public: they can reveal individuals (the oldest person's "
+            "age, a rare category).[/]\n"
+            "Review every column: replace data-derived values with public knowledge (code "
+            "lists, documented ranges), or delete them to have dpsynth discover them with DP. "
+            "Then set `public: true`. Until then, fitting on it is refused."
+        )
+        out.print(f"Draft schema written to {out_file} ({len(draft.columns)} columns)")
+
+
+@schema_app.command("validate")
+def schema_validate(
+    data: Annotated[Path, typer.Argument(help="Table to check.")],
+    schema: Annotated[Path, typer.Option(help="Schema (YAML/JSON) to check it against.")],
+) -> None:
+    """Check a table against a schema and list every problem at once."""
+    with cli_errors():
+        from dpsynth.data.io import read_table
+
+        table_schema = _load_schema(schema)
+        frame = read_table(data, schema=table_schema)
+        table_schema.validate(frame)
+        undeclared = table_schema.undeclared()
+        not_public = [c for c in table_schema.not_public() if c not in undeclared]
+        out.print(f"OK: {len(frame)} rows match the schema ({len(table_schema.columns)} columns).")
+        if undeclared:
+            out.print(f"Undeclared domains (will be discovered with DP, spending ε): {undeclared}")
+        if not_public:
+            console.print(f"[yellow]Not declared public yet: {not_public}[/]")
+
+
+@schema_app.command("from-sdv")
+def schema_from_sdv(
+    metadata: Annotated[Path, typer.Argument(help="SDV metadata JSON file.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the schema.")],
+    table: Annotated[str | None, typer.Option(help="Table name (multi-table metadata).")] = None,
+) -> None:
+    """Convert SDV metadata into a dpsynth schema (domains still to declare)."""
+    with cli_errors():
+        from dpsynth.schema import Schema
+
+        converted = Schema.from_sdv_metadata(metadata, table=table)
+        converted.save(out_file)
+        out.print(f"Schema written to {out_file}; declare the domains of "
+                  f"{converted.undeclared()} or let dpsynth discover them with DP.")
+
+
+# -- demo -----------------------------------------------------------------------------------
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path(
+        "dpsynth-demo"),
+    epsilon: Epsilon = 1.0,
+    synthesizer: Annotated[str | None, typer.Option(help="Generator to use.")] = None,
+    seed: Seed = None,
+) -> None:
+    """Release the bundled real table (3,000 CPS wage records) as DP synthetic data."""
+    with cli_errors():
+        from dpsynth.data.io import write_table
+        from dpsynth.datasets import load_dataset
+        from dpsynth.evaluate import fidelity_report
+
+        frame, table_schema = load_dataset("wage")
+        name = synthesizer or _default_synthesizer()
+        out.print(f"Bundled table 'wage': {len(frame)} rows, {len(table_schema.columns)} "
+                  f"columns, public schema declared from its documentation.")
+        synth = _make_synthesizer(name, epsilon=epsilon, delta=None, seed=seed, secure=False,
+                                  extra={"progress": True})
+        start = time.perf_counter()
+        synth.fit(frame, table_schema)
+        elapsed = time.perf_counter() - start
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows = synth.sample(len(frame), random_state=seed)
+        write_table(rows, out_dir / "synthetic.csv")
+        synth.save(out_dir / "model")
+        fid = fidelity_report(frame, rows, table_schema)
+        out.print(f"Fitted {name} in {elapsed:.1f} s. Fidelity: 1-way TVD "
+                  f"{fid['tvd_1way']:.3f}, 2-way TVD {fid['tvd_2way']:.3f} (0 = identical).")
+        out.print(f"Synthetic rows: {out_dir / 'synthetic.csv'}   model: {out_dir / 'model'}")
+        _print_privacy(synth)
+
+
+def main() -> None:
+    from dpsynth.commands import register_all
+
+    register_all(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()

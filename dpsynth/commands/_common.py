@@ -1,0 +1,58 @@
+"""Shared CLI conventions: one-line errors on stderr, exit statuses, progress bars.
+
+Exit statuses (all commands): 0 success / no risk found, 1 error, 2 usage error (bad input,
+bad parameter), 3 the audit found a leak or the release policy rejected the data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+
+from dpsynth.errors import (
+    BudgetExceededError,
+    DataReadError,
+    DataValidationError,
+    DpsynthError,
+    ParameterError,
+    PrivacyError,
+    SchemaError,
+)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_LEAK = 3
+
+console = Console(stderr=True)
+out = Console()
+
+_USAGE_ERRORS = (DataReadError, DataValidationError, ParameterError, SchemaError, FileNotFoundError)
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
+    """Print ``message`` as one line (plus detail lines for validation) and return an Exit."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn dpsynth exceptions into one-line messages and exit statuses (no tracebacks)."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except BudgetExceededError as exc:
+        raise fail(str(exc), EXIT_ERROR) from None
+    except PrivacyError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    except _USAGE_ERRORS as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    except DpsynthError as exc:
+        raise fail(str(exc), EXIT_ERROR) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", EXIT_ERROR) from None

@@ -1,0 +1,1 @@
+"""Reading tables, encoders and DP discovery of column domains."""

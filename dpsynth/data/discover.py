@@ -1,0 +1,533 @@
+"""Discover undeclared column domains with differential privacy, paid through the recorder.
+
+A generator must know each column's domain (numeric bounds, category lists) before it sees
+the data, and that domain is part of what it releases. When the schema leaves a domain
+undeclared, :class:`~dpsynth.synthesizers.base.BaseSynthesizer` buys it here:
+
+1. :func:`plan_discovery` (data-independent) splits the discovery budget evenly over the
+   columns, scaled up as far as the PLD accountant allows, and returns one planned spend per
+   column: ``bounds:<col>`` (two exponential-mechanism quantiles, pure DP) or
+   ``categories:<col>`` (a thresholded Laplace histogram, approximate DP).
+2. :func:`run_discovery` runs each mechanism inside ``with recorder.spend(...)``, so a column's
+   values are read only after its spend is recorded, and returns a schema whose discovered
+   columns are marked ``public=True`` (their domain is now a DP release) with provenance in
+   ``Schema.metadata["dp_discovered"]`` and in each column's ``description``.
+3. :func:`map_to_domain` then maps the private table into the discovered domain: values
+   outside the discovered bounds are clipped to them, and category values that the histogram
+   did not release become the explicit category :data:`OTHER` (``"__other__"``), which every
+   discovered category list contains (whether anything was dropped is itself private).
+   Clipping and mapping to ``"__other__"`` are part of the mechanism design: the generator
+   trains on the mapped table, and its output never contains a value outside the released
+   domain.
+
+Options come from the schema, under ``metadata: {discovery: {...}}`` (see
+:class:`DiscoveryOptions`), so they can be written in a schema file. The public search range
+bounds what the quantile mechanism can output: data outside it is clipped into it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from dpsynth.accounting import (
+    ApproxDPEvent,
+    Event,
+    NoiseSource,
+    PureDPEvent,
+    SpendRecorder,
+    pld_epsilon,
+)
+from dpsynth.data._dp_primitives import (
+    exponential_quantile,
+    histogram_threshold,
+    thresholded_histogram,
+)
+from dpsynth.errors import ParameterError, PrivacyError, param_error
+from dpsynth.schema import BOUNDED_KINDS, CATEGORY_KINDS, Column, Schema
+
+if TYPE_CHECKING:
+    from dpsynth.synthesizers.base import PlannedSpend
+
+logger = logging.getLogger(__name__)
+
+#: The category that stands for every value the DP histogram did not release.
+OTHER = "__other__"
+QUANTILE_MECHANISM = "exponential (quantile)"
+HISTOGRAM_MECHANISM = "thresholded histogram"
+_NS_PER_DAY = 86_400 * 10**9
+_REL_TOL = 1e-3
+#: 2 (ln(1e6) + ln(1e3)): see :func:`_target_rank`.
+_MIN_RANK_NUMERATOR = 2 * math.log(1e9)
+
+
+@dataclass(frozen=True)
+class DiscoveryOptions:
+    """Public, data-independent settings of the discovery mechanisms.
+
+    Parameters
+    ----------
+    quantiles:
+        The low and high quantile released as a column's bounds. Values beyond them are
+        clipped; wider quantiles clip less but are noisier at small epsilon.
+    search_range:
+        Public range the quantile mechanism searches for ``numeric``/``integer`` columns.
+        It must not come from the data. The default is wide; a narrower range known from
+        public knowledge (e.g. ages in [0, 130]) gives tighter bounds for the same epsilon.
+    datetime_search_range:
+        The same for ``datetime`` columns (ISO dates).
+    search_ranges:
+        Per-column public search ranges, overriding the two above.
+    scale:
+        ``"asinh"`` (default) runs the numeric mechanism on ``asinh(x)``, so the wide
+        default range costs only logarithmically; ``"linear"`` on ``x``. Datetimes are
+        always linear (in days).
+
+    In a schema file: ``metadata: {discovery: {quantiles: [0.02, 0.98],
+    search_ranges: {age: [0, 130]}}}``.
+    """
+
+    quantiles: tuple[float, float] = (0.01, 0.99)
+    search_range: tuple[float, float] = (-1e9, 1e9)
+    datetime_search_range: tuple[str, str] = ("1900-01-01", "2100-01-01")
+    search_ranges: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+    scale: str = "asinh"
+
+    def __post_init__(self) -> None:
+        owner = "DiscoveryOptions"
+        q = tuple(self.quantiles)
+        if len(q) != 2 or not all(isinstance(v, (int, float)) for v in q) or \
+                not 0 < q[0] < q[1] < 1:
+            raise param_error("quantiles", "two floats 0 < low < high < 1", self.quantiles, owner)
+        object.__setattr__(self, "quantiles", (float(q[0]), float(q[1])))
+        if self.scale not in ("asinh", "linear"):
+            raise param_error("scale", "'asinh' or 'linear'", self.scale, owner)
+        object.__setattr__(self, "search_range", _numeric_range("search_range",
+                                                                self.search_range))
+        _datetime_range("datetime_search_range", self.datetime_search_range)
+        ranges = {str(k): tuple(v) for k, v in dict(self.search_ranges).items()}
+        object.__setattr__(self, "search_ranges", ranges)
+
+    @classmethod
+    def from_schema(cls, schema: Schema) -> DiscoveryOptions:
+        """Options from ``schema.metadata["discovery"]`` (defaults where absent)."""
+        raw = dict(schema.metadata.get("discovery") or {})
+        unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise param_error("metadata.discovery", f"a mapping with keys among "
+                              f"{sorted(cls.__dataclass_fields__)}", unknown, "Schema")
+        for key in ("quantiles", "search_range", "datetime_search_range"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
+        return cls(**raw)
+
+    def range_for(self, column: Column) -> tuple[float, float]:
+        """The public search range of ``column`` as floats (days since 1970 for datetimes)."""
+        if column.kind == "datetime":
+            lo, hi = self.search_ranges.get(column.name, self.datetime_search_range)
+            return _datetime_range(f"search_ranges[{column.name!r}]", (lo, hi))
+        if column.name in self.search_ranges:
+            return _numeric_range(f"search_ranges[{column.name!r}]",
+                                  self.search_ranges[column.name])
+        return self.search_range
+
+
+def _numeric_range(name: str, value: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise param_error(name, "two numbers [low, high]", value, "DiscoveryOptions") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise param_error(name, "two finite numbers with low < high", value, "DiscoveryOptions")
+    return lo, hi
+
+
+def _datetime_range(name: str, value: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (pd.Timestamp(v).value / _NS_PER_DAY for v in value)
+    except (TypeError, ValueError, OverflowError):
+        raise param_error(name, "two dates [low, high]", value, "DiscoveryOptions") from None
+    if not lo < hi:
+        raise param_error(name, "two dates with low < high", value, "DiscoveryOptions")
+    return lo, hi
+
+
+# -- planning (data-independent) --------------------------------------------------------------
+def plan_discovery(schema: Schema, columns: list[str], *, epsilon: float,
+                   delta: float, n_rows: int | None = None) -> list[PlannedSpend]:
+    """Plan the DP discovery of the domains of ``columns`` within ``(epsilon, delta)``.
+
+    Every column gets the same epsilon, scaled up to the largest value for which the PLD
+    composition of all the planned events is at most ``epsilon`` at ``delta`` (never less
+    than the plain split ``epsilon / len(columns)``, up to the accountant's discretisation).
+    Category lists need ``delta > 0``, split evenly over them. Looks at no data.
+
+    ``n_rows`` (public, optional) lets the plan fail fast, with a :class:`ParameterError`
+    naming the columns, when the budget is too small to release a usable domain from that
+    many rows; :func:`run_discovery` checks it again in any case.
+    """
+    from dpsynth.synthesizers.base import PlannedSpend
+
+    owner = "plan_discovery"
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or \
+            not 0 < epsilon < math.inf:
+        raise param_error("epsilon", "a float in (0, inf)", epsilon, owner)
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 <= delta < 1:
+        raise param_error("delta", "a float in [0, 1)", delta, owner)
+    cols = _columns_to_discover(schema, list(columns))
+    if not cols:
+        return []
+    n_cat = sum(c.kind in CATEGORY_KINDS for c in cols)
+    if n_cat and delta <= 0:
+        raise param_error("delta", "> 0 when category lists are discovered (the thresholded "
+                          "histogram is (epsilon, delta)-DP)", delta, owner)
+    delta_each = delta / n_cat if n_cat else 0.0
+
+    def events(eps_each: float) -> list[Event]:
+        return [_column_event(c, eps_each, delta_each) for c in cols]
+
+    eps_each = _largest_share(events, float(epsilon), float(delta), len(cols))
+    plan = [PlannedSpend(_purpose(c), e) for c, e in zip(cols, events(eps_each), strict=True)]
+    if n_rows is not None:
+        _check_feasible(list(zip(plan, cols, strict=True)), int(n_rows))
+    return plan
+
+
+def _refuse_user_key(schema: Schema, columns: list[str]) -> None:
+    if schema.user_key is not None:
+        raise PrivacyError(
+            f"DP discovery of domains counts one row per person, but the schema has a user key "
+            f"({schema.user_key!r}: several rows per person). Declare the domains of columns "
+            f"{columns} public in the schema instead."
+        )
+
+
+def _columns_to_discover(schema: Schema, columns: list[str]) -> list[Column]:
+    _refuse_user_key(schema, columns)
+    problems = []
+    for name in columns:
+        if name not in schema:
+            problems.append(f"{name!r} is not a column of the schema")
+        elif schema[name].kind not in BOUNDED_KINDS + CATEGORY_KINDS:
+            problems.append(f"{name!r} is a {schema[name].kind} column (no domain to discover)")
+    if len(set(columns)) != len(columns):
+        problems.append("a column is listed twice")
+    if problems:
+        raise param_error("columns", "columns of the schema with a domain to discover",
+                          "; ".join(problems), "plan_discovery")
+    return [schema[name] for name in columns]
+
+
+def _purpose(column: Column) -> str:
+    return ("categories:" if column.kind in CATEGORY_KINDS else "bounds:") + column.name
+
+
+def _column_event(column: Column, epsilon: float, delta: float) -> Event:
+    if column.kind in CATEGORY_KINDS:
+        return ApproxDPEvent(epsilon, delta, mechanism=HISTOGRAM_MECHANISM)
+    return PureDPEvent(epsilon / 2, count=2, mechanism=QUANTILE_MECHANISM)
+
+
+def _largest_share(events: Any, epsilon: float, delta: float, k: int) -> float:
+    """Largest per-column epsilon (to 0.1 %) whose composed PLD epsilon is at most ``epsilon``.
+
+    Starts from the plain split ``epsilon / k``, which the pessimistic discretisation of the
+    accountant can overshoot slightly at very small epsilon, and bisects.
+    """
+
+    def composed(eps_each: float) -> float:
+        return pld_epsilon(events(eps_each), delta)
+
+    lo = hi = epsilon / k
+    if composed(lo) > epsilon:
+        lo *= epsilon / composed(lo)
+        while composed(lo) > epsilon:
+            lo *= 0.9
+    else:
+        hi = lo * 2
+        while composed(hi) <= epsilon:
+            lo, hi = hi, hi * 2
+    while hi / lo > 1 + _REL_TOL:
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if composed(mid) <= epsilon else (lo, mid)
+    return lo
+
+
+# -- running (reads the data, inside each spend) ---------------------------------------------
+def run_discovery(data: pd.DataFrame, schema: Schema, plan: list[PlannedSpend], *,
+                  noise: NoiseSource, recorder: SpendRecorder,
+                  options: DiscoveryOptions | None = None) -> Schema:
+    """Run the planned mechanisms and return ``schema`` with the discovered domains filled in.
+
+    Each column is read only inside ``with recorder.spend(purpose, event)``: a refused spend
+    raises before any value of that column is read. The returned schema marks the
+    discovered columns ``public=True`` and records, in ``metadata["dp_discovered"]``, the
+    mechanism, epsilon and delta of each. Call :func:`map_to_domain` on the data before
+    training on it.
+    """
+    options = options if options is not None else DiscoveryOptions.from_schema(schema)
+    steps = _check_plan(data, schema, plan, options)
+    found: dict[str, Any] = dict(schema.metadata.get("dp_discovered") or {})
+    for spend, column in steps:
+        with recorder.spend(spend.purpose, spend.event):
+            values = data[column.name]
+            if column.kind in CATEGORY_KINDS:
+                new, record = _discover_categories(column, values, spend.event, noise)
+            else:
+                new, record = _discover_bounds(column, values, spend.event, noise, options)
+        schema = schema.replace_column(new)
+        found[column.name] = record
+        logger.info("discovered the domain of %r with DP: %s", column.name, new.description)
+    return replace(schema, metadata={**schema.metadata, "dp_discovered": found})
+
+
+def _check_plan(data: pd.DataFrame, schema: Schema, plan: list[PlannedSpend],
+                options: DiscoveryOptions) -> list[tuple[PlannedSpend, Column]]:
+    """Match each planned spend to its column; every problem at once, before any spend."""
+    if not isinstance(data, pd.DataFrame):
+        raise param_error("data", "a pandas DataFrame", type(data).__name__, "run_discovery")
+    _refuse_user_key(schema, [p.purpose.partition(":")[2] for p in plan])
+    problems: list[str] = []
+    steps: list[tuple[PlannedSpend, Column]] = []
+    for spend in plan:
+        kind, _, name = spend.purpose.partition(":")
+        column = schema[name] if name in schema else None
+        if column is None or kind not in ("bounds", "categories"):
+            problems.append(f"{spend.purpose!r} names no column of the schema")
+            continue
+        expected = _purpose(column)
+        if spend.purpose != expected:
+            problems.append(f"{spend.purpose!r} does not fit a {column.kind} column")
+        elif kind == "bounds" and not (isinstance(spend.event, PureDPEvent)
+                                       and spend.event.count == len(options.quantiles)):
+            problems.append(f"{spend.purpose!r} needs a PureDPEvent with count=2")
+        elif kind == "categories" and not (isinstance(spend.event, ApproxDPEvent)
+                                           and spend.event.delta > 0):
+            problems.append(f"{spend.purpose!r} needs an ApproxDPEvent with delta > 0")
+        elif name not in data.columns:
+            problems.append(f"column {name!r} is not in the data")
+        elif any(name == c.name for _, c in steps):
+            problems.append(f"{spend.purpose!r} is planned twice")
+        else:
+            if kind == "bounds":
+                options.range_for(column)  # a bad search range fails here, before any spend
+            steps.append((spend, column))
+    if problems:
+        raise ParameterError("The discovery plan cannot run: " + "; ".join(problems))
+    _check_feasible(steps, len(data))
+    return steps
+
+
+def _check_feasible(steps: list[tuple[PlannedSpend, Column]], n_rows: int) -> None:
+    """Refuse, before any spend, budgets too small to release a usable domain from ``n_rows``
+    rows (the row count is public, as for the choice of delta).
+
+    Bounds: the quantile targets would sit more than ``n / 4`` rows in from each end
+    (:func:`_target_rank`), so the bounds would clip over half of the rows, or the draw would
+    land far outside the data. Categories: the threshold exceeds ``n``, so no value can pass.
+    """
+    short = []
+    for spend, column in steps:
+        event = spend.event
+        if isinstance(event, PureDPEvent):
+            need = 2 * 4 * _MIN_RANK_NUMERATOR / n_rows  # both quantiles together
+            have = event.epsilon * event.count
+        else:
+            assert isinstance(event, ApproxDPEvent)
+            need = math.log(1 / (2 * event.delta)) / max(n_rows - 1, 1)
+            have = event.epsilon
+        if have < need:
+            what = "categories" if column.kind in CATEGORY_KINDS else "bounds"
+            short.append(f"column {column.name!r} needs epsilon >= {need:.3g} for its {what} "
+                         f"(planned: {have:.3g})")
+    if short:
+        raise ParameterError(
+            f"The 'epsilon' for discovering domains is too small for a table of {n_rows} rows: "
+            + "; ".join(short) + ". Declare these domains in the schema from public knowledge, "
+            "or raise epsilon (or discovery_fraction)."
+        )
+
+
+def _discover_bounds(column: Column, series: pd.Series, event: Event, noise: NoiseSource,
+                     options: DiscoveryOptions) -> tuple[Column, dict[str, Any]]:
+    assert isinstance(event, PureDPEvent)
+    values, n_rows = _as_floats(column, series), len(series)
+    lo_range, hi_range = options.range_for(column)
+    asinh = options.scale == "asinh" and column.kind != "datetime"
+    fwd, inv = (np.arcsinh, np.sinh) if asinh else (_identity, _identity)
+    found = sorted(
+        float(inv(exponential_quantile(
+            fwd(values), target_rank=_target_rank(q, values.size, event.epsilon),
+            epsilon=event.epsilon,
+            lower=float(fwd(lo_range)), upper=float(fwd(hi_range)), noise=noise,
+        )))
+        for q in options.quantiles
+    )
+    lower, upper = _finish_bounds(column, found[0], found[1])
+    r_min = _MIN_RANK_NUMERATOR / event.epsilon
+    if min(options.quantiles[0], 1 - options.quantiles[1]) * n_rows < r_min:  # public n
+        logger.warning(
+            "column %r: epsilon=%.3g per quantile is too small to release the %s quantiles "
+            "reliably; its bounds are at least %.0f values in from each end instead (clipping "
+            "more). Declare its bounds or give discovery more epsilon.",
+            column.name, event.epsilon, options.quantiles, r_min)
+    record = {
+        "mechanism": QUANTILE_MECHANISM, "epsilon": event.epsilon * event.count, "delta": 0.0,
+        "quantiles": list(options.quantiles), "search_range": [lo_range, hi_range],
+        "scale": "asinh" if asinh else "linear", "min_rank": r_min,
+    }
+    if column.kind == "datetime":
+        record["search_range"] = [_day_to_iso(lo_range), _day_to_iso(hi_range)]
+    desc = (f"discovered with DP: quantiles {options.quantiles} by the {QUANTILE_MECHANISM} "
+            f"mechanism, ε={event.epsilon * event.count:.4g}")
+    return replace(column, lower=lower, upper=upper, public=True, description=desc), record
+
+
+def _target_rank(q: float, n: int, epsilon: float) -> float:
+    """The rank the quantile mechanism aims at: ``q * n``, moved inward at small epsilon.
+
+    By the utility theorem of the exponential mechanism (McSherry and Talwar, FOCS 2007) the
+    output's rank is within ``2 (ln(L / w) + ln(1 / beta)) / epsilon`` of the target with
+    probability ``1 - beta``, where ``L / w`` is the search range over the width of the
+    target interval. Aiming closer to an end than that lets the output fall into the empty
+    stretch of the search range beyond the data (bounds like -1e8). So the target is kept at
+    least :data:`_MIN_RANK_NUMERATOR` ``/ epsilon`` ranks from each end (``L / w = 1e6``,
+    ``beta = 1e-3``), and at the median at the most. As a function of ``n`` the target never
+    decreases and rises by at most 1 per added row, so the score's sensitivity stays 1.
+    """
+    r_min = _MIN_RANK_NUMERATOR / epsilon
+    if q < 0.5:
+        return min(max(q * n, r_min), n / 2)
+    return max(min(q * n, n - r_min), n / 2)
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _as_floats(column: Column, series: pd.Series) -> np.ndarray:
+    """Non-null values as floats (days since 1970 for datetimes); unparsable ones dropped."""
+    if column.kind == "datetime":
+        stamps = pd.to_datetime(series, errors="coerce").dropna()
+        ns = stamps.astype("datetime64[ns]").astype("int64").to_numpy(dtype=float)
+        return ns / _NS_PER_DAY
+    numbers = pd.to_numeric(series, errors="coerce").astype(float).to_numpy()
+    return numbers[~np.isnan(numbers)]
+
+
+def _finish_bounds(column: Column, lo: float, hi: float) -> tuple[Any, Any]:
+    """Round the released bounds outward (post-processing) into the column's units."""
+    if column.kind == "integer":
+        ilo, ihi = math.floor(lo), math.ceil(hi)
+        return ilo, ihi if ihi > ilo else ilo + 1
+    if column.kind == "datetime":
+        dlo, dhi = math.floor(lo), math.ceil(hi)
+        return _day_to_iso(dlo), _day_to_iso(dhi if dhi > dlo else dlo + 1)
+    step = 10.0 ** (math.floor(math.log10(max(hi - lo, 1e-12))) - 3)
+    flo, fhi = math.floor(lo / step) * step, math.ceil(hi / step) * step
+    flo, fhi = float(f"{flo:.12g}"), float(f"{fhi:.12g}")
+    return flo, fhi if fhi > flo else flo + step
+
+
+def _day_to_iso(days: float) -> str:
+    stamp = pd.Timestamp(int(round(days * _NS_PER_DAY)), unit="ns")
+    return stamp.date().isoformat() if stamp == stamp.normalize() else stamp.isoformat()
+
+
+def _discover_categories(column: Column, series: pd.Series, event: Event,
+                         noise: NoiseSource) -> tuple[Column, dict[str, Any]]:
+    assert isinstance(event, ApproxDPEvent)
+    counts = series.dropna().value_counts(sort=False)
+    keep = thresholded_histogram(counts.to_numpy(), epsilon=event.epsilon, delta=event.delta,
+                                 noise=noise)
+    kept = _sorted_values([_plain(v) for v, k in zip(counts.index, keep, strict=True) if k])
+    if OTHER not in kept:
+        kept.append(OTHER)
+    if len(kept) == 1:
+        logger.warning("no value of column %r passed the DP threshold: it will only hold %r; "
+                       "declare its categories or give discovery more epsilon", column.name,
+                       OTHER)
+    tau = histogram_threshold(event.epsilon, event.delta)
+    record = {"mechanism": HISTOGRAM_MECHANISM, "epsilon": event.epsilon,
+              "delta": event.delta, "threshold": tau, "other": OTHER}
+    desc = (f"discovered with DP: {HISTOGRAM_MECHANISM}, ε={event.epsilon:.4g}, "
+            f"δ={event.delta:.3g}; unreleased values map to {OTHER!r}")
+    return replace(column, categories=tuple(kept), public=True, description=desc), record
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _sorted_values(values: list[Any]) -> list[Any]:
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return sorted(values) if numbers else sorted(values, key=str)
+
+
+# -- mapping the data into the released domain ------------------------------------------------
+def map_to_domain(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """A copy of ``df`` mapped into the domain of ``schema``.
+
+    Category values outside a category list that contains :data:`OTHER` become ``OTHER``;
+    numbers and dates are clipped into the column's bounds. Both are part of the DP design
+    (the discovered domain is released, and the generator must stay inside it). Columns
+    without ``OTHER`` are left as they are, so :meth:`Schema.validate` still reports values
+    outside a declared list. Missing values are kept.
+    """
+    out = df.copy()
+    for column in schema.columns:
+        if column.name not in out.columns:
+            continue
+        series = out[column.name]
+        if column.kind in CATEGORY_KINDS and column.categories and OTHER in column.categories:
+            allowed = list(set(column.categories) | {str(c) for c in column.categories})
+            outside = series.notna() & ~series.isin(allowed)
+            if outside.any():
+                out[column.name] = series.astype(object).where(~outside, OTHER)
+        elif column.kind in BOUNDED_KINDS and column.lower is not None \
+                and column.upper is not None:
+            out[column.name] = _clip(column, series)
+    return out
+
+
+def _clip(column: Column, series: pd.Series) -> pd.Series:
+    """``series`` clipped into the column's bounds; text that parses (dates or numbers
+    stored as strings) is parsed first; anything else is left for validation to report."""
+    if column.kind == "datetime":
+        if not pd.api.types.is_datetime64_any_dtype(series):
+            parsed = pd.to_datetime(series, errors="coerce")
+            if int(parsed.isna().sum()) != int(series.isna().sum()):
+                return series
+            series = parsed
+        lo, hi = pd.Timestamp(column.lower), pd.Timestamp(column.upper)
+        tz = getattr(series.dt, "tz", None)
+        if tz is not None:
+            lo = lo.tz_localize(tz) if lo.tz is None else lo
+            hi = hi.tz_localize(tz) if hi.tz is None else hi
+        return series.clip(lo, hi)
+    if pd.api.types.is_bool_dtype(series):
+        return series
+    if not pd.api.types.is_numeric_dtype(series):
+        parsed = pd.to_numeric(series, errors="coerce")
+        if int(parsed.isna().sum()) != int(series.isna().sum()):
+            return series
+        series = parsed
+    lo_f, hi_f = column.bound_values()
+    if column.kind == "integer":
+        return series.clip(math.ceil(lo_f), math.floor(hi_f))
+    return series.clip(lo_f, hi_f)
+
+
+__all__ = [
+    "OTHER",
+    "DiscoveryOptions",
+    "map_to_domain",
+    "plan_discovery",
+    "run_discovery",
+]

@@ -1,0 +1,334 @@
+"""DP-SGD training-loop helpers shared by dpsynth's deep generators (built on Opacus).
+
+DP-SGD (Abadi et al., "Deep Learning with Differential Privacy", CCS 2016) clips each
+example's gradient to norm ``C``, sums, adds Gaussian noise of std ``sigma * C`` and steps, on
+batches drawn by Poisson sampling (each row joins each batch independently with probability
+``q``), which is the sampling the PLD accountant assumes. Per-example norms come from Opacus
+(Yousefpour et al., "Opacus: User-Friendly Differential Privacy Library in PyTorch", 2021);
+by default with ghost clipping (Li et al., "Large Language Models Can Be Strong
+Differentially Private Learners", ICLR 2022; Bu et al., "Differentially Private Optimization
+on Large Model at Small Cost", ICML 2023), which obtains the norms of linear layers without
+materialising per-example gradients, so a step costs a small multiple of a plain one.
+
+Where the randomness comes from (no global RNG is touched):
+
+* **Noise.** Opacus' own ``secure_mode`` needs ``torchcsprng``, which does not exist for
+  current torch. dpsynth therefore replaces Opacus' ``add_noise`` (subclasses of its two
+  optimizers) with a draw from a :data:`NoiseFn` built by :func:`make_noise_fn`: in secure
+  mode the Gaussian noise comes from :class:`~dpsynth.accounting.NoiseSource` (``os.urandom``
+  and the Box–Muller transform, in float64, then cast to the gradient's dtype); in seeded mode
+  from a ``torch.Generator`` seeded with ``NoiseSource.child_seed()`` (reproducible, not for
+  releases).
+* **Sampling.** :class:`PoissonBatches` draws each batch with ``NoiseSource.bernoulli``, so
+  batch membership is secure or seeded in the same way. Opacus' ``DPDataLoader`` is not used
+  (it would draw from torch's global generator); ``make_private`` is called with
+  ``poisson_sampling=False`` on a loader that already samples this way.
+* **Accounting.** Opacus' accountant hook is detached: dpsynth accounts with its PLD
+  accountant, from the event planned before training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from opacus import PrivacyEngine
+from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from dpsynth.accounting import NoiseSource
+from dpsynth.errors import ParameterError
+
+logger = logging.getLogger(__name__)
+
+#: ``noise_fn(reference, std)``: Gaussian noise with the shape, dtype and device of ``reference``.
+NoiseFn = Callable[[torch.Tensor, float], torch.Tensor]
+
+GRAD_SAMPLE_MODES = ("ghost", "hooks")
+
+
+def make_noise_fn(noise: NoiseSource, device: torch.device) -> NoiseFn:
+    """Gaussian noise for DP-SGD from ``noise`` (secure: os.urandom; seeded: a torch generator)."""
+    if noise.secure:
+        def secure(reference: torch.Tensor, std: float) -> torch.Tensor:
+            draw = noise.normal(reference.numel(), scale=std)
+            out = torch.from_numpy(draw).to(dtype=reference.dtype)
+            return out.view(reference.shape).to(reference.device)
+
+        return secure
+    generator = torch.Generator(device=device)
+    generator.manual_seed(noise.child_seed())
+
+    def seeded(reference: torch.Tensor, std: float) -> torch.Tensor:
+        return torch.normal(0.0, std, size=tuple(reference.shape), generator=generator,
+                            device=reference.device, dtype=reference.dtype)
+
+    return seeded
+
+
+def torch_seed(noise: NoiseSource) -> int:
+    """Seed for training randomness that is not DP noise (initial weights, VAE sampling).
+
+    Seeded mode derives it from the noise source (reproducible); secure mode from os.urandom.
+    Such randomness does not depend on the data, so it plays no part in the guarantee.
+    """
+    if noise.secure:
+        return int(noise.uniform(1)[0] * 2.0**53)
+    return noise.child_seed()
+
+
+class _NoiseFromSource:
+    """Mixin replacing Opacus' ``add_noise`` with draws from a dpsynth :data:`NoiseFn`."""
+
+    params: list[nn.Parameter]
+    noise_multiplier: float
+    max_grad_norm: float
+    expected_batch_size: int
+    loss_reduction: str
+    original_optimizer: torch.optim.Optimizer
+
+    def __init__(self, *args: Any, noise_fn: NoiseFn, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.noise_fn = noise_fn
+
+    @property
+    def noise_std(self) -> float:
+        return float(self.noise_multiplier) * float(self.max_grad_norm)
+
+    def add_noise(self) -> None:
+        std = self.noise_std
+        for p in self.params:
+            summed = p.summed_grad  # type: ignore[attr-defined]
+            noise = self.noise_fn(summed, std) if std > 0 else torch.zeros_like(summed)
+            p.grad = (summed + noise).view_as(p)
+
+    def noise_only_step(self) -> None:
+        """The step for an empty Poisson batch: the clipped sum is zero, the update is noise.
+
+        The accountant counts every step, empty or not, so an empty batch must still be a
+        step (skipping it would not change the guarantee but would break "steps run = steps
+        planned", and biases nothing either way).
+        """
+        self.original_optimizer.zero_grad()
+        scale = float(self.expected_batch_size) if self.loss_reduction == "mean" else 1.0
+        for p in self.params:
+            zeros = torch.zeros_like(p)
+            noise = self.noise_fn(zeros, self.noise_std) if self.noise_std > 0 else zeros
+            p.grad = noise / scale
+        self.original_optimizer.step()
+
+
+class SourceNoiseDPOptimizer(_NoiseFromSource, DPOptimizer):
+    """Opacus' per-example clipping optimizer (``hooks`` mode) with dpsynth's noise."""
+
+
+class SourceNoiseFastClipOptimizer(_NoiseFromSource, DPOptimizerFastGradientClipping):
+    """Opacus' ghost-clipping optimizer with dpsynth's noise."""
+
+
+class _DpsynthPrivacyEngine(PrivacyEngine):
+    """Opacus' engine, building dpsynth's optimizers and a fixed expected batch size."""
+
+    def __init__(self, noise_fn: NoiseFn, expected_batch_size: int):
+        with warnings.catch_warnings():  # "secure RNG turned off": dpsynth brings its own
+            warnings.simplefilter("ignore")
+            super().__init__(accountant="rdp", secure_mode=False)
+        self._noise_fn = noise_fn
+        self._expected_batch_size = expected_batch_size
+
+    def _prepare_optimizer(self, *, optimizer: torch.optim.Optimizer, noise_multiplier: float,
+                           max_grad_norm: Any, expected_batch_size: int,
+                           loss_reduction: str = "mean", distributed: bool = False,
+                           clipping: str = "flat", noise_generator: Any = None,
+                           grad_sample_mode: str = "hooks", **kwargs: Any) -> DPOptimizer:
+        if distributed or clipping != "flat" or grad_sample_mode not in GRAD_SAMPLE_MODES:
+            raise ParameterError("dpsynth supports flat clipping in 'ghost' or 'hooks' mode "
+                                 "on one device only.")
+        if isinstance(optimizer, DPOptimizer):
+            optimizer = optimizer.original_optimizer
+        klass = (SourceNoiseFastClipOptimizer if grad_sample_mode == "ghost"
+                 else SourceNoiseDPOptimizer)
+        return klass(optimizer, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
+                     expected_batch_size=self._expected_batch_size,
+                     loss_reduction=loss_reduction, noise_fn=self._noise_fn)
+
+
+@dataclass
+class PrivateTraining:
+    """What :func:`make_private` returns: the wrapped module, optimizer and loss."""
+
+    module: nn.Module
+    optimizer: Any  # SourceNoiseDPOptimizer | SourceNoiseFastClipOptimizer
+    criterion: Callable[..., Any]
+    ghost: bool
+
+
+def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
+                 loader: DataLoader, *, noise_multiplier: float, max_grad_norm: float,
+                 expected_batch_size: int, noise_fn: NoiseFn,
+                 grad_sample_mode: str = "ghost") -> PrivateTraining:
+    """Wrap model, optimizer and loss with Opacus for DP-SGD (see the module docstring).
+
+    ``criterion`` must accept a ``reduction`` of ``"none"`` (per-example losses) and
+    ``"mean"``. ``loader`` must already sample batches by Poisson sampling from dpsynth's
+    noise source (:class:`PoissonBatches`).
+    """
+    engine = _DpsynthPrivacyEngine(noise_fn, expected_batch_size)
+    model.train()
+    result = engine.make_private(
+        module=model, optimizer=optimizer, criterion=criterion, data_loader=loader,
+        noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
+        poisson_sampling=False, grad_sample_mode=grad_sample_mode, loss_reduction="mean",
+    )
+    ghost = grad_sample_mode == "ghost"
+    if ghost:
+        module, dp_optimizer, dp_criterion, _ = result
+    else:
+        (module, dp_optimizer, _), dp_criterion = result, criterion
+    dp_optimizer.step_hook = None  # dpsynth's PLD accountant records the spend, not Opacus'
+    return PrivateTraining(module, dp_optimizer, dp_criterion, ghost)
+
+
+# -- batches --------------------------------------------------------------------------------
+class PoissonBatches(Sampler[np.ndarray]):
+    """``steps`` batches; each row joins each batch independently with prob. ``sample_rate``."""
+
+    def __init__(self, n_rows: int, sample_rate: float, steps: int, noise: NoiseSource):
+        self.n_rows, self.sample_rate, self.steps, self.noise = n_rows, sample_rate, steps, noise
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for _ in range(self.steps):
+            yield np.flatnonzero(self.noise.bernoulli(self.sample_rate, self.n_rows))
+
+
+class ShuffledBatches(Sampler[np.ndarray]):
+    """``steps`` fixed-size minibatches, reshuffled at each pass (non-private reference)."""
+
+    def __init__(self, n_rows: int, batch_size: int, steps: int, noise: NoiseSource):
+        self.n_rows, self.batch_size, self.steps, self.noise = n_rows, batch_size, steps, noise
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        order, pos = np.arange(0), 0
+        for _ in range(self.steps):
+            if pos + self.batch_size > len(order):
+                order, pos = np.argsort(self.noise.uniform(self.n_rows)), 0
+            yield order[pos:pos + self.batch_size]
+            pos += self.batch_size
+
+
+class _Rows(Dataset[torch.Tensor]):
+    """Rows of an in-memory tensor, fetched a whole batch of indices at a time."""
+
+    def __init__(self, rows: torch.Tensor):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: Any) -> torch.Tensor:
+        return self.rows[torch.as_tensor(index, dtype=torch.long, device=self.rows.device)]
+
+
+def batch_loader(rows: torch.Tensor, sampler: Sampler[np.ndarray]) -> DataLoader:
+    """A loader yielding ``rows[batch]`` for each index array ``sampler`` yields.
+
+    The loader's own generator only seeds worker processes (there are none); it is given
+    explicitly so that iterating never draws from torch's global generator.
+    """
+    return DataLoader(_Rows(rows), sampler=sampler, batch_size=None,
+                      generator=torch.Generator().manual_seed(0))
+
+
+# -- the loop -------------------------------------------------------------------------------
+@dataclass
+class TrainingLog:
+    """What a training loop did: steps run and the mean loss of each pass over the data."""
+
+    steps_run: int = 0
+    empty_batches: int = 0
+    epoch_losses: list[float] = field(default_factory=list)
+
+
+def run_steps(loader: DataLoader, *, step: Callable[[torch.Tensor], torch.Tensor],
+              empty_step: Callable[[], None], steps_per_epoch: int, progress: bool,
+              description: str) -> TrainingLog:
+    """Run one optimiser step per batch of ``loader``; an empty batch runs ``empty_step``.
+
+    ``step`` returns the (detached) mean loss of the batch.
+    """
+    log = TrainingLog()
+    total: torch.Tensor | float = 0.0  # stays on the device until a pass ends (no sync)
+    count = 0
+    bar = _progress_bar(progress)
+    task = bar.add_task(description, total=len(loader)) if bar is not None else None
+    try:
+        with warnings.catch_warnings():
+            # Opacus' ghost clipping runs backward hooks on a model whose inputs need no grad.
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            for batch in loader:
+                if len(batch) == 0:
+                    empty_step()
+                    log.empty_batches += 1
+                else:
+                    total = total + step(batch)
+                    count += 1
+                log.steps_run += 1
+                if log.steps_run % steps_per_epoch == 0 and count:
+                    log.epoch_losses.append(float(total) / count)
+                    total, count = 0.0, 0
+                if bar is not None and task is not None:
+                    bar.advance(task)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if count:
+        log.epoch_losses.append(float(total) / count)
+    return log
+
+
+def _progress_bar(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress("[progress.description]{task.description}", BarColumn(),
+                   MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True), transient=False)
+    bar.start()
+    return bar
+
+
+def steps_for(epochs: float, sample_rate: float) -> int:
+    """Number of steps for ``epochs`` expected passes at ``sample_rate``: ceil(epochs / q)."""
+    return max(1, math.ceil(epochs / sample_rate - 1e-9))
+
+
+__all__ = [
+    "GRAD_SAMPLE_MODES",
+    "NoiseFn",
+    "PoissonBatches",
+    "PrivateTraining",
+    "ShuffledBatches",
+    "SourceNoiseDPOptimizer",
+    "SourceNoiseFastClipOptimizer",
+    "TrainingLog",
+    "batch_loader",
+    "make_noise_fn",
+    "make_private",
+    "run_steps",
+    "steps_for",
+]

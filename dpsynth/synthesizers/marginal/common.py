@@ -1,0 +1,177 @@
+"""What AIM and MST share: encoding, the one-way measurements, compression, sampling, state.
+
+A marginal synthesizer encodes the table on its public domain (:mod:`.binning`), measures all
+one-way marginals with the Gaussian mechanism, merges rare values (:mod:`.compress`), then lets
+the subclass choose and measure more marginals (``_measure_more``), and finally fits one
+graphical model to every measurement (:mod:`.estimate`). Sampling draws codes from the model
+and decodes them. Every measurement is made inside ``recorder.spend`` of its planned event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dpsynth.accounting import Budget, Event, SpendRecorder
+from dpsynth.errors import ParameterError, PrivacyError, param_error
+from dpsynth.schema import Schema
+from dpsynth.synthesizers.base import BaseSynthesizer, PlannedSpend
+from dpsynth.synthesizers.marginal.binning import (
+    ColumnCodec,
+    codecs_for,
+    decode_table,
+    encode_table,
+)
+from dpsynth.synthesizers.marginal.compress import (
+    ColumnMerge,
+    compress_codes,
+    expand_codes,
+    merged_measurement,
+    plan_merge,
+)
+from dpsynth.synthesizers.marginal.estimate import FittedModel, fit_model, model_from_theta
+from dpsynth.synthesizers.marginal.measure import Measurement, measure
+from dpsynth.synthesizers.marginal.plan import MarginalPlan
+
+logger = logging.getLogger(__name__)
+
+#: Merge values whose noisy one-way count is at most this many noise deviations.
+MERGE_THRESHOLD = 3.0
+
+
+class MarginalSynthesizer(BaseSynthesizer):
+    """Base of the marginal-based synthesizers (AIM, MST); see the module docstring.
+
+    Parameters
+    ----------
+    n_bins:
+        Bins per numeric, integer or datetime column (between its declared bounds).
+    compress:
+        Merge the values that the noisy one-way marginals show to be rare (free: it only
+        post-processes DP measurements).
+    final_iterations:
+        Mirror-descent iterations of the final model fit.
+    """
+
+    def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
+                 random_state: int | None = None, secure_mode: bool = False,
+                 discovery_fraction: float = 0.1, n_bins: int = 32, compress: bool = True,
+                 final_iterations: int = 500):
+        super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
+                         secure_mode=secure_mode, discovery_fraction=discovery_fraction)
+        self.n_bins = n_bins
+        self.compress = compress
+        self.final_iterations = final_iterations
+
+    # -- validation and planning ----------------------------------------------------------
+    def _param_problems(self) -> list[str]:
+        owner = type(self).__name__
+        out = []
+        for name, low in (("n_bins", 2), ("final_iterations", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                out.append(str(param_error(name, f"an integer >= {low}", v, owner)))
+        if not isinstance(self.compress, bool):
+            out.append(str(param_error("compress", "a bool", self.compress, owner)))
+        return out
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        problems = self._param_problems()
+        if problems:
+            raise ParameterError("\n".join(problems))
+
+    def _check_schema(self, schema: Schema) -> None:
+        super()._check_schema(schema)
+        self._n_columns = len(schema.data_columns)
+
+    def _plan_training(self, n_rows: int, budget: Budget,
+                       prior_events: list[Event]) -> list[PlannedSpend]:
+        self.plan_ = self._make_plan(budget, tuple(prior_events))
+        return [PlannedSpend(purpose, event) for purpose, event in self.plan_.events()]
+
+    def _make_plan(self, budget: Budget, prior: tuple[Event, ...]) -> MarginalPlan:
+        raise NotImplementedError
+
+    # -- fitting --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _spend(self, recorder: SpendRecorder | None, purpose: str, event: Event | None
+               ) -> Iterator[None]:
+        """Spend ``event`` around a mechanism run and keep it in ``spends_``."""
+        if recorder is None or event is None:
+            yield
+            return
+        with recorder.spend(purpose, event):
+            self.spends_.append(PlannedSpend(purpose, event))
+            yield
+
+    def _fit(self, data: pd.DataFrame, schema: Schema, recorder: SpendRecorder | None) -> None:
+        private = recorder is not None
+        plan = self.plan_ if private else None
+        self.spends_: list[PlannedSpend] = []
+        self.codecs_ = codecs_for(schema, int(self.n_bins))
+        codes = encode_table(self.codecs_, data)
+        raw_domain = [c.size for c in self.codecs_]
+        events = dict(plan.events()) if plan is not None else {}
+        sigma = plan.first_sigma if plan is not None else 0.0
+        noise = self.noise_ if private else None
+        with self._spend(recorder, "one-way marginals", events.get("one-way marginals")):
+            first = [measure(codes, (i,), raw_domain, sigma, noise)
+                     for i in range(codes.shape[1])]
+        self.merges_ = tuple(
+            plan_merge(m, MERGE_THRESHOLD) if self.compress else ColumnMerge(tuple(range(s)))
+            for m, s in zip(first, raw_domain, strict=True))
+        codes = compress_codes(codes, self.merges_, raw_domain)
+        domain = tuple(m.size for m in self.merges_)
+        measured = [merged_measurement(m, g, i) for i, (m, g) in
+                    enumerate(zip(first, self.merges_, strict=True))]
+        self.total_ = max(1.0, float(np.mean([m.values.sum() for m in measured])))
+        measured, model = self._measure_more(codes, domain, measured, recorder)
+        self.model_ = fit_model(domain, measured, self.total_,
+                                iterations=int(self.final_iterations), warm=model,
+                                structure=() if model is None else model.tree.cliques)
+        self.measurements_ = tuple((m.attrs, m.sigma) for m in measured)
+        if private and [s.event for s in self.spends_] != [e for _, e in plan.events()]:
+            raise PrivacyError("internal error: the spends differ from the plan")
+
+    def _measure_more(self, codes: np.ndarray, domain: tuple[int, ...],
+                      measured: list[Measurement], recorder: SpendRecorder | None
+                      ) -> tuple[list[Measurement], FittedModel | None]:
+        raise NotImplementedError
+
+    # -- sampling and state ---------------------------------------------------------------
+    def _sample(self, n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
+        codes = self.model_.sample(n_rows, rng)
+        codes = expand_codes(codes, self.merges_, rng)
+        return decode_table(self.codecs_, codes, rng)
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        keys = list(self.model_.theta)
+        state = {
+            "codecs": [c.to_dict() for c in self.codecs_],
+            "merges": [m.to_dict() for m in self.merges_],
+            "domain": list(self.model_.domain),
+            "theta_attrs": [list(k) for k in keys],
+            "tree_cliques": [list(c) for c in self.model_.tree.cliques],
+            "total": self.total_,
+            "measurements": [{"attrs": list(a), "sigma": s} for a, s in self.measurements_],
+        }
+        arrays = {f"theta_{i}": np.asarray(self.model_.theta[k]) for i, k in enumerate(keys)}
+        return state, arrays
+
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.codecs_ = tuple(ColumnCodec.from_dict(c) for c in state["codecs"])
+        self.merges_ = tuple(ColumnMerge.from_dict(m) for m in state["merges"])
+        theta = {tuple(int(a) for a in k): np.asarray(arrays[f"theta_{i}"], dtype=float)
+                 for i, k in enumerate(state["theta_attrs"])}
+        cliques = [tuple(int(a) for a in c) for c in state["tree_cliques"]]
+        self.model_ = model_from_theta(state["domain"], theta, extra=cliques)
+        self.total_ = float(state["total"])
+        self.measurements_ = tuple((tuple(m["attrs"]), float(m["sigma"]))
+                                   for m in state["measurements"])
+

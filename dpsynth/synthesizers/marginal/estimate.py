@@ -1,0 +1,143 @@
+"""Estimate a graphical model consistent with noisy marginals (Private-PGM).
+
+Among distributions whose marginals minimise the weighted squared error to the noisy
+measurements, the one of maximum entropy is a graphical model whose cliques are the measured
+attribute sets (McKenna, Sheldon and Miklau, "Graphical-model based estimation and inference
+for differential privacy", ICML 2019). It is found by entropic mirror descent on the marginal
+polytope: each step moves the log-potentials against the gradient of the loss with respect to
+the marginals, and belief propagation on a junction tree maps potentials back to marginals.
+The step size follows an Armijo backtracking rule. Everything here is post-processing of the
+measurements: it never sees the private rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dpsynth.synthesizers.marginal.junction import Clique, JunctionTree, build_junction_tree
+from dpsynth.synthesizers.marginal.measure import Measurement
+from dpsynth.synthesizers.marginal.model import calibrate, expand, project, sample, sum_to
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Measurements of one attribute set combined: ``0.5 * sum(weight * (mu - mean)**2)``."""
+
+    attrs: Clique
+    mean: np.ndarray
+    weight: np.ndarray | float
+
+
+def combine(measurements: Iterable[Measurement], total: float) -> list[Target]:
+    """Inverse-variance combination of measurements of the same attributes, as probabilities."""
+    acc: dict[Clique, tuple[np.ndarray | float, np.ndarray]] = {}
+    for m in measurements:
+        w = (total / np.asarray(m.std, dtype=float)) ** 2
+        w = float(w) if np.ndim(w) == 0 else w
+        wy = w * (m.values / total)
+        if m.attrs in acc:
+            w0, wy0 = acc[m.attrs]
+            acc[m.attrs] = (w0 + w, wy0 + wy)
+        else:
+            acc[m.attrs] = (w, wy)
+    return [Target(a, wy / w, w) for a, (w, wy) in acc.items()]
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """Log-potentials per measured attribute set and the calibrated clique marginals."""
+
+    domain: tuple[int, ...]
+    tree: JunctionTree
+    theta: Mapping[Clique, np.ndarray]
+    marginals: tuple[np.ndarray, ...] = field(repr=False)
+    step: float = 0.0
+
+    def project(self, attrs: Clique) -> np.ndarray:
+        """Model marginal over ``attrs`` (probabilities)."""
+        return project(self.tree, self.domain, self.marginals, attrs)
+
+    def sample(self, n_rows: int, rng: np.random.Generator) -> np.ndarray:
+        return sample(self.tree, self.domain, self.marginals, n_rows, rng)
+
+
+def model_from_theta(domain: Sequence[int], theta: Mapping[Clique, np.ndarray],
+                     extra: Iterable[Clique] = (), step: float = 0.0) -> FittedModel:
+    """Build the junction tree of ``theta``'s attribute sets and calibrate it."""
+    domain = tuple(int(s) for s in domain)
+    tree = build_junction_tree(domain, [*theta, *extra])
+    homes = {a: tree.home(a) for a in theta}
+    return FittedModel(domain, tree, dict(theta),
+                       tuple(calibrate(tree, domain, _log_potentials(tree, domain, theta, homes))),
+                       step)
+
+
+def _log_potentials(tree: JunctionTree, domain: Sequence[int],
+                    theta: Mapping[Clique, np.ndarray], homes: Mapping[Clique, int]
+                    ) -> list[np.ndarray]:
+    pots = [np.zeros([domain[a] for a in c]) for c in tree.cliques]
+    for attrs, t in theta.items():
+        h = homes[attrs]
+        pots[h] += expand(t, attrs, tree.cliques[h], domain)
+    return pots
+
+
+def _loss(targets: Sequence[Target], mus: Sequence[np.ndarray]) -> tuple[float, list[np.ndarray]]:
+    loss, grads = 0.0, []
+    for t, mu in zip(targets, mus, strict=True):
+        diff = mu - t.mean
+        g = t.weight * diff
+        loss += 0.5 * float(np.sum(g * diff))
+        grads.append(g)
+    return loss, grads
+
+
+def fit_model(domain: Sequence[int], measurements: Sequence[Measurement], total: float, *,
+              iterations: int, warm: FittedModel | None = None,
+              structure: Iterable[Clique] = ()) -> FittedModel:
+    """Mirror descent on the measured marginals, warm-started from ``warm`` when given.
+
+    ``total`` is the (noisy) number of rows that turns counts into probabilities; the
+    junction tree covers the measured sets and the cliques of ``structure``.
+    """
+    domain = tuple(int(s) for s in domain)
+    targets = combine(measurements, total)
+    tree = build_junction_tree(domain, [*(t.attrs for t in targets), *structure])
+    homes = {t.attrs: tree.home(t.attrs) for t in targets}
+    old = warm.theta if warm is not None else {}
+    theta = {t.attrs: np.array(old[t.attrs]) if t.attrs in old else np.zeros(t.mean.shape)
+             for t in targets}
+
+    def evaluate(th: Mapping[Clique, np.ndarray]) -> tuple[list[np.ndarray], float,
+                                                             list[np.ndarray], list[np.ndarray]]:
+        marg = calibrate(tree, domain, _log_potentials(tree, domain, th, homes))
+        mus = [sum_to(marg[homes[t.attrs]], tree.cliques[homes[t.attrs]], t.attrs)
+               for t in targets]
+        loss, grads = _loss(targets, mus)
+        return marg, loss, grads, mus
+
+    max_w = max(float(np.max(t.weight)) for t in targets)
+    step = warm.step if warm is not None and warm.step > 0 else 1.0 / max_w
+    marg, loss, grads, mus = evaluate(theta)
+    for _ in range(iterations):
+        step *= 2.0
+        for _ in range(30):
+            trial = {t.attrs: theta[t.attrs] - step * g for t, g in zip(targets, grads,
+                                                                         strict=True)}
+            t_marg, t_loss, t_grads, t_mus = evaluate(trial)
+            decrease = sum(float(np.sum(g * (m0 - m1))) for g, m0, m1 in zip(grads, mus, t_mus,
+                                                                              strict=True))
+            if loss - t_loss >= 0.5 * decrease:
+                theta, marg, loss, grads, mus = trial, t_marg, t_loss, t_grads, t_mus
+                break
+            step *= 0.5
+        else:
+            break
+    logger.debug("mirror descent: %d iterations, loss %.4g, step %.3g", iterations, loss, step)
+    return FittedModel(domain, tree, theta, tuple(marg), step)
