@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from dpsynth._version import __version__
+from dpsynth.commands import register_all
 from dpsynth.commands._common import EXIT_USAGE, cli_errors, console, fail, out
 
 PRIVACY_HELP = (
@@ -99,15 +100,15 @@ def _make_synthesizer(name: str, *, epsilon: float, delta: float | None, seed: i
                   **params)
 
 
-def _recorder(ledger: Path | None, dataset: str | None, data: Any, schema: Any) -> Any:
+def _recorder(ledger: Path | None, dataset: str | None, frame: Any, schema: Any) -> Any:
+    """The ledger recorder for ``--ledger/--dataset`` (None when neither is given)."""
     if ledger is None and dataset is None:
         return None
-    if dataset is None:
-        raise fail("--ledger needs --dataset NAME (the dataset registered in the ledger)",
-                   EXIT_USAGE)
-    from dpsynth.accounting.ledger import open_recorder
+    from dpsynth.accounting.fingerprint import identify
+    from dpsynth.commands.budget import open_recorder
 
-    return open_recorder(ledger, dataset, data=data, schema=schema)
+    return open_recorder(None if ledger is None else str(ledger), dataset,
+                         data=identify(frame, schema))
 
 
 def _print_privacy(synth: Any) -> None:
@@ -132,11 +133,15 @@ def fit(
     synthesizer: Annotated[str | None, typer.Option(
         help="Generator: default for tables, or a registered name (dpvae, aim, mst...).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (DP-SGD generators).")] = None,
-    ledger: Annotated[Path | None, typer.Option(help="Privacy ledger (SQLite file).")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset name in the ledger.")] = None,
+    ledger: Annotated[Path | None, typer.Option(
+        help="Privacy ledger (SQLite file or SQLAlchemy URL); default $DPSYNTH_LEDGER, else "
+        "~/.local/share/dpsynth/ledger.sqlite.")] = None,
+    dataset: Annotated[str | None, typer.Option(
+        help="Dataset registered in the ledger (dpsynth budget register); every spend of "
+        "this fit is recorded there and refused past its cap.")] = None,
     seed: Seed = None,
     secure: Secure = False,
-    delimiter: Annotated[str | None, typer.Option(help="CSV delimiter (sniffed if omitted).")] = None,
+    delimiter: Annotated[str | None, typer.Option(help="CSV delimiter (else sniffed).")] = None,
     encoding: Annotated[str | None, typer.Option(help="File encoding (utf-8 if omitted).")] = None,
 ) -> None:
     with cli_errors():
@@ -275,10 +280,10 @@ def demo(
         _print_privacy(synth)
 
 
-def main() -> None:
-    from dpsynth.commands import register_all
+register_all(app)
 
-    register_all(app)
+
+def main() -> None:
     app()
 
 

@@ -7,7 +7,7 @@ catches ``ValueError`` or ``TypeError`` keeps working::
     ├── SchemaError(ValueError)          the schema itself is malformed
     ├── DataValidationError(ValueError)  a table does not match its schema (lists every problem)
     ├── DataReadError(ValueError)        a file cannot be read as a table
-    ├── ParameterError(ValueError)       a parameter has a bad value (epsilon <= 0, n_rows <= 0, ...)
+    ├── ParameterError(ValueError)       a parameter has a bad value (epsilon <= 0, ...)
     ├── PrivacyError(ValueError)         the operation would leak: data read without budget, ...
     │   └── BudgetExceededError          a spend would cross the budget cap
     ├── NotFittedError(ValueError)       sample/save called before fit

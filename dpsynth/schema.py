@@ -305,7 +305,15 @@ class Schema:
         the domains, or discover them with DP. SDV itself is not needed.
         """
         if isinstance(metadata, (str, Path)):
-            metadata = json.loads(Path(metadata).read_text(encoding="utf-8"))
+            path = Path(metadata)
+            if not path.is_file():
+                raise SchemaError(f"SDV metadata file not found: {path}")
+            try:
+                metadata = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise SchemaError(f"{path} is not valid JSON: {exc}") from None
+        if not isinstance(metadata, Mapping):
+            raise SchemaError("SDV metadata must be a JSON object")
         tables = metadata.get("tables")
         if tables:
             if table is None:

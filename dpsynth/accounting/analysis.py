@@ -101,8 +101,9 @@ def rdp_epsilon(events: Iterable[Event], delta: float) -> float:
         return 0.0
     if delta <= 0:
         # RDP only converts to approximate DP; pure-DP-only compositions add up exactly.
-        if all(isinstance(e, PureDPEvent) for e in events):
-            return float(sum(e.epsilon * e.count for e in events))
+        pure = [e for e in events if isinstance(e, PureDPEvent)]
+        if len(pure) == len(events):
+            return float(sum(e.epsilon * e.count for e in pure))
         return math.inf
     if any(isinstance(e, ApproxDPEvent) for e in events):
         return math.nan  # (epsilon, delta)-DP events have no RDP curve
@@ -113,6 +114,6 @@ def rdp_epsilon(events: Iterable[Event], delta: float) -> float:
 
 
 def basic_sum(events: Sequence[Event], delta_per_event: Sequence[float]) -> tuple[float, float]:
-    """Plain sum of per-event (epsilon, delta): the loose basic-composition figure shown beside PLD."""
+    """Plain sum of per-event (epsilon, delta): the loose basic-composition figure."""
     eps = sum(pld_epsilon([e], d) for e, d in zip(events, delta_per_event, strict=True))
     return eps, float(sum(delta_per_event))

@@ -50,7 +50,7 @@ class Budget:
 
 
 def default_delta(n_rows: int) -> float:
-    """A conventional delta for ``n_rows`` rows: ``1 / n**1.1``, rounded down to 1 significant digit.
+    """A conventional delta for ``n_rows`` rows: ``1 / n**1.1``, rounded down to one digit.
 
     This keeps delta well below ``1 / n`` (the threshold at which releasing one random row
     verbatim would satisfy the definition). Note that ``n_rows`` itself is taken as public.

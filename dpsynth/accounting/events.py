@@ -49,7 +49,7 @@ class Event:
 
 @dataclass(frozen=True)
 class GaussianEvent(Event):
-    """``count`` runs of the Gaussian mechanism with noise std ``noise_multiplier`` × sensitivity."""
+    """``count`` runs of the Gaussian mechanism, noise std ``noise_multiplier`` × sensitivity."""
 
     noise_multiplier: float
     count: int = 1

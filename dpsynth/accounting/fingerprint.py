@@ -14,13 +14,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dpsynth.errors import DataReadError, param_error
+from dpsynth.errors import param_error
 
 PREFIX = "sha256:"
 
@@ -67,19 +66,6 @@ def fingerprint(df: pd.DataFrame, schema: Any = None) -> str:
     return PREFIX + digest.hexdigest()
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file with pandas defaults, as the fingerprint of a file sees it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataReadError(f"Data file not found: {path}")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise DataReadError(f"Cannot read {path} as a table: {exc}") from None
-
-
 @dataclass(frozen=True)
 class DataIdentity:
     """What the ledger knows a table by.
@@ -97,13 +83,3 @@ class DataIdentity:
 def identify(df: pd.DataFrame, schema: Any = None) -> DataIdentity:
     """The :class:`DataIdentity` of ``df`` declared with ``schema``."""
     return DataIdentity(fingerprint(df, schema), content_hash(df), len(df))
-
-
-def identify_file(path: str | Path, schema: Any = None) -> DataIdentity:
-    """The :class:`DataIdentity` of the table in a CSV or Parquet file (see :func:`read_table`).
-
-    ``dpsynth budget register --data F`` registers with this; ``fit --data F --dataset NAME``
-    should identify its data the same way so that the ledger can check it spends on the right
-    dataset.
-    """
-    return identify(read_table(path), schema)

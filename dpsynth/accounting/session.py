@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from dpsynth.accounting.analysis import pld_epsilon, rdp_epsilon
 from dpsynth.accounting.budget import Budget
-from dpsynth.accounting.events import Event
+from dpsynth.accounting.events import Event, event_from_dict
 from dpsynth.errors import BudgetExceededError
 
 # Slack for the discretised accountant: a plan calibrated to exactly the cap must be admitted.
@@ -24,13 +24,17 @@ EPS_TOLERANCE = 1e-9
 
 @dataclass(frozen=True)
 class Spend:
-    """One recorded mechanism run."""
+    """One mechanism run, planned or recorded: what for (``bounds:age``) and its event."""
 
     purpose: str
     event: Event
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {"purpose": self.purpose, "event": self.event.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Spend:
+        return cls(str(data["purpose"]), event_from_dict(dict(data["event"])))
 
 
 @runtime_checkable

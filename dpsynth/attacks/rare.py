@@ -72,7 +72,7 @@ def rare_records(data: AuditData, threat: ThreatModel | None = None, *, n_neighb
     pool_size:
         Real rows the vulnerability score is measured against (a random subsample beyond it).
     """
-    threat = threat or ThreatModel.membership(50, targets="vulnerable")
+    threat = threat or ThreatModel.membership(50, reference=True, targets="vulnerable")
     expect_goal(threat, "membership", "rare_records")
     check_rule(threshold, confidence, "rare_records")
     problems = []

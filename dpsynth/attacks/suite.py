@@ -74,7 +74,8 @@ def _threat_for(name: str, n_targets: int, secret: str | None) -> ThreatModel:
     if name == "domias_membership":
         return ThreatModel.membership(n_targets, reference=True)
     if name == "rare_records":
-        return ThreatModel.membership(min(50, n_targets), targets="vulnerable")
+        return ThreatModel.membership(min(50, n_targets), reference=True,
+                                      targets="vulnerable")
     if name.startswith("singling_out"):
         return ThreatModel.singling_out(min(500, n_targets))
     if name == "linkability":

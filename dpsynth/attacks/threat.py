@@ -120,7 +120,7 @@ class ThreatModel:
     # -- description ------------------------------------------------------------------------
     def describe(self) -> str:
         """One plain sentence for reports."""
-        has = "; ".join(KNOWLEDGE[k] for k in self.knowledge)
+        has = " and ".join(KNOWLEDGE[k] for k in self.knowledge)
         whom = ("the most vulnerable (outlying) training records" if self.targets == "vulnerable"
                 else "random training records")
         aims = {
@@ -129,8 +129,10 @@ class ThreatModel:
             "linkability": f"links the two halves of {whom} through the synthetic data",
             "attribute_inference": f"infers the column {self.secret!r} of {whom}",
         }
-        return (f"The attacker has {has}, and {aims[self.goal]} "
-                f"(up to {self.n_targets} attempts, each repeated on a control record).")
+        tries = (f"up to {self.n_targets} predicates, each also tried on the control table"
+                 if self.goal == "singling_out" else
+                 f"up to {self.n_targets} targets, each matched by a control record")
+        return f"Knows {has}; {aims[self.goal]} ({tries})."
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -37,7 +37,7 @@ def audit(
                                                 "inferred from the data if omitted.")] = None,
     secret: Annotated[list[str] | None, typer.Option(
         help="Column to attack with attribute inference (repeatable; default: the last "
-             "column).")] = None,
+             "audited column).")] = None,
     reference: Annotated[Path | None, typer.Option(
         help="Extra population rows for DOMIAS (default: half of the holdout).")] = None,
     attack: Annotated[list[str] | None, typer.Option(
@@ -53,7 +53,7 @@ def audit(
     """Audit synthetic data for membership, rare-record, singling-out, linkability and
     attribute-inference leaks; exit 3 when it leaks."""
     with cli_errors():
-        from dpsynth.attacks import render_html, run_audit
+        from dpsynth.attacks import run_audit, save_html
         from dpsynth.data.io import read_table
         from dpsynth.schema import Schema
 
@@ -70,7 +70,7 @@ def audit(
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             report.save_json(out_dir / "audit.json")
-            (out_dir / "audit.html").write_text(render_html(report), encoding="utf-8")
+            save_html(report, out_dir / "audit.html")
         except OSError as exc:
             raise fail(f"cannot write the report to {out_dir}: {exc}", EXIT_ERROR) from None
         _summary(report, out_dir)

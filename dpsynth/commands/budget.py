@@ -16,10 +16,11 @@ from rich.markup import escape
 
 from dpsynth.accounting._ledger_math import PrefixComposer
 from dpsynth.accounting.budget import Budget, default_delta
-from dpsynth.accounting.fingerprint import DataIdentity, read_table
+from dpsynth.accounting.fingerprint import DataIdentity
 from dpsynth.accounting.ledger import Ledger, LedgerRecorder, Status, default_ledger_location
 from dpsynth.accounting.report import FORMATS, build_report, render
 from dpsynth.commands._common import EXIT_ERROR, cli_errors, console
+from dpsynth.data.io import read_table
 from dpsynth.errors import param_error
 from dpsynth.schema import Schema
 
@@ -79,8 +80,8 @@ def register_command(
 ) -> None:
     """Register a dataset with its hard privacy cap (creates the ledger if needed)."""
     with cli_errors():
-        table = read_table(data)
         parsed = Schema.load(schema) if schema is not None else None
+        table = read_table(data, schema=parsed)
         cap = Budget(epsilon, delta if delta is not None else default_delta(len(table)))
         book = Ledger(ledger)
         record = book.register_table(name, cap, table, parsed, privacy_unit=privacy_unit,

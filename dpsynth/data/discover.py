@@ -31,7 +31,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,7 @@ from dpsynth.accounting import (
     SpendRecorder,
     pld_epsilon,
 )
+from dpsynth.accounting.session import Spend as PlannedSpend
 from dpsynth.data._dp_primitives import (
     exponential_quantile,
     histogram_threshold,
@@ -51,9 +52,6 @@ from dpsynth.data._dp_primitives import (
 )
 from dpsynth.errors import ParameterError, PrivacyError, param_error
 from dpsynth.schema import BOUNDED_KINDS, CATEGORY_KINDS, Column, Schema
-
-if TYPE_CHECKING:
-    from dpsynth.synthesizers.base import PlannedSpend
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +170,6 @@ def plan_discovery(schema: Schema, columns: list[str], *, epsilon: float,
     naming the columns, when the budget is too small to release a usable domain from that
     many rows; :func:`run_discovery` checks it again in any case.
     """
-    from dpsynth.synthesizers.base import PlannedSpend
 
     owner = "plan_discovery"
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or \

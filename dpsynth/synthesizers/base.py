@@ -11,8 +11,8 @@ import datetime as _dt
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -26,9 +26,9 @@ from dpsynth.accounting import (
     BudgetSession,
     Event,
     NoiseSource,
+    Spend,
     SpendRecorder,
     default_delta,
-    event_from_dict,
     pld_epsilon,
     rdp_epsilon,
 )
@@ -49,19 +49,8 @@ WEIGHTS = "model.safetensors"
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class PlannedSpend:
-    """One mechanism run planned before the data is touched."""
-
-    purpose: str
-    event: Event
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"purpose": self.purpose, "event": self.event.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PlannedSpend:
-        return cls(str(data["purpose"]), event_from_dict(dict(data["event"])))
+#: A spend planned before the data is touched (same value as a recorded one).
+PlannedSpend = Spend
 
 
 @dataclass(frozen=True)
@@ -212,7 +201,12 @@ class BaseSynthesizer:
             self.fitted_at_ = _now()
             return self
 
-        delta = self.delta if self.delta is not None else default_delta(n)
+        if self.delta is not None:
+            delta = self.delta
+        elif ledger is not None:
+            delta = ledger.cap.delta  # plan at the ledger's delta, so its check agrees
+        else:
+            delta = default_delta(n)
         budget = Budget(float(self.epsilon), float(delta))
         budget.check_delta_for(n)
         recorder: SpendRecorder = ledger if ledger is not None else BudgetSession(budget)
@@ -395,5 +389,3 @@ def create(name: str, **params: Any) -> BaseSynthesizer:
         raise param_error("name", f"one of {sorted(SYNTHESIZERS)}", name, "create")
     return SYNTHESIZERS[name](**params)
 
-
-Factory = Callable[..., BaseSynthesizer]

@@ -10,8 +10,9 @@ import pytest
 
 from dpsynth.accounting import Budget, LaplaceEvent, PureDPEvent
 from dpsynth.accounting._ledger_store import LedgerNotFoundError
-from dpsynth.accounting.fingerprint import content_hash, fingerprint, identify, identify_file
+from dpsynth.accounting.fingerprint import content_hash, fingerprint, identify
 from dpsynth.accounting.ledger import Ledger
+from dpsynth.data.io import read_table
 from dpsynth.errors import BudgetExceededError, DataReadError, ParameterError
 from dpsynth.schema import Column, Schema
 
@@ -98,13 +99,13 @@ def test_fingerprint_includes_the_schema():
         content_hash([1, 2, 3])  # type: ignore[arg-type]
 
 
-def test_identify_file_reads_csv_and_parquet(tmp_path):
+def test_identity_is_the_same_for_csv_and_parquet(tmp_path):
     df = pd.DataFrame({"x": [1, 2, 3], "y": ["u", "v", "w"]})
     df.to_csv(tmp_path / "t.csv", index=False)
     df.to_parquet(tmp_path / "t.parquet", index=False)
-    ident = identify_file(tmp_path / "t.csv")
+    ident = identify(read_table(tmp_path / "t.csv"))
     assert ident == identify(df)
     assert ident.n_rows == 3 and ident.fingerprint == fingerprint(df)
-    assert identify_file(tmp_path / "t.parquet") == ident
+    assert identify(read_table(tmp_path / "t.parquet")) == ident
     with pytest.raises(DataReadError):
-        identify_file(tmp_path / "missing.csv")
+        read_table(tmp_path / "missing.csv")

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from dpsynth.accounting import NoiseSource, SubsampledGaussianEvent, pld_epsilon
+from dpsynth.data.encode import TableEncoder
 from dpsynth.errors import NotFittedError, ParameterError, PrivacyError
 from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers import _dpsgd
 from dpsynth.synthesizers.base import SYNTHESIZERS, BaseSynthesizer, create
 from dpsynth.synthesizers.dpvae import DPVAESynthesizer, _build_model, _VAELoss
-from dpsynth.data.encode import TableEncoder
 
 FAST = dict(epochs=4, batch_size=64, hidden_sizes=(32, 32), latent_dim=4)
 N_ROWS = 400
