@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,13 +62,15 @@ def make_step(mode: str, rows: torch.Tensor, enc: TableEncoder, batch_size: int,
     model = _build_model(enc.n_features_, len(enc.numeric_spans), LATENT, HIDDEN, 0).to(device)
     gen = torch.Generator(device=device).manual_seed(1)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    module, criterion = model, _VAELoss(enc)
+    module: torch.nn.Module = model
+    loss = _VAELoss(enc)
+    criterion: Callable[..., Any] = loss
     if mode != "plain":
         noise = NoiseSource.create(2, False)
         loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(len(rows), batch_size, 1,
                                                                   noise))
         training = _dpsgd.make_private(
-            model, optimizer, criterion, loader, noise_multiplier=1.0, max_grad_norm=1.0,
+            model, optimizer, loss, loader, noise_multiplier=1.0, max_grad_norm=1.0,
             expected_batch_size=batch_size, noise_fn=_dpsgd.make_noise_fn(noise, device),
             grad_sample_mode=mode)
         module, optimizer, criterion = training.module, training.optimizer, training.criterion

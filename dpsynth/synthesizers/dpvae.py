@@ -310,7 +310,7 @@ class DPVAESynthesizer(BaseSynthesizer):
                 description=f"dpvae DP-SGD (σ={event.noise_multiplier:.3g})",
             )
         finally:
-            module.to_standard_module()
+            module.to_standard_module()  # type: ignore[operator]  # removes Opacus' hooks
 
     # -- sampling -------------------------------------------------------------------------
     def _sample(self, n_rows: int, rng: np.random.Generator) -> pd.DataFrame:

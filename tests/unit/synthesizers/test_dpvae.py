@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from dpsynth.synthesizers import _dpsgd
 from dpsynth.synthesizers.base import SYNTHESIZERS, BaseSynthesizer, create
 from dpsynth.synthesizers.dpvae import DPVAESynthesizer, _build_model, _VAELoss
 
-FAST = dict(epochs=4, batch_size=64, hidden_sizes=(32, 32), latent_dim=4)
+FAST: dict[str, Any] = dict(epochs=4, batch_size=64, hidden_sizes=(32, 32), latent_dim=4)
 N_ROWS = 400
 
 
@@ -59,7 +60,9 @@ def _table(seed: int = 0, n: int = N_ROWS) -> tuple[pd.DataFrame, Schema]:
 def fitted() -> tuple[DPVAESynthesizer, pd.DataFrame, Schema]:
     torch.set_num_threads(1)
     df, schema = _table()
-    return DPVAESynthesizer(epsilon=1.0, random_state=0, **FAST).fit(df, schema), df, schema
+    synth = DPVAESynthesizer(epsilon=1.0, random_state=0, **FAST)
+    synth.fit(df, schema)
+    return synth, df, schema
 
 
 def _tvd(real: pd.DataFrame, synth: pd.DataFrame, schema: Schema) -> float:
@@ -70,19 +73,19 @@ def _tvd(real: pd.DataFrame, synth: pd.DataFrame, schema: Schema) -> float:
             a = real[col.name].astype(str).value_counts(normalize=True)
             b = synth[col.name].astype(str).value_counts(normalize=True)
         else:
-            lo, hi = col.bound_values()
-            bins = np.linspace(lo, hi, 21)
-
-            def hist(s: pd.Series) -> pd.Series:
-                values = s.dropna()
-                if col.kind == "datetime":
-                    values = pd.to_datetime(values).astype("datetime64[ns]").astype("int64")
-                counts = np.histogram(values.astype(float), bins)[0].tolist() + [s.isna().sum()]
-                return pd.Series(counts) / len(s)
-
-            a, b = hist(real[col.name]), hist(synth[col.name])
+            a, b = _histogram(real[col.name], col), _histogram(synth[col.name], col)
         out.append(0.5 * a.sub(b, fill_value=0).abs().sum())
     return float(np.mean(out))
+
+
+def _histogram(s: pd.Series, col: Column) -> pd.Series:
+    """Shares of 20 equal bins over the declared bounds, plus the share of missing values."""
+    lo, hi = col.bound_values()
+    values = s.dropna()
+    if col.kind == "datetime":
+        values = pd.to_datetime(values).astype("datetime64[ns]").astype("int64")
+    counts = np.histogram(values.astype(float), np.linspace(lo, hi, 21))[0].tolist()
+    return pd.Series([*counts, int(s.isna().sum())]) / len(s)
 
 
 # -- contract ---------------------------------------------------------------------------------
@@ -127,11 +130,11 @@ def test_sample_is_reproducible_with_a_seed(fitted):
 
 def test_fit_is_reproducible_and_leaves_global_rngs_alone():
     df, schema = _table()
-    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()  # noqa: NPY002
     one = DPVAESynthesizer(epsilon=1.0, random_state=5, **FAST).fit(df, schema)
     two = DPVAESynthesizer(epsilon=1.0, random_state=5, **FAST).fit(df, schema)
     assert torch.equal(torch_state, torch.get_rng_state())
-    assert np_state[1].tolist() == np.random.get_state()[1].tolist()
+    assert np_state[1].tolist() == np.random.get_state()[1].tolist()  # noqa: NPY002
     for key, value in one.model_.state_dict().items():
         assert torch.equal(value, two.model_.state_dict()[key])
     other = DPVAESynthesizer(epsilon=1.0, random_state=6, **FAST).fit(df, schema)
@@ -250,7 +253,8 @@ def test_clipped_gradient_matches_per_example_reference(mode):
     assert min(norms) < clip < max(norms)  # the check covers clipped and unclipped rows
 
     model = _build_model(enc.n_features_, len(enc.numeric_spans), 3, (16,), seed=1)
-    loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(6, 6, 1, NoiseSource.create(0, False)))
+    sampler = _dpsgd.ShuffledBatches(6, 6, 1, NoiseSource.create(0, False))
+    loader = _dpsgd.batch_loader(rows, sampler)
     training = _dpsgd.make_private(
         model, torch.optim.SGD(model.parameters(), lr=0.0), _VAELoss(enc), loader,
         noise_multiplier=0.0, max_grad_norm=clip, expected_batch_size=expected_batch,

@@ -1,0 +1,117 @@
+"""The CLI as a user drives it: help, schema drafting, fit/sample, ledger, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dpsynth.cli import app
+from dpsynth.datasets import load_dataset
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def wage(tmp_path_factory) -> tuple[Path, Path]:
+    df, schema = load_dataset("wage")
+    folder = tmp_path_factory.mktemp("wage")
+    df.iloc[:600].to_csv(folder / "wage.csv", index=False)
+    schema.save(folder / "wage.yaml")
+    return folder / "wage.csv", folder / "wage.yaml"
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_help_explains_epsilon_and_delta():
+    result = invoke("fit", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "ε (epsilon), the privacy budget" in text and "far below 1/n" in text
+
+
+def test_schema_draft_warns_loudly_and_fit_refuses_it(wage, tmp_path):
+    data, _ = wage
+    draft = tmp_path / "draft.yaml"
+    result = invoke("schema", "draft", data, "--out", draft)
+    assert result.exit_code == 0, result.output
+    assert "NOT public" in result.output
+    refused = invoke("fit", data, "--schema", draft, "--out", tmp_path / "m", "--seed", "0")
+    assert refused.exit_code == 2
+    assert "not declared public" in refused.output
+
+
+def test_schema_validate_lists_problems(wage, tmp_path):
+    data, schema = wage
+    assert invoke("schema", "validate", data, "--schema", schema).exit_code == 0
+    bad = pd.read_csv(data)
+    bad.loc[0, "age"] = 200
+    bad.loc[1, "race"] = "5. Martian"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    result = invoke("schema", "validate", tmp_path / "bad.csv", "--schema", schema)
+    assert result.exit_code == 2
+    assert "'age' has 1 value(s) outside" in result.output
+    assert "'race' has 1 value(s) outside" in result.output
+
+
+def test_fit_then_sample(wage, tmp_path):
+    data, schema = wage
+    model = tmp_path / "model"
+    fitted = invoke("fit", data, "--schema", schema, "--out", model, "--epsilon", "2",
+                    "--synthesizer", "dpvae", "--epochs", "1", "--seed", "0")
+    assert fitted.exit_code == 0, fitted.output
+    assert "Privacy spent: ε =" in fitted.output
+    out = tmp_path / "synthetic.csv"
+    sampled = invoke("sample", model, "--n-rows", "50", "--out", out, "--seed", "1")
+    assert sampled.exit_code == 0, sampled.output
+    rows = pd.read_csv(out)
+    assert len(rows) == 50 and "rownames" not in rows.columns
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--epsilon", "0"), "'epsilon'"),
+    (("--epsilon", "-1"), "'epsilon'"),
+    (("--delta", "0.5"), "'delta'"),
+    (("--synthesizer", "nope"), "unknown synthesizer"),
+])
+def test_fit_bad_parameters_exit_2_with_one_line(wage, tmp_path, args, needle):
+    data, schema = wage
+    result = invoke("fit", data, "--schema", schema, "--out", tmp_path / "m", *args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and "Traceback" not in result.output
+
+
+def test_missing_file_and_bad_n_rows(wage, tmp_path):
+    _, schema = wage
+    result = invoke("fit", tmp_path / "nope.csv", "--schema", schema, "--out", tmp_path / "m")
+    assert result.exit_code == 2 and "not found" in result.output
+    result = invoke("sample", tmp_path, "--n-rows", "0", "--out", tmp_path / "x.csv")
+    assert result.exit_code == 2 and "--n-rows" in result.output
+
+
+def test_other_delimiter_is_read(wage, tmp_path):
+    data, schema = wage
+    semi = tmp_path / "semi.csv"
+    pd.read_csv(data).to_csv(semi, sep=";", index=False)
+    assert invoke("schema", "validate", semi, "--schema", schema).exit_code == 0
+
+
+def test_fit_spends_through_the_ledger_and_refuses_past_the_cap(wage, tmp_path):
+    data, schema = wage
+    ledger = tmp_path / "ledger.sqlite"
+    registered = invoke("budget", "register", "wage", "--data", data, "--schema", schema,
+                        "--epsilon", "1.2", "--ledger", ledger)
+    assert registered.exit_code == 0, registered.output
+    args = ("fit", data, "--schema", schema, "--synthesizer", "dpvae", "--epochs", "1",
+            "--seed", "0", "--ledger", ledger, "--dataset", "wage", "--epsilon", "1")
+    first = invoke(*args, "--out", tmp_path / "m1")
+    assert first.exit_code == 0, first.output
+    second = invoke(*args, "--out", tmp_path / "m2")
+    assert second.exit_code == 1
+    assert "is left" in second.output and not (tmp_path / "m2").exists()
+    shown = invoke("budget", "show", "wage", "--ledger", ledger)
+    assert shown.exit_code == 0 and "remaining" in shown.output
