@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,8 @@ def main() -> None:
     parser.add_argument("--probe", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # Opacus' ghost clipping runs backward hooks on a model whose inputs need no grad.
+    warnings.filterwarnings("ignore", message="Full backward hook is firing")
     if args.probe:
         _probe(args.probe[0], int(args.probe[1]))
         return

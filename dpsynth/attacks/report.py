@@ -11,6 +11,7 @@ import html
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from dpsynth.attacks.result import AttackResult, Rate, RocCurve
 from dpsynth.attacks.suite import AuditReport
@@ -168,6 +169,45 @@ def _data_summary(data: Mapping[str, object]) -> str:
     return f"<p>Rows - {counts}.</p><p class='muted'>Audited columns: {cols}</p>"
 
 
+def _generator_section(audit: Mapping[str, Any] | None) -> str:
+    """The generator audit: accounted against empirical epsilon, per-target AUCs, runs."""
+    if not audit:
+        return ""
+    gen = dict(audit.get("generator") or {})
+    violated = bool(audit.get("violated"))
+    accounted = audit.get("accounted_epsilon")
+    badge = _badge(violated, "epsilon VIOLATED" if violated else "within the accounted epsilon")
+    head = (f"<h2>Generator audit {badge}</h2>"
+            f"<p>Generator <code>{_e(gen.get('name'))}</code> ({_e(gen.get('kind'))}); "
+            f"accounted &epsilon; = {_e(_fmt(accounted) if accounted is not None else 'none')}"
+            f", &delta; = {_e(_fmt(audit.get('accounted_delta')))}. Empirical lower bound at "
+            f"{_e(_fmt(100 * float(audit.get('confidence', 0))))}% confidence (all tests "
+            f"together): &epsilon; &ge; {_e(_fmt(audit.get('epsilon_lower')))} "
+            f"(from {_e(audit.get('epsilon_lower_source'))}).</p>")
+    if violated:
+        head += ("<p><strong>The lower bound exceeds the accounted epsilon: the generator does "
+                 "not deliver the privacy it claims (a bug in dpsynth or in the generator "
+                 "under test).</strong></p>")
+    bounds = "".join(
+        f"<tr><td>{_e(b.get('label'))}</td><td>{_e(b.get('method'))}</td>"
+        f"<td class='num'>{_e(_fmt(b.get('epsilon')))}</td>"
+        f"<td class='num'>{_e(_fmt(b.get('ceiling')))}</td>"
+        f"<td>{_e(', '.join(f'{k}={v}' for k, v in dict(b.get('counts', {})).items()))}</td>"
+        "</tr>" for b in list(audit.get("bounds") or []))
+    aucs = {f"{t.get('kind')}:{t.get('row_id')}": t.get("auc")
+            for t in list(audit.get("targets") or [])}
+    table = ("<table><tr><th>target</th><th>test</th><th>&epsilon; lower bound</th>"
+             "<th>best possible with these runs</th><th>counts</th></tr>" + bounds + "</table>")
+    auc_line = ", ".join(f"{_e(k)}: {_e(_fmt(v))}" for k, v in aucs.items())
+    runs = dict(audit.get("shadow_runs") or {})
+    errors = "".join(f"<li>{_e(e)}</li>" for e in runs.get("errors", []))
+    return (head + table + f"<p class='muted'>Per-target AUC: {auc_line}</p>"
+            f"<p class='muted'>Shadow runs: {_e(runs.get('runs'))} on {_e(runs.get('backend'))}"
+            f" ({_e(runs.get('workers'))} workers), {_e(runs.get('runs_retried'))} retried, "
+            f"{_e(runs.get('runs_failed'))} failed after a retry.</p>"
+            + (f"<ul>{errors}</ul>" if errors else ""))
+
+
 def render_html(report: AuditReport) -> str:
     """The whole report as one HTML string."""
     rule = (f"An attack flags a leak when the lower end of the {100 * report.confidence:g}% "
@@ -179,7 +219,8 @@ def render_html(report: AuditReport) -> str:
         f"<h1>Privacy audit {_badge(report.leak)}</h1>",
         f"<p class='muted'>dpsynth {_e(report.version)} &middot; {_e(report.created)} &middot; "
         f"seed {report.seed} &middot; {report.seconds:.1f} s</p>",
-        _data_summary(report.data), f"<p>{_e(rule)}</p>", _results_table(report),
+        _data_summary(report.data), _generator_section(report.generator_audit),
+        f"<p>{_e(rule)}</p>", _results_table(report),
         _charts(report), _exposed(report), _details(report.results),
         "<p class='muted'>This report names records by row id only and shows no data values."
         "</p></body></html>",

@@ -96,10 +96,18 @@ class AuditReport:
     seconds: float = 0.0
     created: str = ""
     version: str = __version__
+    generator_audit: Mapping[str, Any] | None = None
+    """Set by :func:`~dpsynth.attacks.generator_audit.audit_generator`: the generator, its
+    accounted epsilon and the empirical lower bounds; ``violated`` makes the verdict a leak."""
+
+    @property
+    def violated(self) -> bool:
+        """An empirical epsilon lower bound exceeds the generator's accounted epsilon."""
+        return bool(self.generator_audit and self.generator_audit.get("violated"))
 
     @property
     def leak(self) -> bool:
-        return any(r.leak for r in self.results)
+        return any(r.leak for r in self.results) or self.violated
 
     @property
     def verdict(self) -> str:
@@ -121,7 +129,8 @@ class AuditReport:
             "seconds": self.seconds, "data": dict(self.data),
             "exposed_row_ids": [{"row_id": r, "attacks": n} for r, n in self.exposed_row_ids()],
             "attacks": [r.to_dict() for r in self.results],
-        }
+        } | ({} if self.generator_audit is None else
+             {"generator_audit": dict(self.generator_audit)})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditReport:
@@ -132,7 +141,8 @@ class AuditReport:
                    threshold=float(data["threshold"]), confidence=float(data["confidence"]),
                    seed=int(data["seed"]), data=dict(data.get("data", {})),
                    seconds=float(data.get("seconds", 0.0)), created=str(data.get("created", "")),
-                   version=str(data.get("dpsynth_version", "")))
+                   version=str(data.get("dpsynth_version", "")),
+                   generator_audit=data.get("generator_audit"))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False, default=_json_default)

@@ -31,8 +31,9 @@ KNOWLEDGE = {
     "target_record": "each target's full record",
     "partial_record": "each target's record without its secret column",
     "split_record": "each target's columns, split between two auxiliary sources",
+    "generator": "the generator itself, to retrain on datasets of its choice",
 }
-TARGETS = ("random", "vulnerable")
+TARGETS = ("random", "vulnerable", "canary")
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,8 @@ class ThreatModel:
     def describe(self) -> str:
         """One plain sentence for reports."""
         has = " and ".join(KNOWLEDGE[k] for k in self.knowledge)
-        whom = ("the most vulnerable (outlying) training records" if self.targets == "vulnerable"
-                else "random training records")
+        whom = {"vulnerable": "the most vulnerable (outlying) training records",
+                "canary": "crafted canary records"}.get(self.targets, "random training records")
         aims = {
             "membership": f"tells whether {whom} were in the training data",
             "singling_out": "writes predicates that isolate exactly one training record",

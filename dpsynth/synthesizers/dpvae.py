@@ -168,7 +168,7 @@ class DPVAESynthesizer(BaseSynthesizer):
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,
                  discovery_fraction: float = 0.1, epochs: float = 20, batch_size: int = 256,
-                 max_grad_norm: float = 1.0, learning_rate: float = 5e-3, latent_dim: int = 16,
+                 max_grad_norm: float = 1.0, learning_rate: float = 2e-3, latent_dim: int = 16,
                  hidden_sizes: tuple[int, ...] = (128, 128), device: str = "auto",
                  progress: bool = False, grad_sample_mode: str = "ghost"):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
@@ -408,6 +408,9 @@ def _device_problems(device: Any, owner: str) -> list[ParameterError]:
         return [param_error("device", must, device, owner)]
     if parsed.type not in ("cpu", "cuda"):
         return [param_error("device", must, device, owner)]
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        return [param_error("device", "'auto' or 'cpu' on this machine (no CUDA device is "
+                            "available)", device, owner)]
     return []
 
 

@@ -228,6 +228,7 @@ def test_empty_poisson_batches_still_count_as_noisy_steps(mode):
     assert all(empty_updates)  # an empty batch is a step of pure noise, not a skipped step
 
 
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 @pytest.mark.parametrize("mode", ["ghost", "hooks"])
 def test_clipped_gradient_matches_per_example_reference(mode):
     """Opacus' clipped sum (noise off) equals a loop over examples clipped one by one."""

@@ -1,0 +1,348 @@
+"""Independent runs fanned out over local processes or a Ray cluster, reproducibly.
+
+Shadow-model audits train a generator hundreds of times on independent datasets. Each run
+``i`` gets its randomness from ``numpy.random.SeedSequence(seed, spawn_key=(i,))``, so its
+result depends on the master seed and its index only: the same whether runs go one by one in
+this process, over local worker processes (``concurrent.futures`` with the *spawn* start
+method, the default), or over a Ray cluster (``ray_address``). A run that raises, or whose
+worker dies, is tried once more with the same seed; one that fails twice is reported in the
+result with its error, never dropped silently.
+
+The task is a module-level function ``task(context, index, seed_sequence)``; ``context`` (the
+generator, the data) is sent to each worker once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from dataclasses import dataclass
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from typing import Any
+
+import numpy as np
+
+from dpsynth.errors import ParameterError, param_error
+
+logger = logging.getLogger(__name__)
+
+Task = Callable[[Any, int, np.random.SeedSequence], Any]
+RunProgress = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` after each finished run."""
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def run_seed(seed: int, index: int) -> np.random.SeedSequence:
+    """The seed sequence of run ``index`` under master ``seed`` (backend-independent)."""
+    return np.random.SeedSequence(int(seed), spawn_key=(int(index),))
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """One run: its value, or the error of its last attempt."""
+
+    index: int
+    value: Any = None
+    error: str | None = None
+    attempts: int = 1
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class RunBatch:
+    """All runs of one call of :func:`run_many`, in index order."""
+
+    outcomes: tuple[RunOutcome, ...]
+    backend: str
+    workers: int
+    seconds: float
+
+    @property
+    def failed(self) -> tuple[RunOutcome, ...]:
+        return tuple(o for o in self.outcomes if not o.ok)
+
+    @property
+    def retried(self) -> tuple[RunOutcome, ...]:
+        return tuple(o for o in self.outcomes if o.attempts > 1)
+
+    def values(self) -> list[Any]:
+        """Values of the successful runs, in index order."""
+        return [o.value for o in self.outcomes if o.ok]
+
+    def summary(self) -> dict[str, Any]:
+        return {"backend": self.backend, "workers": self.workers, "runs": len(self.outcomes),
+                "runs_failed": len(self.failed), "runs_retried": len(self.retried),
+                "run_seconds": round(self.seconds, 3),
+                "errors": [f"run {o.index}: {o.error}" for o in self.failed][:10]}
+
+
+def _check(n_runs: int, n_jobs: int | None, retries: int) -> None:
+    problems = []
+    if isinstance(n_runs, bool) or not isinstance(n_runs, (int, np.integer)) or n_runs < 0:
+        problems.append(str(param_error("n_runs", "an integer >= 0", n_runs, "run_many")))
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int)
+                               or n_jobs < 1):
+        problems.append(str(param_error("n_jobs", "None or an integer >= 1", n_jobs,
+                                        "run_many")))
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        problems.append(str(param_error("retries", "an integer >= 0", retries, "run_many")))
+    if problems:
+        raise ParameterError(" ".join(problems))
+
+
+def default_jobs() -> int:
+    """Worker processes used when none is asked for: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def run_many(task: Task, context: Any, n_runs: int, *, seed: int, n_jobs: int | None = None,
+             ray_address: str | None = None, retries: int = 1,
+             progress: RunProgress | None = None) -> RunBatch:
+    """Run ``task(context, i, run_seed(seed, i))`` for ``i`` in ``range(n_runs)``.
+
+    Parameters
+    ----------
+    task:
+        A module-level (importable, picklable) function.
+    context:
+        Picklable data shared by every run; shipped once per worker.
+    seed:
+        Master seed; run ``i`` sees :func:`run_seed` ``(seed, i)`` whatever the backend.
+    n_jobs:
+        Local worker processes (default: the usable CPUs); 1 runs in this process.
+    ray_address:
+        Address of a Ray cluster (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``) to run
+        on instead of local processes; needs the optional ``ray`` package.
+    retries:
+        Further attempts for a run that fails (same seed each time).
+    progress:
+        ``progress(done, total)`` after each finished run.
+    """
+    _check(n_runs, n_jobs, retries)
+    start = time.perf_counter()
+    if ray_address is not None:
+        outcomes, workers = _run_ray(task, context, int(n_runs), int(seed), ray_address,
+                                     retries, progress)
+        backend = "ray"
+    else:
+        workers = min(n_jobs or default_jobs(), max(int(n_runs), 1))
+        if workers == 1:
+            outcomes, backend = _run_serial(task, context, int(n_runs), int(seed), retries,
+                                            progress), "serial"
+        else:
+            outcomes = _run_processes(task, context, int(n_runs), int(seed), workers, retries,
+                                      progress)
+            backend = "processes"
+    batch = RunBatch(tuple(sorted(outcomes, key=lambda o: o.index)), backend, workers,
+                     time.perf_counter() - start)
+    for o in batch.failed:
+        logger.error("run %d failed after %d attempts: %s", o.index, o.attempts, o.error)
+    return batch
+
+
+def attempt(task: Task, context: Any, index: int, seed: int) -> tuple[Any, float]:
+    """One attempt of run ``index``: its value and its duration."""
+    began = time.perf_counter()
+    value = task(context, index, run_seed(seed, index))
+    return value, time.perf_counter() - began
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` plus the innermost frame, one line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    text = " ".join(str(exc).split())[:500]
+    return f"{type(exc).__name__}: {text}{where}"
+
+
+def _run_serial(task: Task, context: Any, n_runs: int, seed: int, retries: int,
+                progress: RunProgress | None) -> list[RunOutcome]:
+    out = []
+    for index in range(n_runs):
+        error = None
+        for tries in range(1, retries + 2):
+            try:
+                value, seconds = attempt(task, context, index, seed)
+            except Exception as exc:  # noqa: BLE001 - reported in the outcome
+                error = describe_error(exc)
+                logger.warning("run %d attempt %d failed: %s", index, tries, error)
+                continue
+            out.append(RunOutcome(index, value, None, tries, seconds))
+            break
+        else:
+            out.append(RunOutcome(index, None, error, retries + 1))
+        if progress is not None:
+            progress(index + 1, n_runs)
+    return out
+
+
+# -- local processes -------------------------------------------------------------------------
+_CONTEXT: Any = None
+
+
+def _install(context: Any) -> None:
+    global _CONTEXT
+    _CONTEXT = context
+
+
+def _worker(task: Task, index: int, seed: int) -> tuple[Any, float]:
+    return attempt(task, _CONTEXT, index, seed)
+
+
+@contextlib.contextmanager
+def _threads_per_worker(workers: int) -> Iterator[None]:
+    """Children inherit the environment at spawn: cap their BLAS/OpenMP threads."""
+    share = str(max(1, default_jobs() // workers))
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    for k in _THREAD_VARS:
+        os.environ.setdefault(k, share)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_processes(task: Task, context: Any, n_runs: int, seed: int, workers: int,
+                   retries: int, progress: RunProgress | None) -> list[RunOutcome]:
+    """First round in one shared pool; retries each in a pool of its own.
+
+    A worker that dies breaks the shared pool and fails every run still in it; in isolation a
+    failure is the run's own, so an innocent run is not reported for another's crash.
+    """
+    done: dict[int, RunOutcome] = {}
+    tries = dict.fromkeys(range(n_runs), 0)
+    pending: Sequence[int] = list(range(n_runs))
+    isolated = False
+    while pending:
+        errors = _process_round(task, context, pending, seed, workers, tries, done, progress,
+                                n_runs, isolated)
+        pending = [i for i in errors if tries[i] <= retries]
+        for i in errors:
+            if tries[i] > retries:
+                done[i] = RunOutcome(i, None, errors[i], tries[i])
+                if progress is not None:
+                    progress(len(done), n_runs)
+        if pending:
+            logger.warning("retrying %d failed run(s): %s", len(pending), pending[:10])
+        isolated = True
+    return list(done.values())
+
+
+def _pool(workers: int, context: Any) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                               initializer=_install, initargs=(context,))
+
+
+def _alone(task: Task, context: Any, index: int, seed: int) -> tuple[Any, float]:
+    """Run ``index`` in a fresh one-process pool (called from a thread)."""
+    with _pool(1, context) as pool:
+        return pool.submit(_worker, task, index, seed).result()
+
+
+def _process_round(task: Task, context: Any, indices: Sequence[int], seed: int, workers: int,
+                   tries: dict[int, int], done: dict[int, RunOutcome],
+                   progress: RunProgress | None, n_runs: int,
+                   isolated: bool) -> dict[int, str]:
+    """Run ``indices``; record successes in ``done`` and return the errors."""
+    errors: dict[int, str] = {}
+    n = min(workers, len(indices))
+    with _threads_per_worker(workers), contextlib.ExitStack() as stack:
+        if isolated:
+            threads = stack.enter_context(ThreadPoolExecutor(max_workers=n))
+            futures = {threads.submit(_alone, task, context, i, seed): i for i in indices}
+        else:
+            pool = stack.enter_context(_pool(n, context))
+            futures = {pool.submit(_worker, task, i, seed): i for i in indices}
+        waiting = set(futures)
+        while waiting:
+            finished, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+            for future in finished:
+                i = futures[future]
+                try:
+                    value, seconds = future.result()
+                except BrokenProcessPool as exc:
+                    # in the shared pool any run dies with the one that crashed it: no attempt
+                    # is counted, the isolated retry finds the culprit
+                    tries[i] += int(isolated)
+                    errors[i] = describe_error(exc)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - reported in the outcome
+                    tries[i] += 1
+                    errors[i] = describe_error(exc)
+                    logger.warning("run %d attempt %d failed: %s", i, tries[i], errors[i])
+                    continue
+                tries[i] += 1
+                done[i] = RunOutcome(i, value, None, tries[i], seconds)
+                if progress is not None:
+                    progress(len(done), n_runs)
+    return errors
+
+
+# -- Ray -------------------------------------------------------------------------------------
+def _connect_ray(address: str) -> tuple[Any, bool]:
+    try:
+        import ray
+    except ModuleNotFoundError:
+        raise ParameterError("ray_address needs the optional 'ray' package (pip install "
+                             "'ray'); without it, runs go to local processes") from None
+    if not ray.is_initialized():
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        return ray, True
+    return ray, False
+
+
+def _run_ray(task: Task, context: Any, n_runs: int, seed: int, address: str, retries: int,
+             progress: RunProgress | None) -> tuple[list[RunOutcome], int]:
+    """Runs as Ray tasks (one CPU each), retried by us, not by Ray, so attempts are counted."""
+    ray, connected_here = _connect_ray(address)
+    try:
+        workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        remote = ray.remote(num_cpus=1, max_retries=0)(attempt)
+        shared = ray.put(context)
+        tries = dict.fromkeys(range(n_runs), 0)
+        refs = {remote.remote(task, shared, i, seed): i for i in range(n_runs)}
+        done: dict[int, RunOutcome] = {}
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            i = refs.pop(ready[0])
+            tries[i] += 1
+            try:
+                value, seconds = ray.get(ready[0])
+            except Exception as exc:  # noqa: BLE001 - task error or lost worker
+                error = describe_error(exc)
+                logger.warning("run %d attempt %d failed: %s", i, tries[i], error)
+                if tries[i] <= retries:
+                    refs[remote.remote(task, shared, i, seed)] = i
+                    continue
+                done[i] = RunOutcome(i, None, error, tries[i])
+            else:
+                done[i] = RunOutcome(i, value, None, tries[i], seconds)
+            if progress is not None:
+                progress(len(done), n_runs)
+        return list(done.values()), workers
+    finally:
+        if connected_here:
+            ray.shutdown()

@@ -1,0 +1,150 @@
+"""``dpsynth release``: the audit-gated release of a private table.
+
+Splits off a holdout, fits the generator through the privacy ledger, samples, evaluates,
+attacks, applies the release policy and writes the bundle (``dataset_card.yaml``,
+``report.html`` and, when it ships, the synthetic data and model). Exit status 0 when the
+release ships, 3 when it is rejected (a leak, or fidelity/utility still failing when the
+attempts are used up), 2 on usage errors, 1 on other errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from dpsynth.commands._common import EXIT_LEAK, EXIT_USAGE, cli_errors, console, fail, out
+
+if TYPE_CHECKING:
+    from dpsynth.release import ReleaseResult
+
+
+def release_command(
+    data: Annotated[Path, typer.Argument(help="Private table: CSV, Parquet or JSON lines.",
+                                         show_default=False)],
+    schema: Annotated[Path, typer.Option(help="Public schema (YAML/JSON) of the table.",
+                                         show_default=False)],
+    epsilon: Annotated[float, typer.Option(
+        help="Privacy budget ε of ONE attempt (> 0). A regenerated attempt spends it again; "
+             "the policy caps the attempts (default 2).", show_default=False)],
+    dataset: Annotated[str, typer.Option(
+        help="Dataset name in the ledger (dpsynth budget register, or give --cap-epsilon to "
+             "register it now).", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the bundle.",
+                                          show_default=False)],
+    ledger: Annotated[str | None, typer.Option(
+        help="Ledger file or SQLAlchemy URL; default $DPSYNTH_LEDGER, else "
+             "~/.local/share/dpsynth/ledger.sqlite.")] = None,
+    cap_epsilon: Annotated[float | None, typer.Option(
+        help="Register --dataset with this hard ε cap if it is not registered yet.")] = None,
+    cap_delta: Annotated[float | None, typer.Option(
+        help="δ of the cap when registering (default 1/n^1.1).")] = None,
+    delta: Annotated[float | None, typer.Option(
+        help="δ of each attempt (default: the ledger cap's δ).")] = None,
+    target: Annotated[str | None, typer.Option(
+        help="Categorical column for the utility check (TSTR vs TRTR ROC-AUC).")] = None,
+    positive: Annotated[str | None, typer.Option(
+        help="Positive class of --target (default: its last declared category).")] = None,
+    secret: Annotated[list[str] | None, typer.Option(
+        help="Column attacked by attribute inference (repeatable; default: --target).")] = None,
+    policy: Annotated[Path | None, typer.Option(
+        help="Release policy YAML (thresholds, max_attempts); default policy if omitted.")
+    ] = None,
+    synthesizer: Annotated[str | None, typer.Option(
+        help="Generator (registered name); default: the default table generator.")] = None,
+    holdout_fraction: Annotated[float, typer.Option(
+        help="Share of rows held out for the audit and the utility test; never trained on.")
+    ] = 0.2,
+    n_rows: Annotated[int | None, typer.Option(
+        "--n-rows", help="Synthetic rows to draw (default: as many as the training rows).")
+    ] = None,
+    n_targets: Annotated[int, typer.Option(help="Training records attacked per attack.")
+                         ] = 2000,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed for reproducible runs (tests, research). Not with --secure.")] = None,
+    secure: Annotated[bool, typer.Option(
+        "--secure/--no-secure", help="DP noise from the OS's cryptographic RNG (releases).")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace a bundle already in --out.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Release a private table as DP synthetic data, only if it passes the audit and the
+    policy; writes the synthetic data, a dataset card and an HTML report. Exit 0 ship,
+    3 reject."""
+    with cli_errors():
+        from dpsynth.accounting import Budget, default_delta
+        from dpsynth.commands.audit import _progress
+        from dpsynth.data.io import read_table
+        from dpsynth.release import release
+        from dpsynth.schema import Schema
+
+        table_schema = Schema.load(schema)
+        frame = read_table(data, schema=table_schema)
+        cap = None
+        if cap_epsilon is not None:
+            cap = Budget(cap_epsilon, cap_delta if cap_delta is not None
+                         else default_delta(len(frame)))
+        elif cap_delta is not None:
+            raise fail("--cap-delta needs --cap-epsilon (the cap registers the dataset)",
+                       EXIT_USAGE)
+        with _progress(quiet) as tick:
+            result = release(frame, table_schema, epsilon=epsilon, dataset=dataset,
+                             out=out_dir, ledger=ledger, cap=cap, delta=delta,
+                             synthesizer=synthesizer, target=target,
+                             positive=_positive(table_schema, target, positive),
+                             secrets=secret or None, policy=policy,
+                             holdout_fraction=holdout_fraction, n_rows=n_rows,
+                             n_targets=n_targets, random_state=seed, secure=secure,
+                             overwrite=overwrite, progress=tick)
+        summary(result, out_dir)
+    if not result.shipped:
+        raise typer.Exit(EXIT_LEAK)
+
+
+def _positive(schema: object, target: str | None, positive: str | None) -> object | None:
+    """``--positive`` as the declared category it names (categories may be numbers)."""
+    if positive is None or target is None or target not in schema:  # type: ignore[operator]
+        return positive
+    for category in schema[target].categories or ():  # type: ignore[index]
+        if str(category) == positive:
+            return category
+    return positive
+
+
+def summary(result: ReleaseResult, out_dir: Path) -> None:
+    """Print the decision, the checks and where the bundle is."""
+    card = result.card
+    colour = "green" if result.shipped else "red"
+    table = Table(title=f"Release decision: [bold {colour}]{card.decision.upper()}[/]",
+                  title_justify="left")
+    for column in ("check", "value", "rule", "result"):
+        table.add_column(column)
+    for c in card.checks:
+        value = "n/a" if c.value is None else f"{c.value:+.4f}"
+        result_text = ("[dim]not checked[/]" if c.passed is None else
+                       "[green]pass[/]" if c.passed else "[red]FAIL[/]")
+        table.add_row(escape(c.name), value, escape(c.rule), result_text)
+    out.print(table)
+    for reason in card.reasons:
+        out.print(f"  - {escape(reason)}")
+    p = card.privacy
+    out.print(f"Privacy: {len(card.attempts)} attempt(s) at ε = {p['epsilon_per_attempt']:g} "
+              f"each; this release spent ε = {p['release_epsilon']:.3f} (δ = "
+              f"{p['release_delta']:.2g}, PLD); dataset {card.dataset!r} has "
+              f"{p['dataset_remaining']:.3f} of its cap {p['dataset_cap']['epsilon']:g} left.")
+    if result.shipped:
+        out.print(f"Synthetic data: {out_dir / 'synthetic.csv'} and "
+                  f"{out_dir / 'synthetic.parquet'}")
+    else:
+        console.print("[bold red]Rejected: no synthetic data was written.[/]")
+    out.print(f"Dataset card: {out_dir / 'dataset_card.yaml'}   report: "
+              f"{out_dir / 'report.html'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``dpsynth release`` to ``app``."""
+    app.command("release")(release_command)

@@ -1,0 +1,103 @@
+"""The release bundle on disk.
+
+::
+
+    DIR/
+      dataset_card.yaml    always: what was done, the budget, the decision and why
+      report.html          always: the human report (for the data custodian)
+      synthetic.parquet    only when the release ships
+      synthetic.csv        only when the release ships
+      model/               only when the release ships: manifest.json + model.safetensors,
+                           which redraw synthetic.csv exactly (see the card's reproduce.sample)
+
+A rejected release writes no synthetic rows, so that nothing withheld can be shipped by
+mistake. Writing into a directory that already holds a bundle needs ``overwrite=True``; the
+old bundle's files are then removed first, so a rejected release never sits beside the rows
+of an earlier one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dpsynth.data.io import write_table
+from dpsynth.errors import ParameterError
+from dpsynth.release.card import CARD_FILE, DatasetCard
+from dpsynth.release.report import save_report
+
+if TYPE_CHECKING:
+    from dpsynth.release.core import ReleaseResult
+
+REPORT_FILE = "report.html"
+DATA_FILES = ("synthetic.parquet", "synthetic.csv")
+MODEL_DIR = "model"
+BUNDLE_ENTRIES = (CARD_FILE, REPORT_FILE, *DATA_FILES, MODEL_DIR)
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse (before any budget is spent) a path that is a file or already holds a bundle."""
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"The 'out' parameter of release must be a directory; {out} is a "
+                             "file.")
+    present = [name for name in BUNDLE_ENTRIES if (out / name).exists()]
+    if present and not overwrite:
+        raise ParameterError(f"{out} already holds a release bundle ({', '.join(present)}); "
+                             "choose another directory or pass overwrite=True (--overwrite).")
+
+
+def _clear(out: Path) -> None:
+    for name in BUNDLE_ENTRIES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _entry(out: Path, path: Path) -> dict[str, Any]:
+    return {"path": path.relative_to(out).as_posix(), "sha256": sha256_file(path),
+            "bytes": path.stat().st_size}
+
+
+def write_bundle(out: Path, result: ReleaseResult, *,
+                 overwrite: bool = False) -> tuple[DatasetCard, dict[str, Path]]:
+    """Write ``result`` to ``out``; returns the card with its file list, and the paths."""
+    check_out_dir(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    _clear(out)
+    card = result.card
+    paths: dict[str, Path] = {}
+    files: dict[str, Any] = {}
+    if card.shipped and result.synthetic is not None and result.synthesizer is not None:
+        for name in DATA_FILES:
+            paths[name.split(".")[-1]] = write_table(result.synthetic, out / name)
+        model = result.synthesizer.save(out / MODEL_DIR)
+        paths["model"] = model
+        files = {key: _entry(out, p) for key, p in paths.items() if p.is_file()}
+        files["model_manifest"] = _entry(out, model / "manifest.json")
+        files["model_weights"] = _entry(out, model / "model.safetensors")
+        synthetic = {**card.synthetic, "files": files, "withheld": False,
+                     "withheld_reason": None}
+    else:
+        synthetic = {**card.synthetic, "files": {}, "withheld": True,
+                     "withheld_reason": "The release was rejected: the synthetic rows and the "
+                                        "model are not written to the bundle."}
+    card = replace(card, synthetic=synthetic)
+    paths["card"] = card.save(out / CARD_FILE)
+    paths["report"] = save_report(card, result.figures, out / REPORT_FILE)
+    return card, paths
+
+
+__all__ = ["BUNDLE_ENTRIES", "check_out_dir", "sha256_file", "write_bundle"]

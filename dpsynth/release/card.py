@@ -1,0 +1,211 @@
+"""The dataset card: what was released, how, under which budget, and why it was allowed.
+
+The card is YAML (``dataset_card.yaml`` in the bundle) and round-trips exactly:
+``DatasetCard.from_yaml(card.to_yaml()) == card``. Its fields follow the synthetic-data card
+practice (generator and version, generation date, source fingerprint, schema, synthetic share,
+epsilon/delta and accountant, privacy unit, randomness, filters, evaluations, audit results with
+confidence intervals, decision and reasons), plus every attempt with its spend and what is
+needed to reproduce the release. The HTML report is rendered from the card, so the two always
+show the same figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from dpsynth.errors import ModelFormatError
+from dpsynth.release.policy import Check
+
+CARD_FORMAT = "dpsynth.dataset_card"
+CARD_VERSION = 1
+CARD_FILE = "dataset_card.yaml"
+
+
+def plain(value: Any) -> Any:
+    """``value`` as YAML/JSON-ready builtins: dicts with str keys, lists, None for NaN."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One fit of the generator: what it spent and what the gate said about it.
+
+    ``outcome`` is ``ship``, ``regenerate`` or ``reject``, or ``refused`` when the ledger
+    refused the attempt's budget (nothing was spent). ``epsilon`` composes the attempt's own
+    spends (PLD, at the ledger cap's delta).
+    """
+
+    number: int
+    outcome: str
+    reasons: tuple[str, ...]
+    epsilon: float | None
+    spends: tuple[Mapping[str, Any], ...] = ()
+    seeds: Mapping[str, Any] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reasons", tuple(str(r) for r in self.reasons))
+        object.__setattr__(self, "spends", tuple(plain(s) for s in self.spends))
+        object.__setattr__(self, "seeds", plain(self.seeds))
+        object.__setattr__(self, "checks", tuple(self.checks))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"number": self.number, "outcome": self.outcome, "reasons": list(self.reasons),
+                "epsilon": self.epsilon, "spends": [dict(s) for s in self.spends],
+                "seeds": dict(self.seeds), "checks": [c.to_dict() for c in self.checks]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Attempt:
+        eps = data.get("epsilon")
+        return cls(int(data["number"]), str(data["outcome"]), tuple(data.get("reasons", ())),
+                   None if eps is None else float(eps), tuple(data.get("spends", ())),
+                   dict(data.get("seeds", {})),
+                   tuple(Check.from_dict(c) for c in data.get("checks", ())))
+
+
+@dataclass(frozen=True)
+class DatasetCard:
+    """The card of one release (see the module docstring).
+
+    Mapping fields hold plain YAML values; their keys are documented in
+    ``docs/release.md`` and filled by :func:`dpsynth.release.release`.
+    """
+
+    release_id: str
+    dataset: str
+    created: str
+    decision: str
+    reasons: tuple[str, ...]
+    generator: Mapping[str, Any]
+    source: Mapping[str, Any]
+    schema: Mapping[str, Any]
+    synthetic: Mapping[str, Any]
+    privacy: Mapping[str, Any]
+    attempts: tuple[Attempt, ...]
+    evaluation: Mapping[str, Any]
+    audit: Mapping[str, Any]
+    checks: tuple[Check, ...]
+    policy: Mapping[str, Any]
+    reproduce: Mapping[str, Any]
+    filters: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("generator", "source", "schema", "synthetic", "privacy", "evaluation",
+                     "audit", "policy", "reproduce"):
+            object.__setattr__(self, name, plain(getattr(self, name)))
+        for name in ("reasons", "filters", "notes"):
+            object.__setattr__(self, name, tuple(str(v) for v in getattr(self, name)))
+        object.__setattr__(self, "attempts", tuple(self.attempts))
+        object.__setattr__(self, "checks", tuple(self.checks))
+
+    @property
+    def shipped(self) -> bool:
+        return self.decision == "ship"
+
+    # -- persistence ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": CARD_FORMAT, "format_version": CARD_VERSION,
+            "release_id": self.release_id, "dataset": self.dataset, "created": self.created,
+            "decision": self.decision, "reasons": list(self.reasons),
+            "generator": dict(self.generator), "source": dict(self.source),
+            "schema": dict(self.schema), "synthetic": dict(self.synthetic),
+            "privacy": dict(self.privacy), "filters": list(self.filters),
+            "attempts": [a.to_dict() for a in self.attempts],
+            "evaluation": dict(self.evaluation), "audit": dict(self.audit),
+            "checks": [c.to_dict() for c in self.checks], "policy": dict(self.policy),
+            "reproduce": dict(self.reproduce), "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetCard:
+        if not isinstance(data, Mapping) or data.get("format") != CARD_FORMAT:
+            found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
+            raise ModelFormatError(f"not a {CARD_FORMAT} document (format={found!r})")
+        if data.get("format_version") != CARD_VERSION:
+            raise ModelFormatError(f"unsupported dataset card version "
+                                   f"{data.get('format_version')!r}; this dpsynth reads "
+                                   f"{CARD_VERSION}")
+        try:
+            return cls(
+                release_id=str(data["release_id"]), dataset=str(data["dataset"]),
+                created=str(data["created"]), decision=str(data["decision"]),
+                reasons=tuple(data["reasons"]), generator=data["generator"],
+                source=data["source"], schema=data["schema"], synthetic=data["synthetic"],
+                privacy=data["privacy"], filters=tuple(data.get("filters") or ()),
+                attempts=tuple(Attempt.from_dict(a) for a in data["attempts"]),
+                evaluation=data["evaluation"], audit=data["audit"],
+                checks=tuple(Check.from_dict(c) for c in data["checks"]),
+                policy=data["policy"], reproduce=data["reproduce"],
+                notes=tuple(data.get("notes") or ()))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFormatError(f"the dataset card is incomplete or malformed: {exc!r}"
+                                   ) from None
+
+    def to_yaml(self) -> str:
+        header = ("# dpsynth dataset card: what was released, how, under which privacy budget,\n"
+                  "# and why. Figures under evaluation/audit are NOT covered by epsilon (see\n"
+                  "# privacy.not_covered_by_dp).\n")
+        return header + yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True,
+                                       width=100)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> DatasetCard:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ModelFormatError(f"the dataset card is not valid YAML: {exc}") from None
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_yaml(), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> DatasetCard:
+        """Read a card file, or the card of a bundle directory."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / CARD_FILE
+        if not path.is_file():
+            raise ModelFormatError(f"no dataset card at {path}")
+        return cls.from_yaml(path.read_text(encoding="utf-8"))
+
+    def value(self, key: str) -> Any:
+        """The value at a dotted path (``privacy.release_epsilon``, ``attempts.0.epsilon``)."""
+        return value_at(self.to_dict(), key)
+
+
+def value_at(tree: Any, key: str) -> Any:
+    """Follow a dotted path through nested mappings and lists (indices are integers)."""
+    node = tree
+    for part in key.split("."):
+        if isinstance(node, Mapping):
+            node = node[part]
+        elif isinstance(node, Sequence) and not isinstance(node, str):
+            node = node[int(part)]
+        else:
+            raise KeyError(key)
+    return node
+
+
+__all__ = ["CARD_FILE", "Attempt", "DatasetCard", "plain", "value_at"]

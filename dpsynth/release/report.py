@@ -1,0 +1,292 @@
+"""The release report: one self-contained HTML page (inline CSS and SVG, no script, nothing
+fetched) that explains the decision to someone who has never used dpsynth.
+
+It is rendered from the :class:`~dpsynth.release.card.DatasetCard` (every figure it prints
+comes from the card and carries ``data-key``/``data-value`` attributes naming the card field,
+so a test can check that the two agree) plus the plot data of
+:class:`~dpsynth.release.gate.Figures`. It shows statistics of the private data that epsilon
+does not cover (real marginals and associations, attack rates), so it is for the data
+custodian; the synthetic data and the card are what gets published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from dpsynth.accounting._report_html import _CSS as _BASE_CSS
+from dpsynth.accounting._report_svg import purpose_chart
+from dpsynth.attacks.report import roc_svg
+from dpsynth.release._svg import association_heatmap, budget_bar, legend, marginal_chart
+from dpsynth.release.card import DatasetCard, value_at
+from dpsynth.release.gate import Figures
+
+_CSS = _BASE_CSS + """
+.decision{display:inline-block;padding:.35rem 1rem;border-radius:6px;color:#fff;font-weight:700;
+font-size:1.3rem;letter-spacing:.05em;vertical-align:middle}
+.ship{background:#2f855a}.reject{background:#c53030}.regenerate{background:#b7791f}
+.refused{background:#718096}
+.internal{background:#fffaf0;border-left:4px solid #dd6b20;padding:.5rem 1rem;margin:1rem 0;
+font-size:.9rem}.headline{font-size:1.1rem}.pass{color:#276749;font-weight:600}
+.fail{color:#c53030;font-weight:600}.skip{color:#718096}
+.grid{display:flex;flex-wrap:wrap;gap:.6rem}.grid svg{border:1px solid #edf2f7}
+pre{background:#f7fafc;padding:.6rem;white-space:pre-wrap;font-size:.8rem}
+"""
+
+
+def _e(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+class _Figures:
+    """Prints card values, each tagged with the card field it comes from."""
+
+    def __init__(self, card: DatasetCard):
+        self.tree = card.to_dict()
+
+    def get(self, key: str) -> Any:
+        try:
+            return value_at(self.tree, key)
+        except (KeyError, IndexError, ValueError):
+            return None
+
+    def __call__(self, key: str, fmt: str = "{:.3f}") -> str:
+        value = self.get(key)
+        if value is None:
+            return '<span class="skip">n/a</span>'
+        return (f'<span data-key="{_e(key)}" data-value="{_e(repr(value))}">'
+                f'{_e(fmt.format(value))}</span>')
+
+
+def render_report(card: DatasetCard, figures: Figures | None = None) -> str:
+    """The report of ``card`` as one HTML document."""
+    figures = figures or Figures()
+    f = _Figures(card)
+    body = [_header(card, f), _checks(card, f), _budget(card, f), _audit(card, f, figures),
+            _fidelity(f, figures), _utility(f), _attempts(card, f), _coverage(card),
+            _provenance(card, f)]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>dpsynth release {_e(card.dataset)}: {_e(card.decision)}</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def save_report(card: DatasetCard, figures: Figures | None, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(render_report(card, figures), encoding="utf-8")
+    return path
+
+
+# -- sections --------------------------------------------------------------------------------
+def _headline(card: DatasetCard) -> str:
+    if card.decision == "ship":
+        return ("Ship: the synthetic data passed every check of the release policy. No attack "
+                "told the training records apart from records it never saw better than the "
+                "policy allows, and the data keeps the statistics and predictive signal it "
+                "requires.")
+    privacy_failed = any(c.area == "privacy" and c.passed is False for c in card.checks)
+    if privacy_failed:
+        return ("Reject: an attack found that this synthetic data gives away information about "
+                "the people it was trained on (it does better on them than on the holdout). "
+                "The data is withheld; find the cause (a data-derived schema, a generator bug, "
+                "or an epsilon too large for the table) before spending budget again.")
+    return ("Reject: the synthetic data is private by the audit's measure but does not meet the "
+            "policy's fidelity or utility thresholds in any allowed attempt. The data is "
+            "withheld; a larger epsilon, a larger table or another generator may help.")
+
+
+def _header(card: DatasetCard, f: _Figures) -> str:
+    reasons = "".join(f"<li>{_e(r)}</li>" for r in card.reasons)
+    cards = "".join(f'<div class="card"><div class="v">{v}</div><div class="l">{_e(label)}'
+                    "</div></div>" for v, label in (
+                        (f("privacy.release_epsilon"), "ε spent by this release (PLD)"),
+                        (f("privacy.release_delta", "{:.2g}"), "δ"),
+                        (f"{len(card.attempts)} / {f('policy.max_attempts', '{}')}",
+                         "attempts used / allowed"),
+                        (_e(f.get("audit.verdict") or "n/a"), "audit verdict"),
+                        (f("evaluation.fidelity.tvd_2way"), "2-way TVD (0 = identical)"),
+                        (f("evaluation.utility.ratio"), "utility TSTR / TRTR")))
+    return (f"<h1>Synthetic data release: {_e(card.dataset)} "
+            f'<span class="decision {_e(card.decision)}" data-key="decision" '
+            f'data-value="{_e(repr(card.decision))}">{_e(card.decision.upper())}</span></h1>'
+            f'<p class="meta">Release <code>{_e(card.release_id)}</code> · {_e(card.created)} '
+            f'· generator <b>{_e(card.generator.get("name"))}</b> · dpsynth '
+            f'{_e(card.generator.get("dpsynth_version"))}</p>'
+            f'<p class="headline">{_e(_headline(card))}</p><ul>{reasons}</ul>'
+            f'<div class="cards">{cards}</div>'
+            '<div class="internal"><b>For the data custodian.</b> This page shows statistics of '
+            "the private data that ε does not cover (real marginals and associations, attack "
+            "success rates). Publish the synthetic data and <code>dataset_card.yaml</code>; "
+            "share this report only with people allowed to see aggregates of the private "
+            "data.</div>")
+
+
+def _result(passed: bool | None) -> str:
+    if passed is None:
+        return '<span class="skip">not checked</span>'
+    return '<span class="pass">pass</span>' if passed else '<span class="fail">FAIL</span>'
+
+
+def _checks(card: DatasetCard, f: _Figures) -> str:
+    rows = "".join(
+        f"<tr><td>{_e(c.area)}</td><td><code>{_e(c.name)}</code></td>"
+        f"<td class=n>{f(f'checks.{i}.value', '{:+.4f}' if c.area == 'privacy' else '{:.4f}')}"
+        f"</td><td>{_e(c.rule)}</td><td>{_result(c.passed)}</td></tr>"
+        for i, c in enumerate(card.checks))
+    return ("<h2>1. Why: the policy's checks</h2><p class=meta>Each attack's value is the lower "
+            "end of the confidence interval of its risk, (attack success − control success) / "
+            "(1 − control success): how much better the attack does on training records than "
+            "on holdout records it never saw.</p><table><tr><th>area</th><th>check</th>"
+            f"<th>value</th><th>rule</th><th>result</th></tr>{rows}</table>")
+
+
+def _budget(card: DatasetCard, f: _Figures) -> str:
+    cap = f.get("privacy.dataset_cap.epsilon") or 0.0
+    bar = budget_bar(cap, f.get("privacy.dataset_epsilon_before") or 0.0,
+                     f.get("privacy.dataset_epsilon_after") or 0.0)
+    items = [(f"attempt {a.number}: {a.outcome}", a.epsilon or 0.0) for a in card.attempts]
+    items.append(("whole release (composed)", f.get("privacy.release_epsilon") or 0.0))
+    return (
+        "<h2>2. Privacy budget</h2>"
+        f"<p>Each attempt was budgeted ε = {f('privacy.epsilon_per_attempt', '{:g}')} "
+        f"(δ = {f('privacy.delta_per_attempt', '{:.2g}')}); the ledger composed the release's "
+        f"{f('privacy.n_spends', '{}')} spends to ε = {f('privacy.release_epsilon')} "
+        f"({_e(f.get('privacy.accountant'))}; Rényi DP would say "
+        f"{f('privacy.release_rdp_epsilon')}). The dataset has now spent "
+        f"{f('privacy.dataset_epsilon_after')} of its cap "
+        f"{f('privacy.dataset_cap.epsilon', '{:g}')}; {f('privacy.dataset_remaining')} is "
+        f"left. Privacy unit: {_e(f.get('privacy.privacy_unit'))}. Randomness: "
+        f"{_e(f.get('privacy.randomness'))}.</p>"
+        f"<figure>{bar}</figure><figure>{purpose_chart(items, cap)}</figure>")
+
+
+def _rate(f: _Figures, key: str, pct: bool = True) -> str:
+    fmt = "{:.1%}" if pct else "{:+.3f}"
+    return f"{f(key + '.value', fmt)} [{f(key + '.ci.0', fmt)}, {f(key + '.ci.1', fmt)}]"
+
+
+def _audit(card: DatasetCard, f: _Figures, figures: Figures) -> str:
+    attacks = f.get("audit.attacks") or []
+    rows = "".join(
+        f"<tr><td><code>{_e(a['attack'])}</code><br><span class=meta>"
+        f"{_e(a['threat_model'])}</span></td><td class=n>{f(f'audit.attacks.{i}.n_targets', '{}')}"
+        f"</td><td class=n>{_rate(f, f'audit.attacks.{i}.success')}</td>"
+        f"<td class=n>{_rate(f, f'audit.attacks.{i}.control')}</td>"
+        f"<td class=n>{_rate(f, f'audit.attacks.{i}.baseline')}</td>"
+        f"<td class=n>{_rate(f, f'audit.attacks.{i}.risk', pct=False)}</td>"
+        f"<td>{_result(a['verdict'] != 'leak')}</td></tr>" for i, a in enumerate(attacks))
+    charts = "".join(f"<div>{roc_svg(roc, label)}</div>" for label, roc in figures.roc)
+    if not attacks:
+        return "<h2>3. Attack audit</h2><p>No attempt was audited.</p>"
+    return (
+        f"<h2>3. Attack audit: {_e(f.get('audit.verdict'))}</h2>"
+        f"<p>Each attack was run on training records and, identically, on holdout records the "
+        f"generator never saw ({f('audit.n_holdout', '{}')} controls). Intervals are "
+        f"{f('audit.confidence', '{:.0%}')} confidence intervals; an attack fails the release "
+        f"when the lower end of its risk interval is above "
+        f"{f('audit.threshold', '{:g}')}.</p><table><tr><th>attack</th><th>targets</th>"
+        "<th>success on training rows</th><th>success on holdout rows</th><th>naive baseline"
+        "</th><th>risk [CI]</th><th>result</th></tr>" + rows + "</table>"
+        + (f"<h3>ROC curves of the membership attacks</h3><p class=meta>An attack that cannot "
+           f"tell members from non-members follows the dashed diagonal (AUC 0.5).</p>"
+           f"<div class=grid>{charts}</div>" if charts else ""))
+
+
+def _fidelity(f: _Figures, figures: Figures) -> str:
+    if f.get("evaluation.fidelity") is None:
+        return "<h2>4. Fidelity</h2><p>Not evaluated.</p>"
+    charts = "".join(marginal_chart(m.column, m.labels, m.real, m.synthetic, m.tvd)
+                     for m in figures.marginals)
+    heat = (association_heatmap(figures.association_columns, figures.association_real,
+                                figures.association_synthetic)
+            if figures.association_columns else "")
+    return (
+        "<h2>4. Fidelity: do the synthetic rows look like the real ones?</h2>"
+        f"<p>Average total-variation distance between real (training) and synthetic "
+        f"marginals, on the schema's domain: 1-way {f('evaluation.fidelity.tvd_1way')}, "
+        f"2-way {f('evaluation.fidelity.tvd_2way')}"
+        + (f", 3-way {f('evaluation.fidelity.tvd_3way')}"
+           if f.get("evaluation.fidelity.tvd_3way") is not None else "")
+        + f" (0 = identical, 1 = disjoint). Mean change in pairwise association (Cramér's V): "
+        f"{f('evaluation.fidelity.association_difference')}.</p>"
+        f"<h3>Real versus synthetic marginals</h3>{legend()}<div class=grid>{charts}</div>"
+        f"<h3>Association difference</h3><p class=meta>How much the synthetic data changes "
+        f"the strength of each pairwise relationship; red cells are relationships it "
+        f"distorts.</p><figure>{heat}</figure>")
+
+
+def _utility(f: _Figures) -> str:
+    if f.get("evaluation.utility") is None:
+        return ("<h2>5. Utility</h2><p>Not evaluated: no target column was given "
+                "(<code>--target</code>).</p>")
+    return (
+        "<h2>5. Utility: can the synthetic data train a model?</h2>"
+        f"<p>A gradient-boosted classifier predicting <code>"
+        f"{_e(f.get('evaluation.utility.target'))}</code> = "
+        f"{_e(f.get('evaluation.utility.positive'))}, tested on the holdout: trained on the "
+        f"synthetic data it reaches ROC-AUC {f('evaluation.utility.tstr_auc')} (TSTR), trained "
+        f"on the real training rows {f('evaluation.utility.trtr_auc')} (TRTR); ratio "
+        f"{f('evaluation.utility.ratio')}.</p>")
+
+
+def _attempts(card: DatasetCard, f: _Figures) -> str:
+    rows = []
+    for i, a in enumerate(card.attempts):
+        spends = "<br>".join(f"{_e(s['purpose'])}: {_e(s['mechanism'])}" for s in a.spends)
+        rows.append(f"<tr><td class=n>{a.number}</td><td><span class='decision {_e(a.outcome)}' "
+                    f"style='font-size:.8rem'>{_e(a.outcome)}</span></td>"
+                    f"<td class=n>{f(f'attempts.{i}.epsilon')}</td><td>{spends}</td>"
+                    f"<td>{'<br>'.join(_e(r) for r in a.reasons)}</td></tr>")
+    return ("<h2>6. Attempts</h2><p class=meta>Every attempt is a new fit that spends its own "
+            "budget through the ledger; none is retried silently.</p><table><tr><th>#</th>"
+            "<th>outcome</th><th>ε (PLD)</th><th>spends</th><th>reasons</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _coverage(card: DatasetCard) -> str:
+    items = [*card.privacy.get("not_covered_by_dp", []), card.source.get("holdout_use", ""),
+             *card.notes]
+    lis = "".join(f"<li>{_e(i)}</li>" for i in items if i)
+    return ("<h2>7. What the guarantee covers</h2><p>The synthetic data (and the released model) "
+            "are (ε, δ)-differentially private with respect to the private table: whatever "
+            "anyone learns from them, their odds of telling whether one person was in the "
+            f"table change by at most a factor e^ε.</p><ul>{lis}</ul>")
+
+
+def _provenance(card: DatasetCard, f: _Figures) -> str:
+    files = card.synthetic.get("files") or {}
+    file_rows = "".join(f"<tr><td><code>{_e(v.get('path'))}</code></td><td><code>"
+                        f"{_e(v.get('sha256'))}</code></td></tr>" for v in files.values())
+    withheld = card.synthetic.get("withheld_reason") if card.synthetic.get("withheld") else ""
+    columns = card.schema.get("columns", [])
+    cols = "".join(f"<tr><td>{_e(c['name'])}</td><td>{_e(c['kind'])}</td>"
+                   f"<td>{_e(_domain(c))}</td></tr>" for c in columns)
+    params = card.generator.get("params") or {}
+    ptext = ", ".join(f"{k}={v!r}" for k, v in params.items())
+    rep: Mapping[str, Any] = card.reproduce
+    return (
+        "<h2>8. Provenance and reproduction</h2>"
+        f"<p><b>Source</b> {_e(card.source.get('dataset'))}: {f('source.n_rows', '{}')} rows "
+        f"({f('source.n_train', '{}')} for training, {f('source.n_holdout', '{}')} held out); "
+        f"fingerprint <code>{_e(card.source.get('fingerprint'))}</code>.</p>"
+        f"<p><b>Generator</b> {_e(card.generator.get('name'))} ({_e(ptext)}).</p>"
+        f"<p><b>Synthetic rows</b> {f('synthetic.n_rows', '{}')}, synthetic share "
+        f"{f('synthetic.synthetic_share', '{:.0%}')}. {_e(withheld or '')}</p>"
+        + (f"<table><tr><th>file</th><th>sha256</th></tr>{file_rows}</table>"
+           if file_rows else "")
+        + f"<h3>Schema</h3><table><tr><th>column</th><th>kind</th><th>domain</th></tr>{cols}"
+        "</table><h3>Reproduce</h3><pre>" + _e(rep.get("sample") or "") + "\n\n"
+        + _e(rep.get("rerun") or "") + "</pre>")
+
+
+def _domain(column: Mapping[str, Any]) -> str:
+    if column.get("categories") is not None:
+        cats = [str(c) for c in column["categories"]]
+        return ", ".join(cats[:8]) + (f" … ({len(cats)} values)" if len(cats) > 8 else "")
+    if column.get("lower") is not None:
+        return f"[{column['lower']}, {column['upper']}]"
+    return ""
+
+
+__all__ = ["render_report", "save_report"]

@@ -1,0 +1,8 @@
+"""DP synthetic text: a language model fine-tuned with DP-SGD (see :mod:`.synthesizer`).
+
+Importing this package registers the ``dptext`` and ``dptext-table`` synthesizers.
+"""
+
+from dpsynth.synthesizers.text.synthesizer import DPTextSynthesizer
+
+__all__ = ["DPTextSynthesizer"]

@@ -1,0 +1,1 @@
+"""Public-text checkpoints of the byte model (weights + JSON cards)."""

@@ -1,0 +1,215 @@
+"""Bring your own model: a local Hugging Face causal LM, fine-tuned with DP-SGD.
+
+The model and tokenizer are read from a local directory only (``local_files_only=True`` with
+``HF_HUB_OFFLINE=1``): nothing is ever downloaded. When peft is installed, the model is
+fine-tuned through LoRA adapters (Hu et al., "LoRA: Low-Rank Adaptation of Large Language
+Models", ICLR 2022), the parameter-efficient DP fine-tuning of Yu et al. ("Differentially
+Private Fine-tuning of Language Models", ICLR 2022); otherwise every weight is trained.
+transformers and peft are optional dependencies (the ``text`` extra).
+
+Sampling is dpsynth's own loop over the model's key/value cache, so that its randomness comes
+from the synthesizer's generator rather than torch's global one (which ``generate`` uses).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dpsynth.errors import ModelFormatError, ParameterError
+from dpsynth.synthesizers.text.model import draw_token
+
+logger = logging.getLogger(__name__)
+
+
+def _offline() -> None:
+    """Forbid the hub in this process before transformers is imported (loading path only)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def _import_transformers() -> Any:
+    _offline()
+    try:
+        import transformers
+    except ModuleNotFoundError:
+        raise ParameterError("model_dir needs the optional dependency transformers: "
+                             "pip install 'dpsynth[text]'.") from None
+    return transformers
+
+
+def _lora(model: nn.Module, rank: int, seed: int) -> tuple[nn.Module, int]:
+    """Wrap ``model`` with LoRA adapters when peft is installed (rank 0 or no peft: as is)."""
+    if rank == 0:
+        return model, 0
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ModuleNotFoundError:
+        logger.warning("peft is not installed: fine-tuning every weight instead of LoRA")
+        return model, 0
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                        target_modules="all-linear", bias="none")
+    with torch.random.fork_rng(devices=[]):  # peft initialises from the global generator
+        torch.manual_seed(seed)
+        return get_peft_model(model, config), rank
+
+
+class _Logits(nn.Module):
+    """``forward(tokens) -> logits`` around a causal LM, with explicit contiguous positions.
+
+    Padding is on the right and the loss ignores it, so causal attention needs no mask.
+    """
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.lm = lm
+        self._positions = "position_ids" in inspect.signature(_base(lm).forward).parameters
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        kwargs: dict[str, Any] = {"input_ids": tokens, "use_cache": False}
+        if self._positions:
+            b, t = tokens.shape
+            kwargs["position_ids"] = torch.arange(t, device=tokens.device).expand(
+                b, t).contiguous()
+        return self.lm(**kwargs).logits
+
+
+def _base(lm: nn.Module) -> nn.Module:
+    get = getattr(lm, "get_base_model", None)
+    return get() if get is not None else lm
+
+
+class HFBackend:
+    """A local Hugging Face causal LM and its tokenizer (see the module docstring)."""
+
+    kind = "hf"
+
+    def __init__(self, lm: nn.Module, tokenizer: Any, model_dir: str, lora_rank: int):
+        self.wrapper = _Logits(lm)
+        self.tokenizer = tokenizer
+        self.model_dir = model_dir
+        self.lora_rank = lora_rank
+        eos = tokenizer.eos_token_id
+        if eos is None:
+            raise ModelFormatError(f"The tokenizer in {model_dir} has no end-of-sequence token.")
+        self.eos = int(eos)
+        self.bos = int(tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos)
+        pad = tokenizer.pad_token_id
+        self.pad = int(pad if pad is not None else eos)
+
+    @classmethod
+    def load(cls, model_dir: str, *, lora_rank: int, seed: int) -> HFBackend:
+        """Load from ``model_dir`` (local files only), in training mode, with LoRA if asked."""
+        path = Path(model_dir)
+        if not (path / "config.json").is_file():
+            raise ParameterError(f"The 'model_dir' {model_dir!r} must be a local Hugging Face "
+                                 "model directory (with config.json and a tokenizer).")
+        transformers = _import_transformers()
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path),
+                                                                   local_files_only=True)
+            lm = transformers.AutoModelForCausalLM.from_pretrained(
+                str(path), local_files_only=True, dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise ModelFormatError(f"Cannot load a causal LM from {model_dir}: {exc}") from None
+        lm.train()  # from_pretrained returns eval mode; Opacus needs training mode
+        lm, used = _lora(lm, lora_rank, seed)
+        return cls(lm, tokenizer, str(path), used)
+
+    @property
+    def module(self) -> nn.Module:
+        return self.wrapper
+
+    def max_tokens(self) -> int:
+        cfg = _base(self.wrapper.lm).config
+        return int(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions",
+                                                                            1024))
+
+    def header_budget(self, head: str, max_length: int) -> int:
+        return len(self._ids(head)) + max_length + 2
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def code(self, texts: Sequence[str], headers: Sequence[str], max_length: int) -> np.ndarray:
+        rows = []
+        for head, text in zip(headers, texts, strict=True):
+            h = self._ids(head)
+            t = self._ids(text)[:max_length]
+            rows.append(([self.bos, *h, *t, self.eos], 1 + len(h)))
+        room = self.max_tokens()
+        length = min(room, max((len(ids) for ids, _ in rows), default=2))
+        out = np.zeros((len(rows), 2, length), dtype=np.int64)
+        out[:, 0] = self.pad
+        for i, (ids, first) in enumerate(rows):
+            ids = ids[:length]
+            out[i, 0, :len(ids)] = ids
+            out[i, 1, first:len(ids)] = 1
+        return out
+
+    @torch.no_grad()
+    def generate(self, head: str, n: int, *, max_length: int, temperature: float,
+                 top_p: float, generator: torch.Generator) -> list[str]:
+        lm = self.wrapper.lm
+        lm.eval()
+        device = next(lm.parameters()).device
+        prompt = torch.tensor([self.bos, *self._ids(head)], device=device).expand(n, -1)
+        out = lm(input_ids=prompt.contiguous(), use_cache=True)
+        past, logits = out.past_key_values, out.logits[:, -1]
+        banned = (self.pad,) if self.pad != self.eos else ()
+        steps = min(max_length + 1, self.max_tokens() - prompt.shape[1])
+        drawn = torch.full((n, max(steps, 0)), self.eos, dtype=torch.long, device=device)
+        done = torch.zeros(n, dtype=torch.bool, device=device)
+        for step in range(steps):
+            nxt = draw_token(logits, temperature, top_p, generator, banned=banned)
+            nxt = torch.where(done, torch.full_like(nxt, self.eos), nxt)
+            drawn[:, step] = nxt
+            done |= nxt == self.eos
+            if bool(done.all()) or step == steps - 1:
+                break
+            out = lm(input_ids=nxt[:, None], past_key_values=past, use_cache=True)
+            past, logits = out.past_key_values, out.logits[:, -1]
+        texts = []
+        for row in drawn.cpu().tolist():
+            end = row.index(self.eos) if self.eos in row else len(row)
+            texts.append(self.tokenizer.decode(row[:end], skip_special_tokens=True))
+        return texts
+
+    def to(self, device: torch.device) -> None:
+        self.wrapper.to(device)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The trained weights only (the adapters with LoRA); the base stays in model_dir."""
+        arrays = {f"model.{name}": p.detach().cpu().numpy()
+                  for name, p in self.wrapper.lm.named_parameters() if p.requires_grad}
+        return {"backend": self.kind, "model_dir": self.model_dir,
+                "lora_rank": self.lora_rank}, arrays
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> HFBackend:
+        backend = cls.load(str(state["model_dir"]), lora_rank=int(state["lora_rank"]), seed=0)
+        params = dict(backend.wrapper.lm.named_parameters())
+        saved = {k.removeprefix("model."): v for k, v in arrays.items()
+                 if k.startswith("model.")}
+        unknown = sorted(set(saved) - set(params))
+        if unknown:
+            raise ModelFormatError(f"The saved weights do not fit the model in "
+                                   f"{state['model_dir']}: unknown {unknown[:5]}")
+        with torch.no_grad():
+            for name, value in saved.items():
+                if tuple(params[name].shape) != value.shape:
+                    raise ModelFormatError(f"Saved weight {name} has shape {value.shape}, the "
+                                           f"model's is {tuple(params[name].shape)}.")
+                params[name].copy_(torch.from_numpy(value.copy()))
+        return backend
+
+
+__all__ = ["HFBackend"]

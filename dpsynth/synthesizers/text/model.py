@@ -1,0 +1,271 @@
+"""A small byte-level causal transformer that Opacus can clip per record.
+
+A decoder-only transformer (Vaswani et al., "Attention Is All You Need", NeurIPS 2017) in the
+pre-LayerNorm arrangement of GPT-2 (Radford et al., 2019), built from ``nn.Embedding``,
+``nn.Linear`` and ``nn.LayerNorm`` only, with the causal attention written out by hand: Opacus
+computes per-sample gradients of those three layer types itself, whereas
+``nn.MultiheadAttention`` (and its DP replacement with a causal mask when batch-first) does
+not work with it. Each record is one sample of the batch, so clipping bounds what one record
+(all its tokens together) contributes to a step: the privacy unit is the record, not the
+token.
+
+The attention keeps a key/value cache for sampling, so drawing a record of ``T`` bytes costs
+``T`` single-token steps rather than ``T`` full passes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dpsynth.errors import ModelFormatError
+from dpsynth.synthesizers.text.codec import BOS, EOS, PAD, VOCAB_SIZE
+
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Architecture of :class:`ByteTransformer` (stored beside its weights)."""
+
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 512
+    max_positions: int = 320
+    vocab_size: int = VOCAB_SIZE
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ModelFormatError(f"d_model ({self.d_model}) must be a multiple of n_heads "
+                                   f"({self.n_heads}).")
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TransformerConfig:
+        return cls(**{k: int(v) for k, v in data.items()})
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention with a causal mask; every weight is an ``nn.Linear``."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, device="meta")
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, device="meta")
+
+    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        b, t, d = x.shape
+        h = self.n_heads
+        q, k, v = (z.reshape(b, t, h, d // h).transpose(1, 2)
+                   for z in self.qkv(x).split(d, dim=2))
+        past = 0
+        if cache is not None:
+            past = cache[0].shape[2]
+            k = torch.cat([cache[0], k], dim=2)
+            v = torch.cat([cache[1], v], dim=2)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d // h)
+        keys = torch.arange(past + t, device=x.device)
+        queries = torch.arange(past, past + t, device=x.device)
+        scores = scores.masked_fill(keys[None, :] > queries[:, None], float("-inf"))
+        y = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, t, d)
+        return self.proj(y), (k, v)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: attention then a GELU MLP, each with a residual."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model, device="meta")
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model, device="meta")
+        self.fc = nn.Linear(cfg.d_model, cfg.d_ff, device="meta")
+        self.out = nn.Linear(cfg.d_ff, cfg.d_model, device="meta")
+
+    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        a, kv = self.attn(self.ln1(x), cache)
+        x = x + a
+        return x + self.out(F.gelu(self.fc(self.ln2(x)))), kv
+
+
+class ByteTransformer(nn.Module):
+    """Decoder-only byte-level language model; ``forward(tokens)`` returns next-byte logits."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model, device="meta")
+        self.pos = nn.Embedding(cfg.max_positions, cfg.d_model, device="meta")
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model, device="meta")
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, device="meta")
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        logits, _ = self.forward_cached(tokens, None)
+        return logits
+
+    def forward_cached(self, tokens: torch.Tensor, cache: KVCache | None
+                       ) -> tuple[torch.Tensor, KVCache]:
+        b, t = tokens.shape
+        past = 0 if not cache else cache[0][0].shape[2]
+        if past + t > self.cfg.max_positions:
+            raise ValueError(f"sequence of {past + t} tokens exceeds the model's "
+                             f"{self.cfg.max_positions} positions")
+        # Contiguous position ids: Opacus' ghost clipping rejects expanded index tensors.
+        positions = torch.arange(past, past + t, device=tokens.device).expand(b, t).contiguous()
+        x = self.tok(tokens) + self.pos(positions)
+        new_cache: KVCache = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, None if not cache else cache[i])
+            new_cache.append(kv)
+        return self.head(self.ln_f(x)), new_cache
+
+
+def build_model(cfg: TransformerConfig, seed: int | None) -> ByteTransformer:
+    """The model on CPU, initialised from a generator seeded with ``seed`` (no global RNG).
+
+    GPT-2's initialisation: N(0, 0.02) weights, residual projections scaled by
+    ``1/sqrt(2 n_layers)``, zero biases. ``seed=None`` leaves the weights uninitialised, for
+    loading.
+    """
+    model = ByteTransformer(cfg).to_empty(device="cpu")
+    if seed is None:
+        return model
+    gen = torch.Generator().manual_seed(int(seed))
+    residual = 0.02 / math.sqrt(2 * cfg.n_layers)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                std = residual if name.endswith(("attn.proj", ".out")) else 0.02
+                module.weight.normal_(0.0, std, generator=gen)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+    return model
+
+
+class RecordNLL(nn.Module):
+    """Mean negative log-likelihood per target byte of each record.
+
+    ``forward(logits, target)`` takes logits ``(B, T, V)`` and ``target`` ``(B, 2, T)``: the
+    next-token ids and the 0/1 loss weights. A record's loss is averaged over its own target
+    bytes only, so it never depends on another record of the batch (padding included).
+    ``reduction`` is ``"none"`` (per record), ``"mean"`` or ``"sum"``, as Opacus expects.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reduction = "mean"
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ids, weights = target[:, 0], target[:, 1].to(logits.dtype)
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids.reshape(-1),
+                              reduction="none").view_as(weights)
+        per_record = (nll * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+        if self.reduction == "none":
+            return per_record
+        return per_record.sum() if self.reduction == "sum" else per_record.mean()
+
+
+def split_batch(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs ``(B, T)`` and targets ``(B, 2, T)`` of a stacked batch.
+
+    The batch is trimmed after its last target token, whatever the padding id.
+    """
+    tokens, weights = batch[:, 0], batch[:, 1]
+    targets = torch.nonzero(weights.any(dim=0))
+    length = int(targets.max().item()) + 1 if len(targets) else 2
+    tokens, weights = tokens[:, :length], weights[:, :length]
+    target = torch.stack([tokens[:, 1:], weights[:, 1:]], dim=1).contiguous()
+    return tokens[:, :-1].contiguous(), target
+
+
+@torch.no_grad()
+def sample_continuations(model: ByteTransformer, prompt: list[int], n: int, *, max_new: int,
+                         temperature: float, top_p: float,
+                         generator: torch.Generator) -> list[list[int]]:
+    """``n`` continuations of one ``prompt``, each ended by EOS or after ``max_new`` tokens.
+
+    Nucleus sampling (Holtzman et al., "The Curious Case of Neural Text Degeneration", ICLR
+    2020) at ``temperature``; BOS and PAD are never drawn.
+    """
+    device = next(model.parameters()).device
+    max_new = min(max_new, model.cfg.max_positions - len(prompt))
+    tokens = torch.tensor(prompt, device=device).expand(n, len(prompt)).contiguous()
+    logits, cache = model.forward_cached(tokens, None)
+    out = torch.full((n, max(max_new, 0)), PAD, dtype=torch.long, device=device)
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    for step in range(max_new):
+        nxt = draw_token(logits[:, -1], temperature, top_p, generator, banned=(BOS, PAD))
+        nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
+        out[:, step] = nxt
+        done |= nxt == EOS
+        if bool(done.all()) or step == max_new - 1:
+            break
+        logits, cache = model.forward_cached(nxt[:, None], cache)
+    return [row.tolist() for row in out.cpu()]
+
+
+def draw_token(logits: torch.Tensor, temperature: float, top_p: float,
+               generator: torch.Generator, banned: tuple[int, ...] = ()) -> torch.Tensor:
+    """One token per row of ``logits`` ``(n, vocab)``: nucleus sampling at ``temperature``.
+
+    ``temperature=0`` is greedy; ``banned`` ids are never drawn. Draws come from the CPU
+    ``generator`` (reproducible on any device).
+    """
+    logits = logits.float().clone()
+    if banned:
+        logits[:, list(banned)] = float("-inf")
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = (logits / temperature).softmax(dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_p.cumsum(dim=-1) - sorted_p > top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(1, order, sorted_p)
+    probs = probs / probs.sum(dim=-1, keepdim=True)
+    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+
+
+@torch.no_grad()
+def record_nll(model: nn.Module, stacked: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Mean NLL per target byte of each record of ``stacked`` ``(n, 2, length)`` (nats)."""
+    criterion = RecordNLL()
+    criterion.reduction = "none"
+    out = []
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(stacked), batch_size):
+            inputs, target = split_batch(stacked[start:start + batch_size])
+            out.append(criterion(model(inputs), target).float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+__all__ = [
+    "ByteTransformer",
+    "RecordNLL",
+    "TransformerConfig",
+    "build_model",
+    "draw_token",
+    "record_nll",
+    "sample_continuations",
+    "split_batch",
+]

@@ -1,0 +1,353 @@
+"""DP synthetic text: a language model fine-tuned with DP-SGD, sampled with control codes.
+
+The recipe of Yue et al. ("Synthetic Text Generation with Differential Privacy: A Simple and
+Practical Recipe", ACL 2023) and Kurakin et al. ("Harnessing large-language models to generate
+private synthetic text", 2023): start from a model pretrained on public text, fine-tune it on
+the private records with DP-SGD (Abadi et al., CCS 2016) so that each record is one clipping
+unit, and sample. Control codes (the record's categorical columns) form a public header the
+model conditions on; their joint distribution is released by a Gaussian noisy histogram
+(:mod:`~dpsynth.synthesizers.text.controls`). Both spends are planned before the data is
+read and composed by the PLD accountant; sampling is post-processing.
+
+The model is the byte-level transformer pretrained on public text that ships with dpsynth
+(:mod:`~dpsynth.synthesizers.text.pretrain`), one trained from scratch, or a causal language
+model from a local Hugging Face directory (``model_dir``; LoRA adapters when peft is
+installed).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dpsynth.accounting import (
+    Budget,
+    Event,
+    GaussianEvent,
+    SubsampledGaussianEvent,
+    calibrate_dpsgd_noise,
+    calibrate_gaussian,
+)
+from dpsynth.accounting.session import SpendRecorder
+from dpsynth.errors import NotFittedError, ParameterError, PrivacyError, param_error
+from dpsynth.schema import CATEGORY_KINDS, Schema
+from dpsynth.synthesizers import _dpsgd
+from dpsynth.synthesizers.base import BaseSynthesizer, PlannedSpend, register
+from dpsynth.synthesizers.text import codec
+from dpsynth.synthesizers.text._params import param_problems, resolve_device
+from dpsynth.synthesizers.text.backend import ByteBackend, TextBackend, backend_nll
+from dpsynth.synthesizers.text.controls import ControlDistribution, cell_index, control_domain
+from dpsynth.synthesizers.text.model import TransformerConfig
+from dpsynth.synthesizers.text.train import train_plain, train_private
+
+logger = logging.getLogger(__name__)
+
+TRAIN_PURPOSE = "train:dptext"
+CONTROL_PURPOSE = "controls:dptext"
+DEFAULT_MAX_LENGTH = 256
+_GEN_BATCH = 256
+
+
+@register
+class DPTextSynthesizer(BaseSynthesizer):
+    """DP-SGD fine-tuned language model for a table of one text column plus control columns.
+
+    Parameters
+    ----------
+    epsilon, delta, random_state, secure_mode, discovery_fraction:
+        See :class:`~dpsynth.synthesizers.base.BaseSynthesizer`. ``epsilon=inf`` fine-tunes
+        without clipping or noise (a non-private reference).
+    max_length:
+        Bytes (or, for ``model_dir``, tokens) of text kept per record; default the text
+        column's ``max_length`` in the schema, else 256. A public parameter.
+    pretrained:
+        Byte model to start from: the name of a shipped checkpoint (``"byte-small"``), a
+        path to a ``.safetensors`` checkpoint with its JSON card, or ``None`` to train from
+        scratch (``d_model``, ``n_layers``, ``n_heads``).
+    model_dir:
+        A local Hugging Face causal-LM directory (model + tokenizer) to fine-tune instead of
+        the byte model; never downloaded.
+    lora_rank:
+        With ``model_dir`` and peft installed: rank of the LoRA adapters (0 fine-tunes every
+        weight).
+    epochs, batch_size, max_grad_norm, learning_rate:
+        DP-SGD schedule: ``ceil(epochs / q)`` steps at Poisson rate ``q = batch_size / n``,
+        per-record clipping norm, Adam learning rate.
+    control_fraction:
+        Share of epsilon and delta for releasing the control-code distribution.
+    release_controls:
+        Release the control distribution (``False`` when another generator supplies the
+        control values, as in :class:`~dpsynth.synthesizers.text.tabular.TabularTextSynthesizer`).
+    temperature, top_p:
+        Sampling temperature and nucleus mass.
+    device, progress, grad_sample_mode:
+        ``"auto"`` uses CUDA when present; progress bar on stderr; Opacus mode
+        (``"hooks"`` default, ``"ghost"``).
+    """
+
+    name: ClassVar[str] = "dptext"
+    supported_kinds: ClassVar[tuple[str, ...]] = ("text", "categorical", "ordinal")
+
+    def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
+                 random_state: int | None = None, secure_mode: bool = False,
+                 discovery_fraction: float = 0.1, max_length: int | None = None,
+                 pretrained: str | None = "byte-small", model_dir: str | None = None,
+                 lora_rank: int = 8, epochs: float = 3.0, batch_size: int = 128,
+                 max_grad_norm: float = 1.0, learning_rate: float = 1e-3,
+                 control_fraction: float = 0.05, release_controls: bool = True,
+                 temperature: float = 1.0, top_p: float = 0.95, d_model: int = 128,
+                 n_layers: int = 4, n_heads: int = 4, device: str = "auto",
+                 progress: bool = False, grad_sample_mode: str = "hooks"):
+        super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
+                         secure_mode=secure_mode, discovery_fraction=discovery_fraction)
+        self.max_length = max_length
+        self.pretrained = pretrained
+        self.model_dir = model_dir
+        self.lora_rank = lora_rank
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.max_grad_norm = max_grad_norm
+        self.learning_rate = learning_rate
+        self.control_fraction = control_fraction
+        self.release_controls = release_controls
+        self.temperature = temperature
+        self.top_p = top_p
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.device = device
+        self.progress = progress
+        self.grad_sample_mode = grad_sample_mode
+
+    # -- parameters and schema ------------------------------------------------------------
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        problems = param_problems(self)
+        if len(problems) == 1:
+            raise ParameterError(problems[0])
+        if problems:
+            raise ParameterError(f"{len(problems)} invalid parameters of "
+                                 f"{type(self).__name__}:\n" +
+                                 "\n".join(f"  - {p}" for p in problems))
+
+    def _check_schema(self, schema: Schema) -> None:
+        super()._check_schema(schema)
+        texts = [c.name for c in schema.data_columns if c.kind == "text"]
+        if len(texts) != 1:
+            raise ParameterError(f"{type(self).__name__} models exactly one text column plus "
+                                 f"categorical control columns; the schema has text columns "
+                                 f"{texts}.")
+        self._check_length(schema)
+
+    def _columns(self, schema: Schema) -> tuple[str, list[str]]:
+        text = next(c.name for c in schema.data_columns if c.kind == "text")
+        controls = [c.name for c in schema.data_columns if c.kind in CATEGORY_KINDS]
+        return text, controls
+
+    def _text_length(self, schema: Schema) -> int:
+        if self.max_length is not None:
+            return int(self.max_length)
+        text, _ = self._columns(schema)
+        return int(schema[text].max_length or DEFAULT_MAX_LENGTH)
+
+    def _check_length(self, schema: Schema) -> None:
+        """The longest header plus ``max_length`` must fit the byte model (public check)."""
+        if self.model_dir is not None or schema.undeclared():
+            return
+        _, controls = self._columns(schema)
+        longest = max((len(codec.header(dict(zip(controls, combo, strict=True))).encode())
+                       for combo in control_domain(schema, controls)), default=0)
+        cfg = ByteBackend.checkpoint_config(self.pretrained, self._scratch_config())
+        need = longest + self._text_length(schema) + 2
+        if need > cfg.max_positions:
+            raise param_error("max_length", f"at most {cfg.max_positions - longest - 2} bytes "
+                              f"(the model has {cfg.max_positions} positions and the longest "
+                              f"control header takes {longest})", self._text_length(schema),
+                              type(self).__name__)
+
+    def _scratch_config(self) -> TransformerConfig:
+        return TransformerConfig(d_model=int(self.d_model), n_layers=int(self.n_layers),
+                                 n_heads=int(self.n_heads), d_ff=4 * int(self.d_model))
+
+    # -- planning -------------------------------------------------------------------------
+    def _schedule(self, n_rows: int) -> tuple[float, int]:
+        if self.batch_size > n_rows:
+            raise param_error("batch_size", f"at most the number of rows ({n_rows})",
+                              self.batch_size, type(self).__name__)
+        q = self.batch_size / n_rows
+        return q, _dpsgd.steps_for(float(self.epochs), q)
+
+    def _plan_training(self, n_rows: int, budget: Budget,
+                       prior_events: list[Event]) -> list[PlannedSpend]:
+        q, steps = self._schedule(n_rows)
+        plan: list[PlannedSpend] = []
+        if self.release_controls:
+            share = float(self.control_fraction)
+            sigma_h = calibrate_gaussian(budget.epsilon * share, budget.delta * share)
+            plan.append(PlannedSpend(CONTROL_PURPOSE, GaussianEvent(sigma_h)))
+        prior = [*prior_events, *(p.event for p in plan)]
+        sigma = calibrate_dpsgd_noise(budget.epsilon, budget.delta, sample_rate=q, steps=steps,
+                                      prior_events=prior)
+        plan.append(PlannedSpend(TRAIN_PURPOSE, SubsampledGaussianEvent(sigma, q, steps)))
+        return plan
+
+    def _planned(self, purpose: str) -> Event:
+        for spend in self.budget_plan_:
+            if spend.purpose == purpose:
+                return spend.event
+        raise PrivacyError(f"internal error: no spend {purpose!r} was planned.")
+
+    # -- fitting --------------------------------------------------------------------------
+    def _fit(self, data: pd.DataFrame, schema: Schema, recorder: SpendRecorder | None) -> None:
+        text, controls = self._columns(schema)
+        device = resolve_device(self.device, type(self).__name__)
+        self.text_column_, self.control_columns_ = text, tuple(controls)
+        self.max_length_ = self._text_length(schema)
+        domain = control_domain(schema, controls)
+        cells = cell_index(data, controls, domain)
+        self.controls_ = self._release_controls(cells, controls, domain, recorder)
+        backend = self._new_backend(_dpsgd.torch_seed(self.noise_))
+        backend.to(device)
+        headers = [codec.header(dict(zip(controls, domain[c], strict=True))) for c in cells]
+        texts = data[text].fillna("").astype(str).tolist()
+        rows = torch.from_numpy(backend.code(texts, headers, self.max_length_)).to(device)
+        log = self._train(backend, rows, recorder)
+        self.steps_run_, self.empty_batches_ = log.steps_run, log.empty_batches
+        self.loss_history_ = list(log.epoch_losses)
+        self.backend_: TextBackend = backend
+        self.device_ = device
+        backend.module.eval()
+
+    def _release_controls(self, cells: np.ndarray, controls: list[str], domain: list[tuple],
+                          recorder: SpendRecorder | None) -> ControlDistribution | None:
+        if not self.release_controls:
+            return None
+        if recorder is None:
+            return ControlDistribution.release(cells, controls, domain, sigma=None, noise=None)
+        event = self._planned(CONTROL_PURPOSE)
+        assert isinstance(event, GaussianEvent)
+        with recorder.spend(CONTROL_PURPOSE, event):
+            return ControlDistribution.release(cells, controls, domain,
+                                               sigma=event.noise_multiplier, noise=self.noise_)
+
+    def _train(self, backend: TextBackend, rows: torch.Tensor,
+               recorder: SpendRecorder | None) -> _dpsgd.TrainingLog:
+        if recorder is None:
+            _, steps = self._schedule(len(rows))
+            return train_plain(backend.module, rows, steps=steps,
+                               batch_size=int(self.batch_size), noise=self.noise_,
+                               learning_rate=float(self.learning_rate),
+                               progress=bool(self.progress))
+        event = self._planned(TRAIN_PURPOSE)
+        assert isinstance(event, SubsampledGaussianEvent)
+        with recorder.spend(TRAIN_PURPOSE, event):
+            return train_private(backend.module, rows, event, noise=self.noise_,
+                                 expected_batch_size=int(self.batch_size),
+                                 max_grad_norm=float(self.max_grad_norm),
+                                 learning_rate=float(self.learning_rate),
+                                 grad_sample_mode=str(self.grad_sample_mode),
+                                 progress=bool(self.progress))
+
+    def _new_backend(self, seed: int) -> TextBackend:
+        if self.model_dir is not None:
+            from dpsynth.synthesizers.text.hf import HFBackend
+
+            return HFBackend.load(str(self.model_dir), lora_rank=int(self.lora_rank), seed=seed)
+        return ByteBackend.create(self.pretrained, self._scratch_config(), seed)
+
+    # -- sampling and scoring -------------------------------------------------------------
+    def _sample(self, n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
+        if self.controls_ is None:
+            raise NotFittedError("This text model was fitted without its own control "
+                                 "distribution (release_controls=False); generate through "
+                                 "generate_text() with control values.")
+        cells = self.controls_.draw(n_rows, rng)
+        frame = pd.DataFrame({c: [self.controls_.domain[i][j] for i in cells]
+                              for j, c in enumerate(self.control_columns_)})
+        frame[self.text_column_] = self.generate_text(frame, random_state=rng)
+        return frame
+
+    def generate_text(self, controls: pd.DataFrame, *,
+                      random_state: int | np.random.Generator | None = None) -> list[str]:
+        """One synthetic text per row of ``controls`` (its control columns' values)."""
+        self._check_fitted()
+        rng = np.random.default_rng(random_state)
+        heads = self._headers(controls)
+        out: list[str] = [""] * len(heads)
+        for head in sorted(set(heads)):
+            rows = [i for i, h in enumerate(heads) if h == head]
+            for start in range(0, len(rows), _GEN_BATCH):
+                chunk = rows[start:start + _GEN_BATCH]
+                gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+                texts = self.backend_.generate(head, len(chunk), max_length=self.max_length_,
+                                               temperature=float(self.temperature),
+                                               top_p=float(self.top_p), generator=gen)
+                for i, t in zip(chunk, texts, strict=True):
+                    out[i] = t
+        return out
+
+    def score_records(self, frame: pd.DataFrame) -> np.ndarray:
+        """Mean negative log-likelihood per text byte/token of each record (nats).
+
+        The membership and canary audits use it (:mod:`dpsynth.synthesizers.text.audit`).
+        """
+        self._check_fitted()
+        texts = frame[self.text_column_].fillna("").astype(str).tolist()
+        stacked = self.backend_.code(texts, self._headers(frame), self.max_length_)
+        return backend_nll(self.backend_, stacked)
+
+    def _headers(self, frame: pd.DataFrame) -> list[str]:
+        missing = [c for c in self.control_columns_ if c not in frame.columns]
+        if missing:
+            raise param_error("controls", f"a frame with the control columns "
+                              f"{list(self.control_columns_)}", f"missing {missing}",
+                              type(self).__name__)
+        columns = list(self.control_columns_)
+        return [codec.header(dict(zip(columns, values, strict=True)))
+                for values in zip(*(frame[c].tolist() for c in columns), strict=True)] \
+            if columns else [""] * len(frame)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "backend_"):
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit first.")
+
+    # -- persistence ----------------------------------------------------------------------
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        state, arrays = self.backend_.state()
+        state.update({
+            "text_column": self.text_column_, "control_columns": list(self.control_columns_),
+            "max_length": self.max_length_, "steps_run": self.steps_run_,
+            "empty_batches": self.empty_batches_, "loss_history": self.loss_history_,
+            "controls": None if self.controls_ is None else self.controls_.to_state(),
+        })
+        if self.controls_ is not None:
+            arrays["controls.probs"] = self.controls_.probs
+        return state, arrays
+
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        if state.get("backend") == "hf":
+            from dpsynth.synthesizers.text.hf import HFBackend
+
+            backend: TextBackend = HFBackend.from_state(state, arrays)
+        else:
+            backend = ByteBackend.from_state(state, arrays)
+        self.device_ = resolve_device(self.device, type(self).__name__, strict=False)
+        backend.to(self.device_)
+        backend.module.eval()
+        self.backend_ = backend
+        self.text_column_ = str(state["text_column"])
+        self.control_columns_ = tuple(state["control_columns"])
+        self.max_length_ = int(state["max_length"])
+        self.steps_run_ = int(state["steps_run"])
+        self.empty_batches_ = int(state.get("empty_batches", 0))
+        self.loss_history_ = [float(v) for v in state.get("loss_history", [])]
+        controls = state.get("controls")
+        self.controls_ = (None if controls is None else
+                          ControlDistribution.from_state(controls, arrays["controls.probs"]))
+
+
+__all__ = ["CONTROL_PURPOSE", "TRAIN_PURPOSE", "DPTextSynthesizer"]
