@@ -52,6 +52,17 @@ def _bisect_sigma(
     return hi
 
 
+def _calibrate(eps_of: Callable[[float, float], float], target_eps: float, *,
+               rel_tol: float, interval: float, what: str) -> float:
+    """Search on a 10x coarser PLD grid (fast; still an upper bound on epsilon), then check on
+    the reporting grid and step the noise up until the reported figure is within the target."""
+    sigma = _bisect_sigma(lambda s: eps_of(s, interval * 10), target_eps, rel_tol=rel_tol,
+                          what=what)
+    while eps_of(sigma, interval) > target_eps:
+        sigma *= 1 + rel_tol
+    return sigma
+
+
 @functools.lru_cache(maxsize=128)
 def _calibrate_dpsgd_cached(
     target_eps: float, delta: float, sample_rate: float, steps: int,
@@ -61,13 +72,12 @@ def _calibrate_dpsgd_cached(
         event = SubsampledGaussianEvent(sigma, sample_rate, steps)
         return pld_epsilon((*prior, event), delta, interval=grid)
 
-    # Search on a 10x coarser grid (fast; still an upper bound on epsilon), then check on the
-    # reporting grid and step up until the reported figure is within the target.
-    sigma = _bisect_sigma(lambda s: eps_of(s, interval * 10), target_eps, rel_tol=rel_tol,
-                          what="DP-SGD")
-    while eps_of(sigma, interval) > target_eps:
-        sigma *= 1 + rel_tol
-    return sigma
+    if prior and eps_of(_SIGMA_MAX, interval) > target_eps:
+        raise PrivacyError(
+            f"The preprocessing already uses all of epsilon={target_eps:g}; nothing is left "
+            "to train. Raise epsilon, or declare more of the schema public."
+        )
+    return _calibrate(eps_of, target_eps, rel_tol=rel_tol, interval=interval, what="DP-SGD")
 
 
 def calibrate_dpsgd_noise(
@@ -99,10 +109,6 @@ def calibrate_dpsgd_noise(
     if steps < 1:
         raise param_error("steps", "an integer >= 1", steps, "calibrate_dpsgd_noise")
     prior = tuple(prior_events)
-    if prior and pld_epsilon(prior, delta, interval=interval) >= epsilon:
-        raise PrivacyError(
-            f"The preprocessing already uses all of epsilon={epsilon:g}; nothing is left to train."
-        )
     return _calibrate_dpsgd_cached(
         float(epsilon), float(delta), float(sample_rate), int(steps), prior,
         float(rel_tol), float(interval),
@@ -117,10 +123,11 @@ def calibrate_gaussian(
         raise param_error("(epsilon, delta)", "epsilon > 0 and 0 < delta < 1",
                           (epsilon, delta), "calibrate_gaussian")
 
-    def eps_of(sigma: float) -> float:
-        return pld_epsilon([GaussianEvent(sigma, count)], delta)
+    def eps_of(sigma: float, grid: float) -> float:
+        return pld_epsilon([GaussianEvent(sigma, count)], delta, interval=grid)
 
-    return _bisect_sigma(eps_of, epsilon, rel_tol=rel_tol, what="the Gaussian mechanism")
+    return _calibrate(eps_of, epsilon, rel_tol=rel_tol, interval=PLD_INTERVAL,
+                      what="the Gaussian mechanism")
 
 
 def laplace_noise_multiplier(epsilon: float) -> float:

@@ -135,6 +135,7 @@ def audit_generator(generator: Generator, population: pd.DataFrame, *,
         raise ParameterError(" ".join(problems))
     if isinstance(generator, DpsynthGenerator):
         generator.check()
+        schema = schema if schema is not None else generator.schema
     seed = _seed(random_state)
     start = time.perf_counter()
     setup = _setup(population, schema, plan, seed)
@@ -195,7 +196,8 @@ def _setup(population: pd.DataFrame, schema: Schema | None, plan: ShadowPlan,
     vulnerable = ranked[: plan.n_vulnerable]
     rest = np.setdiff1d(np.arange(len(population)), vulnerable)
     chosen = np.concatenate([vulnerable, rng.choice(rest, size=plan.n_random, replace=False)])
-    pool = population.drop(population.index[chosen]).reset_index(drop=True)
+    pool = population.iloc[np.setdiff1d(np.arange(len(population)), chosen)].reset_index(
+        drop=True)
     canaries = craft_canaries(population, encoder, plan.n_canaries, rng, schema=schema) \
         if plan.n_canaries else population.iloc[:0]
     targets = pd.concat([population.iloc[chosen], canaries])
@@ -252,18 +254,23 @@ def _group_result(group: str, outcomes: Sequence[TargetOutcome], threshold: floa
     control = np.concatenate([np.array(o.other_scores) >= o.threshold for o in outcomes])
     rng = np.random.default_rng(np.random.SeedSequence([seed, len(group)]))
     rate = float(np.concatenate([hits, control]).mean()) if hits.size + control.size else 0.0
-    roc, fpr, tpr = _roc(np.concatenate([o.member_scores for o in outcomes]),
-                         np.concatenate([o.other_scores for o in outcomes]))
     aucs = np.array([o.auc for o in outcomes], dtype=float)
-    order = np.argsort(-np.nan_to_num(aucs, nan=0.0), kind="stable")
+    known = aucs[np.isfinite(aucs)]
     metrics: dict[str, float | int | str | None] = {
-        "auc": roc.auc, "auc_mean": float(np.nanmean(aucs)), "auc_max": float(np.nanmax(aucs)),
-        "auc_min": float(np.nanmin(aucs)), "n_target_records": len(outcomes),
-        "n_shadow_train": n_train, "n_shadow_test": n_test,
-        "tpr_at_fpr_10pct": tpr_at_fpr(fpr, tpr, 0.1, control.size),
-        "tpr_at_fpr_1pct": tpr_at_fpr(fpr, tpr, 0.01, control.size),
+        "auc": None, "auc_mean": float(known.mean()) if known.size else None,
+        "auc_max": float(known.max()) if known.size else None,
+        "auc_min": float(known.min()) if known.size else None,
+        "n_target_records": len(outcomes), "n_shadow_train": n_train, "n_shadow_test": n_test,
+        "tpr_at_fpr_10pct": None, "tpr_at_fpr_1pct": None,
         "epsilon_lower": max(o.epsilon_lower for o in outcomes),
     }
+    roc = None
+    if hits.size and control.size:
+        roc, fpr, tpr = _roc(np.concatenate([o.member_scores for o in outcomes]),
+                             np.concatenate([o.other_scores for o in outcomes]))
+        metrics.update(auc=roc.auc, tpr_at_fpr_10pct=tpr_at_fpr(fpr, tpr, 0.1, control.size),
+                       tpr_at_fpr_1pct=tpr_at_fpr(fpr, tpr, 0.01, control.size))
+    order = np.argsort(-np.nan_to_num(aucs, nan=0.0), kind="stable")
     threat = ThreatModel("membership", ("synthetic", "reference", "target_record", "generator"),
                          group, len(outcomes))
     return score_attack(f"shadow_membership[{group}]", threat, hits, control,
@@ -272,7 +279,8 @@ def _group_result(group: str, outcomes: Sequence[TargetOutcome], threshold: floa
                         exposed_row_ids=tuple(outcomes[i].row_id for i in order[:20]
                                               if aucs[i] > 0.5),
                         notes=f"Groundhog shadow-model attack: one classifier per target, "
-                              f"trained on {n_train} shadow runs, tested on {n_test} fresh ones.")
+                              f"trained on {n_train} shadow runs, tested on {n_test} fresh ones "
+                              f"(rates pooled over the group's targets and test runs).")
 
 
 def _one_run(generator: Generator, setup: _Setup, m: int, delta: float, level: float,

@@ -181,7 +181,8 @@ def _summary(report: AuditReport, out_dir: Path) -> None:
     for column in ("attack", "targets", "AUC", "TPR", "FPR", "risk [CI]", "ε lower", "verdict"):
         table.add_column(column)
     for r in report.results:
-        table.add_row(escape(r.attack), str(r.n_targets), _num(r.metrics.get("auc")),
+        table.add_row(escape(r.attack), str(r.metrics.get("n_target_records", r.n_targets)),
+                      _num(r.metrics.get("auc")),
                       f"{r.success.value:.3f}", f"{r.control.value:.3f}",
                       f"{r.risk.value:+.3f} [{r.risk.ci[0]:+.3f}, {r.risk.ci[1]:+.3f}]",
                       _num(r.metrics.get("epsilon_lower")),

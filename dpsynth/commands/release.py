@@ -121,10 +121,12 @@ def summary(result: ReleaseResult, out_dir: Path) -> None:
     colour = "green" if result.shipped else "red"
     table = Table(title=f"Release decision: [bold {colour}]{card.decision.upper()}[/]",
                   title_justify="left")
-    for column in ("check", "value", "rule", "result"):
+    table.add_column("check", no_wrap=True)
+    for column in ("value", "rule", "result"):
         table.add_column(column)
     for c in card.checks:
-        value = "n/a" if c.value is None else f"{c.value:+.4f}"
+        sign = "+" if c.area == "privacy" else ""
+        value = "n/a" if c.value is None else f"{c.value:{sign}.4f}"
         result_text = ("[dim]not checked[/]" if c.passed is None else
                        "[green]pass[/]" if c.passed else "[red]FAIL[/]")
         table.add_row(escape(c.name), value, escape(c.rule), result_text)

@@ -7,6 +7,31 @@ epsilon/delta and accountant, privacy unit, randomness, filters, evaluations, au
 confidence intervals, decision and reasons), plus every attempt with its spend and what is
 needed to reproduce the release. The HTML report is rendered from the card, so the two always
 show the same figures.
+
+Sections (``dataset_card.yaml``):
+
+``generator``
+    name, class, dpsynth version, parameters (the last attempt's) and fitting time.
+``source``
+    dataset name, fingerprint and content hash of the private table, rows, training and
+    holdout rows, the holdout fraction and what the holdout was used for, privacy unit.
+``schema``
+    the released schema (declared domains, plus any discovered with DP).
+``synthetic``
+    rows, synthetic share (1.0: no real row mixed in), files with their sha256, or why the
+    data was withheld.
+``privacy``
+    epsilon and delta per attempt, accountant, the release's composed epsilon (PLD; RDP
+    beside it), the dataset cap and its spend before and after, privacy unit, randomness
+    (secure or seeded), the ledger and its anchor, and what epsilon does not cover.
+``attempts``
+    every attempt: outcome, reasons, epsilon and spends, seeds, checks.
+``evaluation``, ``audit``, ``checks``
+    fidelity and utility, attack results with confidence intervals (never row ids), text
+    copy measurements, and the policy's checks of the last evaluated attempt.
+``policy``, ``decision``, ``reasons``, ``filters``, ``reproduce``, ``notes``
+    the policy applied, the decision and why, post-generation filters (none), seeds and
+    commands that reproduce the bundle.
 """
 
 from __future__ import annotations
@@ -84,8 +109,8 @@ class Attempt:
 class DatasetCard:
     """The card of one release (see the module docstring).
 
-    Mapping fields hold plain YAML values; their keys are documented in
-    ``docs/release.md`` and filled by :func:`dpsynth.release.release`.
+    Mapping fields hold plain YAML values (see the module docstring for their keys); they
+    are filled by :func:`dpsynth.release.release`.
     """
 
     release_id: str

@@ -37,7 +37,7 @@ def card_fields(*, plan: Any, data: pd.DataFrame, schema: Schema, train: pd.Data
                       "withheld_reason": "the bundle has not been written"},
         "privacy": _privacy(plan, book, recorder, before),
         "evaluation": _evaluation(found),
-        "audit": audit_summary(found.audit) if found is not None else {},
+        "audit": _audit_section(found),
         "checks": assessed[-1].checks if assessed else (),
         "policy": plan.policy.to_dict(),
         "reproduce": _reproduce(plan, assessed[-1] if assessed else None,
@@ -110,6 +110,17 @@ def _evaluation(found: Assessment | None) -> dict[str, Any]:
     if found is None:
         return {"fidelity": None, "utility": None}
     return {"fidelity": found.fidelity, "utility": found.utility}
+
+
+def _audit_section(found: Assessment | None) -> dict[str, Any]:
+    if found is None:
+        return {}
+    out = audit_summary(found.audit) if found.audit is not None else {"attacks": []}
+    leak = any(c.area == "privacy" and c.passed is False for c in found.decision.checks)
+    out["verdict"] = "leak" if leak else "no risk found"
+    if found.text:
+        out["text"] = found.text
+    return out
 
 
 def audit_summary(report: AuditReport) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import logging
 import math
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from dpsynth.accounting import Budget, Event, pld_epsilon
 from dpsynth.accounting.fingerprint import identify
 from dpsynth.accounting.ledger import Ledger, LedgerRecorder
 from dpsynth.errors import BudgetExceededError, ParameterError, param_error
+from dpsynth.release.bundle import check_out_dir, write_bundle
 from dpsynth.release.card import Attempt, DatasetCard
 from dpsynth.release.gate import Assessment, Figures, Progress, assess
 from dpsynth.release.policy import REGENERATE, REJECT, SHIP, ReleasePolicy, resolve_policy
@@ -57,7 +58,8 @@ class ReleaseResult:
     """What :func:`release` produced.
 
     ``synthetic`` and ``synthesizer`` are the last attempt's, kept in memory whatever the
-    decision; the bundle holds them only when the release ships.
+    decision; the bundle holds them only when the release ships. ``holdout_index`` names the
+    rows held out (index labels of ``data``) for further evaluation; it is never written.
     """
 
     card: DatasetCard
@@ -65,6 +67,7 @@ class ReleaseResult:
     synthesizer: BaseSynthesizer | None
     assessment: Assessment | None
     figures: Figures
+    holdout_index: pd.Index
     paths: Mapping[str, Path] = field(default_factory=dict)
 
     @property
@@ -182,14 +185,12 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
                      target=target, positive=positive, secrets=secrets, policy=policy,
                      holdout_fraction=holdout_fraction, n_rows=n_rows, n_targets=n_targets,
                      random_state=random_state, secure=secure)
-    from dpsynth.release.bundle import check_out_dir, write_bundle
-
     if out is not None:
         check_out_dir(Path(out), overwrite)
-    book, recorder = _open_ledger(ledger, plan.dataset, cap, data, schema)
-    before = book.status(plan.dataset).epsilon
     train, holdout = split_holdout(data, schema, plan.holdout_fraction, _seed(plan.seed, 0))
     _check_split(train, holdout, schema, plan.target)
+    book, recorder = _open_ledger(ledger, plan.dataset, cap, data, schema)
+    before = book.status(plan.dataset).epsilon
     attempts, last = _run_attempts(plan, train, holdout, schema, recorder, progress)
     card = _build_card(plan, data, schema, train, holdout, book, recorder, attempts, last,
                        before)
@@ -197,10 +198,10 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
     rows = last[1] if last else None
     assessment = last[2] if last else None
     figures = assessment.figures if assessment is not None else Figures()
-    result = ReleaseResult(card, rows, synth, assessment, figures)
+    result = ReleaseResult(card, rows, synth, assessment, figures, holdout.index)
     if out is not None:
         card, paths = write_bundle(Path(out), result, overwrite=overwrite)
-        result = ReleaseResult(card, rows, synth, assessment, figures, paths)
+        result = replace(result, card=card, paths=paths)
     logger.info("release %s of %r: %s", card.release_id, plan.dataset, card.decision)
     return result
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,9 +21,10 @@ import pandas as pd
 
 from dpsynth.attacks import AuditReport, RocCurve, run_audit
 from dpsynth.errors import ParameterError, param_error
-from dpsynth.evaluate import discretize, fidelity_report, tstr_auc
+from dpsynth.evaluate import average_tvd, discretize, fidelity_report, tstr_auc
 from dpsynth.evaluate.association import association_difference
 from dpsynth.release.policy import Check, Decision, ReleasePolicy, resolve_policy
+from dpsynth.release.text_checks import text_audit, text_checks
 from dpsynth.schema import CATEGORY_KINDS, Column, Schema
 
 logger = logging.getLogger(__name__)
@@ -64,13 +65,18 @@ class Figures:
 
 @dataclass(frozen=True)
 class Assessment:
-    """The gate's findings on one synthetic table."""
+    """The gate's findings on one synthetic table.
+
+    ``audit`` is ``None`` when the table has no column the attack suite can read (free text
+    only); ``text`` holds the copy and PII measurements of each text column.
+    """
 
     fidelity: dict[str, Any]
     utility: dict[str, Any] | None
-    audit: AuditReport
+    audit: AuditReport | None
     decision: Decision
     figures: Figures
+    text: dict[str, Any] = field(default_factory=dict)
 
     @property
     def outcome(self) -> str:
@@ -91,6 +97,8 @@ def assess(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
         control and the utility test set), and its output.
     schema:
         Declared domains of every column (bounds and categories): fidelity is measured on them.
+        Text columns are checked for copies of training text instead
+        (:mod:`~dpsynth.release.text_checks`).
     target, positive:
         Categorical column for the utility check (train on synthetic, test on the holdout,
         against train on real) and its positive class (default: the last declared category).
@@ -105,28 +113,33 @@ def assess(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
     """
     rules = resolve_policy(policy)
     columns = [c.name for c in schema.data_columns if c.kind != "text"]
-    _check_inputs(train, holdout, synthetic, schema, target, columns)
-    seeds = np.random.SeedSequence(random_state).generate_state(2)
+    texts = [c.name for c in schema.data_columns if c.kind == "text"]
+    _check_inputs(train, holdout, synthetic, schema, target, columns + texts)
+    seeds = np.random.SeedSequence(random_state).generate_state(3)
     tick = progress or (lambda stage, done, total: None)
     tick("evaluate fidelity and utility", 0, 2)
-    fidelity, figures = _fidelity(train[columns], synthetic[columns], schema)
+    fidelity, figures = (_fidelity(train[columns], synthetic[columns], schema) if columns
+                         else ({}, Figures()))
     tick("evaluate fidelity and utility", 1, 2)
     utility = None
     if target is not None:
         utility = _utility(train, holdout, synthetic, schema, target, positive, int(seeds[1]))
     tick("evaluate fidelity and utility", 2, 2)
-    audit = run_audit(train[columns], holdout[columns], synthetic[columns], schema=schema,
-                      secrets=list(secrets) if secrets else ([target] if target else None),
-                      n_targets=n_targets, threshold=rules.max_attack_risk,
-                      confidence=rules.confidence, random_state=int(seeds[0]),
-                      progress=progress)
-    checks = _checks(rules, fidelity, utility, audit)
+    audit = None
+    if len(columns) >= 2:
+        audit = run_audit(train[columns], holdout[columns], synthetic[columns], schema=schema,
+                          secrets=list(secrets) if secrets else ([target] if target else None),
+                          n_targets=n_targets, threshold=rules.max_attack_risk,
+                          confidence=rules.confidence, random_state=int(seeds[0]),
+                          progress=progress)
+    text = text_audit(train, holdout, synthetic, texts, seed=int(seeds[2])) if texts else {}
+    checks = _checks(rules, fidelity, utility, audit) + text_checks(text, rules.max_attack_risk)
     decision = rules.decide(checks, attempt)
-    roc = tuple((attack_label(r), r.roc) for r in audit.results if r.roc is not None)
-    figures = Figures(figures.marginals, figures.association_columns, figures.association_real,
-                      figures.association_synthetic, roc)
+    roc = () if audit is None else tuple((attack_label(r), r.roc) for r in audit.results
+                                         if r.roc is not None)
+    figures = replace(figures, roc=roc)
     logger.info("attempt %d: %s (%s)", attempt, decision.outcome, "; ".join(decision.reasons))
-    return Assessment(fidelity, utility, audit, decision, figures)
+    return Assessment(fidelity, utility, audit, decision, figures, text)
 
 
 def attack_label(result: Any) -> str:
@@ -162,7 +175,10 @@ def _check_inputs(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.Data
 
 def _fidelity(real: pd.DataFrame, synthetic: pd.DataFrame,
               schema: Schema) -> tuple[dict[str, Any], Figures]:
-    report = fidelity_report(real, synthetic, schema)
+    if len(real.columns) >= 2:
+        report = fidelity_report(real, synthetic, schema)
+    else:  # a single modelled column: no pairs to compare
+        report = {"tvd_1way": average_tvd(real, synthetic, schema, way=1)}
     marginals = _marginals(real, synthetic, schema)
     a, b, mean_diff = association_difference(real, synthetic, schema)
     fidelity: dict[str, Any] = {
@@ -238,13 +254,14 @@ def _plain(value: Any) -> Any:
 
 
 def _checks(rules: ReleasePolicy, fidelity: dict[str, Any], utility: dict[str, Any] | None,
-            audit: AuditReport) -> list[Check]:
+            audit: AuditReport | None) -> list[Check]:
     conf = f"{100 * rules.confidence:g}%"
+    results = audit.results if audit is not None else ()
     checks = [Check(f"attack:{attack_label(r)}", "privacy", r.risk.ci[0], rules.max_attack_risk,
-                    not r.leak, f"lower end of the {conf} risk interval <= "
-                    f"{rules.max_attack_risk:g}") for r in audit.results]
+                    not r.leak, f"risk lower bound ({conf}) <= {rules.max_attack_risk:g}")
+              for r in results]
     for way, limit in (("tvd_1way", rules.max_tvd_1way), ("tvd_2way", rules.max_tvd_2way)):
-        if limit is not None:
+        if limit is not None and fidelity.get(way) is not None:
             checks.append(Check(f"fidelity:{way}", "fidelity", fidelity[way], limit,
                                 fidelity[way] <= limit, f"<= {limit:g}"))
     if rules.min_utility_ratio is not None:

@@ -264,7 +264,7 @@ def _describe(failed: Sequence[Check]) -> list[str]:
     out = []
     for c in failed:
         value = "n/a" if c.value is None else f"{c.value:.4g}"
-        out.append(f"{c.area}: {c.name} = {value} fails {c.rule}")
+        out.append(f"{c.name} = {value} does not meet {c.rule}")
     return out
 
 

@@ -36,6 +36,9 @@ pre{background:#f7fafc;padding:.6rem;white-space:pre-wrap;font-size:.8rem}
 """
 
 
+PCT = "{:.1%}"
+
+
 def _e(value: object) -> str:
     return escape(str(value), quote=True)
 
@@ -177,8 +180,11 @@ def _audit(card: DatasetCard, f: _Figures, figures: Figures) -> str:
         f"<td class=n>{_rate(f, f'audit.attacks.{i}.risk', pct=False)}</td>"
         f"<td>{_result(a['verdict'] != 'leak')}</td></tr>" for i, a in enumerate(attacks))
     charts = "".join(f"<div>{roc_svg(roc, label)}</div>" for label, roc in figures.roc)
-    if not attacks:
+    text = _text_audit(f)
+    if not attacks and not text:
         return "<h2>3. Attack audit</h2><p>No attempt was audited.</p>"
+    if not attacks:
+        return f"<h2>3. Attack audit: {_e(f.get('audit.verdict'))}</h2>{text}"
     return (
         f"<h2>3. Attack audit: {_e(f.get('audit.verdict'))}</h2>"
         f"<p>Each attack was run on training records and, identically, on holdout records the "
@@ -190,7 +196,32 @@ def _audit(card: DatasetCard, f: _Figures, figures: Figures) -> str:
         "</th><th>risk [CI]</th><th>result</th></tr>" + rows + "</table>"
         + (f"<h3>ROC curves of the membership attacks</h3><p class=meta>An attack that cannot "
            f"tell members from non-members follows the dashed diagonal (AUC 0.5).</p>"
-           f"<div class=grid>{charts}</div>" if charts else ""))
+           f"<div class=grid>{charts}</div>" if charts else "") + text)
+
+
+_MEASURES = (("exact", "exact copies"), ("long_copy", "long shared substring"),
+             ("near_verbatim", "near-verbatim copies"))
+
+
+def _text_audit(f: _Figures) -> str:
+    rows = []
+    for name in f.get("audit.text") or {}:
+        base = f"audit.text.{name}"
+        for measure, label in _MEASURES:
+            key = f"{base}.reproduction.{measure}"
+            rows.append(f"<tr><td>{_e(name)}</td><td>{label}</td>"
+                        f"<td class=n>{f(key + '.train', PCT)}</td>"
+                        f"<td class=n>{f(key + '.control', PCT)}</td></tr>")
+        rows.append(f"<tr><td>{_e(name)}</td><td>PII of the text reproduced</td>"
+                    f"<td class=n>{f(base + '.pii.rate', PCT)}</td>"
+                    f"<td class=n>{f(base + '.pii.control_rate', PCT)}</td></tr>")
+    if not rows:
+        return ""
+    return ("<h3>Copies of the private text</h3><p>Share of synthetic records that copy a "
+            "training record, against the same share for holdout records the model never saw "
+            "(text everybody writes is copied from both alike).</p><table><tr><th>column</th>"
+            "<th>measure</th><th>training text</th><th>holdout text</th></tr>"
+            + "".join(rows) + "</table>")
 
 
 def _fidelity(f: _Figures, figures: Figures) -> str:
@@ -198,22 +229,23 @@ def _fidelity(f: _Figures, figures: Figures) -> str:
         return "<h2>4. Fidelity</h2><p>Not evaluated.</p>"
     charts = "".join(marginal_chart(m.column, m.labels, m.real, m.synthetic, m.tvd)
                      for m in figures.marginals)
-    heat = (association_heatmap(figures.association_columns, figures.association_real,
-                                figures.association_synthetic)
-            if figures.association_columns else "")
+    heat = ""
+    if len(figures.association_columns) >= 2:
+        svg = association_heatmap(figures.association_columns, figures.association_real,
+                                  figures.association_synthetic)
+        heat = ("<h3>Association difference</h3><p class=meta>How much the synthetic data "
+                "changes the strength of each pairwise relationship; red cells are "
+                f"relationships it distorts.</p><figure>{svg}</figure>")
+    ways = [f"{n}-way {f(f'evaluation.fidelity.tvd_{n}way')}" for n in (1, 2, 3)
+            if f.get(f"evaluation.fidelity.tvd_{n}way") is not None]
     return (
         "<h2>4. Fidelity: do the synthetic rows look like the real ones?</h2>"
         f"<p>Average total-variation distance between real (training) and synthetic "
-        f"marginals, on the schema's domain: 1-way {f('evaluation.fidelity.tvd_1way')}, "
-        f"2-way {f('evaluation.fidelity.tvd_2way')}"
-        + (f", 3-way {f('evaluation.fidelity.tvd_3way')}"
-           if f.get("evaluation.fidelity.tvd_3way") is not None else "")
-        + f" (0 = identical, 1 = disjoint). Mean change in pairwise association (Cramér's V): "
+        f"marginals, on the schema's domain: {', '.join(ways)} (0 = identical, 1 = "
+        f"disjoint). Mean change in pairwise association (Cramér's V): "
         f"{f('evaluation.fidelity.association_difference')}.</p>"
         f"<h3>Real versus synthetic marginals</h3>{legend()}<div class=grid>{charts}</div>"
-        f"<h3>Association difference</h3><p class=meta>How much the synthetic data changes "
-        f"the strength of each pairwise relationship; red cells are relationships it "
-        f"distorts.</p><figure>{heat}</figure>")
+        + heat)
 
 
 def _utility(f: _Figures) -> str:

@@ -9,6 +9,10 @@ by default with ghost clipping (Li et al., "Large Language Models Can Be Strong
 Differentially Private Learners", ICLR 2022; Bu et al., "Differentially Private Optimization
 on Large Model at Small Cost", ICML 2023), which obtains the norms of linear layers without
 materialising per-example gradients, so a step costs a small multiple of a plain one.
+dpsynth's own book-keeping clipping (:mod:`dpsynth.synthesizers._bookkeeping`; Bu et al.,
+ICML 2023) needs no Opacus wrapper and no second backward and brings a step near the cost of
+a plain one; ``grad_sample_mode="auto"`` picks it whenever every trainable layer is an
+``nn.Linear``, ``nn.Embedding`` or ``nn.LayerNorm``, and Opacus' ghost clipping otherwise.
 
 Where the randomness comes from (no global RNG is touched):
 
@@ -20,7 +24,9 @@ Where the randomness comes from (no global RNG is touched):
   from a ``torch.Generator`` seeded with ``NoiseSource.child_seed()`` (reproducible, not for
   releases).
 * **Sampling.** :class:`PoissonBatches` draws each batch with ``NoiseSource.bernoulli``, so
-  batch membership is secure or seeded in the same way. Opacus' ``DPDataLoader`` is not used
+  batch membership is secure or seeded in the same way; :class:`FastPoissonBatches` draws the
+  same distribution from ``NoiseSource.uniform`` with ``O(q n)`` draws per batch instead of
+  ``n`` (geometric gaps between selected rows), many steps per vectorised call. Opacus' ``DPDataLoader`` is not used
   (it would draw from torch's global generator); ``make_private`` is called with
   ``poisson_sampling=False`` on a loader that already samples this way.
 * **Accounting.** Opacus' accountant hook is detached: dpsynth accounts with its PLD
@@ -45,13 +51,17 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dpsynth.accounting import NoiseSource
 from dpsynth.errors import ParameterError
+from dpsynth.synthesizers import _bookkeeping
 
 logger = logging.getLogger(__name__)
 
 #: ``noise_fn(reference, std)``: Gaussian noise with the shape, dtype and device of ``reference``.
 NoiseFn = Callable[[torch.Tensor, float], torch.Tensor]
 
-GRAD_SAMPLE_MODES = ("ghost", "hooks")
+#: Values of ``grad_sample_mode``: ``auto`` (book-keeping when the model allows it, else
+#: ghost), dpsynth's ``bookkeeping``, and Opacus' ``ghost`` and ``hooks``.
+GRAD_SAMPLE_MODES = ("auto", "bookkeeping", "ghost", "hooks")
+OPACUS_MODES = ("ghost", "hooks")
 
 
 def make_noise_fn(noise: NoiseSource, device: torch.device) -> NoiseFn:
@@ -148,7 +158,7 @@ class _DpsynthPrivacyEngine(PrivacyEngine):
                            loss_reduction: str = "mean", distributed: bool = False,
                            clipping: str = "flat", noise_generator: Any = None,
                            grad_sample_mode: str = "hooks", **kwargs: Any) -> DPOptimizer:
-        if distributed or clipping != "flat" or grad_sample_mode not in GRAD_SAMPLE_MODES:
+        if distributed or clipping != "flat" or grad_sample_mode not in OPACUS_MODES:
             raise ParameterError("dpsynth supports flat clipping in 'ghost' or 'hooks' mode "
                                  "on one device only.")
         if isinstance(optimizer, DPOptimizer):
@@ -162,38 +172,84 @@ class _DpsynthPrivacyEngine(PrivacyEngine):
 
 @dataclass
 class PrivateTraining:
-    """What :func:`make_private` returns: the wrapped module, optimizer and loss."""
+    """What :func:`make_private` returns: the wrapped module, optimizer and loss.
+
+    ``mode`` is the clipping that runs (``"bookkeeping"``, ``"ghost"`` or ``"hooks"``).
+    """
 
     module: nn.Module
-    optimizer: Any  # SourceNoiseDPOptimizer | SourceNoiseFastClipOptimizer
+    optimizer: Any  # SourceNoiseDPOptimizer | SourceNoiseFastClipOptimizer | Bookkeeping...
     criterion: Callable[..., Any]
     ghost: bool
+    mode: str = ""
+
+
+def resolve_grad_sample_mode(model: nn.Module, mode: str) -> str:
+    """``mode``, with ``"auto"`` resolved: book-keeping if ``model`` allows it, else ghost."""
+    if mode not in GRAD_SAMPLE_MODES:
+        raise ParameterError(f"The 'grad_sample_mode' parameter must be one of "
+                             f"{GRAD_SAMPLE_MODES}. Got {mode!r} instead.")
+    if mode == "auto":
+        return "bookkeeping" if _bookkeeping.supports(model) else "ghost"
+    return mode
 
 
 def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
-                 loader: DataLoader, *, noise_multiplier: float, max_grad_norm: float,
+                 loader: DataLoader | None, *, noise_multiplier: float, max_grad_norm: float,
                  expected_batch_size: int, noise_fn: NoiseFn,
                  grad_sample_mode: str = "ghost") -> PrivateTraining:
-    """Wrap model, optimizer and loss with Opacus for DP-SGD (see the module docstring).
+    """Wrap model, optimizer and loss for DP-SGD (see the module docstring).
 
     ``criterion`` must accept a ``reduction`` of ``"none"`` (per-example losses) and
     ``"mean"``. ``loader`` must already sample batches by Poisson sampling from dpsynth's
-    noise source (:class:`PoissonBatches`).
+    noise source (:class:`PoissonBatches`); book-keeping does not use it (it may be None).
+    ``grad_sample_mode`` is one of :data:`GRAD_SAMPLE_MODES`.
     """
+    mode = resolve_grad_sample_mode(model, grad_sample_mode)
+    if mode == "bookkeeping":
+        return make_private_bookkeeping(
+            model, optimizer, criterion, noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm, expected_batch_size=expected_batch_size,
+            noise_fn=noise_fn)
+    if loader is None:
+        raise ParameterError(f"grad_sample_mode={mode!r} (Opacus) needs the data loader.")
     engine = _DpsynthPrivacyEngine(noise_fn, expected_batch_size)
     model.train()
     result = engine.make_private(
         module=model, optimizer=optimizer, criterion=criterion, data_loader=loader,
         noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
-        poisson_sampling=False, grad_sample_mode=grad_sample_mode, loss_reduction="mean",
+        poisson_sampling=False, grad_sample_mode=mode, loss_reduction="mean",
     )
-    ghost = grad_sample_mode == "ghost"
+    ghost = mode == "ghost"
     if ghost:
         module, dp_optimizer, dp_criterion, _ = result
     else:
         (module, dp_optimizer, _), dp_criterion = result, criterion
     dp_optimizer.step_hook = None  # dpsynth's PLD accountant records the spend, not Opacus'
-    return PrivateTraining(module, dp_optimizer, dp_criterion, ghost)
+    return PrivateTraining(module, dp_optimizer, dp_criterion, ghost, mode)
+
+
+def make_private_bookkeeping(model: nn.Module, optimizer: torch.optim.Optimizer,
+                             criterion: nn.Module, *, noise_multiplier: float,
+                             max_grad_norm: float, expected_batch_size: int, noise_fn: NoiseFn,
+                             reduce_fn: Callable[[torch.Tensor], None] | None = None,
+                             add_noise: bool = True) -> PrivateTraining:
+    """DP-SGD with dpsynth's book-keeping clipping (:mod:`~dpsynth.synthesizers._bookkeeping`).
+
+    The returned module is used like the model (``to_standard_module()`` restores it), the
+    criterion returns a loss whose ``backward()`` clips, the optimizer adds the noise.
+    ``reduce_fn`` and ``add_noise`` serve data-parallel training
+    (:mod:`~dpsynth.synthesizers._distributed`).
+    """
+    clipper = _bookkeeping.BookkeepingClipper(model, max_grad_norm)
+    model.train()
+    dp_optimizer = _bookkeeping.BookkeepingDPOptimizer(
+        optimizer, clipper, noise_multiplier=noise_multiplier,
+        expected_batch_size=expected_batch_size, noise_fn=noise_fn, loss_reduction="mean",
+        reduce_fn=reduce_fn, add_noise=add_noise)
+    return PrivateTraining(_bookkeeping.BookkeepingModule(model, clipper), dp_optimizer,
+                           _bookkeeping.BookkeepingCriterion(criterion, clipper), False,
+                           "bookkeeping")
 
 
 # -- batches --------------------------------------------------------------------------------
@@ -209,6 +265,55 @@ class PoissonBatches(Sampler[np.ndarray]):
     def __iter__(self) -> Iterator[np.ndarray]:
         for _ in range(self.steps):
             yield np.flatnonzero(self.noise.bernoulli(self.sample_rate, self.n_rows))
+
+
+class FastPoissonBatches(Sampler[np.ndarray]):
+    """:class:`PoissonBatches` drawn in ``O(q n)`` per batch, many batches per call.
+
+    The ``steps`` batches are one Bernoulli(``q``) sequence over ``steps * n_rows`` positions;
+    the gaps between its successes are i.i.d. geometric, ``floor(log U / log(1 - q))`` for
+    uniform ``U`` from ``noise`` (secure or seeded), so each row joins each batch
+    independently with probability ``q`` exactly as in :class:`PoissonBatches`, with about
+    ``q n`` draws per batch instead of ``n`` and no Python loop over rows.
+    """
+
+    def __init__(self, n_rows: int, sample_rate: float, steps: int, noise: NoiseSource, *,
+                 chunk_steps: int = 64):
+        self.n_rows, self.sample_rate, self.steps, self.noise = n_rows, sample_rate, steps, noise
+        self.chunk_steps = chunk_steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        n = self.n_rows
+        for start in range(0, self.steps, self.chunk_steps):
+            count = min(self.chunk_steps, self.steps - start)
+            positions = bernoulli_positions(count * n, self.sample_rate, self.noise)
+            cuts = np.searchsorted(positions, np.arange(1, count) * n)
+            for k, part in enumerate(np.split(positions, cuts)):
+                yield part - k * n
+
+
+def bernoulli_positions(length: int, p: float, noise: NoiseSource) -> np.ndarray:
+    """Sorted positions of the successes of ``length`` i.i.d. Bernoulli(``p``) trials."""
+    if p >= 1.0:
+        return np.arange(length, dtype=np.int64)
+    if p <= 0.0 or length == 0:
+        return np.zeros(0, dtype=np.int64)
+    log_fail = math.log1p(-p)
+    parts, last = [], -1.0  # position of the last success so far
+    while True:
+        expected = (length - 1 - last) * p
+        k = int(expected + 6.0 * math.sqrt(expected) + 16)
+        gaps = np.floor(np.log(noise.uniform(k)) / log_fail)  # failures before a success
+        found = last + np.cumsum(gaps + 1.0)
+        inside = found[found < length]
+        parts.append(inside)
+        if len(inside) < k:
+            break
+        last = float(found[-1])
+    return np.concatenate(parts).astype(np.int64)
 
 
 class ShuffledBatches(Sampler[np.ndarray]):
@@ -260,6 +365,7 @@ class TrainingLog:
     steps_run: int = 0
     empty_batches: int = 0
     epoch_losses: list[float] = field(default_factory=list)
+    rows_seen: int = 0
 
 
 def run_steps(loader: DataLoader, *, step: Callable[[torch.Tensor], torch.Tensor],
@@ -285,6 +391,7 @@ def run_steps(loader: DataLoader, *, step: Callable[[torch.Tensor], torch.Tensor
                 else:
                     total = total + step(batch)
                     count += 1
+                    log.rows_seen += len(batch)
                 log.steps_run += 1
                 if log.steps_run % steps_per_epoch == 0 and count:
                     log.epoch_losses.append(float(total) / count)
@@ -319,6 +426,8 @@ def steps_for(epochs: float, sample_rate: float) -> int:
 
 __all__ = [
     "GRAD_SAMPLE_MODES",
+    "OPACUS_MODES",
+    "FastPoissonBatches",
     "NoiseFn",
     "PoissonBatches",
     "PrivateTraining",
@@ -327,8 +436,11 @@ __all__ = [
     "SourceNoiseFastClipOptimizer",
     "TrainingLog",
     "batch_loader",
+    "bernoulli_positions",
     "make_noise_fn",
     "make_private",
+    "make_private_bookkeeping",
+    "resolve_grad_sample_mode",
     "run_steps",
     "steps_for",
 ]

@@ -20,8 +20,14 @@ from dpsynth.synthesizers.marginal.junction import Clique, JunctionTree
 
 
 def expand(values: np.ndarray, attrs: Clique, target: Clique, domain: Sequence[int]) -> np.ndarray:
-    """View of a table over ``attrs`` broadcastable against one over ``target`` ⊇ ``attrs``."""
-    return values.reshape([int(domain[a]) if a in attrs else 1 for a in target])
+    """View of a table over ``attrs`` broadcastable against one over ``target`` ⊇ ``attrs``.
+
+    ``values`` may itself be broadcast-shaped (length-1 axes in place of full ones).
+    """
+    if values.ndim != len(attrs):
+        raise ValueError(f"a table over {attrs} must have {len(attrs)} axes, not {values.ndim}")
+    dims = dict(zip(attrs, values.shape, strict=True))
+    return values.reshape([dims.get(a, 1) for a in target])
 
 
 def sum_to(values: np.ndarray, attrs: Clique, keep: Clique) -> np.ndarray:
@@ -38,6 +44,48 @@ def logsumexp_to(values: np.ndarray, attrs: Clique, keep: Clique) -> np.ndarray:
     top = values.max(axis=axes, keepdims=True)
     out = np.log(np.exp(values - top).sum(axis=axes))
     return out + top.reshape(out.shape)
+
+
+def _split_attr(attrs: Clique, subsets: Sequence[Clique],
+                domain: Sequence[int]) -> int | None:
+    """The attribute missing from most ``subsets`` (largest domain first), if any is missing."""
+    best = max(attrs, key=lambda a: (sum(a not in s for s in subsets), domain[a]))
+    return best if any(best not in s for s in subsets) else None
+
+
+def sum_many(values: np.ndarray, attrs: Clique, targets: Sequence[Clique],
+             domain: Sequence[int]) -> dict[Clique, np.ndarray]:
+    """Marginals of one table onto many subsets, sharing partial sums between them.
+
+    Summing out the attribute that most targets lack first, recursively, costs a few passes
+    over the table instead of one per target.
+    """
+    x = _split_attr(attrs, targets, domain)
+    if x is None:
+        return {t: values for t in targets}
+    without = [t for t in targets if x not in t]
+    rest = [t for t in targets if x in t]
+    out = sum_many(values.sum(axis=attrs.index(x)), tuple(a for a in attrs if a != x),
+                   without, domain)
+    if rest:
+        out.update(sum_many(values, attrs, rest, domain))
+    return out
+
+
+def add_many(attrs: Clique, parts: Sequence[tuple[Clique, np.ndarray]],
+             domain: Sequence[int]) -> np.ndarray:
+    """Sum of tables over subsets of ``attrs``, broadcast (the transpose of :func:`sum_many`)."""
+    x = _split_attr(attrs, [r for r, _ in parts], domain)
+    if x is None:
+        total = parts[0][1]
+        for _, p in parts[1:]:
+            total = total + p
+        return total
+    sub = tuple(a for a in attrs if a != x)
+    out = expand(add_many(sub, [(r, p) for r, p in parts if x not in r], domain), sub, attrs,
+                 domain)
+    rest = [(r, p) for r, p in parts if x in r]
+    return out + add_many(attrs, rest, domain) if rest else out
 
 
 def calibrate(tree: JunctionTree, domain: Sequence[int],

@@ -4,5 +4,6 @@ Importing this package registers the ``dptext`` and ``dptext-table`` synthesizer
 """
 
 from dpsynth.synthesizers.text.synthesizer import DPTextSynthesizer
+from dpsynth.synthesizers.text.tabular import TabularTextSynthesizer
 
-__all__ = ["DPTextSynthesizer"]
+__all__ = ["DPTextSynthesizer", "TabularTextSynthesizer"]

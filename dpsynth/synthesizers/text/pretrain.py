@@ -153,7 +153,7 @@ def pretrain(rows: np.ndarray, cfg: TransformerConfig, *, steps: int, batch_size
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         tokens += int(inputs.numel())
         if done % 50 == 0:
             logger.info("step %d/%d loss %.3f", done, steps, np.mean(losses[-50:]))

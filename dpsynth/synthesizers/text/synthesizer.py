@@ -159,8 +159,9 @@ class DPTextSynthesizer(BaseSynthesizer):
         if self.model_dir is not None or schema.undeclared():
             return
         _, controls = self._columns(schema)
-        longest = max((len(codec.header(dict(zip(controls, combo, strict=True))).encode())
-                       for combo in control_domain(schema, controls)), default=0)
+        widest = {c: max(len(str(v).encode()) for v in (*(schema[c].categories or ()), ""))
+                  for c in controls}
+        longest = len(codec.header({c: "x" * w for c, w in widest.items()}).encode())
         cfg = ByteBackend.checkpoint_config(self.pretrained, self._scratch_config())
         need = longest + self._text_length(schema) + 2
         if need > cfg.max_positions:

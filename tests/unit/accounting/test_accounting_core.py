@@ -52,7 +52,7 @@ def test_pure_laplace_is_exact():
 
 def test_pure_dp_composes_at_most_additively_and_better_with_delta():
     events = [PureDPEvent(0.1, count=50)]
-    assert pld_epsilon(events, 1e-12) == pytest.approx(5.0, abs=0.01)
+    assert pld_epsilon(events, 1e-12) <= 5.0 + 1e-3  # never worse than basic composition
     # Advanced composition: with delta > 0 much less than the sum (Kairouz et al. 2015).
     assert pld_epsilon(events, 1e-6) < 3.5
 

@@ -1,0 +1,496 @@
+"""Per-example clipping for DP-SGD by book-keeping: one forward, one backward, no per-sample grads.
+
+DP-SGD (Abadi et al., "Deep Learning with Differential Privacy", CCS 2016) needs, for every
+example ``i`` of a batch, the norm of its gradient ``g_i`` so that it can sum the clipped
+gradients ``sum_i c_i g_i`` with ``c_i = min(1, C / ||g_i||)``. For the layers used by dpsynth's
+models that norm follows from what a training step computes anyway:
+
+* ``nn.Linear`` ``y = x W^T + b`` on ``a_i`` of shape ``(T, d)`` (``T = 1`` for tables) with
+  output gradients ``G_i = dL_i/dy_i`` of shape ``(T, p)``: the example's weight gradient is
+  ``G_i^T a_i``. Its squared norm is ``||G_i||^2 ||a_i||^2`` when ``T = 1``, and
+  ``<a_i a_i^T, G_i G_i^T>`` for sequences ("ghost norm", Li et al., "Large Language Models Can
+  Be Strong Differentially Private Learners", ICLR 2022), which costs ``T^2 (d + p)`` instead of
+  ``T d p``; the cheaper of the two is used per layer (the "mixed" rule of Bu et al.,
+  "Differentially Private Optimization on Large Model at Small Cost", ICML 2023).
+* ``nn.Embedding``: the example's gradient is the sum of its output gradients grouped by token
+  id; grouping ``(example, id)`` pairs gives the norm in ``O(T d)`` whatever the vocabulary.
+* ``nn.LayerNorm``: the example's gradients ``sum_t G_t * xhat_t`` and ``sum_t G_t`` are small
+  (``d`` values each) and are formed directly.
+
+Book-keeping (Bu et al., ICML 2023) then forms the clipped sum from the same activations and
+output gradients, ``sum_i c_i G_i^T a_i = (c * G)^T a``: one matrix product per layer, the
+product that plain back-propagation would have spent on the (unclipped) weight gradient. So
+the layers here are wrapped in autograd functions whose backward computes only the input
+gradient and records ``(a, G)``; autograd never forms a weight gradient, no second backward
+runs, and a DP step costs about one plain step plus the norms.
+
+Norms and clipped sums are computed in at least float32 from the stored tensors, so the
+bound ``||c_i g_i|| <= C`` holds to float32 rounding even when the forward and backward ran in
+bfloat16 under autocast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dpsynth.errors import ParameterError, PrivacyError
+
+SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Embedding, nn.LayerNorm)
+_STABILITY = 1e-6  # c_i = min(1, C / (norm_i + 1e-6)), the same guard as Opacus
+
+
+@dataclass(eq=False)
+class _Tap:
+    """One supported layer: which of its parameters train, and what a backward recorded."""
+
+    name: str
+    module: nn.Module
+    weight: nn.Parameter | None
+    bias: nn.Parameter | None
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        return [p for p in (self.weight, self.bias) if p is not None]
+
+
+# -- autograd functions: input gradient only, (activation, output gradient) recorded ----------
+class _LinearFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                tap: _Tap) -> torch.Tensor:
+        ctx.tap = tap
+        ctx.save_for_backward(x, weight)
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        x, weight = ctx.saved_tensors
+        ctx.tap.calls.append((x.detach(), grad.detach()))
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad.matmul(weight.to(grad.dtype)).to(x.dtype)
+        return grad_x, None, None, None
+
+
+class _EmbeddingFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, ids: torch.Tensor, weight: torch.Tensor, tap: _Tap,
+                padding_idx: int | None) -> torch.Tensor:
+        ctx.tap = tap
+        ctx.save_for_backward(ids)
+        return F.embedding(ids, weight, padding_idx)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        (ids,) = ctx.saved_tensors
+        ctx.tap.calls.append((ids, grad.detach()))
+        return None, None, None, None
+
+
+class _LayerNormFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor | None,
+                bias: torch.Tensor | None, tap: _Tap, shape: list[int],
+                eps: float) -> torch.Tensor:
+        out, mean, rstd = torch.native_layer_norm(x, shape, weight, bias, eps)
+        ctx.tap, ctx.shape = tap, shape
+        ctx.save_for_backward(x, weight, bias, mean, rstd)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        x, weight, bias, mean, rstd = ctx.saved_tensors
+        ctx.tap.calls.append(((x.detach() - mean) * rstd, grad.detach()))
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.native_layer_norm_backward(
+                grad.to(x.dtype), x, ctx.shape, mean, rstd, weight, bias,
+                [True, False, False])[0]
+        return grad_x, None, None, None, None, None
+
+
+def _patched_forward(tap: _Tap) -> Callable[..., torch.Tensor]:
+    module = tap.module
+    if isinstance(module, nn.Linear):
+        return lambda x: _LinearFn.apply(x, module.weight, module.bias, tap)
+    if isinstance(module, nn.Embedding):
+        return lambda ids: _EmbeddingFn.apply(ids, module.weight, tap, module.padding_idx)
+    assert isinstance(module, nn.LayerNorm)
+    return lambda x: _LayerNormFn.apply(x, module.weight, module.bias, tap,
+                                        list(module.normalized_shape), module.eps)
+
+
+# -- per-layer norms and clipped sums ---------------------------------------------------------
+# Each ``_*_norms`` returns the squared norm of every example's gradient of the layer's
+# trainable parameters, shape (B,), and a closure writing the clipped sums given c, shape (B,).
+Accumulate = Callable[[torch.Tensor], list[torch.Tensor]]
+
+
+def _linear_norms(tap: _Tap, a: torch.Tensor, g: torch.Tensor,
+                  dtype: torch.dtype) -> tuple[torch.Tensor, Accumulate]:
+    b = g.shape[0]
+    a = a.to(dtype).reshape(b, -1, a.shape[-1])
+    g = g.to(dtype).reshape(b, -1, g.shape[-1])
+    t, d, p = a.shape[1], a.shape[2], g.shape[2]
+    norm2 = g.new_zeros(b)
+    per_sample_w: torch.Tensor | None = None
+    if tap.weight is not None:
+        if t == 1:
+            norm2 = norm2 + a[:, 0].pow(2).sum(1) * g[:, 0].pow(2).sum(1)
+        elif 2 * t * t <= d * p:  # ghost norm: T x T Gram matrices
+            norm2 = norm2 + (torch.bmm(a, a.transpose(1, 2)) *
+                             torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
+        else:  # materialise the (B, p, d) per-example gradients once, reuse them below
+            per_sample_w = torch.bmm(g.transpose(1, 2), a)
+            norm2 = norm2 + per_sample_w.pow(2).sum((1, 2))
+    g_sum = g.sum(1) if tap.bias is not None else None
+    if g_sum is not None:
+        norm2 = norm2 + g_sum.pow(2).sum(1)
+
+    def accumulate(c: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        if tap.weight is not None:
+            if per_sample_w is not None:
+                out.append(torch.mv(per_sample_w.reshape(b, -1).t(), c).view(p, d))
+            else:
+                out.append(torch.mm((g * c[:, None, None]).reshape(-1, p).t(),
+                                    a.reshape(-1, d)))
+        if g_sum is not None:
+            out.append(torch.mv(g_sum.t(), c))
+        return out
+
+    return norm2, accumulate
+
+
+def _embedding_norms(tap: _Tap, ids: torch.Tensor, g: torch.Tensor,
+                     dtype: torch.dtype) -> tuple[torch.Tensor, Accumulate]:
+    module = tap.module
+    assert isinstance(module, nn.Embedding)
+    b, vocab = g.shape[0], module.num_embeddings
+    ids = ids.reshape(b, -1)
+    g = g.to(dtype).reshape(ids.numel(), -1)
+    if module.padding_idx is not None:  # the padding row's gradient is zero
+        g = g * (ids.reshape(-1, 1) != module.padding_idx).to(dtype)
+    owner = torch.arange(b, device=ids.device).repeat_interleave(ids.shape[1])
+    keys, inverse = torch.unique(owner * vocab + ids.reshape(-1), return_inverse=True)
+    grouped = g.new_zeros(len(keys), g.shape[1]).index_add_(0, inverse, g)
+    key_owner = torch.div(keys, vocab, rounding_mode="floor")
+    norm2 = g.new_zeros(b).index_add_(0, key_owner, grouped.pow(2).sum(1))
+
+    def accumulate(c: torch.Tensor) -> list[torch.Tensor]:
+        weighted = grouped * c[key_owner][:, None]
+        return [g.new_zeros(vocab, g.shape[1]).index_add_(0, keys - key_owner * vocab, weighted)]
+
+    return norm2, accumulate
+
+
+def _layer_norm_norms(tap: _Tap, xhat: torch.Tensor, g: torch.Tensor,
+                      dtype: torch.dtype) -> tuple[torch.Tensor, Accumulate]:
+    module = tap.module
+    assert isinstance(module, nn.LayerNorm)
+    b, width = g.shape[0], math.prod(module.normalized_shape)
+    g = g.to(dtype).reshape(b, -1, width)
+    per_sample = []
+    if tap.weight is not None:
+        per_sample.append((g * xhat.to(dtype).reshape(b, -1, width)).sum(1))
+    if tap.bias is not None:
+        per_sample.append(g.sum(1))
+    norm2 = sum((s.pow(2).sum(1) for s in per_sample), g.new_zeros(b))
+
+    def accumulate(c: torch.Tensor) -> list[torch.Tensor]:
+        return [torch.mv(s.t(), c) for s in per_sample]
+
+    return norm2, accumulate
+
+
+_RULES = {nn.Linear: _linear_norms, nn.Embedding: _embedding_norms,
+          nn.LayerNorm: _layer_norm_norms}
+
+
+# -- the clipper ------------------------------------------------------------------------------
+class BookkeepingClipper:
+    """Per-example clipping of a model's gradients by book-keeping (see the module docstring).
+
+    Parameters
+    ----------
+    model:
+        Every trainable parameter must belong to an ``nn.Linear``, ``nn.Embedding`` (without
+        ``max_norm`` or sparse gradients) or ``nn.LayerNorm`` that uses it through its own
+        ``forward``, once per step, with the batch as the first dimension of its input.
+    max_grad_norm:
+        The clipping norm ``C``.
+
+    After :meth:`attach`, a backward of the sum of per-example losses records each layer's
+    input and output gradient instead of forming weight gradients; :meth:`clip` then writes
+    ``sum_i c_i g_i`` into :attr:`summed` (one flat buffer, viewed by :attr:`grad_views`).
+    """
+
+    def __init__(self, model: nn.Module, max_grad_norm: float):
+        self.max_grad_norm = float(max_grad_norm)
+        self.taps = _find_taps(model)
+        self.params = [p for tap in self.taps for p in tap.params]
+        first = self.params[0]
+        self.summed = torch.zeros(sum(p.numel() for p in self.params), dtype=first.dtype,
+                                  device=first.device)
+        self.grad_views: list[torch.Tensor] = []
+        offset = 0
+        for p in self.params:
+            self.grad_views.append(self.summed[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+        by_param = dict(zip(map(id, self.params), self.grad_views, strict=True))
+        self._tap_views = [[by_param[id(p)] for p in tap.params] for tap in self.taps]
+        self.norm_dtype = torch.promote_types(first.dtype, torch.float32)
+        self.attached = False
+        self.ready = False  # clipped sums computed since the last optimizer step
+
+    def attach(self) -> None:
+        """Route the layers' forward through the recording autograd functions."""
+        if not self.attached:
+            for tap in self.taps:
+                tap.module.forward = _patched_forward(tap)  # type: ignore[method-assign]
+            self.attached = True
+
+    def detach(self) -> None:
+        """Restore the layers' own forward (idempotent)."""
+        if self.attached:
+            for tap in self.taps:
+                del tap.module.forward
+                tap.calls.clear()
+            self.attached = False
+
+    def backward(self, per_sample_losses: torch.Tensor) -> torch.Tensor:
+        """Back-propagate ``per_sample_losses`` (shape ``(B,)``) and clip; returns the norms."""
+        if per_sample_losses.dim() != 1:
+            raise ParameterError("book-keeping clipping needs one loss per example (a 1-d "
+                                 f"tensor); got shape {tuple(per_sample_losses.shape)}.")
+        for tap in self.taps:
+            tap.calls.clear()
+        for p in self.params:
+            p.grad = None
+        per_sample_losses.sum().backward()
+        bypassed = [tap.name for tap in self.taps if any(p.grad is not None for p in tap.params)]
+        if bypassed:
+            raise PrivacyError(f"Parameters of layers {bypassed} received gradients outside "
+                               "their layer's forward; book-keeping clipping cannot bound them. "
+                               "Use grad_sample_mode='hooks'.")
+        return self.clip(len(per_sample_losses))
+
+    def clip(self, batch_size: int) -> torch.Tensor:
+        """Write the clipped sum of the recorded batch into :attr:`summed`; returns the norms."""
+        norm2 = torch.zeros(batch_size, dtype=self.norm_dtype, device=self.summed.device)
+        pending: list[tuple[list[torch.Tensor], Accumulate]] = []
+        with torch.autocast(self.summed.device.type, enabled=False):
+            for tap, views in zip(self.taps, self._tap_views, strict=True):
+                if not tap.calls:
+                    continue
+                if len(tap.calls) > 1:
+                    raise ParameterError(f"Layer {tap.name!r} ran {len(tap.calls)} times in "
+                                         "one step; book-keeping clipping needs each layer "
+                                         "once per step. Use grad_sample_mode='hooks'.")
+                a, g = tap.calls[0]
+                if g.shape[0] != batch_size:
+                    raise ParameterError(f"Layer {tap.name!r} saw a batch of {g.shape[0]} along "
+                                         f"its first dimension, not the {batch_size} examples "
+                                         "of the loss; the batch must come first.")
+                part, accumulate = _RULES[type(tap.module)](tap, a, g, self.norm_dtype)
+                norm2 += part
+                pending.append((views, accumulate))
+                tap.calls.clear()
+            norms = norm2.sqrt()
+            factor = (self.max_grad_norm / (norms + _STABILITY)).clamp(max=1.0)
+            self.summed.zero_()
+            for views, accumulate in pending:
+                for view, value in zip(views, accumulate(factor), strict=True):
+                    view.copy_(value.view_as(view))
+        self.ready = True
+        return norms
+
+    def zero(self) -> None:
+        """An empty batch: the clipped sum is zero."""
+        self.summed.zero_()
+        self.ready = True
+
+
+class BookkeepingModule(nn.Module):
+    """The model with its layers routed through a :class:`BookkeepingClipper`.
+
+    Called like the model; :meth:`to_standard_module` (or :meth:`remove_hooks`) restores the
+    layers and returns the model.
+    """
+
+    def __init__(self, module: nn.Module, clipper: BookkeepingClipper):
+        super().__init__()
+        self._module = module
+        self.clipper = clipper
+        clipper.attach()
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self._module(*args, **kwargs)
+
+    def to_standard_module(self) -> nn.Module:
+        self.clipper.detach()
+        return self._module
+
+    def remove_hooks(self) -> None:
+        self.clipper.detach()
+
+
+class BookkeepingLoss:
+    """A batch's loss; :meth:`backward` back-propagates the per-example losses and clips."""
+
+    def __init__(self, per_sample: torch.Tensor, clipper: BookkeepingClipper, reduction: str):
+        self.per_sample, self.clipper, self.reduction = per_sample, clipper, reduction
+        self.norms: torch.Tensor | None = None
+
+    def backward(self) -> None:
+        self.norms = self.clipper.backward(self.per_sample)
+
+    def detach(self) -> torch.Tensor:
+        losses = self.per_sample.detach()
+        return losses.sum() if self.reduction == "sum" else losses.mean()
+
+    def item(self) -> float:
+        return float(self.detach())
+
+
+class BookkeepingCriterion:
+    """Wraps a loss with a ``reduction`` attribute; calls it with ``reduction="none"``."""
+
+    def __init__(self, criterion: Any, clipper: BookkeepingClipper):
+        self.criterion, self.clipper = criterion, clipper
+        self.reduction = getattr(criterion, "reduction", "mean")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BookkeepingLoss:
+        self.criterion.reduction = "none"
+        try:
+            per_sample = self.criterion(*args, **kwargs)
+        finally:
+            self.criterion.reduction = self.reduction
+        return BookkeepingLoss(per_sample, self.clipper, self.reduction)
+
+
+class BookkeepingDPOptimizer:
+    """DP-SGD around ``optimizer``: clipped sum + Gaussian noise, scaled, then ``step``.
+
+    The gradient given to ``optimizer`` is ``(sum_i c_i g_i + N(0, (sigma C)^2 I)) / B`` with
+    ``B`` the expected batch size (``loss_reduction="mean"``), as in Opacus. ``reduce_fn``
+    (data-parallel training) sums the buffer across processes after the local noise, so with
+    ``add_noise`` true on exactly one process the noise is added once.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, clipper: BookkeepingClipper, *,
+                 noise_multiplier: float, expected_batch_size: int,
+                 noise_fn: Callable[[torch.Tensor, float], torch.Tensor],
+                 loss_reduction: str = "mean",
+                 reduce_fn: Callable[[torch.Tensor], None] | None = None,
+                 add_noise: bool = True):
+        self.original_optimizer, self.clipper = optimizer, clipper
+        self.noise_multiplier = float(noise_multiplier)
+        self.max_grad_norm = clipper.max_grad_norm
+        self.expected_batch_size = int(expected_batch_size)
+        self.noise_fn, self.loss_reduction = noise_fn, loss_reduction
+        self.reduce_fn, self.add_noise = reduce_fn, add_noise
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.original_optimizer.param_groups
+
+    @property
+    def noise_std(self) -> float:
+        return self.noise_multiplier * self.max_grad_norm
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.original_optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        if closure is not None:
+            with torch.enable_grad():
+                closure()
+        if not self.clipper.ready:
+            raise PrivacyError("optimizer.step() ran without a clipped backward pass "
+                               "(call backward() on the loss from the wrapped criterion).")
+        summed = self.clipper.summed
+        if self.add_noise and self.noise_std > 0:
+            summed.add_(self.noise_fn(summed, self.noise_std))
+        if self.reduce_fn is not None:
+            self.reduce_fn(summed)
+        if self.loss_reduction == "mean":
+            summed.div_(self.expected_batch_size)
+        for p, view in zip(self.clipper.params, self.clipper.grad_views, strict=True):
+            p.grad = view
+        self.clipper.ready = False
+        return self.original_optimizer.step()
+
+    def noise_only_step(self) -> None:
+        """The step for an empty Poisson batch: the clipped sum is zero, the update is noise."""
+        self.clipper.zero()
+        self.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.original_optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.original_optimizer.load_state_dict(state)
+
+
+def _find_taps(model: nn.Module) -> list[_Tap]:
+    """The supported layers holding trainable parameters; every problem raised at once."""
+    problems: list[str] = []
+    taps: list[_Tap] = []
+    owner: dict[int, str] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        direct = [(n, p) for n, p in module.named_parameters(recurse=False) if p.requires_grad]
+        if not direct:
+            continue
+        label = name or type(model).__name__
+        if type(module) not in SUPPORTED_LAYERS:
+            problems.append(f"{label} ({type(module).__name__}) holds trainable parameters "
+                            f"{[n for n, _ in direct]}")
+            continue
+        if isinstance(module, nn.Embedding) and (module.max_norm is not None or module.sparse):
+            problems.append(f"{label} is an Embedding with max_norm or sparse gradients")
+            continue
+        for n, p in direct:
+            if id(p) in owner:
+                problems.append(f"{label}.{n} is shared with {owner[id(p)]}")
+            owner[id(p)] = f"{label}.{n}"
+        params = dict(direct)
+        taps.append(_Tap(label, module, params.get("weight"), params.get("bias")))
+    kinds = {(p.dtype, p.device) for tap in taps for p in tap.params}
+    if len(kinds) > 1:
+        problems.append(f"trainable parameters have several dtypes/devices {sorted(map(str, kinds))}")
+    if not taps and not problems:
+        problems.append("the model has no trainable parameters")
+    if problems:
+        raise ParameterError("Book-keeping clipping supports trainable nn.Linear, nn.Embedding "
+                             "and nn.LayerNorm layers only (use grad_sample_mode='ghost' or "
+                             "'hooks' otherwise):\n" + "\n".join(f"  - {p}" for p in problems))
+    return taps
+
+
+def supports(model: nn.Module) -> bool:
+    """Whether :class:`BookkeepingClipper` can clip ``model``."""
+    try:
+        _find_taps(model)
+    except ParameterError:
+        return False
+    return True
+
+
+__all__ = [
+    "SUPPORTED_LAYERS",
+    "BookkeepingClipper",
+    "BookkeepingCriterion",
+    "BookkeepingDPOptimizer",
+    "BookkeepingLoss",
+    "BookkeepingModule",
+    "supports",
+]

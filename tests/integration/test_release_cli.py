@@ -1,0 +1,122 @@
+"""``dpsynth release`` end to end on the real wage table: files in, bundle out, exit status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from dpsynth.accounting import PureDPEvent
+from dpsynth.accounting.ledger import Ledger
+from dpsynth.commands.release import register
+from dpsynth.datasets import load_dataset
+from dpsynth.release import DatasetCard
+from dpsynth.synthesizers import SYNTHESIZERS, BaseSynthesizer, PlannedSpend
+
+runner = CliRunner()
+
+
+class Copycat(BaseSynthesizer):
+    """Claims epsilon-DP but memorises its training rows: a planted leak."""
+
+    name = "copycat"
+
+    def _plan_training(self, n_rows, budget, prior_events):
+        return [PlannedSpend("memorise rows", PureDPEvent(budget.epsilon))]
+
+    def _fit(self, data, schema, recorder):
+        with recorder.spend("memorise rows", self.budget_plan_[-1].event):
+            self.rows_ = data.copy()
+
+    def _sample(self, n_rows, rng):
+        return self.rows_.sample(n_rows, replace=True, random_state=rng).reset_index(drop=True)
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def main() -> None:  # a group, so that `release` is a subcommand as in dpsynth.cli
+        """Test app."""
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("release")
+    rows, schema = load_dataset("wage")
+    paths = {"data": folder / "wage.csv", "schema": folder / "wage.yaml"}
+    rows.to_csv(paths["data"], index=False)
+    schema.save(paths["schema"])
+    return paths
+
+
+def _release(files: dict[str, Path], tmp_path: Path, *extra: str):
+    args = ["release", str(files["data"]), "--schema", str(files["schema"]), "--epsilon", "1",
+            "--dataset", "wage", "--out", str(tmp_path / "bundle"), "--ledger",
+            str(tmp_path / "ledger.sqlite"), "--seed", "0", "--quiet", *extra]
+    return runner.invoke(_app(), args)
+
+
+def test_dp_release_ships_with_exit_0(files, tmp_path):
+    result = _release(files, tmp_path, "--cap-epsilon", "3", "--cap-delta", "1e-5",
+                      "--synthesizer", "mst", "--target", "health_ins", "--positive", "2. No")
+    assert result.exit_code == 0, result.output
+    assert "SHIP" in result.output and "report.html" in result.output
+    bundle = tmp_path / "bundle"
+    for name in ("synthetic.csv", "synthetic.parquet", "dataset_card.yaml", "report.html"):
+        assert (bundle / name).is_file()
+    card = DatasetCard.load(bundle)
+    assert card.decision == "ship" and card.evaluation["utility"]["positive"] == "2. No"
+    assert Ledger(tmp_path / "ledger.sqlite").status("wage").epsilon == pytest.approx(
+        card.privacy["dataset_epsilon_after"])
+
+
+def test_copying_generator_exits_3_and_writes_no_rows(files, tmp_path, monkeypatch):
+    monkeypatch.setitem(SYNTHESIZERS, "copycat", Copycat)
+    result = _release(files, tmp_path, "--cap-epsilon", "3", "--synthesizer", "copycat",
+                      "--n-targets", "500")
+    assert result.exit_code == 3, result.output
+    assert "REJECT" in result.output and "no synthetic data was written" in result.output
+    assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == [
+        "dataset_card.yaml", "report.html"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ((), "dpsynth budget register"),  # no cap and not registered
+    (("--cap-epsilon", "3", "--policy", "POLICY"), "privacy.max_atack_risk"),
+    (("--cap-epsilon", "3", "--target", "wage"), "'target'"),
+    (("--cap-epsilon", "3", "--epsilon", "0"), "'epsilon'"),
+    (("--cap-delta", "1e-5",), "--cap-delta needs --cap-epsilon"),
+])
+def test_usage_errors_exit_2_and_spend_nothing(files, tmp_path, extra, message):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("privacy:\n  max_atack_risk: 0.1\n")
+    Ledger(tmp_path / "ledger.sqlite")  # an empty ledger
+    extra = tuple(str(policy) if x == "POLICY" else x for x in extra)
+    result = _release(files, tmp_path, *extra)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert Ledger(tmp_path / "ledger.sqlite").datasets() == ()
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_existing_bundle_needs_overwrite(files, tmp_path):
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "dataset_card.yaml").write_text("old\n")
+    result = _release(files, tmp_path, "--cap-epsilon", "3")
+    assert result.exit_code == 2 and "--overwrite" in result.output
+
+
+def test_demo_releases_the_bundled_table(tmp_path):
+    from dpsynth.release.demo import run_demo
+
+    first = run_demo(tmp_path / "demo", epsilon=1.0, seed=0, synthesizer="mst")
+    assert first.shipped, first.card.reasons
+    assert (tmp_path / "demo" / "report.html").is_file()
+    again = run_demo(tmp_path / "demo", epsilon=1.0, seed=1, synthesizer="mst")
+    assert again.card.privacy["dataset_epsilon_before"] == 0.0  # a fresh demo ledger
