@@ -112,6 +112,17 @@ def _recorder(ledger: Path | None, dataset: str | None, frame: Any, schema: Any)
                          data=identify(frame, schema))
 
 
+def _show_plan(synth: Any, schema: Any, n_rows: int, recorder: Any) -> None:
+    """Print the budget split before any data is touched."""
+    if not synth.is_private:
+        console.print("[bold yellow]ε = ∞: this run has NO differential privacy.[/]")
+        return
+    from dpsynth.synthesizers.base import plan_summary
+
+    budget, plan = synth.plan_budget(schema, n_rows, ledger=recorder)
+    out.print(plan_summary(plan, budget), highlight=False)
+
+
 def _print_privacy(synth: Any) -> None:
     p = synth.privacy_
     if p is None:
@@ -154,6 +165,7 @@ def fit(
         synth = _make_synthesizer(name, epsilon=epsilon, delta=delta, seed=seed, secure=secure,
                                   extra={"epochs": epochs, "progress": True})
         recorder = _recorder(ledger, dataset, frame, table_schema)
+        _show_plan(synth, table_schema, len(frame), recorder)
         start = time.perf_counter()
         synth.fit(frame, table_schema, ledger=recorder)
         synth.save(out_dir)
@@ -267,6 +279,7 @@ def demo(
                   f"columns, public schema declared from its documentation.")
         synth = _make_synthesizer(name, epsilon=epsilon, delta=None, seed=seed, secure=False,
                                   extra={"progress": True})
+        _show_plan(synth, table_schema, len(frame), None)
         start = time.perf_counter()
         synth.fit(frame, table_schema)
         elapsed = time.perf_counter() - start

@@ -27,8 +27,8 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_LEAK = 3
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 _USAGE_ERRORS = (DataReadError, DataValidationError, ParameterError, SchemaError, FileNotFoundError)
 

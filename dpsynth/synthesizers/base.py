@@ -44,6 +44,7 @@ from dpsynth.schema import Schema
 
 logger = logging.getLogger(__name__)
 
+_DISCOVERY_PURPOSES = ("bounds", "categories")
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 FORMAT_VERSION = 1
@@ -201,32 +202,13 @@ class BaseSynthesizer:
             self.fitted_at_ = _now()
             return self
 
-        if self.delta is not None:
-            delta = self.delta
-        elif ledger is not None:
-            delta = ledger.cap.delta  # plan at the ledger's delta, so its check agrees
-        else:
-            delta = default_delta(n)
-        budget = Budget(float(self.epsilon), float(delta))
-        budget.check_delta_for(n)
+        budget, plan = self.plan_budget(schema, n, ledger=ledger)
         recorder: SpendRecorder = ledger if ledger is not None else BudgetSession(budget)
-
         undeclared = schema.undeclared()
-        discovery_plan: list[PlannedSpend] = []
-        if undeclared:
-            from dpsynth.data.discover import plan_discovery
-
-            discovery_plan = plan_discovery(
-                schema, undeclared, epsilon=budget.epsilon * self.discovery_fraction,
-                delta=budget.delta * self.discovery_fraction, n_rows=n,
-            )
+        discovery_plan = [p for p in plan if p.purpose.split(":")[0] in _DISCOVERY_PURPOSES]
         self._n_rows = n
-        plan = discovery_plan + self._plan_training(n, budget, [p.event for p in discovery_plan])
         self.budget_plan_ = tuple(plan)
         logger.info(plan_summary(plan, budget))
-        total = pld_epsilon([p.event for p in plan], budget.delta)
-        if total > budget.epsilon + 1e-9:
-            raise PrivacyError(f"internal error: plan composes to ε={total} > {budget.epsilon}")
         recorder.check([p.event for p in plan])
 
         if undeclared:
@@ -246,6 +228,38 @@ class BaseSynthesizer:
         )
         self.fitted_at_ = _now()
         return self
+
+    def plan_budget(self, schema: Schema, n_rows: int, *, ledger: SpendRecorder | None = None
+                    ) -> tuple[Budget, list[PlannedSpend]]:
+        """The budget and every mechanism run a fit on ``n_rows`` rows would make.
+
+        Reads no data (only the schema and the row count, taken as public, as in Opacus), so
+        it can be shown to the user before anything is touched: :func:`plan_summary`.
+        """
+        self._validate_params()
+        if self.delta is not None:
+            delta = self.delta
+        elif ledger is not None:
+            delta = ledger.cap.delta  # plan at the ledger's delta, so its check agrees
+        else:
+            delta = default_delta(n_rows)
+        budget = Budget(float(self.epsilon), float(delta))
+        budget.check_delta_for(n_rows)
+        undeclared = schema.undeclared()
+        discovery_plan: list[PlannedSpend] = []
+        if undeclared:
+            from dpsynth.data.discover import plan_discovery
+
+            discovery_plan = plan_discovery(
+                schema, undeclared, epsilon=budget.epsilon * self.discovery_fraction,
+                delta=budget.delta * self.discovery_fraction, n_rows=n_rows,
+            )
+        prior = [p.event for p in discovery_plan]
+        plan = discovery_plan + self._plan_training(n_rows, budget, prior)
+        total = pld_epsilon([p.event for p in plan], budget.delta)
+        if total > budget.epsilon + 1e-9:
+            raise PrivacyError(f"internal error: plan composes to ε={total} > {budget.epsilon}")
+        return budget, plan
 
     def _check_schema(self, schema: Schema) -> None:
         owner = type(self).__name__
