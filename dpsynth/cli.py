@@ -16,7 +16,7 @@ import typer
 
 from dpsynth._version import __version__
 from dpsynth.commands import register_all
-from dpsynth.commands._common import EXIT_USAGE, cli_errors, console, fail, out
+from dpsynth.commands._common import EXIT_LEAK, EXIT_USAGE, cli_errors, console, fail, out
 
 PRIVACY_HELP = (
     "\n\ndpsynth makes synthetic data with differential privacy (DP). Two numbers set how "
@@ -266,32 +266,23 @@ def demo(
     epsilon: Epsilon = 1.0,
     synthesizer: Annotated[str | None, typer.Option(help="Generator to use.")] = None,
     seed: Seed = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
-    """Release the bundled real table (3,000 CPS wage records) as DP synthetic data."""
-    with cli_errors():
-        from dpsynth.data.io import write_table
-        from dpsynth.datasets import load_dataset
-        from dpsynth.evaluate import fidelity_report
+    """Release the bundled real table (3,000 CPS wage records) through the whole gate.
 
-        frame, table_schema = load_dataset("wage")
-        name = synthesizer or _default_synthesizer()
-        out.print(f"Bundled table 'wage': {len(frame)} rows, {len(table_schema.columns)} "
-                  f"columns, public schema declared from its documentation.")
-        synth = _make_synthesizer(name, epsilon=epsilon, delta=None, seed=seed, secure=False,
-                                  extra={"progress": True})
-        _show_plan(synth, table_schema, len(frame), None)
-        start = time.perf_counter()
-        synth.fit(frame, table_schema)
-        elapsed = time.perf_counter() - start
-        out_dir.mkdir(parents=True, exist_ok=True)
-        rows = synth.sample(len(frame), random_state=seed)
-        write_table(rows, out_dir / "synthetic.csv")
-        synth.save(out_dir / "model")
-        fid = fidelity_report(frame, rows, table_schema)
-        out.print(f"Fitted {name} in {elapsed:.1f} s. Fidelity: 1-way TVD "
-                  f"{fid['tvd_1way']:.3f}, 2-way TVD {fid['tvd_2way']:.3f} (0 = identical).")
-        out.print(f"Synthetic rows: {out_dir / 'synthetic.csv'}   model: {out_dir / 'model'}")
-        _print_privacy(synth)
+    Holdout split, DP fit through a ledger, evaluation, attacks, release policy: the bundle
+    (synthetic.csv, dataset_card.yaml, report.html) goes to --out.
+    """
+    with cli_errors():
+        from dpsynth.commands.audit import _progress
+        from dpsynth.commands.release import summary
+        from dpsynth.release.demo import run_demo
+
+        with _progress(quiet) as tick:
+            result = run_demo(out_dir, epsilon, seed, synthesizer=synthesizer, progress=tick)
+        summary(result, out_dir)
+    if not result.shipped:
+        raise typer.Exit(EXIT_LEAK)
 
 
 register_all(app)

@@ -6,7 +6,13 @@ import importlib
 
 import typer
 
-_GROUPS = ("dpsynth.commands.budget", "dpsynth.commands.audit")
+_GROUPS = (
+    "dpsynth.commands.budget",
+    "dpsynth.commands.audit",
+    "dpsynth.commands.release",
+    "dpsynth.commands.audit_generator",
+    "dpsynth.commands.text",
+)
 
 
 def register_all(app: typer.Typer) -> None:

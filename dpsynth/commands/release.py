@@ -134,10 +134,12 @@ def summary(result: ReleaseResult, out_dir: Path) -> None:
     for reason in card.reasons:
         out.print(f"  - {escape(reason)}")
     p = card.privacy
-    out.print(f"Privacy: {len(card.attempts)} attempt(s) at ε = {p['epsilon_per_attempt']:g} "
-              f"each; this release spent ε = {p['release_epsilon']:.3f} (δ = "
-              f"{p['release_delta']:.2g}, PLD); dataset {card.dataset!r} has "
-              f"{p['dataset_remaining']:.3f} of its cap {p['dataset_cap']['epsilon']:g} left.")
+    n = len(card.attempts)
+    out.print(f"Privacy: {n} attempt{'s' if n != 1 else ''} at ε = "
+              f"{p['epsilon_per_attempt']:g} each; this release spent ε = "
+              f"{p['release_epsilon']:.3f} (δ = {p['release_delta']:.2g}, PLD); dataset "
+              f"{card.dataset!r} has {p['dataset_remaining']:.3f} of its cap "
+              f"{p['dataset_cap']['epsilon']:g} left.")
     if result.shipped:
         out.print(f"Synthetic data: {out_dir / 'synthetic.csv'} and "
                   f"{out_dir / 'synthetic.parquet'}")

@@ -1,38 +1,48 @@
 """Per-example clipping for DP-SGD by book-keeping: one forward, one backward, no per-sample grads.
 
 DP-SGD (Abadi et al., "Deep Learning with Differential Privacy", CCS 2016) needs, for every
-example ``i`` of a batch, the norm of its gradient ``g_i`` so that it can sum the clipped
-gradients ``sum_i c_i g_i`` with ``c_i = min(1, C / ||g_i||)``. For the layers used by dpsynth's
-models that norm follows from what a training step computes anyway:
+example ``i`` of a batch, the norm of its gradient so that it can sum the clipped gradients
+``sum_i c_i g_i`` with ``c_i = min(1, C / ||g_i||)``. For the layers of dpsynth's models that
+norm follows from what a training step computes anyway:
 
-* ``nn.Linear`` ``y = x W^T + b`` on ``a_i`` of shape ``(T, d)`` (``T = 1`` for tables) with
-  output gradients ``G_i = dL_i/dy_i`` of shape ``(T, p)``: the example's weight gradient is
-  ``G_i^T a_i``. Its squared norm is ``||G_i||^2 ||a_i||^2`` when ``T = 1``, and
-  ``<a_i a_i^T, G_i G_i^T>`` for sequences ("ghost norm", Li et al., "Large Language Models Can
-  Be Strong Differentially Private Learners", ICLR 2022), which costs ``T^2 (d + p)`` instead of
-  ``T d p``; the cheaper of the two is used per layer (the "mixed" rule of Bu et al.,
-  "Differentially Private Optimization on Large Model at Small Cost", ICML 2023).
-* ``nn.Embedding``: the example's gradient is the sum of its output gradients grouped by token
-  id; grouping ``(example, id)`` pairs gives the norm in ``O(T d)`` whatever the vocabulary.
-* ``nn.LayerNorm``: the example's gradients ``sum_t G_t * xhat_t`` and ``sum_t G_t`` are small
-  (``d`` values each) and are formed directly.
+* ``nn.Linear`` ``y = x W^T + b`` with input ``a_i`` ``(T, d)`` (``T = 1`` for tables) and
+  output gradient ``G_i = dL_i/dy_i`` ``(T, p)``: the example's weight gradient is
+  ``G_i^T a_i``, of squared norm ``||G_i||^2 ||a_i||^2`` when ``T = 1`` and
+  ``<a_i a_i^T, G_i G_i^T>`` for sequences (the "ghost norm" of Li et al., "Large Language
+  Models Can Be Strong Differentially Private Learners", ICLR 2022), which costs
+  ``T^2 (d + p)`` instead of ``T d p``; the cheaper of the two is used per layer (the mixed
+  rule of Bu et al., "Differentially Private Optimization on Large Model at Small Cost",
+  ICML 2023).
+* ``nn.Embedding``: the example's gradient sums its output gradients by token id; grouping
+  ``(example, id)`` pairs gives the norm in ``O(T d)`` whatever the vocabulary.
+* ``nn.LayerNorm``: the example's gradients ``sum_t G_t * xhat_t`` and ``sum_t G_t`` have
+  ``d`` values each and are formed directly.
 
-Book-keeping (Bu et al., ICML 2023) then forms the clipped sum from the same activations and
-output gradients, ``sum_i c_i G_i^T a_i = (c * G)^T a``: one matrix product per layer, the
-product that plain back-propagation would have spent on the (unclipped) weight gradient. So
-the layers here are wrapped in autograd functions whose backward computes only the input
-gradient and records ``(a, G)``; autograd never forms a weight gradient, no second backward
-runs, and a DP step costs about one plain step plus the norms.
+Book-keeping (Bu et al., ICML 2023) forms the clipped sum from the same activations and output
+gradients, ``sum_i c_i G_i^T a_i = (c * G)^T a``: one matrix product per layer, the one plain
+back-propagation spends on the unclipped weight gradient. The layers run through autograd
+functions whose backward computes the input gradient only and records ``(a, G)``: autograd
+never forms a weight gradient and no second backward runs, so a DP step costs about a plain
+step plus the norms.
 
-Norms and clipped sums are computed in at least float32 from the stored tensors, so the
-bound ``||c_i g_i|| <= C`` holds to float32 rounding even when the forward and backward ran in
-bfloat16 under autocast.
+Keeping every ``G`` until the norms are known costs memory (as much again as the layer
+outputs). Inside an ``nn.Sequential`` chain ``Linear -> ReLU -> Linear`` with rows as inputs,
+the first layer's output gradient is ``(G' W') * [a' > 0]`` from the second layer's ``G'``,
+``W'`` and input ``a'``, which are kept anyway; so only its per-example norms are kept during
+the backward and the clipped gradient is recomputed from ``c * G'`` (rows scale through the
+product), at the cost of that one product. The recomputed rows are checked against the norms
+recorded in the backward, and scaled down where rounding made them larger, so the bound
+``||c_i g_i|| <= C`` never rests on the chain being what it seems.
+
+Norms and clipped sums are computed in at least float32 from the stored tensors, so the bound
+holds to float32 rounding also when the forward and backward ran in bfloat16 under autocast.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,24 +54,49 @@ from dpsynth.errors import ParameterError, PrivacyError
 
 SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Embedding, nn.LayerNorm)
 _STABILITY = 1e-6  # c_i = min(1, C / (norm_i + 1e-6)), the same guard as Opacus
+import os
+_RECOMPUTE_ALL = bool(os.environ.get('BK_ALL'))
+_RECOMPUTE_TOLERANCE = 1e-3  # relative gap allowed between recomputed and recorded norms
+
+
+@dataclass(eq=False)
+class _Call:
+    """What one backward recorded for a layer."""
+
+    saved: Any  # input (Linear), ids (Embedding), (input, mean, rstd) (LayerNorm)
+    grad: torch.Tensor | None  # output gradient; None: recomputed from the chain's next layer
+    grad_norm2: torch.Tensor | None  # per-example ||G_i||^2 when ``grad`` is None
+    order: int  # position in the backward pass
 
 
 @dataclass(eq=False)
 class _Tap:
-    """One supported layer: which of its parameters train, and what a backward recorded."""
+    """One supported layer: its trainable parameters and what a backward recorded."""
 
     name: str
     module: nn.Module
     weight: nn.Parameter | None
     bias: nn.Parameter | None
-    calls: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    clock: Iterator[int]
+    dtype: torch.dtype = torch.float32  # of norms and clipped sums
+    next: _Tap | None = None  # Sequential(this, ReLU, next): G recomputable from next's
+    calls: list[_Call] = field(default_factory=list)
 
     @property
     def params(self) -> list[nn.Parameter]:
         return [p for p in (self.weight, self.bias) if p is not None]
 
+    def record(self, saved: Any, grad: torch.Tensor) -> None:
+        grad = grad.detach()
+        nxt = self.next
+        if (nxt is not None and not self.calls and len(nxt.calls) == 1 and saved.dim() == 2
+                and nxt.calls[0].saved.dim() == 2 and grad.dtype == saved.dtype == self.dtype):
+            self.calls.append(_Call(saved, None, _sq_norms(grad), next(self.clock)))
+        else:
+            self.calls.append(_Call(saved, grad, None, next(self.clock)))
 
-# -- autograd functions: input gradient only, (activation, output gradient) recorded ----------
+
+# -- autograd functions: input gradient only; inputs and output gradients recorded ------------
 class _LinearFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -73,7 +108,7 @@ class _LinearFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         x, weight = ctx.saved_tensors
-        ctx.tap.calls.append((x.detach(), grad.detach()))
+        ctx.tap.record(x.detach(), grad)
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = grad.matmul(weight.to(grad.dtype)).to(x.dtype)
@@ -91,7 +126,7 @@ class _EmbeddingFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         (ids,) = ctx.saved_tensors
-        ctx.tap.calls.append((ids, grad.detach()))
+        ctx.tap.record(ids, grad)
         return None, None, None, None
 
 
@@ -108,7 +143,7 @@ class _LayerNormFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         x, weight, bias, mean, rstd = ctx.saved_tensors
-        ctx.tap.calls.append(((x.detach() - mean) * rstd, grad.detach()))
+        ctx.tap.record((x.detach(), mean, rstd), grad)
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.ops.aten.native_layer_norm_backward(
@@ -129,40 +164,41 @@ def _patched_forward(tap: _Tap) -> Callable[..., torch.Tensor]:
 
 
 # -- per-layer norms and clipped sums ---------------------------------------------------------
-# Each ``_*_norms`` returns the squared norm of every example's gradient of the layer's
-# trainable parameters, shape (B,), and a closure writing the clipped sums given c, shape (B,).
+# A rule returns the squared norm of every example's gradient of the layer's trainable
+# parameters, shape (B,), and a closure giving the clipped sums for factors c, shape (B,).
 Accumulate = Callable[[torch.Tensor], list[torch.Tensor]]
 
 
-def _linear_norms(tap: _Tap, a: torch.Tensor, g: torch.Tensor,
-                  dtype: torch.dtype) -> tuple[torch.Tensor, Accumulate]:
-    b = g.shape[0]
-    a = a.to(dtype).reshape(b, -1, a.shape[-1])
-    g = g.to(dtype).reshape(b, -1, g.shape[-1])
-    t, d, p = a.shape[1], a.shape[2], g.shape[2]
+def _sq_norms(x: torch.Tensor) -> torch.Tensor:
+    """Squared L2 norm of each row of ``x`` ``(B, n)`` without an ``x``-sized temporary."""
+    return torch.linalg.vector_norm(x, dim=1).square()
+
+
+def _linear_norms(tap: _Tap, a: torch.Tensor, g: torch.Tensor
+                  ) -> tuple[torch.Tensor, Accumulate]:
+    """Linear layer on sequences ``(B, T, d)``: ghost norm or materialised, whichever is cheaper."""
+    b, d, p = g.shape[0], a.shape[-1], g.shape[-1]
+    a, g = a.to(tap.dtype).reshape(b, -1, d), g.to(tap.dtype).reshape(b, -1, p)
+    t = a.shape[1]
     norm2 = g.new_zeros(b)
-    per_sample_w: torch.Tensor | None = None
+    per_sample: torch.Tensor | None = None
     if tap.weight is not None:
-        if t == 1:
-            norm2 = norm2 + a[:, 0].pow(2).sum(1) * g[:, 0].pow(2).sum(1)
-        elif 2 * t * t <= d * p:  # ghost norm: T x T Gram matrices
-            norm2 = norm2 + (torch.bmm(a, a.transpose(1, 2)) *
-                             torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
+        if 2 * t * t <= d * p:  # ghost norm: T x T Gram matrices
+            norm2 += (torch.bmm(a, a.transpose(1, 2)) *
+                      torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
         else:  # materialise the (B, p, d) per-example gradients once, reuse them below
-            per_sample_w = torch.bmm(g.transpose(1, 2), a)
-            norm2 = norm2 + per_sample_w.pow(2).sum((1, 2))
+            per_sample = torch.bmm(g.transpose(1, 2), a)
+            norm2 += _sq_norms(per_sample.reshape(b, -1))
     g_sum = g.sum(1) if tap.bias is not None else None
     if g_sum is not None:
-        norm2 = norm2 + g_sum.pow(2).sum(1)
+        norm2 += _sq_norms(g_sum)
 
     def accumulate(c: torch.Tensor) -> list[torch.Tensor]:
         out = []
-        if tap.weight is not None:
-            if per_sample_w is not None:
-                out.append(torch.mv(per_sample_w.reshape(b, -1).t(), c).view(p, d))
-            else:
-                out.append(torch.mm((g * c[:, None, None]).reshape(-1, p).t(),
-                                    a.reshape(-1, d)))
+        if per_sample is not None:
+            out.append(torch.mv(per_sample.reshape(b, -1).t(), c).view(p, d))
+        elif tap.weight is not None:
+            out.append(torch.mm((g * c[:, None, None]).reshape(-1, p).t(), a.reshape(-1, d)))
         if g_sum is not None:
             out.append(torch.mv(g_sum.t(), c))
         return out
@@ -170,20 +206,69 @@ def _linear_norms(tap: _Tap, a: torch.Tensor, g: torch.Tensor,
     return norm2, accumulate
 
 
-def _embedding_norms(tap: _Tap, ids: torch.Tensor, g: torch.Tensor,
-                     dtype: torch.dtype) -> tuple[torch.Tensor, Accumulate]:
+def _rows_norms(tap: _Tap, call: _Call, owned: bool, source: bool
+                ) -> tuple[torch.Tensor, Callable[..., list[torch.Tensor]]]:
+    """Linear layer with one input row per example: ``||g_i a_i^T|| = ||g_i|| ||a_i||``.
+
+    ``owned``: the output gradient may be scaled in place; ``source``: another layer's
+    gradient is recomputed from this one's, so the scaled gradient is handed on in ``carry``.
+    """
+    a = call.saved.to(tap.dtype)
+    a = a.reshape(len(a), -1)
+    g = None if call.grad is None else call.grad.to(tap.dtype).reshape(len(a), -1)
+    owned = owned or (call.grad is not None and call.grad.dtype != tap.dtype)
+    g_norm2 = _sq_norms(g) if g is not None else call.grad_norm2
+    assert g_norm2 is not None
+    norm2 = g_norm2 * _sq_norms(a) if tap.weight is not None else torch.zeros_like(g_norm2)
+    if tap.bias is not None:
+        norm2 = norm2 + g_norm2
+
+    def accumulate(c: torch.Tensor, carry: dict[int, Any]) -> list[torch.Tensor]:
+        if g is None:
+            scaled = _recompute(tap, carry, c, g_norm2)
+        else:
+            scaled = g.mul_(c[:, None]) if owned else g * c[:, None]
+        out = [torch.mm(scaled.t(), a)] if tap.weight is not None else []
+        if tap.bias is not None:
+            out.append(scaled.sum(0))
+        if source:
+            carry[id(tap)] = (scaled, a)
+        return out
+
+    return norm2, accumulate
+
+
+def _recompute(tap: _Tap, carry: dict[int, Any], c: torch.Tensor,
+               g_norm2: torch.Tensor) -> torch.Tensor:
+    """``c * G`` of ``tap`` from ``c * G'``, ``W'`` and ``a'`` of the next layer of its chain."""
+    assert tap.next is not None
+    scaled_next, a_next = carry.pop(id(tap.next))
+    weight = tap.next.module.weight.detach().to(tap.dtype)
+    scaled = torch.ops.aten.threshold_backward(torch.mm(scaled_next, weight), a_next, 0)
+    got, want = _sq_norms(scaled).sqrt(), c * g_norm2.sqrt()
+    slack = _RECOMPUTE_TOLERANCE * want + 1e-7 * want.max()
+    if bool(((got - want).abs() > slack).any()):
+        raise PrivacyError(f"The output gradient of layer {tap.name!r} recomputed from "
+                           f"{tap.next.name!r} does not match the one seen in the backward "
+                           "pass; the layers are not a plain Linear -> ReLU -> Linear chain. "
+                           "Use BookkeepingClipper(recompute=False).")
+    return scaled.mul_(torch.where(got > want, want / got, 1.0)[:, None])
+
+
+def _embedding_norms(tap: _Tap, ids: torch.Tensor, g: torch.Tensor
+                     ) -> tuple[torch.Tensor, Accumulate]:
     module = tap.module
     assert isinstance(module, nn.Embedding)
     b, vocab = g.shape[0], module.num_embeddings
     ids = ids.reshape(b, -1)
-    g = g.to(dtype).reshape(ids.numel(), -1)
+    g = g.to(tap.dtype).reshape(ids.numel(), -1)
     if module.padding_idx is not None:  # the padding row's gradient is zero
-        g = g * (ids.reshape(-1, 1) != module.padding_idx).to(dtype)
+        g = g * (ids.reshape(-1, 1) != module.padding_idx).to(tap.dtype)
     owner = torch.arange(b, device=ids.device).repeat_interleave(ids.shape[1])
     keys, inverse = torch.unique(owner * vocab + ids.reshape(-1), return_inverse=True)
     grouped = g.new_zeros(len(keys), g.shape[1]).index_add_(0, inverse, g)
     key_owner = torch.div(keys, vocab, rounding_mode="floor")
-    norm2 = g.new_zeros(b).index_add_(0, key_owner, grouped.pow(2).sum(1))
+    norm2 = g.new_zeros(b).index_add_(0, key_owner, _sq_norms(grouped))
 
     def accumulate(c: torch.Tensor) -> list[torch.Tensor]:
         weighted = grouped * c[key_owner][:, None]
@@ -192,18 +277,19 @@ def _embedding_norms(tap: _Tap, ids: torch.Tensor, g: torch.Tensor,
     return norm2, accumulate
 
 
-def _layer_norm_norms(tap: _Tap, xhat: torch.Tensor, g: torch.Tensor,
-                      dtype: torch.dtype) -> tuple[torch.Tensor, Accumulate]:
+def _layer_norm_norms(tap: _Tap, saved: tuple[torch.Tensor, ...], g: torch.Tensor
+                      ) -> tuple[torch.Tensor, Accumulate]:
     module = tap.module
     assert isinstance(module, nn.LayerNorm)
     b, width = g.shape[0], math.prod(module.normalized_shape)
-    g = g.to(dtype).reshape(b, -1, width)
+    g = g.to(tap.dtype).reshape(b, -1, width)
     per_sample = []
     if tap.weight is not None:
-        per_sample.append((g * xhat.to(dtype).reshape(b, -1, width)).sum(1))
+        x, mean, rstd = (v.to(tap.dtype).reshape(b, g.shape[1], -1) for v in saved)
+        per_sample.append((g * ((x - mean) * rstd)).sum(1))
     if tap.bias is not None:
         per_sample.append(g.sum(1))
-    norm2 = sum((s.pow(2).sum(1) for s in per_sample), g.new_zeros(b))
+    norm2 = sum((_sq_norms(s) for s in per_sample), g.new_zeros(b))
 
     def accumulate(c: torch.Tensor) -> list[torch.Tensor]:
         return [torch.mv(s.t(), c) for s in per_sample]
@@ -227,15 +313,19 @@ class BookkeepingClipper:
         ``forward``, once per step, with the batch as the first dimension of its input.
     max_grad_norm:
         The clipping norm ``C``.
+    recompute:
+        Recompute the output gradients of the first layers of ``Linear -> ReLU -> Linear``
+        chains instead of keeping them (less memory, one more product per such layer).
 
-    After :meth:`attach`, a backward of the sum of per-example losses records each layer's
-    input and output gradient instead of forming weight gradients; :meth:`clip` then writes
-    ``sum_i c_i g_i`` into :attr:`summed` (one flat buffer, viewed by :attr:`grad_views`).
+    After :meth:`attach`, :meth:`backward` back-propagates the per-example losses, recording
+    each layer's input and output gradient instead of forming weight gradients, and writes
+    ``sum_i c_i g_i`` into :attr:`summed` (one flat buffer; :attr:`grad_views` are its
+    per-parameter views).
     """
 
-    def __init__(self, model: nn.Module, max_grad_norm: float):
+    def __init__(self, model: nn.Module, max_grad_norm: float, *, recompute: bool = True):
         self.max_grad_norm = float(max_grad_norm)
-        self.taps = _find_taps(model)
+        self.taps = _find_taps(model, recompute)
         self.params = [p for tap in self.taps for p in tap.params]
         first = self.params[0]
         self.summed = torch.zeros(sum(p.numel() for p in self.params), dtype=first.dtype,
@@ -246,8 +336,7 @@ class BookkeepingClipper:
             self.grad_views.append(self.summed[offset:offset + p.numel()].view_as(p))
             offset += p.numel()
         by_param = dict(zip(map(id, self.params), self.grad_views, strict=True))
-        self._tap_views = [[by_param[id(p)] for p in tap.params] for tap in self.taps]
-        self.norm_dtype = torch.promote_types(first.dtype, torch.float32)
+        self._views = {id(tap): [by_param[id(p)] for p in tap.params] for tap in self.taps}
         self.attached = False
         self.ready = False  # clipped sums computed since the last optimizer step
 
@@ -285,31 +374,37 @@ class BookkeepingClipper:
 
     def clip(self, batch_size: int) -> torch.Tensor:
         """Write the clipped sum of the recorded batch into :attr:`summed`; returns the norms."""
-        norm2 = torch.zeros(batch_size, dtype=self.norm_dtype, device=self.summed.device)
-        pending: list[tuple[list[torch.Tensor], Accumulate]] = []
+        taps = sorted((t for t in self.taps if t.calls), key=lambda t: t.calls[0].order)
+        calls = [_only_call(tap, batch_size) for tap in taps]
+        storages = [c.grad.untyped_storage().data_ptr() for c in calls if c.grad is not None]
+        sources = {id(t.next) for t, c in zip(taps, calls, strict=True) if c.grad is None}
+        norm2 = torch.zeros(batch_size, dtype=taps[0].dtype if taps else self.summed.dtype,
+                            device=self.summed.device)
+        pending: list[Callable[..., list[torch.Tensor]] | None] = []
         with torch.autocast(self.summed.device.type, enabled=False):
-            for tap, views in zip(self.taps, self._tap_views, strict=True):
-                if not tap.calls:
-                    continue
-                if len(tap.calls) > 1:
-                    raise ParameterError(f"Layer {tap.name!r} ran {len(tap.calls)} times in "
-                                         "one step; book-keeping clipping needs each layer "
-                                         "once per step. Use grad_sample_mode='hooks'.")
-                a, g = tap.calls[0]
-                if g.shape[0] != batch_size:
-                    raise ParameterError(f"Layer {tap.name!r} saw a batch of {g.shape[0]} along "
-                                         f"its first dimension, not the {batch_size} examples "
-                                         "of the loss; the batch must come first.")
-                part, accumulate = _RULES[type(tap.module)](tap, a, g, self.norm_dtype)
+            for tap, call in zip(taps, calls, strict=True):
+                if isinstance(tap.module, nn.Linear) and call.saved[0].numel() == \
+                        call.saved.shape[-1]:
+                    owned = call.grad is not None and storages.count(
+                        call.grad.untyped_storage().data_ptr()) == 1
+                    part, accumulate = _rows_norms(tap, call, owned, id(tap) in sources)
+                else:
+                    part, rule = _RULES[type(tap.module)](tap, call.saved, call.grad)
+                    accumulate = _without_carry(rule)
                 norm2 += part
-                pending.append((views, accumulate))
-                tap.calls.clear()
+                pending.append(accumulate)
+            del calls
             norms = norm2.sqrt()
             factor = (self.max_grad_norm / (norms + _STABILITY)).clamp(max=1.0)
             self.summed.zero_()
-            for views, accumulate in pending:
-                for view, value in zip(views, accumulate(factor), strict=True):
+            carry: dict[int, Any] = {}
+            for i, tap in enumerate(taps):
+                accumulate = pending[i]
+                assert accumulate is not None
+                for view, value in zip(self._views[id(tap)], accumulate(factor, carry),
+                                       strict=True):
                     view.copy_(value.view_as(view))
+                pending[i] = accumulate = None  # free this layer's tensors now
         self.ready = True
         return norms
 
@@ -317,6 +412,93 @@ class BookkeepingClipper:
         """An empty batch: the clipped sum is zero."""
         self.summed.zero_()
         self.ready = True
+
+
+def _without_carry(rule: Accumulate) -> Callable[..., list[torch.Tensor]]:
+    return lambda c, carry: rule(c)
+
+
+def _only_call(tap: _Tap, batch_size: int) -> _Call:
+    if len(tap.calls) > 1:
+        raise ParameterError(f"Layer {tap.name!r} ran {len(tap.calls)} times in one step; "
+                             "book-keeping clipping needs each layer once per step. Use "
+                             "grad_sample_mode='hooks'.")
+    call = tap.calls.pop()
+    rows = call.grad.shape[0] if call.grad is not None else len(call.saved)
+    if rows != batch_size:
+        raise ParameterError(f"Layer {tap.name!r} saw a batch of {rows} along its first "
+                             f"dimension, not the {batch_size} examples of the loss; the batch "
+                             "must come first.")
+    return call
+
+
+def _find_taps(model: nn.Module, recompute: bool) -> list[_Tap]:
+    """The supported layers holding trainable parameters; every problem raised at once."""
+    problems: list[str] = []
+    taps: dict[int, _Tap] = {}
+    owner: dict[int, str] = {}
+    clock = itertools.count()
+    for name, module in model.named_modules(remove_duplicate=False):
+        direct = [(n, p) for n, p in module.named_parameters(recurse=False) if p.requires_grad]
+        if not direct:
+            continue
+        label = name or type(model).__name__
+        if type(module) not in SUPPORTED_LAYERS:
+            problems.append(f"{label} ({type(module).__name__}) holds trainable parameters "
+                            f"{[n for n, _ in direct]}")
+            continue
+        if isinstance(module, nn.Embedding) and (module.max_norm is not None or module.sparse):
+            problems.append(f"{label} is an Embedding with max_norm or sparse gradients")
+            continue
+        for n, p in direct:
+            if id(p) in owner:
+                problems.append(f"{label}.{n} is shared with {owner[id(p)]}")
+            owner[id(p)] = f"{label}.{n}"
+        params = dict(direct)
+        dtype = torch.promote_types(direct[0][1].dtype, torch.float32)
+        taps[id(module)] = _Tap(label, module, params.get("weight"), params.get("bias"), clock,
+                                dtype)
+    kinds = {(p.dtype, p.device) for tap in taps.values() for p in tap.params}
+    if len(kinds) > 1:
+        problems.append(f"trainable parameters have several dtypes/devices "
+                        f"{sorted(map(str, kinds))}")
+    if not taps and not problems:
+        problems.append("the model has no trainable parameters")
+    if problems:
+        raise ParameterError("Book-keeping clipping supports trainable nn.Linear, nn.Embedding "
+                             "and nn.LayerNorm layers only (use grad_sample_mode='ghost' or "
+                             "'hooks' otherwise):\n" + "\n".join(f"  - {p}" for p in problems))
+    if recompute:
+        _link_chains(model, taps)
+    return list(taps.values())
+
+
+def _link_chains(model: nn.Module, taps: dict[int, _Tap]) -> None:
+    """Mark ``Sequential(..., Linear, ReLU, Linear, ...)`` runs without hooks for recomputing."""
+    for seq in model.modules():
+        if type(seq) is not nn.Sequential or _hooked(seq):
+            continue
+        kids = list(seq)
+        for first, act, second in zip(kids, kids[1:], kids[2:], strict=False):
+            if (type(first) is nn.Linear and type(second) is nn.Linear and id(first) in taps
+                    and id(second) in taps and type(act) is nn.ReLU and not act.inplace
+                    and not any(map(_hooked, (first, act, second)))
+                    and (second.out_features <= first.in_features or _RECOMPUTE_ALL)):
+                taps[id(first)].next = taps[id(second)]
+
+
+def _hooked(module: nn.Module) -> bool:
+    return any(getattr(module, name, None) for name in (
+        "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
+
+
+def supports(model: nn.Module) -> bool:
+    """Whether :class:`BookkeepingClipper` can clip ``model``."""
+    try:
+        _find_taps(model, recompute=False)
+    except ParameterError:
+        return False
+    return True
 
 
 class BookkeepingModule(nn.Module):
@@ -439,50 +621,6 @@ class BookkeepingDPOptimizer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.original_optimizer.load_state_dict(state)
-
-
-def _find_taps(model: nn.Module) -> list[_Tap]:
-    """The supported layers holding trainable parameters; every problem raised at once."""
-    problems: list[str] = []
-    taps: list[_Tap] = []
-    owner: dict[int, str] = {}
-    for name, module in model.named_modules(remove_duplicate=False):
-        direct = [(n, p) for n, p in module.named_parameters(recurse=False) if p.requires_grad]
-        if not direct:
-            continue
-        label = name or type(model).__name__
-        if type(module) not in SUPPORTED_LAYERS:
-            problems.append(f"{label} ({type(module).__name__}) holds trainable parameters "
-                            f"{[n for n, _ in direct]}")
-            continue
-        if isinstance(module, nn.Embedding) and (module.max_norm is not None or module.sparse):
-            problems.append(f"{label} is an Embedding with max_norm or sparse gradients")
-            continue
-        for n, p in direct:
-            if id(p) in owner:
-                problems.append(f"{label}.{n} is shared with {owner[id(p)]}")
-            owner[id(p)] = f"{label}.{n}"
-        params = dict(direct)
-        taps.append(_Tap(label, module, params.get("weight"), params.get("bias")))
-    kinds = {(p.dtype, p.device) for tap in taps for p in tap.params}
-    if len(kinds) > 1:
-        problems.append(f"trainable parameters have several dtypes/devices {sorted(map(str, kinds))}")
-    if not taps and not problems:
-        problems.append("the model has no trainable parameters")
-    if problems:
-        raise ParameterError("Book-keeping clipping supports trainable nn.Linear, nn.Embedding "
-                             "and nn.LayerNorm layers only (use grad_sample_mode='ghost' or "
-                             "'hooks' otherwise):\n" + "\n".join(f"  - {p}" for p in problems))
-    return taps
-
-
-def supports(model: nn.Module) -> bool:
-    """Whether :class:`BookkeepingClipper` can clip ``model``."""
-    try:
-        _find_taps(model)
-    except ParameterError:
-        return False
-    return True
 
 
 __all__ = [

@@ -26,9 +26,9 @@ Where the randomness comes from (no global RNG is touched):
 * **Sampling.** :class:`PoissonBatches` draws each batch with ``NoiseSource.bernoulli``, so
   batch membership is secure or seeded in the same way; :class:`FastPoissonBatches` draws the
   same distribution from ``NoiseSource.uniform`` with ``O(q n)`` draws per batch instead of
-  ``n`` (geometric gaps between selected rows), many steps per vectorised call. Opacus' ``DPDataLoader`` is not used
-  (it would draw from torch's global generator); ``make_private`` is called with
-  ``poisson_sampling=False`` on a loader that already samples this way.
+  ``n`` (geometric gaps between selected rows), many steps per vectorised call. Opacus'
+  ``DPDataLoader`` is not used (it would draw from torch's global generator); ``make_private``
+  is called with ``poisson_sampling=False`` on a loader that already samples this way.
 * **Accounting.** Opacus' accountant hook is detached: dpsynth accounts with its PLD
   accountant, from the event planned before training.
 """

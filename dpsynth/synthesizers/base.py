@@ -237,6 +237,7 @@ class BaseSynthesizer:
         it can be shown to the user before anything is touched: :func:`plan_summary`.
         """
         self._validate_params()
+        self._check_schema(schema)
         if self.delta is not None:
             delta = self.delta
         elif ledger is not None:

@@ -38,10 +38,14 @@ logger = logging.getLogger(__name__)
 
 
 def default_rounds(n_columns: int, epsilon: float) -> int:
-    """Rounds of AIM when not given: more columns and more budget allow more measurements."""
+    """Rounds of AIM when not given: ``d * (2 + 1.2 log10(epsilon))``, clipped to ``[d, 4d]``.
+
+    Tuned on Adult (14 columns): 20, 30 and 30-45 rounds were best at epsilon 0.3, 1 and 3.
+    More budget pays for more (and larger) measured marginals.
+    """
     if not math.isfinite(epsilon):
         return 4 * n_columns
-    scale = min(4.0, max(1.0, 1.0 + math.log(epsilon) / math.log(10.0) * 1.5))
+    scale = min(4.0, max(1.0, 2.0 + 1.2 * math.log10(epsilon)))
     return max(1, round(n_columns * scale))
 
 
@@ -69,9 +73,9 @@ class AIMSynthesizer(MarginalSynthesizer):
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,
                  discovery_fraction: float = 0.1, n_bins: int = 32, compress: bool = True,
-                 final_iterations: int = 500, degree: int = 2, rounds: int | None = None,
-                 max_model_cells: int = 1_000_000, select_share: float = 0.1,
-                 first_share: float = 0.1, round_iterations: int = 50):
+                 final_iterations: int = 300, degree: int = 2, rounds: int | None = None,
+                 max_model_cells: int = 250_000, select_share: float = 0.1,
+                 first_share: float = 0.1, round_iterations: int = 20):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
                          secure_mode=secure_mode, discovery_fraction=discovery_fraction,
                          n_bins=n_bins, compress=compress, final_iterations=final_iterations)

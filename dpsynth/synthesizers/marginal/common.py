@@ -61,7 +61,7 @@ class MarginalSynthesizer(BaseSynthesizer):
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,
                  discovery_fraction: float = 0.1, n_bins: int = 32, compress: bool = True,
-                 final_iterations: int = 500):
+                 final_iterations: int = 300):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
                          secure_mode=secure_mode, discovery_fraction=discovery_fraction)
         self.n_bins = n_bins

@@ -12,6 +12,7 @@ systematic rounding of the expected counts, which keeps sampling error below one
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,8 +50,15 @@ def logsumexp_to(values: np.ndarray, attrs: Clique, keep: Clique) -> np.ndarray:
 def _split_attr(attrs: Clique, subsets: Sequence[Clique],
                 domain: Sequence[int]) -> int | None:
     """The attribute missing from most ``subsets`` (largest domain first), if any is missing."""
-    best = max(attrs, key=lambda a: (sum(a not in s for s in subsets), domain[a]))
-    return best if any(best not in s for s in subsets) else None
+    return _split_cached(attrs, tuple(subsets), tuple(domain[a] for a in attrs))
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_cached(attrs: Clique, subsets: tuple[Clique, ...],
+                  sizes: tuple[int, ...]) -> int | None:
+    best = max(range(len(attrs)), key=lambda i: (sum(attrs[i] not in s for s in subsets),
+                                                 sizes[i]))
+    return attrs[best] if any(attrs[best] not in s for s in subsets) else None
 
 
 def sum_many(values: np.ndarray, attrs: Clique, targets: Sequence[Clique],

@@ -1,0 +1,138 @@
+"""DPTextSynthesizer: fit/sample/save, conditional generation, budget planning and checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dpsynth.accounting import Budget, BudgetSession, GaussianEvent, SubsampledGaussianEvent
+from dpsynth.errors import BudgetExceededError, NotFittedError, ParameterError
+from dpsynth.schema import Column, Schema
+from dpsynth.synthesizers import SYNTHESIZERS, BaseSynthesizer
+from dpsynth.synthesizers.text import DPTextSynthesizer
+from dpsynth.synthesizers.text.synthesizer import CONTROL_PURPOSE, TRAIN_PURPOSE
+
+TINY = {"pretrained": None, "d_model": 32, "n_layers": 1, "n_heads": 2, "batch_size": 32,
+        "learning_rate": 5e-3}
+CATS = ("billing", "login")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tickets(n: int = 160, seed: int = 0) -> tuple[pd.DataFrame, Schema]:
+    """Hand-made support tickets: each category has its own fixed wording."""
+    rng = np.random.default_rng(seed)
+    kinds = np.where(rng.random(n) < 0.75, "billing", "login")
+    texts = [f"invoice {rng.integers(10)} is wrong" if k == "billing" else
+             f"cannot log in on day {rng.integers(10)}" for k in kinds]
+    schema = Schema((Column("kind", "categorical", categories=CATS),
+                     Column("text", "text", max_length=40)))
+    return pd.DataFrame({"kind": kinds, "text": texts}), schema
+
+
+def test_registered():
+    assert SYNTHESIZERS["dptext"] is DPTextSynthesizer
+
+
+def test_non_private_model_learns_conditional_text(tmp_path):
+    df, schema = tickets()
+    synth = DPTextSynthesizer(epsilon=math.inf, epochs=25, random_state=0, **TINY)
+    synth.fit(df, schema)
+    out = synth.sample(60, random_state=1)
+    assert list(out.columns) == ["kind", "text"]
+    billing = out.loc[out.kind == "billing", "text"]
+    login = out.loc[out.kind == "login", "text"]
+    assert billing.str.startswith("invoice").mean() > 0.8
+    assert login.str.startswith("cannot").mean() > 0.8
+    assert out.text.str.len().max() <= 40
+    assert 0.55 < (out.kind == "billing").mean() < 0.95  # exact histogram (non-private)
+    synth.save(tmp_path / "m")
+    again = BaseSynthesizer.load(tmp_path / "m")
+    assert again.sample(5, random_state=3).equals(synth.sample(5, random_state=3))
+
+
+def test_private_fit_plans_and_spends_both_mechanisms():
+    df, schema = tickets()
+    session = BudgetSession(Budget(2.0, 1e-4))
+    synth = DPTextSynthesizer(epsilon=2.0, delta=1e-4, epochs=1, random_state=0, **TINY)
+    synth.fit(df, schema, ledger=session)
+    purposes = [s.purpose for s in session.spends]
+    assert purposes == [CONTROL_PURPOSE, TRAIN_PURPOSE]
+    assert isinstance(session.spends[0].event, GaussianEvent)
+    train = session.spends[1].event
+    assert isinstance(train, SubsampledGaussianEvent)
+    assert synth.steps_run_ == train.steps == math.ceil(1 / (32 / len(df)))
+    assert synth.privacy_.epsilon <= 2.0 + 1e-6
+    assert session.epsilon_spent() <= 2.0 + 1e-6
+    assert abs(synth.controls_.probs.sum() - 1) < 1e-9
+
+
+def test_control_distribution_is_released_with_noise():
+    df, schema = tickets(400)
+    tight = DPTextSynthesizer(epsilon=0.5, epochs=0.1, control_fraction=0.5, random_state=0,
+                              **TINY).fit(df, schema)
+    loose = DPTextSynthesizer(epsilon=50.0, epochs=0.1, control_fraction=0.5, random_state=0,
+                              **TINY).fit(df, schema)
+    truth = (df.kind == "billing").mean()
+    assert abs(loose.controls_.probs[0] - truth) < 0.02
+    assert abs(tight.controls_.probs[0] - truth) > 1e-3  # noise at small epsilon shows
+
+
+def test_ledger_refusal_happens_before_training():
+    df, schema = tickets()
+    session = BudgetSession(Budget(1.0, 1e-4))
+    synth = DPTextSynthesizer(epsilon=2.0, delta=1e-4, epochs=1, random_state=0, **TINY)
+    with pytest.raises(BudgetExceededError):
+        synth.fit(df, schema, ledger=session)
+    assert session.spends == () and not hasattr(synth, "backend_")
+
+
+def test_parameter_problems_are_listed_together():
+    df, schema = tickets()
+    synth = DPTextSynthesizer(epochs=-1, top_p=2.0, grad_sample_mode="x", **TINY)
+    with pytest.raises(ParameterError) as info:
+        synth.fit(df, schema)
+    message = str(info.value)
+    for name in ("epochs", "top_p", "grad_sample_mode"):
+        assert repr(name) in message
+
+
+def test_schema_checks():
+    df, schema = tickets()
+    two = Schema((*schema.columns, Column("note", "text")))
+    with pytest.raises(ParameterError, match="exactly one text column"):
+        DPTextSynthesizer(**TINY).fit(df.assign(note="x"), two)
+    with pytest.raises(ParameterError, match="max_length"):
+        DPTextSynthesizer(**{**TINY, "pretrained": None}, max_length=400).fit(df, schema)
+
+
+def test_sample_before_fit():
+    with pytest.raises(NotFittedError):
+        DPTextSynthesizer().sample(3)
+
+
+def test_scores_are_lower_for_training_text():
+    df, schema = tickets()
+    synth = DPTextSynthesizer(epsilon=math.inf, epochs=10, random_state=0, **TINY)
+    synth.fit(df, schema)
+    seen = synth.score_records(df.head(20)).mean()
+    odd = synth.score_records(df.head(20).assign(text="zq xv kj wp")).mean()
+    assert seen < odd
+
+
+def test_shipped_checkpoint_fine_tunes():
+    df, schema = tickets(64)
+    synth = DPTextSynthesizer(epsilon=3.0, epochs=0.5, batch_size=32, random_state=0)
+    synth.fit(df, schema)
+    assert synth.backend_.origin == "byte-small"
+    assert len(synth.sample(4, random_state=0)) == 4
