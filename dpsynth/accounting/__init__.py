@@ -21,6 +21,8 @@ from dpsynth.accounting.events import (
     SubsampledGaussianEvent,
     event_from_dict,
 )
+from dpsynth.accounting.fingerprint import fingerprint, identify
+from dpsynth.accounting.ledger import Ledger, LedgerRecorder, default_ledger_location
 from dpsynth.accounting.noise import NoiseSource
 from dpsynth.accounting.session import BudgetSession, Spend, SpendRecorder
 
@@ -32,6 +34,8 @@ __all__ = [
     "Event",
     "GaussianEvent",
     "LaplaceEvent",
+    "Ledger",
+    "LedgerRecorder",
     "NoiseSource",
     "PureDPEvent",
     "Spend",
@@ -40,7 +44,10 @@ __all__ = [
     "calibrate_dpsgd_noise",
     "calibrate_gaussian",
     "default_delta",
+    "default_ledger_location",
     "event_from_dict",
+    "fingerprint",
+    "identify",
     "laplace_noise_multiplier",
     "pld_delta",
     "pld_epsilon",

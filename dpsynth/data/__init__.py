@@ -1,1 +1,7 @@
 """Reading tables, encoders and DP discovery of column domains."""
+
+from dpsynth.data.discover import OTHER, map_to_domain, plan_discovery, run_discovery
+from dpsynth.data.io import read_table, write_table
+
+__all__ = ["OTHER", "map_to_domain", "plan_discovery", "read_table", "run_discovery",
+           "write_table"]
