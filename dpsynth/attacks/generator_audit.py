@@ -150,8 +150,9 @@ def audit_generator(generator: Generator, population: pd.DataFrame, *,
     delta = privacy[1] if privacy else 0.0
     n_tests = len(setup.ids) + (1 if plan.one_run_canaries else 0)
     level = 1 - (1 - confidence) / n_tests
+    forest_seed = int(np.random.SeedSequence([seed, 3]).generate_state(1)[0] >> 1)  # < 2**31
     outcomes = attack_targets(runs, n_train, setup.ids, setup.kinds, setup.vulnerability,
-                              delta=delta, confidence=level, seed=seed)
+                              delta=delta, confidence=level, seed=forest_seed)
     bounds = [_target_bound(o, delta, level) for o in outcomes]
     results = [_group_result(group, [o for o in outcomes if o.kind == group], threshold,
                              confidence, seed, n_train, len(runs) - n_train)

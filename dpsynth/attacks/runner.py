@@ -17,17 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
-)
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
 
@@ -130,8 +126,10 @@ def run_many(task: Task, context: Any, n_runs: int, *, seed: int, n_jobs: int | 
     n_jobs:
         Local worker processes (default: the usable CPUs); 1 runs in this process.
     ray_address:
-        Address of a Ray cluster (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``) to run
-        on instead of local processes; needs the optional ``ray`` package.
+        Address of a Ray cluster (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``;
+        ``"local"`` starts a private one) to run on instead of local processes; needs the
+        optional ``ray`` package. Ray workers get this process' import path, so ``task`` and
+        ``context`` may use modules importable here when the cluster shares its file system.
     retries:
         Further attempts for a run that fails (same seed each time).
     progress:
@@ -197,14 +195,17 @@ def _run_serial(task: Task, context: Any, n_runs: int, seed: int, retries: int,
 
 # -- local processes -------------------------------------------------------------------------
 _CONTEXT: Any = None
+_STARTED: Any = None  # a SimpleQueue of the run indices a worker has begun
 
 
-def _install(context: Any) -> None:
-    global _CONTEXT
-    _CONTEXT = context
+def _install(context: Any, started: Any) -> None:
+    global _CONTEXT, _STARTED
+    _CONTEXT, _STARTED = context, started
 
 
 def _worker(task: Task, index: int, seed: int) -> tuple[Any, float]:
+    if _STARTED is not None:
+        _STARTED.put(index)  # synchronous: recorded even if the run then kills the process
     return attempt(task, _CONTEXT, index, seed)
 
 
@@ -225,35 +226,84 @@ def _threads_per_worker(workers: int) -> Iterator[None]:
                 os.environ[k] = v
 
 
+@dataclass
+class _Tally:
+    """Outcomes and attempts of the process backend, as runs finish."""
+
+    n_runs: int
+    retries: int
+    progress: RunProgress | None
+    done: dict[int, RunOutcome] = field(default_factory=dict)
+    tries: dict[int, int] = field(default_factory=dict)
+
+    def success(self, i: int, value: Any, seconds: float) -> None:
+        self.tries[i] = self.tries.get(i, 0) + 1
+        self._finish(RunOutcome(i, value, None, self.tries[i], seconds))
+
+    def failure(self, i: int, error: str) -> bool:
+        """Count a failed attempt; True when the run gets another."""
+        self.tries[i] = self.tries.get(i, 0) + 1
+        logger.warning("run %d attempt %d failed: %s", i, self.tries[i], error)
+        if self.tries[i] <= self.retries:
+            return True
+        self._finish(RunOutcome(i, None, error, self.tries[i]))
+        return False
+
+    def _finish(self, outcome: RunOutcome) -> None:
+        self.done[outcome.index] = outcome
+        if self.progress is not None:
+            self.progress(len(self.done), self.n_runs)
+
+
 def _run_processes(task: Task, context: Any, n_runs: int, seed: int, workers: int,
                    retries: int, progress: RunProgress | None) -> list[RunOutcome]:
-    """First round in one shared pool; retries each in a pool of its own.
+    """Rounds in a shared pool; runs suspected of killing a worker go to pools of their own.
 
-    A worker that dies breaks the shared pool and fails every run still in it; in isolation a
-    failure is the run's own, so an innocent run is not reported for another's crash.
+    A worker that dies breaks the shared pool and fails every run still in it. Runs that had
+    not started are resubmitted, no attempt counted; those that had started (the culprit among
+    them) are run one per process, where a failure is the run's own.
     """
-    done: dict[int, RunOutcome] = {}
-    tries = dict.fromkeys(range(n_runs), 0)
-    pending: Sequence[int] = list(range(n_runs))
-    isolated = False
+    tally = _Tally(n_runs, retries, progress)
+    pending = list(range(n_runs))
     while pending:
-        errors = _process_round(task, context, pending, seed, workers, tries, done, progress,
-                                n_runs, isolated)
-        pending = [i for i in errors if tries[i] <= retries]
-        for i in errors:
-            if tries[i] > retries:
-                done[i] = RunOutcome(i, None, errors[i], tries[i])
-                if progress is not None:
-                    progress(len(done), n_runs)
-        if pending:
-            logger.warning("retrying %d failed run(s): %s", len(pending), pending[:10])
-        isolated = True
-    return list(done.values())
+        pending, suspects = _shared_round(task, context, pending, seed, workers, tally)
+        if suspects:
+            logger.warning("a worker process died; running %d suspect run(s) alone: %s",
+                           len(suspects), suspects[:10])
+            _isolated_rounds(task, context, suspects, seed, workers, tally)
+    return list(tally.done.values())
 
 
-def _pool(workers: int, context: Any) -> ProcessPoolExecutor:
+def _pool(workers: int, context: Any, started: Any = None) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                               initializer=_install, initargs=(context,))
+                               initializer=_install, initargs=(context, started))
+
+
+def _shared_round(task: Task, context: Any, indices: Sequence[int], seed: int, workers: int,
+                  tally: _Tally) -> tuple[list[int], list[int]]:
+    """Run ``indices`` in one pool; return (runs to submit again, crash suspects)."""
+    started_queue = get_context("spawn").SimpleQueue()
+    again: list[int] = []
+    unfinished: list[int] = []
+    with _threads_per_worker(workers), _pool(min(workers, len(indices)), context,
+                                             started_queue) as pool:
+        futures = {pool.submit(_worker, task, i, seed): i for i in indices}
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                value, seconds = future.result()
+            except BrokenProcessPool:
+                unfinished.append(i)
+            except Exception as exc:  # noqa: BLE001 - reported in the outcome
+                if tally.failure(i, describe_error(exc)):
+                    again.append(i)
+            else:
+                tally.success(i, value, seconds)
+    started = set()
+    while not started_queue.empty():
+        started.add(started_queue.get())
+    suspects = [i for i in unfinished if i in started] or unfinished
+    return sorted(again + [i for i in unfinished if i not in suspects]), sorted(suspects)
 
 
 def _alone(task: Task, context: Any, index: int, seed: int) -> tuple[Any, float]:
@@ -262,43 +312,24 @@ def _alone(task: Task, context: Any, index: int, seed: int) -> tuple[Any, float]
         return pool.submit(_worker, task, index, seed).result()
 
 
-def _process_round(task: Task, context: Any, indices: Sequence[int], seed: int, workers: int,
-                   tries: dict[int, int], done: dict[int, RunOutcome],
-                   progress: RunProgress | None, n_runs: int,
-                   isolated: bool) -> dict[int, str]:
-    """Run ``indices``; record successes in ``done`` and return the errors."""
-    errors: dict[int, str] = {}
-    n = min(workers, len(indices))
-    with _threads_per_worker(workers), contextlib.ExitStack() as stack:
-        if isolated:
-            threads = stack.enter_context(ThreadPoolExecutor(max_workers=n))
-            futures = {threads.submit(_alone, task, context, i, seed): i for i in indices}
-        else:
-            pool = stack.enter_context(_pool(n, context))
-            futures = {pool.submit(_worker, task, i, seed): i for i in indices}
-        waiting = set(futures)
-        while waiting:
-            finished, waiting = wait(waiting, return_when=FIRST_COMPLETED)
-            for future in finished:
+def _isolated_rounds(task: Task, context: Any, indices: Sequence[int], seed: int,
+                     workers: int, tally: _Tally) -> None:
+    """Each run in a process of its own, ``workers`` at a time, until done or out of tries."""
+    pending = list(indices)
+    while pending:
+        with _threads_per_worker(workers), ThreadPoolExecutor(
+                max_workers=min(workers, len(pending))) as threads:
+            futures = {threads.submit(_alone, task, context, i, seed): i for i in pending}
+            pending = []
+            for future in as_completed(futures):
                 i = futures[future]
                 try:
                     value, seconds = future.result()
-                except BrokenProcessPool as exc:
-                    # in the shared pool any run dies with the one that crashed it: no attempt
-                    # is counted, the isolated retry finds the culprit
-                    tries[i] += int(isolated)
-                    errors[i] = describe_error(exc)
-                    continue
-                except Exception as exc:  # noqa: BLE001 - reported in the outcome
-                    tries[i] += 1
-                    errors[i] = describe_error(exc)
-                    logger.warning("run %d attempt %d failed: %s", i, tries[i], errors[i])
-                    continue
-                tries[i] += 1
-                done[i] = RunOutcome(i, value, None, tries[i], seconds)
-                if progress is not None:
-                    progress(len(done), n_runs)
-    return errors
+                except Exception as exc:  # noqa: BLE001 - its own failure, alone
+                    if tally.failure(i, describe_error(exc)):
+                        pending.append(i)
+                else:
+                    tally.success(i, value, seconds)
 
 
 # -- Ray -------------------------------------------------------------------------------------
@@ -309,7 +340,12 @@ def _connect_ray(address: str) -> tuple[Any, bool]:
         raise ParameterError("ray_address needs the optional 'ray' package (pip install "
                              "'ray'); without it, runs go to local processes") from None
     if not ray.is_initialized():
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        # workers import the task and the generator by module name: give them this driver's
+        # import path (enough on one machine or a shared file system; a remote cluster needs
+        # the modules installed, or ray.init(runtime_env=...) called by the user first)
+        path = os.pathsep.join(p for p in sys.path if p)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": path}})
         return ray, True
     return ray, False
 

@@ -44,7 +44,7 @@ def _normalise(text: str) -> str:
     return " ".join(str(text).casefold().split())
 
 
-def _texts(values: Sequence[Any], role: str) -> list[str]:
+def _texts(values: Sequence[Any]) -> list[str]:
     return ["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in values]
 
 
@@ -94,8 +94,8 @@ class SubstringIndex:
 def longest_common_substrings(synthetic: Sequence[str], corpus: Sequence[str], *,
                               n: int = 8) -> np.ndarray:
     """For each synthetic text, the longest substring (characters) it shares with ``corpus``."""
-    index = SubstringIndex(_texts(corpus, "corpus"), n)
-    return np.array([index.longest(t)[0] for t in _texts(synthetic, "synthetic")], dtype=int)
+    index = SubstringIndex(_texts(corpus), n)
+    return np.array([index.longest(t)[0] for t in _texts(synthetic)], dtype=int)
 
 
 # -- verbatim reproduction --------------------------------------------------------------------
@@ -204,8 +204,7 @@ def verbatim_reproduction(train: Sequence[str], synthetic: Sequence[str],
     index_n:
         Character n-gram length of the substring index (shorter common substrings count 0).
     """
-    train_t, syn_t, hold_t = (_texts(x, role) for x, role in
-                              ((train, "train"), (synthetic, "synthetic"), (holdout, "holdout")))
+    train_t, syn_t, hold_t = _texts(train), _texts(synthetic), _texts(holdout)
     problems = [f"the {role} text needs at least 1 record" for role, x in
                 (("train", train_t), ("synthetic", syn_t), ("holdout", hold_t)) if not x]
     if problems:
@@ -219,8 +218,8 @@ def verbatim_reproduction(train: Sequence[str], synthetic: Sequence[str],
     size = min(len(train_t), len(hold_t))
     matched = [train_t[i] for i in np.sort(rng.choice(len(train_t), size, replace=False))]
     control = [hold_t[i] for i in np.sort(rng.choice(len(hold_t), size, replace=False))]
-    opts = {"min_length": min_length, "near": near, "ngram": ngram, "n": index_n}
-    a, c = _arm(syn_t, matched, **opts), _arm(syn_t, control, **opts)
+    a, c = (_arm(syn_t, ref, min_length=min_length, near=near, ngram=ngram, n=index_n)
+            for ref in (matched, control))
     full = {_normalise(t) for t in train_t}
     full_lcs = longest_common_substrings(syn_t, train_t, n=index_n)
     order = np.argsort(-full_lcs, kind="stable")[:10]
@@ -273,7 +272,7 @@ def extract_pii(texts: Sequence[str], patterns: Mapping[str, str] = PII_PATTERNS
     """Distinct matches of each pattern in ``texts``."""
     compiled = {k: re.compile(p) for k, p in patterns.items()}
     out: dict[str, set[str]] = {k: set() for k in patterns}
-    for text in _texts(texts, "texts"):
+    for text in _texts(texts):
         for kind, regex in compiled.items():
             out[kind].update(m.group(0).rstrip(".,;:!?)") for m in regex.finditer(text))
     return out
@@ -290,7 +289,7 @@ def pii_reproduction(train: Sequence[str], synthetic: Sequence[str], holdout: Se
         raise param_error("patterns", "a non-empty mapping of name to regex", patterns,
                           "pii_reproduction")
     in_train, in_hold = extract_pii(train, patterns), extract_pii(holdout, patterns)
-    joined = "\x00".join(_texts(synthetic, "synthetic"))
+    joined = "\x00".join(_texts(synthetic))
     found, reproduced, c_found, c_reproduced = {}, {}, {}, {}
     for kind in patterns:
         own, other = in_train[kind] - in_hold[kind], in_hold[kind] - in_train[kind]

@@ -16,6 +16,10 @@ EXPORTED = {
     "Rate", "RocCurve", "ThreatModel", "attribute_inference", "dcr_membership",
     "domias_membership", "linkability", "nearest", "rare_records", "render_html", "run_audit",
     "save_html", "singling_out", "vulnerability",
+    # generator audit (shadow models, canaries, empirical epsilon)
+    "CallableGenerator", "CommandGenerator", "DpsynthGenerator", "EpsilonBound",
+    "GeneratorError", "MemorizingGenerator", "PublicSampler", "ShadowPlan", "audit_generator",
+    "epsilon_lower_bound", "one_run_epsilon_lower",
 }
 
 

@@ -100,6 +100,15 @@ def test_results_do_not_depend_on_the_number_of_workers(wage):
     assert docs[0] == docs[1]
 
 
+def test_an_unseeded_audit_records_its_seed(wage):
+    plan = ShadowPlan(n_rows=100, n_vulnerable=1, n_random=1, n_canaries=0, n_shadow_train=10,
+                      n_shadow_test=10, one_run_canaries=0)
+    report = audit_generator(MemorizingGenerator(), wage, plan=plan, n_jobs=1)
+    assert report.seed >= 0 and report.generator_audit["one_run"] is None
+    assert [r.attack for r in report.results] == ["shadow_membership[vulnerable]",
+                                                  "shadow_membership[random]"]
+
+
 def test_vulnerable_targets_are_the_outliers(memorizer_report):
     targets = memorizer_report.generator_audit["targets"]
     vulnerable = [t["vulnerability"] for t in targets if t["kind"] == "vulnerable"]
