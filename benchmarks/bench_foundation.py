@@ -23,7 +23,7 @@ from dpsynth.evaluate import average_tvd, tstr_auc
 from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers import SYNTHESIZERS, create
 
-ADULT = Path(__file__).parent / "data" / "adult"
+ADULT = Path(__file__).parent / "data"
 
 
 def load_adult() -> tuple[pd.DataFrame, Schema, str, object] | None:

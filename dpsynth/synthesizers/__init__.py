@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
-
+# Imported for their @register side effect on the registry.
+from dpsynth.synthesizers import dpvae, marginal, text  # noqa: E402,F401
 from dpsynth.synthesizers.base import (
     SYNTHESIZERS,
     BaseSynthesizer,
@@ -12,14 +12,6 @@ from dpsynth.synthesizers.base import (
     create,
     register,
 )
-
-# Registering modules (imported for their @register side effect on the registry).
-for _module in ("dpsynth.synthesizers.dpvae", "dpsynth.synthesizers.marginal"):
-    try:
-        importlib.import_module(_module)
-    except ModuleNotFoundError as _exc:  # pragma: no cover - while a module is being written
-        if _exc.name != _module:
-            raise
 
 #: The generator ``dpsynth fit`` and ``dpsynth demo`` use for tables unless told otherwise.
 DEFAULT_TABLE_SYNTHESIZER = "aim" if "aim" in SYNTHESIZERS else "dpvae"

@@ -1,18 +1,17 @@
-"""Per-example clipping for DP-SGD by book-keeping: one forward, one backward, no per-sample grads.
+"""Per-example clipping for DP-SGD by book-keeping: one forward, one backward, no second pass.
 
 DP-SGD (Abadi et al., "Deep Learning with Differential Privacy", CCS 2016) needs, for every
 example ``i`` of a batch, the norm of its gradient so that it can sum the clipped gradients
-``sum_i c_i g_i`` with ``c_i = min(1, C / ||g_i||)``. For the layers of dpsynth's models that
-norm follows from what a training step computes anyway:
+``sum_i c_i g_i`` with ``c_i = min(1, C / (||g_i|| + 1e-6))``. For the layers of dpsynth's
+models that norm follows from what a training step computes anyway:
 
-* ``nn.Linear`` ``y = x W^T + b`` with input ``a_i`` ``(T, d)`` (``T = 1`` for tables) and
-  output gradient ``G_i = dL_i/dy_i`` ``(T, p)``: the example's weight gradient is
-  ``G_i^T a_i``, of squared norm ``||G_i||^2 ||a_i||^2`` when ``T = 1`` and
-  ``<a_i a_i^T, G_i G_i^T>`` for sequences (the "ghost norm" of Li et al., "Large Language
-  Models Can Be Strong Differentially Private Learners", ICLR 2022), which costs
-  ``T^2 (d + p)`` instead of ``T d p``; the cheaper of the two is used per layer (the mixed
-  rule of Bu et al., "Differentially Private Optimization on Large Model at Small Cost",
-  ICML 2023).
+* ``nn.Linear`` ``y = x W^T + b`` with input ``a_i`` ``(T, d)`` and output gradient
+  ``G_i = dL_i/dy_i`` ``(T, p)``: the example's weight gradient is ``G_i^T a_i``. For tables
+  (``T = 1``) its squared norm is ``||G_i||^2 ||a_i||^2``. For sequences it is
+  ``<a_i a_i^T, G_i G_i^T>`` (the "ghost norm" of Li et al., "Large Language Models Can Be
+  Strong Differentially Private Learners", ICLR 2022; ``T^2 (d + p)`` products) or the norm
+  of the materialised ``G_i^T a_i`` (``T d p`` products), whichever is cheaper (the mixed rule
+  of Bu et al., "Differentially Private Optimization on Large Model at Small Cost", ICML 2023).
 * ``nn.Embedding``: the example's gradient sums its output gradients by token id; grouping
   ``(example, id)`` pairs gives the norm in ``O(T d)`` whatever the vocabulary.
 * ``nn.LayerNorm``: the example's gradients ``sum_t G_t * xhat_t`` and ``sum_t G_t`` have
@@ -20,19 +19,22 @@ norm follows from what a training step computes anyway:
 
 Book-keeping (Bu et al., ICML 2023) forms the clipped sum from the same activations and output
 gradients, ``sum_i c_i G_i^T a_i = (c * G)^T a``: one matrix product per layer, the one plain
-back-propagation spends on the unclipped weight gradient. The layers run through autograd
-functions whose backward computes the input gradient only and records ``(a, G)``: autograd
-never forms a weight gradient and no second backward runs, so a DP step costs about a plain
-step plus the norms.
+back-propagation spends on the unclipped weight gradient (for sequences where the
+per-example gradients were cheaper, they are smaller than ``(a, G)`` too, and are kept and
+summed instead). The layers run through autograd functions whose backward computes the
+input gradient only and records what the clipped sum needs: autograd never forms a weight
+gradient and no second backward runs, so a DP step costs about a plain one plus the norms.
 
-Keeping every ``G`` until the norms are known costs memory (as much again as the layer
-outputs). Inside an ``nn.Sequential`` chain ``Linear -> ReLU -> Linear`` with rows as inputs,
-the first layer's output gradient is ``(G' W') * [a' > 0]`` from the second layer's ``G'``,
-``W'`` and input ``a'``, which are kept anyway; so only its per-example norms are kept during
-the backward and the clipped gradient is recomputed from ``c * G'`` (rows scale through the
-product), at the cost of that one product. The recomputed rows are checked against the norms
-recorded in the backward, and scaled down where rounding made them larger, so the bound
-``||c_i g_i|| <= C`` never rests on the chain being what it seems.
+Keeping the output gradients until every norm is known costs memory, as much again as the
+layer outputs of an MLP. Inside an ``nn.Sequential`` run ``Linear -> ReLU -> Linear`` on
+rows, the first layer's output gradient is ``(G' W') * [a' > 0]`` from the second layer's
+``G'``, ``W'`` and input ``a'``, all kept anyway; so only its per-example norms are kept in
+the backward and ``c * G`` is recomputed from ``c * G'`` (rows scale through the product).
+By default this is done where the extra product costs no more than the layer's own weight
+gradient. The recomputed rows are checked against the norms recorded in the backward (a gap
+beyond rounding is a :class:`~dpsynth.errors.PrivacyError`) and scaled down where rounding
+made them larger, so the bound ``||c_i g_i|| <= C`` never rests on the chain being what it
+seems.
 
 Norms and clipped sums are computed in at least float32 from the stored tensors, so the bound
 holds to float32 rounding also when the forward and backward ran in bfloat16 under autocast.
@@ -54,9 +56,8 @@ from dpsynth.errors import ParameterError, PrivacyError
 
 SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Embedding, nn.LayerNorm)
 _STABILITY = 1e-6  # c_i = min(1, C / (norm_i + 1e-6)), the same guard as Opacus
-import os
-_RECOMPUTE_ALL = bool(os.environ.get('BK_ALL'))
 _RECOMPUTE_TOLERANCE = 1e-3  # relative gap allowed between recomputed and recorded norms
+RECOMPUTE_CHOICES = ("none", "cheap", "all")
 
 
 @dataclass(eq=False)
@@ -67,6 +68,8 @@ class _Call:
     grad: torch.Tensor | None  # output gradient; None: recomputed from the chain's next layer
     grad_norm2: torch.Tensor | None  # per-example ||G_i||^2 when ``grad`` is None
     order: int  # position in the backward pass
+    norm2: torch.Tensor | None = None  # per-example squared norm, when found in the backward
+    per_sample: list[torch.Tensor] | None = None  # per-example gradients, when kept instead
 
 
 @dataclass(eq=False)
@@ -87,13 +90,22 @@ class _Tap:
         return [p for p in (self.weight, self.bias) if p is not None]
 
     def record(self, saved: Any, grad: torch.Tensor) -> None:
-        grad = grad.detach()
-        nxt = self.next
-        if (nxt is not None and not self.calls and len(nxt.calls) == 1 and saved.dim() == 2
-                and nxt.calls[0].saved.dim() == 2 and grad.dtype == saved.dtype == self.dtype):
-            self.calls.append(_Call(saved, None, _sq_norms(grad), next(self.clock)))
+        grad, order = grad.detach(), next(self.clock)
+        if self._can_recompute(saved, grad):
+            self.calls.append(_Call(saved, None, _sq_norms(grad), order))
+        elif isinstance(self.module, nn.Linear) and saved[0].numel() != saved.shape[-1]:
+            self.calls.append(_sequence_call(self, saved, grad, order))
         else:
-            self.calls.append(_Call(saved, grad, None, next(self.clock)))
+            self.calls.append(_Call(saved, grad, None, order))
+
+    def _can_recompute(self, saved: Any, grad: torch.Tensor) -> bool:
+        """Whether the next layer of the chain recorded one call on rows in this backward."""
+        nxt = self.next
+        if nxt is None or self.calls or len(nxt.calls) != 1 or saved.dim() != 2:
+            return False
+        later = nxt.calls[0]
+        return (isinstance(later.saved, torch.Tensor) and later.saved.dim() == 2
+                and later.norm2 is None and grad.dtype == saved.dtype == self.dtype)
 
 
 # -- autograd functions: input gradient only; inputs and output gradients recorded ------------
@@ -174,40 +186,56 @@ def _sq_norms(x: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(x, dim=1).square()
 
 
-def _linear_norms(tap: _Tap, a: torch.Tensor, g: torch.Tensor
-                  ) -> tuple[torch.Tensor, Accumulate]:
-    """Linear layer on sequences ``(B, T, d)``: ghost norm or materialised, whichever is cheaper."""
+def _sequence_call(tap: _Tap, a: torch.Tensor, g: torch.Tensor, order: int) -> _Call:
+    """A Linear layer on sequences ``(B, T, d)``, handled during the backward.
+
+    With ``T (d + p) < d p``: ghost norms from ``T x T`` Gram matrices (``B T^2 (d + p)``
+    products) and ``(a, G)`` kept for the clipped sum. Otherwise the ``(B, p, d)``
+    per-example gradients cost fewer products (``B T d p``) *and* fewer values than
+    ``(a, G)``: they are kept instead, and the clipped sum is a weighted sum of them (the
+    mixed rule of Bu et al., ICML 2023).
+    """
     b, d, p = g.shape[0], a.shape[-1], g.shape[-1]
     a, g = a.to(tap.dtype).reshape(b, -1, d), g.to(tap.dtype).reshape(b, -1, p)
     t = a.shape[1]
     norm2 = g.new_zeros(b)
-    per_sample: torch.Tensor | None = None
-    if tap.weight is not None:
-        if 2 * t * t <= d * p:  # ghost norm: T x T Gram matrices
-            norm2 += (torch.bmm(a, a.transpose(1, 2)) *
-                      torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
-        else:  # materialise the (B, p, d) per-example gradients once, reuse them below
-            per_sample = torch.bmm(g.transpose(1, 2), a)
-            norm2 += _sq_norms(per_sample.reshape(b, -1))
     g_sum = g.sum(1) if tap.bias is not None else None
     if g_sum is not None:
         norm2 += _sq_norms(g_sum)
+    if tap.weight is None or t * (d + p) < d * p:
+        if tap.weight is not None:
+            norm2 += (torch.bmm(a, a.transpose(1, 2)) *
+                      torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
+        return _Call(a, g, None, order, norm2)
+    per_sample = torch.bmm(g.transpose(1, 2), a)
+    norm2 += _sq_norms(per_sample.reshape(b, -1))
+    kept = [per_sample] + ([g_sum] if g_sum is not None else [])
+    return _Call(None, None, None, order, norm2, kept)
+
+
+def _linear_norms(tap: _Tap, call: _Call) -> tuple[torch.Tensor, Accumulate]:
+    """Linear layer on sequences: norms from the backward, then the clipped sum."""
+    assert call.norm2 is not None
+    if call.per_sample is not None:
+        kept = call.per_sample
+        return call.norm2, lambda c: [torch.mv(v.reshape(len(c), -1).t(), c) for v in kept]
+    assert call.grad is not None
+    a, g = call.saved, call.grad
 
     def accumulate(c: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        if per_sample is not None:
-            out.append(torch.mv(per_sample.reshape(b, -1).t(), c).view(p, d))
-        elif tap.weight is not None:
-            out.append(torch.mm((g * c[:, None, None]).reshape(-1, p).t(), a.reshape(-1, d)))
-        if g_sum is not None:
-            out.append(torch.mv(g_sum.t(), c))
+        scaled = g * c[:, None, None]
+        p = g.shape[-1]
+        out = [torch.mm(scaled.reshape(-1, p).t(), a.reshape(-1, a.shape[-1]))
+               ] if tap.weight is not None else []
+        if tap.bias is not None:
+            out.append(scaled.sum((0, 1)))
         return out
 
-    return norm2, accumulate
+    return call.norm2, accumulate
 
 
 def _rows_norms(tap: _Tap, call: _Call, owned: bool, source: bool
-                ) -> tuple[torch.Tensor, Callable[..., list[torch.Tensor]]]:
+                ) -> tuple[torch.Tensor, Callable[..., None]]:
     """Linear layer with one input row per example: ``||g_i a_i^T|| = ||g_i|| ||a_i||``.
 
     ``owned``: the output gradient may be scaled in place; ``source``: another layer's
@@ -219,40 +247,61 @@ def _rows_norms(tap: _Tap, call: _Call, owned: bool, source: bool
     owned = owned or (call.grad is not None and call.grad.dtype != tap.dtype)
     g_norm2 = _sq_norms(g) if g is not None else call.grad_norm2
     assert g_norm2 is not None
-    norm2 = g_norm2 * _sq_norms(a) if tap.weight is not None else torch.zeros_like(g_norm2)
-    if tap.bias is not None:
-        norm2 = norm2 + g_norm2
+    if tap.weight is None:
+        norm2 = g_norm2
+    elif tap.bias is None:
+        norm2 = g_norm2 * _sq_norms(a)
+    else:
+        norm2 = torch.addcmul(g_norm2, g_norm2, _sq_norms(a))  # ||g||^2 (||a||^2 + 1)
 
-    def accumulate(c: torch.Tensor, carry: dict[int, Any]) -> list[torch.Tensor]:
+    def accumulate(c: torch.Tensor, carry: _Carry, views: list[torch.Tensor]) -> None:
         if g is None:
             scaled = _recompute(tap, carry, c, g_norm2)
         else:
             scaled = g.mul_(c[:, None]) if owned else g * c[:, None]
-        out = [torch.mm(scaled.t(), a)] if tap.weight is not None else []
+        if tap.weight is not None:
+            _write(views[0], torch.mm, scaled.t(), a)
         if tap.bias is not None:
-            out.append(scaled.sum(0))
+            _write(views[-1], torch.sum, scaled, 0)
         if source:
-            carry[id(tap)] = (scaled, a)
-        return out
+            carry.scaled[id(tap)] = (scaled, a)
 
     return norm2, accumulate
 
 
-def _recompute(tap: _Tap, carry: dict[int, Any], c: torch.Tensor,
+@dataclass
+class _Carry:
+    """Scaled output gradients handed down a chain, and the recomputation checks."""
+
+    scaled: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    gaps: list[torch.Tensor] = field(default_factory=list)
+
+
+def _write(view: torch.Tensor, op: Callable[..., torch.Tensor], *args: Any) -> None:
+    """``view[...] = op(*args)``, straight into ``view`` when the types allow it."""
+    if view.dtype == args[0].dtype and view.is_contiguous():
+        op(*args, out=view)
+    else:
+        view.copy_(op(*args))
+
+
+def _recompute(tap: _Tap, carry: _Carry, c: torch.Tensor,
                g_norm2: torch.Tensor) -> torch.Tensor:
-    """``c * G`` of ``tap`` from ``c * G'``, ``W'`` and ``a'`` of the next layer of its chain."""
+    """``c * G`` of ``tap`` from ``c * G'``, ``W'`` and ``a'`` of the next layer of its chain.
+
+    Rows whose norm came out above ``c_i ||G_i||`` (as recorded in the backward) are scaled
+    down to it; the relative gap of the squared norms is recorded in ``carry.gaps`` and the
+    caller raises when one exceeds rounding.
+    """
     assert tap.next is not None
-    scaled_next, a_next = carry.pop(id(tap.next))
-    weight = tap.next.module.weight.detach().to(tap.dtype)
+    scaled_next, a_next = carry.scaled.pop(id(tap.next))
+    layer = tap.next.module
+    assert isinstance(layer, nn.Linear)
+    weight = layer.weight.detach().to(tap.dtype)
     scaled = torch.ops.aten.threshold_backward(torch.mm(scaled_next, weight), a_next, 0)
-    got, want = _sq_norms(scaled).sqrt(), c * g_norm2.sqrt()
-    slack = _RECOMPUTE_TOLERANCE * want + 1e-7 * want.max()
-    if bool(((got - want).abs() > slack).any()):
-        raise PrivacyError(f"The output gradient of layer {tap.name!r} recomputed from "
-                           f"{tap.next.name!r} does not match the one seen in the backward "
-                           "pass; the layers are not a plain Linear -> ReLU -> Linear chain. "
-                           "Use BookkeepingClipper(recompute=False).")
-    return scaled.mul_(torch.where(got > want, want / got, 1.0)[:, None])
+    ratio2 = (c.square() * g_norm2 + 1e-30) / (_sq_norms(scaled) + 1e-30)  # want / got
+    carry.gaps.append((ratio2 - 1.0).abs().max())
+    return scaled.mul_(ratio2.clamp(max=1.0).sqrt()[:, None])
 
 
 def _embedding_norms(tap: _Tap, ids: torch.Tensor, g: torch.Tensor
@@ -297,8 +346,8 @@ def _layer_norm_norms(tap: _Tap, saved: tuple[torch.Tensor, ...], g: torch.Tenso
     return norm2, accumulate
 
 
-_RULES = {nn.Linear: _linear_norms, nn.Embedding: _embedding_norms,
-          nn.LayerNorm: _layer_norm_norms}
+_RULES: dict[type[nn.Module], Callable[..., tuple[torch.Tensor, Accumulate]]] = {
+    nn.Embedding: _embedding_norms, nn.LayerNorm: _layer_norm_norms}
 
 
 # -- the clipper ------------------------------------------------------------------------------
@@ -314,8 +363,10 @@ class BookkeepingClipper:
     max_grad_norm:
         The clipping norm ``C``.
     recompute:
-        Recompute the output gradients of the first layers of ``Linear -> ReLU -> Linear``
-        chains instead of keeping them (less memory, one more product per such layer).
+        For the first layers of ``Linear -> ReLU -> Linear`` chains, recompute the output
+        gradients instead of keeping them: ``"cheap"`` (default) where the extra product costs
+        no more than the layer's own weight gradient, ``"all"`` (least memory) or ``"none"``
+        (fastest, keeps every output gradient).
 
     After :meth:`attach`, :meth:`backward` back-propagates the per-example losses, recording
     each layer's input and output gradient instead of forming weight gradients, and writes
@@ -323,7 +374,10 @@ class BookkeepingClipper:
     per-parameter views).
     """
 
-    def __init__(self, model: nn.Module, max_grad_norm: float, *, recompute: bool = True):
+    def __init__(self, model: nn.Module, max_grad_norm: float, *, recompute: str = "cheap"):
+        if recompute not in RECOMPUTE_CHOICES:
+            raise ParameterError(f"The 'recompute' parameter of BookkeepingClipper must be one "
+                                 f"of {RECOMPUTE_CHOICES}. Got {recompute!r} instead.")
         self.max_grad_norm = float(max_grad_norm)
         self.taps = _find_taps(model, recompute)
         self.params = [p for tap in self.taps for p in tap.params]
@@ -343,6 +397,10 @@ class BookkeepingClipper:
     def attach(self) -> None:
         """Route the layers' forward through the recording autograd functions."""
         if not self.attached:
+            patched = [tap.name for tap in self.taps if "forward" in vars(tap.module)]
+            if patched:
+                raise ParameterError(f"Layers {patched} already have their forward replaced "
+                                     "(another clipper is attached to this model).")
             for tap in self.taps:
                 tap.module.forward = _patched_forward(tap)  # type: ignore[method-assign]
             self.attached = True
@@ -380,31 +438,40 @@ class BookkeepingClipper:
         sources = {id(t.next) for t, c in zip(taps, calls, strict=True) if c.grad is None}
         norm2 = torch.zeros(batch_size, dtype=taps[0].dtype if taps else self.summed.dtype,
                             device=self.summed.device)
-        pending: list[Callable[..., list[torch.Tensor]] | None] = []
+        pending: list[Callable[..., None] | None] = []
         with torch.autocast(self.summed.device.type, enabled=False):
             for tap, call in zip(taps, calls, strict=True):
-                if isinstance(tap.module, nn.Linear) and call.saved[0].numel() == \
-                        call.saved.shape[-1]:
+                if isinstance(tap.module, nn.Linear) and call.norm2 is not None:
+                    part, rule = _linear_norms(tap, call)  # sequences
+                    accumulate = _writing(rule)
+                elif isinstance(tap.module, nn.Linear):
                     owned = call.grad is not None and storages.count(
                         call.grad.untyped_storage().data_ptr()) == 1
                     part, accumulate = _rows_norms(tap, call, owned, id(tap) in sources)
                 else:
                     part, rule = _RULES[type(tap.module)](tap, call.saved, call.grad)
-                    accumulate = _without_carry(rule)
+                    accumulate = _writing(rule)
                 norm2 += part
                 pending.append(accumulate)
             del calls
             norms = norm2.sqrt()
             factor = (self.max_grad_norm / (norms + _STABILITY)).clamp(max=1.0)
-            self.summed.zero_()
-            carry: dict[int, Any] = {}
+            carry = _Carry()
             for i, tap in enumerate(taps):
-                accumulate = pending[i]
-                assert accumulate is not None
-                for view, value in zip(self._views[id(tap)], accumulate(factor, carry),
-                                       strict=True):
-                    view.copy_(value.view_as(view))
-                pending[i] = accumulate = None  # free this layer's tensors now
+                step = pending[i]
+                assert step is not None
+                step(factor, carry, self._views[id(tap)])
+                pending[i] = step = None  # free this layer's tensors now
+            reached = {id(t) for t in taps}
+            for tap in self.taps:
+                if id(tap) not in reached:  # a layer this batch's loss does not depend on
+                    for view in self._views[id(tap)]:
+                        view.zero_()
+        if carry.gaps and bool(torch.stack(carry.gaps).max() > 2 * _RECOMPUTE_TOLERANCE):
+            raise PrivacyError("A recomputed output gradient does not match the one seen in "
+                               "the backward pass: the model is not the plain Linear -> ReLU "
+                               "-> Linear chain it seemed. Use BookkeepingClipper(recompute="
+                               "'none').")
         self.ready = True
         return norms
 
@@ -414,8 +481,12 @@ class BookkeepingClipper:
         self.ready = True
 
 
-def _without_carry(rule: Accumulate) -> Callable[..., list[torch.Tensor]]:
-    return lambda c, carry: rule(c)
+def _writing(rule: Accumulate) -> Callable[..., None]:
+    def accumulate(c: torch.Tensor, carry: _Carry, views: list[torch.Tensor]) -> None:
+        for view, value in zip(views, rule(c), strict=True):
+            view.copy_(value.view_as(view))
+
+    return accumulate
 
 
 def _only_call(tap: _Tap, batch_size: int) -> _Call:
@@ -424,7 +495,8 @@ def _only_call(tap: _Tap, batch_size: int) -> _Call:
                              "book-keeping clipping needs each layer once per step. Use "
                              "grad_sample_mode='hooks'.")
     call = tap.calls.pop()
-    rows = call.grad.shape[0] if call.grad is not None else len(call.saved)
+    rows = (len(call.norm2) if call.norm2 is not None else
+            call.grad.shape[0] if call.grad is not None else len(call.saved))
     if rows != batch_size:
         raise ParameterError(f"Layer {tap.name!r} saw a batch of {rows} along its first "
                              f"dimension, not the {batch_size} examples of the loss; the batch "
@@ -432,7 +504,7 @@ def _only_call(tap: _Tap, batch_size: int) -> _Call:
     return call
 
 
-def _find_taps(model: nn.Module, recompute: bool) -> list[_Tap]:
+def _find_taps(model: nn.Module, recompute: str) -> list[_Tap]:
     """The supported layers holding trainable parameters; every problem raised at once."""
     problems: list[str] = []
     taps: dict[int, _Tap] = {}
@@ -468,13 +540,17 @@ def _find_taps(model: nn.Module, recompute: bool) -> list[_Tap]:
         raise ParameterError("Book-keeping clipping supports trainable nn.Linear, nn.Embedding "
                              "and nn.LayerNorm layers only (use grad_sample_mode='ghost' or "
                              "'hooks' otherwise):\n" + "\n".join(f"  - {p}" for p in problems))
-    if recompute:
-        _link_chains(model, taps)
+    if recompute != "none":
+        _link_chains(model, taps, recompute)
     return list(taps.values())
 
 
-def _link_chains(model: nn.Module, taps: dict[int, _Tap]) -> None:
-    """Mark ``Sequential(..., Linear, ReLU, Linear, ...)`` runs without hooks for recomputing."""
+def _link_chains(model: nn.Module, taps: dict[int, _Tap], recompute: str) -> None:
+    """Mark ``Sequential(..., Linear, ReLU, Linear, ...)`` runs without hooks for recomputing.
+
+    ``"cheap"`` keeps the pairs whose recomputing product (``B x p' x p``) costs no more than
+    the first layer's own weight-gradient product (``B x p x d``), i.e. ``p' <= d``.
+    """
     for seq in model.modules():
         if type(seq) is not nn.Sequential or _hooked(seq):
             continue
@@ -483,7 +559,7 @@ def _link_chains(model: nn.Module, taps: dict[int, _Tap]) -> None:
             if (type(first) is nn.Linear and type(second) is nn.Linear and id(first) in taps
                     and id(second) in taps and type(act) is nn.ReLU and not act.inplace
                     and not any(map(_hooked, (first, act, second)))
-                    and (second.out_features <= first.in_features or _RECOMPUTE_ALL)):
+                    and (recompute == "all" or second.out_features <= first.in_features)):
                 taps[id(first)].next = taps[id(second)]
 
 
@@ -495,7 +571,7 @@ def _hooked(module: nn.Module) -> bool:
 def supports(model: nn.Module) -> bool:
     """Whether :class:`BookkeepingClipper` can clip ``model``."""
     try:
-        _find_taps(model, recompute=False)
+        _find_taps(model, recompute="none")
     except ParameterError:
         return False
     return True

@@ -233,15 +233,17 @@ def make_private_bookkeeping(model: nn.Module, optimizer: torch.optim.Optimizer,
                              criterion: nn.Module, *, noise_multiplier: float,
                              max_grad_norm: float, expected_batch_size: int, noise_fn: NoiseFn,
                              reduce_fn: Callable[[torch.Tensor], None] | None = None,
-                             add_noise: bool = True) -> PrivateTraining:
+                             add_noise: bool = True, recompute: str = "cheap"
+                             ) -> PrivateTraining:
     """DP-SGD with dpsynth's book-keeping clipping (:mod:`~dpsynth.synthesizers._bookkeeping`).
 
     The returned module is used like the model (``to_standard_module()`` restores it), the
     criterion returns a loss whose ``backward()`` clips, the optimizer adds the noise.
     ``reduce_fn`` and ``add_noise`` serve data-parallel training
-    (:mod:`~dpsynth.synthesizers._distributed`).
+    (:mod:`~dpsynth.synthesizers._distributed`); ``recompute`` trades time for memory (see
+    :class:`~dpsynth.synthesizers._bookkeeping.BookkeepingClipper`).
     """
-    clipper = _bookkeeping.BookkeepingClipper(model, max_grad_norm)
+    clipper = _bookkeeping.BookkeepingClipper(model, max_grad_norm, recompute=recompute)
     model.train()
     dp_optimizer = _bookkeeping.BookkeepingDPOptimizer(
         optimizer, clipper, noise_multiplier=noise_multiplier,

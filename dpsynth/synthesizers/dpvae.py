@@ -8,15 +8,20 @@ data). The loss of a row is the sum of a cross-entropy per categorical span, a G
 negative log-likelihood per numeric value (mean and scale predicted by the decoder) and the
 KL divergence of the approximate posterior from the standard-normal prior.
 
-Training is DP-SGD (Abadi et al., CCS 2016) with Poisson sampling, per-example clipping by
-Opacus' ghost clipping and Gaussian noise calibrated with the PLD accountant before the data
-is read; see :mod:`dpsynth.synthesizers._dpsgd` for where the noise comes from. All layers
-are ``nn.Linear`` so ghost clipping applies to every parameter. Sampling decodes draws from
-the prior; it is post-processing and costs no privacy.
+Training is DP-SGD (Abadi et al., CCS 2016) with Poisson sampling, per-example clipping and
+Gaussian noise calibrated with the PLD accountant before the data is read; see
+:mod:`dpsynth.synthesizers._dpsgd` for where the noise comes from. All layers are
+``nn.Linear``, so dpsynth's book-keeping clipping (:mod:`dpsynth.synthesizers._bookkeeping`;
+Bu et al., ICML 2023) applies to every parameter and is the default; Opacus' ghost clipping
+and per-sample hooks remain available. With ``distributed=True`` the same training runs
+data-parallel over the processes of a ``torch.distributed`` job
+(:mod:`dpsynth.synthesizers._distributed`). Sampling decodes draws from the prior; it is
+post-processing and costs no privacy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import Any, ClassVar
@@ -32,7 +37,7 @@ from dpsynth.accounting.session import SpendRecorder
 from dpsynth.data.encode import TableEncoder
 from dpsynth.errors import ModelFormatError, ParameterError, PrivacyError, param_error
 from dpsynth.schema import Schema
-from dpsynth.synthesizers import _dpsgd
+from dpsynth.synthesizers import _distributed, _dpsgd
 from dpsynth.synthesizers.base import BaseSynthesizer, PlannedSpend, register
 
 logger = logging.getLogger(__name__)
@@ -154,8 +159,17 @@ class DPVAESynthesizer(BaseSynthesizer):
     progress:
         Show a progress bar over the training steps (on stderr).
     grad_sample_mode:
-        ``"ghost"`` (ghost clipping, default, near plain-training cost) or ``"hooks"``
-        (materialised per-example gradients; a reference, much slower on CPU).
+        Per-example clipping: ``"auto"`` (default: ``"bookkeeping"``, which this model
+        always allows), ``"bookkeeping"`` (dpsynth's book-keeping clipping: one backward,
+        no per-example gradients, near plain-training cost), ``"ghost"`` (Opacus' ghost
+        clipping) or ``"hooks"`` (Opacus' materialised per-example gradients; a reference,
+        much slower on CPU). All clip the same per-example gradients.
+    distributed:
+        Train data-parallel over the processes of an initialised ``torch.distributed`` job
+        (``torchrun``): every process calls ``fit`` with the same table, schema and
+        parameters; each trains on its share of the rows, Poisson-sampled at the global
+        rate, and the spend is the one-process spend. Needs book-keeping clipping, a finite
+        epsilon and a fully declared schema. See ``docs/distributed.md``.
 
     Examples
     --------
@@ -170,7 +184,8 @@ class DPVAESynthesizer(BaseSynthesizer):
                  discovery_fraction: float = 0.1, epochs: float = 20, batch_size: int = 256,
                  max_grad_norm: float = 1.0, learning_rate: float = 2e-3, latent_dim: int = 16,
                  hidden_sizes: tuple[int, ...] = (128, 128), device: str = "auto",
-                 progress: bool = False, grad_sample_mode: str = "ghost"):
+                 progress: bool = False, grad_sample_mode: str = "auto",
+                 distributed: bool = False):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
                          secure_mode=secure_mode, discovery_fraction=discovery_fraction)
         self.epochs = epochs
@@ -182,6 +197,7 @@ class DPVAESynthesizer(BaseSynthesizer):
         self.device = device
         self.progress = progress
         self.grad_sample_mode = grad_sample_mode
+        self.distributed = distributed
 
     # -- parameters -----------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -204,8 +220,11 @@ class DPVAESynthesizer(BaseSynthesizer):
 
     def _resolve_device(self, *, strict: bool = True) -> torch.device:
         if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            return _distributed.local_device(device) if self.distributed else device
         device = torch.device(self.device)
+        if self.distributed:
+            device = _distributed.local_device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
             if strict:
                 raise param_error("device", "'auto' or 'cpu' on this machine (no CUDA device "
@@ -217,6 +236,9 @@ class DPVAESynthesizer(BaseSynthesizer):
     # -- fitting --------------------------------------------------------------------------
     def _plan_training(self, n_rows: int, budget: Budget,
                        prior_events: list[Event]) -> list[PlannedSpend]:
+        if self.distributed and prior_events:
+            raise PrivacyError("distributed=True needs every column's domain declared in the "
+                               "schema: DP discovery would run apart on every process.")
         q, steps = self._schedule(n_rows)
         sigma = calibrate_dpsgd_noise(budget.epsilon, budget.delta, sample_rate=q,
                                       steps=steps, prior_events=prior_events)
@@ -230,26 +252,47 @@ class DPVAESynthesizer(BaseSynthesizer):
         seed = _dpsgd.torch_seed(self.noise_)
         model = self._new_model(seed).to(device)
         gen = torch.Generator(device=device).manual_seed(seed + 1)
+        self.world_size_ = 1
         if recorder is None:
             loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(
                 len(rows), int(self.batch_size), steps, self.noise_))
             log = self._train_plain(model, loader, gen, q)
         else:
-            event = self._planned_event()
-            loader = _dpsgd.batch_loader(rows, _dpsgd.PoissonBatches(
-                len(rows), event.sample_rate, event.steps, self.noise_))
-            with recorder.spend(TRAIN_PURPOSE, event):
-                log = self._train_private(model, loader, gen, event)
-            if log.steps_run != event.steps:
-                raise PrivacyError(f"internal error: ran {log.steps_run} DP-SGD steps, but "
-                                   f"{event.steps} were planned and accounted for.")
+            log = self._fit_private(model, rows, recorder, seed)
         self.steps_run_ = log.steps_run
         self.empty_batches_ = log.empty_batches
+        self.rows_seen_ = log.rows_seen
         self.loss_history_ = list(log.epoch_losses)
         self.device_ = device
         self.model_ = self._new_model(None).to(device)
         self.model_.load_state_dict(model.state_dict())
         self.model_.eval()
+
+    def _fit_private(self, model: _TabularVAE, rows: torch.Tensor, recorder: SpendRecorder,
+                     seed: int) -> _dpsgd.TrainingLog:
+        """DP-SGD on ``rows`` (this process's shard of them when distributed)."""
+        event = self._planned_event()
+        rep = _distributed.replica(type(self).__name__) if self.distributed else None
+        sampling = self.noise_
+        if rep is not None:
+            _distributed.check_same_everywhere(
+                [len(rows), event.steps, event.sample_rate, event.noise_multiplier,
+                 float(rows.sum())], ["n_rows", "steps", "sample_rate", "noise", "data"])
+            rows = rows[torch.from_numpy(_distributed.shard(len(rows), rep)).to(rows.device)]
+            sampling = _distributed.sampling_source(self.noise_, rep)
+            seed += rep.rank  # the VAE's own latent draws differ between ranks
+        gen = torch.Generator(device=rows.device).manual_seed(seed + 1)
+        loader = _dpsgd.batch_loader(rows, _dpsgd.FastPoissonBatches(
+            len(rows), event.sample_rate, event.steps, sampling))
+        spend = (recorder.spend(TRAIN_PURPOSE, event) if rep is None or rep.leader
+                 else contextlib.nullcontext())
+        with spend:
+            log = self._train_private(model, loader, gen, event, rep)
+        if log.steps_run != event.steps:
+            raise PrivacyError(f"internal error: ran {log.steps_run} DP-SGD steps, but "
+                               f"{event.steps} were planned and accounted for.")
+        self.world_size_ = 1 if rep is None else rep.world_size
+        return log
 
     def _new_model(self, seed: int | None) -> _TabularVAE:
         return _build_model(self.encoder_.n_features_, len(self.encoder_.numeric_spans),
@@ -282,16 +325,23 @@ class DPVAESynthesizer(BaseSynthesizer):
                                 progress=bool(self.progress), description="dpvae (non-private)")
 
     def _train_private(self, model: _TabularVAE, loader: Any, gen: torch.Generator,
-                       event: SubsampledGaussianEvent) -> _dpsgd.TrainingLog:
+                       event: SubsampledGaussianEvent,
+                       rep: _distributed.Replica | None = None) -> _dpsgd.TrainingLog:
         device = next(model.parameters()).device
-        training = _dpsgd.make_private(
-            model, torch.optim.Adam(model.parameters(), lr=float(self.learning_rate)),
-            _VAELoss(self.encoder_), loader, noise_multiplier=event.noise_multiplier,
-            max_grad_norm=float(self.max_grad_norm),
-            expected_batch_size=int(self.batch_size),
-            noise_fn=_dpsgd.make_noise_fn(self.noise_, device),
-            grad_sample_mode=str(self.grad_sample_mode),
-        )
+        optimizer = torch.optim.Adam(model.parameters(), lr=float(self.learning_rate))
+        noise_fn = _dpsgd.make_noise_fn(self.noise_, device)
+        if rep is not None:
+            training = _distributed.make_private(
+                model, optimizer, _VAELoss(self.encoder_),
+                noise_multiplier=event.noise_multiplier, max_grad_norm=float(self.max_grad_norm),
+                expected_batch_size=int(self.batch_size), noise_fn=noise_fn, rep=rep)
+        else:
+            training = _dpsgd.make_private(
+                model, optimizer, _VAELoss(self.encoder_), loader,
+                noise_multiplier=event.noise_multiplier, max_grad_norm=float(self.max_grad_norm),
+                expected_batch_size=int(self.batch_size), noise_fn=noise_fn,
+                grad_sample_mode=str(self.grad_sample_mode))
+        self.grad_sample_mode_ = training.mode
         module, optimizer, criterion = training.module, training.optimizer, training.criterion
 
         def step(batch: torch.Tensor) -> torch.Tensor:
@@ -392,8 +442,20 @@ def _param_problems(synth: DPVAESynthesizer) -> list[ParameterError]:
     if synth.grad_sample_mode not in _dpsgd.GRAD_SAMPLE_MODES:
         out.append(param_error("grad_sample_mode", f"one of {_dpsgd.GRAD_SAMPLE_MODES}",
                                synth.grad_sample_mode, owner))
-    if not isinstance(synth.progress, bool):
-        out.append(param_error("progress", "a bool", synth.progress, owner))
+    for name in ("progress", "distributed"):
+        if not isinstance(getattr(synth, name), bool):
+            out.append(param_error(name, "a bool", getattr(synth, name), owner))
+    if synth.distributed is True:
+        if synth.grad_sample_mode not in ("auto", "bookkeeping"):
+            out.append(param_error("grad_sample_mode", "'auto' or 'bookkeeping' when "
+                                   "distributed=True", synth.grad_sample_mode, owner))
+        if not synth.is_private:
+            out.append(param_error("distributed", "False for the non-private reference "
+                                   "(epsilon=inf)", True, owner))
+        elif not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            out.append(param_error("distributed", "False unless torch.distributed is "
+                                   "initialised in this process (see docs/distributed.md)",
+                                   True, owner))
     out.extend(_device_problems(synth.device, owner))
     return out
 

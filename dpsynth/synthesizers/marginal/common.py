@@ -136,7 +136,7 @@ class MarginalSynthesizer(BaseSynthesizer):
                                 iterations=int(self.final_iterations), warm=model,
                                 structure=() if model is None else model.tree.cliques)
         self.measurements_ = tuple((m.attrs, m.sigma) for m in measured)
-        if private and [s.event for s in self.spends_] != [e for _, e in plan.events()]:
+        if plan is not None and [s.event for s in self.spends_] != [e for _, e in plan.events()]:
             raise PrivacyError("internal error: the spends differ from the plan")
 
     def _measure_more(self, codes: np.ndarray, domain: tuple[int, ...],

@@ -41,8 +41,8 @@ def combine(measurements: Iterable[Measurement], total: float) -> list[Target]:
     """Inverse-variance combination of measurements of the same attributes, as probabilities."""
     acc: dict[Clique, tuple[np.ndarray | float, np.ndarray]] = {}
     for m in measurements:
-        w = (total / np.asarray(m.std, dtype=float)) ** 2
-        w = float(w) if np.ndim(w) == 0 else w
+        w_arr = (total / np.asarray(m.std, dtype=float)) ** 2
+        w: np.ndarray | float = float(w_arr) if w_arr.ndim == 0 else w_arr
         wy = w * (m.values / total)
         if m.attrs in acc:
             w0, wy0 = acc[m.attrs]

@@ -232,7 +232,8 @@ def sample(tree: JunctionTree, domain: Sequence[int], marginals: Sequence[np.nda
         mass = table.sum(axis=1, keepdims=True)
         probs = np.divide(table, mass, out=np.full_like(table, 1.0 / table.shape[1]),
                           where=mass > 0)
-        group = (np.ravel_multi_index(codes[:, list(given)].T, [domain[a] for a in given])
+        group = (np.asarray(np.ravel_multi_index(codes[:, list(given)].T,
+                                                 [domain[a] for a in given]), dtype=np.int64)
                  if given else np.zeros(n_rows, dtype=np.int64))
         totals = np.bincount(group, minlength=g_size).astype(float)
         values = _assign(group, _systematic_counts(totals, probs, rng), rng)

@@ -52,6 +52,9 @@ def param_problems(synth: Any) -> list[str]:
     if synth.grad_sample_mode not in _dpsgd.GRAD_SAMPLE_MODES:
         out.append(str(param_error("grad_sample_mode", f"one of {_dpsgd.GRAD_SAMPLE_MODES}",
                                    synth.grad_sample_mode, owner)))
+    if synth.precision not in ("float32", "bfloat16"):
+        out.append(str(param_error("precision", "'float32' or 'bfloat16'", synth.precision,
+                                   owner)))
     for name in ("progress", "release_controls"):
         if not isinstance(getattr(synth, name), bool):
             out.append(str(param_error(name, "a bool", getattr(synth, name), owner)))

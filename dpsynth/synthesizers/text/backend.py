@@ -34,9 +34,6 @@ class TextBackend(Protocol):
     @property
     def module(self) -> nn.Module: ...
 
-    def header_budget(self, head: str, max_length: int) -> int:
-        """Tokens a record with header ``head`` and ``max_length`` text bytes may need."""
-
     def max_tokens(self) -> int:
         """Longest sequence the model accepts."""
 
@@ -87,9 +84,6 @@ class ByteBackend:
     @property
     def module(self) -> nn.Module:
         return self.model
-
-    def header_budget(self, head: str, max_length: int) -> int:
-        return len(head.encode("utf-8")) + max_length + 2
 
     def max_tokens(self) -> int:
         return self.model.cfg.max_positions

@@ -38,11 +38,18 @@ def clean_text(text: str) -> str:
 
 
 def header(controls: Mapping[str, object]) -> str:
-    """The header string for ``controls`` (empty when there are none)."""
+    """The header string for ``controls`` (empty when there are none; missing values empty)."""
     if not controls:
         return ""
-    fields = [f"{clean_text(str(k))}={clean_text(str(v))}" for k, v in controls.items()]
+    fields = [f"{clean_text(str(k))}={clean_text(_value(v))}" for k, v in controls.items()]
     return FIELD_SEP.join(fields) + HEADER_END
+
+
+def _value(value: object) -> str:
+    """A control value as text; missing values (None, NaN) are empty."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return str(value)
 
 
 def truncate_bytes(text: str, max_bytes: int) -> bytes:

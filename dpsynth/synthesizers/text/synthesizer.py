@@ -85,8 +85,12 @@ class DPTextSynthesizer(BaseSynthesizer):
     temperature, top_p:
         Sampling temperature and nucleus mass.
     device, progress, grad_sample_mode:
-        ``"auto"`` uses CUDA when present; progress bar on stderr; Opacus mode
-        (``"hooks"`` default, ``"ghost"``).
+        ``"auto"`` uses CUDA when present; progress bar on stderr; per-record clipping:
+        ``"auto"`` (book-keeping for the byte model, Opacus ``hooks`` for HF models),
+        ``"bookkeeping"``, ``"hooks"`` or ``"ghost"``.
+    precision:
+        ``"float32"`` or ``"bfloat16"`` (autocast of the forward pass: about twice as fast
+        on CPUs with AVX512-BF16 and on recent GPUs; the clipping bound holds either way).
     """
 
     name: ClassVar[str] = "dptext"
@@ -101,7 +105,8 @@ class DPTextSynthesizer(BaseSynthesizer):
                  control_fraction: float = 0.05, release_controls: bool = True,
                  temperature: float = 1.0, top_p: float = 0.95, d_model: int = 128,
                  n_layers: int = 4, n_heads: int = 4, device: str = "auto",
-                 progress: bool = False, grad_sample_mode: str = "hooks"):
+                 progress: bool = False, grad_sample_mode: str = "auto",
+                 precision: str = "float32"):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
                          secure_mode=secure_mode, discovery_fraction=discovery_fraction)
         self.max_length = max_length
@@ -122,6 +127,7 @@ class DPTextSynthesizer(BaseSynthesizer):
         self.device = device
         self.progress = progress
         self.grad_sample_mode = grad_sample_mode
+        self.precision = precision
 
     # -- parameters and schema ------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -142,6 +148,7 @@ class DPTextSynthesizer(BaseSynthesizer):
                                  f"categorical control columns; the schema has text columns "
                                  f"{texts}.")
         self._check_length(schema)
+        self._has_controls = bool(self._columns(schema)[1])
 
     def _columns(self, schema: Schema) -> tuple[str, list[str]]:
         text = next(c.name for c in schema.data_columns if c.kind == "text")
@@ -186,7 +193,7 @@ class DPTextSynthesizer(BaseSynthesizer):
                        prior_events: list[Event]) -> list[PlannedSpend]:
         q, steps = self._schedule(n_rows)
         plan: list[PlannedSpend] = []
-        if self.release_controls:
+        if self.release_controls and self._has_controls:
             share = float(self.control_fraction)
             sigma_h = calibrate_gaussian(budget.epsilon * share, budget.delta * share)
             plan.append(PlannedSpend(CONTROL_PURPOSE, GaussianEvent(sigma_h)))
@@ -205,6 +212,7 @@ class DPTextSynthesizer(BaseSynthesizer):
     # -- fitting --------------------------------------------------------------------------
     def _fit(self, data: pd.DataFrame, schema: Schema, recorder: SpendRecorder | None) -> None:
         text, controls = self._columns(schema)
+        self._check_length(schema)  # again: discovery may have added categories
         device = resolve_device(self.device, type(self).__name__)
         self.text_column_, self.control_columns_ = text, tuple(controls)
         self.max_length_ = self._text_length(schema)
@@ -216,7 +224,7 @@ class DPTextSynthesizer(BaseSynthesizer):
         headers = [codec.header(dict(zip(controls, domain[c], strict=True))) for c in cells]
         texts = data[text].fillna("").astype(str).tolist()
         rows = torch.from_numpy(backend.code(texts, headers, self.max_length_)).to(device)
-        log = self._train(backend, rows, recorder)
+        log, self.grad_sample_mode_ = self._train(backend, rows, recorder)
         self.steps_run_, self.empty_batches_ = log.steps_run, log.empty_batches
         self.loss_history_ = list(log.epoch_losses)
         self.backend_: TextBackend = backend
@@ -227,7 +235,7 @@ class DPTextSynthesizer(BaseSynthesizer):
                           recorder: SpendRecorder | None) -> ControlDistribution | None:
         if not self.release_controls:
             return None
-        if recorder is None:
+        if recorder is None or not controls:  # one cell, probability 1: nothing to release
             return ControlDistribution.release(cells, controls, domain, sigma=None, noise=None)
         event = self._planned(CONTROL_PURPOSE)
         assert isinstance(event, GaussianEvent)
@@ -236,13 +244,15 @@ class DPTextSynthesizer(BaseSynthesizer):
                                                sigma=event.noise_multiplier, noise=self.noise_)
 
     def _train(self, backend: TextBackend, rows: torch.Tensor,
-               recorder: SpendRecorder | None) -> _dpsgd.TrainingLog:
+               recorder: SpendRecorder | None) -> tuple[_dpsgd.TrainingLog, str]:
+        """Training log and clipping mode (``"none"`` without DP)."""
         if recorder is None:
             _, steps = self._schedule(len(rows))
             return train_plain(backend.module, rows, steps=steps,
                                batch_size=int(self.batch_size), noise=self.noise_,
                                learning_rate=float(self.learning_rate),
-                               progress=bool(self.progress))
+                               progress=bool(self.progress),
+                               precision=str(self.precision)), "none"
         event = self._planned(TRAIN_PURPOSE)
         assert isinstance(event, SubsampledGaussianEvent)
         with recorder.spend(TRAIN_PURPOSE, event):
@@ -251,7 +261,8 @@ class DPTextSynthesizer(BaseSynthesizer):
                                  max_grad_norm=float(self.max_grad_norm),
                                  learning_rate=float(self.learning_rate),
                                  grad_sample_mode=str(self.grad_sample_mode),
-                                 progress=bool(self.progress))
+                                 progress=bool(self.progress),
+                                 precision=str(self.precision))
 
     def _new_backend(self, seed: int) -> TextBackend:
         if self.model_dir is not None:
@@ -322,6 +333,7 @@ class DPTextSynthesizer(BaseSynthesizer):
         state.update({
             "text_column": self.text_column_, "control_columns": list(self.control_columns_),
             "max_length": self.max_length_, "steps_run": self.steps_run_,
+            "grad_sample_mode": self.grad_sample_mode_,
             "empty_batches": self.empty_batches_, "loss_history": self.loss_history_,
             "controls": None if self.controls_ is None else self.controls_.to_state(),
         })
@@ -344,6 +356,7 @@ class DPTextSynthesizer(BaseSynthesizer):
         self.control_columns_ = tuple(state["control_columns"])
         self.max_length_ = int(state["max_length"])
         self.steps_run_ = int(state["steps_run"])
+        self.grad_sample_mode_ = str(state.get("grad_sample_mode", ""))
         self.empty_batches_ = int(state.get("empty_batches", 0))
         self.loss_history_ = [float(v) for v in state.get("loss_history", [])]
         controls = state.get("controls")

@@ -6,13 +6,16 @@ of records from dpsynth's noise source, per-record clipping by Opacus (Yousefpou
 record is one row of the batch (its tokens padded, its loss averaged over its own bytes), so
 the clipped quantity is the gradient of one record's whole loss.
 
-``hooks`` (per-sample gradients) is the default mode for the text models: for sequences the
-ghost-clipping norm of a linear layer needs a ``T x T`` Gram matrix per record, and on small
-models it measured slower than materialising the per-sample gradients.
+``grad_sample_mode="auto"`` uses dpsynth's book-keeping clipping
+(:mod:`~dpsynth.synthesizers._bookkeeping`) when every trainable layer allows it (the byte
+transformer does), else Opacus' ``hooks`` mode, whose functorch fallback handles any layer of
+a Hugging Face model (``ghost`` supports fewer layer types, and for sequences needs a
+``T x T`` Gram matrix per record and layer).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -28,11 +31,30 @@ def trainable(module: nn.Module) -> list[nn.Parameter]:
     return [p for p in module.parameters() if p.requires_grad]
 
 
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 autocast of the forward pass when ``precision == "bfloat16"``."""
+    if precision == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def clipping_mode(module: nn.Module, requested: str) -> str:
+    """``requested``, with ``"auto"`` resolved: book-keeping when supported, else hooks."""
+    if requested != "auto":
+        return requested
+    from dpsynth.synthesizers import _bookkeeping
+
+    return "bookkeeping" if _bookkeeping.supports(module) else "hooks"
+
+
 def train_private(module: nn.Module, rows: torch.Tensor, event: SubsampledGaussianEvent, *,
                   noise: NoiseSource, expected_batch_size: int, max_grad_norm: float,
-                  learning_rate: float, grad_sample_mode: str, progress: bool
-                  ) -> _dpsgd.TrainingLog:
-    """Run exactly ``event.steps`` DP-SGD steps on ``rows`` ``(n, 2, length)``."""
+                  learning_rate: float, grad_sample_mode: str, progress: bool,
+                  precision: str = "float32") -> tuple[_dpsgd.TrainingLog, str]:
+    """Run exactly ``event.steps`` DP-SGD steps on ``rows`` ``(n, 2, length)``.
+
+    Returns the log and the clipping mode that ran.
+    """
     device = rows.device
     loader = _dpsgd.batch_loader(rows, _dpsgd.PoissonBatches(
         len(rows), event.sample_rate, event.steps, noise))
@@ -40,13 +62,14 @@ def train_private(module: nn.Module, rows: torch.Tensor, event: SubsampledGaussi
         module, torch.optim.Adam(trainable(module), lr=learning_rate), RecordNLL(), loader,
         noise_multiplier=event.noise_multiplier, max_grad_norm=max_grad_norm,
         expected_batch_size=expected_batch_size, noise_fn=_dpsgd.make_noise_fn(noise, device),
-        grad_sample_mode=grad_sample_mode)
+        grad_sample_mode=clipping_mode(module, grad_sample_mode))
     wrapped, optimizer, criterion = training.module, training.optimizer, training.criterion
 
     def step(batch: torch.Tensor) -> torch.Tensor:
         inputs, target = split_batch(batch)
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(wrapped(inputs), target)
+        with autocast(device, precision):
+            loss = criterion(wrapped(inputs), target)
         loss.backward()
         optimizer.step()
         return loss.detach()
@@ -61,11 +84,12 @@ def train_private(module: nn.Module, rows: torch.Tensor, event: SubsampledGaussi
     if log.steps_run != event.steps:
         raise PrivacyError(f"internal error: ran {log.steps_run} DP-SGD steps, but "
                            f"{event.steps} were planned and accounted for.")
-    return log
+    return log, training.mode
 
 
 def train_plain(module: nn.Module, rows: torch.Tensor, *, steps: int, batch_size: int,
-                noise: NoiseSource, learning_rate: float, progress: bool) -> _dpsgd.TrainingLog:
+                noise: NoiseSource, learning_rate: float, progress: bool,
+                precision: str = "float32") -> _dpsgd.TrainingLog:
     """The non-private reference: the same number of steps on shuffled fixed-size batches."""
     loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(len(rows), batch_size, steps,
                                                               noise))
@@ -76,7 +100,8 @@ def train_plain(module: nn.Module, rows: torch.Tensor, *, steps: int, batch_size
     def step(batch: torch.Tensor) -> torch.Tensor:
         inputs, target = split_batch(batch)
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(module(inputs), target)
+        with autocast(rows.device, precision):
+            loss = criterion(module(inputs), target)
         loss.backward()
         optimizer.step()
         return loss.detach()
@@ -94,4 +119,4 @@ def _unwrap(wrapped: Any) -> None:
             method()
 
 
-__all__ = ["train_plain", "train_private", "trainable"]
+__all__ = ["autocast", "clipping_mode", "train_plain", "train_private", "trainable"]

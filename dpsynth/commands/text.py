@@ -1,0 +1,159 @@
+"""``dpsynth text``: fit a DP text model (byte model or a local HF model) and audit it.
+
+``dpsynth fit --synthesizer dptext`` also works for the byte model; this group adds what the
+general command has no options for: ``--model-dir`` (bring your own model), LoRA rank, length,
+batch size, tables whose other columns go to a tabular generator, and the canary audit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dpsynth.commands._common import EXIT_LEAK, EXIT_USAGE, cli_errors, fail, out
+
+text_app = typer.Typer(help="Private synthetic text: DP fine-tuned language models.",
+                       no_args_is_help=True)
+
+Epsilon = Annotated[float, typer.Option(help="Privacy budget ε (> 0; 'inf' = no DP, "
+                                        "reference only).")]
+Seed = Annotated[int | None, typer.Option(help="Seed for reproducible runs (not releases).")]
+
+
+def _text_params(model_dir: Path | None, pretrained: str | None, lora_rank: int,
+                 epochs: float, batch_size: int, max_length: int | None,
+                 learning_rate: float, progress: bool) -> dict[str, Any]:
+    params: dict[str, Any] = {"lora_rank": lora_rank, "epochs": epochs,
+                              "batch_size": batch_size, "max_length": max_length,
+                              "learning_rate": learning_rate, "progress": progress}
+    if model_dir is not None:
+        if not model_dir.is_dir():
+            raise fail(f"--model-dir {model_dir} is not a directory", EXIT_USAGE)
+        params["model_dir"] = str(model_dir)
+    params["pretrained"] = None if pretrained in ("none", "scratch") else pretrained
+    return params
+
+
+@text_app.command("fit")
+def fit(
+    data: Annotated[Path, typer.Argument(help="Private table with one text column.")],
+    schema: Annotated[Path, typer.Option(help="Public schema (the text column has kind "
+                                         "'text').")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to save the model in.")],
+    epsilon: Epsilon = 3.0,
+    delta: Annotated[float | None, typer.Option(help="δ; default 1/n^1.1.")] = None,
+    model_dir: Annotated[Path | None, typer.Option(
+        help="Local Hugging Face causal-LM directory to fine-tune (never downloaded).")] = None,
+    pretrained: Annotated[str, typer.Option(
+        help="Byte model to start from: a shipped checkpoint name, a .safetensors path, or "
+        "'scratch'.")] = "byte-small",
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank with --model-dir (0: all "
+                                           "weights).")] = 8,
+    epochs: Annotated[float, typer.Option(help="Expected passes over the records.")] = 3.0,
+    batch_size: Annotated[int, typer.Option(help="Expected (Poisson) batch size.")] = 128,
+    max_length: Annotated[int | None, typer.Option(help="Text bytes/tokens kept per "
+                                                   "record.")] = None,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    table_synthesizer: Annotated[str | None, typer.Option(
+        help="Generator of the other columns when the table has more than text and "
+        "categorical controls (aim, mst, dpvae).")] = None,
+    ledger: Annotated[Path | None, typer.Option(help="Privacy ledger (with --dataset).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset registered in the "
+                                                "ledger.")] = None,
+    seed: Seed = None,
+    secure: Annotated[bool, typer.Option("--secure/--no-secure",
+                                         help="Secure DP noise (releases).")] = False,
+) -> None:
+    """Fit a DP-SGD fine-tuned text model on a private table and save it (no pickle)."""
+    with cli_errors():
+        from dpsynth.data.io import read_table
+        from dpsynth.schema import CATEGORY_KINDS, Schema
+        from dpsynth.synthesizers.text import DPTextSynthesizer, TabularTextSynthesizer
+
+        table_schema = Schema.load(schema)
+        frame = read_table(data, schema=table_schema)
+        params = _text_params(model_dir, pretrained, lora_rank, epochs, batch_size, max_length,
+                              learning_rate, True)
+        shared: dict[str, Any] = {"epsilon": epsilon, "delta": delta, "random_state": seed,
+                  "secure_mode": secure}
+        plain = all(c.kind in (*CATEGORY_KINDS, "text") for c in table_schema.data_columns)
+        synth: Any
+        if table_synthesizer is None and plain:
+            synth = DPTextSynthesizer(**shared, **params)
+        else:
+            synth = TabularTextSynthesizer(**shared, table_synthesizer=table_synthesizer or "aim",
+                                           text_params=params)
+        recorder = _recorder(ledger, dataset, frame, table_schema)
+        start = time.perf_counter()
+        synth.fit(frame, table_schema, ledger=recorder)
+        synth.save(out_dir)
+        out.print(f"Fitted {synth.name} on {len(frame)} records in "
+                  f"{time.perf_counter() - start:.1f} s; model saved to {out_dir}")
+        if synth.privacy_ is None:
+            out.print("No differential privacy (ε = ∞): reference run only.")
+        else:
+            out.print(f"Privacy spent: ε = {synth.privacy_.epsilon:.3f}, "
+                      f"δ = {synth.privacy_.delta:.2g} (PLD)")
+
+
+def _recorder(ledger: Path | None, dataset: str | None, frame: Any, schema: Any) -> Any:
+    if ledger is None and dataset is None:
+        return None
+    from dpsynth.accounting.fingerprint import identify
+    from dpsynth.commands.budget import open_recorder
+
+    return open_recorder(None if ledger is None else str(ledger), dataset,
+                         data=identify(frame, schema))
+
+
+@text_app.command("canary-audit")
+def canary(
+    data: Annotated[Path, typer.Argument(help="Private table with one text column.")],
+    schema: Annotated[Path, typer.Option(help="Public schema of the table.")],
+    epsilon: Epsilon = 3.0,
+    repeats: Annotated[int, typer.Option(help="Times each canary is inserted.")] = 1,
+    canaries: Annotated[int, typer.Option(help="Canaries inserted (as many are controls).")] = 8,
+    epochs: Annotated[float, typer.Option(help="Expected passes over the records.")] = 3.0,
+    batch_size: Annotated[int, typer.Option(help="Expected (Poisson) batch size.")] = 128,
+    max_exposure: Annotated[float, typer.Option(
+        help="Exit 3 when the inserted canaries' mean exposure exceeds this (bits).")] = 4.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the audit as "
+                                                  "JSON.")] = None,
+    seed: Seed = 0,
+) -> None:
+    """Train with random secrets planted and measure their exposure (Carlini et al. 2019)."""
+    with cli_errors():
+        from dpsynth.data.io import read_table
+        from dpsynth.schema import Schema
+        from dpsynth.synthesizers.text import DPTextSynthesizer
+        from dpsynth.synthesizers.text.audit import canary_audit
+
+        table_schema = Schema.load(schema)
+        frame = read_table(data, schema=table_schema)
+        synth = DPTextSynthesizer(epsilon=epsilon, epochs=epochs, batch_size=batch_size,
+                                  random_state=seed, progress=True)
+        audit, _ = canary_audit(synth, frame, table_schema, n_canaries=canaries,
+                                repeats=repeats, random_state=seed)
+        result = audit.to_dict()
+        if json_out is not None:
+            json_out.write_text(json.dumps(result, indent=2))
+        out.print(f"Canary exposure (bits; random rank ≈ {1 / math.log(2):.2f}, at most "
+                  f"{audit.max_measurable:.1f} measurable): inserted {audit.mean_exposure:.2f} "
+                  f"(extrapolated {audit.mean_fitted_exposure:.2f}), never inserted "
+                  f"{audit.control_exposure:.2f}")
+        if audit.mean_exposure > max_exposure:
+            raise fail(f"canaries are exposed: {audit.mean_exposure:.2f} > {max_exposure} bits",
+                       EXIT_LEAK)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the ``text`` command group to the main CLI."""
+    app.add_typer(text_app, name="text")
+
+
+__all__ = ["register", "text_app"]
