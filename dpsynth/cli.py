@@ -26,7 +26,7 @@ PRIVACY_HELP = (
     "Smaller is more private and less accurate: ε = 1 is strong protection, ε = 10 weak."
     "\n\nδ (delta): the small probability that the ε guarantee fails. It must be far below 1/n "
     "for a table of n rows (otherwise publishing one random row would be allowed); by default "
-    "dpsynth uses 1/n^1.1."
+    "dpsynth uses 1/n^1.5."
     "\n\nEvery spend is computed by a privacy-loss-distribution (PLD) accountant and, with "
     "--ledger, recorded per dataset so that the total across releases never passes its cap."
 )
@@ -44,7 +44,7 @@ logger = logging.getLogger("dpsynth")
 
 Epsilon = Annotated[float, typer.Option(help="Privacy budget ε (> 0). Smaller is more private.")]
 Delta = Annotated[
-    float | None, typer.Option(help="δ of the (ε, δ) guarantee; default 1/n^1.1 (< 1/n).")
+    float | None, typer.Option(help="δ of the (ε, δ) guarantee; default 1/n^1.5 (< 1/n).")
 ]
 Seed = Annotated[int | None, typer.Option(
     help="Seed for reproducible runs (tests, research). Do not use for real releases.")]

@@ -67,7 +67,7 @@ def register_command(
     data: Annotated[Path, typer.Option("--data", help="The private table (CSV or Parquet).")],
     epsilon: Annotated[float, typer.Option("--epsilon", help="Hard cap on epsilon.")],
     delta: Annotated[float | None, typer.Option(
-        "--delta", help="Cap on delta (default 1/n^1.1, below 1/n).")] = None,
+        "--delta", help="Cap on delta (default 1/n^1.5, below 1/n).")] = None,
     schema: Annotated[Path | None, typer.Option("--schema", help="Schema YAML/JSON.")] = None,
     privacy_unit: Annotated[str | None, typer.Option(
         "--privacy-unit", help="'row', or 'user:<key column>' (default: the schema's "

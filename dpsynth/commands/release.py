@@ -41,7 +41,7 @@ def release_command(
     cap_epsilon: Annotated[float | None, typer.Option(
         help="Register --dataset with this hard ε cap if it is not registered yet.")] = None,
     cap_delta: Annotated[float | None, typer.Option(
-        help="δ of the cap when registering (default 1/n^1.1).")] = None,
+        help="δ of the cap when registering (default 1/n^1.5).")] = None,
     delta: Annotated[float | None, typer.Option(
         help="δ of each attempt (default: the ledger cap's δ).")] = None,
     target: Annotated[str | None, typer.Option(

@@ -46,7 +46,7 @@ def fit(
                                          "'text').")],
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to save the model in.")],
     epsilon: Epsilon = 3.0,
-    delta: Annotated[float | None, typer.Option(help="δ; default 1/n^1.1.")] = None,
+    delta: Annotated[float | None, typer.Option(help="δ; default 1/n^1.5.")] = None,
     model_dir: Annotated[Path | None, typer.Option(
         help="Local Hugging Face causal-LM directory to fine-tune (never downloaded).")] = None,
     pretrained: Annotated[str, typer.Option(

@@ -39,9 +39,10 @@ def test_delta_must_be_below_one_over_n():
         Budget(1.0, 1e-2).check_delta_for(1000)
 
 
-def test_default_delta_below_one_over_n():
+def test_default_delta_far_below_one_over_n():
     for n in (2, 10, 3000, 10**6):
-        assert 0 < default_delta(n) < 1 / n
+        assert 0 < default_delta(n) <= 1 / n**1.5
+    assert default_delta(3000) == pytest.approx(6e-6)
 
 
 def test_pure_laplace_is_exact():
