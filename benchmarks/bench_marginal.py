@@ -277,6 +277,11 @@ def render(results: Path) -> str:
              "repository source, jax 0.5.3 and pandas < 3, none of which installs here; its "
              "figures measured earlier on the full Adult table (all rows, ε = 1: AIM 0.058 "
              "2-way TVD in 860 s, MST 0.073) are in `../shared/data/adult/README.md`.", "",
+             "Accounting: dpsynth's ε is the PLD composition (dp-accounting) of the events its "
+             "fit ran: Gaussian measurements (L2 sensitivity 1 per marginal) and "
+             "exponential-mechanism selections charged as pure ε-DP events; the number of "
+             "rounds and every noise scale are fixed before the data is read. smartnoise "
+             "converts its budget to zCDP (ρ) and back.", "",
              "Fit times come from a shared 2-core machine on which other jobs ran at the same "
              "time (load average 8-10), so wall-clock seconds are inflated; CPU seconds of the "
              "single-threaded fit are the comparable figure.", ""]

@@ -15,9 +15,10 @@ classifier of the source; canary exposure; loss membership-inference AUC (plain,
 calibrated by the public checkpoint); verbatim / near-verbatim reproduction and URL
 reproduction. A throughput probe times plain and DP-SGD steps (tokens/s).
 
-Run (about an hour on 2 busy CPU cores; less on an idle machine or a GPU)::
+Run (about 20 minutes on one busy CPU core, bfloat16 autocast; CUDA is used when present)::
 
     python benchmarks/bench_text.py [--n-train 3000] [--epochs 3] [--eps inf 8 3]
+        [--learning-rate 5e-4] [--batch-size 128] [--precision bfloat16] [--threads 1]
 
 Results go to ``benchmarks/results/text.json`` and a markdown summary to stdout.
 """
