@@ -276,7 +276,9 @@ def render(results: Path) -> str:
              "torch==2.13.0). private-pgm itself was not run: its AIM/MST mechanisms need the "
              "repository source, jax 0.5.3 and pandas < 3, none of which installs here; its "
              "figures measured earlier on the full Adult table (all rows, ε = 1: AIM 0.058 "
-             "2-way TVD in 860 s, MST 0.073) are in `../shared/data/adult/README.md`.", "",
+             "2-way TVD in 860 s, MST 0.073) are in `../shared/data/adult/README.md`. "
+             "smartnoise-aim on Adult ran at ε = 1 only (662 CPU s, about an hour of "
+             "wall-clock per fit on this machine); one seed throughout.", "",
              "Accounting: dpsynth's ε is the PLD composition (dp-accounting) of the events its "
              "fit ran: Gaussian measurements (L2 sensitivity 1 per marginal) and "
              "exponential-mechanism selections charged as pure ε-DP events; the number of "
