@@ -74,6 +74,16 @@ def param_error(name: str, must: str, got: object, owner: str | None = None) -> 
     return ParameterError(f"The {name!r} parameter{where} must be {must}. Got {got!r} instead.")
 
 
+def raise_if_problems(problems: Iterable[object], owner: str) -> None:
+    """Raise one :class:`ParameterError` listing every problem of ``owner``'s parameters."""
+    problems = [str(p) for p in problems]
+    if len(problems) == 1:
+        raise ParameterError(problems[0])
+    if problems:
+        raise ParameterError(f"{len(problems)} invalid parameters of {owner}:\n"
+                             + "\n".join(f"  - {p}" for p in problems))
+
+
 __all__ = [
     "BudgetExceededError",
     "DataReadError",
@@ -85,4 +95,5 @@ __all__ = [
     "PrivacyError",
     "SchemaError",
     "param_error",
+    "raise_if_problems",
 ]

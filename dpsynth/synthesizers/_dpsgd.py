@@ -50,7 +50,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dpsynth.accounting import NoiseSource
-from dpsynth.errors import ParameterError
+from dpsynth.errors import ParameterError, param_error
 from dpsynth.synthesizers import _bookkeeping
 
 logger = logging.getLogger(__name__)
@@ -446,3 +446,20 @@ __all__ = [
     "run_steps",
     "steps_for",
 ]
+
+
+def device_problems(device: Any, owner: str) -> list[str]:
+    """Problems with a ``device`` parameter ('auto', 'cpu', 'cuda' or 'cuda:N' if available)."""
+    must = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+    if device == "auto":
+        return []
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        return [str(param_error("device", must, device, owner))]
+    if parsed.type not in ("cpu", "cuda"):
+        return [str(param_error("device", must, device, owner))]
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        return [str(param_error("device", "'auto' or 'cpu' on this machine (no CUDA device is "
+                                "available)", device, owner))]
+    return []

@@ -35,7 +35,13 @@ from torch import nn
 from dpsynth.accounting import Budget, Event, SubsampledGaussianEvent, calibrate_dpsgd_noise
 from dpsynth.accounting.session import SpendRecorder
 from dpsynth.data.encode import TableEncoder
-from dpsynth.errors import ModelFormatError, ParameterError, PrivacyError, param_error
+from dpsynth.errors import (
+    ModelFormatError,
+    ParameterError,
+    PrivacyError,
+    param_error,
+    raise_if_problems,
+)
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import _distributed, _dpsgd
 from dpsynth.synthesizers.base import BaseSynthesizer, PlannedSpend, register
@@ -202,13 +208,7 @@ class DPVAESynthesizer(BaseSynthesizer):
     # -- parameters -----------------------------------------------------------------------
     def _validate_params(self) -> None:
         super()._validate_params()
-        problems = [str(e) for e in _param_problems(self)]
-        if len(problems) == 1:
-            raise ParameterError(problems[0])
-        if problems:
-            raise ParameterError(f"{len(problems)} invalid parameters of "
-                                 f"{type(self).__name__}:\n" +
-                                 "\n".join(f"  - {p}" for p in problems))
+        raise_if_problems(_param_problems(self), type(self).__name__)
 
     def _schedule(self, n_rows: int) -> tuple[float, int]:
         """Sampling rate and number of steps for ``n_rows`` rows (no data is read)."""
@@ -456,24 +456,8 @@ def _param_problems(synth: DPVAESynthesizer) -> list[ParameterError]:
             out.append(param_error("distributed", "False unless torch.distributed is "
                                    "initialised in this process (see docs/distributed.md)",
                                    True, owner))
-    out.extend(_device_problems(synth.device, owner))
+    out.extend(ParameterError(p) for p in _dpsgd.device_problems(synth.device, owner))
     return out
-
-
-def _device_problems(device: Any, owner: str) -> list[ParameterError]:
-    must = "'auto', 'cpu', 'cuda' or 'cuda:N'"
-    if device == "auto":
-        return []
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        return [param_error("device", must, device, owner)]
-    if parsed.type not in ("cpu", "cuda"):
-        return [param_error("device", must, device, owner)]
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        return [param_error("device", "'auto' or 'cpu' on this machine (no CUDA device is "
-                            "available)", device, owner)]
-    return []
 
 
 __all__ = ["DPVAESynthesizer"]

@@ -58,20 +58,8 @@ def param_problems(synth: Any) -> list[str]:
     for name in ("progress", "release_controls"):
         if not isinstance(getattr(synth, name), bool):
             out.append(str(param_error(name, "a bool", getattr(synth, name), owner)))
-    out.extend(_device_problems(synth.device, owner))
+    out.extend(_dpsgd.device_problems(synth.device, owner))
     return out
-
-
-def _device_problems(device: Any, owner: str) -> list[str]:
-    must = "'auto', 'cpu', 'cuda' or 'cuda:N'"
-    if device == "auto":
-        return []
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        return [str(param_error("device", must, device, owner))]
-    return [] if parsed.type in ("cpu", "cuda") else [str(param_error("device", must, device,
-                                                                          owner))]
 
 
 def resolve_device(device: str, owner: str, *, strict: bool = True) -> torch.device:

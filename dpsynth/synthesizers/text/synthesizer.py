@@ -33,7 +33,13 @@ from dpsynth.accounting import (
     calibrate_gaussian,
 )
 from dpsynth.accounting.session import SpendRecorder
-from dpsynth.errors import NotFittedError, ParameterError, PrivacyError, param_error
+from dpsynth.errors import (
+    NotFittedError,
+    ParameterError,
+    PrivacyError,
+    param_error,
+    raise_if_problems,
+)
 from dpsynth.schema import CATEGORY_KINDS, Schema
 from dpsynth.synthesizers import _dpsgd
 from dpsynth.synthesizers.base import BaseSynthesizer, PlannedSpend, register
@@ -132,13 +138,7 @@ class DPTextSynthesizer(BaseSynthesizer):
     # -- parameters and schema ------------------------------------------------------------
     def _validate_params(self) -> None:
         super()._validate_params()
-        problems = param_problems(self)
-        if len(problems) == 1:
-            raise ParameterError(problems[0])
-        if problems:
-            raise ParameterError(f"{len(problems)} invalid parameters of "
-                                 f"{type(self).__name__}:\n" +
-                                 "\n".join(f"  - {p}" for p in problems))
+        raise_if_problems(param_problems(self), type(self).__name__)
 
     def _check_schema(self, schema: Schema) -> None:
         super()._check_schema(schema)
