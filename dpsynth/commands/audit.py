@@ -53,7 +53,7 @@ def audit(
     """Audit synthetic data for membership, rare-record, singling-out, linkability and
     attribute-inference leaks; exit 3 when it leaks."""
     with cli_errors():
-        from dpsynth.attacks import run_audit, save_html
+        from dpsynth.attacks import run_audit
         from dpsynth.data.io import read_table
         from dpsynth.schema import Schema
 
@@ -67,13 +67,7 @@ def audit(
                                attacks=attack or None, n_targets=n_targets,
                                threshold=threshold, confidence=confidence, random_state=seed,
                                progress=tick)
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            report.save_json(out_dir / "audit.json")
-            save_html(report, out_dir / "audit.html")
-        except OSError as exc:
-            raise fail(f"cannot write the report to {out_dir}: {exc}", EXIT_ERROR) from None
-        _summary(report, out_dir)
+        write_audit(report, out_dir)
     if report.leak:
         raise typer.Exit(EXIT_LEAK)
 
@@ -116,3 +110,17 @@ def _summary(report: AuditReport, out_dir: Path) -> None:
 def register(app: typer.Typer) -> None:
     """Add ``dpsynth audit`` to ``app``."""
     app.command("audit")(audit)
+
+
+def write_audit(report: AuditReport, out_dir: Path,
+                summary: Callable[[AuditReport, Path], None] = _summary) -> None:
+    """Write ``audit.json`` and ``audit.html`` into ``out_dir``, then print ``summary``."""
+    from dpsynth.attacks import save_html
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report.save_json(out_dir / "audit.json")
+        save_html(report, out_dir / "audit.html")
+    except OSError as exc:
+        raise fail(f"cannot write the report to {out_dir}: {exc}", EXIT_ERROR) from None
+    summary(report, out_dir)

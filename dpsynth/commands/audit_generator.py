@@ -22,7 +22,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from dpsynth.commands._common import (
-    EXIT_ERROR,
     EXIT_LEAK,
     EXIT_USAGE,
     cli_errors,
@@ -30,7 +29,7 @@ from dpsynth.commands._common import (
     fail,
     out,
 )
-from dpsynth.commands.audit import _progress
+from dpsynth.commands.audit import _progress, write_audit
 
 if TYPE_CHECKING:
     from dpsynth.attacks import AuditReport
@@ -93,7 +92,6 @@ def audit_generator(
     with cli_errors():
         from dpsynth.attacks.generator_audit import ShadowPlan
         from dpsynth.attacks.generator_audit import audit_generator as run
-        from dpsynth.attacks.report import save_html
         from dpsynth.data.io import read_table
         from dpsynth.schema import Schema
 
@@ -107,13 +105,7 @@ def audit_generator(
             report = run(generator, frame, schema=table_schema, plan=plan, threshold=threshold,
                          confidence=confidence, random_state=seed, n_jobs=jobs,
                          ray_address=ray_address, progress=tick)
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            report.save_json(out_dir / "audit.json")
-            save_html(report, out_dir / "audit.html")
-        except OSError as exc:
-            raise fail(f"cannot write the report to {out_dir}: {exc}", EXIT_ERROR) from None
-        _summary(report, out_dir)
+        write_audit(report, out_dir, _summary)
     if report.leak:
         raise typer.Exit(EXIT_LEAK)
 
