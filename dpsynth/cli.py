@@ -274,11 +274,11 @@ def demo(
     (synthetic.csv, dataset_card.yaml, report.html) goes to --out.
     """
     with cli_errors():
-        from dpsynth.commands.audit import _progress
+        from dpsynth.commands.audit import progress_bars
         from dpsynth.commands.release import summary
         from dpsynth.release.demo import run_demo
 
-        with _progress(quiet) as tick:
+        with progress_bars(quiet) as tick:
             result = run_demo(out_dir, epsilon, seed, synthesizer=synthesizer, progress=tick)
         summary(result, out_dir)
     if not result.shipped:

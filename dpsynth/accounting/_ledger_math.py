@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from dp_accounting.pld import privacy_loss_distribution as pld_lib
 
-from dpsynth.accounting.analysis import PLD_INTERVAL, _event_pld, pld_epsilon
+from dpsynth.accounting.analysis import PLD_INTERVAL, event_pld, pld_epsilon
 from dpsynth.accounting.events import ApproxDPEvent, Event
 
 
@@ -41,7 +41,7 @@ class PrefixComposer:
         with self._lock:
             start, pld = self._longest_prefix(events)
             for i in range(start, len(events)):
-                step = _event_pld(events[i], self._interval)
+                step = event_pld(events[i], self._interval)
                 pld = step if pld is None else pld.compose(step)
             assert pld is not None
             self._put(events, pld)
@@ -52,7 +52,7 @@ class PrefixComposer:
         out: list[float] = []
         pld: pld_lib.PrivacyLossDistribution | None = None
         for i, event in enumerate(events):
-            step = _event_pld(event, self._interval)
+            step = event_pld(event, self._interval)
             pld = step if pld is None else pld.compose(step)
             if (i + 1) % every == 0 or i + 1 == len(events):
                 out.append(_eps(pld, delta))

@@ -36,7 +36,7 @@ PLD_INTERVAL = 1e-4
 ACCOUNTANT = "PLD (dp-accounting, pessimistic discretisation, add/remove-one neighbours)"
 
 
-def _event_pld(event: Event, interval: float) -> pld_lib.PrivacyLossDistribution:
+def event_pld(event: Event, interval: float) -> pld_lib.PrivacyLossDistribution:
     if isinstance(event, SubsampledGaussianEvent):
         single = pld_lib.from_gaussian_mechanism(
             standard_deviation=event.noise_multiplier,
@@ -73,9 +73,9 @@ def _composed_pld(
 ) -> pld_lib.PrivacyLossDistribution | None:
     if not events:
         return None
-    pld = _event_pld(events[0], interval)
+    pld = event_pld(events[0], interval)
     for event in events[1:]:
-        pld = pld.compose(_event_pld(event, interval))
+        pld = pld.compose(event_pld(event, interval))
     return pld
 
 

@@ -61,7 +61,7 @@ def audit(
         frames = {name: read_table(path, schema=table_schema) for name, path in
                   (("train", train), ("holdout", holdout), ("synthetic", synthetic))}
         extra = None if reference is None else read_table(reference, schema=table_schema)
-        with _progress(quiet) as tick:
+        with progress_bars(quiet) as tick:
             report = run_audit(frames["train"], frames["holdout"], frames["synthetic"],
                                schema=table_schema, reference=extra, secrets=secret or None,
                                attacks=attack or None, n_targets=n_targets,
@@ -73,7 +73,7 @@ def audit(
 
 
 @contextlib.contextmanager
-def _progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+def progress_bars(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
     """Rich progress bars on stderr, one per attack, fed by the suite's callback."""
     if quiet:
         yield None

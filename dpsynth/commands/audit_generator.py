@@ -29,7 +29,7 @@ from dpsynth.commands._common import (
     fail,
     out,
 )
-from dpsynth.commands.audit import _progress, write_audit
+from dpsynth.commands.audit import progress_bars, write_audit
 
 if TYPE_CHECKING:
     from dpsynth.attacks import AuditReport
@@ -101,7 +101,7 @@ def audit_generator(
         frame = read_table(population, schema=table_schema)
         plan = ShadowPlan(n_rows, n_synthetic, vulnerable, random_targets, canaries,
                           shadow_train, shadow_test, one_run_canaries)
-        with _progress(quiet) as tick:
+        with progress_bars(quiet) as tick:
             report = run(generator, frame, schema=table_schema, plan=plan, threshold=threshold,
                          confidence=confidence, random_state=seed, n_jobs=jobs,
                          ray_address=ray_address, progress=tick)

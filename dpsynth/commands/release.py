@@ -77,7 +77,7 @@ def release_command(
     3 reject."""
     with cli_errors():
         from dpsynth.accounting import Budget, default_delta
-        from dpsynth.commands.audit import _progress
+        from dpsynth.commands.audit import progress_bars
         from dpsynth.data.io import read_table
         from dpsynth.release import release
         from dpsynth.schema import Schema
@@ -91,7 +91,7 @@ def release_command(
         elif cap_delta is not None:
             raise fail("--cap-delta needs --cap-epsilon (the cap registers the dataset)",
                        EXIT_USAGE)
-        with _progress(quiet) as tick:
+        with progress_bars(quiet) as tick:
             result = release(frame, table_schema, epsilon=epsilon, dataset=dataset,
                              out=out_dir, ledger=ledger, cap=cap, delta=delta,
                              synthesizer=synthesizer, target=target,
