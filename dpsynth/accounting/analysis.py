@@ -108,15 +108,16 @@ def rdp_epsilon(events: Iterable[Event], delta: float) -> float:
         return math.inf
     if any(isinstance(e, ApproxDPEvent) for e in events):
         return math.nan  # (epsilon, delta)-DP events have no RDP curve
-    accountant = dp_accounting.rdp.RdpAccountant()
-    for event in events:
-        accountant.compose(event.to_dp_event())
     # dp-accounting logs a warning per RDP order that fails to converge at large sampling
-    # rates; those orders are dropped (the bound stays valid), so keep the log quiet.
+    # rates (while composing); those orders are dropped (the bound stays valid), so keep
+    # the log quiet.
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)
     try:
+        accountant = dp_accounting.rdp.RdpAccountant()
+        for event in events:
+            accountant.compose(event.to_dp_event())
         return float(accountant.get_epsilon(delta))
     finally:
         absl_logger.setLevel(level)
