@@ -123,6 +123,18 @@ def throughput(batch: int = 64, length: int = 128, steps: int = 6) -> dict[str, 
     return out
 
 
+def public_nll(holdout: pd.DataFrame, args: argparse.Namespace) -> float:
+    """Mean holdout NLL of the public checkpoint itself (what fine-tuning starts from)."""
+    from dpsynth.synthesizers.text import codec
+    from dpsynth.synthesizers.text.backend import ByteBackend, backend_nll
+    from dpsynth.synthesizers.text.model import TransformerConfig
+
+    backend = ByteBackend.create("byte-small", TransformerConfig(), 0)
+    heads = [codec.header({"source": s}) for s in holdout.source]
+    coded = backend.code(holdout.text.astype(str).tolist(), heads, args.max_length)
+    return float(np.mean(backend_nll(backend, coded)))
+
+
 def quality(real: pd.DataFrame, synthetic: pd.DataFrame, train: pd.DataFrame,
             real_emb: np.ndarray) -> dict[str, Any]:
     syn_text = synthetic.text.tolist()
@@ -162,14 +174,14 @@ def audits(synth: DPTextSynthesizer, train: pd.DataFrame, holdout: pd.DataFrame,
             "verbatim": verb.to_dict(), "pii": pii.to_dict()}
 
 
-def run_one(eps: float, data: pd.DataFrame, train: pd.DataFrame, holdout: pd.DataFrame,
-            schema: Schema, args: argparse.Namespace, plant_info: tuple,
+def run_one(eps: float, epochs: float, data: pd.DataFrame, train: pd.DataFrame,
+            holdout: pd.DataFrame, schema: Schema, args: argparse.Namespace, plant_info: tuple,
             real_emb: np.ndarray) -> dict[str, Any]:
     canaries, repeats, donor = plant_info
-    synth = DPTextSynthesizer(epsilon=eps, delta=1e-5, epochs=args.epochs,
+    synth = DPTextSynthesizer(epsilon=eps, delta=1e-5, epochs=epochs,
                               batch_size=args.batch_size, learning_rate=args.learning_rate,
                               max_grad_norm=args.max_grad_norm, precision=args.precision,
-                              random_state=args.seed)
+                              trainable=args.trainable, random_state=args.seed)
     start = time.perf_counter()
     synth.fit(data, schema)
     fit_s = time.perf_counter() - start
@@ -179,34 +191,42 @@ def run_one(eps: float, data: pd.DataFrame, train: pd.DataFrame, holdout: pd.Dat
     sample_s = time.perf_counter() - start
     rng = np.random.default_rng(args.seed)
     result = {
-        "epsilon": eps, "privacy": None if synth.privacy_ is None else synth.privacy_.to_dict(),
-        "steps": synth.steps_run_, "fit_seconds": round(fit_s, 1),
-        "text_bytes_per_second": round(args.epochs * text_bytes / fit_s),
+        "epsilon": eps, "epochs": epochs,
+        "privacy": None if synth.privacy_ is None else synth.privacy_.to_dict(),
+        "trainable": synth.trainable_, "trainable_parameters": synth.trainable_parameters_,
+        "learning_rate": synth._learning_rate(), "steps": synth.steps_run_,
+        "fit_seconds": round(fit_s, 1), "text_bytes_per_second": round(epochs * text_bytes / fit_s),
+        "holdout_nll": float(np.mean(synth.score_records(holdout))),
         "sample_seconds": round(sample_s, 1), "loss_history": synth.loss_history_,
         "samples": synthetic.head(12).to_dict(orient="records"),
         "quality": quality(holdout, synthetic, train, real_emb),
         "audit": audits(synth, train, holdout, synthetic, canaries, repeats, donor, rng),
     }
-    print(json.dumps({k: result[k] for k in ("epsilon", "steps", "fit_seconds")}), flush=True)
+    print(json.dumps({k: result[k] for k in ("epsilon", "epochs", "steps", "fit_seconds",
+                                             "holdout_nll")}), flush=True)
     return result
 
 
 def summary(results: dict[str, Any]) -> str:
-    lines = ["| ε | self-BLEU | distinct-2 | OOV | MAUVE | coverage | TSTR acc | canary exp. "
-             "×1 / ×10 / ×0 (bits) | MIA AUC (ref.) | exact copies | long copies train/holdout |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| ε (epochs) | holdout NLL | self-BLEU | distinct-2 | OOV | MAUVE | coverage | "
+             "TSTR acc | canary exp. ×1 / ×10 / ×0 (bits) | MIA AUC (ref.) | exact copies | "
+             "long copies train/holdout |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in results["runs"]:
         q, a = run["quality"], run["audit"]
         c, v = a["canary_exposure"], a["verbatim"]
         lines.append(
-            f"| {run['epsilon']:g} | {q['self_bleu']:.3f} | {q['distinct_2']:.3f} | "
+            f"| {run['epsilon']:g} ({run['epochs']:g}) | {run['holdout_nll']:.3f} | "
+            f"{q['self_bleu']:.3f} | {q['distinct_2']:.3f} | "
             f"{q['oov_rate']:.3f} | {q['mauve']:.3f} | {q['coverage']:.3f} | "
             f"{q['tstr']['accuracy']:.3f} | {c['1']['rank']:.1f} / {c['10']['rank']:.1f} / "
             f"{c['0']['rank']:.1f} | {a['mia']['auc']:.3f} ({a['mia_reference']['auc']:.3f}) | "
             f"{v['exact_rate_full']:.3f} | {v['long_copy']['train']:.3f}/"
             f"{v['long_copy']['control']:.3f} |")
     base = results["baseline"]
-    lines.append(f"\nReal vs real: MAUVE {base['mauve_real']:.3f}, coverage "
+    lines.append(f"\nPublic checkpoint before fine-tuning: holdout NLL "
+                 f"{base['holdout_nll_public']:.3f}.")
+    lines.append(f"Real vs real: MAUVE {base['mauve_real']:.3f}, coverage "
                  f"{base['coverage_real']:.3f}, self-BLEU {base['self_bleu_real']:.3f}, "
                  f"distinct-2 {base['distinct_2_real']:.3f}, TRTR acc "
                  f"{base['trtr']['accuracy']:.3f}; throughput {results['throughput']}")
@@ -219,9 +239,14 @@ def main() -> None:
     parser.add_argument("--n-holdout", type=int, default=1000)
     parser.add_argument("--n-synthetic", type=int, default=600)
     parser.add_argument("--eps", type=float, nargs="+", default=[math.inf, 8.0, 3.0])
-    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--epochs", type=float, default=6.0)
+    parser.add_argument("--reference-epochs", type=float, default=10.0,
+                        help="epochs of an extra non-private run trained as one would "
+                        "without DP (0: none)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="default: the synthesizer's automatic choice")
+    parser.add_argument("--trainable", default="auto")
     parser.add_argument("--max-grad-norm", type=float, default=1.0)
     parser.add_argument("--max-length", type=int, default=140)
     parser.add_argument("--precision", default="bfloat16", choices=("float32", "bfloat16"))
@@ -246,11 +271,15 @@ def main() -> None:
                      "self_bleu_real": tq.self_bleu(train.text[:args.n_synthetic].tolist()),
                      "distinct_2_real": tq.distinct_n(train.text[:args.n_synthetic].tolist()),
                      "trtr": tq.text_classifier_score(train.text, train.source, holdout.text,
-                                                      holdout.source)},
+                                                      holdout.source),
+                     "holdout_nll_public": public_nll(holdout, args)},
         "runs": [],
     }
-    for eps in args.eps:
-        results["runs"].append(run_one(eps, data, train, holdout, schema, args,
+    plan = [(eps, args.epochs) for eps in args.eps]
+    if args.reference_epochs:
+        plan.insert(0, (math.inf, args.reference_epochs))
+    for eps, epochs in plan:
+        results["runs"].append(run_one(eps, epochs, data, train, holdout, schema, args,
                                        (canaries, repeats, donor), real_emb))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1, default=str))

@@ -26,9 +26,9 @@ Seed = Annotated[int | None, typer.Option(help="Seed for reproducible runs (not 
 
 
 def _text_params(model_dir: Path | None, pretrained: str | None, lora_rank: int,
-                 epochs: float, batch_size: int, max_length: int | None,
-                 learning_rate: float, progress: bool) -> dict[str, Any]:
-    params: dict[str, Any] = {"lora_rank": lora_rank, "epochs": epochs,
+                 trainable: str, epochs: float, batch_size: int, max_length: int | None,
+                 learning_rate: float | None, progress: bool) -> dict[str, Any]:
+    params: dict[str, Any] = {"lora_rank": lora_rank, "trainable": trainable, "epochs": epochs,
                               "batch_size": batch_size, "max_length": max_length,
                               "learning_rate": learning_rate, "progress": progress}
     if model_dir is not None:
@@ -54,11 +54,16 @@ def fit(
         "'scratch'.")] = "byte-small",
     lora_rank: Annotated[int, typer.Option(help="LoRA rank with --model-dir (0: all "
                                            "weights).")] = 8,
+    trainable: Annotated[str, typer.Option(
+        help="Byte-model parameters to fine-tune: auto, all, norms-biases, norms-biases-io "
+        "(auto: norms-biases-io with DP from a checkpoint, else all).")] = "auto",
     epochs: Annotated[float, typer.Option(help="Expected passes over the records.")] = 3.0,
     batch_size: Annotated[int, typer.Option(help="Expected (Poisson) batch size.")] = 128,
     max_length: Annotated[int | None, typer.Option(help="Text bytes/tokens kept per "
                                                    "record.")] = None,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    learning_rate: Annotated[float | None, typer.Option(
+        help="Adam learning rate (default: 4e-3 for a subset of the byte model, else "
+        "1e-3).")] = None,
     table_synthesizer: Annotated[str | None, typer.Option(
         help="Generator of the other columns when the table has more than text and "
         "categorical controls (aim, mst, dpvae).")] = None,
@@ -77,8 +82,8 @@ def fit(
 
         table_schema = Schema.load(schema)
         frame = read_table(data, schema=table_schema)
-        params = _text_params(model_dir, pretrained, lora_rank, epochs, batch_size, max_length,
-                              learning_rate, True)
+        params = _text_params(model_dir, pretrained, lora_rank, trainable, epochs, batch_size,
+                              max_length, learning_rate, True)
         shared: dict[str, Any] = {"epsilon": epsilon, "delta": delta, "random_state": seed,
                   "secure_mode": secure}
         plain = all(c.kind in (*CATEGORY_KINDS, "text") for c in table_schema.data_columns)

@@ -10,6 +10,7 @@ import torch
 
 from dpsynth.errors import param_error
 from dpsynth.synthesizers import _dpsgd
+from dpsynth.synthesizers.text.model import TRAINABLE_SETS
 
 
 def _number(value: Any, integer: bool = False) -> bool:
@@ -22,13 +23,17 @@ def param_problems(synth: Any) -> list[str]:
     owner = type(synth).__name__
     out: list[str] = []
     positive = (("epochs", False), ("batch_size", True), ("max_grad_norm", False),
-                ("learning_rate", False), ("d_model", True), ("n_layers", True),
+                ("d_model", True), ("n_layers", True),
                 ("n_heads", True))
     for name, integer in positive:
         value = getattr(synth, name)
         if not _number(value, integer) or value <= 0:
             out.append(str(param_error(name, "an integer >= 1" if integer else
                                        "a finite float > 0", value, owner)))
+    if synth.learning_rate is not None and (not _number(synth.learning_rate)
+                                            or synth.learning_rate <= 0):
+        out.append(str(param_error("learning_rate", "None (automatic) or a finite float > 0",
+                                   synth.learning_rate, owner)))
     if synth.max_length is not None and (not _number(synth.max_length, True)
                                          or synth.max_length < 1):
         out.append(str(param_error("max_length", "None or an integer >= 1", synth.max_length,
@@ -49,6 +54,13 @@ def param_problems(synth: Any) -> list[str]:
     if synth.model_dir is not None and not isinstance(synth.model_dir, str):
         out.append(str(param_error("model_dir", "None or a directory path (str)",
                                    synth.model_dir, owner)))
+    if synth.trainable not in ("auto", *TRAINABLE_SETS):
+        out.append(str(param_error("trainable", f"'auto' or one of {TRAINABLE_SETS}",
+                                   synth.trainable, owner)))
+    elif synth.model_dir is not None and synth.trainable not in ("auto", "all"):
+        out.append(str(param_error("trainable", "'auto' or 'all' with model_dir (its "
+                                   "parameter-efficient mode is lora_rank)", synth.trainable,
+                                   owner)))
     if synth.grad_sample_mode not in _dpsgd.GRAD_SAMPLE_MODES:
         out.append(str(param_error("grad_sample_mode", f"one of {_dpsgd.GRAD_SAMPLE_MODES}",
                                    synth.grad_sample_mode, owner)))

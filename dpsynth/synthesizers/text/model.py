@@ -133,6 +133,35 @@ class ByteTransformer(nn.Module):
         return self.head(self.ln_f(x)), new_cache
 
 
+TRAINABLE_SETS = ("all", "norms-biases", "norms-biases-io")
+
+
+def select_trainable(model: ByteTransformer, which: str) -> int:
+    """Freeze every parameter outside ``which``; return how many values stay trainable.
+
+    * ``"all"``: every weight.
+    * ``"norms-biases"``: LayerNorm gains and biases and every bias (BitFit, Ben Zaken et al.,
+      ACL 2022; with DP, Bu et al., "Differentially Private Bias-Term Fine-tuning", 2022).
+    * ``"norms-biases-io"``: those plus the byte embedding and the output layer, the two
+      ends where a new kind of text differs most from the public pretraining text.
+
+    DP-SGD adds noise of the same scale to every trainable coordinate, so the noise's total
+    norm grows with the square root of their number while the clipped signal does not:
+    updating fewer parameters of a public model is the usual remedy (Yu et al.,
+    "Differentially Private Fine-tuning of Language Models", ICLR 2022).
+    """
+    if which not in TRAINABLE_SETS:
+        raise ValueError(f"unknown trainable set {which!r}; expected one of {TRAINABLE_SETS}")
+    count = 0
+    for name, param in model.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        keep = (which == "all" or leaf == "bias" or ".ln" in f".{name}"
+                or (which == "norms-biases-io" and name.split(".")[0] in ("tok", "head")))
+        param.requires_grad_(keep)
+        count += param.numel() if keep else 0
+    return count
+
+
 def build_model(cfg: TransformerConfig, seed: int | None) -> ByteTransformer:
     """The model on CPU, initialised from a generator seeded with ``seed`` (no global RNG).
 
@@ -262,10 +291,12 @@ def record_nll(model: nn.Module, stacked: torch.Tensor, batch_size: int = 256) -
 __all__ = [
     "ByteTransformer",
     "RecordNLL",
+    "TRAINABLE_SETS",
     "TransformerConfig",
     "build_model",
     "draw_token",
     "record_nll",
     "sample_continuations",
+    "select_trainable",
     "split_batch",
 ]

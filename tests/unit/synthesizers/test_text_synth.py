@@ -139,6 +139,51 @@ def test_shipped_checkpoint_fine_tunes():
     assert len(synth.sample(4, random_state=0)) == 4
 
 
+def test_dp_fine_tuning_updates_only_the_chosen_parameters(tmp_path):
+    from dpsynth.synthesizers.text.pretrain import load_checkpoint
+
+    df, schema = tickets(64)
+    _, public, _ = load_checkpoint("byte-small")
+    synth = DPTextSynthesizer(epsilon=3.0, epochs=1, batch_size=32, random_state=0)
+    synth.fit(df, schema)  # "auto": the norms, biases, byte embedding and output layer
+    assert synth.trainable_ == "norms-biases-io"
+    tuned = synth.backend_.model.state_dict()
+    changed = {k for k, v in tuned.items() if not torch.equal(v, public[k])}
+    assert "tok.weight" in changed and "head.weight" in changed
+    assert "blocks.0.ln1.weight" in changed and "blocks.0.fc.bias" in changed
+    for frozen in ("pos.weight", "blocks.0.attn.qkv.weight", "blocks.0.fc.weight"):
+        assert frozen not in changed
+    assert synth.trainable_parameters_ == sum(tuned[k].numel() for k in changed)
+    synth.save(tmp_path / "m")
+    again = BaseSynthesizer.load(tmp_path / "m")
+    assert again.trainable_ == "norms-biases-io"
+    assert again.trainable_parameters_ == synth.trainable_parameters_
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    ({"epsilon": math.inf}, "all"),  # the non-private reference trains every weight
+    ({"pretrained": None}, "all"),  # from scratch every weight must learn
+    ({"trainable": "norms-biases"}, "norms-biases"),
+])
+def test_trainable_auto_resolution(params, expected):
+    df, schema = tickets(64)
+    base = {"epsilon": 3.0, "epochs": 0.5, "batch_size": 32, "random_state": 0}
+    if params.get("pretrained", "x") is None:
+        base.update({k: v for k, v in TINY.items() if k != "learning_rate"})
+    synth = DPTextSynthesizer(**{**base, **params}).fit(df, schema)
+    assert synth.trainable_ == expected
+    total = sum(p.numel() for p in synth.backend_.model.parameters())
+    assert (synth.trainable_parameters_ == total) == (expected == "all")
+
+
+def test_trainable_checks():
+    df, schema = tickets()
+    with pytest.raises(ParameterError, match="trainable"):
+        DPTextSynthesizer(trainable="heads", **TINY).fit(df, schema)
+    with pytest.raises(ParameterError, match="lora_rank"):
+        DPTextSynthesizer(trainable="norms-biases", model_dir="/nonexistent").fit(df, schema)
+
+
 def test_text_only_table_spends_on_training_only():
     df, _ = tickets()
     schema = Schema((Column("text", "text", max_length=40),))
