@@ -2,7 +2,8 @@
 
 ``dpsynth fit --synthesizer dptext`` also works for the byte model; this group adds what the
 general command has no options for: ``--model-dir`` (bring your own model), LoRA rank, length,
-batch size, tables whose other columns go to a tabular generator, and the canary audit.
+batch size, tables whose other columns go to a tabular generator, the canary audit, and an
+audit of synthetic text from any tool (``dpsynth text audit``).
 """
 
 from __future__ import annotations
@@ -154,6 +155,79 @@ def canary(
         if audit.mean_exposure > max_exposure:
             raise fail(f"canaries are exposed: {audit.mean_exposure:.2f} > {max_exposure} bits",
                        EXIT_LEAK)
+
+
+@text_app.command("audit")
+def audit(
+    train: Annotated[Path, typer.Option(help="The private training table (CSV/Parquet).")],
+    holdout: Annotated[Path, typer.Option(help="Records of the same population never used "
+                                          "for training (the control).")],
+    synthetic: Annotated[Path, typer.Option(help="The synthetic table to audit (any tool).")],
+    column: Annotated[str, typer.Option(help="The text column.")] = "text",
+    model: Annotated[Path | None, typer.Option(
+        help="A saved dpsynth text model: also run loss membership inference.")] = None,
+    max_auc: Annotated[float, typer.Option(
+        help="With --model: a leak when the membership AUC's 95 % interval lies above "
+        "this.")] = 0.55,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the audit as "
+                                                  "JSON.")] = None,
+) -> None:
+    """Audit synthetic text: verbatim / near-verbatim copies and PII-like strings of the
+    training text against a holdout, and membership by the model's loss (exit 3: a leak).
+    """
+    with cli_errors():
+        from dpsynth.attacks.text import (
+            copy_labels,
+            pii_reproduction,
+            reproduction_findings,
+            verbatim_reproduction,
+        )
+        from dpsynth.data.io import read_table
+
+        tables = {role: read_table(path) for role, path in
+                  (("train", train), ("holdout", holdout), ("synthetic", synthetic))}
+        missing = [role for role, t in tables.items() if column not in t.columns]
+        if missing:
+            raise fail(f"no column {column!r} in the {', '.join(missing)} table(s)",
+                       EXIT_USAGE)
+        texts = {role: t[column].tolist() for role, t in tables.items()}
+        copies = verbatim_reproduction(texts["train"], texts["synthetic"], texts["holdout"])
+        pii = pii_reproduction(texts["train"], texts["synthetic"], texts["holdout"])
+        findings = reproduction_findings(copies, pii)
+        result: dict[str, Any] = {"verbatim": copies.to_dict(), "pii": pii.to_dict()}
+        for name, label in copy_labels(copies).items():
+            rate = getattr(copies, name)
+            out.print(f"{label}: train {rate.train:.3f} "
+                      f"[{rate.train_ci[0]:.3f}, {rate.train_ci[1]:.3f}]   holdout "
+                      f"{rate.control:.3f} [{rate.control_ci[0]:.3f}, {rate.control_ci[1]:.3f}]")
+        out.print(f"  PII-like strings reproduced: train {dict(pii.reproduced)} of "
+                  f"{dict(pii.found)}; holdout {dict(pii.control_reproduced)} of "
+                  f"{dict(pii.control_found)}")
+        if model is not None:
+            from dpsynth.synthesizers import BaseSynthesizer
+            from dpsynth.synthesizers.text import DPTextSynthesizer
+            from dpsynth.synthesizers.text.audit import loss_membership
+
+            synth = BaseSynthesizer.load(model)
+            if not isinstance(synth, DPTextSynthesizer):
+                raise fail(f"--model {model} is a {synth.name} model, not a dptext model",
+                           EXIT_USAGE)
+            mia = loss_membership(synth, tables["train"], tables["holdout"])
+            result["membership"] = mia.to_dict()
+            out.print(f"  loss membership AUC {mia.auc:.3f} [{mia.auc_ci[0]:.3f}, "
+                      f"{mia.auc_ci[1]:.3f}] over {mia.n_members} + {mia.n_controls} records")
+            if mia.auc_ci[0] > max_auc:
+                findings.append(f"membership: the model's loss tells training records from "
+                                f"holdout records (AUC {mia.auc:.3f} > {max_auc})")
+        result["findings"] = findings
+        result["verdict"] = "leak" if findings else "no risk found"
+        if json_out is not None:
+            json_out.write_text(json.dumps(result, indent=2, default=str))
+        if findings:
+            for line in findings:
+                out.print(f"[red]leak[/red]: {line}")
+            raise typer.Exit(EXIT_LEAK)
+        out.print("[green]no risk found[/green] in the synthetic text")
 
 
 def register(app: typer.Typer) -> None:

