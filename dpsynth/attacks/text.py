@@ -299,49 +299,14 @@ def pii_reproduction(train: Sequence[str], synthetic: Sequence[str], holdout: Se
     return PIIReport(found, reproduced, c_found, c_reproduced)
 
 
-# -- verdict ----------------------------------------------------------------------------------
-def copy_labels(copies: ReproductionReport) -> dict[str, str]:
-    """Plain names of the three copy rates of ``copies``."""
-    return {"exact": "exact copies",
-            "long_copy": f"long copies (a shared run of {copies.min_length}+ characters)",
-            "near_verbatim": f"near-verbatim copies (similarity {copies.near:g}+)"}
-
-
-def reproduction_findings(copies: ReproductionReport, pii: PIIReport) -> list[str]:
-    """Reasons to hold the synthetic text back; empty when nothing points to the training text.
-
-    A copy rate counts when its 95 % interval on the training records lies wholly above the
-    interval on the holdout (text everyone writes, such as "Thank you!", is copied from both
-    alike). PII-like strings count the same way: training-only strings found again, against
-    holdout-only strings found again. A single reproduced string is listed in the report but
-    is not, on its own, evidence beyond chance (a link shared by many people may simply be
-    missing from the holdout).
-    """
-    found = []
-    for name, label in copy_labels(copies).items():
-        rate: Comparison = getattr(copies, name)
-        if rate.train_ci[0] > rate.control_ci[1]:
-            found.append(f"{label}: {rate.train:.1%} of synthetic records match training "
-                         f"text, {rate.control:.1%} the holdout")
-    own = wilson_interval(sum(pii.reproduced.values()), sum(pii.found.values()))
-    other = wilson_interval(sum(pii.control_reproduced.values()), sum(pii.control_found.values()))
-    if sum(pii.reproduced.values()) and own[0] > other[1]:
-        kinds = ", ".join(f"{n} {k}" for k, n in pii.reproduced.items() if n)
-        found.append(f"PII-like strings of the training text reproduced: {kinds} "
-                     f"({pii.rate:.1%} against {pii.control_rate:.1%} from the holdout)")
-    return found
-
-
 __all__ = [
     "PII_PATTERNS",
     "Comparison",
     "PIIReport",
     "ReproductionReport",
     "SubstringIndex",
-    "copy_labels",
     "extract_pii",
     "longest_common_substrings",
     "pii_reproduction",
-    "reproduction_findings",
     "verbatim_reproduction",
 ]

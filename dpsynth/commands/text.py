@@ -166,23 +166,22 @@ def audit(
     column: Annotated[str, typer.Option(help="The text column.")] = "text",
     model: Annotated[Path | None, typer.Option(
         help="A saved dpsynth text model: also run loss membership inference.")] = None,
+    max_risk: Annotated[float, typer.Option(
+        help="A copy or PII rate fails when it exceeds the holdout's by more than this (the "
+        "release policy's max_attack_risk).")] = 0.05,
     max_auc: Annotated[float, typer.Option(
         help="With --model: a leak when the membership AUC's 95 % interval lies above "
         "this.")] = 0.55,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the audit as "
                                                   "JSON.")] = None,
 ) -> None:
-    """Audit synthetic text: verbatim / near-verbatim copies and PII-like strings of the
-    training text against a holdout, and membership by the model's loss (exit 3: a leak).
+    """Audit synthetic text from any tool: copies and PII-like strings of the training text
+    against a holdout (the release gate's text checks), and membership by a model's loss.
+    Exit 3 on a leak.
     """
     with cli_errors():
-        from dpsynth.attacks.text import (
-            copy_labels,
-            pii_reproduction,
-            reproduction_findings,
-            verbatim_reproduction,
-        )
         from dpsynth.data.io import read_table
+        from dpsynth.release.text_checks import COPY_MEASURES, text_audit, text_checks
 
         tables = {role: read_table(path) for role, path in
                   (("train", train), ("holdout", holdout), ("synthetic", synthetic))}
@@ -190,19 +189,20 @@ def audit(
         if missing:
             raise fail(f"no column {column!r} in the {', '.join(missing)} table(s)",
                        EXIT_USAGE)
-        texts = {role: t[column].tolist() for role, t in tables.items()}
-        copies = verbatim_reproduction(texts["train"], texts["synthetic"], texts["holdout"])
-        pii = pii_reproduction(texts["train"], texts["synthetic"], texts["holdout"])
-        findings = reproduction_findings(copies, pii)
-        result: dict[str, Any] = {"verbatim": copies.to_dict(), "pii": pii.to_dict()}
-        for name, label in copy_labels(copies).items():
-            rate = getattr(copies, name)
-            out.print(f"{label}: train {rate.train:.3f} "
-                      f"[{rate.train_ci[0]:.3f}, {rate.train_ci[1]:.3f}]   holdout "
-                      f"{rate.control:.3f} [{rate.control_ci[0]:.3f}, {rate.control_ci[1]:.3f}]")
-        out.print(f"  PII-like strings reproduced: train {dict(pii.reproduced)} of "
-                  f"{dict(pii.found)}; holdout {dict(pii.control_reproduced)} of "
-                  f"{dict(pii.control_found)}")
+        found = text_audit(tables["train"], tables["holdout"], tables["synthetic"], [column],
+                           seed=0)
+        checks = text_checks(found, max_risk)
+        copies, pii = found[column]["reproduction"], found[column]["pii"]
+        for measure in COPY_MEASURES:
+            rate = copies[measure]
+            out.print(f"{measure:>13}: train {rate['train']:.3f} [{rate['train_ci'][0]:.3f}, "
+                      f"{rate['train_ci'][1]:.3f}]   holdout {rate['control']:.3f} "
+                      f"[{rate['control_ci'][0]:.3f}, {rate['control_ci'][1]:.3f}]")
+        out.print(f"{'PII-like':>13}: {pii['reproduced']} of the training-only strings "
+                  f"{pii['found']} found again; holdout {pii['control_reproduced']} of "
+                  f"{pii['control_found']}")
+        findings = [f"{c.name}: {c.value:+.3f} ({c.rule})" for c in checks if not c.passed]
+        result: dict[str, Any] = {"text": found, "checks": [c.to_dict() for c in checks]}
         if model is not None:
             from dpsynth.synthesizers import BaseSynthesizer
             from dpsynth.synthesizers.text import DPTextSynthesizer
@@ -214,11 +214,12 @@ def audit(
                            EXIT_USAGE)
             mia = loss_membership(synth, tables["train"], tables["holdout"])
             result["membership"] = mia.to_dict()
-            out.print(f"  loss membership AUC {mia.auc:.3f} [{mia.auc_ci[0]:.3f}, "
+            out.print(f"{'membership':>13}: loss AUC {mia.auc:.3f} [{mia.auc_ci[0]:.3f}, "
                       f"{mia.auc_ci[1]:.3f}] over {mia.n_members} + {mia.n_controls} records")
             if mia.auc_ci[0] > max_auc:
                 findings.append(f"membership: the model's loss tells training records from "
-                                f"holdout records (AUC {mia.auc:.3f} > {max_auc})")
+                                f"holdout records (AUC {mia.auc:.3f}, interval above "
+                                f"{max_auc:g})")
         result["findings"] = findings
         result["verdict"] = "leak" if findings else "no risk found"
         if json_out is not None:

@@ -13,7 +13,6 @@ from dpsynth.attacks.text import (
     extract_pii,
     longest_common_substrings,
     pii_reproduction,
-    reproduction_findings,
     verbatim_reproduction,
 )
 from dpsynth.errors import DataValidationError, ParameterError
@@ -48,10 +47,6 @@ def test_planted_copies_are_caught(tweets):
     assert report.long_copy.excess > 0.2
     assert report.near_verbatim.train > report.near_verbatim.control + 0.2
     assert report.max_lcs >= 100 and report.longest_copies
-    pii = pii_reproduction(train, synthetic, holdout)
-    findings = reproduction_findings(report, pii)
-    assert any(f.startswith("exact copies") for f in findings)
-    assert any(f.startswith("near-verbatim") for f in findings)
 
 
 def test_independent_text_shows_no_excess(tweets):
@@ -61,7 +56,6 @@ def test_independent_text_shows_no_excess(tweets):
     for comp in (report.exact, report.long_copy, report.near_verbatim):
         assert comp.train_ci[0] <= comp.control_ci[1]  # intervals overlap: no excess
     assert abs(report.ngram_overlap.excess) < 0.05
-    assert reproduction_findings(report, pii_reproduction(train, fresh, holdout)) == []
 
 
 def test_pii_reproduction_planted_and_safe():
@@ -73,14 +67,6 @@ def test_pii_reproduction_planted_and_safe():
     assert leaked.control_rate == 0
     safe = pii_reproduction(train, ["no contact details here"], holdout)
     assert safe.rate == 0
-    # Many training-only addresses written again in new sentences: PII, not copies.
-    spilled = [f"write to user{i}@example.org today" for i in range(15)]
-    findings = reproduction_findings(verbatim_reproduction(train, spilled, holdout),
-                                     pii_reproduction(train, spilled, holdout))
-    assert len(findings) == 1 and findings[0].startswith("PII-like strings")
-    one = ["contact user3@example.org now"]  # one string: listed, not a verdict on its own
-    assert reproduction_findings(verbatim_reproduction(train, one, holdout),
-                                 pii_reproduction(train, one, holdout)) == []
     found = extract_pii(["see https://t.co/abc123. Thanks", "x@y.io"])
     assert found["url"] == {"https://t.co/abc123"} and found["email"] == {"x@y.io"}
 

@@ -104,7 +104,8 @@ def test_text_audit_flags_the_real_text_and_passes_fresh_text(tmp_path, app):
     leak = runner.invoke(app, audit_args(paths, paths["train"], tmp_path))
     assert leak.exit_code == 3, leak.output
     report = json.loads((tmp_path / "a.json").read_text())
-    assert report["verdict"] == "leak" and any("exact" in f for f in report["findings"])
+    assert report["verdict"] == "leak"
+    assert any(f.startswith("text:text:exact") for f in report["findings"])
     safe = runner.invoke(app, audit_args(paths, paths["fresh"], tmp_path))
     assert safe.exit_code == 0, safe.output
     assert json.loads((tmp_path / "a.json").read_text())["findings"] == []
