@@ -137,15 +137,12 @@ def public_nll(holdout: pd.DataFrame, args: argparse.Namespace) -> float:
 
 def quality(real: pd.DataFrame, synthetic: pd.DataFrame, train: pd.DataFrame,
             real_emb: np.ndarray) -> dict[str, Any]:
-    syn_text = synthetic.text.tolist()
-    syn_emb = tq.embed_texts(syn_text)
     n_util = min(len(synthetic), len(train))
     return {
-        "self_bleu": tq.self_bleu(syn_text), "distinct_2": tq.distinct_n(syn_text, 2),
-        **tq.length_stats(syn_text), **tq.vocabulary_stats(syn_text, train.text.tolist()),
-        "mauve": tq.mauve_score(real_emb, syn_emb),
-        **tq.embedding_coverage(real_emb, syn_emb),
-        "tstr": tq.text_classifier_score(syn_text, synthetic.source, real.text, real.source),
+        **tq.text_quality(real.text.tolist(), synthetic.text.tolist(),
+                          real_labels=real.source.tolist(),
+                          synthetic_labels=synthetic.source.tolist(),
+                          reference=train.text.tolist(), real_embeddings=real_emb),
         "trtr_same_size": tq.text_classifier_score(train.text[:n_util], train.source[:n_util],
                                                    real.text, real.source),
     }

@@ -3,7 +3,8 @@
 ``dpsynth fit --synthesizer dptext`` also works for the byte model; this group adds what the
 general command has no options for: ``--model-dir`` (bring your own model), LoRA rank, length,
 batch size, tables whose other columns go to a tabular generator, the canary audit, and an
-audit of synthetic text from any tool (``dpsynth text audit``).
+audit and quality measures of synthetic text from any tool (``dpsynth text audit``,
+``dpsynth text evaluate``).
 """
 
 from __future__ import annotations
@@ -229,6 +230,55 @@ def audit(
                 out.print(f"[red]leak[/red]: {line}")
             raise typer.Exit(EXIT_LEAK)
         out.print("[green]no risk found[/green] in the synthetic text")
+
+
+@text_app.command("evaluate")
+def evaluate(
+    real: Annotated[Path, typer.Option(help="Real text the generator never saw (a holdout).")],
+    synthetic: Annotated[Path, typer.Option(help="The synthetic table (any tool).")],
+    column: Annotated[str, typer.Option(help="The text column.")] = "text",
+    label: Annotated[str | None, typer.Option(
+        help="A label column in both tables: train a classifier on the synthetic text and "
+        "test it on the real text.")] = None,
+    embeddings: Annotated[bool, typer.Option(
+        "--embeddings/--no-embeddings", help="MAUVE and coverage on sentence embeddings "
+        "(needs pip install 'dpsynth[text]').")] = True,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the measures as "
+                                                  "JSON.")] = None,
+) -> None:
+    """Quality of synthetic text against real text: diversity, MAUVE, coverage, lengths,
+    vocabulary and a classifier's accuracy. Read diversity beside MAUVE: gibberish is
+    diverse.
+    """
+    with cli_errors():
+        from dpsynth.data.io import read_table
+        from dpsynth.evaluate.text import text_quality
+
+        tables = {"real": read_table(real), "synthetic": read_table(synthetic)}
+        wanted = [column] + ([label] if label else [])
+        missing = [f"{c!r} in the {role} table" for role, t in tables.items() for c in wanted
+                   if c not in t.columns]
+        if missing:
+            raise fail(f"missing column(s): {', '.join(missing)}", EXIT_USAGE)
+        texts = {role: t[column].fillna("").astype(str).tolist() for role, t in tables.items()}
+        labels = {role: (t[label].tolist() if label else None) for role, t in tables.items()}
+        found = text_quality(texts["real"], texts["synthetic"], real_labels=labels["real"],
+                             synthetic_labels=labels["synthetic"], embeddings=embeddings)
+        rows = [("self-BLEU (lower: more diverse)", "self_bleu", "real_self_bleu"),
+                ("distinct-2", "distinct_2", "real_distinct_2"),
+                ("out-of-vocabulary share", "oov_rate", None),
+                ("mean characters", "mean_chars", None), ("MAUVE (1: like real)", "mauve", None),
+                ("coverage", "coverage", None)]
+        for name, key, twin in rows:
+            if key in found:
+                extra = f"   (real: {found[twin]:.3f})" if twin else ""
+                out.print(f"{name:>32}: {found[key]:.3f}{extra}")
+        if "tstr" in found:
+            out.print(f"{'classifier trained on synthetic':>32}: accuracy "
+                      f"{found['tstr']['accuracy']:.3f}, macro-F1 "
+                      f"{found['tstr']['macro_f1']:.3f} on the real text")
+        if json_out is not None:
+            json_out.write_text(json.dumps(found, indent=2))
 
 
 def register(app: typer.Typer) -> None:

@@ -232,6 +232,56 @@ def text_classifier_score(train_texts: Sequence[str], train_labels: Sequence[Any
             "macro_f1": float(f1_score(y_test, pred, average="macro"))}
 
 
+# -- everything at once ----------------------------------------------------------------------
+def text_quality(real: Sequence[str], synthetic: Sequence[str], *,
+                 real_labels: Sequence[Any] | None = None,
+                 synthetic_labels: Sequence[Any] | None = None, reference: Sequence[str] |
+                 None = None, embeddings: bool = True, real_embeddings: np.ndarray | None = None,
+                 random_state: int = 0) -> dict[str, Any]:
+    """Every measure of this module for ``synthetic`` against held-out ``real`` text.
+
+    Parameters
+    ----------
+    real, synthetic:
+        Real text the generator never saw (a holdout) and the synthetic text.
+    real_labels, synthetic_labels:
+        A label per text (say, a ticket's category): adds ``tstr``, the accuracy and macro-F1
+        on the real text of a classifier trained on the synthetic text.
+    reference:
+        Real text whose vocabulary the out-of-vocabulary rate uses (default ``real``; the
+        training text is a fairer choice when the caller has it).
+    embeddings:
+        Compute MAUVE and coverage (needs the ``text`` extra); ``real_embeddings`` reuses
+        embeddings of ``real`` computed before.
+
+    Returns a flat dictionary with ``synthetic``'s measures and ``real_self_bleu`` /
+    ``real_distinct_2`` for comparison.
+    """
+    syn, ref = _nonempty(synthetic, "text_quality", "synthetic"), _nonempty(real, "text_quality",
+                                                                             "real")
+    out: dict[str, Any] = {
+        "self_bleu": self_bleu(syn, random_state=random_state) if len(syn) > 1 else math.nan,
+        "real_self_bleu": self_bleu(ref, random_state=random_state) if len(ref) > 1
+        else math.nan,
+        "distinct_1": distinct_n(syn, 1), "distinct_2": distinct_n(syn, 2),
+        "real_distinct_2": distinct_n(ref, 2),
+        **length_stats(syn),
+        **vocabulary_stats(syn, ref if reference is None else reference),
+    }
+    if embeddings:
+        real_emb = embed_texts(ref) if real_embeddings is None else real_embeddings
+        syn_emb = embed_texts(syn)
+        out["mauve"] = mauve_score(real_emb, syn_emb)
+        out.update(embedding_coverage(real_emb, syn_emb))
+    if (real_labels is None) != (synthetic_labels is None):
+        raise param_error("real_labels", "given together with synthetic_labels",
+                          "only one of the two", "text_quality")
+    if real_labels is not None and synthetic_labels is not None:
+        out["tstr"] = text_classifier_score(syn, synthetic_labels, ref, real_labels,
+                                            random_state=random_state)
+    return out
+
+
 __all__ = [
     "distinct_n",
     "embed_texts",
@@ -240,6 +290,7 @@ __all__ = [
     "mauve_score",
     "self_bleu",
     "text_classifier_score",
+    "text_quality",
     "tokenize",
     "vocabulary_stats",
 ]

