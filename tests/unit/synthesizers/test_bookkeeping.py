@@ -27,13 +27,6 @@ ATOL = 1e-9  # float64 agreement (the requirement is 1e-6)
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _zero_noise(reference: torch.Tensor, std: float) -> torch.Tensor:
     return torch.zeros_like(reference)

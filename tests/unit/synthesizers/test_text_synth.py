@@ -21,13 +21,6 @@ TINY = {"pretrained": None, "d_model": 32, "n_layers": 1, "n_heads": 2, "batch_s
 CATS = ("billing", "login")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tickets(n: int = 160, seed: int = 0) -> tuple[pd.DataFrame, Schema]:
     """Hand-made support tickets: each category has its own fixed wording."""

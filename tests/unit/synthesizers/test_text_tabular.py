@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from dpsynth.accounting import Budget, BudgetSession, pld_epsilon
 from dpsynth.errors import ParameterError
@@ -19,13 +18,6 @@ from dpsynth.synthesizers.text.synthesizer import TRAIN_PURPOSE
 TEXT = {"pretrained": None, "d_model": 32, "n_layers": 1, "n_heads": 2, "batch_size": 32,
         "learning_rate": 5e-3}
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def table(n: int = 200, seed: int = 0) -> tuple[pd.DataFrame, Schema]:
