@@ -16,7 +16,17 @@ import typer
 
 from dpsynth._version import __version__
 from dpsynth.commands import register_all
-from dpsynth.commands._common import EXIT_LEAK, EXIT_USAGE, cli_errors, console, fail, out
+from dpsynth.commands._common import (
+    EXIT_LEAK,
+    EXIT_USAGE,
+    Delta,
+    Secure,
+    Seed,
+    cli_errors,
+    console,
+    fail,
+    out,
+)
 
 PRIVACY_HELP = (
     "\n\ndpsynth makes synthetic data with differential privacy (DP). Two numbers set how "
@@ -43,13 +53,6 @@ app.add_typer(schema_app, name="schema")
 logger = logging.getLogger("dpsynth")
 
 Epsilon = Annotated[float, typer.Option(help="Privacy budget ε (> 0). Smaller is more private.")]
-Delta = Annotated[
-    float | None, typer.Option(help="δ of the (ε, δ) guarantee; default 1/n^1.5 (< 1/n).")
-]
-Seed = Annotated[int | None, typer.Option(
-    help="Seed for reproducible runs (tests, research). Do not use for real releases.")]
-Secure = Annotated[bool, typer.Option(
-    "--secure/--no-secure", help="Draw DP noise from the OS's cryptographic RNG (releases).")]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -101,17 +104,6 @@ def _make_synthesizer(name: str, *, epsilon: float, delta: float | None, seed: i
                   **params)
 
 
-def _recorder(ledger: Path | None, dataset: str | None, frame: Any, schema: Any) -> Any:
-    """The ledger recorder for ``--ledger/--dataset`` (None when neither is given)."""
-    if ledger is None and dataset is None:
-        return None
-    from dpsynth.accounting.fingerprint import identify
-    from dpsynth.commands.budget import open_recorder
-
-    return open_recorder(None if ledger is None else str(ledger), dataset,
-                         data=identify(frame, schema))
-
-
 def _show_plan(synth: Any, schema: Any, n_rows: int, recorder: Any) -> None:
     """Print the budget split before any data is touched."""
     if not synth.is_private:
@@ -157,6 +149,7 @@ def fit(
     encoding: Annotated[str | None, typer.Option(help="File encoding (utf-8 if omitted).")] = None,
 ) -> None:
     with cli_errors():
+        from dpsynth.commands.budget import recorder_for
         from dpsynth.data.io import read_table
 
         table_schema = _load_schema(schema)
@@ -164,7 +157,7 @@ def fit(
         name = synthesizer or _default_synthesizer()
         synth = _make_synthesizer(name, epsilon=epsilon, delta=delta, seed=seed, secure=secure,
                                   extra={"epochs": epochs, "progress": True})
-        recorder = _recorder(ledger, dataset, frame, table_schema)
+        recorder = recorder_for(ledger, dataset, frame, table_schema)
         _show_plan(synth, table_schema, len(frame), recorder)
         start = time.perf_counter()
         synth.fit(frame, table_schema, ledger=recorder)

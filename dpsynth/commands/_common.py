@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -28,6 +29,15 @@ EXIT_USAGE = 2
 EXIT_LEAK = 3
 
 console = Console(stderr=True, soft_wrap=True)
+
+# Options several commands share.
+Delta = Annotated[
+    float | None, typer.Option(help="δ of the (ε, δ) guarantee; default 1/n^1.5 (< 1/n).")
+]
+Seed = Annotated[int | None, typer.Option(
+    help="Seed for reproducible runs (tests, research). Do not use for real releases.")]
+Secure = Annotated[bool, typer.Option(
+    "--secure/--no-secure", help="Draw DP noise from the OS's cryptographic RNG (releases).")]
 out = Console(soft_wrap=True)
 
 _USAGE_ERRORS = (DataReadError, DataValidationError, ParameterError, SchemaError, FileNotFoundError)

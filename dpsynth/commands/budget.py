@@ -9,20 +9,23 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from dpsynth.accounting._ledger_math import PrefixComposer
 from dpsynth.accounting.budget import Budget, default_delta
-from dpsynth.accounting.fingerprint import DataIdentity
+from dpsynth.accounting.fingerprint import DataIdentity, identify
 from dpsynth.accounting.ledger import Ledger, LedgerRecorder, Status, default_ledger_location
 from dpsynth.accounting.report import FORMATS, build_report, render
 from dpsynth.commands._common import EXIT_ERROR, cli_errors, console
 from dpsynth.data.io import read_table
 from dpsynth.errors import param_error
 from dpsynth.schema import Schema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 budget_app = typer.Typer(
     help="The privacy ledger: how much budget each dataset has spent, on what, by whom.",
@@ -55,6 +58,15 @@ def open_recorder(ledger: str | None, dataset: str | None, *, data: DataIdentity
     return Ledger(ledger, create=False).recorder(
         dataset, release_id=release_id, fingerprint=data.fingerprint if data else None,
         content_hash=data.content_hash if data else None)
+
+
+def recorder_for(ledger: str | Path | None, dataset: str | None, frame: pd.DataFrame,
+                 schema: Schema) -> LedgerRecorder | None:
+    """:func:`open_recorder` for a ``fit``-style command about to train on ``frame``."""
+    if ledger is None and dataset is None:
+        return None
+    return open_recorder(None if ledger is None else str(ledger), dataset,
+                         data=identify(frame, schema))
 
 
 def _open(ledger: str | None) -> Ledger:

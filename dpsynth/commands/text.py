@@ -17,14 +17,22 @@ from typing import Annotated, Any
 
 import typer
 
-from dpsynth.commands._common import EXIT_LEAK, EXIT_USAGE, cli_errors, fail, out
+from dpsynth.commands._common import (
+    EXIT_LEAK,
+    EXIT_USAGE,
+    Delta,
+    Secure,
+    Seed,
+    cli_errors,
+    fail,
+    out,
+)
 
 text_app = typer.Typer(help="Private synthetic text: DP fine-tuned language models.",
                        no_args_is_help=True)
 
 Epsilon = Annotated[float, typer.Option(help="Privacy budget ε (> 0; 'inf' = no DP, "
                                         "reference only).")]
-Seed = Annotated[int | None, typer.Option(help="Seed for reproducible runs (not releases).")]
 
 
 def _text_params(model_dir: Path | None, pretrained: str | None, lora_rank: int,
@@ -48,7 +56,7 @@ def fit(
                                          "'text').")],
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to save the model in.")],
     epsilon: Epsilon = 3.0,
-    delta: Annotated[float | None, typer.Option(help="δ; default 1/n^1.5.")] = None,
+    delta: Delta = None,
     model_dir: Annotated[Path | None, typer.Option(
         help="Local Hugging Face causal-LM directory to fine-tune (never downloaded).")] = None,
     pretrained: Annotated[str, typer.Option(
@@ -73,11 +81,11 @@ def fit(
     dataset: Annotated[str | None, typer.Option(help="Dataset registered in the "
                                                 "ledger.")] = None,
     seed: Seed = None,
-    secure: Annotated[bool, typer.Option("--secure/--no-secure",
-                                         help="Secure DP noise (releases).")] = False,
+    secure: Secure = False,
 ) -> None:
     """Fit a DP-SGD fine-tuned text model on a private table and save it (no pickle)."""
     with cli_errors():
+        from dpsynth.commands.budget import recorder_for
         from dpsynth.data.io import read_table
         from dpsynth.schema import CATEGORY_KINDS, Schema
         from dpsynth.synthesizers.text import DPTextSynthesizer, TabularTextSynthesizer
@@ -95,7 +103,7 @@ def fit(
         else:
             synth = TabularTextSynthesizer(**shared, table_synthesizer=table_synthesizer or "aim",
                                            text_params=params)
-        recorder = _recorder(ledger, dataset, frame, table_schema)
+        recorder = recorder_for(ledger, dataset, frame, table_schema)
         start = time.perf_counter()
         synth.fit(frame, table_schema, ledger=recorder)
         synth.save(out_dir)
@@ -106,16 +114,6 @@ def fit(
         else:
             out.print(f"Privacy spent: ε = {synth.privacy_.epsilon:.3f}, "
                       f"δ = {synth.privacy_.delta:.2g} (PLD)")
-
-
-def _recorder(ledger: Path | None, dataset: str | None, frame: Any, schema: Any) -> Any:
-    if ledger is None and dataset is None:
-        return None
-    from dpsynth.accounting.fingerprint import identify
-    from dpsynth.commands.budget import open_recorder
-
-    return open_recorder(None if ledger is None else str(ledger), dataset,
-                         data=identify(frame, schema))
 
 
 @text_app.command("canary-audit")

@@ -263,6 +263,9 @@ def text_quality(real: Sequence[str], synthetic: Sequence[str], *,
     Returns a flat dictionary with ``synthetic``'s measures and ``real_self_bleu`` /
     ``real_distinct_2`` for comparison.
     """
+    if (real_labels is None) != (synthetic_labels is None):  # before any slow measure
+        raise param_error("real_labels", "given together with synthetic_labels",
+                          "only one of the two", "text_quality")
     syn, ref = _nonempty(synthetic, "text_quality", "synthetic"), _nonempty(real, "text_quality",
                                                                              "real")
     out: dict[str, Any] = {
@@ -279,9 +282,6 @@ def text_quality(real: Sequence[str], synthetic: Sequence[str], *,
         syn_emb = embed_texts(syn)
         out["mauve"] = mauve_score(real_emb, syn_emb)
         out.update(embedding_coverage(real_emb, syn_emb))
-    if (real_labels is None) != (synthetic_labels is None):
-        raise param_error("real_labels", "given together with synthetic_labels",
-                          "only one of the two", "text_quality")
     if real_labels is not None and synthetic_labels is not None:
         out["tstr"] = text_classifier_score(syn, synthetic_labels, ref, real_labels,
                                             random_state=random_state)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -58,10 +59,18 @@ def _lora(model: nn.Module, rank: int, seed: int) -> tuple[nn.Module, int]:
         return model, 0
     config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
                         target_modules="all-linear", bias="none")
+    # peft draws its initial adapters from the global generator: leave the caller's state as
+    # it was, then draw LoRA's A matrices again from a generator seeded by ``seed`` (peft's
+    # own rule: Kaiming-uniform with a = sqrt(5); B starts at zero).
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        torch.manual_seed(seed)  # peft initialises from the global generator, restored here
         warnings.filterwarnings("ignore", message="fan_in_fan_out")  # GPT-2's Conv1D: handled
-        return get_peft_model(model, config), rank
+        wrapped = get_peft_model(model, config)
+    gen = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for name, param in wrapped.named_parameters():
+            if ".lora_A." in name:
+                nn.init.kaiming_uniform_(param, a=math.sqrt(5), generator=gen)
+    return wrapped, rank
 
 
 class _Logits(nn.Module):

@@ -152,13 +152,14 @@ def select_trainable(model: ByteTransformer, which: str) -> int:
     """
     if which not in TRAINABLE_SETS:
         raise ValueError(f"unknown trainable set {which!r}; expected one of {TRAINABLE_SETS}")
+    io = (model.tok, model.head) if which == "norms-biases-io" else ()
     count = 0
-    for name, param in model.named_parameters():
-        leaf = name.rsplit(".", 1)[-1]
-        keep = (which == "all" or leaf == "bias" or ".ln" in f".{name}"
-                or (which == "norms-biases-io" and name.split(".")[0] in ("tok", "head")))
-        param.requires_grad_(keep)
-        count += param.numel() if keep else 0
+    for owner in model.modules():
+        for leaf, param in owner.named_parameters(recurse=False):
+            keep = (which == "all" or leaf == "bias" or isinstance(owner, nn.LayerNorm)
+                    or owner in io)
+            param.requires_grad_(keep)
+            count += param.numel() if keep else 0
     return count
 
 

