@@ -144,11 +144,15 @@ class BaseSynthesizer:
         self.discovery_fraction = discovery_fraction
 
     # -- parameters -----------------------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
+    @classmethod
+    def parameter_names(cls) -> tuple[str, ...]:
+        """The names of the constructor's parameters (what :meth:`get_params` returns)."""
         import inspect
 
-        sig = inspect.signature(type(self).__init__)
-        return {k: getattr(self, k) for k in sig.parameters if k != "self"}
+        return tuple(k for k in inspect.signature(cls.__init__).parameters if k != "self")
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.parameter_names()}
 
     def _validate_params(self) -> None:
         owner = type(self).__name__
