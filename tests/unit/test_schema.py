@@ -134,3 +134,23 @@ def test_from_sdv_metadata(tmp_path):
                      "vip": "categorical"}
     assert set(s.undeclared()) == {"age", "salary", "city", "born"}
     assert s.name == "people"
+
+
+def test_yaml_11_boolean_words_are_read_as_written(tmp_path):
+    """Unquoted ``[no, yes]`` is a list of strings, not ``[False, True]`` (YAML 1.1 trap)."""
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: t\ncolumns:\n"
+        "  - {name: smoker, kind: categorical, categories: [no, yes], nullable: no}\n"
+        "  - {name: flag, kind: categorical, categories: [true, false], nullable: yes}\n"
+        "  - {name: age, kind: integer, lower: 0, upper: 110, public: on}\n"
+    )
+    loaded = Schema.load(path)
+    assert loaded["smoker"].categories == ("no", "yes")
+    assert loaded["smoker"].nullable is False
+    assert loaded["flag"].categories == (True, False)  # true/false stay booleans
+    assert loaded["flag"].nullable is True and loaded["age"].public is True
+    loaded.validate(pd.DataFrame({"smoker": ["no", "yes"], "flag": [True, False],
+                                  "age": [30, 40]}))
+    again = Schema.load(loaded.save(tmp_path / "again.yaml"))
+    assert again == loaded
