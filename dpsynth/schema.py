@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from dpsynth._util.yamlio import YAML11_BOOLS, load_yaml
 from dpsynth.errors import DataValidationError, SchemaError
 
 KINDS = ("categorical", "ordinal", "numeric", "integer", "datetime", "text", "identifier")
@@ -144,35 +144,11 @@ class Column:
             raise SchemaError(f"Every column needs 'name' and 'kind'; got {dict(data)}")
         fields = dict(data)
         for flag in ("nullable", "public"):
-            if isinstance(fields.get(flag), str) and fields[flag].lower() in _YAML11_BOOLS:
-                fields[flag] = _YAML11_BOOLS[fields[flag].lower()]
+            if isinstance(fields.get(flag), str) and fields[flag].lower() in YAML11_BOOLS:
+                fields[flag] = YAML11_BOOLS[fields[flag].lower()]
         return cls(**fields)
 
 
-#: YAML 1.1 words for booleans, read as strings by :class:`_SchemaLoader` and accepted for
-#: the flag fields only.
-_YAML11_BOOLS = {"yes": True, "no": False, "on": True, "off": False, "y": True, "n": False,
-                 "true": True, "false": False}
-
-
-class _SchemaLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 booleans: only ``true``/``false`` are booleans.
-
-    Under YAML 1.1 an unquoted category list ``[no, yes]`` loads as ``[False, True]``, which
-    validates against nothing the user wrote and writes ``True``/``False`` into synthetic data;
-    here category levels are read as the strings written.
-    """
-
-
-_SchemaLoader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_SchemaLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool",
-    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"),
-)
 
 
 def _plain(value: Any) -> Any:
@@ -321,7 +297,7 @@ class Schema:
             raise SchemaError(f"Schema file not found: {path}")
         text = path.read_text(encoding="utf-8")
         try:
-            data = yaml.load(text, Loader=_SchemaLoader)  # YAML is a superset of JSON
+            data = load_yaml(text)  # YAML is a superset of JSON
         except yaml.YAMLError as exc:
             raise SchemaError(f"Schema file {path} is neither valid YAML nor JSON: {exc}") from None
         return cls.from_dict(data)
