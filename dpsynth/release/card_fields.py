@@ -170,7 +170,7 @@ def audit_summary(report: AuditReport) -> AuditSection:
             attack_label(r), r.threat_model.goal, r.threat_model.describe(), r.n_targets,
             r.success.to_dict(), r.control.to_dict(), r.baseline.to_dict(), r.risk.to_dict(),
             r.verdict, None if r.roc is None else r.roc.auc,
-            None if r.roc is None else tuple(r.roc.auc_ci))  # type: ignore[arg-type]
+            None if r.roc is None else (r.roc.auc_ci[0], r.roc.auc_ci[1]))
             for r in report.results))
 
 

@@ -46,12 +46,12 @@ def _typed_mapping() -> Any:
 
 
 class _Section:
-    """Shared behaviour: YAML keys by field (``_KEYS`` renames), item access by YAML key."""
+    """Shared behaviour: one YAML key per field, item access by YAML key."""
 
-    _KEYS: ClassVar[Mapping[str, str]] = {}
+    __dataclass_fields__: ClassVar[dict[str, Any]]
 
     def __post_init__(self) -> None:
-        for f in fields(self):  # type: ignore[arg-type]
+        for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and math.isnan(value):
                 object.__setattr__(self, f.name, None)
@@ -61,8 +61,8 @@ class _Section:
                 object.__setattr__(self, f.name, plain(value))
 
     def to_dict(self) -> dict[str, Any]:
-        return {self._KEYS.get(f.name, f.name): plain(getattr(self, f.name))
-                for f in fields(self)}  # type: ignore[arg-type]
+        return {f.name: plain(getattr(self, f.name))
+                for f in fields(self)}
 
     def __getitem__(self, key: str) -> Any:
         return self.to_dict()[key]

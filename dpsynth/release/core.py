@@ -149,12 +149,11 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
         Privacy budget **per attempt**; each regenerated attempt spends it again.
     dataset:
         The dataset's name in the ledger; every spend of the release lands on its budget.
-    out:
-        Directory of the bundle (nothing is written when ``None``). An existing bundle there
+    out, overwrite:
+        Directory of the bundle (nothing is written when ``None``); an existing bundle there
         is replaced only with ``overwrite=True``.
     ledger:
-        A :class:`~dpsynth.accounting.ledger.Ledger`, its location, or ``None`` for the
-        default location.
+        A :class:`~dpsynth.accounting.ledger.Ledger`, its location, or ``None`` (default).
     cap:
         Registers ``dataset`` with this cap when it is not registered yet. Without it an
         unregistered dataset is an error (register it with ``dpsynth budget register``).
@@ -164,18 +163,16 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
         A registered name (default :data:`~dpsynth.synthesizers.DEFAULT_TABLE_SYNTHESIZER`)
         with extra parameters, or an instance used as a template (its epsilon, delta,
         random_state and secure_mode are set by the release).
-    target, positive:
-        Categorical column and positive class of the utility check.
-    secrets:
-        Columns attacked by attribute inference (default: ``target``, else the last column).
+    target, positive, secrets:
+        Categorical column and positive class of the utility check; columns attacked by
+        attribute inference (default: ``target``, else the last column).
     policy:
         A :class:`ReleasePolicy`, its nested mapping, a YAML path, or ``None`` (default).
     holdout_fraction:
         Share of rows (or users) set aside as the holdout, in [0.05, 0.5].
-    n_rows:
-        Synthetic rows to draw (default: as many as the training rows).
-    n_targets:
-        Training records attacked per attack.
+    n_rows, n_targets:
+        Synthetic rows to draw (default: as many as the training rows); training records
+        attacked per attack.
     random_state:
         Seed of the split, the generator, sampling and the audit (recorded in the card).
         Not allowed with ``secure``.
