@@ -8,6 +8,10 @@ confidence intervals, decision and reasons), plus every attempt with its spend a
 needed to reproduce the release. The HTML report is rendered from the card, so the two always
 show the same figures.
 
+In Python every section is a typed, frozen value read by attribute
+(``card.privacy.release_epsilon``; see :mod:`dpsynth.release.card_sections`), ``policy`` is the
+:class:`~dpsynth.release.policy.ReleasePolicy` applied and ``schema`` the schema's own document.
+
 Sections (``dataset_card.yaml``):
 
 ``generator``
