@@ -139,14 +139,17 @@ class Ledger:
 
     def register_table(self, name: str, cap: Budget, data: Any, schema: Any = None, *,
                        privacy_unit: str | None = None, actor: str | None = None,
-                       allow_new_fingerprint: bool = False) -> DatasetRecord:
-        """:meth:`register` a DataFrame: identifies it (fingerprint, content hash, rows) itself.
+                       allow_new_fingerprint: bool = False,
+                       identity: Any = None) -> DatasetRecord:
+        """:meth:`register` a DataFrame: identifies it (fingerprint, content hash, rows) itself,
+        unless its :class:`~dpsynth.accounting.fingerprint.DataIdentity` is given as
+        ``identity`` (the caller hashed it already).
 
         The privacy unit defaults to the schema's ``user_key`` (``user:<key>``), else ``row``.
         """
         from dpsynth.accounting.fingerprint import identify
 
-        ident = identify(data, schema)
+        ident = identity if identity is not None else identify(data, schema)
         key = getattr(schema, "user_key", None)
         return self.register(name, cap, fingerprint=ident.fingerprint, n_rows=ident.n_rows,
                              privacy_unit=privacy_unit or (f"user:{key}" if key else "row"),

@@ -136,10 +136,10 @@ def summary(result: ReleaseResult, out_dir: Path) -> None:
     p = card.privacy
     n = len(card.attempts)
     out.print(f"Privacy: {n} attempt{'s' if n != 1 else ''} at ε = "
-              f"{p['epsilon_per_attempt']:g} each; this release spent ε = "
-              f"{p['release_epsilon']:.3f} (δ = {p['release_delta']:.2g}, PLD); dataset "
-              f"{card.dataset!r} has {p['dataset_remaining']:.3f} of its cap "
-              f"{p['dataset_cap']['epsilon']:g} left.")
+              f"{p.epsilon_per_attempt:g} each; this release spent ε = "
+              f"{p.release_epsilon:.3f} (δ = {p.release_delta:.2g}, PLD); dataset "
+              f"{card.dataset!r} has {p.dataset_remaining:.3f} of its cap "
+              f"{p.dataset_cap.epsilon:g} left.")
     if result.shipped:
         out.print(f"Synthetic data: {out_dir / 'synthetic.csv'} and "
                   f"{out_dir / 'synthetic.parquet'}")

@@ -17,8 +17,9 @@ evaluates fidelity and utility, runs the attack suite with the holdout as contro
 
 from dpsynth.release.bundle import write_bundle
 from dpsynth.release.card import Attempt, DatasetCard
-from dpsynth.release.core import DEFAULT_HOLDOUT_FRACTION, ReleaseResult, release, split_holdout
+from dpsynth.release.core import ReleaseResult, release, split_holdout
 from dpsynth.release.gate import Assessment, Figures, assess
+from dpsynth.release.plan import DEFAULT_HOLDOUT_FRACTION, ReleasePlan, SynthesizerFactory
 from dpsynth.release.policy import (
     DEFAULT_POLICY,
     Check,
@@ -38,6 +39,7 @@ __all__ = [
     "Decision",
     "Figures",
     "PolicyError",
+    "ReleasePlan",
     "ReleasePolicy",
     "ReleaseResult",
     "assess",
@@ -45,5 +47,6 @@ __all__ = [
     "render_report",
     "save_report",
     "split_holdout",
+    "SynthesizerFactory",
     "write_bundle",
 ]

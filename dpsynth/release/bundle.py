@@ -22,15 +22,16 @@ import hashlib
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 from dpsynth.data.io import write_table
 from dpsynth.errors import ParameterError
 from dpsynth.release.card import CARD_FILE, DatasetCard
+from dpsynth.release.card_sections import FileEntry
+from dpsynth.release.gate import Figures
 from dpsynth.release.report import save_report
-
-if TYPE_CHECKING:
-    from dpsynth.release.core import ReleaseResult
+from dpsynth.synthesizers import BaseSynthesizer
 
 REPORT_FILE = "report.html"
 DATA_FILES = ("synthetic.parquet", "synthetic.csv")
@@ -66,37 +67,40 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _entry(out: Path, path: Path) -> dict[str, Any]:
-    return {"path": path.relative_to(out).as_posix(), "sha256": sha256_file(path),
-            "bytes": path.stat().st_size}
+def _entry(out: Path, path: Path) -> FileEntry:
+    return FileEntry(path.relative_to(out).as_posix(), sha256_file(path), path.stat().st_size)
 
 
-def write_bundle(out: Path, result: ReleaseResult, *,
+def write_bundle(out: Path, card: DatasetCard, synthetic: pd.DataFrame | None,
+                 model: BaseSynthesizer | None, figures: Figures | None = None, *,
                  overwrite: bool = False) -> tuple[DatasetCard, dict[str, Path]]:
-    """Write ``result`` to ``out``; returns the card with its file list, and the paths."""
+    """Write the bundle of ``card`` to ``out``: the card, the report (with the plots of
+    ``figures``) and, only when the card ships, the ``synthetic`` rows and the fitted
+    ``model`` that redraws them.
+
+    Returns the card with its ``synthetic`` section completed (files and their sha256, or
+    why the data was withheld) and the paths written.
+    """
     check_out_dir(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     _clear(out)
-    card = result.card
     paths: dict[str, Path] = {}
-    files: dict[str, Any] = {}
-    if card.shipped and result.synthetic is not None and result.synthesizer is not None:
+    if card.shipped and synthetic is not None and model is not None:
         for name in DATA_FILES:
-            paths[name.split(".")[-1]] = write_table(result.synthetic, out / name)
-        model = result.synthesizer.save(out / MODEL_DIR)
-        paths["model"] = model
+            paths[name.split(".")[-1]] = write_table(synthetic, out / name)
+        model_dir = model.save(out / MODEL_DIR)
+        paths["model"] = model_dir
         files = {key: _entry(out, p) for key, p in paths.items() if p.is_file()}
-        files["model_manifest"] = _entry(out, model / "manifest.json")
-        files["model_weights"] = _entry(out, model / "model.safetensors")
-        synthetic = {**card.synthetic, "files": files, "withheld": False,
-                     "withheld_reason": None}
+        files["model_manifest"] = _entry(out, model_dir / "manifest.json")
+        files["model_weights"] = _entry(out, model_dir / "model.safetensors")
+        section = replace(card.synthetic, files=files, withheld=False, withheld_reason=None)
     else:
-        synthetic = {**card.synthetic, "files": {}, "withheld": True,
-                     "withheld_reason": "The release was rejected: the synthetic rows and the "
-                                        "model are not written to the bundle."}
-    card = replace(card, synthetic=synthetic)
+        section = replace(card.synthetic, files={}, withheld=True, withheld_reason=(
+            "The release was rejected: the synthetic rows and the model are not written to "
+            "the bundle."))
+    card = replace(card, synthetic=section)
     paths["card"] = card.save(out / CARD_FILE)
-    paths["report"] = save_report(card, result.figures, out / REPORT_FILE)
+    paths["report"] = save_report(card, figures, out / REPORT_FILE)
     return card, paths
 
 

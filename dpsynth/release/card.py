@@ -8,6 +8,10 @@ confidence intervals, decision and reasons), plus every attempt with its spend a
 needed to reproduce the release. The HTML report is rendered from the card, so the two always
 show the same figures.
 
+In Python every section is a typed, frozen value read by attribute
+(``card.privacy.release_epsilon``; see :mod:`dpsynth.release.card_sections`), ``policy`` is the
+:class:`~dpsynth.release.policy.ReleasePolicy` applied and ``schema`` the schema's own document.
+
 Sections (``dataset_card.yaml``):
 
 ``generator``
@@ -36,36 +40,31 @@ Sections (``dataset_card.yaml``):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from dpsynth.errors import ModelFormatError
-from dpsynth.release.policy import Check
+from dpsynth.release.card_sections import (
+    AttemptSeeds,
+    AuditSection,
+    EvaluationSection,
+    GeneratorSection,
+    PrivacySection,
+    ReproduceSection,
+    SourceSection,
+    SpendRow,
+    SyntheticSection,
+    plain,
+)
+from dpsynth.release.policy import Check, ReleasePolicy
 
 CARD_FORMAT = "dpsynth.dataset_card"
 CARD_VERSION = 1
 CARD_FILE = "dataset_card.yaml"
-
-
-def plain(value: Any) -> Any:
-    """``value`` as YAML/JSON-ready builtins: dicts with str keys, lists, None for NaN."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 @dataclass(frozen=True)
@@ -81,27 +80,29 @@ class Attempt:
     outcome: str
     reasons: tuple[str, ...]
     epsilon: float | None
-    spends: tuple[Mapping[str, Any], ...] = ()
-    seeds: Mapping[str, Any] = field(default_factory=dict)
+    spends: tuple[SpendRow, ...] = ()
+    seeds: AttemptSeeds | None = None
     checks: tuple[Check, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reasons", tuple(str(r) for r in self.reasons))
-        object.__setattr__(self, "spends", tuple(plain(s) for s in self.spends))
-        object.__setattr__(self, "seeds", plain(self.seeds))
+        object.__setattr__(self, "spends", tuple(self.spends))
         object.__setattr__(self, "checks", tuple(self.checks))
 
     def to_dict(self) -> dict[str, Any]:
         return {"number": self.number, "outcome": self.outcome, "reasons": list(self.reasons),
-                "epsilon": self.epsilon, "spends": [dict(s) for s in self.spends],
-                "seeds": dict(self.seeds), "checks": [c.to_dict() for c in self.checks]}
+                "epsilon": self.epsilon, "spends": [s.to_dict() for s in self.spends],
+                "seeds": {} if self.seeds is None else self.seeds.to_dict(),
+                "checks": [c.to_dict() for c in self.checks]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Attempt:
         eps = data.get("epsilon")
+        seeds = data.get("seeds")
         return cls(int(data["number"]), str(data["outcome"]), tuple(data.get("reasons", ())),
-                   None if eps is None else float(eps), tuple(data.get("spends", ())),
-                   dict(data.get("seeds", {})),
+                   None if eps is None else float(eps),
+                   tuple(SpendRow.from_dict(s) for s in data.get("spends", ())),
+                   AttemptSeeds.from_dict(seeds) if seeds else None,
                    tuple(Check.from_dict(c) for c in data.get("checks", ())))
 
 
@@ -109,8 +110,9 @@ class Attempt:
 class DatasetCard:
     """The card of one release (see the module docstring).
 
-    Mapping fields hold plain YAML values (see the module docstring for their keys); they
-    are filled by :func:`dpsynth.release.release`.
+    Sections are typed values read by attribute (``card.privacy.release_epsilon``); ``schema``
+    is the released schema's document (:meth:`dpsynth.Schema.to_dict`). Filled by
+    :func:`dpsynth.release.release`.
     """
 
     release_id: str
@@ -118,24 +120,22 @@ class DatasetCard:
     created: str
     decision: str
     reasons: tuple[str, ...]
-    generator: Mapping[str, Any]
-    source: Mapping[str, Any]
+    generator: GeneratorSection
+    source: SourceSection
     schema: Mapping[str, Any]
-    synthetic: Mapping[str, Any]
-    privacy: Mapping[str, Any]
+    synthetic: SyntheticSection
+    privacy: PrivacySection
     attempts: tuple[Attempt, ...]
-    evaluation: Mapping[str, Any]
-    audit: Mapping[str, Any]
+    evaluation: EvaluationSection
+    audit: AuditSection
     checks: tuple[Check, ...]
-    policy: Mapping[str, Any]
-    reproduce: Mapping[str, Any]
+    policy: ReleasePolicy
+    reproduce: ReproduceSection
     filters: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("generator", "source", "schema", "synthetic", "privacy", "evaluation",
-                     "audit", "policy", "reproduce"):
-            object.__setattr__(self, name, plain(getattr(self, name)))
+        object.__setattr__(self, "schema", plain(self.schema))
         for name in ("reasons", "filters", "notes"):
             object.__setattr__(self, name, tuple(str(v) for v in getattr(self, name)))
         object.__setattr__(self, "attempts", tuple(self.attempts))
@@ -151,13 +151,13 @@ class DatasetCard:
             "format": CARD_FORMAT, "format_version": CARD_VERSION,
             "release_id": self.release_id, "dataset": self.dataset, "created": self.created,
             "decision": self.decision, "reasons": list(self.reasons),
-            "generator": dict(self.generator), "source": dict(self.source),
-            "schema": dict(self.schema), "synthetic": dict(self.synthetic),
-            "privacy": dict(self.privacy), "filters": list(self.filters),
+            "generator": self.generator.to_dict(), "source": self.source.to_dict(),
+            "schema": dict(self.schema), "synthetic": self.synthetic.to_dict(),
+            "privacy": self.privacy.to_dict(), "filters": list(self.filters),
             "attempts": [a.to_dict() for a in self.attempts],
-            "evaluation": dict(self.evaluation), "audit": dict(self.audit),
-            "checks": [c.to_dict() for c in self.checks], "policy": dict(self.policy),
-            "reproduce": dict(self.reproduce), "notes": list(self.notes),
+            "evaluation": self.evaluation.to_dict(), "audit": self.audit.to_dict(),
+            "checks": [c.to_dict() for c in self.checks], "policy": self.policy.to_dict(),
+            "reproduce": self.reproduce.to_dict(), "notes": list(self.notes),
         }
 
     @classmethod
@@ -173,15 +173,20 @@ class DatasetCard:
             return cls(
                 release_id=str(data["release_id"]), dataset=str(data["dataset"]),
                 created=str(data["created"]), decision=str(data["decision"]),
-                reasons=tuple(data["reasons"]), generator=data["generator"],
-                source=data["source"], schema=data["schema"], synthetic=data["synthetic"],
-                privacy=data["privacy"], filters=tuple(data.get("filters") or ()),
+                reasons=tuple(data["reasons"]),
+                generator=GeneratorSection.from_dict(data["generator"]),
+                source=SourceSection.from_dict(data["source"]), schema=data["schema"],
+                synthetic=SyntheticSection.from_dict(data["synthetic"]),
+                privacy=PrivacySection.from_dict(data["privacy"]),
+                filters=tuple(data.get("filters") or ()),
                 attempts=tuple(Attempt.from_dict(a) for a in data["attempts"]),
-                evaluation=data["evaluation"], audit=data["audit"],
+                evaluation=EvaluationSection.from_dict(data["evaluation"]),
+                audit=AuditSection.from_dict(data["audit"]),
                 checks=tuple(Check.from_dict(c) for c in data["checks"]),
-                policy=data["policy"], reproduce=data["reproduce"],
+                policy=ReleasePolicy.from_dict(data["policy"], "the card's policy"),
+                reproduce=ReproduceSection.from_dict(data["reproduce"]),
                 notes=tuple(data.get("notes") or ()))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFormatError(f"the dataset card is incomplete or malformed: {exc!r}"
                                    ) from None
 

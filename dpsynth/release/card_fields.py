@@ -1,147 +1,181 @@
-"""The sections of a dataset card, assembled from one release's plan, ledger and attempts."""
+"""The dataset card of one release, assembled from its plan, its attempts, its spend and
+the ledger (every input typed; the data's identity and the composed epsilon are computed once
+by :func:`~dpsynth.release.release` and handed in)."""
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Sequence
-from typing import Any
-
-import pandas as pd
+from dataclasses import dataclass, replace
 
 from dpsynth._version import __version__
-from dpsynth.accounting import ACCOUNTANT, pld_epsilon, rdp_epsilon
-from dpsynth.accounting.fingerprint import identify
-from dpsynth.accounting.ledger import Ledger, LedgerRecorder
+from dpsynth.accounting import ACCOUNTANT, Event
+from dpsynth.accounting.fingerprint import DataIdentity
+from dpsynth.accounting.ledger import Ledger, Status
 from dpsynth.attacks import AuditReport
-from dpsynth.release.card import Attempt, plain
+from dpsynth.release.card import Attempt, DatasetCard
+from dpsynth.release.card_sections import (
+    AttackRow,
+    AuditSection,
+    EvaluationSection,
+    GeneratorSection,
+    PrivacySection,
+    ReproduceSection,
+    SourceSection,
+    SyntheticSection,
+    UtilitySection,
+)
 from dpsynth.release.gate import Assessment, attack_label
+from dpsynth.release.plan import AttemptOutcome, ReleasePlan, effective_delta
+from dpsynth.release.policy import REJECT, SHIP
 from dpsynth.schema import Schema
 
+REFUSED = "refused"
 NO_FILTER_NOTE = ("No post-generation filter was applied. dpsynth never drops synthetic rows "
                   "for resembling real ones: such filtering reads the private data without "
                   "noise and itself reveals who is in it.")
+NOT_COVERED_BY_DP = (
+    "The evaluation and audit figures of this card are computed on the private rows "
+    "(training and holdout) without differential privacy. They are aggregates, but "
+    "epsilon does not cover them.",
+    "The release decision, and so which attempt was released, depends on those "
+    "figures: a selection that epsilon does not cover (its leakage is bounded by the "
+    "attempts cap).",
+    "The number of rows is treated as public.",
+)
 
 
-def card_fields(*, plan: Any, data: pd.DataFrame, schema: Schema, train: pd.DataFrame,
-                holdout: pd.DataFrame, book: Ledger, recorder: LedgerRecorder,
-                attempts: Sequence[Attempt], last: Any, before: float) -> dict[str, Any]:
-    """Every card section but the identity, decision and attempts (filled by the caller)."""
-    synth, rows, found = last if last is not None else (None, None, None)
-    assessed = [a for a in attempts if a.checks]
-    return {
-        "generator": _generator(plan, synth),
-        "source": _source(plan, data, schema, train, holdout, book),
-        "schema": (synth.schema_ if synth is not None else schema).to_dict(),
-        "synthetic": {"n_rows": None if rows is None else len(rows), "synthetic_share": 1.0,
-                      "share_note": "every released row is synthetic; no real row is mixed in",
-                      "files": {}, "withheld": True,
-                      "withheld_reason": "the bundle has not been written"},
-        "privacy": _privacy(plan, book, recorder, before),
-        "evaluation": _evaluation(found),
-        "audit": _audit_section(found),
-        "checks": assessed[-1].checks if assessed else (),
-        "policy": plan.policy.to_dict(),
-        "reproduce": _reproduce(plan, assessed[-1] if assessed else None,
-                                None if rows is None else len(rows)),
-        "filters": (),
-        "notes": (NO_FILTER_NOTE,),
-    }
+@dataclass(frozen=True)
+class ReleaseSpend:
+    """What the release spent, composed once: its events, their PLD epsilon (and RDP beside
+    it) at the cap's ``delta``, and the dataset's epsilon before the release."""
+
+    events: tuple[Event, ...]
+    epsilon: float
+    rdp_epsilon: float
+    delta: float
+    before: float
 
 
-def _generator(plan: Any, synth: Any) -> dict[str, Any]:
-    if synth is None:
-        return {"name": plan.synth_name, "dpsynth_version": __version__}
-    return {"name": synth.name, "class": f"{type(synth).__module__}.{type(synth).__qualname__}",
-            "dpsynth_version": __version__, "params": plain(synth.get_params()),
-            "fitted_at": getattr(synth, "fitted_at_", None)}
+@dataclass(frozen=True, eq=False)
+class ReleaseFacts:
+    """Everything the card says about one release, gathered by :func:`release`."""
+
+    plan: ReleasePlan
+    schema: Schema
+    identity: DataIdentity
+    n_train: int
+    n_holdout: int
+    release_id: str
+    attempts: tuple[Attempt, ...]
+    last: AttemptOutcome | None
+    spend: ReleaseSpend
 
 
-def _source(plan: Any, data: pd.DataFrame, schema: Schema, train: pd.DataFrame,
-            holdout: pd.DataFrame, book: Ledger) -> dict[str, Any]:
-    ident = identify(data, schema)
-    record = book.dataset(plan.dataset)
-    unit = f"users ({schema.user_key!r})" if schema.user_key else "rows"
-    return {
-        "dataset": plan.dataset, "fingerprint": ident.fingerprint,
-        "content_hash": ident.content_hash, "n_rows": ident.n_rows,
-        "n_train": len(train), "n_holdout": len(holdout),
-        "holdout_fraction": plan.holdout_fraction, "privacy_unit": record.privacy_unit,
-        "holdout_use": (f"Holdout: {plan.holdout_fraction:.0%} of the {unit}, drawn at "
-                        "random with the release seed; never used for training or domain "
-                        "discovery; read only by the evaluation (utility test set) and the "
-                        "audit (control). Only the aggregate figures of this card are "
-                        "released about it."),
-    }
+def final_decision(attempts: Sequence[Attempt]) -> tuple[str, tuple[str, ...]]:
+    """Ship when the last attempt ships; otherwise reject, with the reasons."""
+    last = attempts[-1]
+    if last.outcome == SHIP:
+        return SHIP, last.reasons
+    if last.outcome == REFUSED:
+        previous = attempts[-2].reasons if len(attempts) > 1 else ()
+        return REJECT, (*previous, *last.reasons)
+    return REJECT, last.reasons
 
 
-def _privacy(plan: Any, book: Ledger, recorder: LedgerRecorder,
-             before: float) -> dict[str, Any]:
+def build_card(facts: ReleaseFacts, book: Ledger) -> DatasetCard:
+    """The card of the release (its ``synthetic`` section says the bundle is not written
+    yet; :func:`~dpsynth.release.bundle.write_bundle` fills in the files)."""
+    plan, last = facts.plan, facts.last
     status = book.status(plan.dataset)
-    cap = status.cap
-    events = [s.event for s in book.spends(plan.dataset)
-              if s.reservation.release_id == recorder.release_id]
-    rdp = rdp_epsilon(events, cap.delta) if events else 0.0
+    assessed = [a for a in facts.attempts if a.checks]
+    n_rows = None if last is None else len(last.synthetic)
+    decision, reasons = final_decision(facts.attempts)
+    return DatasetCard(
+        release_id=facts.release_id, dataset=plan.dataset,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        decision=decision, reasons=reasons,
+        generator=_generator(plan, last), source=_source(facts, status),
+        schema=(facts.schema if last is None else last.synthesizer.schema_).to_dict(),
+        synthetic=SyntheticSection(n_rows), privacy=_privacy(facts, status, book),
+        attempts=facts.attempts,
+        evaluation=_evaluation(None if last is None else last.assessment),
+        audit=_audit_section(None if last is None else last.assessment),
+        checks=assessed[-1].checks if assessed else (), policy=plan.policy,
+        reproduce=_reproduce(plan, assessed[-1] if assessed else None, n_rows),
+        filters=(), notes=(NO_FILTER_NOTE,))
+
+
+def _generator(plan: ReleasePlan, last: AttemptOutcome | None) -> GeneratorSection:
+    if last is None:
+        return GeneratorSection(plan.synth_name, __version__)
+    synth = last.synthesizer
+    return GeneratorSection(synth.name, __version__,
+                            f"{type(synth).__module__}.{type(synth).__qualname__}",
+                            synth.get_params(), getattr(synth, "fitted_at_", None))
+
+
+def _source(facts: ReleaseFacts, status: Status) -> SourceSection:
+    plan, schema = facts.plan, facts.schema
+    unit = f"users ({schema.user_key!r})" if schema.user_key else "rows"
+    return SourceSection(
+        plan.dataset, facts.identity.fingerprint, facts.identity.content_hash,
+        facts.identity.n_rows, facts.n_train, facts.n_holdout, plan.holdout_fraction,
+        status.dataset.privacy_unit,
+        f"Holdout: {plan.holdout_fraction:.0%} of the {unit}, drawn at random with the "
+        "release seed; never used for training or domain discovery; read only by the "
+        "evaluation (utility test set) and the audit (control). Only the aggregate figures "
+        "of this card are released about it.")
+
+
+def _privacy(facts: ReleaseFacts, status: Status, book: Ledger) -> PrivacySection:
+    plan, spend = facts.plan, facts.spend
     randomness = ("secure: the generator's DP noise came from the operating system's "
                   "cryptographic random source" if plan.secure else
                   "seeded: reproducible research/test mode, not for real releases")
-    return {
-        "epsilon_per_attempt": plan.epsilon,
-        "delta_per_attempt": plan.delta if plan.delta is not None else cap.delta,
-        "accountant": ACCOUNTANT,
-        "release_epsilon": float(pld_epsilon(events, cap.delta)) if events else 0.0,
-        "release_delta": cap.delta, "release_rdp_epsilon": rdp,
-        "n_spends": len(events),
-        "dataset_cap": cap.to_dict(), "dataset_epsilon_before": before,
-        "dataset_epsilon_after": status.epsilon, "dataset_remaining": status.remaining,
-        "privacy_unit": status.dataset.privacy_unit, "randomness": randomness,
-        "ledger": book.location, "ledger_anchor": book.anchor(),
-        "not_covered_by_dp": [
-            "The evaluation and audit figures of this card are computed on the private rows "
-            "(training and holdout) without differential privacy. They are aggregates, but "
-            "epsilon does not cover them.",
-            "The release decision, and so which attempt was released, depends on those "
-            "figures: a selection that epsilon does not cover (its leakage is bounded by the "
-            "attempts cap).",
-            "The number of rows is treated as public.",
-        ],
-    }
+    return PrivacySection(
+        epsilon_per_attempt=plan.epsilon,
+        delta_per_attempt=effective_delta(plan.delta, status.cap), accountant=ACCOUNTANT,
+        release_epsilon=spend.epsilon, release_delta=spend.delta,
+        release_rdp_epsilon=spend.rdp_epsilon, n_spends=len(spend.events),
+        dataset_cap=status.cap, dataset_epsilon_before=spend.before,
+        dataset_epsilon_after=status.epsilon, dataset_remaining=status.remaining,
+        privacy_unit=status.dataset.privacy_unit, randomness=randomness,
+        ledger=book.location, ledger_anchor=book.anchor(), not_covered_by_dp=NOT_COVERED_BY_DP)
 
 
-def _evaluation(found: Assessment | None) -> dict[str, Any]:
+def _evaluation(found: Assessment | None) -> EvaluationSection:
     if found is None:
-        return {"fidelity": None, "utility": None}
-    return {"fidelity": found.fidelity, "utility": found.utility}
+        return EvaluationSection()
+    utility = None if found.utility is None else UtilitySection.from_dict(found.utility)
+    return EvaluationSection(found.fidelity, utility)
 
 
-def _audit_section(found: Assessment | None) -> dict[str, Any]:
+def _audit_section(found: Assessment | None) -> AuditSection:
     if found is None:
-        return {}
-    out = audit_summary(found.audit) if found.audit is not None else {"attacks": []}
+        return AuditSection()
     leak = any(c.area == "privacy" and c.passed is False for c in found.decision.checks)
-    out["verdict"] = "leak" if leak else "no risk found"
-    if found.text:
-        out["text"] = found.text
-    return out
+    summary = audit_summary(found.audit) if found.audit is not None else AuditSection()
+    return replace(summary, verdict="leak" if leak else "no risk found",
+                   text=found.text or None)
 
 
-def audit_summary(report: AuditReport) -> dict[str, Any]:
+def audit_summary(report: AuditReport) -> AuditSection:
     """The audit as the card keeps it: rates and intervals, never row ids."""
-    return {
-        "verdict": report.verdict, "threshold": report.threshold,
-        "confidence": report.confidence, "seed": report.seed, "seconds": report.seconds,
-        "n_train": report.data.get("n_train"), "n_holdout": report.data.get("n_holdout"),
-        "n_synthetic": report.data.get("n_synthetic"),
-        "attacks": [{
-            "attack": attack_label(r), "goal": r.threat_model.goal,
-            "threat_model": r.threat_model.describe(), "n_targets": r.n_targets,
-            "success": r.success.to_dict(), "control": r.control.to_dict(),
-            "baseline": r.baseline.to_dict(), "risk": r.risk.to_dict(), "verdict": r.verdict,
-            "auc": None if r.roc is None else r.roc.auc,
-            "auc_ci": None if r.roc is None else list(r.roc.auc_ci),
-        } for r in report.results],
-    }
+    return AuditSection(
+        verdict=report.verdict, threshold=report.threshold, confidence=report.confidence,
+        seed=report.seed, seconds=report.seconds, n_train=report.data.get("n_train"),
+        n_holdout=report.data.get("n_holdout"), n_synthetic=report.data.get("n_synthetic"),
+        attacks=tuple(AttackRow(
+            attack_label(r), r.threat_model.goal, r.threat_model.describe(), r.n_targets,
+            r.success.to_dict(), r.control.to_dict(), r.baseline.to_dict(), r.risk.to_dict(),
+            r.verdict, None if r.roc is None else r.roc.auc,
+            None if r.roc is None else (r.roc.auc_ci[0], r.roc.auc_ci[1]))
+            for r in report.results))
 
 
-def _reproduce(plan: Any, attempt: Attempt | None, n_rows: int | None) -> dict[str, Any]:
+def _reproduce(plan: ReleasePlan, attempt: Attempt | None,
+               n_rows: int | None) -> ReproduceSection:
     flags = [f"--epsilon {plan.epsilon:g}", f"--dataset {plan.dataset}",
              f"--holdout-fraction {plan.holdout_fraction:g}", f"--n-targets {plan.n_targets}",
              f"--synthesizer {plan.synth_name}"]
@@ -151,20 +185,20 @@ def _reproduce(plan: Any, attempt: Attempt | None, n_rows: int | None) -> dict[s
         flags.append(f"--target {plan.target}")
     flags += [f"--secret {s}" for s in plan.secrets or ()]
     flags.append("--secure" if plan.secure else f"--seed {plan.seed}")
-    return {
-        "seed": plan.seed, "secure": plan.secure, "holdout_fraction": plan.holdout_fraction,
-        "n_rows": plan.n_rows, "n_targets": plan.n_targets, "target": plan.target,
-        "positive": plain(plan.positive), "secrets": list(plan.secrets or []),
-        "synthesizer": plan.synth_name,
-        "sample_seed": None if attempt is None else attempt.seeds.get("sample"),
-        "sample": None if attempt is None else (
-            f"dpsynth sample model/ --n-rows {n_rows} --seed {attempt.seeds.get('sample')} "
+    sample_seed = None if attempt is None or attempt.seeds is None else attempt.seeds.sample
+    return ReproduceSection(
+        seed=plan.seed, secure=plan.secure, holdout_fraction=plan.holdout_fraction,
+        n_rows=plan.n_rows, n_targets=plan.n_targets, target=plan.target,
+        positive=plan.positive, secrets=plan.secrets or (), synthesizer=plan.synth_name,
+        sample_seed=sample_seed,
+        sample=None if attempt is None else (
+            f"dpsynth sample model/ --n-rows {n_rows} --seed {sample_seed} "
             "--out synthetic.csv (no privacy cost: redraws the released rows from the "
             "released model)"),
-        "rerun": ("dpsynth release DATA --schema SCHEMA --out DIR --policy POLICY "
-                  + " ".join(flags) + " (POLICY: this card's policy section saved as YAML; "
-                  "reads the private data again, so it spends epsilon again)"),
-    }
+        rerun=("dpsynth release DATA --schema SCHEMA --out DIR --policy POLICY "
+               + " ".join(flags) + " (POLICY: this card's policy section saved as YAML; "
+               "reads the private data again, so it spends epsilon again)"))
 
 
-__all__ = ["NO_FILTER_NOTE", "audit_summary", "card_fields"]
+__all__ = ["NO_FILTER_NOTE", "REFUSED", "ReleaseFacts", "ReleaseSpend", "audit_summary",
+           "build_card", "final_decision"]

@@ -20,7 +20,8 @@ from dpsynth.accounting._report_html import _CSS as _BASE_CSS
 from dpsynth.accounting._report_svg import purpose_chart
 from dpsynth.attacks.report import roc_svg
 from dpsynth.release._svg import association_heatmap, budget_bar, legend, marginal_chart
-from dpsynth.release.card import DatasetCard, value_at
+from dpsynth.release.card import DatasetCard
+from dpsynth.release.card_sections import AuditSection, EvaluationSection
 from dpsynth.release.gate import Figures
 
 _CSS = _BASE_CSS + """
@@ -43,33 +44,21 @@ def _e(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-class _Figures:
-    """Prints card values, each tagged with the card field it comes from."""
-
-    def __init__(self, card: DatasetCard):
-        self.tree = card.to_dict()
-
-    def get(self, key: str) -> Any:
-        try:
-            return value_at(self.tree, key)
-        except (KeyError, IndexError, ValueError):
-            return None
-
-    def __call__(self, key: str, fmt: str = "{:.3f}") -> str:
-        value = self.get(key)
-        if value is None:
-            return '<span class="skip">n/a</span>'
-        return (f'<span data-key="{_e(key)}" data-value="{_e(repr(value))}">'
-                f'{_e(fmt.format(value))}</span>')
+def _fig(value: Any, key: str, fmt: str = "{:.3f}") -> str:
+    """A card value, printed with ``fmt`` and tagged with the card field ``key`` it comes
+    from (``data-key``/``data-value``), or *n/a*."""
+    if value is None:
+        return '<span class="skip">n/a</span>'
+    return (f'<span data-key="{_e(key)}" data-value="{_e(repr(value))}">'
+            f'{_e(fmt.format(value))}</span>')
 
 
 def render_report(card: DatasetCard, figures: Figures | None = None) -> str:
     """The report of ``card`` as one HTML document."""
     figures = figures or Figures()
-    f = _Figures(card)
-    body = [_header(card, f), _checks(card, f), _budget(card, f), _audit(card, f, figures),
-            _fidelity(f, figures), _utility(f), _attempts(card, f), _coverage(card),
-            _provenance(card, f)]
+    body = [_header(card), _checks(card), _budget(card), _audit(card.audit, figures),
+            _fidelity(card.evaluation, figures), _utility(card.evaluation), _attempts(card),
+            _coverage(card), _provenance(card)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>dpsynth release {_e(card.dataset)}: {_e(card.decision)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
@@ -99,23 +88,29 @@ def _headline(card: DatasetCard) -> str:
             "withheld; a larger epsilon, a larger table or another generator may help.")
 
 
-def _header(card: DatasetCard, f: _Figures) -> str:
+def _header(card: DatasetCard) -> str:
     reasons = "".join(f"<li>{_e(r)}</li>" for r in card.reasons)
+    p, fidelity = card.privacy, card.evaluation.fidelity or {}
+    utility = card.evaluation.utility
     cards = "".join(f'<div class="card"><div class="v">{v}</div><div class="l">{_e(label)}'
                     "</div></div>" for v, label in (
-                        (f("privacy.release_epsilon"), "ε spent by this release (PLD)"),
-                        (f("privacy.release_delta", "{:.2g}"), "δ"),
-                        (f"{len(card.attempts)} / {f('policy.max_attempts', '{}')}",
+                        (_fig(p.release_epsilon, "privacy.release_epsilon"),
+                         "ε spent by this release (PLD)"),
+                        (_fig(p.release_delta, "privacy.release_delta", "{:.2g}"), "δ"),
+                        (f"{len(card.attempts)} / "
+                         f"{_fig(card.policy.max_attempts, 'policy.max_attempts', '{}')}",
                          "attempts used / allowed"),
-                        (_e(f.get("audit.verdict") or "n/a"), "audit verdict"),
-                        (f("evaluation.fidelity.tvd_2way"), "2-way TVD (0 = identical)"),
-                        (f("evaluation.utility.ratio"), "utility TSTR / TRTR")))
+                        (_e(card.audit.verdict or "n/a"), "audit verdict"),
+                        (_fig(fidelity.get("tvd_2way"), "evaluation.fidelity.tvd_2way"),
+                         "2-way TVD (0 = identical)"),
+                        (_fig(None if utility is None else utility.ratio,
+                              "evaluation.utility.ratio"), "utility TSTR / TRTR")))
     return (f"<h1>Synthetic data release: {_e(card.dataset)} "
             f'<span class="decision {_e(card.decision)}" data-key="decision" '
             f'data-value="{_e(repr(card.decision))}">{_e(card.decision.upper())}</span></h1>'
             f'<p class="meta">Release <code>{_e(card.release_id)}</code> · {_e(card.created)} '
-            f'· generator <b>{_e(card.generator.get("name"))}</b> · dpsynth '
-            f'{_e(card.generator.get("dpsynth_version"))}</p>'
+            f'· generator <b>{_e(card.generator.name)}</b> · dpsynth '
+            f'{_e(card.generator.dpsynth_version)}</p>'
             f'<p class="headline">{_e(_headline(card))}</p><ul>{reasons}</ul>'
             f'<div class="cards">{cards}</div>'
             '<div class="internal"><b>For the data custodian.</b> This page shows statistics of '
@@ -131,10 +126,10 @@ def _result(passed: bool | None) -> str:
     return '<span class="pass">pass</span>' if passed else '<span class="fail">FAIL</span>'
 
 
-def _checks(card: DatasetCard, f: _Figures) -> str:
+def _checks(card: DatasetCard) -> str:
     rows = "".join(
-        f"<tr><td>{_e(c.area)}</td><td><code>{_e(c.name)}</code></td>"
-        f"<td class=n>{f(f'checks.{i}.value', '{:+.4f}' if c.area == 'privacy' else '{:.4f}')}"
+        f"<tr><td>{_e(c.area)}</td><td><code>{_e(c.name)}</code></td><td class=n>"
+        f"{_fig(c.value, f'checks.{i}.value', '{:+.4f}' if c.area == 'privacy' else '{:.4f}')}"
         f"</td><td>{_e(c.rule)}</td><td>{_result(c.passed)}</td></tr>"
         for i, c in enumerate(card.checks))
     return ("<h2>1. Why: the policy's checks</h2><p class=meta>Each attack's value is the lower "
@@ -144,57 +139,69 @@ def _checks(card: DatasetCard, f: _Figures) -> str:
             f"<th>value</th><th>rule</th><th>result</th></tr>{rows}</table>")
 
 
-def _budget(card: DatasetCard, f: _Figures) -> str:
-    cap = f.get("privacy.dataset_cap.epsilon") or 0.0
-    bar = budget_bar(cap, f.get("privacy.dataset_epsilon_before") or 0.0,
-                     f.get("privacy.dataset_epsilon_after") or 0.0)
+def _budget(card: DatasetCard) -> str:
+    p = card.privacy
+    cap = p.dataset_cap.epsilon
+    bar = budget_bar(cap, p.dataset_epsilon_before, p.dataset_epsilon_after)
     items = [(f"attempt {a.number}: {a.outcome}", a.epsilon or 0.0) for a in card.attempts]
-    items.append(("whole release (composed)", f.get("privacy.release_epsilon") or 0.0))
+    items.append(("whole release (composed)", p.release_epsilon))
     return (
         "<h2>2. Privacy budget</h2>"
-        f"<p>Each attempt was budgeted ε = {f('privacy.epsilon_per_attempt', '{:g}')} "
-        f"(δ = {f('privacy.delta_per_attempt', '{:.2g}')}); the ledger composed the release's "
-        f"{f('privacy.n_spends', '{}')} spend{'' if f.get('privacy.n_spends') == 1 else 's'} "
-        f"to ε = {f('privacy.release_epsilon')} "
-        f"({_e(f.get('privacy.accountant'))}; Rényi DP would say "
-        f"{f('privacy.release_rdp_epsilon')}). The dataset has now spent "
-        f"{f('privacy.dataset_epsilon_after')} of its cap "
-        f"{f('privacy.dataset_cap.epsilon', '{:g}')}; {f('privacy.dataset_remaining')} is "
-        f"left. Privacy unit: {_e(f.get('privacy.privacy_unit'))}. Randomness: "
-        f"{_e(f.get('privacy.randomness'))}.</p>"
+        f"<p>Each attempt was budgeted ε = "
+        f"{_fig(p.epsilon_per_attempt, 'privacy.epsilon_per_attempt', '{:g}')} "
+        f"(δ = {_fig(p.delta_per_attempt, 'privacy.delta_per_attempt', '{:.2g}')}); the "
+        f"ledger composed the release's {_fig(p.n_spends, 'privacy.n_spends', '{}')} "
+        f"spend{'' if p.n_spends == 1 else 's'} "
+        f"to ε = {_fig(p.release_epsilon, 'privacy.release_epsilon')} "
+        f"({_e(p.accountant)}; Rényi DP would say "
+        f"{_fig(p.release_rdp_epsilon, 'privacy.release_rdp_epsilon')}). The dataset has now "
+        f"spent {_fig(p.dataset_epsilon_after, 'privacy.dataset_epsilon_after')} of its cap "
+        f"{_fig(cap, 'privacy.dataset_cap.epsilon', '{:g}')}; "
+        f"{_fig(p.dataset_remaining, 'privacy.dataset_remaining')} is "
+        f"left. Privacy unit: {_e(p.privacy_unit)}. Randomness: "
+        f"{_e(p.randomness)}.</p>"
         f"<figure>{bar}</figure><figure>{purpose_chart(items, cap)}</figure>")
 
 
-def _rate(f: _Figures, key: str, pct: bool = True) -> str:
+def _rate(rate: Mapping[str, Any], key: str, pct: bool = True) -> str:
     fmt = "{:.1%}" if pct else "{:+.3f}"
-    return f"{f(key + '.value', fmt)} [{f(key + '.ci.0', fmt)}, {f(key + '.ci.1', fmt)}]"
+    lo, hi = rate["ci"]
+    return (f"{_fig(rate['value'], key + '.value', fmt)} [{_fig(lo, key + '.ci.0', fmt)}, "
+            f"{_fig(hi, key + '.ci.1', fmt)}]")
 
 
-def _audit(card: DatasetCard, f: _Figures, figures: Figures) -> str:
-    attacks = f.get("audit.attacks") or []
-    rows = "".join(
-        f"<tr><td><code>{_e(a['attack'])}</code><br><span class=meta>"
-        f"{_e(a['threat_model'])}</span></td><td class=n>{f(f'audit.attacks.{i}.n_targets', '{}')}"
-        f"</td><td class=n>{_rate(f, f'audit.attacks.{i}.success')}</td>"
-        f"<td class=n>{_rate(f, f'audit.attacks.{i}.control')}</td>"
-        f"<td class=n>{_rate(f, f'audit.attacks.{i}.baseline')}</td>"
-        f"<td class=n>{_rate(f, f'audit.attacks.{i}.risk', pct=False)}</td>"
-        f"<td>{_result(a['verdict'] != 'leak')}</td></tr>" for i, a in enumerate(attacks))
+def _attack_rows(audit: AuditSection) -> str:
+    rows = []
+    for i, a in enumerate(audit.attacks):
+        key = f"audit.attacks.{i}"
+        rows.append(
+            f"<tr><td><code>{_e(a.attack)}</code><br><span class=meta>{_e(a.threat_model)}"
+            f"</span></td><td class=n>{_fig(a.n_targets, key + '.n_targets', '{}')}</td>"
+            f"<td class=n>{_rate(a.success, key + '.success')}</td>"
+            f"<td class=n>{_rate(a.control, key + '.control')}</td>"
+            f"<td class=n>{_rate(a.baseline, key + '.baseline')}</td>"
+            f"<td class=n>{_rate(a.risk, key + '.risk', pct=False)}</td>"
+            f"<td>{_result(a.verdict != 'leak')}</td></tr>")
+    return "".join(rows)
+
+
+def _audit(audit: AuditSection, figures: Figures) -> str:
     charts = "".join(f"<div>{roc_svg(roc, label)}</div>" for label, roc in figures.roc)
-    text = _text_audit(f)
-    if not attacks and not text:
+    text = _text_audit(audit)
+    if not audit.attacks and not text:
         return "<h2>3. Attack audit</h2><p>No attempt was audited.</p>"
-    if not attacks:
-        return f"<h2>3. Attack audit: {_e(f.get('audit.verdict'))}</h2>{text}"
+    if not audit.attacks:
+        return f"<h2>3. Attack audit: {_e(audit.verdict)}</h2>{text}"
     return (
-        f"<h2>3. Attack audit: {_e(f.get('audit.verdict'))}</h2>"
+        f"<h2>3. Attack audit: {_e(audit.verdict)}</h2>"
         f"<p>Each attack was run on training records and, identically, on holdout records the "
-        f"generator never saw ({f('audit.n_holdout', '{}')} controls). Intervals are "
-        f"{f('audit.confidence', '{:.0%}')} confidence intervals; an attack fails the release "
-        f"when the lower end of its risk interval is above "
-        f"{f('audit.threshold', '{:g}')}.</p><table><tr><th>attack</th><th>targets</th>"
-        "<th>success on training rows</th><th>success on holdout rows</th><th>naive baseline"
-        "</th><th>risk [CI]</th><th>result</th></tr>" + rows + "</table>"
+        f"generator never saw ({_fig(audit.n_holdout, 'audit.n_holdout', '{}')} controls). "
+        f"Intervals are {_fig(audit.confidence, 'audit.confidence', '{:.0%}')} confidence "
+        f"intervals; an attack fails the release when the lower end of its risk interval is "
+        f"above {_fig(audit.threshold, 'audit.threshold', '{:g}')}.</p><table><tr>"
+        "<th>attack</th><th>targets</th><th>success on training rows</th><th>success on "
+        "holdout rows</th><th>naive baseline</th><th>risk [CI]</th><th>result</th></tr>"
+        + _attack_rows(audit) + "</table>"
         + (f"<h3>ROC curves of the membership attacks</h3><p class=meta>An attack that cannot "
            f"tell members from non-members follows the dashed diagonal (AUC 0.5).</p>"
            f"<div class=grid>{charts}</div>" if charts else "") + text)
@@ -204,18 +211,22 @@ _MEASURES = (("exact", "exact copies"), ("long_copy", "long shared substring"),
              ("near_verbatim", "near-verbatim copies"))
 
 
-def _text_audit(f: _Figures) -> str:
+def _text_audit(audit: AuditSection) -> str:
     rows = []
-    for name in f.get("audit.text") or {}:
+    for name, found in (audit.text or {}).items():
         base = f"audit.text.{name}"
         for measure, label in _MEASURES:
+            copy = found.get("reproduction", {}).get(measure, {})
             key = f"{base}.reproduction.{measure}"
             rows.append(f"<tr><td>{_e(name)}</td><td>{label}</td>"
-                        f"<td class=n>{f(key + '.train', PCT)}</td>"
-                        f"<td class=n>{f(key + '.control', PCT)}</td></tr>")
+                        f"<td class=n>{_fig(copy.get('train'), key + '.train', PCT)}</td>"
+                        f"<td class=n>{_fig(copy.get('control'), key + '.control', PCT)}</td>"
+                        "</tr>")
+        pii = found.get("pii", {})
         rows.append(f"<tr><td>{_e(name)}</td><td>PII of the text reproduced</td>"
-                    f"<td class=n>{f(base + '.pii.rate', PCT)}</td>"
-                    f"<td class=n>{f(base + '.pii.control_rate', PCT)}</td></tr>")
+                    f"<td class=n>{_fig(pii.get('rate'), base + '.pii.rate', PCT)}</td>"
+                    f"<td class=n>{_fig(pii.get('control_rate'), base + '.pii.control_rate', PCT)}"
+                    "</td></tr>")
     if not rows:
         return ""
     return ("<h3>Copies of the private text</h3><p>Share of synthetic records that copy a "
@@ -225,8 +236,9 @@ def _text_audit(f: _Figures) -> str:
             + "".join(rows) + "</table>")
 
 
-def _fidelity(f: _Figures, figures: Figures) -> str:
-    if f.get("evaluation.fidelity") is None:
+def _fidelity(evaluation: EvaluationSection, figures: Figures) -> str:
+    fidelity = evaluation.fidelity
+    if fidelity is None:
         return "<h2>4. Fidelity</h2><p>Not evaluated.</p>"
     charts = "".join(marginal_chart(m.column, m.labels, m.real, m.synthetic, m.tvd)
                      for m in figures.marginals)
@@ -237,39 +249,40 @@ def _fidelity(f: _Figures, figures: Figures) -> str:
         heat = ("<h3>Association difference</h3><p class=meta>How much the synthetic data "
                 "changes the strength of each pairwise relationship; red cells are "
                 f"relationships it distorts.</p><figure>{svg}</figure>")
-    ways = [f"{n}-way {f(f'evaluation.fidelity.tvd_{n}way')}" for n in (1, 2, 3)
-            if f.get(f"evaluation.fidelity.tvd_{n}way") is not None]
+    ways = [f"{n}-way {_fig(fidelity[f'tvd_{n}way'], f'evaluation.fidelity.tvd_{n}way')}"
+            for n in (1, 2, 3) if fidelity.get(f"tvd_{n}way") is not None]
+    association = _fig(fidelity.get("association_difference"),
+                       "evaluation.fidelity.association_difference")
     return (
         "<h2>4. Fidelity: do the synthetic rows look like the real ones?</h2>"
         f"<p>Average total-variation distance between real (training) and synthetic "
         f"marginals, on the schema's domain: {', '.join(ways)} (0 = identical, 1 = "
-        f"disjoint). Mean change in pairwise association (Cramér's V): "
-        f"{f('evaluation.fidelity.association_difference')}.</p>"
+        f"disjoint). Mean change in pairwise association (Cramér's V): {association}.</p>"
         f"<h3>Real versus synthetic marginals</h3>{legend()}<div class=grid>{charts}</div>"
         + heat)
 
 
-def _utility(f: _Figures) -> str:
-    if f.get("evaluation.utility") is None:
+def _utility(evaluation: EvaluationSection) -> str:
+    u = evaluation.utility
+    if u is None:
         return ("<h2>5. Utility</h2><p>Not evaluated: no target column was given "
                 "(<code>--target</code>).</p>")
     return (
         "<h2>5. Utility: can the synthetic data train a model?</h2>"
-        f"<p>A gradient-boosted classifier predicting <code>"
-        f"{_e(f.get('evaluation.utility.target'))}</code> = "
-        f"{_e(f.get('evaluation.utility.positive'))}, tested on the holdout: trained on the "
-        f"synthetic data it reaches ROC-AUC {f('evaluation.utility.tstr_auc')} (TSTR), trained "
-        f"on the real training rows {f('evaluation.utility.trtr_auc')} (TRTR); ratio "
-        f"{f('evaluation.utility.ratio')}.</p>")
+        f"<p>A gradient-boosted classifier predicting <code>{_e(u.target)}</code> = "
+        f"{_e(u.positive)}, tested on the holdout: trained on the synthetic data it reaches "
+        f"ROC-AUC {_fig(u.tstr_auc, 'evaluation.utility.tstr_auc')} (TSTR), trained on the "
+        f"real training rows {_fig(u.trtr_auc, 'evaluation.utility.trtr_auc')} (TRTR); "
+        f"ratio {_fig(u.ratio, 'evaluation.utility.ratio')}.</p>")
 
 
-def _attempts(card: DatasetCard, f: _Figures) -> str:
+def _attempts(card: DatasetCard) -> str:
     rows = []
     for i, a in enumerate(card.attempts):
-        spends = "<br>".join(f"{_e(s['purpose'])}: {_e(s['mechanism'])}" for s in a.spends)
+        spends = "<br>".join(f"{_e(s.purpose)}: {_e(s.mechanism)}" for s in a.spends)
         rows.append(f"<tr><td class=n>{a.number}</td><td><span class='decision {_e(a.outcome)}' "
                     f"style='font-size:.8rem'>{_e(a.outcome)}</span></td>"
-                    f"<td class=n>{f(f'attempts.{i}.epsilon')}</td><td>{spends}</td>"
+                    f"<td class=n>{_fig(a.epsilon, f'attempts.{i}.epsilon')}</td><td>{spends}</td>"
                     f"<td>{'<br>'.join(_e(r) for r in a.reasons)}</td></tr>")
     return ("<h2>6. Attempts</h2><p class=meta>Every attempt is a new fit that spends its own "
             "budget through the ledger; none is retried silently.</p><table><tr><th>#</th>"
@@ -278,8 +291,7 @@ def _attempts(card: DatasetCard, f: _Figures) -> str:
 
 
 def _coverage(card: DatasetCard) -> str:
-    items = [*card.privacy.get("not_covered_by_dp", []), card.source.get("holdout_use", ""),
-             *card.notes]
+    items = [*card.privacy.not_covered_by_dp, card.source.holdout_use, *card.notes]
     lis = "".join(f"<li>{_e(i)}</li>" for i in items if i)
     return ("<h2>7. What the guarantee covers</h2><p>The synthetic data (and the released model) "
             "are (ε, δ)-differentially private with respect to the private table: whatever "
@@ -287,30 +299,29 @@ def _coverage(card: DatasetCard) -> str:
             f"table change by at most a factor e^ε.</p><ul>{lis}</ul>")
 
 
-def _provenance(card: DatasetCard, f: _Figures) -> str:
-    files = card.synthetic.get("files") or {}
-    file_rows = "".join(f"<tr><td><code>{_e(v.get('path'))}</code></td><td><code>"
-                        f"{_e(v.get('sha256'))}</code></td></tr>" for v in files.values())
-    withheld = card.synthetic.get("withheld_reason") if card.synthetic.get("withheld") else ""
-    columns = card.schema.get("columns", [])
+def _provenance(card: DatasetCard) -> str:
+    syn, src, rep = card.synthetic, card.source, card.reproduce
+    file_rows = "".join(f"<tr><td><code>{_e(v.path)}</code></td><td><code>"
+                        f"{_e(v.sha256)}</code></td></tr>" for v in syn.files.values())
+    withheld = syn.withheld_reason if syn.withheld else ""
     cols = "".join(f"<tr><td>{_e(c['name'])}</td><td>{_e(c['kind'])}</td>"
-                   f"<td>{_e(_domain(c))}</td></tr>" for c in columns)
-    params = card.generator.get("params") or {}
-    ptext = ", ".join(f"{k}={v!r}" for k, v in params.items())
-    rep: Mapping[str, Any] = card.reproduce
+                   f"<td>{_e(_domain(c))}</td></tr>" for c in card.schema.get("columns", []))
+    ptext = ", ".join(f"{k}={v!r}" for k, v in (card.generator.params or {}).items())
     return (
         "<h2>8. Provenance and reproduction</h2>"
-        f"<p><b>Source</b> {_e(card.source.get('dataset'))}: {f('source.n_rows', '{}')} rows "
-        f"({f('source.n_train', '{}')} for training, {f('source.n_holdout', '{}')} held out); "
-        f"fingerprint <code>{_e(card.source.get('fingerprint'))}</code>.</p>"
-        f"<p><b>Generator</b> {_e(card.generator.get('name'))} ({_e(ptext)}).</p>"
-        f"<p><b>Synthetic rows</b> {f('synthetic.n_rows', '{}')}, synthetic share "
-        f"{f('synthetic.synthetic_share', '{:.0%}')}. {_e(withheld or '')}</p>"
+        f"<p><b>Source</b> {_e(src.dataset)}: {_fig(src.n_rows, 'source.n_rows', '{}')} rows "
+        f"({_fig(src.n_train, 'source.n_train', '{}')} for training, "
+        f"{_fig(src.n_holdout, 'source.n_holdout', '{}')} held out); "
+        f"fingerprint <code>{_e(src.fingerprint)}</code>.</p>"
+        f"<p><b>Generator</b> {_e(card.generator.name)} ({_e(ptext)}).</p>"
+        f"<p><b>Synthetic rows</b> {_fig(syn.n_rows, 'synthetic.n_rows', '{}')}, synthetic "
+        f"share {_fig(syn.synthetic_share, 'synthetic.synthetic_share', '{:.0%}')}. "
+        f"{_e(withheld or '')}</p>"
         + (f"<table><tr><th>file</th><th>sha256</th></tr>{file_rows}</table>"
            if file_rows else "")
         + f"<h3>Schema</h3><table><tr><th>column</th><th>kind</th><th>domain</th></tr>{cols}"
-        "</table><h3>Reproduce</h3><pre>" + _e(rep.get("sample") or "") + "\n\n"
-        + _e(rep.get("rerun") or "") + "</pre>")
+        "</table><h3>Reproduce</h3><pre>" + _e(rep.sample or "") + "\n\n"
+        + _e(rep.rerun or "") + "</pre>")
 
 
 def _domain(column: Mapping[str, Any]) -> str:
