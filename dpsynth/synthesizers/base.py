@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import numpy as np
 import pandas as pd
 
+from dpsynth._util.jsonable import to_jsonable
 from dpsynth._version import __version__
 from dpsynth.accounting import (
     ACCOUNTANT,
@@ -40,14 +41,12 @@ from dpsynth.errors import (
     PrivacyError,
     param_error,
 )
-from dpsynth._util.jsonable import to_jsonable
 from dpsynth.schema import Schema
 from dpsynth.synthesizers.plan import (
     FitPlan,
     PlannedSpend,
     TrainingPlan,
     as_training_plan,
-    plan_summary,
 )
 
 logger = logging.getLogger(__name__)

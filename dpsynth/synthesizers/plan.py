@@ -45,7 +45,7 @@ class SpendList:
 
 
 def as_training_plan(value: TrainingPlan | Sequence[PlannedSpend]) -> TrainingPlan:
-    """``value`` itself when it has ``spends``; a plain sequence of spends becomes a :class:`SpendList`."""
+    """``value`` when it has ``spends``; a plain sequence of spends as a :class:`SpendList`."""
     if isinstance(value, TrainingPlan):
         return value
     return SpendList(tuple(value))

@@ -23,7 +23,6 @@ from dpsynth.accounting import Budget, Event, NoiseSource, SpendRecorder
 from dpsynth.errors import ParameterError, PrivacyError, param_error
 from dpsynth.schema import Schema
 from dpsynth.synthesizers.base import BaseSynthesizer
-from dpsynth.synthesizers.plan import FitPlan, PlannedSpend
 from dpsynth.synthesizers.marginal.binning import (
     ColumnCodec,
     codecs_for,
@@ -40,6 +39,7 @@ from dpsynth.synthesizers.marginal.compress import (
 from dpsynth.synthesizers.marginal.estimate import FittedModel, fit_model, model_from_theta
 from dpsynth.synthesizers.marginal.measure import Measurement, measure
 from dpsynth.synthesizers.marginal.plan import MarginalPlan
+from dpsynth.synthesizers.plan import FitPlan, PlannedSpend
 
 logger = logging.getLogger(__name__)
 
