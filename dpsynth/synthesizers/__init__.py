@@ -6,14 +6,8 @@ time its class is looked up, so importing this package imports neither torch nor
 
 from __future__ import annotations
 
-from dpsynth.synthesizers.base import (
-    SYNTHESIZERS,
-    BaseSynthesizer,
-    PrivacyReport,
-    SynthesizerRegistry,
-    create,
-    register,
-)
+from dpsynth.synthesizers._registry import SYNTHESIZERS, SynthesizerRegistry, create, register
+from dpsynth.synthesizers.base import BaseSynthesizer, PrivacyReport
 from dpsynth.synthesizers.plan import DPSGDPlan, FitPlan, PlannedSpend, TrainingPlan
 
 #: The generator ``dpsynth fit`` and ``dpsynth demo`` use for tables unless told otherwise.

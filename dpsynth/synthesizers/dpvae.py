@@ -179,6 +179,7 @@ class DPVAESynthesizer(DPSGDSynthesizer):
     """
 
     name: ClassVar[str] = "dpvae"
+    learning_rate: float  # never None here (no automatic choice)
     train_purpose: ClassVar[str] = TRAIN_PURPOSE
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,

@@ -171,7 +171,10 @@ class TabularTextSynthesizer(BaseSynthesizer):
             parts.append(type(part).from_manifest(
                 manifest, {k.removeprefix(f"{key}/"): v for k, v in arrays.items()
                            if k.startswith(f"{key}/")}))
-        self.table_, self.text_ = parts[0], parts[1]
+        table, text = parts
+        if not isinstance(text, DPTextSynthesizer):
+            raise ModelFormatError("The saved text part is not a DPTextSynthesizer.")
+        self.table_, self.text_ = table, text
 
 
 @dataclass(frozen=True)
