@@ -1,8 +1,13 @@
 """The synthesizer contract: one base class, a template ``fit``, and an explicit registry.
 
 ``fit`` (here) validates parameters and data, plans the whole budget *before* the data is
-touched, discovers undeclared domains with DP, then hands over to the subclass' ``_fit``.
-Subclasses implement ``_plan_training``, ``_fit``, ``_sample`` and their state for saving.
+touched (:meth:`BaseSynthesizer.plan_budget`, a pure query returning a typed
+:class:`~dpsynth.synthesizers.plan.FitPlan`), discovers undeclared domains with DP, then
+hands over to the subclass' ``_fit(data, schema, *, plan, recorder, noise)``. Subclasses
+implement ``_plan_training(schema, n_rows, budget, prior_events)``, ``_fit``, ``_sample`` and
+their state for saving; they keep only learned state (names ending in ``_``) on ``self``.
+Composites plan and fit their parts through :meth:`~BaseSynthesizer.plan_training` and
+:meth:`~BaseSynthesizer.fit_planned`.
 """
 
 from __future__ import annotations
