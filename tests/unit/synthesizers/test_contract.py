@@ -188,3 +188,21 @@ def test_registry_refuses_overwrites_and_resolves_lazily():
         registry["lazy"] = SYNTHESIZERS["aim"]
     with pytest.raises(KeyError):
         registry["missing"]
+
+
+def test_fit_planned_checks_the_plan_against_the_data():
+    from dpsynth.accounting import NoiseSource
+
+    frame, schema = _table()
+    synth = create("mst", epsilon=1.0, delta=1e-4, random_state=0, final_iterations=10)
+    plan = synth.plan_training(schema, len(frame), Budget(1.0, 1e-4))
+    session = BudgetSession(Budget(1.0, 1e-4))
+    noise = NoiseSource.create(0, False)
+    with pytest.raises(ParameterError, match="The 'data' parameter of MSTSynthesizer must be"):
+        synth.fit_planned(frame.head(50), schema, plan=plan, recorder=session, noise=noise)
+    with pytest.raises(ParameterError, match="The 'plan' parameter"):
+        synth.fit_planned(frame, schema, plan=None, recorder=None, noise=noise)
+    assert session.spends == ()
+    synth.fit_planned(frame, schema, plan=plan, recorder=session, noise=noise)
+    assert session.spent_events() == plan.events and synth.privacy_ is None
+    assert len(synth.sample(5, random_state=0)) == 5
