@@ -91,14 +91,12 @@ def _default_synthesizer() -> str:
 
 def _make_synthesizer(name: str, *, epsilon: float, delta: float | None, seed: int | None,
                       secure: bool, extra: dict[str, Any]) -> Any:
-    import inspect
-
     from dpsynth.synthesizers import SYNTHESIZERS, create
 
     if name not in SYNTHESIZERS:
         raise fail(f"unknown synthesizer {name!r}; choose one of {sorted(SYNTHESIZERS)}",
                    EXIT_USAGE)
-    accepted = inspect.signature(SYNTHESIZERS[name].__init__).parameters
+    accepted = SYNTHESIZERS[name].parameter_names()
     params = {k: v for k, v in extra.items() if k in accepted and v is not None}
     return create(name, epsilon=epsilon, delta=delta, random_state=seed, secure_mode=secure,
                   **params)
@@ -109,10 +107,8 @@ def _show_plan(synth: Any, schema: Any, n_rows: int, recorder: Any) -> None:
     if not synth.is_private:
         console.print("[bold yellow]ε = ∞: this run has NO differential privacy.[/]")
         return
-    from dpsynth.synthesizers.base import plan_summary
-
-    budget, plan = synth.plan_budget(schema, n_rows, ledger=recorder)
-    out.print(plan_summary(plan, budget), highlight=False)
+    plan = synth.plan_budget(schema, n_rows, ledger=recorder)
+    out.print(plan.summary(), highlight=False)
 
 
 def _print_privacy(synth: Any) -> None:

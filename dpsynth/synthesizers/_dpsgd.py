@@ -49,8 +49,9 @@ from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from dpsynth._util.progress import progress_bar
 from dpsynth.accounting import NoiseSource
-from dpsynth.errors import ParameterError, param_error
+from dpsynth.errors import ParameterError
 from dpsynth.synthesizers import _bookkeeping
 
 logger = logging.getLogger(__name__)
@@ -380,45 +381,26 @@ def run_steps(loader: DataLoader, *, step: Callable[[torch.Tensor], torch.Tensor
     log = TrainingLog()
     total: torch.Tensor | float = 0.0  # stays on the device until a pass ends (no sync)
     count = 0
-    bar = _progress_bar(progress)
-    task = bar.add_task(description, total=len(loader)) if bar is not None else None
-    try:
-        with warnings.catch_warnings():
-            # Opacus' ghost clipping runs backward hooks on a model whose inputs need no grad.
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            for batch in loader:
-                if len(batch) == 0:
-                    empty_step()
-                    log.empty_batches += 1
-                else:
-                    total = total + step(batch)
-                    count += 1
-                    log.rows_seen += len(batch)
-                log.steps_run += 1
-                if log.steps_run % steps_per_epoch == 0 and count:
-                    log.epoch_losses.append(float(total) / count)
-                    total, count = 0.0, 0
-                if bar is not None and task is not None:
-                    bar.advance(task)
-    finally:
-        if bar is not None:
-            bar.stop()
+    with progress_bar(progress, description, len(loader)) as tick, warnings.catch_warnings():
+        # Opacus' ghost clipping runs backward hooks on a model whose inputs need no grad.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        for batch in loader:
+            if len(batch) == 0:
+                empty_step()
+                log.empty_batches += 1
+            else:
+                total = total + step(batch)
+                count += 1
+                log.rows_seen += len(batch)
+            log.steps_run += 1
+            if log.steps_run % steps_per_epoch == 0 and count:
+                log.epoch_losses.append(float(total) / count)
+                total, count = 0.0, 0
+            if tick is not None:
+                tick(log.steps_run, len(loader))
     if count:
         log.epoch_losses.append(float(total) / count)
     return log
-
-
-def _progress_bar(enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    bar = Progress("[progress.description]{task.description}", BarColumn(),
-                   MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=Console(stderr=True), transient=False)
-    bar.start()
-    return bar
 
 
 def steps_for(epochs: float, sample_rate: float) -> int:
@@ -446,20 +428,3 @@ __all__ = [
     "run_steps",
     "steps_for",
 ]
-
-
-def device_problems(device: Any, owner: str) -> list[str]:
-    """Problems with a ``device`` parameter ('auto', 'cpu', 'cuda' or 'cuda:N' if available)."""
-    must = "'auto', 'cpu', 'cuda' or 'cuda:N'"
-    if device == "auto":
-        return []
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        return [str(param_error("device", must, device, owner))]
-    if parsed.type not in ("cpu", "cuda"):
-        return [str(param_error("device", must, device, owner))]
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        return [str(param_error("device", "'auto' or 'cpu' on this machine (no CUDA device is "
-                                "available)", device, owner))]
-    return []

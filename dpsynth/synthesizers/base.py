@@ -1,8 +1,13 @@
 """The synthesizer contract: one base class, a template ``fit``, and an explicit registry.
 
 ``fit`` (here) validates parameters and data, plans the whole budget *before* the data is
-touched, discovers undeclared domains with DP, then hands over to the subclass' ``_fit``.
-Subclasses implement ``_plan_training``, ``_fit``, ``_sample`` and their state for saving.
+touched (:meth:`BaseSynthesizer.plan_budget`, a pure query returning a typed
+:class:`~dpsynth.synthesizers.plan.FitPlan`), discovers undeclared domains with DP, then
+hands over to the subclass' ``_fit(data, schema, *, plan, recorder, noise)``. Subclasses
+implement ``_plan_training(schema, n_rows, budget, prior_events)``, ``_fit``, ``_sample`` and
+their state for saving; they keep only learned state (names ending in ``_``) on ``self``.
+Composites plan and fit their parts through :meth:`~BaseSynthesizer.plan_training` and
+:meth:`~BaseSynthesizer.fit_planned`.
 """
 
 from __future__ import annotations
@@ -11,14 +16,15 @@ import datetime as _dt
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
 
+from dpsynth._util.jsonable import to_jsonable
 from dpsynth._version import __version__
 from dpsynth.accounting import (
     ACCOUNTANT,
@@ -26,7 +32,6 @@ from dpsynth.accounting import (
     BudgetSession,
     Event,
     NoiseSource,
-    Spend,
     SpendRecorder,
     default_delta,
     pld_epsilon,
@@ -41,17 +46,20 @@ from dpsynth.errors import (
     param_error,
 )
 from dpsynth.schema import Schema
+from dpsynth.synthesizers._registry import SYNTHESIZERS, create, register
+from dpsynth.synthesizers.plan import (
+    FitPlan,
+    PlannedSpend,
+    TrainingPlan,
+    as_training_plan,
+    plan_summary,
+)
 
 logger = logging.getLogger(__name__)
 
-_DISCOVERY_PURPOSES = ("bounds", "categories")
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 FORMAT_VERSION = 1
-
-
-#: A spend planned before the data is touched (same value as a recorded one).
-PlannedSpend = Spend
 
 
 @dataclass(frozen=True)
@@ -91,17 +99,6 @@ class PrivacyReport:
             secure_mode=bool(data["secure_mode"]),
             privacy_unit=str(data.get("privacy_unit", "row")),
         )
-
-
-def plan_summary(plan: list[PlannedSpend], budget: Budget) -> str:
-    """Human-readable budget split, shown before any data is touched."""
-    lines = [f"Privacy budget plan for {budget} (accountant: PLD):"]
-    for p in plan:
-        alone = pld_epsilon([p.event], budget.delta)
-        lines.append(f"  - {p.purpose:<22} {p.event.describe()}  (alone: ε={alone:.3g})")
-    total = pld_epsilon([p.event for p in plan], budget.delta)
-    lines.append(f"  composed: ε={total:.4g} ≤ target {budget.epsilon:.4g}")
-    return "\n".join(lines)
 
 
 class BaseSynthesizer:
@@ -178,7 +175,7 @@ class BaseSynthesizer:
 
     # -- template fit -------------------------------------------------------------------
     def fit(self, data: pd.DataFrame, schema: Schema, *,
-            ledger: SpendRecorder | None = None) -> BaseSynthesizer:
+            ledger: SpendRecorder | None = None) -> Self:
         """Fit on private ``data`` whose public domain is ``schema``, spending through ``ledger``.
 
         The whole budget is planned and checked before the data is read; undeclared domains
@@ -186,62 +183,83 @@ class BaseSynthesizer:
         everything stays within ``(epsilon, delta)``.
         """
         self._validate_params()
-        if not isinstance(schema, Schema):
-            raise param_error("schema", "a dpsynth.Schema", type(schema).__name__,
-                              type(self).__name__)
+        self._checked_schema(schema)
         schema.validate(data)
-        self._check_schema(schema)
         n = len(data)
         if n < 2:
             raise DataValidationError([f"the table has {n} row(s); at least 2 are needed"])
         data = data[[c.name for c in schema.data_columns]]
-
-        self.noise_ = NoiseSource.create(self.random_state, bool(self.secure_mode))
+        noise = NoiseSource.create(self.random_state, bool(self.secure_mode))
         if not self.is_private:
             logger.warning("epsilon=inf: training WITHOUT differential privacy (reference only)")
-            self.schema_ = self._require_declared(schema)
-            self._n_rows = n
-            self._fit(data, self.schema_, None)
+            self._fit_declared(data, self._require_declared(schema), plan=None, recorder=None,
+                               noise=noise)
             self.privacy_ = None
-            self.fitted_at_ = _now()
             return self
 
-        budget, plan = self.plan_budget(schema, n, ledger=ledger)
-        recorder: SpendRecorder = ledger if ledger is not None else BudgetSession(budget)
-        undeclared = schema.undeclared()
-        discovery_plan = [p for p in plan if p.purpose.split(":")[0] in _DISCOVERY_PURPOSES]
-        self._n_rows = n
-        self.budget_plan_ = tuple(plan)
-        logger.info(plan_summary(plan, budget))
-        recorder.check([p.event for p in plan])
-
-        if undeclared:
+        plan = self.plan_budget(schema, n, ledger=ledger)
+        recorder: SpendRecorder = ledger if ledger is not None else BudgetSession(plan.budget)
+        logger.info(plan.summary())
+        recorder.check(list(plan.events))
+        if schema.undeclared():
             from dpsynth.data.discover import map_to_domain, run_discovery
 
-            schema = run_discovery(data, schema, discovery_plan, noise=self.noise_,
+            schema = run_discovery(data, schema, list(plan.discovery), noise=noise,
                                    recorder=recorder)
             data = map_to_domain(data, schema)  # clip / map unreleased values to "__other__"
-        self.schema_ = schema
-        self._fit(data, schema, recorder)
-        spent = [p.event for p in plan]
+        self._fit_declared(data, schema, plan=plan, recorder=recorder, noise=noise)
+        spent = list(plan.events)
         self.privacy_ = PrivacyReport(
-            epsilon=pld_epsilon(spent, budget.delta), delta=budget.delta,
-            target_epsilon=budget.epsilon, rdp_epsilon=rdp_epsilon(spent, budget.delta),
-            accountant=ACCOUNTANT, spends=tuple(plan), secure_mode=bool(self.secure_mode),
+            epsilon=pld_epsilon(spent, plan.budget.delta), delta=plan.budget.delta,
+            target_epsilon=plan.budget.epsilon,
+            rdp_epsilon=rdp_epsilon(spent, plan.budget.delta), accountant=ACCOUNTANT,
+            spends=plan.spends, secure_mode=bool(self.secure_mode),
             privacy_unit=schema.user_key or "row",
         )
-        self.fitted_at_ = _now()
         return self
 
-    def plan_budget(self, schema: Schema, n_rows: int, *, ledger: SpendRecorder | None = None
-                    ) -> tuple[Budget, list[PlannedSpend]]:
-        """The budget and every mechanism run a fit on ``n_rows`` rows would make.
+    def fit_planned(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
+                    recorder: SpendRecorder | None, noise: NoiseSource) -> Self:
+        """Fit under a ``plan`` made beforehand (by :meth:`plan_training`), for composites.
 
-        Reads no data (only the schema and the row count, taken as public, as in Opacus), so
-        it can be shown to the user before anything is touched: :func:`plan_summary`.
+        ``schema`` must declare every domain (the caller ran any discovery) and ``data`` hold
+        ``plan.n_rows`` rows. Every planned spend goes through ``recorder``; ``plan`` and
+        ``recorder`` are both ``None`` for the non-private reference. ``privacy_`` stays
+        ``None``: the caller reports the privacy of the whole.
         """
         self._validate_params()
-        self._check_schema(schema)
+        self._checked_schema(schema)
+        self._require_declared(schema)
+        schema.validate(data)
+        owner = type(self).__name__
+        if (plan is None) != (recorder is None) or (plan is None) == self.is_private:
+            raise param_error("plan", "a FitPlan with a recorder when epsilon is finite, else "
+                              "None without one", type(plan).__name__, owner)
+        if plan is not None and plan.n_rows != len(data):
+            raise param_error("data", f"a table of the planned {plan.n_rows} rows",
+                              f"{len(data)} rows", owner)
+        self._fit_declared(data[[c.name for c in schema.data_columns]], schema, plan=plan,
+                           recorder=recorder, noise=noise)
+        self.privacy_ = None
+        return self
+
+    def _fit_declared(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
+                      recorder: SpendRecorder | None, noise: NoiseSource) -> None:
+        self._fit(data, schema, plan=plan, recorder=recorder, noise=noise)
+        self.schema_ = schema
+        self.n_rows_ = len(data)
+        self.fitted_at_ = _now()
+
+    def plan_budget(self, schema: Schema, n_rows: int, *, ledger: SpendRecorder | None = None
+                    ) -> FitPlan:
+        """The budget and every mechanism run a fit on ``n_rows`` rows would make.
+
+        Reads no data (only the schema and the row count, taken as public, as in Opacus) and
+        changes nothing on ``self``, so it can be shown to the user before anything is
+        touched (:meth:`FitPlan.summary`).
+        """
+        self._validate_params()
+        self._checked_schema(schema)
         if self.delta is not None:
             delta = self.delta
         elif ledger is not None:
@@ -251,20 +269,43 @@ class BaseSynthesizer:
         budget = Budget(float(self.epsilon), float(delta))
         budget.check_delta_for(n_rows)
         undeclared = schema.undeclared()
-        discovery_plan: list[PlannedSpend] = []
+        discovery: list[PlannedSpend] = []
         if undeclared:
             from dpsynth.data.discover import plan_discovery
 
-            discovery_plan = plan_discovery(
+            discovery = plan_discovery(
                 schema, undeclared, epsilon=budget.epsilon * self.discovery_fraction,
                 delta=budget.delta * self.discovery_fraction, n_rows=n_rows,
             )
-        prior = [p.event for p in discovery_plan]
-        plan = discovery_plan + self._plan_training(n_rows, budget, prior)
-        total = pld_epsilon([p.event for p in plan], budget.delta)
+        return self._planned(schema, n_rows, budget, tuple(discovery), ())
+
+    def plan_training(self, schema: Schema, n_rows: int, budget: Budget, *,
+                      prior: Sequence[Event] = ()) -> FitPlan:
+        """The plan of the training alone within ``budget``, after the ``prior`` events.
+
+        For composites that split one budget between parts: the returned plan has no
+        discovery spends; pass it to :meth:`fit_planned`. Pure, like :meth:`plan_budget`.
+        """
+        self._validate_params()
+        self._checked_schema(schema)
+        return self._planned(schema, int(n_rows), budget, (), tuple(prior))
+
+    def _planned(self, schema: Schema, n_rows: int, budget: Budget,
+                 discovery: tuple[PlannedSpend, ...], prior: tuple[Event, ...]) -> FitPlan:
+        before = (*prior, *(p.event for p in discovery))
+        detail = as_training_plan(self._plan_training(schema, n_rows, budget, before))
+        plan = FitPlan(budget, n_rows, discovery, tuple(detail.spends), detail)
+        total = pld_epsilon([*prior, *plan.events], budget.delta)
         if total > budget.epsilon + 1e-9:
             raise PrivacyError(f"internal error: plan composes to ε={total} > {budget.epsilon}")
-        return budget, plan
+        return plan
+
+    def _checked_schema(self, schema: Schema) -> Schema:
+        if not isinstance(schema, Schema):
+            raise param_error("schema", "a dpsynth.Schema", type(schema).__name__,
+                              type(self).__name__)
+        self._check_schema(schema)
+        return schema
 
     def _check_schema(self, schema: Schema) -> None:
         owner = type(self).__name__
@@ -289,7 +330,8 @@ class BaseSynthesizer:
         return schema
 
     # -- sampling -----------------------------------------------------------------------
-    def sample(self, n_rows: int, *, random_state: int | None = None) -> pd.DataFrame:
+    def sample(self, n_rows: int, *,
+               random_state: int | np.random.Generator | None = None) -> pd.DataFrame:
         """Draw ``n_rows`` synthetic rows (post-processing: no privacy cost)."""
         if not hasattr(self, "schema_"):
             raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit first.")
@@ -302,27 +344,32 @@ class BaseSynthesizer:
     # -- persistence --------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Save to directory ``path``: ``manifest.json`` + ``model.safetensors`` (no pickle)."""
-        if not hasattr(self, "schema_"):
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit first.")
         from safetensors.numpy import save_file
 
+        manifest, arrays = self.to_manifest()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path / WEIGHTS))
+        (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        return path
+
+    def to_manifest(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The JSON manifest and the named arrays :meth:`save` writes."""
+        if not hasattr(self, "schema_"):
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit first.")
         state, arrays = self._get_state()
         manifest = {
             "format_version": FORMAT_VERSION,
             "dpsynth_version": __version__,
             "synthesizer": self.name,
-            "params": _jsonable(self.get_params()),
+            "params": to_jsonable(self.get_params()),
             "schema": self.schema_.to_dict(),
             "privacy": None if self.privacy_ is None else self.privacy_.to_dict(),
             "fitted_at": self.fitted_at_,
-            "n_rows": self._n_rows,
+            "n_rows": self.n_rows_,
             "state": state,
         }
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path / WEIGHTS))
-        (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        return path
+        return manifest, arrays
 
     @classmethod
     def load(cls, path: str | Path) -> BaseSynthesizer:
@@ -337,11 +384,18 @@ class BaseSynthesizer:
             manifest = json.loads((path / MANIFEST).read_text())
         except json.JSONDecodeError as exc:
             raise ModelFormatError(f"{path / MANIFEST} is not valid JSON: {exc}") from None
+        return cls.from_manifest(manifest, load_file(str(path / WEIGHTS)))
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any],
+                      arrays: Mapping[str, np.ndarray]) -> BaseSynthesizer:
+        """The fitted synthesizer a :meth:`to_manifest` pair describes (checked)."""
         if manifest.get("format_version") != FORMAT_VERSION:
             raise ModelFormatError(f"Unsupported model format {manifest.get('format_version')}; "
                                    f"this dpsynth reads format {FORMAT_VERSION}.")
         name = manifest.get("synthesizer")
-        klass = SYNTHESIZERS.get(name) if cls is BaseSynthesizer else cls
+        klass = (SYNTHESIZERS.get(name) if cls is BaseSynthesizer and isinstance(name, str)
+                 else cls)
         if klass is None or klass.name != name:
             raise ModelFormatError(f"The model was saved by synthesizer {name!r}, not "
                                    f"{cls.name!r}.")
@@ -350,16 +404,24 @@ class BaseSynthesizer:
         obj.privacy_ = (None if manifest["privacy"] is None
                         else PrivacyReport.from_dict(manifest["privacy"]))
         obj.fitted_at_ = manifest["fitted_at"]
-        obj._n_rows = int(manifest["n_rows"])
-        obj._set_state(manifest["state"], load_file(str(path / WEIGHTS)))
+        obj.n_rows_ = int(manifest["n_rows"])
+        obj._set_state(dict(manifest["state"]), dict(arrays))
         return obj
 
     # -- for subclasses -----------------------------------------------------------------
-    def _plan_training(self, n_rows: int, budget: Budget,
-                       prior_events: list[Event]) -> list[PlannedSpend]:
+    def _plan_training(self, schema: Schema, n_rows: int, budget: Budget,
+                       prior_events: tuple[Event, ...]
+                       ) -> TrainingPlan | Sequence[PlannedSpend]:
+        """The training's spends (or a typed plan listing them) within ``budget``.
+
+        ``prior_events`` come first (discovery, a composite's other parts); the training's
+        noise must be calibrated so that everything composes to at most ``budget.epsilon``.
+        """
         raise NotImplementedError
 
-    def _fit(self, data: pd.DataFrame, schema: Schema, recorder: SpendRecorder | None) -> None:
+    def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
+             recorder: SpendRecorder | None, noise: NoiseSource) -> None:
+        """Learn the model. ``plan`` and ``recorder`` are ``None`` only without DP."""
         raise NotImplementedError
 
     def _sample(self, n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -376,35 +438,14 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in params.items():
-        if isinstance(v, float) and math.isinf(v):
-            out[k] = float("inf")  # json writes Infinity, which json reads back
-        elif isinstance(v, (np.integer, np.floating)):
-            out[k] = v.item()
-        else:
-            out[k] = v
-    return out
-
-
-# -- registry -------------------------------------------------------------------------------
-SYNTHESIZERS: dict[str, type[BaseSynthesizer]] = {}
-_S = TypeVar("_S", bound=type[BaseSynthesizer])
-
-
-def register(cls: _S) -> _S:
-    """Class decorator adding a synthesizer to the registry; refuses silent overwrites."""
-    if cls.name in SYNTHESIZERS and SYNTHESIZERS[cls.name] is not cls:
-        raise ValueError(f"A synthesizer named {cls.name!r} is already registered "
-                         f"({SYNTHESIZERS[cls.name].__qualname__}).")
-    SYNTHESIZERS[cls.name] = cls
-    return cls
-
-
-def create(name: str, **params: Any) -> BaseSynthesizer:
-    """``create("dpvae", epsilon=1.0)``: a synthesizer by registry name."""
-    if name not in SYNTHESIZERS:
-        raise param_error("name", f"one of {sorted(SYNTHESIZERS)}", name, "create")
-    return SYNTHESIZERS[name](**params)
-
+__all__ = [
+    "FORMAT_VERSION",
+    "SYNTHESIZERS",
+    "BaseSynthesizer",
+    "FitPlan",
+    "PlannedSpend",
+    "PrivacyReport",
+    "create",
+    "plan_summary",
+    "register",
+]

@@ -21,7 +21,6 @@ post-processing and costs no privacy.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from typing import Any, ClassVar
@@ -32,19 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpsynth.accounting import Budget, Event, SubsampledGaussianEvent, calibrate_dpsgd_noise
-from dpsynth.accounting.session import SpendRecorder
+from dpsynth._util.device import resolve_device
+from dpsynth.accounting import Budget, Event, NoiseSource, SpendRecorder
 from dpsynth.data.encode import TableEncoder
-from dpsynth.errors import (
-    ModelFormatError,
-    ParameterError,
-    PrivacyError,
-    param_error,
-    raise_if_problems,
-)
+from dpsynth.errors import ModelFormatError, PrivacyError, param_error, raise_if_problems
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import _distributed, _dpsgd
-from dpsynth.synthesizers.base import BaseSynthesizer, PlannedSpend, register
+from dpsynth.synthesizers._dpsgd_base import DPSGDSynthesizer, Objective, number
+from dpsynth.synthesizers.base import register
+from dpsynth.synthesizers.plan import DPSGDPlan, FitPlan
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +133,7 @@ def _numeric_params(head: torch.Tensor, num_idx: list[int],
 
 
 @register
-class DPVAESynthesizer(BaseSynthesizer):
+class DPVAESynthesizer(DPSGDSynthesizer):
     """Tabular VAE trained with DP-SGD (Opacus ghost clipping, PLD accounting).
 
     Parameters
@@ -184,6 +179,8 @@ class DPVAESynthesizer(BaseSynthesizer):
     """
 
     name: ClassVar[str] = "dpvae"
+    learning_rate: float  # never None here (no automatic choice)
+    train_purpose: ClassVar[str] = TRAIN_PURPOSE
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,
@@ -193,16 +190,12 @@ class DPVAESynthesizer(BaseSynthesizer):
                  progress: bool = False, grad_sample_mode: str = "auto",
                  distributed: bool = False):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
-                         secure_mode=secure_mode, discovery_fraction=discovery_fraction)
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.max_grad_norm = max_grad_norm
-        self.learning_rate = learning_rate
+                         secure_mode=secure_mode, discovery_fraction=discovery_fraction,
+                         epochs=epochs, batch_size=batch_size, max_grad_norm=max_grad_norm,
+                         learning_rate=learning_rate, device=device, progress=progress,
+                         grad_sample_mode=grad_sample_mode)
         self.latent_dim = latent_dim
         self.hidden_sizes = hidden_sizes
-        self.device = device
-        self.progress = progress
-        self.grad_sample_mode = grad_sample_mode
         self.distributed = distributed
 
     # -- parameters -----------------------------------------------------------------------
@@ -210,55 +203,43 @@ class DPVAESynthesizer(BaseSynthesizer):
         super()._validate_params()
         raise_if_problems(_param_problems(self), type(self).__name__)
 
-    def _schedule(self, n_rows: int) -> tuple[float, int]:
-        """Sampling rate and number of steps for ``n_rows`` rows (no data is read)."""
-        if self.batch_size > n_rows:
-            raise param_error("batch_size", f"at most the number of rows ({n_rows})",
-                              self.batch_size, type(self).__name__)
-        q = self.batch_size / n_rows
-        return q, _dpsgd.steps_for(float(self.epochs), q)
-
     def _resolve_device(self, *, strict: bool = True) -> torch.device:
-        if self.device == "auto":
-            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-            return _distributed.local_device(device) if self.distributed else device
-        device = torch.device(self.device)
-        if self.distributed:
-            device = _distributed.local_device(device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            if strict:
-                raise param_error("device", "'auto' or 'cpu' on this machine (no CUDA device "
-                                  "is available)", self.device, type(self).__name__)
-            logger.warning("device=%r is not available here; using the CPU", self.device)
-            return torch.device("cpu")
-        return device
+        device = resolve_device(self.device, type(self).__name__, strict=strict)
+        return _distributed.local_device(device) if self.distributed else device
 
     # -- fitting --------------------------------------------------------------------------
-    def _plan_training(self, n_rows: int, budget: Budget,
-                       prior_events: list[Event]) -> list[PlannedSpend]:
+    def _plan_training(self, schema: Schema, n_rows: int, budget: Budget,
+                       prior_events: tuple[Event, ...]) -> DPSGDPlan:
         if self.distributed and prior_events:
             raise PrivacyError("distributed=True needs every column's domain declared in the "
                                "schema: DP discovery would run apart on every process.")
-        q, steps = self._schedule(n_rows)
-        sigma = calibrate_dpsgd_noise(budget.epsilon, budget.delta, sample_rate=q,
-                                      steps=steps, prior_events=prior_events)
-        return [PlannedSpend(TRAIN_PURPOSE, SubsampledGaussianEvent(sigma, q, steps))]
+        return self._plan_dpsgd(n_rows, budget, prior_events)
 
-    def _fit(self, data: pd.DataFrame, schema: Schema, recorder: SpendRecorder | None) -> None:
-        q, steps = self._schedule(len(data))
+    def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
+             recorder: SpendRecorder | None, noise: NoiseSource) -> None:
         device = self._resolve_device()
         self.encoder_ = TableEncoder().fit(schema)
         rows = torch.from_numpy(self.encoder_.transform(data)).to(device)
-        seed = _dpsgd.torch_seed(self.noise_)
+        seed = _dpsgd.torch_seed(noise)
         model = self._new_model(seed).to(device)
-        gen = torch.Generator(device=device).manual_seed(seed + 1)
-        self.world_size_ = 1
-        if recorder is None:
-            loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(
-                len(rows), int(self.batch_size), steps, self.noise_))
-            log = self._train_plain(model, loader, gen, q)
-        else:
-            log = self._fit_private(model, rows, recorder, seed)
+        dpsgd = plan.detail_as(DPSGDPlan) if plan is not None else None
+        rep = (_distributed.replica(type(self).__name__)
+               if self.distributed and dpsgd is not None else None)
+        sampling = noise
+        if rep is not None and dpsgd is not None:
+            _distributed.check_same_everywhere(
+                [len(rows), dpsgd.steps, dpsgd.sample_rate, dpsgd.noise_multiplier,
+                 float(rows.sum())], ["n_rows", "steps", "sample_rate", "noise", "data"])
+            rows = rows[torch.from_numpy(_distributed.shard(len(rows), rep)).to(rows.device)]
+            sampling = _distributed.sampling_source(noise, rep)
+            seed += rep.rank  # the VAE's own latent draws differ between ranks
+        log, mode = self._train(model, rows, self._objective(model, seed, device), plan=dpsgd,
+                                recorder=recorder, noise=noise,
+                                learning_rate=float(self.learning_rate), name="dpvae",
+                                sampling=sampling, rep=rep)
+        if mode != "none":
+            self.grad_sample_mode_ = mode
+        self.world_size_ = 1 if rep is None else rep.world_size
         self.steps_run_ = log.steps_run
         self.empty_batches_ = log.empty_batches
         self.rows_seen_ = log.rows_seen
@@ -268,99 +249,21 @@ class DPVAESynthesizer(BaseSynthesizer):
         self.model_.load_state_dict(model.state_dict())
         self.model_.eval()
 
-    def _fit_private(self, model: _TabularVAE, rows: torch.Tensor, recorder: SpendRecorder,
-                     seed: int) -> _dpsgd.TrainingLog:
-        """DP-SGD on ``rows`` (this process's shard of them when distributed)."""
-        event = self._planned_event()
-        rep = _distributed.replica(type(self).__name__) if self.distributed else None
-        sampling = self.noise_
-        if rep is not None:
-            _distributed.check_same_everywhere(
-                [len(rows), event.steps, event.sample_rate, event.noise_multiplier,
-                 float(rows.sum())], ["n_rows", "steps", "sample_rate", "noise", "data"])
-            rows = rows[torch.from_numpy(_distributed.shard(len(rows), rep)).to(rows.device)]
-            sampling = _distributed.sampling_source(self.noise_, rep)
-            seed += rep.rank  # the VAE's own latent draws differ between ranks
-        gen = torch.Generator(device=rows.device).manual_seed(seed + 1)
-        loader = _dpsgd.batch_loader(rows, _dpsgd.FastPoissonBatches(
-            len(rows), event.sample_rate, event.steps, sampling))
-        spend = (recorder.spend(TRAIN_PURPOSE, event) if rep is None or rep.leader
-                 else contextlib.nullcontext())
-        with spend:
-            log = self._train_private(model, loader, gen, event, rep)
-        if log.steps_run != event.steps:
-            raise PrivacyError(f"internal error: ran {log.steps_run} DP-SGD steps, but "
-                               f"{event.steps} were planned and accounted for.")
-        self.world_size_ = 1 if rep is None else rep.world_size
-        return log
+    def _objective(self, model: _TabularVAE, seed: int, device: torch.device) -> Objective:
+        """The negative ELBO, with the reparametrisation noise from a seeded generator."""
+        gen = torch.Generator(device=device).manual_seed(seed + 1)
+        latent = model.latent_dim
+
+        def loss(module: Any, criterion: Any, batch: torch.Tensor) -> torch.Tensor:
+            eps = torch.randn(len(batch), latent, generator=gen, device=batch.device)
+            return criterion(module(batch, eps), batch)
+
+        return Objective(_VAELoss(self.encoder_), loss)
 
     def _new_model(self, seed: int | None) -> _TabularVAE:
         return _build_model(self.encoder_.n_features_, len(self.encoder_.numeric_spans),
                             int(self.latent_dim), tuple(int(h) for h in self.hidden_sizes),
                             seed)
-
-    def _planned_event(self) -> SubsampledGaussianEvent:
-        for spend in self.budget_plan_:
-            if spend.purpose == TRAIN_PURPOSE and isinstance(spend.event,
-                                                             SubsampledGaussianEvent):
-                return spend.event
-        raise PrivacyError("internal error: no DP-SGD spend was planned before training.")
-
-    def _train_plain(self, model: _TabularVAE, loader: Any, gen: torch.Generator,
-                     q: float) -> _dpsgd.TrainingLog:
-        criterion = _VAELoss(self.encoder_)
-        optimizer = torch.optim.Adam(model.parameters(), lr=float(self.learning_rate))
-        model.train()
-
-        def step(batch: torch.Tensor) -> torch.Tensor:
-            optimizer.zero_grad(set_to_none=True)
-            eps = torch.randn(len(batch), model.latent_dim, generator=gen, device=batch.device)
-            loss = criterion(model(batch, eps), batch)
-            loss.backward()
-            optimizer.step()
-            return loss.detach()
-
-        return _dpsgd.run_steps(loader, step=step, empty_step=lambda: None,
-                                steps_per_epoch=_dpsgd.steps_for(1.0, q),
-                                progress=bool(self.progress), description="dpvae (non-private)")
-
-    def _train_private(self, model: _TabularVAE, loader: Any, gen: torch.Generator,
-                       event: SubsampledGaussianEvent,
-                       rep: _distributed.Replica | None = None) -> _dpsgd.TrainingLog:
-        device = next(model.parameters()).device
-        optimizer = torch.optim.Adam(model.parameters(), lr=float(self.learning_rate))
-        noise_fn = _dpsgd.make_noise_fn(self.noise_, device)
-        if rep is not None:
-            training = _distributed.make_private(
-                model, optimizer, _VAELoss(self.encoder_),
-                noise_multiplier=event.noise_multiplier, max_grad_norm=float(self.max_grad_norm),
-                expected_batch_size=int(self.batch_size), noise_fn=noise_fn, rep=rep)
-        else:
-            training = _dpsgd.make_private(
-                model, optimizer, _VAELoss(self.encoder_), loader,
-                noise_multiplier=event.noise_multiplier, max_grad_norm=float(self.max_grad_norm),
-                expected_batch_size=int(self.batch_size), noise_fn=noise_fn,
-                grad_sample_mode=str(self.grad_sample_mode))
-        self.grad_sample_mode_ = training.mode
-        module, optimizer, criterion = training.module, training.optimizer, training.criterion
-
-        def step(batch: torch.Tensor) -> torch.Tensor:
-            optimizer.zero_grad(set_to_none=True)
-            eps = torch.randn(len(batch), model.latent_dim, generator=gen, device=batch.device)
-            loss = criterion(module(batch, eps), batch)
-            loss.backward()
-            optimizer.step()
-            return loss.detach()
-
-        try:
-            return _dpsgd.run_steps(
-                loader, step=step, empty_step=optimizer.noise_only_step,
-                steps_per_epoch=_dpsgd.steps_for(1.0, event.sample_rate),
-                progress=bool(self.progress),
-                description=f"dpvae DP-SGD (σ={event.noise_multiplier:.3g})",
-            )
-        finally:
-            module.to_standard_module()  # type: ignore[operator]  # removes Opacus' hooks
 
     # -- sampling -------------------------------------------------------------------------
     def _sample(self, n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -419,44 +322,30 @@ class DPVAESynthesizer(BaseSynthesizer):
         self.loss_history_ = [float(v) for v in state.get("loss_history", [])]
 
 
-def _param_problems(synth: DPVAESynthesizer) -> list[ParameterError]:
-    """Every invalid DPVAE-specific parameter (the base class checks the shared ones)."""
+def _param_problems(synth: DPVAESynthesizer) -> list[str]:
+    """Every invalid DPVAE parameter (the base classes check the shared ones)."""
     owner = type(synth).__name__
-    out: list[ParameterError] = []
-
-    def number(value: Any, integer: bool = False) -> bool:
-        kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-        return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
-
-    for name, integer in (("epochs", False), ("batch_size", True), ("max_grad_norm", False),
-                          ("learning_rate", False), ("latent_dim", True)):
-        value = getattr(synth, name)
-        if not number(value, integer) or value <= 0:
-            kind = "an integer >= 1" if integer else "a finite float > 0"
-            out.append(param_error(name, kind, value, owner))
+    out = synth._dpsgd_problems()
+    if not number(synth.latent_dim, True) or synth.latent_dim <= 0:
+        out.append(str(param_error("latent_dim", "an integer >= 1", synth.latent_dim, owner)))
     hidden = synth.hidden_sizes
     if not isinstance(hidden, (list, tuple)) or not hidden or not all(
             number(h, True) and h > 0 for h in hidden):
-        out.append(param_error("hidden_sizes", "a non-empty sequence of integers >= 1", hidden,
-                               owner))
-    if synth.grad_sample_mode not in _dpsgd.GRAD_SAMPLE_MODES:
-        out.append(param_error("grad_sample_mode", f"one of {_dpsgd.GRAD_SAMPLE_MODES}",
-                               synth.grad_sample_mode, owner))
-    for name in ("progress", "distributed"):
-        if not isinstance(getattr(synth, name), bool):
-            out.append(param_error(name, "a bool", getattr(synth, name), owner))
+        out.append(str(param_error("hidden_sizes", "a non-empty sequence of integers >= 1",
+                                   hidden, owner)))
+    if not isinstance(synth.distributed, bool):
+        out.append(str(param_error("distributed", "a bool", synth.distributed, owner)))
     if synth.distributed is True:
         if synth.grad_sample_mode not in ("auto", "bookkeeping"):
-            out.append(param_error("grad_sample_mode", "'auto' or 'bookkeeping' when "
-                                   "distributed=True", synth.grad_sample_mode, owner))
+            out.append(str(param_error("grad_sample_mode", "'auto' or 'bookkeeping' when "
+                                       "distributed=True", synth.grad_sample_mode, owner)))
         if not synth.is_private:
-            out.append(param_error("distributed", "False for the non-private reference "
-                                   "(epsilon=inf)", True, owner))
+            out.append(str(param_error("distributed", "False for the non-private reference "
+                                       "(epsilon=inf)", True, owner)))
         elif not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-            out.append(param_error("distributed", "False unless torch.distributed is "
-                                   "initialised in this process (see docs/distributed.md)",
-                                   True, owner))
-    out.extend(ParameterError(p) for p in _dpsgd.device_problems(synth.device, owner))
+            out.append(str(param_error("distributed", "False unless torch.distributed is "
+                                       "initialised in this process (see docs/distributed.md)",
+                                       True, owner)))
     return out
 
 

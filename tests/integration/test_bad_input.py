@@ -42,7 +42,7 @@ class _Independent(BaseSynthesizer):
 
     name = "_test_independent"
 
-    def _plan_training(self, n_rows, budget, prior_events):
+    def _plan_training(self, schema, n_rows, budget, prior_events):
         k = len(self._columns)
         rest = budget.epsilon - pld_epsilon(prior_events, budget.delta)
         return [PlannedSpend("train:histograms", LaplaceEvent(k / (0.99 * rest)))]
@@ -52,13 +52,13 @@ class _Independent(BaseSynthesizer):
             else []
         return super().fit(data, schema, ledger=ledger)
 
-    def _fit(self, data, schema, recorder):
+    def _fit(self, data, schema, *, plan, recorder, noise):
         self.marginals_ = {}
-        with recorder.spend("train:histograms", self.budget_plan_[-1].event):
+        with recorder.spend("train:histograms", plan.training[-1].event):
             for col in schema.data_columns:
                 values = data[col.name].astype(str)
                 counts = values.value_counts()
-                noisy = counts.to_numpy(float) + self.noise_.laplace(len(counts),
+                noisy = counts.to_numpy(float) + noise.laplace(len(counts),
                                                                       len(self._columns))
                 self.marginals_[col.name] = (counts.index.tolist(), np.clip(noisy, 0, None))
 

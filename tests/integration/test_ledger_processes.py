@@ -35,9 +35,9 @@ FIT_CHILD = textwrap.dedent("""
 
     class Slow(BaseSynthesizer):
         name = "test-slow"
-        def _plan_training(self, n_rows, budget, prior_events):
+        def _plan_training(self, schema, n_rows, budget, prior_events):
             return [PlannedSpend("train:generator", PureDPEvent(0.5))]
-        def _fit(self, data, schema, recorder):
+        def _fit(self, data, schema, *, plan, recorder, noise):
             with recorder.spend("train:generator", PureDPEvent(0.5)):
                 marker.write_text("training")  # noise may be drawn from here on
                 time.sleep(120)

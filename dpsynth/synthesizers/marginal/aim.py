@@ -23,10 +23,10 @@ import math
 
 import numpy as np
 
-from dpsynth.accounting import Budget, Event, SpendRecorder
+from dpsynth.accounting import Budget, Event
 from dpsynth.errors import param_error
 from dpsynth.synthesizers.base import register
-from dpsynth.synthesizers.marginal.common import MarginalSynthesizer
+from dpsynth.synthesizers.marginal.common import MarginalSynthesizer, _Run
 from dpsynth.synthesizers.marginal.estimate import FittedModel, fit_model
 from dpsynth.synthesizers.marginal.measure import Measurement, marginal_counts, measure
 from dpsynth.synthesizers.marginal.plan import MarginalPlan, plan_marginals
@@ -110,32 +110,29 @@ class AIMSynthesizer(MarginalSynthesizer):
                                        "AIMSynthesizer")))
         return out
 
-    def _n_rounds(self) -> int:
+    def _n_rounds(self, n_columns: int) -> int:
         if self.rounds is not None:
             return int(self.rounds)
-        return default_rounds(self._n_columns, float(self.epsilon))
+        return default_rounds(n_columns, float(self.epsilon))
 
-    def _make_plan(self, budget: Budget, prior: tuple[Event, ...]) -> MarginalPlan:
-        return plan_marginals(budget.epsilon, budget.delta, first_count=self._n_columns,
-                              rounds=self._n_rounds(), first_share=float(self.first_share),
+    def _make_plan(self, n_columns: int, budget: Budget, prior: tuple[Event, ...]
+                   ) -> MarginalPlan:
+        return plan_marginals(budget.epsilon, budget.delta, first_count=n_columns,
+                              rounds=self._n_rounds(n_columns),
+                              first_share=float(self.first_share),
                               select_share=float(self.select_share), prior=prior)
 
     def _measure_more(self, codes: np.ndarray, domain: tuple[int, ...],
-                      measured: list[Measurement], recorder: SpendRecorder | None
+                      measured: list[Measurement], run: _Run
                       ) -> tuple[list[Measurement], FittedModel | None]:
-        plan = self.plan_ if recorder is not None else None
-        noise = self.noise_ if recorder is not None else None
-        sigma = plan.round_sigma if plan is not None else 0.0
-        select_eps = plan.select_epsilon if plan is not None else math.inf
-        events = dict(plan.events()) if plan is not None else {}
+        noise, sigma, select_eps = run.noise, run.round_sigma, run.select_epsilon
         cands = candidates(workload_cliques(len(domain), int(self.degree)))
         sensitivity = max(cands.values())
         answers = {r: marginal_counts(codes, r, domain) for r in cands}
         model = fit_model(domain, measured, self.total_, iterations=int(self.round_iterations))
-        rounds = self._n_rounds()
+        rounds = self._n_rounds(len(domain))
         self.selection_log_: list[dict[str, object]] = []
-        with self._spend(recorder, "marginal selection", events.get("marginal selection")), \
-                self._spend(recorder, "selected marginals", events.get("selected marginals")):
+        with run.spend("marginal selection"), run.spend("selected marginals"):
             for t in range(rounds):
                 cap = self.max_model_cells * (len(domain) + t + 1) / (len(domain) + rounds)
                 eligible = eligible_candidates(cands, model, cap)

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dpsynth.accounting import Budget, Event, SpendRecorder
+from dpsynth.accounting import Budget, Event, NoiseSource, SpendRecorder
 from dpsynth.errors import ParameterError, PrivacyError, param_error
 from dpsynth.schema import Schema
-from dpsynth.synthesizers.base import BaseSynthesizer, PlannedSpend
+from dpsynth.synthesizers.base import BaseSynthesizer
 from dpsynth.synthesizers.marginal.binning import (
     ColumnCodec,
     codecs_for,
@@ -37,11 +39,47 @@ from dpsynth.synthesizers.marginal.compress import (
 from dpsynth.synthesizers.marginal.estimate import FittedModel, fit_model, model_from_theta
 from dpsynth.synthesizers.marginal.measure import Measurement, measure
 from dpsynth.synthesizers.marginal.plan import MarginalPlan
+from dpsynth.synthesizers.plan import FitPlan, PlannedSpend
 
 logger = logging.getLogger(__name__)
 
 #: Merge values whose noisy one-way count is at most this many noise deviations.
 MERGE_THRESHOLD = 3.0
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One fit's privacy context: the plan, the noise and the recorder (all ``None`` without
+    DP), and the spends made so far, in order."""
+
+    plan: MarginalPlan | None
+    noise: NoiseSource | None
+    recorder: SpendRecorder | None
+    spent: list[PlannedSpend]
+
+    @property
+    def first_sigma(self) -> float:
+        return self.plan.first_sigma if self.plan is not None else 0.0
+
+    @property
+    def round_sigma(self) -> float:
+        return self.plan.round_sigma if self.plan is not None else 0.0
+
+    @property
+    def select_epsilon(self) -> float:
+        return self.plan.select_epsilon if self.plan is not None else math.inf
+
+    @contextlib.contextmanager
+    def spend(self, purpose: str) -> Iterator[None]:
+        """Spend the planned event of ``purpose`` around a mechanism run (nothing without DP)."""
+        events = dict(self.plan.events()) if self.plan is not None else {}
+        event = events.get(purpose)
+        if self.recorder is None or event is None:
+            yield
+            return
+        with self.recorder.spend(purpose, event):
+            self.spent.append(PlannedSpend(purpose, event))
+            yield
 
 
 class MarginalSynthesizer(BaseSynthesizer):
@@ -86,42 +124,24 @@ class MarginalSynthesizer(BaseSynthesizer):
         if problems:
             raise ParameterError("\n".join(problems))
 
-    def _check_schema(self, schema: Schema) -> None:
-        super()._check_schema(schema)
-        self._n_columns = len(schema.data_columns)
+    def _plan_training(self, schema: Schema, n_rows: int, budget: Budget,
+                       prior_events: tuple[Event, ...]) -> MarginalPlan:
+        return self._make_plan(len(schema.data_columns), budget, tuple(prior_events))
 
-    def _plan_training(self, n_rows: int, budget: Budget,
-                       prior_events: list[Event]) -> list[PlannedSpend]:
-        self.plan_ = self._make_plan(budget, tuple(prior_events))
-        return [PlannedSpend(purpose, event) for purpose, event in self.plan_.events()]
-
-    def _make_plan(self, budget: Budget, prior: tuple[Event, ...]) -> MarginalPlan:
+    def _make_plan(self, n_columns: int, budget: Budget, prior: tuple[Event, ...]
+                   ) -> MarginalPlan:
         raise NotImplementedError
 
     # -- fitting --------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _spend(self, recorder: SpendRecorder | None, purpose: str, event: Event | None
-               ) -> Iterator[None]:
-        """Spend ``event`` around a mechanism run and keep it in ``spends_``."""
-        if recorder is None or event is None:
-            yield
-            return
-        with recorder.spend(purpose, event):
-            self.spends_.append(PlannedSpend(purpose, event))
-            yield
-
-    def _fit(self, data: pd.DataFrame, schema: Schema, recorder: SpendRecorder | None) -> None:
-        private = recorder is not None
-        plan = self.plan_ if private else None
-        self.spends_: list[PlannedSpend] = []
+    def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
+             recorder: SpendRecorder | None, noise: NoiseSource) -> None:
+        run = _Run(None, None, recorder, []) if plan is None or recorder is None else \
+            _Run(plan.detail_as(MarginalPlan), noise, recorder, [])
         self.codecs_ = codecs_for(schema, int(self.n_bins))
         codes = encode_table(self.codecs_, data)
         raw_domain = [c.size for c in self.codecs_]
-        events = dict(plan.events()) if plan is not None else {}
-        sigma = plan.first_sigma if plan is not None else 0.0
-        noise = self.noise_ if private else None
-        with self._spend(recorder, "one-way marginals", events.get("one-way marginals")):
-            first = [measure(codes, (i,), raw_domain, sigma, noise)
+        with run.spend("one-way marginals"):
+            first = [measure(codes, (i,), raw_domain, run.first_sigma, run.noise)
                      for i in range(codes.shape[1])]
         self.merges_ = tuple(
             plan_merge(m, MERGE_THRESHOLD) if self.compress else ColumnMerge(tuple(range(s)))
@@ -131,16 +151,16 @@ class MarginalSynthesizer(BaseSynthesizer):
         measured = [merged_measurement(m, g, i) for i, (m, g) in
                     enumerate(zip(first, self.merges_, strict=True))]
         self.total_ = max(1.0, float(np.mean([m.values.sum() for m in measured])))
-        measured, model = self._measure_more(codes, domain, measured, recorder)
+        measured, model = self._measure_more(codes, domain, measured, run)
         self.model_ = fit_model(domain, measured, self.total_,
                                 iterations=int(self.final_iterations), warm=model,
                                 structure=() if model is None else model.tree.cliques)
         self.measurements_ = tuple((m.attrs, m.sigma) for m in measured)
-        if plan is not None and [s.event for s in self.spends_] != [e for _, e in plan.events()]:
+        if run.plan is not None and tuple(run.spent) != run.plan.spends:
             raise PrivacyError("internal error: the spends differ from the plan")
 
     def _measure_more(self, codes: np.ndarray, domain: tuple[int, ...],
-                      measured: list[Measurement], recorder: SpendRecorder | None
+                      measured: list[Measurement], run: _Run
                       ) -> tuple[list[Measurement], FittedModel | None]:
         raise NotImplementedError
 

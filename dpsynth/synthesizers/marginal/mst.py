@@ -11,13 +11,12 @@ accounting (:mod:`~dpsynth.synthesizers.marginal.plan`). Fast, and a baseline fo
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 
-from dpsynth.accounting import Budget, Event, SpendRecorder
+from dpsynth.accounting import Budget, Event
 from dpsynth.synthesizers.base import register
-from dpsynth.synthesizers.marginal.common import MarginalSynthesizer
+from dpsynth.synthesizers.marginal.common import MarginalSynthesizer, _Run
 from dpsynth.synthesizers.marginal.estimate import FittedModel, fit_model
 from dpsynth.synthesizers.marginal.measure import Measurement, marginal_counts, measure
 from dpsynth.synthesizers.marginal.plan import MarginalPlan, plan_marginals
@@ -32,30 +31,28 @@ class MSTSynthesizer(MarginalSynthesizer):
 
     name = "mst"
 
-    def _make_plan(self, budget: Budget, prior: tuple[Event, ...]) -> MarginalPlan:
-        return plan_marginals(budget.epsilon, budget.delta, first_count=self._n_columns,
-                              rounds=self._n_columns - 1, first_share=_THIRD,
+    def _make_plan(self, n_columns: int, budget: Budget, prior: tuple[Event, ...]
+                   ) -> MarginalPlan:
+        return plan_marginals(budget.epsilon, budget.delta, first_count=n_columns,
+                              rounds=n_columns - 1, first_share=_THIRD,
                               select_share=_THIRD, prior=prior)
 
     def _measure_more(self, codes: np.ndarray, domain: tuple[int, ...],
-                      measured: list[Measurement], recorder: SpendRecorder | None
+                      measured: list[Measurement], run: _Run
                       ) -> tuple[list[Measurement], FittedModel | None]:
         d = len(domain)
         if d < 2:
             return measured, None
-        plan = self.plan_ if recorder is not None else None
-        noise = self.noise_ if recorder is not None else None
-        events = dict(plan.events()) if plan is not None else {}
+        noise = run.noise
         independent = fit_model(domain, measured, self.total_, iterations=50)
         errors = {}
         for a, b in itertools.combinations(range(d), 2):
             guess = self.total_ * np.multiply.outer(independent.project((a,)),
                                                     independent.project((b,)))
             errors[(a, b)] = float(np.abs(marginal_counts(codes, (a, b), domain) - guess).sum())
-        with self._spend(recorder, "marginal selection", events.get("marginal selection")):
-            edges = mst_edges(errors, d, plan.select_epsilon if plan else math.inf, noise)
-        sigma = plan.round_sigma if plan is not None else 0.0
-        with self._spend(recorder, "selected marginals", events.get("selected marginals")):
-            measured += [measure(codes, e, domain, sigma, noise) for e in edges]
+        with run.spend("marginal selection"):
+            edges = mst_edges(errors, d, run.select_epsilon, noise)
+        with run.spend("selected marginals"):
+            measured += [measure(codes, e, domain, run.round_sigma, noise) for e in edges]
         self.selection_log_ = [{"attrs": e} for e in edges]
         return measured, None

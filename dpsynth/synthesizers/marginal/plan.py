@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dpsynth.accounting import Event, GaussianEvent, PureDPEvent, pld_epsilon
+from dpsynth.accounting import Event, GaussianEvent, PureDPEvent, Spend, pld_epsilon
 from dpsynth.errors import PrivacyError
 
 _RHO_MIN, _RHO_MAX = 1e-14, 1e6
@@ -48,6 +48,11 @@ class MarginalPlan:
             out += [("marginal selection", PureDPEvent(self.select_epsilon, self.rounds)),
                     ("selected marginals", GaussianEvent(self.round_sigma, self.rounds))]
         return out
+
+    @property
+    def spends(self) -> tuple[Spend, ...]:
+        """The plan's events as spends, in the order they are made."""
+        return tuple(Spend(purpose, event) for purpose, event in self.events())
 
 
 def _shape(rho: float, first_count: int, rounds: int, first_share: float,

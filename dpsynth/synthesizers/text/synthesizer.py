@@ -19,37 +19,32 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
-from dpsynth.accounting import (
-    Budget,
-    Event,
-    GaussianEvent,
-    SubsampledGaussianEvent,
-    calibrate_dpsgd_noise,
-    calibrate_gaussian,
-)
+from dpsynth._util.device import resolve_device
+from dpsynth.accounting import Budget, Event, GaussianEvent, NoiseSource, calibrate_gaussian
 from dpsynth.accounting.session import SpendRecorder
-from dpsynth.errors import (
-    NotFittedError,
-    ParameterError,
-    PrivacyError,
-    param_error,
-    raise_if_problems,
-)
+from dpsynth.errors import NotFittedError, ParameterError, param_error, raise_if_problems
 from dpsynth.schema import CATEGORY_KINDS, Schema
 from dpsynth.synthesizers import _dpsgd
-from dpsynth.synthesizers.base import BaseSynthesizer, PlannedSpend, register
+from dpsynth.synthesizers._dpsgd_base import DPSGDSynthesizer, Objective
+from dpsynth.synthesizers.base import register
+from dpsynth.synthesizers.plan import DPSGDPlan, FitPlan, PlannedSpend
 from dpsynth.synthesizers.text import codec
-from dpsynth.synthesizers.text._params import param_problems, resolve_device
+from dpsynth.synthesizers.text._params import param_problems
 from dpsynth.synthesizers.text.backend import ByteBackend, TextBackend, backend_nll
 from dpsynth.synthesizers.text.controls import ControlDistribution, cell_index, control_domain
-from dpsynth.synthesizers.text.model import TransformerConfig, select_trainable
-from dpsynth.synthesizers.text.train import train_plain, train_private
+from dpsynth.synthesizers.text.model import (
+    RecordNLL,
+    TransformerConfig,
+    select_trainable,
+    split_batch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +54,27 @@ DEFAULT_MAX_LENGTH = 256
 _GEN_BATCH = 256
 
 
+@dataclass(frozen=True)
+class TextPlan:
+    """The text model's plan: the control-code histogram (if released), then DP-SGD."""
+
+    controls: GaussianEvent | None
+    training: DPSGDPlan
+
+    @property
+    def spends(self) -> tuple[PlannedSpend, ...]:
+        first = () if self.controls is None else (PlannedSpend(CONTROL_PURPOSE, self.controls),)
+        return (*first, *self.training.spends)
+
+
+def _record_loss(module: Any, criterion: Any, batch: torch.Tensor) -> Any:
+    """Mean per-record negative log-likelihood of a batch of coded records."""
+    inputs, target = split_batch(batch)
+    return criterion(module(inputs), target)
+
+
 @register
-class DPTextSynthesizer(BaseSynthesizer):
+class DPTextSynthesizer(DPSGDSynthesizer):
     """DP-SGD fine-tuned language model for a table of one text column plus control columns.
 
     Parameters
@@ -111,6 +125,9 @@ class DPTextSynthesizer(BaseSynthesizer):
     """
 
     name: ClassVar[str] = "dptext"
+    train_purpose: ClassVar[str] = TRAIN_PURPOSE
+    fallback_clipping: ClassVar[str] = "hooks"  # functorch handles any layer of an HF model
+    automatic_learning_rate: ClassVar[bool] = True
     supported_kinds: ClassVar[tuple[str, ...]] = ("text", "categorical", "ordinal")
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
@@ -126,16 +143,15 @@ class DPTextSynthesizer(BaseSynthesizer):
                  progress: bool = False, grad_sample_mode: str = "auto",
                  precision: str = "float32"):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
-                         secure_mode=secure_mode, discovery_fraction=discovery_fraction)
+                         secure_mode=secure_mode, discovery_fraction=discovery_fraction,
+                         epochs=epochs, batch_size=batch_size, max_grad_norm=max_grad_norm,
+                         learning_rate=learning_rate, device=device, progress=progress,
+                         grad_sample_mode=grad_sample_mode)
         self.max_length = max_length
         self.pretrained = pretrained
         self.model_dir = model_dir
         self.lora_rank = lora_rank
         self.trainable = trainable
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.max_grad_norm = max_grad_norm
-        self.learning_rate = learning_rate
         self.control_fraction = control_fraction
         self.release_controls = release_controls
         self.temperature = temperature
@@ -143,15 +159,13 @@ class DPTextSynthesizer(BaseSynthesizer):
         self.d_model = d_model
         self.n_layers = n_layers
         self.n_heads = n_heads
-        self.device = device
-        self.progress = progress
-        self.grad_sample_mode = grad_sample_mode
         self.precision = precision
 
     # -- parameters and schema ------------------------------------------------------------
     def _validate_params(self) -> None:
         super()._validate_params()
-        raise_if_problems(param_problems(self), type(self).__name__)
+        raise_if_problems([*self._dpsgd_problems(), *param_problems(self)],
+                          type(self).__name__)
 
     def _check_schema(self, schema: Schema) -> None:
         super()._check_schema(schema)
@@ -161,7 +175,6 @@ class DPTextSynthesizer(BaseSynthesizer):
                                  f"categorical control columns; the schema has text columns "
                                  f"{texts}.")
         self._check_length(schema)
-        self._has_controls = bool(self._columns(schema)[1])
 
     def _columns(self, schema: Schema) -> tuple[str, list[str]]:
         text = next(c.name for c in schema.data_columns if c.kind == "text")
@@ -195,35 +208,20 @@ class DPTextSynthesizer(BaseSynthesizer):
                                  n_heads=int(self.n_heads), d_ff=4 * int(self.d_model))
 
     # -- planning -------------------------------------------------------------------------
-    def _schedule(self, n_rows: int) -> tuple[float, int]:
-        if self.batch_size > n_rows:
-            raise param_error("batch_size", f"at most the number of rows ({n_rows})",
-                              self.batch_size, type(self).__name__)
-        q = self.batch_size / n_rows
-        return q, _dpsgd.steps_for(float(self.epochs), q)
-
-    def _plan_training(self, n_rows: int, budget: Budget,
-                       prior_events: list[Event]) -> list[PlannedSpend]:
-        q, steps = self._schedule(n_rows)
-        plan: list[PlannedSpend] = []
-        if self.release_controls and self._has_controls:
+    def _plan_training(self, schema: Schema, n_rows: int, budget: Budget,
+                       prior_events: tuple[Event, ...]) -> TextPlan:
+        controls: GaussianEvent | None = None
+        if self.release_controls and self._columns(schema)[1]:
             share = float(self.control_fraction)
-            sigma_h = calibrate_gaussian(budget.epsilon * share, budget.delta * share)
-            plan.append(PlannedSpend(CONTROL_PURPOSE, GaussianEvent(sigma_h)))
-        prior = [*prior_events, *(p.event for p in plan)]
-        sigma = calibrate_dpsgd_noise(budget.epsilon, budget.delta, sample_rate=q, steps=steps,
-                                      prior_events=prior)
-        plan.append(PlannedSpend(TRAIN_PURPOSE, SubsampledGaussianEvent(sigma, q, steps)))
-        return plan
-
-    def _planned(self, purpose: str) -> Event:
-        for spend in self.budget_plan_:
-            if spend.purpose == purpose:
-                return spend.event
-        raise PrivacyError(f"internal error: no spend {purpose!r} was planned.")
+            controls = GaussianEvent(calibrate_gaussian(budget.epsilon * share,
+                                                        budget.delta * share))
+        before = (*prior_events, *(() if controls is None else (controls,)))
+        return TextPlan(controls, self._plan_dpsgd(n_rows, budget, before))
 
     # -- fitting --------------------------------------------------------------------------
-    def _fit(self, data: pd.DataFrame, schema: Schema, recorder: SpendRecorder | None) -> None:
+    def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
+             recorder: SpendRecorder | None, noise: NoiseSource) -> None:
+        text_plan = plan.detail_as(TextPlan) if plan is not None else None
         text, controls = self._columns(schema)
         self._check_length(schema)  # again: discovery may have added categories
         device = resolve_device(self.device, type(self).__name__)
@@ -231,8 +229,9 @@ class DPTextSynthesizer(BaseSynthesizer):
         self.max_length_ = self._text_length(schema)
         domain = control_domain(schema, controls)
         cells = cell_index(data, controls, domain)
-        self.controls_ = self._release_controls(cells, controls, domain, recorder)
-        backend = self._new_backend(_dpsgd.torch_seed(self.noise_))
+        self.controls_ = self._release_controls(cells, controls, domain, text_plan, recorder,
+                                                noise)
+        backend = self._new_backend(_dpsgd.torch_seed(noise))
         backend.to(device)
         self.trainable_ = self._trainable_set()
         self.learning_rate_ = self._learning_rate(self.trainable_)
@@ -243,7 +242,11 @@ class DPTextSynthesizer(BaseSynthesizer):
         headers = [codec.header(dict(zip(controls, domain[c], strict=True))) for c in cells]
         texts = data[text].fillna("").astype(str).tolist()
         rows = torch.from_numpy(backend.code(texts, headers, self.max_length_)).to(device)
-        log, self.grad_sample_mode_ = self._train(backend, rows, recorder)
+        objective = Objective(RecordNLL(), _record_loss, str(self.precision))
+        log, self.grad_sample_mode_ = self._train(
+            backend.module, rows, objective,
+            plan=None if text_plan is None else text_plan.training, recorder=recorder,
+            noise=noise, learning_rate=self.learning_rate_, name="text model")
         self.steps_run_, self.empty_batches_ = log.steps_run, log.empty_batches
         self.loss_history_ = list(log.epoch_losses)
         self.backend_: TextBackend = backend
@@ -264,37 +267,17 @@ class DPTextSynthesizer(BaseSynthesizer):
         return 4e-3 if trainable in ("norms-biases", "norms-biases-io") else 1e-3
 
     def _release_controls(self, cells: np.ndarray, controls: list[str], domain: list[tuple],
-                          recorder: SpendRecorder | None) -> ControlDistribution | None:
+                          plan: TextPlan | None, recorder: SpendRecorder | None,
+                          noise: NoiseSource) -> ControlDistribution | None:
         if not self.release_controls:
             return None
-        if recorder is None or not controls:  # one cell, probability 1: nothing to release
+        if plan is None or recorder is None or plan.controls is None:
+            # no DP, or no control column (one cell, probability 1): nothing to release
             return ControlDistribution.release(cells, controls, domain, sigma=None, noise=None)
-        event = self._planned(CONTROL_PURPOSE)
-        assert isinstance(event, GaussianEvent)
-        with recorder.spend(CONTROL_PURPOSE, event):
+        with recorder.spend(CONTROL_PURPOSE, plan.controls):
             return ControlDistribution.release(cells, controls, domain,
-                                               sigma=event.noise_multiplier, noise=self.noise_)
-
-    def _train(self, backend: TextBackend, rows: torch.Tensor,
-               recorder: SpendRecorder | None) -> tuple[_dpsgd.TrainingLog, str]:
-        """Training log and clipping mode (``"none"`` without DP)."""
-        if recorder is None:
-            _, steps = self._schedule(len(rows))
-            return train_plain(backend.module, rows, steps=steps,
-                               batch_size=int(self.batch_size), noise=self.noise_,
-                               learning_rate=self.learning_rate_,
-                               progress=bool(self.progress),
-                               precision=str(self.precision)), "none"
-        event = self._planned(TRAIN_PURPOSE)
-        assert isinstance(event, SubsampledGaussianEvent)
-        with recorder.spend(TRAIN_PURPOSE, event):
-            return train_private(backend.module, rows, event, noise=self.noise_,
-                                 expected_batch_size=int(self.batch_size),
-                                 max_grad_norm=float(self.max_grad_norm),
-                                 learning_rate=self.learning_rate_,
-                                 grad_sample_mode=str(self.grad_sample_mode),
-                                 progress=bool(self.progress),
-                                 precision=str(self.precision))
+                                               sigma=plan.controls.noise_multiplier,
+                                               noise=noise)
 
     def _new_backend(self, seed: int) -> TextBackend:
         if self.model_dir is not None:
@@ -401,4 +384,4 @@ class DPTextSynthesizer(BaseSynthesizer):
                           ControlDistribution.from_state(controls, arrays["controls.probs"]))
 
 
-__all__ = ["CONTROL_PURPOSE", "TRAIN_PURPOSE", "DPTextSynthesizer"]
+__all__ = ["CONTROL_PURPOSE", "TRAIN_PURPOSE", "DPTextSynthesizer", "TextPlan"]

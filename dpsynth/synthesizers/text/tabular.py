@@ -11,17 +11,24 @@ tabular, text) meets the target; every spend goes through the same recorder.
 
 from __future__ import annotations
 
-import datetime as _dt
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from dpsynth.accounting import Budget, Event
+from dpsynth._util.jsonable import to_jsonable
+from dpsynth.accounting import Budget, Event, NoiseSource
 from dpsynth.accounting.session import SpendRecorder
 from dpsynth.errors import ModelFormatError, ParameterError, param_error
 from dpsynth.schema import CATEGORY_KINDS, KINDS, Schema
-from dpsynth.synthesizers.base import SYNTHESIZERS, BaseSynthesizer, PlannedSpend, register
+from dpsynth.synthesizers.base import (
+    FORMAT_VERSION,
+    SYNTHESIZERS,
+    BaseSynthesizer,
+    register,
+)
+from dpsynth.synthesizers.plan import FitPlan, PlannedSpend
 from dpsynth.synthesizers.text.synthesizer import DPTextSynthesizer
 
 _SHARED = ("epsilon", "delta", "random_state", "secure_mode", "discovery_fraction")
@@ -87,9 +94,7 @@ class TabularTextSynthesizer(BaseSynthesizer):
         if not isinstance(self.text_fraction, (int, float)) or not 0 < self.text_fraction < 1:
             raise param_error("text_fraction", "a float in (0, 1)", self.text_fraction,
                               type(self).__name__)
-        self.table_, self.text_ = self._make_parts()
-        self.table_._validate_params()
-        self.text_._validate_params()
+        self._make_parts()  # an unknown table synthesizer or bad part parameters raise here
 
     def _split(self, schema: Schema) -> tuple[Schema, Schema]:
         texts = [c for c in schema.data_columns if c.kind == "text"]
@@ -112,37 +117,33 @@ class TabularTextSynthesizer(BaseSynthesizer):
 
     def _check_schema(self, schema: Schema) -> None:
         super()._check_schema(schema)
-        table_schema, text_schema = self._split(schema)
-        self.table_._check_schema(table_schema)
-        self.text_._check_schema(text_schema)
+        self._split(schema)
 
     # -- planning and fitting -------------------------------------------------------------
-    def _plan_training(self, n_rows: int, budget: Budget,
-                       prior_events: list[Event]) -> list[PlannedSpend]:
-        table_budget = Budget(budget.epsilon * (1 - float(self.text_fraction)), budget.delta)
-        for part in (self.table_, self.text_):
-            part._n_rows = n_rows
-        table_plan = self.table_._plan_training(n_rows, table_budget, list(prior_events))
-        text_plan = self.text_._plan_training(
-            n_rows, budget, [*prior_events, *(p.event for p in table_plan)])
-        self._part_plans = (tuple(table_plan), tuple(text_plan))
-        return [*table_plan, *text_plan]
-
-    def _fit(self, data: pd.DataFrame, schema: Schema, recorder: SpendRecorder | None) -> None:
+    def _plan_training(self, schema: Schema, n_rows: int, budget: Budget,
+                       prior_events: tuple[Event, ...]) -> TabularTextPlan:
         table_schema, text_schema = self._split(schema)
-        plans = getattr(self, "_part_plans", ((), ()))
-        for part, sub, plan in zip((self.table_, self.text_), (table_schema, text_schema),
-                                   plans, strict=True):
-            part.noise_ = self.noise_
-            part.budget_plan_ = plan
-            part._n_rows = len(data)
-            part.schema_ = sub
-            part._fit(data[[c.name for c in sub.data_columns]], sub, recorder)
-            part.privacy_ = None  # the composite reports the privacy of the whole
-            part.fitted_at_ = _dt.datetime.now(_dt.timezone.utc).isoformat()
+        table, text = self._make_parts()
+        table_budget = Budget(budget.epsilon * (1 - float(self.text_fraction)), budget.delta)
+        table_plan = table.plan_training(table_schema, n_rows, table_budget, prior=prior_events)
+        text_plan = text.plan_training(text_schema, n_rows, budget,
+                                       prior=(*prior_events, *table_plan.events))
+        return TabularTextPlan(table_plan, text_plan)
+
+    def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
+             recorder: SpendRecorder | None, noise: NoiseSource) -> None:
+        parts_plan = plan.detail_as(TabularTextPlan) if plan is not None else None
+        table, text = self._make_parts()
+        for part, sub, part_plan in zip(
+                (table, text), self._split(schema),
+                (None, None) if parts_plan is None else (parts_plan.table, parts_plan.text),
+                strict=True):
+            part.fit_planned(data[[c.name for c in sub.data_columns]], sub, plan=part_plan,
+                             recorder=recorder, noise=noise)
+        self.table_, self.text_ = table, text
 
     def _sample(self, n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
-        rows = self.table_._sample(n_rows, rng).reset_index(drop=True)
+        rows = self.table_.sample(n_rows, random_state=rng)
         rows[self.text_.text_column_] = self.text_.generate_text(rows, random_state=rng)
         return rows
 
@@ -151,22 +152,41 @@ class TabularTextSynthesizer(BaseSynthesizer):
         state: dict[str, Any] = {}
         arrays: dict[str, np.ndarray] = {}
         for key, part in (("table", self.table_), ("text", self.text_)):
-            part_state, part_arrays = part._get_state()
-            state[key] = {"schema": part.schema_.to_dict(), "state": part_state}
+            manifest, part_arrays = part.to_manifest()
+            state[key] = {"schema": manifest["schema"], "state": manifest["state"]}
             arrays.update({f"{key}/{k}": v for k, v in part_arrays.items()})
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self.table_, self.text_ = self._make_parts()
-        for key, part in (("table", self.table_), ("text", self.text_)):
+        parts = []
+        for key, part in zip(("table", "text"), self._make_parts(), strict=True):
             if key not in state:
                 raise ModelFormatError(f"The saved model lacks its {key} part.")
-            part.schema_ = Schema.from_dict(state[key]["schema"])
-            part.privacy_ = None
-            part._n_rows = self._n_rows
-            part._set_state(state[key]["state"], {k.removeprefix(f"{key}/"): v
-                                                  for k, v in arrays.items()
-                                                  if k.startswith(f"{key}/")})
+            manifest = {
+                "format_version": FORMAT_VERSION, "synthesizer": part.name,
+                "params": to_jsonable(part.get_params()), "schema": state[key]["schema"],
+                "privacy": None, "fitted_at": self.fitted_at_, "n_rows": self.n_rows_,
+                "state": state[key]["state"],
+            }
+            parts.append(type(part).from_manifest(
+                manifest, {k.removeprefix(f"{key}/"): v for k, v in arrays.items()
+                           if k.startswith(f"{key}/")}))
+        table, text = parts
+        if not isinstance(text, DPTextSynthesizer):
+            raise ModelFormatError("The saved text part is not a DPTextSynthesizer.")
+        self.table_, self.text_ = table, text
 
 
-__all__ = ["TabularTextSynthesizer"]
+@dataclass(frozen=True)
+class TabularTextPlan:
+    """The composite's plan: the tabular part's, then the text model's (one budget)."""
+
+    table: FitPlan
+    text: FitPlan
+
+    @property
+    def spends(self) -> tuple[PlannedSpend, ...]:
+        return (*self.table.training, *self.text.training)
+
+
+__all__ = ["TabularTextPlan", "TabularTextSynthesizer"]

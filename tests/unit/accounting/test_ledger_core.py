@@ -248,10 +248,10 @@ class _OneShot(BaseSynthesizer):
     name = "test-oneshot"
     ran = False
 
-    def _plan_training(self, n_rows, budget, prior_events):
+    def _plan_training(self, schema, n_rows, budget, prior_events):
         return [PlannedSpend("train:generator", PureDPEvent(float(self.epsilon)))]
 
-    def _fit(self, data, schema, recorder):
+    def _fit(self, data, schema, *, plan, recorder, noise):
         with recorder.spend("train:generator", PureDPEvent(float(self.epsilon))):
             type(self).ran = True
 

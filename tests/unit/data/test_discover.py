@@ -401,11 +401,11 @@ def test_discovered_schema_validates_the_mapped_data():
 class _Recording(BaseSynthesizer):
     name = "_test_recording"
 
-    def _plan_training(self, n_rows, budget, prior_events):
+    def _plan_training(self, schema, n_rows, budget, prior_events):
         rest = budget.epsilon - pld_epsilon(prior_events, budget.delta)
         return [PlannedSpend("training", LaplaceEvent(1.0 / (rest * 0.999)))]
 
-    def _fit(self, data, schema, recorder):
+    def _fit(self, data, schema, *, plan, recorder, noise):
         self.seen_ = data.copy()
 
 

@@ -21,6 +21,7 @@ from dpsynth.data.encode import TableEncoder
 from dpsynth.errors import ParameterError, PrivacyError
 from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers import _bookkeeping, _dpsgd
+from dpsynth.synthesizers._bookkeeping import _norms
 from dpsynth.synthesizers.dpvae import _build_model, _VAELoss
 
 ATOL = 1e-9  # float64 agreement (the requirement is 1e-6)
@@ -147,8 +148,8 @@ def _fresh(factory: Any, *args: Any) -> tuple:
 def test_vae_clipped_sum_matches_opacus_hooks_and_microbatch(recompute, recomputed,
                                                              monkeypatch):
     calls = []
-    original = _bookkeeping._recompute
-    monkeypatch.setattr(_bookkeeping, "_recompute",
+    original = _norms._recompute
+    monkeypatch.setattr(_norms, "_recompute",
                         lambda *args: calls.append(1) or original(*args))
     model, loss, inputs, target = _vae()
     reference, norms = _microbatch(model, loss, inputs, target, clip=1.0)

@@ -94,7 +94,7 @@ def test_accounted_epsilon_matches_the_measurements_made(klass):
     synth = klass(epsilon=1.0, delta=1e-6, random_state=0, rounds=6) if klass is \
         AIMSynthesizer else klass(epsilon=1.0, delta=1e-6, random_state=0)
     synth.fit(df, schema, ledger=session)
-    plan = synth.plan_
+    plan = synth.plan_budget(schema, len(df)).detail  # the plan is pure: the same again
     # what was run, rebuilt one mechanism at a time from the fitted synthesizer
     made = [GaussianEvent(sigma) for _, sigma in synth.measurements_]
     made += [PureDPEvent(plan.select_epsilon)] * len(synth.selection_log_)
@@ -103,7 +103,7 @@ def test_accounted_epsilon_matches_the_measurements_made(klass):
     run_eps = pld_epsilon(made, 1e-6)
     assert synth.privacy_.epsilon == pytest.approx(run_eps, abs=2e-3)
     assert synth.privacy_.epsilon <= 1.0
-    assert session.spent_events() == tuple(s.event for s in synth.spends_)
+    assert session.spent_events() == tuple(s.event for s in synth.privacy_.spends)
     assert session.epsilon_spent() == pytest.approx(synth.privacy_.epsilon)
 
 

@@ -78,7 +78,7 @@ def test_control_distribution_is_released_with_noise():
                               **TINY).fit(df, schema)
     truth = (df.kind == "billing").mean()
     assert exact.controls_.probs[0] == pytest.approx(truth)
-    sigma = tight.budget_plan_[0].event.noise_multiplier
+    sigma = tight.privacy_.spends[0].event.noise_multiplier
     assert 0 < abs(tight.controls_.probs[0] - truth) < 5 * sigma / len(df)
 
 

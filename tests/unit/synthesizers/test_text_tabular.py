@@ -45,7 +45,7 @@ def test_one_plan_one_ledger(tmp_path):
     synth.fit(df, schema, ledger=session)
     purposes = [s.purpose for s in session.spends]
     assert purposes[-1] == TRAIN_PURPOSE and len(purposes) >= 2  # tabular spends come first
-    assert [s.purpose for s in synth.budget_plan_] == purposes
+    assert [s.purpose for s in synth.privacy_.spends] == purposes
     total = pld_epsilon([s.event for s in session.spends], 1e-4)
     assert total <= 4.0 + 1e-6 and synth.privacy_.epsilon <= 4.0 + 1e-6
     # the text model released no control distribution of its own

@@ -1,0 +1,249 @@
+"""One base for the synthesizers trained with DP-SGD: parameters, schedule, plan, training.
+
+DP-SGD (Abadi et al., "Deep Learning with Differential Privacy", CCS 2016): ``steps`` steps
+at Poisson sampling rate ``q = batch_size / n_rows`` (``steps = ceil(epochs / q)``), each
+clipping every example's gradient to ``max_grad_norm`` and adding Gaussian noise of std
+``sigma * max_grad_norm``; ``sigma`` is calibrated with the PLD accountant before the data is
+read (:class:`~dpsynth.synthesizers.plan.DPSGDPlan`). A subclass supplies its model and an
+:class:`Objective` (its loss on a batch); :meth:`DPSGDSynthesizer._train` runs the plain
+reference or the private run, records the spend, and checks that every planned step ran.
+The clipping, noise and batch sampling are in :mod:`~dpsynth.synthesizers._dpsgd`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from dpsynth._util.device import device_problems
+from dpsynth.accounting import Budget, Event, NoiseSource, SpendRecorder, calibrate_dpsgd_noise
+from dpsynth.errors import PrivacyError, param_error
+from dpsynth.schema import Schema
+from dpsynth.synthesizers import _bookkeeping, _distributed, _dpsgd
+from dpsynth.synthesizers.base import BaseSynthesizer
+from dpsynth.synthesizers.plan import DPSGDPlan, TrainingPlan
+
+#: ``loss(module, criterion, batch)``: the mean loss of ``batch`` (a tensor of rows).
+LossFn = Callable[[Callable[..., Any], Callable[..., Any], torch.Tensor], Any]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a model is trained on: a criterion and how a batch's loss is computed.
+
+    ``criterion`` must accept ``reduction`` ``"none"`` (per-example losses) and ``"mean"``;
+    ``precision`` ``"bfloat16"`` autocasts the forward pass.
+    """
+
+    criterion: nn.Module
+    loss: LossFn
+    precision: str = "float32"
+
+
+def number(value: Any, integer: bool = False) -> bool:
+    """Whether ``value`` is a finite number (an integer when ``integer``), not a bool."""
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 autocast of the forward pass when ``precision == "bfloat16"``."""
+    if precision == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def trainable(module: nn.Module) -> list[nn.Parameter]:
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def make_step(module: Callable[..., Any], optimizer: Any, criterion: Callable[..., Any],
+              objective: Objective, device: torch.device
+              ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The one optimiser step on a batch, plain or private: returns the detached mean loss."""
+
+    def step(batch: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, objective.precision):
+            loss = objective.loss(module, criterion, batch)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+class DPSGDSynthesizer(BaseSynthesizer):
+    """Base of the synthesizers trained with DP-SGD (see the module docstring).
+
+    Parameters (besides :class:`~dpsynth.synthesizers.base.BaseSynthesizer`'s)
+    --------------------------------------------------------------------------
+    epochs, batch_size, max_grad_norm, learning_rate:
+        ``ceil(epochs / q)`` steps at Poisson rate ``q = batch_size / n_rows``, per-example
+        clipping norm, Adam learning rate.
+    device:
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    progress:
+        Show a progress bar over the training steps (on stderr).
+    grad_sample_mode:
+        Per-example clipping: ``"auto"``, ``"bookkeeping"``, ``"ghost"`` or ``"hooks"``.
+    """
+
+    #: Purpose under which the DP-SGD run is recorded.
+    train_purpose: ClassVar[str] = "train:dpsgd"
+    #: Clipping ``"auto"`` picks when the model does not allow book-keeping.
+    fallback_clipping: ClassVar[str] = "ghost"
+    #: Whether ``learning_rate=None`` (the subclass picks one) is allowed.
+    automatic_learning_rate: ClassVar[bool] = False
+
+    def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
+                 random_state: int | None = None, secure_mode: bool = False,
+                 discovery_fraction: float = 0.1, epochs: float = 20, batch_size: int = 256,
+                 max_grad_norm: float = 1.0, learning_rate: float | None = 1e-3,
+                 device: str = "auto", progress: bool = False, grad_sample_mode: str = "auto"):
+        super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
+                         secure_mode=secure_mode, discovery_fraction=discovery_fraction)
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.max_grad_norm = max_grad_norm
+        self.learning_rate = learning_rate
+        self.device = device
+        self.progress = progress
+        self.grad_sample_mode = grad_sample_mode
+
+    # -- parameters -----------------------------------------------------------------------
+    def _dpsgd_problems(self) -> list[str]:
+        """Messages for every invalid shared DP-SGD parameter."""
+        owner = type(self).__name__
+        out: list[str] = []
+        for name, integer in (("epochs", False), ("batch_size", True),
+                              ("max_grad_norm", False)):
+            value = getattr(self, name)
+            if not number(value, integer) or value <= 0:
+                out.append(str(param_error(name, "an integer >= 1" if integer else
+                                           "a finite float > 0", value, owner)))
+        lr = self.learning_rate
+        if self.automatic_learning_rate:
+            if lr is not None and (not number(lr) or lr <= 0):
+                out.append(str(param_error("learning_rate", "None (automatic) or a finite "
+                                           "float > 0", lr, owner)))
+        elif not number(lr) or lr is None or lr <= 0:
+            out.append(str(param_error("learning_rate", "a finite float > 0", lr, owner)))
+        if self.grad_sample_mode not in _dpsgd.GRAD_SAMPLE_MODES:
+            out.append(str(param_error("grad_sample_mode", f"one of {_dpsgd.GRAD_SAMPLE_MODES}",
+                                       self.grad_sample_mode, owner)))
+        if not isinstance(self.progress, bool):
+            out.append(str(param_error("progress", "a bool", self.progress, owner)))
+        out.extend(device_problems(self.device, owner))
+        return out
+
+    def _schedule(self, n_rows: int) -> tuple[float, int]:
+        """Sampling rate and number of steps for ``n_rows`` rows (no data is read)."""
+        if self.batch_size > n_rows:
+            raise param_error("batch_size", f"at most the number of rows ({n_rows})",
+                              self.batch_size, type(self).__name__)
+        q = self.batch_size / n_rows
+        return q, _dpsgd.steps_for(float(self.epochs), q)
+
+    def _clipping(self, module: nn.Module) -> str:
+        """``grad_sample_mode`` with ``"auto"`` resolved for ``module``."""
+        if self.grad_sample_mode != "auto":
+            return str(self.grad_sample_mode)
+        return "bookkeeping" if _bookkeeping.supports(module) else self.fallback_clipping
+
+    # -- planning -------------------------------------------------------------------------
+    def _plan_training(self, schema: Schema, n_rows: int, budget: Budget,
+                       prior_events: tuple[Event, ...]) -> TrainingPlan:
+        return self._plan_dpsgd(n_rows, budget, prior_events)
+
+    def _plan_dpsgd(self, n_rows: int, budget: Budget,
+                    prior_events: tuple[Event, ...]) -> DPSGDPlan:
+        """The DP-SGD run, its noise calibrated so everything meets ``budget``."""
+        q, steps = self._schedule(n_rows)
+        sigma = calibrate_dpsgd_noise(budget.epsilon, budget.delta, sample_rate=q, steps=steps,
+                                      prior_events=list(prior_events))
+        return DPSGDPlan(self.train_purpose, q, steps, sigma)
+
+    # -- training -------------------------------------------------------------------------
+    def _train(self, module: nn.Module, rows: torch.Tensor, objective: Objective, *,
+               plan: DPSGDPlan | None, recorder: SpendRecorder | None, noise: NoiseSource,
+               learning_rate: float, name: str, sampling: NoiseSource | None = None,
+               rep: _distributed.Replica | None = None) -> tuple[_dpsgd.TrainingLog, str]:
+        """Train ``module`` on ``rows``: the training log and the clipping that ran.
+
+        Without a ``plan`` (``epsilon=inf``) the same number of steps runs on shuffled
+        fixed-size batches, unclipped and without noise (clipping ``"none"``). With one, the
+        DP-SGD run is recorded through ``recorder`` (by the leader alone when distributed)
+        and must run exactly the planned number of steps. ``sampling`` draws the batches
+        (default ``noise``; a replica's own stream when distributed).
+        """
+        if plan is None or recorder is None:
+            q, steps = self._schedule(len(rows))
+            loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(
+                len(rows), int(self.batch_size), steps, noise))
+            optimizer = torch.optim.Adam(trainable(module), lr=learning_rate)
+            module.train()
+            return _dpsgd.run_steps(
+                loader, step=make_step(module, optimizer, objective.criterion, objective,
+                                       rows.device),
+                empty_step=lambda: None, steps_per_epoch=_dpsgd.steps_for(1.0, q),
+                progress=bool(self.progress), description=f"{name} (non-private)"), "none"
+        spend = (recorder.spend(plan.purpose, plan.event) if rep is None or rep.leader
+                 else contextlib.nullcontext())
+        with spend:
+            log, mode = self._train_private(module, rows, objective, plan, noise,
+                                            learning_rate, name, sampling or noise, rep)
+        if log.steps_run != plan.steps:
+            raise PrivacyError(f"internal error: ran {log.steps_run} DP-SGD steps, but "
+                               f"{plan.steps} were planned and accounted for.")
+        return log, mode
+
+    def _train_private(self, module: nn.Module, rows: torch.Tensor, objective: Objective,
+                       plan: DPSGDPlan, noise: NoiseSource, learning_rate: float, name: str,
+                       sampling: NoiseSource, rep: _distributed.Replica | None
+                       ) -> tuple[_dpsgd.TrainingLog, str]:
+        loader = _dpsgd.batch_loader(rows, _dpsgd.FastPoissonBatches(
+            len(rows), plan.sample_rate, plan.steps, sampling))
+        optimizer = torch.optim.Adam(trainable(module), lr=learning_rate)
+        noise_fn = _dpsgd.make_noise_fn(noise, rows.device)
+        settings: dict[str, Any] = {
+            "noise_multiplier": plan.noise_multiplier,
+            "max_grad_norm": float(self.max_grad_norm),
+            "expected_batch_size": int(self.batch_size), "noise_fn": noise_fn}
+        if rep is not None:
+            training = _distributed.make_private(module, optimizer, objective.criterion,
+                                                 rep=rep, **settings)
+        else:
+            training = _dpsgd.make_private(module, optimizer, objective.criterion, loader,
+                                           grad_sample_mode=self._clipping(module),
+                                           **settings)
+        wrapped, dp_optimizer = training.module, training.optimizer
+        try:
+            log = _dpsgd.run_steps(
+                loader, step=make_step(wrapped, dp_optimizer, training.criterion, objective,
+                                       rows.device),
+                empty_step=dp_optimizer.noise_only_step,
+                steps_per_epoch=_dpsgd.steps_for(1.0, plan.sample_rate),
+                progress=bool(self.progress),
+                description=f"{name} DP-SGD (σ={plan.noise_multiplier:.3g})")
+        finally:
+            _unwrap(wrapped)
+        return log, training.mode
+
+
+def _unwrap(wrapped: Any) -> None:
+    """Remove Opacus' or book-keeping's hooks: the model is a plain module again."""
+    for name in ("remove_hooks", "to_standard_module"):
+        method = getattr(wrapped, name, None)
+        if method is not None:
+            method()
+
+
+__all__ = ["DPSGDSynthesizer", "Objective", "autocast", "make_step", "number", "trainable"]
