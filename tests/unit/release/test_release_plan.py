@@ -23,11 +23,11 @@ class Copycat(BaseSynthesizer):
 
     name = "copycat"
 
-    def _plan_training(self, n_rows, budget, prior_events):
+    def _plan_training(self, schema, n_rows, budget, prior_events):
         return [PlannedSpend("memorise rows", PureDPEvent(budget.epsilon))]
 
-    def _fit(self, data, schema, recorder):
-        with recorder.spend("memorise rows", self.budget_plan_[-1].event):
+    def _fit(self, data, schema, *, plan, recorder, noise):
+        with recorder.spend("memorise rows", plan.training[-1].event):
             self.rows_ = data.copy()
 
     def _sample(self, n_rows, rng):
