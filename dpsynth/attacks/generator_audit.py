@@ -39,8 +39,9 @@ from dpsynth.attacks.distance import MixedEncoder, audited_kinds, nearest
 from dpsynth.attacks.empirical_eps import EpsilonBound, epsilon_ceiling
 from dpsynth.attacks.generators import DpsynthGenerator, Generator, GeneratorError
 from dpsynth.attacks.rare import vulnerability
-from dpsynth.attacks.result import AttackResult, rule_problems, score_attack, tpr_at_fpr
+from dpsynth.attacks.result import AttackResult, rule_problems, score_attack
 from dpsynth.attacks.result import roc_curve as _roc
+from dpsynth.attacks.stats import tpr_at_fpr
 from dpsynth.attacks.runner import RunBatch, run_many
 from dpsynth.attacks.shadow import (
     Featurizer,
