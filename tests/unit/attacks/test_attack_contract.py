@@ -150,8 +150,8 @@ def notes(rng: np.random.Generator, start: int, n: int) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def text_tables() -> dict[str, pd.DataFrame]:
     rng = np.random.default_rng(0)
-    return {"train": notes(rng, 0, 300), "holdout": notes(rng, 1000, 200),
-            "fresh": notes(rng, 5000, 300)}
+    return {"train": notes(rng, 0, 200), "holdout": notes(rng, 1000, 150),
+            "fresh": notes(rng, 5000, 200)}
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,7 @@ def text_reports(text_tables) -> dict[str, AuditReport]:
     leaky = Copycat().fit(train, NOTES)
     other = Copycat().fit(fresh, NOTES)
     return {
-        "copy": run_text_audit(train, holdout, leaky.sample(300, random_state=0), ["note"],
+        "copy": run_text_audit(train, holdout, leaky.sample(200, random_state=0), ["note"],
                                model=leaky, random_state=0),
         "safe": run_text_audit(train, holdout, fresh, ["note"], model=other, random_state=0),
         "again": run_text_audit(train, holdout, fresh, ["note"],
