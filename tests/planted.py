@@ -3,8 +3,8 @@
 TAPAS' ``Raw`` generator and anonymeter's ``syn = ori`` check: any attack worth running must
 catch it. It also implements the scoring protocols of :mod:`dpsynth.attacks.protocols` (a
 memorising language model: zero loss on the texts it saw), so the text attacks that need a
-model are held to the same planted leak. Import it as ``from planted import Copycat`` (``tests/`` is on the path through the
-root ``conftest.py``).
+model are held to the same planted leak. Import it as ``from planted import Copycat``
+(``tests/`` is on the path through the root ``conftest.py``).
 """
 
 from __future__ import annotations

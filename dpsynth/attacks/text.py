@@ -276,20 +276,8 @@ def copy_attacks(data: TextData, *, min_length: int = 40, near: float = 0.9, ngr
     control = [hold_t[i] for i in np.sort(rng.choice(len(hold_t), size, replace=False))]
     a, c = (_arm(syn_t, ref, min_length=min_length, near=near, ngram=ngram, n=index_n)
             for ref in (matched, control))
-    full = {_normalise(t) for t in train_t}
-    full_lcs = longest_common_substrings(syn_t, train_t, n=index_n)
-    order = np.argsort(-full_lcs, kind="stable")[:10]
-    report = ReproductionReport(
-        n_synthetic=len(syn_t), n_compared=size, min_length=min_length, near=near,
-        exact_rate_full=float(np.mean([bool(_normalise(t)) and _normalise(t) in full
-                                       for t in syn_t])),
-        exact=Comparison.of(a["exact"], c["exact"]),
-        long_copy=Comparison.of(a["long"], c["long"]),
-        near_verbatim=Comparison.of(a["near"], c["near"]),
-        ngram_overlap=Comparison.of(a["grams"], c["grams"]),
-        mean_lcs=float(full_lcs.mean()), max_lcs=int(full_lcs.max(initial=0)),
-        longest_copies=tuple(int(i) for i in order if full_lcs[i] > 0),
-    )
+    report = _reproduction_report(train_t, syn_t, a, c, size=size, min_length=min_length,
+                                  near=near, index_n=index_n)
     copied = {_normalise(t) for t in syn_t} - {""}
     exposed = exposed_ids(data.ids, np.flatnonzero([_normalise(t) in copied for t in train_t]))
     threat = ThreatModel.reproduction(data.column, len(syn_t))
@@ -303,6 +291,26 @@ def copy_attacks(data: TextData, *, min_length: int = 40, near: float = 0.9, ngr
                                     ("long_copy", "long", {"min_length": min_length}),
                                     ("near_verbatim", "near", {"near": near})))
     return report, results
+
+
+def _reproduction_report(train_t: list[str], syn_t: list[str], a: dict[str, np.ndarray],
+                         c: dict[str, np.ndarray], *, size: int, min_length: int, near: float,
+                         index_n: int) -> ReproductionReport:
+    """The measurements of both arms, and the longest copies against the whole training text."""
+    full = {_normalise(t) for t in train_t}
+    full_lcs = longest_common_substrings(syn_t, train_t, n=index_n)
+    order = np.argsort(-full_lcs, kind="stable")[:10]
+    return ReproductionReport(
+        n_synthetic=len(syn_t), n_compared=size, min_length=min_length, near=near,
+        exact_rate_full=float(np.mean([bool(_normalise(t)) and _normalise(t) in full
+                                       for t in syn_t])),
+        exact=Comparison.of(a["exact"], c["exact"]),
+        long_copy=Comparison.of(a["long"], c["long"]),
+        near_verbatim=Comparison.of(a["near"], c["near"]),
+        ngram_overlap=Comparison.of(a["grams"], c["grams"]),
+        mean_lcs=float(full_lcs.mean()), max_lcs=int(full_lcs.max(initial=0)),
+        longest_copies=tuple(int(i) for i in order if full_lcs[i] > 0),
+    )
 
 
 def verbatim_reproduction(train: Sequence[str], synthetic: Sequence[str],

@@ -218,14 +218,13 @@ def audit(
                   f"{found['control_found']}")
         findings = [f"{check_name(r)}: {_risk_line(r)}" for r in report.results if r.leak]
         result = {**report.to_dict(), "text": report.data["text"], "findings": findings}
-        mia = [r for r in report.results if r.roc is not None]
-        if mia:
-            roc = mia[0].roc
-            result["membership"] = {"auc": roc.auc, "auc_ci": list(roc.auc_ci),
-                                    "n_members": mia[0].n_targets}
-            out.print(f"{'membership':>15}: loss AUC {roc.auc:.3f} [{roc.auc_ci[0]:.3f}, "
-                      f"{roc.auc_ci[1]:.3f}] over {mia[0].n_targets} + {mia[0].n_targets} "
-                      "records")
+        for r in report.results:
+            if r.roc is not None:  # loss membership: its ROC beside the verdict
+                result["membership"] = {"auc": r.roc.auc, "auc_ci": list(r.roc.auc_ci),
+                                        "n_members": r.n_targets}
+                out.print(f"{'membership':>15}: loss AUC {r.roc.auc:.3f} [{r.roc.auc_ci[0]:.3f}"
+                          f", {r.roc.auc_ci[1]:.3f}] over {r.n_targets} + {r.n_targets} "
+                          "records")
         if json_out is not None:
             json_out.write_text(json.dumps(result, indent=2, default=str))
         if html_out is not None:

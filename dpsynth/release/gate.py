@@ -136,19 +136,17 @@ def assess(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
                           n_targets=n_targets, threshold=rules.max_attack_risk,
                           confidence=rules.confidence, random_state=int(seeds[0]),
                           progress=progress)
-    text_audit = None
-    if texts:
-        text_audit = run_text_audit(train, holdout, synthetic, texts,
-                                    threshold=rules.max_attack_risk, confidence=rules.confidence,
-                                    random_state=int(seeds[2]))
+    text_audit = (run_text_audit(train, holdout, synthetic, texts,
+                                 threshold=rules.max_attack_risk, confidence=rules.confidence,
+                                 random_state=int(seeds[2])) if texts else None)
     checks = _checks(rules, fidelity, utility, audit, text_audit)
     decision = rules.decide(checks, attempt)
     roc = () if audit is None else tuple((attack_label(r), r.roc) for r in audit.results
                                          if r.roc is not None)
     figures = replace(figures, roc=roc)
     logger.info("attempt %d: %s (%s)", attempt, decision.outcome, "; ".join(decision.reasons))
-    text = dict(text_audit.data["text"]) if text_audit is not None else {}
-    return Assessment(fidelity, utility, audit, decision, figures, text, text_audit)
+    return Assessment(fidelity, utility, audit, decision, figures,
+                      dict(text_audit.data["text"]) if text_audit else {}, text_audit)
 
 
 def attack_label(result: AttackResult) -> str:
