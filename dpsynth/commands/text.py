@@ -13,7 +13,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,6 +27,9 @@ from dpsynth.commands._common import (
     fail,
     out,
 )
+
+if TYPE_CHECKING:
+    from dpsynth.attacks import AttackResult
 
 text_app = typer.Typer(help="Private synthetic text: DP fine-tuned language models.",
                        no_args_is_help=True)
@@ -165,7 +168,7 @@ def canary(
             raise fail(f"canaries are exposed: {_risk_line(found)}", EXIT_LEAK)
 
 
-def _rates(result: Any) -> str:
+def _rates(result: AttackResult) -> str:
     """Success on targets and controls with their intervals, and the risk."""
     s, c, r = result.success, result.control, result.risk
     return (f"train {s.value:.3f} [{s.ci[0]:.3f}, {s.ci[1]:.3f}]   holdout {c.value:.3f} "
@@ -173,7 +176,7 @@ def _rates(result: Any) -> str:
             f"{r.ci[1]:+.3f}]")
 
 
-def _risk_line(result: Any) -> str:
+def _risk_line(result: AttackResult) -> str:
     return f"risk lower bound {result.risk.ci[0]:+.3f} > {result.threshold:g}"
 
 

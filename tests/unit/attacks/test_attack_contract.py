@@ -207,6 +207,7 @@ def test_text_leaks_reach_the_audit_report(text_reports):
     assert report.data["text"]["note"]["reproduction"]["exact"]["train"] > 0.5
     page = render_html(report)
     assert all(name in page for name in TEXT_CASES) and "user1@example.com" not in page
+    assert "Copies of the training text" in page
     assert not text_reports["safe"].leak
 
 
