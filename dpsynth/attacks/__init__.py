@@ -1,5 +1,6 @@
 """Attacks on synthetic data: membership inference, rare records, singling-out, linkability and
-attribute inference, each scored against a control set the generator never saw.
+attribute inference, and for free text copies, PII reproduction, loss membership and canary
+exposure; each scored against a control set the generator never saw, by one rule.
 
 The suite answers from the data alone (training rows, a holdout, the synthetic rows), so it can
 audit any tool's output, and it is the gate dpsynth runs before a release::
@@ -30,11 +31,15 @@ from dpsynth.attacks.generators import (
 from dpsynth.attacks.inference import attribute_inference
 from dpsynth.attacks.linkability import linkability
 from dpsynth.attacks.membership import dcr_membership, domias_membership
+from dpsynth.attacks.protocols import CalibratedScorer, RetrainableScorer, SequenceScorer
 from dpsynth.attacks.rare import rare_records, vulnerability
 from dpsynth.attacks.report import render_html, save_html
 from dpsynth.attacks.result import LEAK, NO_RISK, AttackResult, Rate, RocCurve
 from dpsynth.attacks.singling_out import singling_out
 from dpsynth.attacks.suite import ATTACKS, AuditReport, run_audit
+from dpsynth.attacks.text import TextData, copy_attacks, pii_attack
+from dpsynth.attacks.text_model import canary_audit, loss_membership
+from dpsynth.attacks.text_suite import TEXT_ATTACKS, run_text_audit
 from dpsynth.attacks.threat import AuditData, ThreatModel
 
 __all__ = [
@@ -44,6 +49,7 @@ __all__ = [
     "AttackResult",
     "AuditData",
     "AuditReport",
+    "CalibratedScorer",
     "CallableGenerator",
     "CommandGenerator",
     "DpsynthGenerator",
@@ -53,20 +59,29 @@ __all__ = [
     "MixedEncoder",
     "PublicSampler",
     "Rate",
+    "RetrainableScorer",
     "RocCurve",
+    "SequenceScorer",
     "ShadowPlan",
+    "TEXT_ATTACKS",
+    "TextData",
     "ThreatModel",
     "attribute_inference",
     "audit_generator",
+    "canary_audit",
+    "copy_attacks",
     "dcr_membership",
     "domias_membership",
     "epsilon_lower_bound",
     "linkability",
+    "loss_membership",
     "nearest",
     "one_run_epsilon_lower",
+    "pii_attack",
     "rare_records",
     "render_html",
     "run_audit",
+    "run_text_audit",
     "save_html",
     "singling_out",
     "vulnerability",

@@ -121,16 +121,16 @@ class MixedEncoder:
         if order:
             ranks = {v: float(i) for i, v in enumerate(order)}
             labels = _as_labels(series)
-            return labels.map(lambda v: ranks.get(v, np.nan)).to_numpy(dtype=float)
+            return np.asarray(labels.map(lambda v: ranks.get(v, np.nan)).to_numpy(dtype=float))
         if pd.api.types.is_datetime64_any_dtype(series) or (
                 column is not None and column.kind == "datetime"):
             stamps = pd.to_datetime(series, errors="coerce")
             out = stamps.astype("datetime64[ns]").astype("int64").to_numpy(dtype=float)
             out[stamps.isna().to_numpy()] = np.nan
-            return out
+            return np.asarray(out)
         if pd.api.types.is_bool_dtype(series):
-            return series.astype(float).to_numpy()
-        return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+            return np.asarray(series.astype(float).to_numpy())
+        return np.asarray(pd.to_numeric(series, errors="coerce").to_numpy(dtype=float))
 
     def _ordinal_order(self, name: str, pooled: pd.Series) -> tuple[str, ...]:
         """The rank order of an ordinal column: declared, else its sorted values."""
@@ -267,7 +267,7 @@ class _Pool:
         d2 += np.einsum("ij,ij->i", q, q)[:, None]
         d2 += self.norms[None, :]
         np.maximum(d2, 0.0, out=d2)
-        return d2
+        return np.asarray(d2)
 
 
 def _k_smallest(d2: np.ndarray, k: int) -> np.ndarray:

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from scipy import special, stats
 
+from dpsynth.attacks.stats import clopper_pearson_lower, clopper_pearson_upper
 from dpsynth.errors import ParameterError, param_error
 
 _BISECTIONS = 60
@@ -57,25 +58,6 @@ def _check_level(confidence: float, owner: str) -> None:
 def _check_delta(delta: float, owner: str) -> None:
     if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 <= delta < 1:
         raise param_error("delta", "a float in [0, 1)", delta, owner)
-
-
-# -- Clopper-Pearson -------------------------------------------------------------------------
-def clopper_pearson_lower(successes: int, trials: int, alpha: float) -> float:
-    """One-sided ``1 - alpha`` lower confidence bound on a binomial proportion.
-
-    The exact (Clopper and Pearson, Biometrika 1934) bound: the ``alpha`` quantile of
-    ``Beta(k, n - k + 1)``; 0 when there is no success or no trial.
-    """
-    if trials <= 0 or successes <= 0:
-        return 0.0
-    return float(stats.beta.ppf(alpha, successes, trials - successes + 1))
-
-
-def clopper_pearson_upper(successes: int, trials: int, alpha: float) -> float:
-    """One-sided ``1 - alpha`` upper confidence bound on a binomial proportion (1 at ``k = n``)."""
-    if trials <= 0 or successes >= trials:
-        return 1.0
-    return float(stats.beta.ppf(1 - alpha, successes + 1, trials - successes))
 
 
 def _log_ratio(numerator: float, denominator: float) -> float:

@@ -39,7 +39,7 @@ from dpsynth.attacks.distance import MixedEncoder, audited_kinds, nearest
 from dpsynth.attacks.empirical_eps import EpsilonBound, epsilon_ceiling
 from dpsynth.attacks.generators import DpsynthGenerator, Generator, GeneratorError
 from dpsynth.attacks.rare import vulnerability
-from dpsynth.attacks.result import AttackResult, rule_problems, score_attack, tpr_at_fpr
+from dpsynth.attacks.result import AttackResult, rule_problems, score_attack
 from dpsynth.attacks.result import roc_curve as _roc
 from dpsynth.attacks.runner import RunBatch, run_many
 from dpsynth.attacks.shadow import (
@@ -50,6 +50,7 @@ from dpsynth.attacks.shadow import (
     attack_targets,
     shadow_run,
 )
+from dpsynth.attacks.stats import tpr_at_fpr
 from dpsynth.attacks.suite import AuditReport, _seed
 from dpsynth.attacks.threat import ThreatModel
 from dpsynth.errors import DataValidationError, ParameterError, param_error

@@ -26,7 +26,7 @@ def _guess(neighbour_values: np.ndarray, categorical: bool) -> np.ndarray:
     if neighbour_values.shape[1] == 1:
         return neighbour_values[:, 0]
     if not categorical:
-        return np.nanmedian(neighbour_values, axis=1)
+        return np.asarray(np.nanmedian(neighbour_values, axis=1))
     guesses = np.empty(len(neighbour_values))
     for i, row in enumerate(neighbour_values):
         values, counts = np.unique(row, return_counts=True)
@@ -36,11 +36,11 @@ def _guess(neighbour_values: np.ndarray, categorical: bool) -> np.ndarray:
 
 def _correct(guess: np.ndarray, truth: np.ndarray, categorical: bool, tol: float) -> np.ndarray:
     if categorical:
-        return guess == truth
+        return np.asarray(guess == truth)
     both_missing = np.isnan(guess) & np.isnan(truth)
     with np.errstate(invalid="ignore"):
         close = np.abs(guess - truth) <= tol
-    return both_missing | close
+    return np.asarray(both_missing | close)
 
 
 def attribute_inference(data: AuditData, threat: ThreatModel | None = None, *,

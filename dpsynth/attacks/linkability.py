@@ -34,7 +34,7 @@ def _linked(data: AuditData, x: np.ndarray, feats: tuple[np.ndarray, np.ndarray]
     syn = data.synthetic.x
     _, idx_a = nearest(x[:, feats[0]], syn[:, feats[0]], k=k, progress=progress)
     _, idx_b = nearest(x[:, feats[1]], syn[:, feats[1]], k=k, progress=progress)
-    return (idx_a[:, :, None] == idx_b[:, None, :]).any(axis=(1, 2))
+    return np.asarray((idx_a[:, :, None] == idx_b[:, None, :]).any(axis=(1, 2)))
 
 
 def linkability(data: AuditData, threat: ThreatModel | None = None, *, n_neighbors: int = 1,

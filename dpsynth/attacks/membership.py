@@ -27,8 +27,8 @@ from dpsynth.attacks.result import (
     exposed_ids,
     roc_curve,
     score_attack,
-    tpr_at_fpr,
 )
+from dpsynth.attacks.stats import tpr_at_fpr
 from dpsynth.attacks.threat import AuditData, ThreatModel
 from dpsynth.errors import param_error
 

@@ -169,6 +169,33 @@ def _data_summary(data: Mapping[str, object]) -> str:
     return f"<p>Rows - {counts}.</p><p class='muted'>Audited columns: {cols}</p>"
 
 
+_TEXT_MEASURES = (("exact", "exact copies"), ("long_copy", "long shared substring"),
+                  ("near_verbatim", "near-verbatim copies"), ("ngram_overlap", "word n-grams"))
+
+
+def _text_section(data: Mapping[str, Any]) -> str:
+    """Copy rates per text column (:func:`~dpsynth.attacks.run_text_audit`), no text shown."""
+    found = data.get("text")
+    if not isinstance(found, Mapping) or not found:
+        return ""
+    rows = []
+    for column, figures in found.items():
+        copies = dict(figures.get("reproduction") or {})
+        for key, label in _TEXT_MEASURES:
+            rate = dict(copies.get(key) or {})
+            rows.append(f"<tr><td>{_e(column)}</td><td>{label}</td>"
+                        f"<td class='num'>{_e(_fmt(rate.get('train')))}</td>"
+                        f"<td class='num'>{_e(_fmt(rate.get('control')))}</td></tr>")
+        pii = dict(figures.get("pii") or {})
+        rows.append(f"<tr><td>{_e(column)}</td><td>PII-like strings reproduced</td>"
+                    f"<td class='num'>{_e(_fmt(pii.get('rate')))}</td>"
+                    f"<td class='num'>{_e(_fmt(pii.get('control_rate')))}</td></tr>")
+    return ("<h2>Copies of the training text</h2><p class='muted'>Share of synthetic records "
+            "copying a training record, beside the same share for holdout records.</p><table>"
+            "<tr><th>column</th><th>measure</th><th>training text</th><th>holdout text</th>"
+            "</tr>" + "".join(rows) + "</table>")
+
+
 def _generator_section(audit: Mapping[str, Any] | None) -> str:
     """The generator audit: accounted against empirical epsilon, per-target AUCs, runs."""
     if not audit:
@@ -221,7 +248,8 @@ def render_html(report: AuditReport) -> str:
         f"seed {report.seed} &middot; {report.seconds:.1f} s</p>",
         _data_summary(report.data), _generator_section(report.generator_audit),
         f"<p>{_e(rule)}</p>", _results_table(report),
-        _charts(report), _exposed(report), _details(report.results),
+        _text_section(report.data), _charts(report), _exposed(report),
+        _details(report.results),
         "<p class='muted'>This report names records by row id only and shows no data values."
         "</p></body></html>",
     ])

@@ -11,7 +11,8 @@ the part of the success the synthetic data adds beyond what it reveals about the
 Confidence intervals: Wilson (1927) score intervals for each rate, and Newcombe's hybrid score
 interval for the difference of two rates, independent (Newcombe, *Statistics in Medicine* 17:873,
 1998, method 10) or paired (Newcombe, *Statistics in Medicine* 17:2635, 1998, method 10). The
-risk interval is the difference interval divided by ``1 - control``.
+risk interval is the difference interval divided by ``1 - control``. The formulas live in
+:mod:`dpsynth.attacks.stats`.
 
 **Verdict.** An attack flags a leak when the *lower* end of the risk interval is above
 ``threshold``. Under no leak the attack and control rates are equal, so the lower end of a
@@ -22,14 +23,21 @@ letting small, real effects on large tables through unflagged.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from numpy.typing import ArrayLike, NDArray
 
+from dpsynth.attacks.stats import (
+    auc_interval,
+    difference_interval,
+    risk_interval,
+    roc_points,
+    thin_indices,
+    wilson_interval,
+)
 from dpsynth.attacks.threat import ThreatModel
 from dpsynth.errors import ParameterError, param_error
 
@@ -37,60 +45,7 @@ LEAK = "leak"
 NO_RISK = "no risk found"
 
 
-# -- statistics -----------------------------------------------------------------------------
-def z_value(confidence: float) -> float:
-    """Two-sided standard normal quantile for ``confidence`` (1.96 for 0.95)."""
-    if not 0 < confidence < 1:
-        raise param_error("confidence", "a float in (0, 1)", confidence)
-    return float(stats.norm.ppf(0.5 + confidence / 2))
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (Wilson, JASA 1927)."""
-    if n <= 0:
-        return (0.0, 1.0)
-    z = z_value(confidence)
-    p = successes / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, min(p, center - half)), min(1.0, max(p, center + half)))
-
-
-def difference_interval(hits: np.ndarray, control_hits: np.ndarray, *, paired: bool = False,
-                        confidence: float = 0.95) -> tuple[float, float]:
-    """Newcombe's hybrid score interval for ``mean(hits) - mean(control_hits)``.
-
-    With ``paired=True`` the two arrays are outcomes on matched pairs and the Wilson limits are
-    combined with the correlation of the pair outcomes (Newcombe 1998, paired method 10).
-    """
-    hits = np.asarray(hits, dtype=bool)
-    control_hits = np.asarray(control_hits, dtype=bool)
-    n1, n2 = hits.size, control_hits.size
-    if n1 == 0 or n2 == 0:
-        return (-1.0, 1.0)
-    p1, p2 = hits.mean(), control_hits.mean()
-    l1, u1 = wilson_interval(int(hits.sum()), n1, confidence)
-    l2, u2 = wilson_interval(int(control_hits.sum()), n2, confidence)
-    phi = _pair_correlation(hits, control_hits) if paired else 0.0
-    below = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
-    above = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
-    d = float(p1 - p2)
-    return (max(-1.0, d - below), min(1.0, d + above))
-
-
-def _pair_correlation(x: np.ndarray, y: np.ndarray) -> float:
-    if x.size != y.size:
-        raise param_error("control_hits", f"paired outcomes of the same length {x.size}",
-                          y.size, "difference_interval")
-    a = float(np.sum(x & y))
-    b = float(np.sum(x & ~y))
-    c = float(np.sum(~x & y))
-    d = float(np.sum(~x & ~y))
-    denom = math.sqrt((a + b) * (c + d) * (a + c) * (b + d))
-    return 0.0 if denom == 0 else (a * d - b * c) / denom
-
-
+# -- ROC curves -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RocCurve:
     """A receiver operating characteristic curve (members positive, controls negative).
@@ -114,47 +69,18 @@ class RocCurve:
                    (float(data["auc_ci"][0]), float(data["auc_ci"][1])))
 
 
-def roc_curve(member_scores: np.ndarray, control_scores: np.ndarray,
-              confidence: float = 0.95) -> tuple[RocCurve, np.ndarray, np.ndarray]:
+def roc_curve(member_scores: ArrayLike, control_scores: ArrayLike, confidence: float = 0.95
+              ) -> tuple[RocCurve, NDArray[np.float64], NDArray[np.float64]]:
     """ROC of a score that is higher for members; returns the thinned curve and the full one.
 
-    The AUC is the Mann-Whitney statistic (ties count one half) with the Hanley & McNeil
-    (*Radiology* 1982) standard error.
+    The AUC and its interval come from :func:`dpsynth.attacks.stats.auc_interval`.
     """
-    pos = np.asarray(member_scores, dtype=float)
-    neg = np.asarray(control_scores, dtype=float)
-    scores = np.concatenate([pos, neg])
-    labels = np.concatenate([np.ones(pos.size, bool), np.zeros(neg.size, bool)])
-    order = np.argsort(-scores, kind="stable")
-    s, y = scores[order], labels[order]
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]  # last index of each score
-    tpr = np.r_[0.0, np.cumsum(y)[last] / pos.size]
-    fpr = np.r_[0.0, np.cumsum(~y)[last] / neg.size]
-    ranks = stats.rankdata(scores)
-    auc = float((ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    var = (auc * (1 - auc) + (pos.size - 1) * (q1 - auc * auc)
-           + (neg.size - 1) * (q2 - auc * auc)) / (pos.size * neg.size)
-    half = z_value(confidence) * math.sqrt(max(var, 0.0))
-    keep = _thin(fpr)
-    curve = RocCurve(tuple(np.round(fpr[keep], 6)), tuple(np.round(tpr[keep], 6)), auc,
-                     (max(0.0, auc - half), min(1.0, auc + half)))
+    fpr, tpr = roc_points(member_scores, control_scores)
+    auc, auc_ci = auc_interval(member_scores, control_scores, confidence)
+    keep = thin_indices(fpr)
+    curve = RocCurve(tuple(float(v) for v in np.round(fpr[keep], 6)),
+                     tuple(float(v) for v in np.round(tpr[keep], 6)), auc, auc_ci)
     return curve, fpr, tpr
-
-
-def _thin(fpr: np.ndarray, n_points: int = 300) -> np.ndarray:
-    if fpr.size <= n_points:
-        return np.arange(fpr.size)
-    grid = np.unique(np.r_[np.linspace(0, 1, n_points // 2), np.logspace(-4, 0, n_points // 2)])
-    picks = np.searchsorted(fpr, grid, side="right") - 1
-    return np.unique(np.r_[0, np.clip(picks, 0, fpr.size - 1), fpr.size - 1])
-
-
-def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, alpha: float, n_controls: int) -> float | None:
-    """Largest TPR with FPR at most ``alpha``; None when the controls cannot resolve ``alpha``."""
-    if n_controls * alpha < 1:
-        return None
-    return float(tpr[fpr <= alpha + 1e-12].max())
 
 
 # -- results --------------------------------------------------------------------------------
@@ -269,14 +195,9 @@ def score_attack(attack: str, threat: ThreatModel, hits: np.ndarray, control_hit
     ``extra`` is passed on to the result (metrics, roc, exposed_row_ids, notes).
     """
     success, control = Rate.of(hits, confidence), Rate.of(control_hits, confidence)
-    lo, hi = difference_interval(hits, control_hits, paired=paired, confidence=confidence)
-    room = 1.0 - control.value
-    if room <= 0:
-        risk = Rate(0.0, (min(lo, 0.0), max(hi, 0.0)))
-    else:
-        value = (success.value - control.value) / room
-        risk = Rate(float(np.clip(value, -1, 1)),
-                    (float(max(-1.0, lo / room)), float(min(1.0, hi / room))))
+    difference = difference_interval(hits, control_hits, paired=paired, confidence=confidence)
+    value, ci = risk_interval(success.value, control.value, difference)
+    risk = Rate(value, ci)
     return AttackResult(attack=attack, threat_model=threat, n_targets=int(np.size(hits)),
                         success=success, control=control,
                         baseline=Rate.of(baseline_hits, confidence), risk=risk,

@@ -155,13 +155,13 @@ def _correlations(x: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = np.corrcoef(x, rowvar=False)
     upper = corr[np.triu_indices(x.shape[1], k=1)]
-    return np.nan_to_num(upper, nan=0.0)
+    return np.asarray(np.nan_to_num(upper, nan=0.0))
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Exact Euclidean distances between the rows of ``a`` (few) and ``b``."""
     d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
-    return np.sqrt(np.maximum(d2, 0.0))
+    return np.asarray(np.sqrt(np.maximum(d2, 0.0)))
 
 
 # -- one shadow run --------------------------------------------------------------------------

@@ -40,7 +40,7 @@ class Condition:
     def mask(self, values: np.ndarray) -> np.ndarray:
         col = values[:, self.column]
         if np.isnan(self.lo):
-            return np.isnan(col)
+            return np.asarray(np.isnan(col))
         return (col >= self.lo) & (col <= self.hi)
 
 

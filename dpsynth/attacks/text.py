@@ -6,15 +6,21 @@ repeats (Kandpal et al., "Deduplicating Training Data Mitigates Privacy Risks in
 Models", ICML 2022). These audits read only the synthetic text, the training text and a
 holdout the generator never saw (pure Python and NumPy; no model needed):
 
-* :func:`verbatim_reproduction`: exact copies of training records, the longest substring each
+* :func:`copy_attacks`: exact copies of training records, the longest substring each
   synthetic record shares with the training text (Carlini et al. 2021 count 50-token copies),
   near-verbatim copies (a normalised similarity of at least ``near``, via :mod:`difflib`) and
   the share of synthetic word n-grams found in the training text. Each rate is measured
   against a random subset of the training records the size of the holdout, and against the
   holdout itself: text the population writes anyway (greetings, boilerplate) is copied from
   the holdout as often, so only the excess points at memorisation.
-* :func:`pii_reproduction`: e-mail addresses, phone numbers and URLs present in the training
+* :func:`pii_attack`: e-mail addresses, phone numbers and URLs present in the training
   text that reappear in the synthetic text, against those of the holdout only.
+
+Both return :class:`~dpsynth.attacks.result.AttackResult` objects scored by
+:func:`~dpsynth.attacks.result.score_attack`, the rule of every tabular attack: a leak when the
+lower end of the risk interval, ``(attack - control) / (1 - control)``, exceeds the threshold.
+The naive baseline of a text attack is its control arm (what the population's text alone
+gives). :func:`verbatim_reproduction` and :func:`pii_reproduction` return the measurements only.
 """
 
 from __future__ import annotations
@@ -27,8 +33,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from dpsynth.attacks.result import wilson_interval
+from dpsynth.attacks.result import AttackResult, check_rule, exposed_ids, score_attack
+from dpsynth.attacks.stats import wilson_interval
+from dpsynth.attacks.threat import ThreatModel
 from dpsynth.errors import DataValidationError, param_error
 
 #: Regular expressions of the PII-like strings :func:`pii_reproduction` looks for.
@@ -182,44 +191,112 @@ def _arm(synthetic: list[str], reference: list[str], *, min_length: int, near: f
     }
 
 
-def verbatim_reproduction(train: Sequence[str], synthetic: Sequence[str],
-                          holdout: Sequence[str], *, min_length: int = 40, near: float = 0.9,
-                          ngram: int = 4, index_n: int = 8,
-                          random_state: int | np.random.Generator | None = 0
-                          ) -> ReproductionReport:
-    """Verbatim and near-verbatim copies of training text in ``synthetic``, against a holdout.
+@dataclass(frozen=True, eq=False)
+class TextData:
+    """The records of one free-text column in their roles (an audit's text tables).
+
+    ``train`` are the generator's training records (targets), ``holdout`` records of the same
+    population it never saw (controls), ``synthetic`` its output; ``ids`` name the training
+    records (row ids, never values) in the results.
+    """
+
+    column: str
+    train: tuple[str, ...]
+    holdout: tuple[str, ...]
+    synthetic: tuple[str, ...]
+    ids: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        problems = [f"the {role} text needs at least 1 record" for role, x in
+                    (("train", self.train), ("synthetic", self.synthetic),
+                     ("holdout", self.holdout)) if not x]
+        if problems:
+            raise DataValidationError(problems)
+        if not self.ids:
+            object.__setattr__(self, "ids", tuple(range(len(self.train))))
+
+    @classmethod
+    def of(cls, train: Sequence[Any], holdout: Sequence[Any], synthetic: Sequence[Any], *,
+           column: str = "text", ids: Sequence[Any] = ()) -> TextData:
+        """From sequences of texts (missing values read as empty text)."""
+        return cls(column, tuple(_texts(train)), tuple(_texts(holdout)),
+                   tuple(_texts(synthetic)), tuple(ids))
+
+    @classmethod
+    def from_frames(cls, train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
+                    column: str) -> TextData:
+        """The ``column`` of three tables; the training table's index names the records."""
+        return cls.of(train[column].tolist(), holdout[column].tolist(),
+                      synthetic[column].tolist(), column=column, ids=tuple(train.index))
+
+
+#: The copy measures :func:`copy_attacks` scores, in the order of its results.
+COPY_MEASURES = ("exact", "long_copy", "near_verbatim")
+
+
+def copy_attacks(data: TextData, *, min_length: int = 40, near: float = 0.9, ngram: int = 4,
+                 index_n: int = 8, threshold: float = 0.05, confidence: float = 0.95,
+                 random_state: int | np.random.Generator | None = 0
+                 ) -> tuple[ReproductionReport, tuple[AttackResult, ...]]:
+    """Verbatim and near-verbatim copies of training text in the synthetic text.
+
+    Each synthetic record is compared with a random subset of the training records the size of
+    the holdout (the attack) and with the holdout itself (the control): the two outcomes of one
+    synthetic record form a pair, scored by :func:`~dpsynth.attacks.result.score_attack` with
+    the paired Newcombe interval. One :class:`AttackResult` per measure of
+    :data:`COPY_MEASURES` (``text_exact``, ``text_long_copy``, ``text_near_verbatim``), and the
+    measurements as a :class:`ReproductionReport`.
 
     Parameters
     ----------
-    train, synthetic, holdout:
-        Training records, synthetic records, and records of the same population never used
-        for training.
+    data:
+        The column's training, holdout and synthetic records.
     min_length:
         A *long copy* shares a substring of at least this many characters with one record.
     near:
         A *near-verbatim* copy has a :class:`difflib.SequenceMatcher` ratio of at least
         ``near`` with one record (case and spacing ignored).
     ngram:
-        Word n-gram length of the overlap rate.
+        Word n-gram length of the overlap rate (a measurement, not an attack).
     index_n:
         Character n-gram length of the substring index (shorter common substrings count 0).
+    threshold, confidence:
+        The verdict rule (see :mod:`dpsynth.attacks.result`).
     """
-    train_t, syn_t, hold_t = _texts(train), _texts(synthetic), _texts(holdout)
-    problems = [f"the {role} text needs at least 1 record" for role, x in
-                (("train", train_t), ("synthetic", syn_t), ("holdout", hold_t)) if not x]
-    if problems:
-        raise DataValidationError(problems)
     if not isinstance(min_length, int) or min_length < index_n:
         raise param_error("min_length", f"an integer >= index_n ({index_n})", min_length,
-                          "verbatim_reproduction")
+                          "copy_attacks")
     if not 0 < near <= 1:
-        raise param_error("near", "a float in (0, 1]", near, "verbatim_reproduction")
+        raise param_error("near", "a float in (0, 1]", near, "copy_attacks")
+    check_rule(threshold, confidence, "copy_attacks")
+    train_t, syn_t, hold_t = list(data.train), list(data.synthetic), list(data.holdout)
     rng = np.random.default_rng(random_state)
     size = min(len(train_t), len(hold_t))
     matched = [train_t[i] for i in np.sort(rng.choice(len(train_t), size, replace=False))]
     control = [hold_t[i] for i in np.sort(rng.choice(len(hold_t), size, replace=False))]
     a, c = (_arm(syn_t, ref, min_length=min_length, near=near, ngram=ngram, n=index_n)
             for ref in (matched, control))
+    report = _reproduction_report(train_t, syn_t, a, c, size=size, min_length=min_length,
+                                  near=near, index_n=index_n)
+    copied = {_normalise(t) for t in syn_t} - {""}
+    exposed = exposed_ids(data.ids, np.flatnonzero([_normalise(t) in copied for t in train_t]))
+    threat = ThreatModel.reproduction(data.column, len(syn_t))
+    figures = {"n_compared": size, "exact_rate_full": report.exact_rate_full,
+               "mean_lcs": report.mean_lcs, "max_lcs": report.max_lcs}
+    results = tuple(
+        score_attack(f"text_{measure}", threat, a[key], c[key], c[key], threshold=threshold,
+                     confidence=confidence, paired=True, metrics={**figures, **extra},
+                     exposed_row_ids=exposed if measure == "exact" else ())
+        for measure, key, extra in (("exact", "exact", {}),
+                                    ("long_copy", "long", {"min_length": min_length}),
+                                    ("near_verbatim", "near", {"near": near})))
+    return report, results
+
+
+def _reproduction_report(train_t: list[str], syn_t: list[str], a: dict[str, np.ndarray],
+                         c: dict[str, np.ndarray], *, size: int, min_length: int, near: float,
+                         index_n: int) -> ReproductionReport:
+    """The measurements of both arms, and the longest copies against the whole training text."""
     full = {_normalise(t) for t in train_t}
     full_lcs = longest_common_substrings(syn_t, train_t, n=index_n)
     order = np.argsort(-full_lcs, kind="stable")[:10]
@@ -234,6 +311,17 @@ def verbatim_reproduction(train: Sequence[str], synthetic: Sequence[str],
         mean_lcs=float(full_lcs.mean()), max_lcs=int(full_lcs.max(initial=0)),
         longest_copies=tuple(int(i) for i in order if full_lcs[i] > 0),
     )
+
+
+def verbatim_reproduction(train: Sequence[str], synthetic: Sequence[str],
+                          holdout: Sequence[str], *, min_length: int = 40, near: float = 0.9,
+                          ngram: int = 4, index_n: int = 8,
+                          random_state: int | np.random.Generator | None = 0
+                          ) -> ReproductionReport:
+    """The measurements of :func:`copy_attacks` alone, from sequences of texts."""
+    data = TextData.of(train, holdout, synthetic)
+    return copy_attacks(data, min_length=min_length, near=near, ngram=ngram, index_n=index_n,
+                        random_state=random_state)[0]
 
 
 # -- PII reproduction -------------------------------------------------------------------------
@@ -278,35 +366,63 @@ def extract_pii(texts: Sequence[str], patterns: Mapping[str, str] = PII_PATTERNS
     return out
 
 
-def pii_reproduction(train: Sequence[str], synthetic: Sequence[str], holdout: Sequence[str],
-                     *, patterns: Mapping[str, str] = PII_PATTERNS) -> PIIReport:
-    """PII-like strings (e-mails, phones, URLs) of the training text reproduced in ``synthetic``.
+def pii_attack(data: TextData, *, patterns: Mapping[str, str] = PII_PATTERNS,
+               threshold: float = 0.05, confidence: float = 0.95
+               ) -> tuple[PIIReport, AttackResult]:
+    """PII-like strings (e-mails, phones, URLs) of the training text reproduced in the synthetic.
 
-    Strings found in both training and holdout text are population-wide (a public hotline)
-    and left out of both arms.
+    The targets are the distinct strings found in the training text only, the controls those
+    found in the holdout only; a hit is a string the synthetic text contains. Strings found in
+    both are population-wide (a public hotline) and left out of both arms. The two arms are
+    independent (Newcombe's unpaired interval); the result is named ``text_pii``.
     """
     if not patterns:
         raise param_error("patterns", "a non-empty mapping of name to regex", patterns,
                           "pii_reproduction")
-    in_train, in_hold = extract_pii(train, patterns), extract_pii(holdout, patterns)
-    joined = "\x00".join(_texts(synthetic))
-    found, reproduced, c_found, c_reproduced = {}, {}, {}, {}
+    check_rule(threshold, confidence, "pii_attack")
+    in_train = extract_pii(data.train, patterns)
+    in_hold = extract_pii(data.holdout, patterns)
+    joined = "\x00".join(data.synthetic)
+    arms: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for kind in patterns:
-        own, other = in_train[kind] - in_hold[kind], in_hold[kind] - in_train[kind]
-        found[kind], c_found[kind] = len(own), len(other)
-        reproduced[kind] = sum(1 for s in own if s in joined)
-        c_reproduced[kind] = sum(1 for s in other if s in joined)
-    return PIIReport(found, reproduced, c_found, c_reproduced)
+        own = sorted(in_train[kind] - in_hold[kind])
+        other = sorted(in_hold[kind] - in_train[kind])
+        arms[kind] = (np.array([x in joined for x in own], dtype=bool),
+                      np.array([x in joined for x in other], dtype=bool))
+    report = PIIReport({k: int(h.size) for k, (h, _) in arms.items()},
+                       {k: int(h.sum()) for k, (h, _) in arms.items()},
+                       {k: int(c.size) for k, (_, c) in arms.items()},
+                       {k: int(c.sum()) for k, (_, c) in arms.items()})
+    hits = np.concatenate([h for h, _ in arms.values()])
+    control = np.concatenate([c for _, c in arms.values()])
+    threat = ThreatModel.reproduction(data.column, hits.size)
+    metrics: dict[str, float | int | str | None] = {
+        **{f"found_{k}": n for k, n in report.found.items()},
+        **{f"reproduced_{k}": n for k, n in report.reproduced.items()},
+        "n_controls": int(control.size)}
+    result = score_attack("text_pii", threat, hits, control, control, threshold=threshold,
+                          confidence=confidence, metrics=metrics)
+    return report, result
+
+
+def pii_reproduction(train: Sequence[str], synthetic: Sequence[str], holdout: Sequence[str],
+                     *, patterns: Mapping[str, str] = PII_PATTERNS) -> PIIReport:
+    """The counts of :func:`pii_attack` alone, from sequences of texts."""
+    return pii_attack(TextData.of(train, holdout, synthetic), patterns=patterns)[0]
 
 
 __all__ = [
+    "COPY_MEASURES",
     "PII_PATTERNS",
     "Comparison",
     "PIIReport",
     "ReproductionReport",
     "SubstringIndex",
+    "TextData",
+    "copy_attacks",
     "extract_pii",
     "longest_common_substrings",
+    "pii_attack",
     "pii_reproduction",
     "verbatim_reproduction",
 ]

@@ -24,7 +24,7 @@ from dpsynth.attacks.distance import MixedEncoder, audited_kinds
 from dpsynth.errors import DataValidationError, ParameterError, param_error
 from dpsynth.schema import Schema
 
-GOALS = ("membership", "singling_out", "linkability", "attribute_inference")
+GOALS = ("membership", "singling_out", "linkability", "attribute_inference", "reproduction")
 KNOWLEDGE = {
     "synthetic": "the synthetic data",
     "reference": "reference rows from the same population, not used for training",
@@ -32,6 +32,8 @@ KNOWLEDGE = {
     "partial_record": "each target's record without its secret column",
     "split_record": "each target's columns, split between two auxiliary sources",
     "generator": "the generator itself, to retrain on datasets of its choice",
+    "model_scores": "the fitted model's loss on any record",
+    "public_model": "the public checkpoint the model was fine-tuned from",
 }
 TARGETS = ("random", "vulnerable", "canary")
 
@@ -43,7 +45,8 @@ class ThreatModel:
     Parameters
     ----------
     goal:
-        ``membership``, ``singling_out``, ``linkability`` or ``attribute_inference``.
+        ``membership``, ``singling_out``, ``linkability``, ``attribute_inference`` or
+        ``reproduction`` (synthetic records that copy training records or their PII).
     knowledge:
         Keys of :data:`KNOWLEDGE` the attacker holds; ``synthetic`` is always among them.
     targets:
@@ -52,7 +55,8 @@ class ThreatModel:
         Number of training records attacked (and as many controls), or predicates tried
         for singling-out. Fewer when the tables are smaller.
     secret:
-        The column to infer (attribute inference).
+        The column to infer (attribute inference), or the free-text column attacked (text
+        attacks).
     aux_columns:
         The two auxiliary sources' columns (linkability); ``None`` lets the attack split the
         columns at random.
@@ -118,6 +122,12 @@ class ThreatModel:
         return cls("attribute_inference", ("synthetic", "partial_record"), "random", n_targets,
                    secret=secret)
 
+    @classmethod
+    def reproduction(cls, column: str, n_targets: int) -> ThreatModel:
+        """Copies of the free-text ``column``'s training records read off the synthetic data."""
+        return cls("reproduction", ("synthetic",), "random", max(1, int(n_targets)),
+                   secret=column)
+
     # -- description ------------------------------------------------------------------------
     def describe(self) -> str:
         """One plain sentence for reports."""
@@ -129,9 +139,15 @@ class ThreatModel:
             "singling_out": "writes predicates that isolate exactly one training record",
             "linkability": f"links the two halves of {whom} through the synthetic data",
             "attribute_inference": f"infers the column {self.secret!r} of {whom}",
+            "reproduction": f"finds training text of the column {self.secret!r} copied into "
+                            "the synthetic records",
         }
+        if self.secret is not None and self.goal == "membership":
+            aims["membership"] += f" (text column {self.secret!r})"
         tries = (f"up to {self.n_targets} predicates, each also tried on the control table"
                  if self.goal == "singling_out" else
+                 f"{self.n_targets} targets, each also sought among holdout records"
+                 if self.goal == "reproduction" else
                  f"up to {self.n_targets} targets, each matched by a control record")
         return f"Knows {has}; {aims[self.goal]} ({tries})."
 

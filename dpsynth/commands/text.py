@@ -13,7 +13,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,6 +27,9 @@ from dpsynth.commands._common import (
     fail,
     out,
 )
+
+if TYPE_CHECKING:
+    from dpsynth.attacks import AttackResult
 
 text_app = typer.Typer(help="Private synthetic text: DP fine-tuned language models.",
                        no_args_is_help=True)
@@ -116,6 +119,11 @@ def fit(
                       f"δ = {synth.privacy_.delta:.2g} (PLD)")
 
 
+MaxRisk = Annotated[float, typer.Option(
+    help="An attack flags a leak when the lower end of its risk interval, (attack - control) "
+    "/ (1 - control), exceeds this (the release policy's max_attack_risk).")]
+
+
 @text_app.command("canary-audit")
 def canary(
     data: Annotated[Path, typer.Argument(help="Private table with one text column.")],
@@ -125,35 +133,51 @@ def canary(
     canaries: Annotated[int, typer.Option(help="Canaries inserted (as many are controls).")] = 8,
     epochs: Annotated[float, typer.Option(help="Expected passes over the records.")] = 3.0,
     batch_size: Annotated[int, typer.Option(help="Expected (Poisson) batch size.")] = 128,
-    max_exposure: Annotated[float, typer.Option(
-        help="Exit 3 when the inserted canaries' mean exposure exceeds this (bits).")] = 4.0,
+    exposed_bits: Annotated[float, typer.Option(
+        help="A canary counts as exposed when its exposure reaches this (bits).")] = 4.0,
+    max_risk: MaxRisk = 0.05,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the audit as "
                                                   "JSON.")] = None,
     seed: Seed = 0,
 ) -> None:
-    """Train with random secrets planted and measure their exposure (Carlini et al. 2019)."""
+    """Train with random secrets planted and measure their exposure (Carlini et al. 2019).
+    Exit 3 when inserted canaries are exposed more often than never-inserted ones.
+    """
     with cli_errors():
+        from dpsynth.attacks import canary_audit
         from dpsynth.data.io import read_table
         from dpsynth.schema import Schema
         from dpsynth.synthesizers.text import DPTextSynthesizer
-        from dpsynth.synthesizers.text.audit import canary_audit
 
         table_schema = Schema.load(schema)
         frame = read_table(data, schema=table_schema)
         synth = DPTextSynthesizer(epsilon=epsilon, epochs=epochs, batch_size=batch_size,
                                   random_state=seed, progress=True)
         audit, _ = canary_audit(synth, frame, table_schema, n_canaries=canaries,
-                                repeats=repeats, random_state=seed)
-        result = audit.to_dict()
+                                repeats=repeats, exposed_bits=exposed_bits, threshold=max_risk,
+                                random_state=seed)
         if json_out is not None:
-            json_out.write_text(json.dumps(result, indent=2))
+            json_out.write_text(json.dumps(audit.to_dict(), indent=2))
+        found = audit.result
         out.print(f"Canary exposure (bits; random rank ≈ {1 / math.log(2):.2f}, at most "
                   f"{audit.max_measurable:.1f} measurable): inserted {audit.mean_exposure:.2f} "
                   f"(extrapolated {audit.mean_fitted_exposure:.2f}), never inserted "
                   f"{audit.control_exposure:.2f}")
-        if audit.mean_exposure > max_exposure:
-            raise fail(f"canaries are exposed: {audit.mean_exposure:.2f} > {max_exposure} bits",
-                       EXIT_LEAK)
+        out.print(f"Exposed (>= {exposed_bits:g} bits): {_rates(found)}")
+        if found.leak:
+            raise fail(f"canaries are exposed: {_risk_line(found)}", EXIT_LEAK)
+
+
+def _rates(result: AttackResult) -> str:
+    """Success on targets and controls with their intervals, and the risk."""
+    s, c, r = result.success, result.control, result.risk
+    return (f"train {s.value:.3f} [{s.ci[0]:.3f}, {s.ci[1]:.3f}]   holdout {c.value:.3f} "
+            f"[{c.ci[0]:.3f}, {c.ci[1]:.3f}]   risk {r.value:+.3f} [{r.ci[0]:+.3f}, "
+            f"{r.ci[1]:+.3f}]")
+
+
+def _risk_line(result: AttackResult) -> str:
+    return f"risk lower bound {result.risk.ci[0]:+.3f} > {result.threshold:g}"
 
 
 @text_app.command("audit")
@@ -165,22 +189,20 @@ def audit(
     column: Annotated[str, typer.Option(help="The text column.")] = "text",
     model: Annotated[Path | None, typer.Option(
         help="A saved dpsynth text model: also run loss membership inference.")] = None,
-    max_risk: Annotated[float, typer.Option(
-        help="A copy or PII rate fails when it exceeds the holdout's by more than this (the "
-        "release policy's max_attack_risk).")] = 0.05,
-    max_auc: Annotated[float, typer.Option(
-        help="With --model: a leak when the membership AUC's 95 % interval lies above "
-        "this.")] = 0.55,
+    max_risk: MaxRisk = 0.05,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the audit as "
                                                   "JSON.")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write the audit as a "
+                                                  "self-contained HTML page.")] = None,
 ) -> None:
     """Audit synthetic text from any tool: copies and PII-like strings of the training text
-    against a holdout (the release gate's text checks), and membership by a model's loss.
+    against a holdout (the release gate's text attacks), and membership by a model's loss.
     Exit 3 on a leak.
     """
     with cli_errors():
+        from dpsynth.attacks import run_text_audit, save_html
         from dpsynth.data.io import read_table
-        from dpsynth.release.text_checks import COPY_MEASURES, text_audit, text_checks
+        from dpsynth.release.gate import check_name
 
         tables = {role: read_table(path) for role, path in
                   (("train", train), ("holdout", holdout), ("synthetic", synthetic))}
@@ -188,46 +210,44 @@ def audit(
         if missing:
             raise fail(f"no column {column!r} in the {', '.join(missing)} table(s)",
                        EXIT_USAGE)
-        found = text_audit(tables["train"], tables["holdout"], tables["synthetic"], [column],
-                           seed=0)
-        checks = text_checks(found, max_risk)
-        copies, pii = found[column]["reproduction"], found[column]["pii"]
-        for measure in COPY_MEASURES:
-            rate = copies[measure]
-            out.print(f"{measure:>13}: train {rate['train']:.3f} [{rate['train_ci'][0]:.3f}, "
-                      f"{rate['train_ci'][1]:.3f}]   holdout {rate['control']:.3f} "
-                      f"[{rate['control_ci'][0]:.3f}, {rate['control_ci'][1]:.3f}]")
-        out.print(f"{'PII-like':>13}: {pii['reproduced']} of the training-only strings "
-                  f"{pii['found']} found again; holdout {pii['control_reproduced']} of "
-                  f"{pii['control_found']}")
-        findings = [f"{c.name}: {c.value:+.3f} ({c.rule})" for c in checks if not c.passed]
-        result: dict[str, Any] = {"text": found, "checks": [c.to_dict() for c in checks]}
-        if model is not None:
-            from dpsynth.synthesizers import BaseSynthesizer
-            from dpsynth.synthesizers.text import DPTextSynthesizer
-            from dpsynth.synthesizers.text.audit import loss_membership
-
-            synth = BaseSynthesizer.load(model)
-            if not isinstance(synth, DPTextSynthesizer):
-                raise fail(f"--model {model} is a {synth.name} model, not a dptext model",
-                           EXIT_USAGE)
-            mia = loss_membership(synth, tables["train"], tables["holdout"])
-            result["membership"] = mia.to_dict()
-            out.print(f"{'membership':>13}: loss AUC {mia.auc:.3f} [{mia.auc_ci[0]:.3f}, "
-                      f"{mia.auc_ci[1]:.3f}] over {mia.n_members} + {mia.n_controls} records")
-            if mia.auc_ci[0] > max_auc:
-                findings.append(f"membership: the model's loss tells training records from "
-                                f"holdout records (AUC {mia.auc:.3f}, interval above "
-                                f"{max_auc:g})")
-        result["findings"] = findings
-        result["verdict"] = "leak" if findings else "no risk found"
+        scorer = _text_model(model) if model is not None else None
+        report = run_text_audit(tables["train"], tables["holdout"], tables["synthetic"],
+                                [column], model=scorer, threshold=max_risk, random_state=0)
+        for r in report.results:
+            out.print(f"{check_name(r).rsplit(':', 1)[-1]:>15}: {_rates(r)}")
+        found = report.data["text"][column]["pii"]
+        out.print(f"{'PII-like':>15}: {found['reproduced']} of the training-only strings "
+                  f"{found['found']} found again; holdout {found['control_reproduced']} of "
+                  f"{found['control_found']}")
+        findings = [f"{check_name(r)}: {_risk_line(r)}" for r in report.results if r.leak]
+        result = {**report.to_dict(), "text": report.data["text"], "findings": findings}
+        for r in report.results:
+            if r.roc is not None:  # loss membership: its ROC beside the verdict
+                result["membership"] = {"auc": r.roc.auc, "auc_ci": list(r.roc.auc_ci),
+                                        "n_members": r.n_targets}
+                out.print(f"{'membership':>15}: loss AUC {r.roc.auc:.3f} [{r.roc.auc_ci[0]:.3f}"
+                          f", {r.roc.auc_ci[1]:.3f}] over {r.n_targets} + {r.n_targets} "
+                          "records")
         if json_out is not None:
             json_out.write_text(json.dumps(result, indent=2, default=str))
-        if findings:
+        if html_out is not None:
+            save_html(report, html_out)
+        if report.leak:
             for line in findings:
                 out.print(f"[red]leak[/red]: {line}")
             raise typer.Exit(EXIT_LEAK)
         out.print("[green]no risk found[/green] in the synthetic text")
+
+
+def _text_model(path: Path) -> Any:
+    """A saved dptext model, refused with exit 2 when the folder holds another model."""
+    from dpsynth.synthesizers import BaseSynthesizer
+    from dpsynth.synthesizers.text import DPTextSynthesizer
+
+    synth = BaseSynthesizer.load(path)
+    if not isinstance(synth, DPTextSynthesizer):
+        raise fail(f"--model {path} is a {synth.name} model, not a dptext model", EXIT_USAGE)
+    return synth
 
 
 @text_app.command("evaluate")

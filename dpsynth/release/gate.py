@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dpsynth.attacks import AuditReport, RocCurve, run_audit
+from dpsynth.attacks import AttackResult, AuditReport, RocCurve, run_audit, run_text_audit
+from dpsynth.attacks.text_suite import text_check_name
 from dpsynth.errors import ParameterError, param_error
 from dpsynth.evaluate import average_tvd, discretize, fidelity_report, tstr_auc
 from dpsynth.evaluate.association import association_difference
 from dpsynth.release.policy import Check, Decision, ReleasePolicy, resolve_policy
-from dpsynth.release.text_checks import text_audit, text_checks
 from dpsynth.schema import CATEGORY_KINDS, Column, Schema
 
 logger = logging.getLogger(__name__)
@@ -67,8 +67,11 @@ class Figures:
 class Assessment:
     """The gate's findings on one synthetic table.
 
-    ``audit`` is ``None`` when the table has no column the attack suite can read (free text
-    only); ``text`` holds the copy and PII measurements of each text column.
+    ``audit`` is ``None`` when the table has fewer than two columns the tabular attacks can read
+    (free text only); ``text_audit`` holds the text attacks' results
+    (:func:`~dpsynth.attacks.run_text_audit`), ``None`` without a text column, and ``text``
+    its copy and PII measurements per text column. Both reports' results are judged by the
+    same rule, :attr:`~dpsynth.attacks.AttackResult.leak`.
     """
 
     fidelity: dict[str, Any]
@@ -77,6 +80,7 @@ class Assessment:
     decision: Decision
     figures: Figures
     text: dict[str, Any] = field(default_factory=dict)
+    text_audit: AuditReport | None = None
 
     @property
     def outcome(self) -> str:
@@ -97,8 +101,8 @@ def assess(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
         control and the utility test set), and its output.
     schema:
         Declared domains of every column (bounds and categories): fidelity is measured on them.
-        Text columns are checked for copies of training text instead
-        (:mod:`~dpsynth.release.text_checks`).
+        Text columns are attacked for copies of training text and of its PII instead
+        (:func:`~dpsynth.attacks.run_text_audit`).
     target, positive:
         Categorical column for the utility check (train on synthetic, test on the holdout,
         against train on real) and its positive class (default: the last declared category).
@@ -132,17 +136,20 @@ def assess(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
                           n_targets=n_targets, threshold=rules.max_attack_risk,
                           confidence=rules.confidence, random_state=int(seeds[0]),
                           progress=progress)
-    text = text_audit(train, holdout, synthetic, texts, seed=int(seeds[2])) if texts else {}
-    checks = _checks(rules, fidelity, utility, audit) + text_checks(text, rules.max_attack_risk)
+    text_audit = (run_text_audit(train, holdout, synthetic, texts,
+                                 threshold=rules.max_attack_risk, confidence=rules.confidence,
+                                 random_state=int(seeds[2])) if texts else None)
+    checks = _checks(rules, fidelity, utility, audit, text_audit)
     decision = rules.decide(checks, attempt)
     roc = () if audit is None else tuple((attack_label(r), r.roc) for r in audit.results
                                          if r.roc is not None)
     figures = replace(figures, roc=roc)
     logger.info("attempt %d: %s (%s)", attempt, decision.outcome, "; ".join(decision.reasons))
-    return Assessment(fidelity, utility, audit, decision, figures, text)
+    return Assessment(fidelity, utility, audit, decision, figures,
+                      dict(text_audit.data["text"]) if text_audit else {}, text_audit)
 
 
-def attack_label(result: Any) -> str:
+def attack_label(result: AttackResult) -> str:
     """``attack`` or ``attack[secret]`` for attribute inference."""
     secret, name = result.threat_model.secret, str(result.attack)
     return f"{name}[{secret}]" if secret and not name.endswith(f"[{secret}]") else name
@@ -253,13 +260,19 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def check_name(result: AttackResult) -> str:
+    """The release check of an attack result: ``attack:<label>`` or ``text:<column>:<measure>``."""
+    if result.attack.startswith("text_"):
+        return text_check_name(result)
+    return f"attack:{attack_label(result)}"
+
+
 def _checks(rules: ReleasePolicy, fidelity: dict[str, Any], utility: dict[str, Any] | None,
-            audit: AuditReport | None) -> list[Check]:
+            audit: AuditReport | None, text_audit: AuditReport | None) -> list[Check]:
     conf = f"{100 * rules.confidence:g}%"
-    results = audit.results if audit is not None else ()
-    checks = [Check(f"attack:{attack_label(r)}", "privacy", r.risk.ci[0], rules.max_attack_risk,
-                    not r.leak, f"risk lower bound ({conf}) <= {rules.max_attack_risk:g}")
-              for r in results]
+    results = [r for report in (audit, text_audit) if report is not None for r in report.results]
+    checks = [Check(check_name(r), "privacy", r.risk.ci[0], r.threshold, not r.leak,
+                    f"risk lower bound ({conf}) <= {r.threshold:g}") for r in results]
     for way, limit in (("tvd_1way", rules.max_tvd_1way), ("tvd_2way", rules.max_tvd_2way)):
         if limit is not None and fidelity.get(way) is not None:
             checks.append(Check(f"fidelity:{way}", "fidelity", fidelity[way], limit,
@@ -280,4 +293,4 @@ def _utility_check(limit: float, utility: dict[str, Any] | None) -> Check:
     return Check(name, "utility", utility["ratio"], limit, utility["ratio"] >= limit, rule)
 
 
-__all__ = ["Assessment", "Figures", "Marginal", "assess", "attack_label"]
+__all__ = ["Assessment", "Figures", "Marginal", "assess", "attack_label", "check_name"]

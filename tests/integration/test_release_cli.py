@@ -6,32 +6,16 @@ from pathlib import Path
 
 import pytest
 import typer
+from planted import Copycat
 from typer.testing import CliRunner
 
-from dpsynth.accounting import PureDPEvent
 from dpsynth.accounting.ledger import Ledger
 from dpsynth.commands.release import register
 from dpsynth.datasets import load_dataset
 from dpsynth.release import DatasetCard
-from dpsynth.synthesizers import SYNTHESIZERS, BaseSynthesizer, PlannedSpend
+from dpsynth.synthesizers import SYNTHESIZERS
 
 runner = CliRunner()
-
-
-class Copycat(BaseSynthesizer):
-    """Claims epsilon-DP but memorises its training rows: a planted leak."""
-
-    name = "copycat"
-
-    def _plan_training(self, schema, n_rows, budget, prior_events):
-        return [PlannedSpend("memorise rows", PureDPEvent(budget.epsilon))]
-
-    def _fit(self, data, schema, *, plan, recorder, noise):
-        with recorder.spend("memorise rows", plan.training[-1].event):
-            self.rows_ = data.copy()
-
-    def _sample(self, n_rows, rng):
-        return self.rows_.sample(n_rows, replace=True, random_state=rng).reset_index(drop=True)
 
 
 def _app() -> typer.Typer:

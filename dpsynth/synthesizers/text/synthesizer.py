@@ -320,7 +320,7 @@ class DPTextSynthesizer(DPSGDSynthesizer):
     def score_records(self, frame: pd.DataFrame) -> np.ndarray:
         """Mean negative log-likelihood per text byte/token of each record (nats).
 
-        The membership and canary audits use it (:mod:`dpsynth.synthesizers.text.audit`).
+        The membership and canary audits use it (:mod:`dpsynth.attacks.text_model`).
         """
         self._check_fitted()
         texts = frame[self.text_column_].fillna("").astype(str).tolist()
@@ -382,6 +382,29 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         controls = state.get("controls")
         self.controls_ = (None if controls is None else
                           ControlDistribution.from_state(controls, arrays["controls.probs"]))
+
+    # -- scoring protocol of the audits (dpsynth.attacks.protocols) -------------------------
+    def record_losses(self, frame: pd.DataFrame) -> np.ndarray:
+        """Mean NLL of each record (:meth:`score_records`), for ``SequenceScorer``."""
+        return self.score_records(frame)
+
+    def reference_losses(self, frame: pd.DataFrame) -> np.ndarray:
+        """Mean NLL of each record under the public checkpoint this model was fine-tuned from.
+
+        Byte model only; it calibrates loss membership inference (``CalibratedScorer``).
+        """
+        self._check_fitted()
+        if self.model_dir is not None or self.pretrained is None:
+            raise param_error("pretrained", "a byte model fine-tuned from a public checkpoint",
+                              self.pretrained, "reference_losses")
+        backend = ByteBackend.create(self.pretrained, self._scratch_config(), 0)
+        backend.to(self.device_)
+        texts = frame[self.text_column_].fillna("").astype(str).tolist()
+        return backend_nll(backend, backend.code(texts, self._headers(frame), self.max_length_))
+
+    def unfitted_copy(self) -> DPTextSynthesizer:
+        """A fresh, unfitted synthesizer with the same parameters (``RetrainableScorer``)."""
+        return type(self)(**self.get_params())
 
 
 __all__ = ["CONTROL_PURPOSE", "TRAIN_PURPOSE", "DPTextSynthesizer", "TextPlan"]

@@ -9,15 +9,8 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from dpsynth.attacks.result import (
-    AttackResult,
-    difference_interval,
-    roc_curve,
-    score_attack,
-    tpr_at_fpr,
-    wilson_interval,
-    z_value,
-)
+from dpsynth.attacks.result import AttackResult, roc_curve, score_attack
+from dpsynth.attacks.stats import difference_interval, tpr_at_fpr, wilson_interval, z_value
 from dpsynth.attacks.threat import ThreatModel
 from dpsynth.errors import ParameterError
 

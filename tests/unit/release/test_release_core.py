@@ -6,31 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from planted import Copycat
 
-from dpsynth.accounting import Budget, PureDPEvent, pld_epsilon
+from dpsynth.accounting import Budget, pld_epsilon
 from dpsynth.accounting.ledger import Ledger, UnknownDatasetError
 from dpsynth.datasets import load_dataset
 from dpsynth.errors import BudgetExceededError, ParameterError
 from dpsynth.release import ReleasePolicy, release, split_holdout
 from dpsynth.schema import Column, Schema
-from dpsynth.synthesizers import BaseSynthesizer, PlannedSpend
-
-
-class Copycat(BaseSynthesizer):
-    """Claims epsilon-DP but memorises its training rows: a planted leak."""
-
-    name = "copycat"
-
-    def _plan_training(self, schema, n_rows, budget, prior_events):
-        return [PlannedSpend("memorise rows", PureDPEvent(budget.epsilon))]
-
-    def _fit(self, data, schema, *, plan, recorder, noise):
-        with recorder.spend("memorise rows", plan.training[-1].event):
-            self.rows_ = data.copy()
-            self.seen_ = data.index
-
-    def _sample(self, n_rows, rng):
-        return self.rows_.sample(n_rows, replace=True, random_state=rng).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
@@ -203,13 +186,6 @@ def test_secure_mode_is_recorded(small, tmp_path):
                 secure=True, random_state=0)
 
 
-class TextCopycat(Copycat):
-    """The planted leak for free text."""
-
-    name = "text-copycat"
-    supported_kinds = ("categorical", "text")
-
-
 def test_text_release_that_copies_is_rejected(tmp_path):
     rng = np.random.default_rng(0)
     n = 400
@@ -219,7 +195,7 @@ def test_text_release_that_copies_is_rejected(tmp_path):
     schema = Schema((Column("topic", "categorical", categories=("a", "b")),
                      Column("note", "text")))
     result = release(notes, schema, epsilon=2.0, dataset="notes", ledger=tmp_path / "l.sqlite",
-                     cap=Budget(5, 1e-5), synthesizer=TextCopycat(), out=tmp_path / "bundle",
+                     cap=Budget(5, 1e-5), synthesizer=Copycat(), out=tmp_path / "bundle",
                      random_state=0)
     card = result.card
     assert card.decision == "reject"

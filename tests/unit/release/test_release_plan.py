@@ -6,32 +6,17 @@ from __future__ import annotations
 import importlib
 
 import pytest
+from planted import Copycat
 
-from dpsynth.accounting import Budget, PureDPEvent
+from dpsynth.accounting import Budget
 from dpsynth.datasets import load_dataset
 from dpsynth.errors import ParameterError
 from dpsynth.release import ReleasePlan, ReleasePolicy, SynthesizerFactory, release
 from dpsynth.release.plan import effective_delta
-from dpsynth.synthesizers import SYNTHESIZERS, BaseSynthesizer, PlannedSpend
+from dpsynth.synthesizers import SYNTHESIZERS
 
 fingerprint = importlib.import_module("dpsynth.accounting.fingerprint")
 core = importlib.import_module("dpsynth.release.core")
-
-
-class Copycat(BaseSynthesizer):
-    """One spend, rows copied: enough to drive a release quickly."""
-
-    name = "copycat"
-
-    def _plan_training(self, schema, n_rows, budget, prior_events):
-        return [PlannedSpend("memorise rows", PureDPEvent(budget.epsilon))]
-
-    def _fit(self, data, schema, *, plan, recorder, noise):
-        with recorder.spend("memorise rows", plan.training[-1].event):
-            self.rows_ = data.copy()
-
-    def _sample(self, n_rows, rng):
-        return self.rows_.sample(n_rows, replace=True, random_state=rng).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")

@@ -93,11 +93,15 @@ def audit_args(paths: dict[str, str], synthetic: str, tmp_path) -> list[str]:
 def test_text_audit_flags_the_real_text_and_passes_fresh_text(tmp_path, app):
     paths = tweet_tables(tmp_path)
     runner = CliRunner()
-    leak = runner.invoke(app, audit_args(paths, paths["train"], tmp_path))
+    leak = runner.invoke(app, [*audit_args(paths, paths["train"], tmp_path),
+                               "--html", str(tmp_path / "a.html")])
     assert leak.exit_code == 3, leak.output
     report = json.loads((tmp_path / "a.json").read_text())
     assert report["verdict"] == "leak"
     assert any(f.startswith("text:text:exact") for f in report["findings"])
+    exact = next(a for a in report["attacks"] if a["attack"] == "text_exact")  # an AuditReport
+    assert exact["verdict"] == "leak" and exact["threat_model"]["goal"] == "reproduction"
+    assert "text_exact" in (tmp_path / "a.html").read_text()
     safe = runner.invoke(app, audit_args(paths, paths["fresh"], tmp_path))
     assert safe.exit_code == 0, safe.output
     assert json.loads((tmp_path / "a.json").read_text())["findings"] == []
@@ -151,3 +155,14 @@ def test_text_evaluate_tells_real_text_from_gibberish(tmp_path, app):
     bad = runner.invoke(app, ["text", "evaluate", "--real", paths["holdout"], "--synthetic",
                               paths["fresh"], "--label", "topic"])
     assert bad.exit_code == 2 and "topic" in bad.output
+
+
+def test_canary_audit_command_scores_canaries_as_an_attack(tmp_path, app):
+    data, schema = write(tmp_path)
+    result = CliRunner().invoke(app, ["text", "canary-audit", data, "--schema", schema,
+                                      "--epsilon", "3", "--epochs", "0.5", "--batch-size", "64",
+                                      "--canaries", "2", "--json", str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.output
+    found = json.loads((tmp_path / "c.json").read_text())
+    assert found["result"]["attack"] == "text_canary_exposure"
+    assert found["result"]["verdict"] == "no risk found" and len(found["exposures"]) == 4

@@ -15,9 +15,15 @@
   same population the model never saw. Optionally calibrated by a reference model trained on
   public text only (Carlini et al., "Extracting Training Data from Large Language Models",
   USENIX Security 2021; Mireshghallah et al., EMNLP 2022), which removes how hard a record is
-  in general. The ROC AUC (Hanley–McNeil interval) and TPR at 1% FPR are reported.
+  in general. The attack claims membership for the records whose score is above the median
+  score of all records it queried; the ROC AUC (Hanley–McNeil interval) and TPR at 1% FPR are
+  reported beside it.
 
-Both train or score with private data: they are for the data owner, before a release.
+Both return an :class:`~dpsynth.attacks.result.AttackResult` judged by the rule of every
+attack (:func:`~dpsynth.attacks.result.score_attack`): inserted canaries against never-inserted
+ones, training records against holdout records. The model is reached only through the
+protocols of :mod:`dpsynth.attacks.protocols`. Both train or score with private data: they
+are for the data owner, before a release.
 """
 
 from __future__ import annotations
@@ -31,14 +37,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from dpsynth.attacks.result import roc_curve, tpr_at_fpr
+from dpsynth.attacks.protocols import CalibratedScorer, RetrainableScorer, SequenceScorer
+from dpsynth.attacks.result import (
+    AttackResult,
+    check_rule,
+    exposed_ids,
+    roc_curve,
+    score_attack,
+)
+from dpsynth.attacks.stats import tpr_at_fpr
+from dpsynth.attacks.threat import ThreatModel
 from dpsynth.errors import DataValidationError, param_error
 from dpsynth.schema import Schema
-from dpsynth.synthesizers.text.backend import ByteBackend, backend_nll
-from dpsynth.synthesizers.text.synthesizer import DPTextSynthesizer
 
 DEFAULT_TEMPLATE = "my secret code is {secret}"
-Scorer = Callable[[pd.DataFrame], np.ndarray]
 
 
 # -- canaries -------------------------------------------------------------------------------
@@ -77,14 +89,14 @@ def insert_canaries(frame: pd.DataFrame, text_column: str, canaries: Sequence[Ca
     return out.iloc[rng.permutation(len(out))].reset_index(drop=True), donor
 
 
-def _scorer(synth: DPTextSynthesizer, donor: pd.DataFrame) -> Callable[[list[str]], np.ndarray]:
-    """Scores texts under ``synth`` with the donor row's control values."""
+def _scorer(model: SequenceScorer, donor: pd.DataFrame,
+            text_column: str) -> Callable[[list[str]], np.ndarray]:
+    """Scores texts under ``model`` as records carrying the donor row's other values."""
 
     def score(texts: list[str]) -> np.ndarray:
-        frame = pd.DataFrame({synth.text_column_: texts})
-        for col in synth.control_columns_:
-            frame[col] = [donor[col].iloc[0]] * len(texts)
-        return synth.score_records(frame)
+        frame = donor.iloc[np.zeros(len(texts), dtype=int)].reset_index(drop=True)
+        frame[text_column] = texts
+        return np.asarray(model.record_losses(frame), dtype=float)
 
     return score
 
@@ -123,12 +135,16 @@ def exposures(score: Callable[[list[str]], np.ndarray], canaries: Sequence[Canar
 
 @dataclass(frozen=True)
 class CanaryAudit:
-    """Exposures of inserted canaries and of never-inserted control canaries."""
+    """Exposures of inserted canaries and of never-inserted control canaries.
+
+    ``result`` scores them as an attack: inserted canaries exposed against controls exposed.
+    """
 
     repeats: int
     digits: int
     n_candidates: int
     exposures: tuple[Exposure, ...]
+    result: AttackResult
 
     def _mean(self, inserted: bool, fitted: bool) -> float:
         vals = [e.fitted_exposure if fitted else e.rank_exposure for e in self.exposures
@@ -159,84 +175,98 @@ class CanaryAudit:
                 "mean_fitted_exposure": self.mean_fitted_exposure,
                 "control_fitted_exposure": self._mean(False, True),
                 "max_measurable": self.max_measurable,
-                "exposures": [asdict(e) for e in self.exposures]}
+                "exposures": [asdict(e) for e in self.exposures],
+                "result": self.result.to_dict()}
 
 
-def canary_audit(synth: DPTextSynthesizer, data: pd.DataFrame, schema: Schema, *,
+def canary_audit(model: RetrainableScorer, data: pd.DataFrame, schema: Schema, *,
                  n_canaries: int = 4, repeats: int = 10, digits: int = 6,
                  template: str = DEFAULT_TEMPLATE, n_candidates: int = 1000,
-                 random_state: int | None = 0) -> tuple[CanaryAudit, DPTextSynthesizer]:
-    """Train a copy of ``synth`` with canaries inserted, and measure their exposure.
+                 exposed_bits: float = 4.0, threshold: float = 0.05, confidence: float = 0.95,
+                 random_state: int | None = 0) -> tuple[CanaryAudit, RetrainableScorer]:
+    """Train a copy of ``model`` with canaries inserted, and measure their exposure.
 
     ``n_canaries`` canaries are inserted ``repeats`` times each; as many others are not, and
-    serve as controls. Returns the audit and the fitted copy (whose privacy report covers the
-    augmented data; nothing is spent on any ledger).
+    serve as controls. A canary counts as exposed (a hit) when its rank exposure reaches
+    ``exposed_bits`` (it ranks in the top ``2**-exposed_bits`` of the candidate secrets, which
+    a never-inserted canary does with that probability). Returns the audit, whose ``result``
+    is the ``text_canary_exposure`` :class:`AttackResult`, and the fitted copy (whose privacy
+    report covers the augmented data; nothing is spent on any ledger).
     """
     if not isinstance(repeats, int) or repeats < 1:
         raise param_error("repeats", "an integer >= 1", repeats, "canary_audit")
+    if not exposed_bits > 0:
+        raise param_error("exposed_bits", "a float > 0", exposed_bits, "canary_audit")
+    check_rule(threshold, confidence, "canary_audit")
     rng = np.random.default_rng(random_state)
     canaries = make_canaries(2 * n_canaries, digits=digits, template=template, rng=rng)
     text = next(c.name for c in schema.data_columns if c.kind == "text")
     augmented, donor = insert_canaries(data, text, canaries[:n_canaries], repeats, rng)
-    model = type(synth)(**synth.get_params()).fit(augmented, schema)
-    assert isinstance(model, DPTextSynthesizer)
-    found = exposures(_scorer(model, donor), canaries, [True] * n_canaries + [False] * n_canaries,
-                      digits=digits, template=template, n_candidates=n_candidates, rng=rng)
-    return CanaryAudit(repeats, digits, n_candidates, tuple(found)), model
+    fitted = model.unfitted_copy()
+    fitted.fit(augmented, schema)
+    found = exposures(_scorer(fitted, donor, text), canaries,
+                      [True] * n_canaries + [False] * n_canaries, digits=digits,
+                      template=template, n_candidates=n_candidates, rng=rng)
+    hit = np.array([e.rank_exposure >= exposed_bits for e in found])
+    knowledge = ("synthetic", "generator", "model_scores")
+    threat = ThreatModel("membership", knowledge, "canary", n_canaries, secret=text)
+    metrics: dict[str, float | int | str | None] = {
+        "exposed_bits": exposed_bits, "repeats": repeats, "n_candidates": n_candidates,
+        "max_measurable": math.log2(n_candidates + 1),
+        "mean_exposure": float(np.mean([e.rank_exposure for e in found[:n_canaries]])),
+        "control_exposure": float(np.mean([e.rank_exposure for e in found[n_canaries:]]))}
+    result = score_attack("text_canary_exposure", threat, hit[:n_canaries], hit[n_canaries:],
+                          hit[n_canaries:], threshold=threshold, confidence=confidence,
+                          metrics=metrics)
+    return CanaryAudit(repeats, digits, n_candidates, tuple(found), result), fitted
 
 
 # -- membership inference -------------------------------------------------------------------
-@dataclass(frozen=True)
-class MembershipAudit:
-    """Loss-based membership inference: members vs holdout records."""
+def loss_membership(model: SequenceScorer, members: pd.DataFrame, holdout: pd.DataFrame, *,
+                    calibrate: bool = False, column: str = "text", n_targets: int = 1000,
+                    threshold: float = 0.05, confidence: float = 0.95,
+                    random_state: int | np.random.Generator | None = 0) -> AttackResult:
+    """Tell training records from holdout records by the model's loss on them (Yeom et al.).
 
-    auc: float
-    auc_ci: tuple[float, float]
-    tpr_at_1pct_fpr: float | None
-    n_members: int
-    n_controls: int
-    calibrated: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def public_reference(synth: DPTextSynthesizer) -> Scorer:
-    """NLL of records under the public checkpoint ``synth`` started from (byte model only)."""
-    if synth.model_dir is not None or synth.pretrained is None:
-        raise param_error("synth", "a byte model fine-tuned from a public checkpoint",
-                          synth.pretrained, "public_reference")
-    backend = ByteBackend.create(synth.pretrained, synth._scratch_config(), 0)
-    backend.to(synth.device_)
-
-    def score(frame: pd.DataFrame) -> np.ndarray:
-        texts = frame[synth.text_column_].fillna("").astype(str).tolist()
-        heads = synth._headers(frame)
-        return backend_nll(backend, backend.code(texts, heads, synth.max_length_))
-
-    return score
-
-
-def loss_membership(synth: DPTextSynthesizer, members: pd.DataFrame, holdout: pd.DataFrame, *,
-                    reference: Scorer | None = None, n_targets: int = 1000,
-                    random_state: int | None = 0) -> MembershipAudit:
-    """AUC of telling training records from holdout records by the model's loss on them.
-
-    The score is ``-NLL`` (lower loss: member), or ``NLL_reference - NLL`` with a reference.
-    ``min(n_targets, len(members), len(holdout))`` records of each are scored.
+    The score is ``-NLL`` (lower loss: member), or ``NLL_public - NLL`` with ``calibrate``
+    (the model must then be a :class:`~dpsynth.attacks.protocols.CalibratedScorer`).
+    ``min(n_targets, len(members), len(holdout))`` records of each are scored; the attack
+    claims the records scoring above the median of all scored records, and the naive baseline
+    claims at random at the same rate. ``column`` names the text column in the result.
     """
     if len(members) < 2 or len(holdout) < 2:
         raise DataValidationError(["members and holdout need at least 2 records each"])
+    if calibrate and not isinstance(model, CalibratedScorer):
+        raise param_error("calibrate", "False for a model without reference_losses", calibrate,
+                          "loss_membership")
+    check_rule(threshold, confidence, "loss_membership")
     rng = np.random.default_rng(random_state)
     m = int(min(n_targets, len(members), len(holdout)))
     mem = members.iloc[np.sort(rng.choice(len(members), m, replace=False))]
     ctl = holdout.iloc[np.sort(rng.choice(len(holdout), m, replace=False))]
-    mem_s, ctl_s = -synth.score_records(mem), -synth.score_records(ctl)
-    if reference is not None:
-        mem_s, ctl_s = mem_s + reference(mem), ctl_s + reference(ctl)
-    roc, fpr, tpr = roc_curve(mem_s, ctl_s)
-    return MembershipAudit(roc.auc, roc.auc_ci, tpr_at_fpr(fpr, tpr, 0.01, m), m, m,
-                           reference is not None)
+    mem_s = -np.asarray(model.record_losses(mem), dtype=float)
+    ctl_s = -np.asarray(model.record_losses(ctl), dtype=float)
+    if calibrate:
+        assert isinstance(model, CalibratedScorer)
+        mem_s = mem_s + model.reference_losses(mem)
+        ctl_s = ctl_s + model.reference_losses(ctl)
+    roc, fpr, tpr = roc_curve(mem_s, ctl_s, confidence)
+    cut = float(np.median(np.r_[mem_s, ctl_s]))
+    hits, control_hits = mem_s > cut, ctl_s > cut
+    baseline = rng.random(m) < float(np.mean(np.r_[hits, control_hits]))
+    knowledge = ("synthetic", "target_record", "model_scores") + (
+        ("public_model",) if calibrate else ())
+    threat = ThreatModel("membership", knowledge, "random", m, secret=column)
+    metrics: dict[str, float | int | str | None] = {
+        "auc": roc.auc, "auc_ci_low": roc.auc_ci[0], "auc_ci_high": roc.auc_ci[1],
+        "tpr_at_fpr_1pct": tpr_at_fpr(fpr, tpr, 0.01, m), "n_controls": m,
+        "calibrated": int(calibrate), "cut": cut}
+    claimed = np.flatnonzero(hits)
+    order = claimed[np.argsort(-mem_s[claimed], kind="stable")]
+    ids = exposed_ids(list(mem.index), order)
+    return score_attack("text_loss_membership", threat, hits, control_hits, baseline,
+                        threshold=threshold, confidence=confidence, metrics=metrics, roc=roc,
+                        exposed_row_ids=ids)
 
 
 __all__ = [
@@ -244,11 +274,9 @@ __all__ = [
     "Canary",
     "CanaryAudit",
     "Exposure",
-    "MembershipAudit",
     "canary_audit",
     "exposures",
     "insert_canaries",
     "loss_membership",
     "make_canaries",
-    "public_reference",
 ]
