@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dpsynth._util.progress import StageProgressFn
 from dpsynth.commands._common import EXIT_ERROR, EXIT_LEAK, cli_errors, console, fail, out
 
 if TYPE_CHECKING:
@@ -73,11 +73,13 @@ def audit(
 
 
 @contextlib.contextmanager
-def progress_bars(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+def progress_bars(quiet: bool) -> Iterator[StageProgressFn | None]:
     """Rich progress bars on stderr, one per attack, fed by the suite's callback."""
     if quiet:
         yield None
         return
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
     bars = Progress(TextColumn("{task.description:<36}"), BarColumn(),
                     TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
                     console=console)
