@@ -473,3 +473,15 @@ def _draft_column(name: str, s: pd.Series, max_categories: int) -> Column:
 
 def columns_from(items: Iterable[Column] | Sequence[Mapping[str, Any]]) -> tuple[Column, ...]:
     return tuple(c if isinstance(c, Column) else Column.from_dict(c) for c in items)
+
+
+__all__ = [
+    "BOUNDED_KINDS",
+    "CATEGORY_KINDS",
+    "KINDS",
+    "SCHEMA_VERSION",
+    "Column",
+    "Schema",
+    "columns_from",
+    "draft_schema",
+]
