@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dpsynth._util.jsonable import canonical_json
+from dpsynth._util.jsonable import canonical_json as canonical_json  # re-exported
 from dpsynth.accounting._ledger_store import COLUMNS, GENESIS_HASH
 from dpsynth.accounting.events import Event, event_from_dict
 
