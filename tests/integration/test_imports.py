@@ -59,6 +59,13 @@ def test_attack_suite_and_ledger_report_import_no_torch():
                     "dpsynth.accounting.report, dpsynth.accounting.ledger")
 
 
+def test_ledger_and_help_do_not_load_the_accountant_library():
+    # dp_accounting (with scipy.signal) is loaded on the first composition, not at import.
+    _no_torch_after("import dpsynth.accounting, dpsynth.accounting.ledger\n"
+                    + _cli("--help")
+                    + "assert 'dp_accounting' not in sys.modules, 'dp_accounting imported'")
+
+
 @NEEDS_LAZY_REGISTRY
 def test_release_imports_no_torch():
     _no_torch_after("import dpsynth.release, dpsynth.attacks, dpsynth.accounting, "
