@@ -50,6 +50,11 @@ def plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def plain_id(value: Any) -> int | str:
+    """A row id as JSON can hold it: integers (numpy's too) as ``int``, anything else as text."""
+    return int(value) if isinstance(value, (int, np.integer)) else str(value)
+
+
 def _float(value: float, nonfinite: str) -> Any:
     if math.isfinite(value) or nonfinite == "keep":
         return value
@@ -80,4 +85,4 @@ def dumps(value: Any, *, indent: int | None = 2) -> str:
     return json.dumps(to_jsonable(value), indent=indent)
 
 
-__all__ = ["canonical_json", "dumps", "json_default", "plain", "to_jsonable"]
+__all__ = ["canonical_json", "dumps", "json_default", "plain", "plain_id", "to_jsonable"]

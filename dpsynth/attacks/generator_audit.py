@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dpsynth._util.jsonable import plain_id
 from dpsynth._util.progress import StageProgressFn, stage
 from dpsynth._util.seeds import child_rng, resolve_seed
 from dpsynth.attacks.canary import OneRunContext, craft_canaries, one_run_bound, one_run_task
@@ -201,7 +202,7 @@ def _setup(population: pd.DataFrame, schema: Schema | None, plan: ShadowPlan,
     canaries = craft_canaries(population, encoder, plan.n_canaries, rng, schema=schema) \
         if plan.n_canaries else population.iloc[:0]
     targets = pd.concat([population.iloc[chosen], canaries])
-    ids = tuple(_plain_id(i) for i in targets.index)
+    ids = tuple(plain_id(i) for i in targets.index)
     kinds = ("vulnerable",) * plan.n_vulnerable + ("random",) * plan.n_random + \
         ("canary",) * len(canaries)
     canary_score = vulnerability(np.vstack([x, encoder.transform(canaries)]), rng)[0][len(x):] \
@@ -216,10 +217,6 @@ def _setup(population: pd.DataFrame, schema: Schema | None, plan: ShadowPlan,
     return _Setup(encoder, pool, targets, ids, kinds,
                   np.concatenate([score[chosen], canary_score]), featurizer, n_rows,
                   plan.n_synthetic or n_rows, schema)
-
-
-def _plain_id(value: Any) -> int | str:
-    return int(value) if isinstance(value, (int, np.integer)) else str(value)
 
 
 def _split_runs(batch: RunBatch, n_train: int) -> tuple[list[ShadowRun], int]:
