@@ -42,7 +42,8 @@ _PROBE = (
 
 def _cli(*args: str) -> str:
     """Child code that runs the ``dpsynth`` entry point with ``args``."""
-    return _PROBE + f"sys.argv = ['dpsynth', *{list(args)!r}]\nfrom dpsynth.cli import main\nmain()\n"
+    return (_PROBE + f"sys.argv = ['dpsynth', *{list(args)!r}]\n"
+            "from dpsynth.cli import main\nmain()\n")
 
 
 def _cases(work: Path) -> dict[str, str]:
