@@ -10,8 +10,11 @@ Each case runs in a fresh child process (``python -c ...`` with ``--root`` first
 ``getrusage(RUSAGE_CHILDREN)`` around the run, and the figure kept is the median of
 ``--repeats`` runs. CPU time rather than wall time, because the machines are shared. A bare
 ``python -c pass`` is timed in the same run, so that figures from different machines compare as
-ratios. Every case also records whether torch ended up in ``sys.modules`` (an ``atexit`` hook
-in the child writes it), since torch alone is most of the import cost.
+ratios. CPU time still grows when other processes compete for the cores and caches (about
+1.3x at a load average of 4 per core on a 2-core machine), so the load average at the start
+and end is recorded too: compare runs made under similar load. Every case also records
+whether torch ended up in ``sys.modules`` (an ``atexit`` hook in the child writes it), since
+torch alone is most of the import cost.
 
 The fixtures (a ledger with the bundled wage table registered, a fitted MST model directory)
 are made with the code under ``--root`` before the timing starts and are not timed.
@@ -141,9 +144,11 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="substrings of the case names to run")
     parser.add_argument("--out", type=Path, help="JSON file to write")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     results = measure(args.root.resolve(), args.repeats, args.only)
     doc = {"commit": _commit(args.root), "python": platform.python_version(),
            "machine": platform.machine(), "cpus": os.cpu_count(), "repeats": args.repeats,
+           "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
            "cases": results}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
