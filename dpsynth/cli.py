@@ -263,7 +263,7 @@ def demo(
     (synthetic.csv, dataset_card.yaml, report.html) goes to --out.
     """
     with cli_errors():
-        from dpsynth.commands.audit import progress_bars
+        from dpsynth.commands._common import progress_bars
         from dpsynth.commands.release import summary
         from dpsynth.release.demo import run_demo
 

@@ -1,22 +1,30 @@
 """Exceptions raised by dpsynth.
 
 Every exception subclasses :class:`DpsynthError` and one built-in type, so code that already
-catches ``ValueError`` or ``TypeError`` keeps working::
+catches ``ValueError`` (or ``FileNotFoundError``, ``RuntimeError``) keeps working::
 
     DpsynthError(Exception)
-    ├── SchemaError(ValueError)          the schema itself is malformed
-    ├── DataValidationError(ValueError)  a table does not match its schema (lists every problem)
-    ├── DataReadError(ValueError)        a file cannot be read as a table
-    ├── ParameterError(ValueError)       a parameter has a bad value (epsilon <= 0, ...)
-    ├── PrivacyError(ValueError)         the operation would leak: data read without budget, ...
-    │   └── BudgetExceededError          a spend would cross the budget cap
-    ├── NotFittedError(ValueError)       sample/save called before fit
-    └── ModelFormatError(ValueError)     a saved model is missing, corrupt or of another version
+    ├── SchemaError(ValueError)                 the schema itself is malformed
+    ├── DataValidationError(ValueError)         a table does not match its schema
+    ├── DataReadError(ValueError)               a file cannot be read as a table
+    ├── ParameterError(ValueError)              a parameter has a bad value (epsilon <= 0...)
+    │   ├── PolicyError                         a release policy is malformed
+    │   └── UnknownDatasetError                 the dataset is not registered in the ledger
+    ├── PrivacyError(ValueError)                the operation would leak (data read unpaid...)
+    │   └── BudgetExceededError                 a spend would cross the budget cap
+    ├── NotFittedError(ValueError)              sample/save called before fit
+    ├── ModelFormatError(ValueError)            a saved model is missing, corrupt or too new
+    ├── LedgerNotFoundError(FileNotFoundError)  no ledger at the given location
+    └── GeneratorError(RuntimeError)            a generator under audit failed
+
+A name in parentheses is the built-in class the exception also subclasses; a child without one
+inherits its parent's. The modules that raise them re-export them (``dpsynth.release.policy``
+has ``PolicyError``, ``dpsynth.accounting.ledger`` has ``UnknownDatasetError``...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class DpsynthError(Exception):
@@ -48,6 +56,29 @@ class ParameterError(DpsynthError, ValueError):
     """A parameter has an invalid value."""
 
 
+class PolicyError(ParameterError):
+    """A release policy is malformed; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: Sequence[str], source: str = "the release policy"):
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"Invalid {source} ({len(self.problems)} problem"
+                         f"{'s' if len(self.problems) != 1 else ''}):\n{lines}")
+
+
+class UnknownDatasetError(ParameterError):
+    """The dataset is not registered in the ledger."""
+
+    def __init__(self, name: str, known: Sequence[str], location: str):
+        self.name = name
+        listed = ", ".join(repr(k) for k in known[:10]) or "none"
+        super().__init__(
+            f"Dataset {name!r} is not registered in the ledger {location} (registered: "
+            f"{listed}). Register it first with its cap: dpsynth budget register {name} "
+            "--data FILE --epsilon EPS --delta DELTA (or Ledger.register)."
+        )
+
+
 class PrivacyError(DpsynthError, ValueError):
     """The requested operation would break the privacy guarantee."""
 
@@ -62,6 +93,15 @@ class NotFittedError(DpsynthError, ValueError):
 
 class ModelFormatError(DpsynthError, ValueError):
     """A saved model cannot be loaded."""
+
+
+class LedgerNotFoundError(DpsynthError, FileNotFoundError):
+    """No ledger exists at the given location (and creating one was not asked for)."""
+
+
+class GeneratorError(DpsynthError, RuntimeError):
+    """The generator under audit failed: it raised, exited non-zero, timed out, or returned
+    something other than a table with the training columns."""
 
 
 def param_error(name: str, must: str, got: object, owner: str | None = None) -> ParameterError:
@@ -89,11 +129,15 @@ __all__ = [
     "DataReadError",
     "DataValidationError",
     "DpsynthError",
+    "GeneratorError",
+    "LedgerNotFoundError",
     "ModelFormatError",
     "NotFittedError",
     "ParameterError",
+    "PolicyError",
     "PrivacyError",
     "SchemaError",
+    "UnknownDatasetError",
     "param_error",
     "raise_if_problems",
 ]

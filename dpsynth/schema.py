@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from dpsynth._util.yamlio import YAML11_BOOLS, load_yaml
+from dpsynth._util import yamlio
 from dpsynth.errors import DataValidationError, SchemaError
 
 KINDS = ("categorical", "ordinal", "numeric", "integer", "datetime", "text", "identifier")
@@ -144,8 +144,8 @@ class Column:
             raise SchemaError(f"Every column needs 'name' and 'kind'; got {dict(data)}")
         fields = dict(data)
         for flag in ("nullable", "public"):
-            if isinstance(fields.get(flag), str) and fields[flag].lower() in YAML11_BOOLS:
-                fields[flag] = YAML11_BOOLS[fields[flag].lower()]
+            if isinstance(fields.get(flag), str) and fields[flag].lower() in yamlio.YAML11_BOOLS:
+                fields[flag] = yamlio.YAML11_BOOLS[fields[flag].lower()]
         return cls(**fields)
 
 
@@ -297,7 +297,7 @@ class Schema:
             raise SchemaError(f"Schema file not found: {path}")
         text = path.read_text(encoding="utf-8")
         try:
-            data = load_yaml(text)  # YAML is a superset of JSON
+            data = yamlio.load_yaml(text)  # YAML is a superset of JSON
         except yaml.YAMLError as exc:
             raise SchemaError(f"Schema file {path} is neither valid YAML nor JSON: {exc}") from None
         return cls.from_dict(data)
@@ -480,3 +480,15 @@ def _draft_column(name: str, s: pd.Series, max_categories: int) -> Column:
 
 def columns_from(items: Iterable[Column] | Sequence[Mapping[str, Any]]) -> tuple[Column, ...]:
     return tuple(c if isinstance(c, Column) else Column.from_dict(c) for c in items)
+
+
+__all__ = [
+    "BOUNDED_KINDS",
+    "CATEGORY_KINDS",
+    "KINDS",
+    "SCHEMA_VERSION",
+    "Column",
+    "Schema",
+    "columns_from",
+    "draft_schema",
+]

@@ -45,6 +45,16 @@ def to_jsonable(value: Any, *, nonfinite: str = "keep") -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds; any other value unchanged."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def plain_id(value: Any) -> int | str:
+    """A row id as JSON can hold it: integers (numpy's too) as ``int``, anything else as text."""
+    return int(value) if isinstance(value, (int, np.integer)) else str(value)
+
+
 def _float(value: float, nonfinite: str) -> Any:
     if math.isfinite(value) or nonfinite == "keep":
         return value
@@ -61,7 +71,11 @@ def json_default(value: Any) -> Any:
 
 
 def canonical_json(value: Any) -> str:
-    """Deterministic JSON: sorted keys, no spaces, floats by their shortest exact repr."""
+    """Deterministic JSON: sorted keys, no spaces, floats by their shortest exact repr.
+
+    The ledger hashes these exact bytes (``row_hash``): changing the output breaks every
+    existing ledger's chain.
+    """
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=True)
 
@@ -71,4 +85,4 @@ def dumps(value: Any, *, indent: int | None = 2) -> str:
     return json.dumps(to_jsonable(value), indent=indent)
 
 
-__all__ = ["canonical_json", "dumps", "json_default", "to_jsonable"]
+__all__ = ["canonical_json", "dumps", "json_default", "plain", "plain_id", "to_jsonable"]

@@ -12,10 +12,17 @@ ProgressFn = Callable[[int, int], None]
 StageProgressFn = Callable[[str, int, int], None]
 
 
-def stage(progress: StageProgressFn | None, label: str) -> ProgressFn | None:
-    """A stage callback bound to ``label``, as a ``progress(done, total)`` callback."""
+def stage(progress: StageProgressFn | None, label: str, *,
+          announce: bool = False) -> ProgressFn | None:
+    """A stage callback bound to ``label``, as a ``progress(done, total)`` callback.
+
+    With ``announce``, ``progress(label, 0, 1)`` is called at once, so that a bar shows the
+    stage before its first step finishes.
+    """
     if progress is None:
         return None
+    if announce:
+        progress(label, 0, 1)
 
     def tick(done: int, total: int) -> None:
         progress(label, done, total)

@@ -18,6 +18,15 @@ def child_seed(root: int, *path: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 
+def child_rng(root: int, *path: int) -> np.random.Generator:
+    """A generator for the purpose ``path`` under ``root``: ``SeedSequence([root, *path])``.
+
+    Unlike :func:`child_seed` it hands the whole sequence to the generator (no 63-bit seed in
+    between), so the streams are those numpy gives for ``default_rng(SeedSequence(...))``.
+    """
+    return np.random.default_rng(np.random.SeedSequence([int(root), *(int(p) for p in path)]))
+
+
 def seed_sequence(root: int, index: int) -> np.random.SeedSequence:
     """The seed sequence of run ``index`` under ``root`` (independent of the backend)."""
     return np.random.SeedSequence(int(root), spawn_key=(int(index),))
@@ -39,4 +48,4 @@ def resolve_seed(random_state: int | np.random.Generator | None, owner: str) -> 
     return int(random_state)
 
 
-__all__ = ["child_seed", "resolve_seed", "seed_sequence"]
+__all__ = ["child_rng", "child_seed", "resolve_seed", "seed_sequence"]

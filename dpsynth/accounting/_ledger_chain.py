@@ -17,16 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dpsynth._util.jsonable import canonical_json as canonical_json  # re-exported
 from dpsynth.accounting._ledger_store import COLUMNS, GENESIS_HASH
 from dpsynth.accounting.events import Event, event_from_dict
 
 KINDS = ("register", "reserve", "commit", "abort")
-
-
-def canonical_json(value: Any) -> str:
-    """Deterministic JSON: sorted keys, no spaces, floats by their shortest exact repr."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=True)
 
 
 def compute_row_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:

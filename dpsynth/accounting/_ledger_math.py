@@ -12,11 +12,13 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-
-from dp_accounting.pld import privacy_loss_distribution as pld_lib
+from typing import TYPE_CHECKING
 
 from dpsynth.accounting.analysis import PLD_INTERVAL, event_pld, pld_epsilon
 from dpsynth.accounting.events import ApproxDPEvent, Event
+
+if TYPE_CHECKING:
+    from dp_accounting.pld import privacy_loss_distribution as pld_lib
 
 
 class PrefixComposer:

@@ -13,22 +13,10 @@ from dpsynth.accounting.analysis import ACCOUNTANT
 from dpsynth.accounting.budget import Budget
 from dpsynth.accounting.events import Event
 from dpsynth.errors import ParameterError, param_error
+from dpsynth.errors import UnknownDatasetError as UnknownDatasetError  # re-exported
 
 #: How a reservation ended: a commit row, an abort row, or neither (process killed or running).
 STATUSES = ("committed", "aborted", "interrupted")
-
-
-class UnknownDatasetError(ParameterError):
-    """The dataset is not registered in the ledger."""
-
-    def __init__(self, name: str, known: Sequence[str], location: str):
-        self.name = name
-        listed = ", ".join(repr(k) for k in known[:10]) or "none"
-        super().__init__(
-            f"Dataset {name!r} is not registered in the ledger {location} (registered: "
-            f"{listed}). Register it first with its cap: dpsynth budget register {name} "
-            "--data FILE --epsilon EPS --delta DELTA (or Ledger.register)."
-        )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from dpsynth.errors import DpsynthError, ParameterError
+from dpsynth.errors import LedgerNotFoundError, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +68,6 @@ SQLITE_GUARDS = {
 }
 
 GENESIS_HASH = "0" * 64
-
-
-class LedgerNotFoundError(DpsynthError, FileNotFoundError):
-    """No ledger exists at the given location (and creating one was not asked for)."""
 
 
 class Txn(Protocol):

@@ -8,6 +8,9 @@ is reported beside it for comparison only: it is looser. The Gaussian-DP (GDP) a
 never used: it can under-report epsilon.
 
 Neighbouring datasets differ by adding or removing one privacy unit (one row by default).
+
+`dp_accounting` is imported on first use (it loads scipy.signal and scipy.stats, about a CPU
+second), so code that only reads or writes events does not pay for it.
 """
 
 from __future__ import annotations
@@ -16,10 +19,7 @@ import functools
 import logging
 import math
 from collections.abc import Iterable, Sequence
-
-import dp_accounting
-from dp_accounting.pld import common as pld_common
-from dp_accounting.pld import privacy_loss_distribution as pld_lib
+from typing import TYPE_CHECKING
 
 from dpsynth.accounting.events import (
     ApproxDPEvent,
@@ -30,6 +30,9 @@ from dpsynth.accounting.events import (
     SubsampledGaussianEvent,
 )
 
+if TYPE_CHECKING:
+    from dp_accounting.pld import privacy_loss_distribution as pld_lib
+
 #: Discretisation interval of the PLD (in units of privacy loss). Smaller is tighter and slower.
 PLD_INTERVAL = 1e-4
 
@@ -37,6 +40,10 @@ ACCOUNTANT = "PLD (dp-accounting, pessimistic discretisation, add/remove-one nei
 
 
 def event_pld(event: Event, interval: float) -> pld_lib.PrivacyLossDistribution:
+    """The privacy loss distribution of one event, discretised at ``interval``."""
+    from dp_accounting.pld import common as pld_common
+    from dp_accounting.pld import privacy_loss_distribution as pld_lib
+
     if isinstance(event, SubsampledGaussianEvent):
         single = pld_lib.from_gaussian_mechanism(
             standard_deviation=event.noise_multiplier,
@@ -115,7 +122,9 @@ def rdp_epsilon(events: Iterable[Event], delta: float) -> float:
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)
     try:
-        accountant = dp_accounting.rdp.RdpAccountant()
+        from dp_accounting.rdp import RdpAccountant
+
+        accountant = RdpAccountant()
         for event in events:
             accountant.compose(event.to_dp_event())
         return float(accountant.get_epsilon(delta))

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
-
-import dp_accounting
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dpsynth.errors import param_error
+
+if TYPE_CHECKING:
+    import dp_accounting
 
 
 def _positive(name: str, value: float, owner: str) -> float:
@@ -63,6 +64,8 @@ class GaussianEvent(Event):
         object.__setattr__(self, "count", _count(self.count, "GaussianEvent"))
 
     def to_dp_event(self) -> dp_accounting.DpEvent:
+        import dp_accounting
+
         event = dp_accounting.GaussianDpEvent(self.noise_multiplier)
         return event if self.count == 1 else dp_accounting.SelfComposedDpEvent(event, self.count)
 
@@ -86,6 +89,8 @@ class LaplaceEvent(Event):
         object.__setattr__(self, "count", _count(self.count, "LaplaceEvent"))
 
     def to_dp_event(self) -> dp_accounting.DpEvent:
+        import dp_accounting
+
         event = dp_accounting.LaplaceDpEvent(self.noise_multiplier)
         return event if self.count == 1 else dp_accounting.SelfComposedDpEvent(event, self.count)
 
@@ -118,6 +123,8 @@ class SubsampledGaussianEvent(Event):
         object.__setattr__(self, "steps", _count(self.steps, owner, "steps"))
 
     def to_dp_event(self) -> dp_accounting.DpEvent:
+        import dp_accounting
+
         step = dp_accounting.PoissonSampledDpEvent(
             self.sample_rate, dp_accounting.GaussianDpEvent(self.noise_multiplier)
         )
@@ -150,6 +157,8 @@ class PureDPEvent(Event):
         object.__setattr__(self, "count", _count(self.count, "PureDPEvent"))
 
     def to_dp_event(self) -> dp_accounting.DpEvent:
+        import dp_accounting
+
         # Only used by the RDP accountant; the PLD path builds the exact PLD itself.
         event = dp_accounting.ZCDpEvent(self.epsilon**2 / 2)
         return event if self.count == 1 else dp_accounting.SelfComposedDpEvent(event, self.count)
@@ -180,6 +189,8 @@ class ApproxDPEvent(Event):
         object.__setattr__(self, "delta", float(d))
 
     def to_dp_event(self) -> dp_accounting.DpEvent:
+        import dp_accounting
+
         return dp_accounting.UnsupportedDpEvent()
 
     def describe(self) -> str:

@@ -77,7 +77,8 @@ class NoiseSource:
 
     def gumbel(self, size: int, scale: float = 1.0) -> np.ndarray:
         """Gumbel noise: argmax(score + Gumbel(2Δ/ε)) is the exponential mechanism."""
-        return -scale * np.log(-np.log(self.uniform(size)))
+        noise: np.ndarray = -scale * np.log(-np.log(self.uniform(size)))
+        return noise
 
     def bernoulli(self, p: float, size: int) -> np.ndarray:
         return self.uniform(size) < p

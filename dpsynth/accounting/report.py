@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dpsynth._util.jsonable import json_default
 from dpsynth._version import __version__
 from dpsynth.accounting._ledger_math import PrefixComposer
 from dpsynth.accounting.analysis import ACCOUNTANT
@@ -156,7 +157,7 @@ def _fmt(value: float | None) -> str:
 def render(report: dict[str, Any], fmt: str) -> str:
     """The report as ``json``, ``md`` (Markdown) or ``html`` (self-contained) text."""
     if fmt == "json":
-        return json.dumps(report, indent=2, ensure_ascii=False, default=_json_default) + "\n"
+        return json.dumps(report, indent=2, ensure_ascii=False, default=json_default) + "\n"
     if fmt == "md":
         return render_markdown(report)
     if fmt == "html":
@@ -164,10 +165,6 @@ def render(report: dict[str, Any], fmt: str) -> str:
 
         return render_html(report)
     raise param_error("format", f"one of {list(FORMATS)}", fmt, "render")
-
-
-def _json_default(value: Any) -> Any:
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def write_report(ledger: Ledger, path: str | Path, fmt: str | None = None,

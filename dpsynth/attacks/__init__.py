@@ -24,7 +24,6 @@ from dpsynth.attacks.generators import (
     CallableGenerator,
     CommandGenerator,
     DpsynthGenerator,
-    GeneratorError,
     MemorizingGenerator,
     PublicSampler,
 )
@@ -41,6 +40,7 @@ from dpsynth.attacks.text import TextData, copy_attacks, pii_attack
 from dpsynth.attacks.text_model import canary_audit, loss_membership
 from dpsynth.attacks.text_suite import TEXT_ATTACKS, run_text_audit
 from dpsynth.attacks.threat import AuditData, ThreatModel
+from dpsynth.errors import GeneratorError
 
 __all__ = [
     "ATTACKS",

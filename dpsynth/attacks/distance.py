@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from dpsynth._util.progress import ProgressFn
 from dpsynth.errors import NotFittedError, param_error
 from dpsynth.schema import CATEGORY_KINDS, Column, Schema, draft_schema
 
 logger = logging.getLogger(__name__)
-
-Progress = Callable[[int, int], None]
-"""Called as ``progress(done, total)`` after each block of queries."""
 
 _MISSING = "<missing>"
 _BLOCK_CELLS = 1 << 24  # about 64 MB of float32 per distance block
@@ -287,7 +285,7 @@ def _k_smallest(d2: np.ndarray, k: int) -> np.ndarray:
 
 
 def nearest(queries: np.ndarray, pool: np.ndarray, k: int = 1, *, exclude_self: bool = False,
-            progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+            progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest rows of ``pool`` for every row of ``queries``, by Euclidean distance.
 
     Parameters
@@ -335,7 +333,7 @@ def nearest(queries: np.ndarray, pool: np.ndarray, k: int = 1, *, exclude_self: 
 
 
 def log_kernel_density(queries: np.ndarray, pool: np.ndarray, bandwidth: float, *,
-                       progress: Progress | None = None) -> np.ndarray:
+                       progress: ProgressFn | None = None) -> np.ndarray:
     """Log of a Gaussian kernel density estimate of ``pool`` at each query (up to a constant).
 
     Returns ``log(mean_j exp(-||q - p_j||^2 / (2 h^2))))``; the normalising constant of the

@@ -27,17 +27,20 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from dpsynth._util.jsonable import plain_id
+from dpsynth._util.progress import StageProgressFn, stage
+from dpsynth._util.seeds import child_rng, resolve_seed
 from dpsynth.attacks.canary import OneRunContext, craft_canaries, one_run_bound, one_run_task
 from dpsynth.attacks.distance import MixedEncoder, audited_kinds, nearest
 from dpsynth.attacks.empirical_eps import EpsilonBound, epsilon_ceiling
-from dpsynth.attacks.generators import DpsynthGenerator, Generator, GeneratorError
+from dpsynth.attacks.generators import DpsynthGenerator, Generator
 from dpsynth.attacks.rare import vulnerability
 from dpsynth.attacks.result import AttackResult, rule_problems, score_attack
 from dpsynth.attacks.result import roc_curve as _roc
@@ -51,15 +54,12 @@ from dpsynth.attacks.shadow import (
     shadow_run,
 )
 from dpsynth.attacks.stats import tpr_at_fpr
-from dpsynth.attacks.suite import AuditReport, _seed
+from dpsynth.attacks.suite import AuditReport
 from dpsynth.attacks.threat import ThreatModel
-from dpsynth.errors import DataValidationError, ParameterError, param_error
+from dpsynth.errors import DataValidationError, GeneratorError, ParameterError, param_error
 from dpsynth.schema import Schema
 
 logger = logging.getLogger(__name__)
-
-AuditProgress = Callable[[str, int, int], None]
-"""Called as ``progress(stage, done, total)``."""
 
 _MIN_RUNS = 10
 
@@ -102,7 +102,7 @@ def audit_generator(generator: Generator, population: pd.DataFrame, *,
                     threshold: float = 0.05, confidence: float = 0.95,
                     random_state: int | np.random.Generator | None = None,
                     n_jobs: int | None = None, ray_address: str | None = None,
-                    progress: AuditProgress | None = None) -> AuditReport:
+                    progress: StageProgressFn | None = None) -> AuditReport:
     """Attack ``generator`` with shadow models and canaries; bound its epsilon from below.
 
     Parameters
@@ -137,10 +137,10 @@ def audit_generator(generator: Generator, population: pd.DataFrame, *,
     if isinstance(generator, DpsynthGenerator):
         generator.check()
         schema = schema if schema is not None else generator.schema
-    seed = _seed(random_state)
+    seed = resolve_seed(random_state, "audit_generator")
     start = time.perf_counter()
     setup = _setup(population, schema, plan, seed)
-    tick = _stage(progress, "shadow runs")
+    tick = stage(progress, "shadow runs", announce=True)
     n_runs = plan.n_shadow_train + plan.n_shadow_test
     ctx = ShadowContext(generator, setup.pool, setup.targets, setup.featurizer, setup.n_rows,
                         setup.n_synthetic)
@@ -189,7 +189,7 @@ def _setup(population: pd.DataFrame, schema: Schema | None, plan: ShadowPlan,
     if not isinstance(population, pd.DataFrame) or len(population) < n_real + 20:
         raise DataValidationError([f"the population table must be a DataFrame with at least "
                                    f"{n_real + 20} rows (targets plus a pool to sample from)"])
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
+    rng = child_rng(seed, 0)
     encoder = MixedEncoder(audited_kinds(population, schema), schema).fit([population])
     values = encoder.values(population)
     x = encoder.embed(values)
@@ -203,7 +203,7 @@ def _setup(population: pd.DataFrame, schema: Schema | None, plan: ShadowPlan,
     canaries = craft_canaries(population, encoder, plan.n_canaries, rng, schema=schema) \
         if plan.n_canaries else population.iloc[:0]
     targets = pd.concat([population.iloc[chosen], canaries])
-    ids = tuple(_plain_id(i) for i in targets.index)
+    ids = tuple(plain_id(i) for i in targets.index)
     kinds = ("vulnerable",) * plan.n_vulnerable + ("random",) * plan.n_random + \
         ("canary",) * len(canaries)
     canary_score = vulnerability(np.vstack([x, encoder.transform(canaries)]), rng)[0][len(x):] \
@@ -218,17 +218,6 @@ def _setup(population: pd.DataFrame, schema: Schema | None, plan: ShadowPlan,
     return _Setup(encoder, pool, targets, ids, kinds,
                   np.concatenate([score[chosen], canary_score]), featurizer, n_rows,
                   plan.n_synthetic or n_rows, schema)
-
-
-def _plain_id(value: Any) -> int | str:
-    return int(value) if isinstance(value, (int, np.integer)) else str(value)
-
-
-def _stage(progress: AuditProgress | None, label: str) -> Callable[[int, int], None] | None:
-    if progress is None:
-        return None
-    progress(label, 0, 1)
-    return lambda done, total: progress(label, done, total)
 
 
 def _split_runs(batch: RunBatch, n_train: int) -> tuple[list[ShadowRun], int]:
@@ -254,7 +243,7 @@ def _group_result(group: str, outcomes: Sequence[TargetOutcome], threshold: floa
     """One result per target group: rates pooled over its targets' test runs."""
     hits = np.concatenate([np.array(o.member_scores) >= o.threshold for o in outcomes])
     control = np.concatenate([np.array(o.other_scores) >= o.threshold for o in outcomes])
-    rng = np.random.default_rng(np.random.SeedSequence([seed, len(group)]))
+    rng = child_rng(seed, len(group))
     rate = float(np.concatenate([hits, control]).mean()) if hits.size + control.size else 0.0
     aucs = np.array([o.auc for o in outcomes], dtype=float)
     known = aucs[np.isfinite(aucs)]
@@ -287,8 +276,8 @@ def _group_result(group: str, outcomes: Sequence[TargetOutcome], threshold: floa
 
 def _one_run(generator: Generator, setup: _Setup, m: int, delta: float, level: float,
              seed: int, n_jobs: int | None, ray_address: str | None,
-             progress: AuditProgress | None) -> tuple[EpsilonBound, dict[str, int], RunBatch]:
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+             progress: StageProgressFn | None) -> tuple[EpsilonBound, dict[str, int], RunBatch]:
+    rng = child_rng(seed, 1)
     canaries = craft_canaries(setup.pool, setup.encoder, m, rng, schema=setup.schema,
                               prefix="one-run-canary")
     radius = np.maximum(nearest(setup.encoder.transform(canaries),
@@ -297,7 +286,7 @@ def _one_run(generator: Generator, setup: _Setup, m: int, delta: float, level: f
                         setup.n_synthetic)
     child = int(np.random.SeedSequence([seed, 2]).generate_state(1)[0])
     batch = run_many(one_run_task, ctx, 1, seed=child, n_jobs=n_jobs, ray_address=ray_address,
-                     progress=_stage(progress, "one run"))
+                     progress=stage(progress, "one run", announce=True))
     if batch.failed:
         raise GeneratorError(f"the one-run canary audit failed twice: {batch.failed[0].error}")
     bound, counts = one_run_bound(batch.outcomes[0].value, delta=delta, confidence=level,

@@ -30,17 +30,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dpsynth.errors import DpsynthError, ParameterError, param_error
+from dpsynth.errors import DpsynthError, GeneratorError, ParameterError, param_error
 from dpsynth.schema import Schema
 
 logger = logging.getLogger(__name__)
 
 _FIELDS = ("train", "out", "n", "seed")
-
-
-class GeneratorError(DpsynthError, RuntimeError):
-    """The generator under audit failed: it raised, exited non-zero, timed out, or returned
-    something other than a table with the training columns."""
 
 
 class Generator:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dpsynth.attacks.distance import Progress, nearest
+from dpsynth._util.progress import ProgressFn
+from dpsynth.attacks.distance import nearest
 from dpsynth.attacks.membership import expect_goal
 from dpsynth.attacks.result import AttackResult, check_rule, score_attack
 from dpsynth.attacks.threat import AuditData, ThreatModel
@@ -48,7 +49,7 @@ def attribute_inference(data: AuditData, threat: ThreatModel | None = None, *,
                         tolerance: float = 0.05, threshold: float = 0.05,
                         confidence: float = 0.95,
                         random_state: int | np.random.Generator | None = None,
-                        progress: Progress | None = None) -> AttackResult:
+                        progress: ProgressFn | None = None) -> AttackResult:
     """Attribute inference attack on a categorical or numeric secret column.
 
     Parameters

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dpsynth.attacks.distance import Progress, nearest
+from dpsynth._util.progress import ProgressFn
+from dpsynth.attacks.distance import nearest
 from dpsynth.attacks.membership import expect_goal
 from dpsynth.attacks.result import AttackResult, check_rule, exposed_ids, score_attack
 from dpsynth.attacks.threat import AuditData, ThreatModel
@@ -30,7 +31,7 @@ def default_split(columns: tuple[str, ...],
 
 
 def _linked(data: AuditData, x: np.ndarray, feats: tuple[np.ndarray, np.ndarray], k: int,
-            progress: Progress | None) -> np.ndarray:
+            progress: ProgressFn | None) -> np.ndarray:
     syn = data.synthetic.x
     _, idx_a = nearest(x[:, feats[0]], syn[:, feats[0]], k=k, progress=progress)
     _, idx_b = nearest(x[:, feats[1]], syn[:, feats[1]], k=k, progress=progress)
@@ -40,7 +41,7 @@ def _linked(data: AuditData, x: np.ndarray, feats: tuple[np.ndarray, np.ndarray]
 def linkability(data: AuditData, threat: ThreatModel | None = None, *, n_neighbors: int = 1,
                 threshold: float = 0.05, confidence: float = 0.95,
                 random_state: int | np.random.Generator | None = None,
-                progress: Progress | None = None) -> AttackResult:
+                progress: ProgressFn | None = None) -> AttackResult:
     """Linkability attack (Giomi et al., PoPETs 2023).
 
     Parameters

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dpsynth.attacks.distance import Progress, log_kernel_density, nearest
+from dpsynth._util.progress import ProgressFn
+from dpsynth.attacks.distance import log_kernel_density, nearest
 from dpsynth.attacks.result import (
     AttackResult,
     check_rule,
@@ -75,7 +76,7 @@ def _score_membership(name: str, threat: ThreatModel, data: AuditData, members: 
 def dcr_membership(data: AuditData, threat: ThreatModel | None = None, *,
                    quantile: float = 0.1, threshold: float = 0.05, confidence: float = 0.95,
                    random_state: int | np.random.Generator | None = None,
-                   progress: Progress | None = None) -> AttackResult:
+                   progress: ProgressFn | None = None) -> AttackResult:
     """Membership inference by distance to the closest synthetic record.
 
     Parameters
@@ -121,7 +122,7 @@ def domias_membership(data: AuditData, threat: ThreatModel | None = None, *,
                       threshold: float = 0.05,
                       confidence: float = 0.95,
                       random_state: int | np.random.Generator | None = None,
-                      progress: Progress | None = None) -> AttackResult:
+                      progress: ProgressFn | None = None) -> AttackResult:
     """Density-ratio membership inference (DOMIAS, van Breugel et al., AISTATS 2023).
 
     The score of a record is ``log p_syn(x) - log p_ref(x)``, with Gaussian kernel density

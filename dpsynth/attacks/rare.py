@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from dpsynth.attacks.distance import Progress, nearest
+from dpsynth._util.progress import ProgressFn
+from dpsynth.attacks.distance import nearest
 from dpsynth.attacks.membership import expect_goal
 from dpsynth.attacks.result import AttackResult, check_rule, exposed_ids, score_attack
 from dpsynth.attacks.threat import AuditData, ThreatModel
@@ -28,7 +29,7 @@ from dpsynth.errors import ParameterError, param_error
 
 def vulnerability(x: np.ndarray, rng: np.random.Generator, *, n_neighbors: int = 5,
                   pool_size: int = 10_000,
-                  progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Meeus et al.'s vulnerability score and the distance to the nearest other record.
 
     Distances are taken to a random subsample of at most ``pool_size`` rows of ``x`` (all of
@@ -55,7 +56,7 @@ def rare_records(data: AuditData, threat: ThreatModel | None = None, *, n_neighb
                  ratio: float = 0.2, pool_size: int = 10_000, threshold: float = 0.05,
                  confidence: float = 0.95,
                  random_state: int | np.random.Generator | None = None,
-                 progress: Progress | None = None) -> AttackResult:
+                 progress: ProgressFn | None = None) -> AttackResult:
     """Rare-record exposure, each vulnerable training record against its control twin.
 
     Parameters

@@ -29,20 +29,15 @@ from typing import Any
 
 import numpy as np
 
+from dpsynth._util.progress import ProgressFn
+from dpsynth._util.seeds import seed_sequence
 from dpsynth.errors import ParameterError, param_error
 
 logger = logging.getLogger(__name__)
 
 Task = Callable[[Any, int, np.random.SeedSequence], Any]
-RunProgress = Callable[[int, int], None]
-"""Called as ``progress(done, total)`` after each finished run."""
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def run_seed(seed: int, index: int) -> np.random.SeedSequence:
-    """The seed sequence of run ``index`` under master ``seed`` (backend-independent)."""
-    return np.random.SeedSequence(int(seed), spawn_key=(int(index),))
 
 
 @dataclass(frozen=True)
@@ -112,8 +107,8 @@ def default_jobs() -> int:
 
 def run_many(task: Task, context: Any, n_runs: int, *, seed: int, n_jobs: int | None = None,
              ray_address: str | None = None, retries: int = 1,
-             progress: RunProgress | None = None) -> RunBatch:
-    """Run ``task(context, i, run_seed(seed, i))`` for ``i`` in ``range(n_runs)``.
+             progress: ProgressFn | None = None) -> RunBatch:
+    """Run ``task(context, i, seed_sequence(seed, i))`` for ``i`` in ``range(n_runs)``.
 
     Parameters
     ----------
@@ -122,7 +117,7 @@ def run_many(task: Task, context: Any, n_runs: int, *, seed: int, n_jobs: int | 
     context:
         Picklable data shared by every run; shipped once per worker.
     seed:
-        Master seed; run ``i`` sees :func:`run_seed` ``(seed, i)`` whatever the backend.
+        Master seed; run ``i`` sees :func:`seed_sequence` ``(seed, i)`` whatever the backend.
     n_jobs:
         Local worker processes (default: the usable CPUs); 1 runs in this process.
     ray_address:
@@ -160,7 +155,7 @@ def run_many(task: Task, context: Any, n_runs: int, *, seed: int, n_jobs: int | 
 def attempt(task: Task, context: Any, index: int, seed: int) -> tuple[Any, float]:
     """One attempt of run ``index``: its value and its duration."""
     began = time.perf_counter()
-    value = task(context, index, run_seed(seed, index))
+    value = task(context, index, seed_sequence(seed, index))
     return value, time.perf_counter() - began
 
 
@@ -173,7 +168,7 @@ def describe_error(exc: BaseException) -> str:
 
 
 def _run_serial(task: Task, context: Any, n_runs: int, seed: int, retries: int,
-                progress: RunProgress | None) -> list[RunOutcome]:
+                progress: ProgressFn | None) -> list[RunOutcome]:
     out = []
     for index in range(n_runs):
         error = None
@@ -232,7 +227,7 @@ class _Tally:
 
     n_runs: int
     retries: int
-    progress: RunProgress | None
+    progress: ProgressFn | None
     done: dict[int, RunOutcome] = field(default_factory=dict)
     tries: dict[int, int] = field(default_factory=dict)
 
@@ -256,7 +251,7 @@ class _Tally:
 
 
 def _run_processes(task: Task, context: Any, n_runs: int, seed: int, workers: int,
-                   retries: int, progress: RunProgress | None) -> list[RunOutcome]:
+                   retries: int, progress: ProgressFn | None) -> list[RunOutcome]:
     """Rounds in a shared pool; runs suspected of killing a worker go to pools of their own.
 
     A worker that dies breaks the shared pool and fails every run still in it. Runs that had
@@ -351,7 +346,7 @@ def _connect_ray(address: str) -> tuple[Any, bool]:
 
 
 def _run_ray(task: Task, context: Any, n_runs: int, seed: int, address: str, retries: int,
-             progress: RunProgress | None) -> tuple[list[RunOutcome], int]:
+             progress: ProgressFn | None) -> tuple[list[RunOutcome], int]:
     """Runs as Ray tasks (one CPU each), retried by us, not by Ray, so attempts are counted."""
     ray, connected_here = _connect_ray(address)
     try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dpsynth.attacks.distance import Progress
+from dpsynth._util.progress import ProgressFn
 from dpsynth.attacks.membership import expect_goal
 from dpsynth.attacks.result import AttackResult, check_rule, exposed_ids, score_attack
 from dpsynth.attacks.threat import AuditData, ThreatModel
@@ -125,7 +125,7 @@ def singling_out(data: AuditData, threat: ThreatModel | None = None, *,
                  mode: str = "multivariate", n_columns: int = 4, tolerance: float = 0.005,
                  threshold: float = 0.05, confidence: float = 0.95,
                  random_state: int | np.random.Generator | None = None,
-                 progress: Progress | None = None) -> AttackResult:
+                 progress: ProgressFn | None = None) -> AttackResult:
     """Singling-out attack (Giomi et al., PoPETs 2023).
 
     Parameters
@@ -178,7 +178,7 @@ def singling_out(data: AuditData, threat: ThreatModel | None = None, *,
 
 
 def _evaluate(predicates: list[Predicate], train: np.ndarray, control: np.ndarray,
-              progress: Progress | None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+              progress: ProgressFn | None) -> tuple[np.ndarray, np.ndarray, list[int]]:
     hits = np.zeros(len(predicates), dtype=bool)
     control_hits = np.zeros(len(predicates), dtype=bool)
     found: list[int] = []

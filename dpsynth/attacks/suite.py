@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dpsynth._util.jsonable import json_default
+from dpsynth._util.progress import StageProgressFn, stage
+from dpsynth._util.seeds import child_rng, resolve_seed
 from dpsynth._version import __version__
-from dpsynth.attacks.distance import Progress
 from dpsynth.attacks.inference import attribute_inference
 from dpsynth.attacks.linkability import linkability
 from dpsynth.attacks.membership import dcr_membership, domias_membership
@@ -40,10 +42,6 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "dpsynth.audit"
 FORMAT_VERSION = 1
-
-SuiteProgress = Callable[[str, int, int], None]
-"""Called as ``progress(stage, done, total)``."""
-
 
 def _singling_out_univariate(data: AuditData, threat: ThreatModel | None = None,
                              **kwargs: Any) -> AttackResult:
@@ -145,7 +143,7 @@ class AuditReport:
                    generator_audit=data.get("generator_audit"))
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False, default=_json_default)
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False, default=json_default)
 
     def save_json(self, path: str | Path) -> Path:
         path = Path(path)
@@ -155,12 +153,6 @@ class AuditReport:
     @classmethod
     def load_json(cls, path: str | Path) -> AuditReport:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _check(attacks: Sequence[str], secrets: Sequence[str] | None, columns: Sequence[str],
@@ -179,26 +171,6 @@ def _check(attacks: Sequence[str], secrets: Sequence[str] | None, columns: Seque
                                         "run_audit")))
     if problems:
         raise ParameterError(" ".join(problems))
-
-
-def _seed(random_state: int | np.random.Generator | None) -> int:
-    """One non-negative integer seed, recorded in the report so the audit can be replayed."""
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2**63))
-    if random_state is None:
-        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
-    if not isinstance(random_state, (int, np.integer)) or random_state < 0:
-        raise param_error("random_state", "a non-negative integer, a numpy Generator or None",
-                          random_state, "run_audit")
-    return int(random_state)
-
-
-def _ticker(progress: SuiteProgress | None, label: str) -> Progress | None:
-    """The suite's ``progress(stage, done, total)`` as an attack's ``progress(done, total)``."""
-    if progress is None:
-        return None
-    progress(label, 0, 1)
-    return lambda done, total: progress(label, done, total)
 
 
 def _plan(data: AuditData, attacks: Sequence[str], secrets: Sequence[str] | None,
@@ -221,7 +193,7 @@ def run_audit(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFram
               secrets: Sequence[str] | None = None, attacks: Sequence[str] | None = None,
               n_targets: int = 2000, threshold: float = 0.05, confidence: float = 0.95,
               random_state: int | np.random.Generator | None = None,
-              progress: SuiteProgress | None = None) -> AuditReport:
+              progress: StageProgressFn | None = None) -> AuditReport:
     """Audit ``synthetic`` for leaks about ``train``, with ``holdout`` as the control.
 
     Parameters
@@ -251,15 +223,15 @@ def run_audit(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFram
     attacks = list(ATTACKS) if attacks is None else list(attacks)
     columns = list(train.columns) if isinstance(train, pd.DataFrame) else []
     _check(attacks, secrets, columns, n_targets, threshold, confidence)
-    seed = _seed(random_state)
+    seed = resolve_seed(random_state, "run_audit")
     start = time.perf_counter()
     data = AuditData.from_frames(train, holdout, synthetic, schema=schema, reference=reference)
     plan = _plan(data, attacks, secrets, n_targets)
     results = []
     for step, (name, threat) in enumerate(plan):
         label = name if threat.secret is None else f"{name}[{threat.secret}]"
-        tick = _ticker(progress, label)
-        rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(label.encode())]))
+        tick = stage(progress, label, announce=True)
+        rng = child_rng(seed, zlib.crc32(label.encode()))
         began = time.perf_counter()
         result = ATTACKS[name](data, threat, threshold=threshold, confidence=confidence,
                                random_state=rng, progress=tick)

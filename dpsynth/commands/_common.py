@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from dpsynth._util.progress import StageProgressFn
 from dpsynth.errors import (
     BudgetExceededError,
     DataReadError,
@@ -66,3 +67,27 @@ def cli_errors() -> Iterator[None]:
         raise fail(str(exc), EXIT_ERROR) from None
     except KeyboardInterrupt:
         raise fail("interrupted", EXIT_ERROR) from None
+
+
+@contextlib.contextmanager
+def progress_bars(quiet: bool) -> Iterator[StageProgressFn | None]:
+    """Rich progress bars on stderr, one per stage (attack, shadow runs...), as a
+    ``progress(stage, done, total)`` callback; None when ``quiet``."""
+    if quiet:
+        yield None
+        return
+    from rich.markup import escape
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    bars = Progress(TextColumn("{task.description:<36}"), BarColumn(),
+                    TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                    console=console)
+    tasks: dict[str, TaskID] = {}
+
+    def tick(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(escape(stage), total=1.0)
+        bars.update(tasks[stage], completed=done / max(total, 1))
+
+    with bars:
+        yield tick

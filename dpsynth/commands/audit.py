@@ -8,17 +8,22 @@ command can gate a pipeline.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dpsynth.commands._common import EXIT_ERROR, EXIT_LEAK, cli_errors, console, fail, out
+from dpsynth.commands._common import (
+    EXIT_ERROR,
+    EXIT_LEAK,
+    cli_errors,
+    fail,
+    out,
+    progress_bars,
+)
 
 if TYPE_CHECKING:
     from dpsynth.attacks import AuditReport
@@ -71,25 +76,6 @@ def audit(
     if report.leak:
         raise typer.Exit(EXIT_LEAK)
 
-
-@contextlib.contextmanager
-def progress_bars(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """Rich progress bars on stderr, one per attack, fed by the suite's callback."""
-    if quiet:
-        yield None
-        return
-    bars = Progress(TextColumn("{task.description:<36}"), BarColumn(),
-                    TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-                    console=console)
-    tasks: dict[str, TaskID] = {}
-
-    def tick(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = bars.add_task(escape(stage), total=1.0)
-        bars.update(tasks[stage], completed=done / max(total, 1))
-
-    with bars:
-        yield tick
 
 
 def _summary(report: AuditReport, out_dir: Path) -> None:

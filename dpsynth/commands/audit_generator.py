@@ -28,8 +28,9 @@ from dpsynth.commands._common import (
     console,
     fail,
     out,
+    progress_bars,
 )
-from dpsynth.commands.audit import progress_bars, write_audit
+from dpsynth.commands.audit import write_audit
 
 if TYPE_CHECKING:
     from dpsynth.attacks import AuditReport

@@ -77,7 +77,7 @@ def release_command(
     3 reject."""
     with cli_errors():
         from dpsynth.accounting import Budget, default_delta
-        from dpsynth.commands.audit import progress_bars
+        from dpsynth.commands._common import progress_bars
         from dpsynth.data.io import read_table
         from dpsynth.release import release
         from dpsynth.schema import Schema

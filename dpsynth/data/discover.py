@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dpsynth._util.jsonable import plain
 from dpsynth.accounting import (
     ApproxDPEvent,
     Event,
@@ -443,7 +444,7 @@ def _discover_categories(column: Column, series: pd.Series, event: Event,
     counts = series.dropna().value_counts(sort=False)
     keep = thresholded_histogram(counts.to_numpy(), epsilon=event.epsilon, delta=event.delta,
                                  noise=noise)
-    kept = _sorted_values([_plain(v) for v, k in zip(counts.index, keep, strict=True) if k])
+    kept = _sorted_values([plain(v) for v, k in zip(counts.index, keep, strict=True) if k])
     if OTHER not in kept:
         kept.append(OTHER)
     if len(kept) == 1:
@@ -456,10 +457,6 @@ def _discover_categories(column: Column, series: pd.Series, event: Event,
     desc = (f"discovered with DP: {HISTOGRAM_MECHANISM}, ε={event.epsilon:.4g}, "
             f"δ={event.delta:.3g}; unreleased values map to {OTHER!r}")
     return replace(column, categories=tuple(kept), public=True, description=desc), record
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _sorted_values(values: list[Any]) -> list[Any]:

@@ -1,6 +1,6 @@
 """Inline SVG charts of the release report: marginals, association differences, budget bar.
 
-Hand-written like the compliance report's charts (:mod:`dpsynth.accounting._report_svg`, whose
+Hand-written like the compliance report's charts (:mod:`dpsynth._util.svg`, whose
 tick and font helpers are reused); every label is escaped.
 """
 
@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from html import escape
 
-from dpsynth.accounting._report_svg import nice_ticks
+from dpsynth._util.svg import nice_ticks
 
 FONT = 'font-family="system-ui, sans-serif"'
 REAL, SYNTH = "#4a5568", "#dd6b20"

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from dpsynth.errors import ParameterError
+from dpsynth.errors import PolicyError
 
 POLICY_VERSION = 1
 SHIP, REGENERATE, REJECT = "ship", "regenerate", "reject"
@@ -48,16 +48,6 @@ _LAYOUT: dict[str, tuple[str, str]] = {
     "min_utility_ratio": ("utility", "min_ratio"),
     "max_attempts": ("", "max_attempts"),
 }
-
-
-class PolicyError(ParameterError):
-    """A release policy is malformed; ``problems`` lists every problem found."""
-
-    def __init__(self, problems: Sequence[str], source: str = "the release policy"):
-        self.problems = tuple(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"Invalid {source} ({len(self.problems)} problem"
-                         f"{'s' if len(self.problems) != 1 else ''}):\n{lines}")
 
 
 @dataclass(frozen=True)

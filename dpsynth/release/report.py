@@ -16,8 +16,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from dpsynth.accounting._report_html import _CSS as _BASE_CSS
-from dpsynth.accounting._report_svg import purpose_chart
+from dpsynth._util.html import BASE_CSS as _BASE_CSS
+from dpsynth._util.svg import purpose_chart
 from dpsynth.attacks.report import roc_svg
 from dpsynth.release._svg import association_heatmap, budget_bar, legend, marginal_chart
 from dpsynth.release.card import DatasetCard

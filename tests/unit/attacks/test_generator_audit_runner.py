@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dpsynth.attacks.runner import run_many, run_seed
+from dpsynth._util.seeds import seed_sequence as run_seed
+from dpsynth.attacks.runner import run_many
 from dpsynth.errors import ParameterError
 
 HAS_RAY = importlib.util.find_spec("ray") is not None

@@ -1,8 +1,9 @@
-"""Hand-written inline SVG charts for the compliance report (no plotting dependency).
+"""Hand-written inline SVG charts shared by the HTML reports (no plotting dependency).
 
-Two charts: cumulative epsilon over time as a step line under the cap, and a horizontal bar
-chart of epsilon by purpose. Every label is escaped; the output is a standalone ``<svg>``
-element that can be pasted into HTML.
+Axis ticks (:func:`nice_ticks`) for every chart, and the two budget charts of the compliance
+and release reports: cumulative epsilon over time as a step line under the cap, and a
+horizontal bar chart of epsilon by purpose. Every label is escaped; the output is a standalone
+``<svg>`` element that can be pasted into HTML.
 """
 
 from __future__ import annotations
@@ -137,3 +138,6 @@ def purpose_chart(items: Sequence[tuple[str, float]], cap: float, *, width: int 
     parts.append(f'<text x="{cap_x:.1f}" y="{height - 6}" text-anchor="middle" {_FONT} '
                  f'fill="#c53030">cap {_fmt(cap)}</text></svg>')
     return "".join(parts)
+
+
+__all__ = ["STATUS_COLOURS", "cumulative_chart", "nice_ticks", "purpose_chart"]
