@@ -213,7 +213,7 @@ class BaseSynthesizer:
         self._n_rows = n
         self.budget_plan_ = tuple(plan)
         logger.info(plan_summary(plan, budget))
-        recorder.check([p.event for p in plan])
+        recorder.reserve_plan(plan)
 
         if undeclared:
             from dpsynth.data.discover import map_to_domain, run_discovery

@@ -1,0 +1,111 @@
+"""Verify on open: the keyed chain, the witness and the guards, before every spend and read.
+
+:class:`Integrity` holds what a ledger needs to check itself: its HMAC key (``None`` for a
+format-1 ledger, whose plain chain is still read but never spent on) and its witness file
+(:mod:`dpsynth.accounting._ledger_key`). :meth:`Integrity.problems` lists every problem of the
+rows read in a transaction; the ledger refuses to go on (:class:`LedgerCorruptedError`) if
+there is one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from dpsynth.accounting._ledger_chain import LedgerEvent, verify_entries
+from dpsynth.accounting._ledger_key import (
+    WitnessError,
+    WitnessFile,
+    create_key,
+    key_id,
+    read_key,
+    witness_path_for,
+)
+from dpsynth.errors import DpsynthError, ParameterError
+
+
+class LedgerCorruptedError(DpsynthError):
+    """The ledger failed verification: it was edited, cut short, rolled back or rewritten."""
+
+    def __init__(self, location: str, problems: Sequence[str]):
+        self.problems = tuple(problems)
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        super().__init__(f"The privacy ledger {location} is corrupted: {problems[0]}{more}. "
+                         "Nothing was spent; run `dpsynth budget verify` for every problem.")
+
+
+class LegacyLedgerError(ParameterError):
+    """A format-1 (un-keyed) ledger: read, never spent on."""
+
+
+def new_meta_for(key_path: Path) -> dict[str, str]:
+    """The ``ledger_meta`` rows of a new keyed ledger; creates its key file if needed."""
+    try:
+        key = create_key(key_path)
+    except FileExistsError:
+        key = read_key(key_path, str(key_path))
+    return {"ledger_id": secrets.token_hex(16), "key_id": key_id(key)}
+
+
+class Integrity:
+    """The key and witness of one ledger, and the checks made on every open."""
+
+    def __init__(self, location: str, meta: Mapping[str, str], key_path: Path):
+        self.location = location
+        self.keyed = meta.get("format") != "1"
+        self.key: bytes | None = None
+        self.witness: WitnessFile | None = None
+        if not self.keyed:
+            return
+        key = read_key(key_path, location)
+        if key_id(key) != meta.get("key_id"):
+            raise ParameterError(f"The key {key_path} is not the key of the ledger {location} "
+                                 "(its key id differs); point $DPSYNTH_LEDGER_KEY at the "
+                                 "right key file.")
+        self.key = key
+        self.witness = WitnessFile(witness_path_for(key_path), key, meta.get("ledger_id", ""))
+
+    def problems(self, entries: Sequence[LedgerEvent], head: tuple[int, str] | None,
+                 anchor: str | None = None) -> list[str]:
+        """Every problem with ``entries`` (the whole ledger, in order) and ``head``."""
+        problems = verify_entries(entries, head, anchor, self.key)
+        problems.extend(self._witness_problems(entries, head))
+        return problems
+
+    def _witness_problems(self, entries: Sequence[LedgerEvent],
+                          head: tuple[int, str] | None) -> list[str]:
+        if self.witness is None:
+            return []
+        try:
+            seen = self.witness.read()
+        except WitnessError as exc:
+            return [str(exc)]
+        last = head[0] if head else 0
+        if seen is None:
+            if last == 0:
+                return []
+            return [f"its witness file {self.witness.path} is missing (deleted, or the "
+                    "database was copied here without it)"]
+        if seen.seq > last:
+            return [f"it ends at entry {last} but its witness saw entry {seen.seq}: entries "
+                    f"{last + 1}..{seen.seq} were removed (truncated, or an older copy of "
+                    "the database was restored)"]
+        if seen.seq > 0:
+            row = [e for e in entries if e.seq == seen.seq]
+            if not row or row[0].row_hash != seen.row_hash:
+                return [f"entry {seen.seq} differs from the one its witness saw (the chain "
+                        "was rewritten from there)"]
+        return []
+
+    def advance(self, seq: int, row_hash: str) -> None:
+        """Move the witness to ``(seq, row_hash)`` after a committed write."""
+        if self.witness is not None:
+            self.witness.advance(seq, row_hash)
+
+    def require_keyed(self) -> None:
+        if not self.keyed:
+            raise LegacyLedgerError(
+                f"The ledger {self.location} has format 1 (an un-keyed chain, so a rollback or "
+                "rewrite could not be detected); it is read but not spent on. Copy it into a "
+                "keyed ledger: dpsynth budget migrate OLD NEW.")
