@@ -9,6 +9,8 @@ there is one.
 
 from __future__ import annotations
 
+import datetime as _dt
+import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +25,8 @@ from dpsynth.accounting._ledger_key import (
     witness_path_for,
 )
 from dpsynth.errors import DpsynthError, ParameterError
+
+logger = logging.getLogger(__name__)
 
 
 class LedgerCorruptedError(DpsynthError):
@@ -45,6 +49,12 @@ def new_meta_for(key_path: Path) -> dict[str, str]:
         key = create_key(key_path)
     except FileExistsError:
         key = read_key(key_path, str(key_path))
+    old = witness_path_for(key_path)
+    if old.exists():
+        # A ledger was here before: keep its witness as evidence, never silently reuse it.
+        kept = old.with_name(f"{old.name}.replaced-{_dt.datetime.now():%Y%m%dT%H%M%S%f}")
+        old.replace(kept)
+        logger.warning("a new ledger replaces an earlier one whose witness is kept as %s", kept)
     return {"ledger_id": secrets.token_hex(16), "key_id": key_id(key)}
 
 

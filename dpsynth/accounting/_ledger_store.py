@@ -224,11 +224,13 @@ def _check_sqlite_path(path: Path, create: bool, make_parent: bool) -> None:
     if not create:
         raise LedgerNotFoundError(f"No privacy ledger at {path}. Register a dataset first "
                                   "(dpsynth budget register).")
-    if make_parent:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    elif not path.parent.is_dir():
-        raise LedgerAccessError(f"The folder of the ledger {path} does not exist "
-                                f"({path.parent}); create it first.")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise LedgerAccessError(f"The ledger path {path} runs through {parent}, which is a "
+                                "file, not a folder.")
+    path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _sqlite_begin(con: sqlite3.Connection, write: bool, path: Path) -> None:
@@ -353,8 +355,7 @@ def open_store(location: str | Path, *, timeout: float = 60.0, create: bool = Tr
                new_meta: NewMeta | None = None, make_parent: bool = False) -> Store:
     """A :class:`Store` for a file path (SQLite) or a SQLAlchemy URL (``scheme://...``).
 
-    ``make_parent`` creates a missing parent folder (for the default location only); otherwise
-    a missing folder is an error.
+    A new SQLite ledger gets its missing parent folders (``make_parent`` is kept for callers).
     """
     text = str(location)
     if "://" in text:

@@ -11,14 +11,18 @@ Theorem 3.1 (see also Lécuyer, "Practical Privacy Filters and Odometers with R�
 Differential Privacy", 2021): for a fixed order ``a``, if every adaptively chosen mechanism is
 admitted only while the running sum of the Rényi divergences ``rho_i(a)`` stays under ``B``,
 the process ``exp((a - 1) * (L_t - sum_i rho_i(a)))`` of the privacy loss ``L_t`` is a
-supermartingale, hence ``P[L > eps] <= exp((a - 1) * (B - eps))`` (Markov).
+supermartingale, so ``E[exp((a - 1) L)] <= exp((a - 1) B)`` for the stopped transcript.
+Since ``(1 - exp(eps - L))_+ <= c_a exp((a - 1)(L - eps))`` pointwise, with ``c_a = (1 / a)
+(1 - 1 / a)^(a - 1)``, the hockey-stick delta at ``eps`` is at most ``c_a exp((a - 1)(B -
+eps))``: the conversion of Canonne, Kamath and Steinke (NeurIPS 2020, Proposition 12).
 
 This module runs that filter over a fixed set of orders :data:`ORDERS` (``K`` of them) at
 once: an event is admitted while *some* order still has room. Sums only grow, so an order that
-admits the last event admitted every earlier one too, and a union bound over the orders gives
-``P[L > eps] <= sum_a exp((a - 1) * (B_a - eps))``. With ``B_a = eps - log(K / delta) /
-(a - 1)`` each term is ``delta / K``: the cap ``(eps, delta)`` holds. That union bound is the
-price: ``log(K)`` (about 2.7 for the 15 orders here) is added to ``log(1 / delta)``.
+admits the last event admitted every earlier one too; splitting the delta over the event "this
+order is still open at the end", order by order, gives ``delta <= sum_a c_a exp((a - 1)(B_a -
+eps))``. With ``B_a = eps - (log(K / delta) + log c_a) / (a - 1)`` each term is ``delta / K``:
+the cap ``(eps, delta)`` holds. That union bound is the price: ``log(K)`` (about 2.7 for the
+15 orders here) is added to ``log(1 / delta)``.
 
 The order infinity is in the set too, at no cost in delta: its divergence is the pure-DP
 epsilon (infinite for Gaussian noise), and the plain sum of pure-DP epsilons is a filter valid
@@ -110,7 +114,8 @@ def event_rdp(event: Event) -> tuple[float, ...]:
 def filter_epsilon(events: Iterable[Event], delta: float) -> float:
     """The epsilon the Rényi filter certifies for ``events`` at total ``delta``.
 
-    ``min over orders a of sum_i rho_i(a) + log(K / delta') / (a - 1)`` where ``delta'`` is
+    ``min over orders a of sum_i rho_i(a) + (log(K / delta') - log a) / (a - 1) + log(1 - 1/a)``
+    where ``delta'`` is
     ``delta`` less the deltas of approximate-DP events; the filter admits a history whose
     figure is at most the cap's epsilon. 0 for no events.
     """
@@ -125,7 +130,8 @@ def filter_epsilon(events: Iterable[Event], delta: float) -> float:
         for i, value in enumerate(event_rdp(event)):
             totals[i] += value
     log_k = math.log(len(ORDERS) / left)
-    finite = min(t + log_k / (a - 1) for t, a in zip(totals, ORDERS, strict=True))
+    finite = min(t + (log_k - math.log(a)) / (a - 1) + math.log1p(-1 / a)
+                 for t, a in zip(totals, ORDERS, strict=True))
     return max(0.0, min(finite, sum(pure_epsilon(e) for e in events)))
 
 

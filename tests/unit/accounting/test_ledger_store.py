@@ -27,17 +27,14 @@ def test_missing_ledger_is_not_created_when_reading(tmp_path):
     assert isinstance(LedgerNotFoundError("x"), FileNotFoundError)
 
 
-def test_ledger_refuses_a_missing_parent_directory(tmp_path):
-    # Only the default location creates its folders; a named one must exist (a typo must not
-    # silently open a fresh, empty ledger somewhere else).
-    with pytest.raises(ParameterError, match="does not exist"):
-        Ledger(tmp_path / "a" / "b" / "ledger.sqlite")
-    assert not (tmp_path / "a").exists()
-    (tmp_path / "a").mkdir()
-    book = Ledger(tmp_path / "a" / "ledger.sqlite")
+def test_ledger_creates_parent_directories(tmp_path):
+    book = Ledger(tmp_path / "a" / "b" / "ledger.sqlite")
     assert book.head() == (0, "0" * 64)
     assert book.verify() == []
     assert book.datasets() == ()
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ParameterError, match="is a file"):
+        Ledger(tmp_path / "afile" / "ledger.sqlite")
 
 
 def test_other_format_is_refused(tmp_path):
