@@ -37,8 +37,9 @@ post-processing of one whose privacy loss exceeds ``eps`` only with probability 
 Per-event Rényi divergences: Gaussian ``a / (2 sigma^2)`` per run (Mironov, CSF 2017,
 Proposition 7); Laplace, Mironov's closed form (Proposition 6); Poisson-subsampled Gaussian,
 the numerical bound of ``dp_accounting``'s RDP accountant (Mironov, Talwar and Zhang 2019);
-pure ``eps``-DP (exponential mechanism, noisy max) ``min(eps, a * eps^2 / 2)`` (Bun and
-Steinke, TCC 2016, Proposition 1.4, and the bound ``D_a <= eps`` of any ``eps``-DP mechanism).
+pure ``eps``-DP ``min(eps, a * eps^2 / 2)`` (Bun and Steinke, TCC 2016, Proposition 1.4, and
+the bound ``D_a <= eps`` of any ``eps``-DP mechanism), ``a * eps^2 / 8`` for an event labelled
+``exponential`` (the exponential mechanism is ``eps``-bounded-range: Cesar and Rogers, ALT 2021).
 """
 
 from __future__ import annotations
@@ -104,7 +105,11 @@ def event_rdp(event: Event) -> tuple[float, ...]:
         return tuple(event.count * _laplace_rdp(a, event.noise_multiplier) for a in ORDERS)
     if isinstance(event, PureDPEvent):
         eps = event.epsilon
-        return tuple(event.count * min(eps, a * eps * eps / 2) for a in ORDERS)
+        # The exponential mechanism is eps-bounded-range, hence eps^2/8-zCDP (Cesar and
+        # Rogers, "Bounding, Concentrating, and Truncating", ALT 2021, Lemma 3.2); any other
+        # eps-DP mechanism is eps^2/2-zCDP (Bun and Steinke 2016, Proposition 1.4).
+        factor = 8 if event.mechanism == "exponential" else 2
+        return tuple(event.count * min(eps, a * eps * eps / factor) for a in ORDERS)
     if isinstance(event, ApproxDPEvent):
         eps = event.epsilon
         return tuple(min(eps, a * eps * eps / 2) for a in ORDERS)
