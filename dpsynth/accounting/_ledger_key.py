@@ -32,6 +32,11 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
+def hide_password(location: str) -> str:
+    """``location`` with the password of a URL masked (paths are returned as they are)."""
+    return _url_without_password(location) if "://" in location else location
+
+
 def _url_without_password(url: str) -> str:
     try:
         from sqlalchemy.engine import make_url

@@ -281,7 +281,7 @@ class SQLAlchemyStore:
                 "(or use a SQLite file path)."
             ) from None
         self.location = url
-        engine = sa.create_engine(url, poolclass=NullPool)
+        engine = sa.create_engine(_with_driver(sa.engine.make_url(url)), poolclass=NullPool)
         self.is_sqlite = engine.dialect.name == "sqlite"
         if self.is_sqlite:
             database = engine.url.database
@@ -331,6 +331,16 @@ class SQLAlchemyStore:
         with self.transaction(write=False) as txn:
             found = txn.rows("SELECT name FROM sqlite_master WHERE type = 'trigger'")
         return sorted(str(r[0]) for r in found if r[0] in SQLITE_GUARDS)
+
+
+def _with_driver(url: Any) -> Any:
+    """``postgresql://`` means psycopg2 to SQLAlchemy; use psycopg (3) when only it is here."""
+    import importlib.util
+
+    if (url.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is None
+            and importlib.util.find_spec("psycopg") is not None):
+        return url.set(drivername="postgresql+psycopg")
+    return url
 
 
 def _sqlite_hooks(engine: Any, timeout: float) -> None:

@@ -41,7 +41,7 @@ from dpsynth.accounting._ledger_integrity import (
     LegacyLedgerError,
     new_meta_for,
 )
-from dpsynth.accounting._ledger_key import key_path_for
+from dpsynth.accounting._ledger_key import hide_password, key_path_for
 from dpsynth.accounting._ledger_math import PrefixComposer
 from dpsynth.accounting._ledger_overlap import check_overlap, row_sketch
 from dpsynth.accounting._ledger_recorder import LedgerRecorder, default_actor, new_release_id
@@ -108,11 +108,16 @@ class Ledger:
         self._store = open_store(self.location, timeout=timeout, create=create,
                                  new_meta=lambda: new_meta_for(key_path),
                                  make_parent=location is None)
-        self._integrity = Integrity(self.location, self._store.meta, key_path)
+        self._integrity = Integrity(self.display_location, self._store.meta, key_path)
         self._composer = PrefixComposer()
 
     def __repr__(self) -> str:
-        return f"Ledger({self.location!r})"
+        return f"Ledger({self.display_location!r})"
+
+    @property
+    def display_location(self) -> str:
+        """The location to show: a URL without its password."""
+        return hide_password(self.location)
 
     @property
     def keyed(self) -> bool:
@@ -159,7 +164,7 @@ class Ledger:
                                  actor=actor or default_actor(), detail=detail)
             record = record_from([*registered.get(name, []), entry])
         self._integrity.advance(entry.seq, entry.row_hash)
-        logger.info("registered dataset %r with cap %s in %s", name, cap, self.location)
+        logger.info("registered dataset %r with cap %s in %s", name, cap, self.display_location)
         return record
 
     def register_table(self, name: str, cap: Budget, data: Any, schema: Any = None, *,
@@ -395,7 +400,7 @@ class Ledger:
             if missing:
                 problems.append(f"the append-only guard triggers {missing} were removed")
         if problems:
-            raise LedgerCorruptedError(self.location, problems)
+            raise LedgerCorruptedError(self.display_location, problems)
         return entries
 
     def _read(self, verify: bool = True) -> list[LedgerEvent]:
@@ -407,7 +412,7 @@ class Ledger:
     def _dataset_in(self, entries: Sequence[LedgerEvent], name: str) -> DatasetRecord:
         registered = _registrations(entries)
         if name not in registered:
-            raise UnknownDatasetError(name, sorted(registered), self.location)
+            raise UnknownDatasetError(name, sorted(registered), self.display_location)
         return record_from(registered[name])
 
     def _append(self, txn: Txn, entries: list[LedgerEvent], *, dataset: str, kind: str,

@@ -59,7 +59,7 @@ def build_report(ledger: Ledger, datasets: Sequence[str] | None = None) -> dict[
         "title": "dpsynth privacy budget report",
         "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "dpsynth_version": __version__,
-        "ledger": ledger.location,
+        "ledger": ledger.display_location,
         "integrity": {"verified": not problems, "problems": problems,
                       "anchor": ledger.anchor(), "entries": ledger.head()[0]},
         "accountant": {"name": ACCOUNTANT, "why": ACCOUNTANT_WHY},

@@ -171,7 +171,7 @@ def register_command(
                                      different_population=different_population)
         typer.echo(f"registered {record.name!r}: cap {record.cap}, {record.n_rows} rows, "
                    f"privacy unit {record.privacy_unit}, fingerprint {record.fingerprint} "
-                   f"in {book.location}")
+                   f"in {book.display_location}")
 
 
 def _num(value: float) -> str:
@@ -214,12 +214,12 @@ def show_command(
                                    for s in statuses], indent=2))
         else:
             if not trusted:
-                why = escape(str(LedgerCorruptedError(book.location, problems)))
+                why = escape(str(LedgerCorruptedError(book.display_location, problems)))
                 console.print(f"[bold red]CORRUPTED:[/] {why} The figures below are what the "
                               "damaged ledger says; it refuses every spend.", markup=True,
                               highlight=False, soft_wrap=True)
             if not statuses:
-                typer.echo(f"no dataset registered in {book.location}")
+                typer.echo(f"no dataset registered in {book.display_location}")
             for st in statuses:
                 typer.echo("\n".join(_status_lines(st)))
         if not trusted:
@@ -268,7 +268,7 @@ def verify_command(
                 console.print(f"[bold red]tampered:[/] {escape(problem)}", markup=True,
                               highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_ERROR)
-        typer.echo(f"ok: {book.location} verified, anchor {book.anchor()}")
+        typer.echo(f"ok: {book.display_location} verified, anchor {book.anchor()}")
 
 
 @budget_app.command("report")
