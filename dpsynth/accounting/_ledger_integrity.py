@@ -117,5 +117,6 @@ class Integrity:
         if not self.keyed:
             raise LegacyLedgerError(
                 f"The ledger {self.location} has format 1 (an un-keyed chain, so a rollback or "
-                "rewrite could not be detected); it is read but not spent on. Copy it into a "
-                "keyed ledger: dpsynth budget migrate OLD NEW.")
+                "rewrite could not be detected); it is read but not spent on. Register its "
+                "datasets in a new ledger and carry their spends over (see "
+                "docs/ledger-threat-model.md, 'Old ledgers').")
