@@ -9,7 +9,8 @@ Each history is a sequence of releases planned by dpsynth's own synthesizers on 
 table's schema (3,000 rows, delta = 1e-6): every release is its whole plan of events. For each
 cap, the releases are admitted in order while the cap holds, once by PLD composition of every
 event so far (valid only if no release was chosen after seeing another) and once by the ledger's
-rule (PLD *and* the Rényi-DP filter, valid under fully adaptive composition). Two kinds of cap:
+rule (PLD *and*, from the second release on, the Rényi-DP filter, valid under fully adaptive
+composition). Two kinds of cap:
 the PLD epsilon of the whole history (PLD then admits every release by construction) and round
 caps. Reads no data; takes a few seconds.
 """
@@ -51,7 +52,7 @@ def admitted(releases: list[list[Event]], cap: float, *, adaptive: bool) -> int:
     for count, release in enumerate(releases):
         trial = [*events, *release]
         figure = pld_epsilon(trial, DELTA)
-        if adaptive:
+        if adaptive and count > 0:  # the ledger admits the first release by PLD alone
             figure = max(figure, filter_epsilon(trial, DELTA))
         if figure > cap + 1e-9:
             return count

@@ -367,7 +367,10 @@ class Ledger:
                          new: tuple[Event, ...]) -> None:
         cap = record.cap
         would_be = self._composer.epsilon((*counted, *new), cap.delta)
-        adaptive = filter_epsilon((*counted, *new), cap.delta)
+        # The first plan on a dataset is chosen before anything was released: PLD is exact
+        # for it. From the second on, the filter must hold too (see rdp_filter: if the first
+        # plan alone already exceeds the filter, no later plan is ever admitted).
+        adaptive = filter_epsilon((*counted, *new), cap.delta) if counted else 0.0
         if not max(would_be, adaptive) <= cap.epsilon + EPS_TOLERANCE:  # also refuses NaN
             spent = self._composer.epsilon(counted, cap.delta)
             message = over_cap_message(cap, spent, would_be)

@@ -29,6 +29,12 @@ epsilon (infinite for Gaussian noise), and the plain sum of pure-DP epsilons is 
 under full adaptivity (Rogers, Roth, Ullman and Vadhan, "Privacy Odometers and Filters",
 NeurIPS 2016), so histories of pure-DP mechanisms keep their exact figure.
 
+The first release on a dataset is chosen before anything was released, so the ledger admits it
+by PLD alone. That keeps the guarantee at ``delta`` (no union): whether the first release
+passes the filter is fixed before any data is read. If it does, every admitted release passed
+the filter and the argument above applies; if it does not, no order is open after it, no later
+release is ever admitted, and the transcript is that one release, exact by PLD.
+
 Approximate-DP events (``(eps_i, delta_i)``) take their ``delta_i`` off the filter's delta
 and count as pure ``eps_i``-DP otherwise: every ``(eps, delta)``-DP mechanism is a
 post-processing of one whose privacy loss exceeds ``eps`` only with probability ``delta``
