@@ -90,12 +90,14 @@ def lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 def register(ledger: str, wage, cap: float = 2.0, name: str = "w") -> Ledger:
     """Register the wage table as ``dpsynth budget register`` does (in-process: faster)."""
     from dpsynth.accounting.budget import default_delta
+    from dpsynth.data.io import read_table
     from dpsynth.schema import Schema
 
-    _, schema_path, rows = wage
+    data_path, schema_path, _ = wage
+    schema = Schema.load(schema_path)
+    rows = read_table(data_path, schema=schema)  # as the CLI reads it: the same fingerprint
     book = Ledger(ledger)
-    book.register_table(name, Budget(cap, default_delta(len(rows))), rows,
-                        Schema.load(schema_path))
+    book.register_table(name, Budget(cap, default_delta(len(rows))), rows, schema)
     return book
 
 
