@@ -277,8 +277,8 @@ def _race_child(location: str, go: Path, me: str) -> subprocess.Popen[str]:
         while not Path({str(go)!r}).exists():
             time.sleep(0.002)
         try:
-            book.reserve_plan("d", [Spend("a", GaussianEvent(20.0)),
-                                    Spend("b", GaussianEvent(20.0))], actor={me!r})
+            book.reserve_plan("d", [Spend("a", GaussianEvent(14.0)),
+                                    Spend("b", GaussianEvent(14.0))], actor={me!r})
         except BudgetExceededError:
             sys.exit(3)
     """)
@@ -292,9 +292,9 @@ def test_eight_processes_race_for_the_last_budget(location, tmp_path):
     cap = Budget(1.0, 1e-6)
     book = Ledger(location)
     book.register("d", cap, fingerprint=FP, n_rows=100_000)
-    plan = [GaussianEvent(20.0)] * 2
+    plan = [GaussianEvent(14.0)] * 2
     expected = _admitted(plan, cap, 8)
-    assert 1 <= expected < 8
+    assert 2 <= expected <= 4  # several win, several lose
     go = tmp_path / "go"
     procs = [_race_child(location, go, f"p{i}") for i in range(8)]
     deadline = time.time() + 120
