@@ -63,6 +63,8 @@ class Integrity:
 
     def __init__(self, location: str, meta: Mapping[str, str], key_path: Path):
         self.location = location
+        #: A server ledger: each machine keeps its own witness, created on first use.
+        self.shared = "://" in location and not location.startswith("sqlite")
         self.keyed = meta.get("format") != "1"
         self.key: bytes | None = None
         self.witness: WitnessFile | None = None
@@ -93,7 +95,7 @@ class Integrity:
             return [str(exc)]
         last = head[0] if head else 0
         if seen is None:
-            if last == 0:
+            if last == 0 or self.shared:  # a server ledger seen from this machine first
                 return []
             return [f"its witness file {self.witness.path} is missing (deleted, or the "
                     "database was copied here without it)"]
@@ -108,10 +110,16 @@ class Integrity:
                         "was rewritten from there)"]
         return []
 
-    def advance(self, seq: int, row_hash: str) -> None:
-        """Move the witness to ``(seq, row_hash)`` after a committed write."""
-        if self.witness is not None:
+    def advance(self, seq: int, row_hash: str, *, quiet: bool = False) -> None:
+        """Move the witness to ``(seq, row_hash)`` after a committed write (or a verified
+        read, ``quiet``: a witness that cannot be written then does not stop the read)."""
+        if self.witness is None:
+            return
+        try:
             self.witness.advance(seq, row_hash)
+        except OSError:
+            if not quiet:
+                raise
 
     def require_keyed(self) -> None:
         if not self.keyed:

@@ -404,6 +404,8 @@ class Ledger:
                 problems.append(f"the append-only guard triggers {missing} were removed")
         if problems:
             raise LedgerCorruptedError(self.display_location, problems)
+        if head is not None and head[0] > 0:  # what this machine has now seen verified
+            self._integrity.advance(head[0], head[1], quiet=True)
         return entries
 
     def _read(self, verify: bool = True) -> list[LedgerEvent]:

@@ -26,7 +26,7 @@ from dpsynth.accounting.ledger import Ledger, LedgerCorruptedError
 from dpsynth.accounting.rdp_filter import filter_epsilon
 from dpsynth.accounting.session import Spend
 from dpsynth.datasets import load_dataset
-from dpsynth.errors import BudgetExceededError, PrivacyError
+from dpsynth.errors import BudgetExceededError, ParameterError
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals")
@@ -442,5 +442,24 @@ def test_a_legacy_unkeyed_ledger_is_read_but_not_spent_on(tmp_path):
                                             "key = 'format'")
     old = Ledger(tmp_path / "l.sqlite")
     assert old.keyed is False
-    with pytest.raises(PrivacyError.__mro__[1], match="format 1"):
+    with pytest.raises(ParameterError, match="format 1"):
         old.reserve_plan("d", [Spend("a", GaussianEvent(9.0))])
+
+
+def test_a_team_shares_a_server_ledger_with_one_key(pg_base, tmp_path, monkeypatch):
+    location = fresh_database(pg_base)
+    monkeypatch.setenv("DPSYNTH_LEDGER_KEY", str(tmp_path / "team.key"))
+    monkeypatch.setenv("DPSYNTH_LEDGER_WITNESS", str(tmp_path / "alice.witness"))
+    alice = Ledger(location)
+    alice.register("d", Budget(2.0, 1e-6), fingerprint=FP, n_rows=5000)
+    with alice.spend("d", "a", GaussianEvent(9.0)):
+        pass
+    monkeypatch.setenv("DPSYNTH_LEDGER_WITNESS", str(tmp_path / "bob.witness"))
+    bob = Ledger(location)  # another machine: same key, its own witness from now on
+    assert bob.verify() == [] and bob.status("d").n_spends == 1
+    with bob.spend("d", "b", GaussianEvent(9.0)):
+        pass
+    assert alice.status("d").n_spends == 2
+    monkeypatch.delenv("DPSYNTH_LEDGER_KEY")
+    with pytest.raises(ParameterError, match="key file"):
+        Ledger(location)  # without the key nobody writes to it
