@@ -145,9 +145,10 @@ def fit(
     encoding: Annotated[str | None, typer.Option(help="File encoding (utf-8 if omitted).")] = None,
 ) -> None:
     with cli_errors():
-        from dpsynth.commands.budget import recorder_for
+        from dpsynth.commands.budget import check_before_spending, recorder_for, spend_report
         from dpsynth.data.io import read_table
 
+        check_before_spending(out_dir, epsilon, ledger, dataset)
         table_schema = _load_schema(schema)
         frame = read_table(data, schema=table_schema, delimiter=delimiter, encoding=encoding)
         name = synthesizer or _default_synthesizer()
@@ -156,8 +157,9 @@ def fit(
         recorder = recorder_for(ledger, dataset, frame, table_schema)
         _show_plan(synth, table_schema, len(frame), recorder)
         start = time.perf_counter()
-        synth.fit(frame, table_schema, ledger=recorder)
-        synth.save(out_dir)
+        with spend_report(recorder):
+            synth.fit(frame, table_schema, ledger=recorder)
+            synth.save(out_dir)
         out.print(f"Fitted {name} on {len(frame)} rows in {time.perf_counter() - start:.1f} s; "
                   f"model saved to {out_dir}")
         _print_privacy(synth)

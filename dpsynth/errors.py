@@ -9,7 +9,8 @@ catches ``ValueError`` (or ``FileNotFoundError``, ``RuntimeError``) keeps workin
     ├── DataReadError(ValueError)               a file cannot be read as a table
     ├── ParameterError(ValueError)              a parameter has a bad value (epsilon <= 0...)
     │   ├── PolicyError                         a release policy is malformed
-    │   └── UnknownDatasetError                 the dataset is not registered in the ledger
+    │   ├── UnknownDatasetError                 the dataset is not registered in the ledger
+    │   └── LedgerAccessError                   the ledger cannot be opened or written
     ├── PrivacyError(ValueError)                the operation would leak (data read unpaid...)
     │   └── BudgetExceededError                 a spend would cross the budget cap
     ├── NotFittedError(ValueError)              sample/save called before fit
@@ -54,6 +55,11 @@ class DataReadError(DpsynthError, ValueError):
 
 class ParameterError(DpsynthError, ValueError):
     """A parameter has an invalid value."""
+
+
+class LedgerAccessError(ParameterError):
+    """The ledger cannot be opened or written: a directory, no such folder, read-only, a server
+    that refuses the connection or is down."""
 
 
 class PolicyError(ParameterError):
@@ -131,6 +137,7 @@ __all__ = [
     "DpsynthError",
     "GeneratorError",
     "LedgerNotFoundError",
+    "LedgerAccessError",
     "ModelFormatError",
     "NotFittedError",
     "ParameterError",

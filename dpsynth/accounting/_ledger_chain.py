@@ -1,16 +1,19 @@
 """The ledger's rows as values, their hash chain, and the verification of that chain.
 
 Every row carries the hash of the row before it (``prev_hash``) and its own hash,
-``row_hash = sha256(prev_hash + canonical JSON of all its other fields)``; the first row links
+``row_hash = HMAC-SHA256(key, prev_hash + canonical JSON of all its other fields)`` with the
+ledger's secret key (kept outside the database, :mod:`dpsynth.accounting._ledger_key`); older
+ledgers (format 1) used a plain SHA-256 instead of the HMAC. The first row links
 to :data:`GENESIS_HASH`, and the ``ledger_head`` row holds the last sequence number and hash.
 Editing a value, deleting, inserting or reordering rows therefore breaks a hash, a link or the
-run of sequence numbers, unless the whole chain after the change is recomputed: compare the
-head with an anchor kept elsewhere (``seq:hash``) to catch that too.
+run of sequence numbers. Recomputing the chain after a change needs the key; cutting the chain
+short or restoring an older copy is caught by the witness kept beside the key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -24,10 +27,14 @@ from dpsynth.accounting.events import Event, event_from_dict
 KINDS = ("register", "reserve", "commit", "abort")
 
 
-def compute_row_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
-    """``sha256(prev_hash + canonical_json(fields))`` as hex; ``fields`` excludes ``row_hash``."""
+def compute_row_hash(prev_hash: str, fields: Mapping[str, Any], key: bytes | None = None) -> str:
+    """``HMAC-SHA256(key, prev_hash + canonical_json(fields))`` as hex (plain SHA-256 without a
+    key: format-1 ledgers); ``fields`` excludes ``row_hash``."""
     body = {k: v for k, v in fields.items() if k != "row_hash"}
-    return hashlib.sha256((prev_hash + canonical_json(body)).encode("utf-8")).hexdigest()
+    message = (prev_hash + canonical_json(body)).encode("utf-8")
+    if key is None:
+        return hashlib.sha256(message).hexdigest()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def clean_float(value: Any) -> Any:
@@ -112,11 +119,12 @@ class LedgerEvent:
 
 
 def verify_entries(entries: Sequence[LedgerEvent], head: tuple[int, str] | None,
-                   anchor: str | None = None) -> list[str]:
+                   anchor: str | None = None, key: bytes | None = None) -> list[str]:
     """Every problem in the chain: edited, deleted, inserted or reordered rows; bad references.
 
     ``head`` is the ``(seq, hash)`` the ledger says it ends at; ``anchor`` an optional
-    ``"seq:hash"`` recorded earlier (for example in a compliance report).
+    ``"seq:hash"`` recorded earlier (for example in a compliance report); ``key`` the ledger's
+    HMAC key (``None`` for a format-1 ledger).
     """
     problems: list[str] = []
     expected_seq, prev = 1, GENESIS_HASH
@@ -130,7 +138,8 @@ def verify_entries(entries: Sequence[LedgerEvent], head: tuple[int, str] | None,
         if entry.prev_hash != prev:
             problems.append(f"entry {entry.seq}: its link to the previous entry is broken "
                             "(an entry before it was deleted, inserted or reordered)")
-        if compute_row_hash(entry.prev_hash, entry.fields()) != entry.row_hash:
+        if not hmac.compare_digest(compute_row_hash(entry.prev_hash, entry.fields(), key),
+                                   entry.row_hash):
             problems.append(f"entry {entry.seq} ({entry.kind} on dataset {entry.dataset!r}): "
                             "its content was edited (hash mismatch)")
         expected_seq, prev = entry.seq + 1, entry.row_hash

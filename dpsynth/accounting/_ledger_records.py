@@ -12,6 +12,7 @@ from dpsynth.accounting._ledger_math import plain_sum_epsilon
 from dpsynth.accounting.analysis import ACCOUNTANT
 from dpsynth.accounting.budget import Budget
 from dpsynth.accounting.events import Event
+from dpsynth.accounting.rdp_filter import FILTER_NAME
 from dpsynth.errors import ParameterError, param_error
 from dpsynth.errors import UnknownDatasetError as UnknownDatasetError  # re-exported
 
@@ -106,10 +107,12 @@ class SpendEntry:
 class Status:
     """Where a dataset's budget stands.
 
-    ``epsilon`` composes every counted spend with the PLD accountant at the cap's delta (the
-    figure checked against the cap). ``rdp_epsilon`` (Rényi DP, looser; ``nan`` when RDP
-    cannot express a mechanism) and ``plain_sum_epsilon`` (basic composition, loosest) are
-    shown beside it for comparison only.
+    ``epsilon`` composes every counted spend with the PLD accountant at the cap's delta: the
+    exact figure if no release was chosen after seeing another. ``filter_epsilon`` is what
+    the Rényi-DP filter certifies (:mod:`dpsynth.accounting.rdp_filter`), valid however the
+    releases were chosen; the cap holds both, so ``remaining`` is measured against the larger.
+    ``rdp_epsilon`` (Rényi DP, looser; ``nan`` when RDP cannot express a mechanism) and
+    ``plain_sum_epsilon`` (basic composition, loosest) are shown for comparison only.
     """
 
     dataset: DatasetRecord
@@ -120,15 +123,18 @@ class Status:
     n_committed: int
     n_aborted: int
     n_interrupted: int
+    filter_epsilon: float = 0.0
     accountant: str = ACCOUNTANT
+    cap_rule: str = FILTER_NAME
 
     @classmethod
     def build(cls, record: DatasetRecord, spends: Sequence[SpendEntry], epsilon: float,
-              rdp: float) -> Status:
+              rdp: float, adaptive: float = 0.0) -> Status:
         count = {s: sum(1 for e in spends if e.status == s) for s in STATUSES}
         events = [s.event for s in spends]
         return cls(record, epsilon, rdp, plain_sum_epsilon(events, record.cap.delta),
-                   len(spends), count["committed"], count["aborted"], count["interrupted"])
+                   len(spends), count["committed"], count["aborted"], count["interrupted"],
+                   adaptive)
 
     @property
     def cap(self) -> Budget:
@@ -136,8 +142,8 @@ class Status:
 
     @property
     def remaining(self) -> float:
-        """Epsilon left under the cap (at the cap's delta)."""
-        return max(0.0, self.cap.epsilon - self.epsilon)
+        """Epsilon left under the cap (at the cap's delta), by the larger of PLD and filter."""
+        return max(0.0, self.cap.epsilon - max(self.epsilon, self.filter_epsilon))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,7 +153,8 @@ class Status:
             "plain_sum_epsilon": _finite_or_none(self.plain_sum_epsilon),
             "n_spends": self.n_spends, "n_committed": self.n_committed,
             "n_aborted": self.n_aborted, "n_interrupted": self.n_interrupted,
-            "accountant": self.accountant,
+            "filter_epsilon": _finite_or_none(self.filter_epsilon),
+            "accountant": self.accountant, "cap_rule": self.cap_rule,
         }
 
 

@@ -13,16 +13,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from dpsynth.errors import LedgerNotFoundError, ParameterError
+from dpsynth.errors import LedgerAccessError, LedgerNotFoundError, ParameterError
 
 logger = logging.getLogger(__name__)
 
-#: Format of the ledger tables; stored in ``ledger_meta`` and checked on open.
-LEDGER_FORMAT = "1"
+#: Format of new ledgers, stored in ``ledger_meta``: 2 is keyed (HMAC chain, key and witness
+#: outside the database); format 1 (plain SHA-256 chain) is still read, never spent on.
+LEDGER_FORMAT = "2"
+READABLE_FORMATS = ("1", "2")
 
 #: Columns of ``ledger_entries`` in the order the row hash reads them.
 COLUMNS: tuple[str, ...] = (
@@ -70,6 +72,10 @@ SQLITE_GUARDS = {
 GENESIS_HASH = "0" * 64
 
 
+#: Called once when a new ledger is created: the ``ledger_meta`` rows to add besides the format.
+NewMeta = Callable[[], Mapping[str, str]]
+
+
 class Txn(Protocol):
     """One open transaction."""
 
@@ -85,15 +91,18 @@ class Store(Protocol):
 
     location: str
     is_sqlite: bool
+    meta: dict[str, str]
 
     def transaction(self, *, write: bool) -> contextlib.AbstractContextManager[Txn]:
         """A transaction, exclusive among writers when ``write``; commits on normal exit."""
 
 
-def _initialise(store: Store, setup: contextlib.AbstractContextManager[Txn]) -> None:
+def _initialise(store: Store, setup: contextlib.AbstractContextManager[Txn],
+                new_meta: NewMeta | None) -> dict[str, str]:
     """Create the tables, the head row and (SQLite) the append-only guards, idempotently.
 
     ``setup`` is a write transaction that does not lock ``ledger_head`` (it may not exist yet).
+    Returns the ``ledger_meta`` rows.
     """
     with setup as txn:
         for statement in _DDL:
@@ -107,13 +116,16 @@ def _initialise(store: Store, setup: contextlib.AbstractContextManager[Txn]) -> 
                             "SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END")
             txn.run("INSERT INTO ledger_head (id, seq, row_hash) VALUES (1, 0, :h)",
                     {"h": GENESIS_HASH})
-            txn.run("INSERT INTO ledger_meta (key, value) VALUES ('format', :v)",
-                    {"v": LEDGER_FORMAT})
-        found = txn.rows("SELECT value FROM ledger_meta WHERE key = 'format'")
-    if not found or found[0][0] != LEDGER_FORMAT:
+            meta = {"format": LEDGER_FORMAT, **(new_meta() if new_meta else {})}
+            for key, value in meta.items():
+                txn.run("INSERT INTO ledger_meta (key, value) VALUES (:k, :v)",
+                        {"k": key, "v": value})
+        found = dict(txn.rows("SELECT key, value FROM ledger_meta"))
+    if found.get("format") not in READABLE_FORMATS:
         raise ParameterError(f"The ledger at {store.location} has format "
-                             f"{found[0][0] if found else 'unknown'}; this dpsynth reads format "
-                             f"{LEDGER_FORMAT}.")
+                             f"{found.get('format', 'unknown')}; this dpsynth reads formats "
+                             f"{', '.join(READABLE_FORMATS)}.")
+    return {str(k): str(v) for k, v in found.items()}
 
 
 # -- SQLite (default) -----------------------------------------------------------------------
@@ -137,23 +149,23 @@ class SQLiteStore:
 
     is_sqlite = True
 
-    def __init__(self, path: str | Path, *, timeout: float = 60.0, create: bool = True):
+    def __init__(self, path: str | Path, *, timeout: float = 60.0, create: bool = True,
+                 new_meta: NewMeta | None = None, make_parent: bool = False):
         self.path = Path(path).expanduser()
         self.location = str(self.path)
         self.timeout = float(timeout)
-        if not self.path.exists():
-            if not create:
-                raise LedgerNotFoundError(f"No privacy ledger at {self.path}. Register a "
-                                          "dataset first (dpsynth budget register).")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = self._connect()
+        _check_sqlite_path(self.path, create, make_parent)
         try:
-            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        finally:
-            con.close()
+            con = self._connect()
+            try:
+                mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            raise LedgerAccessError(f"Cannot open the ledger {self.path}: {exc}.") from None
         if str(mode).lower() != "wal":
             logger.warning("SQLite ledger %s runs in journal mode %r, not WAL", self.path, mode)
-        _initialise(self, self.transaction(write=True))
+        self.meta = _initialise(self, self.transaction(write=True), new_meta)
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
@@ -164,17 +176,25 @@ class SQLiteStore:
 
     @contextlib.contextmanager
     def transaction(self, *, write: bool) -> Iterator[Txn]:
-        con = self._connect()
+        try:
+            con = self._connect()
+        except sqlite3.Error as exc:
+            raise LedgerAccessError(f"Cannot open the ledger {self.path}: {exc}.") from None
         try:
             # IMMEDIATE takes the write lock now, so racing writers queue here and each sees
             # the spends committed before it.
-            con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            _sqlite_begin(con, write, self.path)
             try:
                 yield _SQLiteTxn(con)
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            con.execute("COMMIT")
+            try:
+                con.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                con.execute("ROLLBACK")
+                raise LedgerAccessError(f"Cannot write the ledger {self.path}: {exc}; nothing "
+                                        "was recorded.") from None
         finally:
             con.close()
 
@@ -183,6 +203,39 @@ class SQLiteStore:
         with self.transaction(write=False) as txn:
             found = txn.rows("SELECT name FROM sqlite_master WHERE type = 'trigger'")
         return sorted(str(r[0]) for r in found if r[0] in SQLITE_GUARDS)
+
+
+def _check_sqlite_path(path: Path, create: bool, make_parent: bool) -> None:
+    """One clear error for a ledger path that cannot be a ledger file."""
+    if path.is_dir():
+        raise LedgerAccessError(f"The ledger path {path} is a directory; name a file inside it "
+                                f"(for example {path / 'ledger.sqlite'}).")
+    if path.exists():
+        return
+    if not create:
+        raise LedgerNotFoundError(f"No privacy ledger at {path}. Register a dataset first "
+                                  "(dpsynth budget register).")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise LedgerAccessError(f"The ledger path {path} runs through {parent}, which is a "
+                                "file, not a folder.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_begin(con: sqlite3.Connection, write: bool, path: Path) -> None:
+    try:
+        if write and path.exists() and not path.stat().st_mode & 0o222:
+            # No write permission bit: read-only, even for root (who could write anyway).
+            raise sqlite3.OperationalError("the file is read-only")
+        con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    except sqlite3.OperationalError as exc:
+        with contextlib.suppress(sqlite3.Error):
+            con.execute("ROLLBACK")
+        con.close()
+        raise LedgerAccessError(f"Cannot write the ledger {path}: {exc}; nothing was "
+                                "recorded.") from None
 
 
 # -- SQLAlchemy (server databases) ----------------------------------------------------------
@@ -208,7 +261,8 @@ class SQLAlchemyStore:
     ``ledger_head`` row first (``SELECT ... FOR UPDATE``); on SQLite URLs ``BEGIN IMMEDIATE``.
     """
 
-    def __init__(self, url: str, *, timeout: float = 60.0, create: bool = True):
+    def __init__(self, url: str, *, timeout: float = 60.0, create: bool = True,
+                 new_meta: NewMeta | None = None):
         try:
             import sqlalchemy as sa
             from sqlalchemy.pool import NullPool
@@ -218,7 +272,7 @@ class SQLAlchemyStore:
                 "(or use a SQLite file path)."
             ) from None
         self.location = url
-        engine = sa.create_engine(url, poolclass=NullPool)
+        engine = sa.create_engine(_with_driver(sa.engine.make_url(url)), poolclass=NullPool)
         self.is_sqlite = engine.dialect.name == "sqlite"
         if self.is_sqlite:
             database = engine.url.database
@@ -229,13 +283,27 @@ class SQLAlchemyStore:
                 raise LedgerNotFoundError(f"No privacy ledger at {url}.")
             _sqlite_hooks(engine, timeout)
         self.engine = engine
-        if not create and not sa.inspect(engine).has_table("ledger_head"):
-            raise LedgerNotFoundError(f"No privacy ledger in {url}.")
-        _initialise(self, self._setup())
+        self._shown = engine.url.render_as_string(hide_password=True)
+        with self._errors():
+            if not create and not sa.inspect(engine).has_table("ledger_head"):
+                raise LedgerNotFoundError(f"No privacy ledger in {self._shown}.")
+            self.meta = _initialise(self, self._setup(), new_meta)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
+        try:
+            yield
+        except (OperationalError, InterfaceError) as exc:
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()
+            raise LedgerAccessError(f"Cannot use the ledger database {self._shown}: "
+                                    f"{reason[0] if reason else type(exc).__name__}; nothing "
+                                    "was recorded.") from None
 
     @contextlib.contextmanager
     def transaction(self, *, write: bool) -> Iterator[Txn]:
-        with self.engine.begin() as conn:
+        with self._errors(), self.engine.begin() as conn:
             txn = _SATxn(conn)
             if write and not self.is_sqlite:
                 txn.rows("SELECT seq FROM ledger_head WHERE id = 1 FOR UPDATE")
@@ -244,6 +312,8 @@ class SQLAlchemyStore:
     @contextlib.contextmanager
     def _setup(self) -> Iterator[Txn]:
         with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":  # first openers: one creates tables
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
             yield _SATxn(conn)
 
     def guards_present(self) -> list[str]:
@@ -252,6 +322,16 @@ class SQLAlchemyStore:
         with self.transaction(write=False) as txn:
             found = txn.rows("SELECT name FROM sqlite_master WHERE type = 'trigger'")
         return sorted(str(r[0]) for r in found if r[0] in SQLITE_GUARDS)
+
+
+def _with_driver(url: Any) -> Any:
+    """``postgresql://`` means psycopg2 to SQLAlchemy; use psycopg (3) when only it is here."""
+    import importlib.util
+
+    if (url.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is None
+            and importlib.util.find_spec("psycopg") is not None):
+        return url.set(drivername="postgresql+psycopg")
+    return url
 
 
 def _sqlite_hooks(engine: Any, timeout: float) -> None:
@@ -272,9 +352,14 @@ def _sqlite_hooks(engine: Any, timeout: float) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def open_store(location: str | Path, *, timeout: float = 60.0, create: bool = True) -> Store:
-    """A :class:`Store` for a file path (SQLite) or a SQLAlchemy URL (``scheme://...``)."""
+def open_store(location: str | Path, *, timeout: float = 60.0, create: bool = True,
+               new_meta: NewMeta | None = None, make_parent: bool = False) -> Store:
+    """A :class:`Store` for a file path (SQLite) or a SQLAlchemy URL (``scheme://...``).
+
+    A new SQLite ledger gets its missing parent folders (``make_parent`` is kept for callers).
+    """
     text = str(location)
     if "://" in text:
-        return SQLAlchemyStore(text, timeout=timeout, create=create)
-    return SQLiteStore(text, timeout=timeout, create=create)
+        return SQLAlchemyStore(text, timeout=timeout, create=create, new_meta=new_meta)
+    return SQLiteStore(text, timeout=timeout, create=create, new_meta=new_meta,
+                       make_parent=make_parent)

@@ -34,6 +34,8 @@ def render_html(report: dict[str, Any]) -> str:
         f"<p>Ledger integrity: {check}</p>",
         f'<p class="meta"><b>Accountant:</b> {escape(report["accountant"]["name"])}. '
         f'{escape(report["accountant"]["why"])}</p>',
+        f'<p class="meta"><b>Cap enforced by:</b> {escape(report["cap_rule"]["name"])}. '
+        f'{escape(report["cap_rule"]["why"])}</p>',
     ]
     if not report["datasets"]:
         body.append("<p>No dataset is registered in this ledger.</p>")
@@ -53,6 +55,7 @@ def _dataset_html(ds: dict[str, Any]) -> str:
         "</div></div>" for v, label in (
             (_f(cap["epsilon"]), f"cap ε (δ = {_f(cap['delta'], 3)})"),
             (_f(st["epsilon"]), "spent ε (PLD)"),
+            (_f(st["filter_epsilon"]), "spent ε (adaptive filter)"),
             (_f(st["remaining"]), "remaining ε"),
             (_f(st["rdp_epsilon"]), "RDP ε (comparison)"),
             (_f(st["plain_sum_epsilon"]), "plain sum ε (comparison)"),

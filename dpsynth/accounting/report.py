@@ -22,6 +22,7 @@ from dpsynth._version import __version__
 from dpsynth.accounting._ledger_math import PrefixComposer
 from dpsynth.accounting.analysis import ACCOUNTANT
 from dpsynth.accounting.ledger import Ledger, SpendEntry, Status
+from dpsynth.accounting.rdp_filter import FILTER_NAME
 from dpsynth.errors import param_error
 
 FORMATS = ("html", "json", "md")
@@ -39,26 +40,38 @@ ACCOUNTANT_WHY = (
     "Gaussian-DP (GDP) approximation is never used, because it can under-report ε."
 )
 
+FILTER_WHY = (
+    "PLD is exact inside one release, whose plan is fixed before the data is read. Across "
+    "releases the next one is chosen after seeing the earlier ones (fully adaptive "
+    "composition), where a PLD total is not a valid guarantee in general (Whitehouse et al., "
+    "ICML 2023). The cap is therefore enforced by a Rényi-DP privacy filter, valid under full "
+    "adaptivity (Feldman and Zrnic, NeurIPS 2021; Lécuyer 2021), over a fixed set of orders "
+    "with a union bound over them; its figure is shown beside the PLD total, and the cap must "
+    "hold by both."
+)
+
 
 def build_report(ledger: Ledger, datasets: Sequence[str] | None = None) -> dict[str, Any]:
     """The report as a JSON-ready dict (every dataset in the ledger when ``datasets`` is None)."""
-    names = list(datasets) if datasets else [d.name for d in ledger.datasets()]
     problems = ledger.verify()
+    trusted = not problems  # a corrupted ledger is still shown, marked as such
+    names = list(datasets) if datasets else [d.name for d in ledger.datasets(verify=trusted)]
     return {
         "title": "dpsynth privacy budget report",
         "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "dpsynth_version": __version__,
-        "ledger": ledger.location,
+        "ledger": ledger.display_location,
         "integrity": {"verified": not problems, "problems": problems,
                       "anchor": ledger.anchor(), "entries": ledger.head()[0]},
         "accountant": {"name": ACCOUNTANT, "why": ACCOUNTANT_WHY},
-        "datasets": [_dataset_section(ledger, name) for name in names],
+        "cap_rule": {"name": FILTER_NAME, "why": FILTER_WHY},
+        "datasets": [_dataset_section(ledger, name, trusted) for name in names],
     }
 
 
-def _dataset_section(ledger: Ledger, name: str) -> dict[str, Any]:
-    status = ledger.status(name)
-    spends = ledger.spends(name)
+def _dataset_section(ledger: Ledger, name: str, trusted: bool = True) -> dict[str, Any]:
+    status = ledger.status(name, verify=trusted)
+    spends = ledger.spends(name, verify=trusted)
     record, cap = status.dataset, status.cap
     rows = [s.to_dict() for s in spends]
     for row, eps in zip(rows, _curve(spends, cap.delta), strict=True):
@@ -138,6 +151,11 @@ def explain(status: Status) -> list[str]:
     if failed:
         out.append(f"{failed} run(s) failed or were interrupted. They are counted in full: "
                    "noise may already have been drawn and results seen.")
+    out.append(f"The cap is enforced by a Rényi-DP filter, which certifies ε = "
+               f"{_fmt(status.filter_epsilon)} for everything so far; PLD (ε = {eps:.3g}) "
+               "is exact only if no release was chosen after seeing an earlier one, while the "
+               "filter stays valid when each release is chosen adaptively, at the price of a "
+               "somewhat larger figure. The cap must hold by both.")
     out.append("How the total is computed: PLD accountant (tight); RDP "
                f"({_fmt(status.rdp_epsilon)}) and the plain sum "
                f"({_fmt(status.plain_sum_epsilon)}) are shown beside it for comparison.")
@@ -188,7 +206,8 @@ def render_markdown(report: dict[str, Any]) -> str:
              "Ledger integrity: " + ("verified" if integrity["verified"] else
                                      "**FAILED** – " + "; ".join(integrity["problems"]))
              + f" ({integrity['entries']} entries, anchor `{integrity['anchor']}`).", "",
-             f"Accountant: {report['accountant']['name']}. {report['accountant']['why']}", ""]
+             f"Accountant: {report['accountant']['name']}. {report['accountant']['why']}", "",
+             f"Cap enforced by: {report['cap_rule']['name']}. {report['cap_rule']['why']}", ""]
     for ds in report["datasets"]:
         lines.extend(_markdown_dataset(ds))
     return "\n".join(lines) + "\n"

@@ -47,8 +47,16 @@ class SpendRecorder(Protocol):
     def check(self, events: Sequence[Event]) -> None:
         """Raise :class:`BudgetExceededError` if spending ``events`` would cross the cap."""
 
+    def reserve_plan(self, spends: Sequence[Spend]) -> None:
+        """Check a run's whole plan and reserve all of it at once, or nothing.
+
+        Raises :class:`BudgetExceededError` (nothing reserved) if the plan would cross the cap.
+        Each later :meth:`spend` of a planned ``(purpose, event)`` uses its reservation.
+        """
+
     def spend(self, purpose: str, event: Event) -> contextlib.AbstractContextManager[None]:
-        """Reserve ``event`` (refusing it if over the cap), run the block, then commit it."""
+        """Run the block for ``event``: uses its reservation from :meth:`reserve_plan`, else
+        reserves it alone (refused over the cap)."""
 
     def spent_events(self) -> tuple[Event, ...]:
         """Every event spent so far (reservations included)."""
@@ -69,6 +77,7 @@ class BudgetSession:
     def __init__(self, cap: Budget):
         self._cap = cap
         self._spends: list[Spend] = []
+        self._pending: list[Spend] = []
         self._lock = threading.Lock()
 
     @property
@@ -77,6 +86,7 @@ class BudgetSession:
 
     @property
     def spends(self) -> tuple[Spend, ...]:
+        """Every spend counted: reserved plans (used or not) and spends made alone."""
         return tuple(self._spends)
 
     def spent_events(self) -> tuple[Event, ...]:
@@ -93,10 +103,22 @@ class BudgetSession:
         if would_be > self._cap.epsilon + EPS_TOLERANCE:
             raise BudgetExceededError(over_cap_message(self._cap, self.epsilon_spent(), would_be))
 
+    def reserve_plan(self, spends: Sequence[Spend]) -> None:
+        spends = tuple(spends)
+        with self._lock:
+            self.check([s.event for s in spends])
+            self._spends.extend(spends)
+            self._pending.extend(spends)
+
     @contextlib.contextmanager
     def spend(self, purpose: str, event: Event) -> Iterator[None]:
         with self._lock:
-            self.check([event])
-            # Recorded before the mechanism runs: a failure part-way still counts as spent.
-            self._spends.append(Spend(purpose, event))
+            planned = [s for s in self._pending if s.event == event]
+            exact = [s for s in planned if s.purpose == purpose]
+            if planned:
+                self._pending.remove((exact or planned)[0])
+            else:
+                self.check([event])
+                # Recorded before the mechanism runs: a failure part-way still counts as spent.
+                self._spends.append(Spend(purpose, event))
         yield

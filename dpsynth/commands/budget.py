@@ -6,22 +6,31 @@ Also the ``--ledger`` / ``--dataset`` options and :func:`open_recorder` that ``d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from dpsynth.accounting._ledger_math import PrefixComposer
+from dpsynth.accounting.analysis import pld_epsilon
 from dpsynth.accounting.budget import Budget, default_delta
 from dpsynth.accounting.fingerprint import DataIdentity, identify
-from dpsynth.accounting.ledger import Ledger, LedgerRecorder, Status, default_ledger_location
+from dpsynth.accounting.ledger import (
+    Ledger,
+    LedgerCorruptedError,
+    LedgerRecorder,
+    Status,
+    default_ledger_location,
+)
 from dpsynth.accounting.report import FORMATS, build_report, render
 from dpsynth.commands._common import EXIT_ERROR, cli_errors, console
 from dpsynth.data.io import read_table
-from dpsynth.errors import param_error
+from dpsynth.errors import ParameterError, param_error
 from dpsynth.schema import Schema
 
 if TYPE_CHECKING:
@@ -69,6 +78,64 @@ def recorder_for(ledger: str | Path | None, dataset: str | None, frame: pd.DataF
                          data=identify(frame, schema))
 
 
+def check_before_spending(out_dir: Path, epsilon: float, ledger: str | Path | None,
+                          dataset: str | None) -> None:
+    """Everything a ``fit`` with a ledger must get right before it reads data or spends.
+
+    Refuses (one :class:`ParameterError`, exit 2) ``epsilon = inf`` with a ledger (a
+    non-private model of registered data would bypass the budget), and an ``--out`` that
+    cannot be written: under a file, in a folder that refuses writes, or (with a ledger) over
+    a model already saved there.
+    """
+    problems = []
+    with_ledger = ledger is not None or dataset is not None
+    if with_ledger and not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon)):
+        problems.append(param_error("--epsilon", "a finite epsilon with --ledger/--dataset "
+                                    "(epsilon = inf trains without differential privacy, "
+                                    "outside the ledger's budget)", epsilon))
+    problem = _output_problem(Path(out_dir), clobber_ok=not with_ledger)
+    if problem:
+        problems.append(param_error("--out", problem, str(out_dir)))
+    if problems:
+        raise ParameterError("\n".join(str(p) for p in problems))
+
+
+def _output_problem(out_dir: Path, *, clobber_ok: bool) -> str | None:
+    if out_dir.exists() and not out_dir.is_dir():
+        return "a directory to save the model in (this is a file)"
+    if out_dir.is_dir() and not clobber_ok and (out_dir / "manifest.json").exists():
+        return "a directory without a saved model (one is there; choose a new --out)"
+    parent = out_dir
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"a directory path ({parent} is a file)"
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError:
+        return f"a directory this user can write ({parent} refuses writes)"
+    return None
+
+
+@contextlib.contextmanager
+def spend_report(recorder: LedgerRecorder | None) -> Iterator[None]:
+    """On a failure after the plan was reserved, say exactly what stays spent, then re-raise."""
+    try:
+        yield
+    except BaseException as exc:
+        if recorder is not None and recorder.reserved:
+            with contextlib.suppress(Exception):
+                recorder.release_unused(f"the run failed: {type(exc).__name__}")
+            events = [r.event for r in recorder.reserved if r.event is not None]
+            spent = pld_epsilon(events, recorder.cap.delta)
+            console.print(f"Spent before the failure: ε = {spent:.4g} on dataset "
+                          f"{recorder.dataset!r} ({len(events)} reservation(s) of run "
+                          f"{recorder.release_id}, counted against the cap).", markup=False,
+                          highlight=False, soft_wrap=True)
+        raise
+
+
 def _open(ledger: str | None) -> Ledger:
     return Ledger(ledger if ledger is not None else default_ledger_location(), create=False)
 
@@ -89,6 +156,9 @@ def register_command(
     allow_new_fingerprint: Annotated[bool, typer.Option(
         "--allow-new-fingerprint", help="Register a new version of the data under this name "
         "(keeps the cap and the spends).")] = False,
+    different_population: Annotated[bool, typer.Option(
+        "--different-population", help="Register rows that overlap a registered dataset as "
+        "other people (the overlap is measured and recorded).")] = False,
 ) -> None:
     """Register a dataset with its hard privacy cap (creates the ledger if needed)."""
     with cli_errors():
@@ -97,10 +167,11 @@ def register_command(
         cap = Budget(epsilon, delta if delta is not None else default_delta(len(table)))
         book = Ledger(ledger)
         record = book.register_table(name, cap, table, parsed, privacy_unit=privacy_unit,
-                                     actor=actor, allow_new_fingerprint=allow_new_fingerprint)
+                                     actor=actor, allow_new_fingerprint=allow_new_fingerprint,
+                                     different_population=different_population)
         typer.echo(f"registered {record.name!r}: cap {record.cap}, {record.n_rows} rows, "
                    f"privacy unit {record.privacy_unit}, fingerprint {record.fingerprint} "
-                   f"in {book.location}")
+                   f"in {book.display_location}")
 
 
 def _num(value: float) -> str:
@@ -113,8 +184,12 @@ def _status_lines(st: Status) -> list[str]:
         f"dataset {ds.name} ({ds.n_rows} rows, privacy unit {ds.privacy_unit}, "
         f"fingerprint {ds.fingerprint[:23]}...)",
         f"  cap        ε = {st.cap.epsilon:.4g}  δ = {st.cap.delta:.3g}",
-        f"  spent      ε = {st.epsilon:.4g} (PLD)   RDP {_num(st.rdp_epsilon)} · plain sum "
-        f"{_num(st.plain_sum_epsilon)} (comparison only)",
+        f"  spent      ε = {st.epsilon:.4g} (PLD) – exact if no release was chosen after "
+        "seeing another",
+        f"             ε = {_num(st.filter_epsilon)} (adaptive Rényi filter, valid however "
+        "releases were chosen; the cap holds both)",
+        f"             RDP {_num(st.rdp_epsilon)} · plain sum {_num(st.plain_sum_epsilon)} "
+        "(comparison only)",
         f"  remaining  ε = {st.remaining:.4g}",
         f"  runs       {st.n_spends} ({st.n_committed} committed, {st.n_aborted} aborted, "
         f"{st.n_interrupted} interrupted; all counted)",
@@ -130,15 +205,25 @@ def show_command(
     """Cap, spent and remaining budget per dataset."""
     with cli_errors():
         book = _open(ledger)
-        names = [name] if name else [d.name for d in book.datasets()]
-        statuses = [book.status(n) for n in names]
+        problems = book.verify()
+        trusted = not problems
+        names = [name] if name else [d.name for d in book.datasets(verify=trusted)]
+        statuses = [book.status(n, verify=trusted) for n in names]
         if as_json:
-            typer.echo(json.dumps([s.to_dict() for s in statuses], indent=2))
-            return
-        if not statuses:
-            typer.echo(f"no dataset registered in {book.location}")
-        for st in statuses:
-            typer.echo("\n".join(_status_lines(st)))
+            typer.echo(json.dumps([{**s.to_dict(), "verified": trusted, "problems": problems}
+                                   for s in statuses], indent=2))
+        else:
+            if not trusted:
+                why = escape(str(LedgerCorruptedError(book.display_location, problems)))
+                console.print(f"[bold red]CORRUPTED:[/] {why} The figures below are what the "
+                              "damaged ledger says; it refuses every spend.", markup=True,
+                              highlight=False, soft_wrap=True)
+            if not statuses:
+                typer.echo(f"no dataset registered in {book.display_location}")
+            for st in statuses:
+                typer.echo("\n".join(_status_lines(st)))
+        if not trusted:
+            raise typer.Exit(EXIT_ERROR)
 
 
 @budget_app.command("history")
@@ -152,7 +237,7 @@ def history_command(
         book = _open(ledger)
         cap = book.dataset(name).cap
         spends = book.spends(name)
-        totals = PrefixComposer().cumulative([s.event for s in spends], cap.delta)
+        totals = book.cumulative_epsilon([s.event for s in spends], cap.delta)
         rows = [{**s.to_dict(), "cumulative_epsilon": t}
                 for s, t in zip(spends, totals, strict=True)]
         if as_json:
@@ -183,7 +268,7 @@ def verify_command(
                 console.print(f"[bold red]tampered:[/] {escape(problem)}", markup=True,
                               highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_ERROR)
-        typer.echo(f"ok: {book.location} verified, anchor {book.anchor()}")
+        typer.echo(f"ok: {book.display_location} verified, anchor {book.anchor()}")
 
 
 @budget_app.command("report")

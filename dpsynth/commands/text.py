@@ -88,11 +88,12 @@ def fit(
 ) -> None:
     """Fit a DP-SGD fine-tuned text model on a private table and save it (no pickle)."""
     with cli_errors():
-        from dpsynth.commands.budget import recorder_for
+        from dpsynth.commands.budget import check_before_spending, recorder_for, spend_report
         from dpsynth.data.io import read_table
         from dpsynth.schema import CATEGORY_KINDS, Schema
         from dpsynth.synthesizers.text import DPTextSynthesizer, TabularTextSynthesizer
 
+        check_before_spending(out_dir, epsilon, ledger, dataset)
         table_schema = Schema.load(schema)
         frame = read_table(data, schema=table_schema)
         params = _text_params(model_dir, pretrained, lora_rank, trainable, epochs, batch_size,
@@ -108,8 +109,9 @@ def fit(
                                            text_params=params)
         recorder = recorder_for(ledger, dataset, frame, table_schema)
         start = time.perf_counter()
-        synth.fit(frame, table_schema, ledger=recorder)
-        synth.save(out_dir)
+        with spend_report(recorder):
+            synth.fit(frame, table_schema, ledger=recorder)
+            synth.save(out_dir)
         out.print(f"Fitted {synth.name} on {len(frame)} records in "
                   f"{time.perf_counter() - start:.1f} s; model saved to {out_dir}")
         if synth.privacy_ is None:

@@ -37,6 +37,7 @@ from dpsynth._util.seeds import child_seed
 from dpsynth.accounting import Budget, Event, pld_epsilon, rdp_epsilon
 from dpsynth.accounting.fingerprint import DataIdentity, identify
 from dpsynth.accounting.ledger import Ledger, LedgerRecorder
+from dpsynth.accounting.session import Spend
 from dpsynth.errors import BudgetExceededError, ParameterError, param_error
 from dpsynth.release.bundle import check_out_dir, write_bundle
 from dpsynth.release.card import Attempt, DatasetCard
@@ -101,6 +102,10 @@ class _AttemptRecorder:
 
     def check(self, events: Sequence[Event]) -> None:
         self.inner.check(events)
+
+    def reserve_plan(self, spends: Sequence[Spend]) -> None:
+        self.inner.reserve_plan([Spend(f"release attempt {self.attempt}: {s.purpose}", s.event)
+                                 for s in spends])
 
     @contextlib.contextmanager
     def spend(self, purpose: str, event: Event) -> Iterator[None]:

@@ -183,6 +183,11 @@ class BaseSynthesizer:
         everything stays within ``(epsilon, delta)``.
         """
         self._validate_params()
+        if ledger is not None and not self.is_private:
+            raise PrivacyError(f"{type(self).__name__}(epsilon=inf) trains without differential "
+                               "privacy, so it cannot spend through a ledger; a non-private "
+                               "model of ledgered data would bypass its cap. Refused before "
+                               "reading the data.")
         self._checked_schema(schema)
         schema.validate(data)
         n = len(data)
@@ -200,7 +205,7 @@ class BaseSynthesizer:
         plan = self.plan_budget(schema, n, ledger=ledger)
         recorder: SpendRecorder = ledger if ledger is not None else BudgetSession(plan.budget)
         logger.info(plan.summary())
-        recorder.check(list(plan.events))
+        recorder.reserve_plan(plan.spends)
         if schema.undeclared():
             from dpsynth.data.discover import map_to_domain, run_discovery
 

@@ -17,6 +17,7 @@ import pytest
 
 from dpsynth.accounting import Budget, GaussianEvent, PureDPEvent, pld_epsilon
 from dpsynth.accounting.ledger import Ledger
+from dpsynth.accounting.rdp_filter import filter_epsilon
 from dpsynth.errors import BudgetExceededError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,15 +116,17 @@ def test_two_processes_racing_for_the_last_budget_exactly_one_wins(tmp_path):
     cap = Budget(1.0, 1e-6)
     ledger = Ledger(path)
     ledger.register("people", cap, fingerprint="sha256:" + "2" * 64, n_rows=10_000)
-    first, racer = GaussianEvent(6.0), GaussianEvent(7.0)
-    # Each racer fits alone after the first spend; both together would cross the cap.
+    first, racer = GaussianEvent(7.0), GaussianEvent(8.0)
+    # Each racer fits alone after the first spend; both together would cross the cap (held
+    # by PLD and by the adaptive filter).
     assert pld_epsilon([first, racer], cap.delta) <= cap.epsilon
-    assert pld_epsilon([first, racer, racer], cap.delta) > cap.epsilon
+    assert filter_epsilon([first, racer], cap.delta) <= cap.epsilon
+    assert filter_epsilon([first, racer, racer], cap.delta) > cap.epsilon
     with ledger.spend("people", "bounds:x", first):
         pass
 
     go = tmp_path / "go"
-    procs = [_child(RACE_CHILD, str(path), "7.0", name, str(go)) for name in ("p1", "p2")]
+    procs = [_child(RACE_CHILD, str(path), "8.0", name, str(go)) for name in ("p1", "p2")]
     for name, proc in zip(("p1", "p2"), procs, strict=True):
         _wait_for(tmp_path / f"ready-{name}", proc)
     go.write_text("")

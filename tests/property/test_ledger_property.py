@@ -1,6 +1,7 @@
 """Properties of the ledger for any sequence of spends (hypothesis).
 
-- it never admits a spend that would cross the cap, and admits every one that fits;
+- it never admits a spend that would cross the cap (PLD, and the adaptive filter from the
+  second spend on), and admits every one that fits;
 - the composed epsilon is monotone in the events;
 - the PLD composition is at most the plain (basic-composition) sum.
 """
@@ -25,6 +26,7 @@ from dpsynth.accounting import (
 from dpsynth.accounting._ledger_math import PrefixComposer, plain_sum_epsilon
 from dpsynth.accounting.analysis import PLD_INTERVAL
 from dpsynth.accounting.ledger import Ledger
+from dpsynth.accounting.rdp_filter import filter_epsilon
 from dpsynth.accounting.session import EPS_TOLERANCE
 from dpsynth.errors import BudgetExceededError
 
@@ -52,7 +54,10 @@ def test_ledger_never_admits_a_spend_over_the_cap(spends, cap_eps):
         ledger.register("d", cap, fingerprint="sha256:" + "f" * 64, n_rows=100_000)
         admitted = []
         for event in spends:
-            fits = pld_epsilon([*admitted, event], DELTA) <= cap_eps + EPS_TOLERANCE
+            trial = [*admitted, event]
+            fits = pld_epsilon(trial, DELTA) <= cap_eps + EPS_TOLERANCE
+            if admitted:  # from the second plan on, the adaptive filter must hold too
+                fits = fits and filter_epsilon(trial, DELTA) <= cap_eps + EPS_TOLERANCE
             try:
                 with ledger.spend("d", "p", event):
                     pass
@@ -65,6 +70,8 @@ def test_ledger_never_admits_a_spend_over_the_cap(spends, cap_eps):
             status = ledger.status("d")
             assert status.epsilon <= cap_eps + EPS_TOLERANCE
             assert status.epsilon == pld_epsilon(admitted, DELTA)
+            if len(admitted) > 1:
+                assert status.filter_epsilon <= cap_eps + EPS_TOLERANCE
         assert list(ledger.spent_events("d")) == admitted
 
 

@@ -13,7 +13,8 @@ import sys
 import pytest
 
 _ERRORS = ["BudgetExceededError", "DataReadError", "DataValidationError", "DpsynthError",
-           "GeneratorError", "LedgerNotFoundError", "ModelFormatError", "NotFittedError",
+           "GeneratorError", "LedgerAccessError", "LedgerNotFoundError", "ModelFormatError",
+           "NotFittedError",
            "ParameterError", "PolicyError", "PrivacyError", "SchemaError",
            "UnknownDatasetError"]
 

@@ -32,6 +32,9 @@ def test_ledger_creates_parent_directories(tmp_path):
     assert book.head() == (0, "0" * 64)
     assert book.verify() == []
     assert book.datasets() == ()
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ParameterError, match="is a file"):
+        Ledger(tmp_path / "afile" / "ledger.sqlite")
 
 
 def test_other_format_is_refused(tmp_path):

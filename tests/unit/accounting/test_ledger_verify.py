@@ -76,14 +76,16 @@ def test_changed_cap_is_detected(ledger):
 
 
 def test_edit_with_recomputed_hash_breaks_the_next_link(ledger):
+    # The row hash is keyed: recomputed without the key (plain SHA-256, the old scheme), the
+    # edited row itself fails, and the next link breaks too.
     entry = ledger.entries()[1]
     fields = {**entry.fields(), "epsilon": 0.001}
     new_hash = compute_row_hash(entry.prev_hash, fields)
     tamper(ledger.location, f"UPDATE ledger_entries SET epsilon = 0.001, row_hash = '{new_hash}' "
            "WHERE seq = 2")
     problems = ledger.verify()
-    assert problems and all("entry 3" in p for p in problems)
-    assert "link to the previous entry is broken" in problems[0]
+    assert "entry 2" in problems[0] and "edited" in problems[0]
+    assert any("entry 3" in p and "link to the previous entry is broken" in p for p in problems)
 
 
 def test_deleted_row_is_detected(ledger):
@@ -95,7 +97,9 @@ def test_deleted_row_is_detected(ledger):
 
 def test_deleted_last_row_is_detected(ledger):
     tamper(ledger.location, "DELETE FROM ledger_entries WHERE seq = 7")
-    assert ledger.verify() == ["entries 7..7 are missing at the end (deleted)"]
+    problems = ledger.verify()
+    assert problems[0] == "entries 7..7 are missing at the end (deleted)"
+    assert any("witness" in p for p in problems[1:])
 
 
 def test_deleted_tail_with_forged_head_needs_the_anchor(ledger):
@@ -103,9 +107,11 @@ def test_deleted_tail_with_forged_head_needs_the_anchor(ledger):
     prev_hash = ledger.entries()[5].row_hash
     tamper(ledger.location, "DELETE FROM ledger_entries WHERE seq = 7",
            f"UPDATE ledger_head SET seq = 6, row_hash = '{prev_hash}'")
-    # A consistent rewrite of the end of the chain is caught only against an anchor.
-    assert "reservation 6" not in " ".join(ledger.verify())
-    assert ledger.verify(anchor=anchor) == ["the anchored entry 7 is missing"]
+    # A consistent cut of the end of the chain is caught by the witness (and an anchor).
+    assert ledger.verify() == ["it ends at entry 6 but its witness saw entry 7: entries 7..7 "
+                               "were removed (truncated, or an older copy of the database "
+                               "was restored)"]
+    assert "the anchored entry 7 is missing" in ledger.verify(anchor=anchor)
 
 
 def test_reordered_rows_are_detected(ledger):
@@ -129,7 +135,8 @@ def test_inserted_row_is_detected(ledger):
     con.commit()
     con.close()
     problems = ledger.verify()
-    assert problems == ["entries 8..8 were added behind the ledger's back",
+    assert problems == ["entry 8 (commit on dataset 'census'): its content was edited (hash "
+                        "mismatch)", "entries 8..8 were added behind the ledger's back",
                         "entry 8: reservation 6 was closed twice"]
 
 
