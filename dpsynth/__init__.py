@@ -27,7 +27,9 @@ from dpsynth.errors import (
     DpsynthError,
     GeneratorError,
     LedgerAccessError,
+    LedgerCorruptedError,
     LedgerNotFoundError,
+    LegacyLedgerError,
     ModelFormatError,
     NotFittedError,
     ParameterError,
@@ -35,6 +37,7 @@ from dpsynth.errors import (
     PrivacyError,
     SchemaError,
     UnknownDatasetError,
+    WitnessError,
 )
 
 if _typing.TYPE_CHECKING:
@@ -94,7 +97,9 @@ __all__ = [
     "GeneratorError",
     "Ledger",
     "LedgerAccessError",
+    "LedgerCorruptedError",
     "LedgerNotFoundError",
+    "LegacyLedgerError",
     "ModelFormatError",
     "NotFittedError",
     "ParameterError",
@@ -105,6 +110,7 @@ __all__ = [
     "Schema",
     "SchemaError",
     "UnknownDatasetError",
+    "WitnessError",
     "__version__",
     "assess",
     "audit_generator",

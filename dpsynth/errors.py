@@ -10,12 +10,15 @@ catches ``ValueError`` (or ``FileNotFoundError``, ``RuntimeError``) keeps workin
     ├── ParameterError(ValueError)              a parameter has a bad value (epsilon <= 0...)
     │   ├── PolicyError                         a release policy is malformed
     │   ├── UnknownDatasetError                 the dataset is not registered in the ledger
-    │   └── LedgerAccessError                   the ledger cannot be opened or written
+    │   ├── LedgerAccessError                   the ledger cannot be opened or written
+    │   └── LegacyLedgerError                   an un-keyed (format 1) ledger: read, never spent
     ├── PrivacyError(ValueError)                the operation would leak (data read unpaid...)
     │   └── BudgetExceededError                 a spend would cross the budget cap
     ├── NotFittedError(ValueError)              sample/save called before fit
     ├── ModelFormatError(ValueError)            a saved model is missing, corrupt or too new
     ├── LedgerNotFoundError(FileNotFoundError)  no ledger at the given location
+    ├── LedgerCorruptedError(RuntimeError)      the ledger failed verification (edited, cut...)
+    ├── WitnessError(ValueError)                a ledger's witness file cannot be trusted
     └── GeneratorError(RuntimeError)            a generator under audit failed
 
 A name in parentheses is the built-in class the exception also subclasses; a child without one
@@ -60,6 +63,10 @@ class ParameterError(DpsynthError, ValueError):
 class LedgerAccessError(ParameterError):
     """The ledger cannot be opened or written: a directory, no such folder, read-only, a server
     that refuses the connection or is down."""
+
+
+class LegacyLedgerError(ParameterError):
+    """A format-1 (un-keyed) ledger: read and verified, never spent on."""
 
 
 class PolicyError(ParameterError):
@@ -130,14 +137,30 @@ def raise_if_problems(problems: Iterable[object], owner: str) -> None:
                              + "\n".join(f"  - {p}" for p in problems))
 
 
+class LedgerCorruptedError(DpsynthError, RuntimeError):
+    """The ledger failed verification: it was edited, cut short, rolled back or rewritten."""
+
+    def __init__(self, location: str, problems: Sequence[str]):
+        self.problems = tuple(problems)
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        super().__init__(f"The privacy ledger {location} is corrupted: {problems[0]}{more}. "
+                         "Nothing was spent; run `dpsynth budget verify` for every problem.")
+
+
+class WitnessError(DpsynthError, ValueError):
+    """A ledger's witness file cannot be trusted (forged, malformed, another ledger's)."""
+
+
 __all__ = [
     "BudgetExceededError",
     "DataReadError",
     "DataValidationError",
     "DpsynthError",
     "GeneratorError",
-    "LedgerNotFoundError",
     "LedgerAccessError",
+    "LedgerCorruptedError",
+    "LedgerNotFoundError",
+    "LegacyLedgerError",
     "ModelFormatError",
     "NotFittedError",
     "ParameterError",
@@ -145,6 +168,7 @@ __all__ = [
     "PrivacyError",
     "SchemaError",
     "UnknownDatasetError",
+    "WitnessError",
     "param_error",
     "raise_if_problems",
 ]

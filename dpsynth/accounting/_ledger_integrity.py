@@ -17,30 +17,15 @@ from pathlib import Path
 
 from dpsynth.accounting._ledger_chain import LedgerEvent, verify_entries
 from dpsynth.accounting._ledger_key import (
-    WitnessError,
     WitnessFile,
     create_key,
     key_id,
     read_key,
     witness_path_for,
 )
-from dpsynth.errors import DpsynthError, ParameterError
+from dpsynth.errors import LegacyLedgerError, ParameterError, WitnessError
 
 logger = logging.getLogger(__name__)
-
-
-class LedgerCorruptedError(DpsynthError):
-    """The ledger failed verification: it was edited, cut short, rolled back or rewritten."""
-
-    def __init__(self, location: str, problems: Sequence[str]):
-        self.problems = tuple(problems)
-        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        super().__init__(f"The privacy ledger {location} is corrupted: {problems[0]}{more}. "
-                         "Nothing was spent; run `dpsynth budget verify` for every problem.")
-
-
-class LegacyLedgerError(ParameterError):
-    """A format-1 (un-keyed) ledger: read, never spent on."""
 
 
 def new_meta_for(key_path: Path) -> dict[str, str]:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from dpsynth.errors import ParameterError
+from dpsynth.errors import ParameterError, WitnessError
 
 try:  # POSIX advisory locks; elsewhere the witness update is best effort.
     import fcntl
@@ -167,5 +167,3 @@ class WitnessFile:
             os.close(fd)
 
 
-class WitnessError(Exception):
-    """The witness file cannot be trusted (forged, malformed, another ledger's)."""

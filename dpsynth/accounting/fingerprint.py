@@ -14,18 +14,22 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from dpsynth.errors import param_error
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PREFIX = "sha256:"
 
 
 def content_hash(df: pd.DataFrame) -> str:
     """Hex sha256 of ``df``'s values, independent of row order, column order and the index."""
+    import pandas as pd
+
     if not isinstance(df, pd.DataFrame):
         raise param_error("df", "a pandas DataFrame", type(df).__name__, "content_hash")
     names = [str(c) for c in df.columns]
@@ -50,6 +54,8 @@ def fingerprint(df: pd.DataFrame, schema: Any = None) -> str:
     >>> fingerprint(a) == fingerprint(a.assign(x=[1, 3]))
     False
     """
+    import pandas as pd
+
     if schema is not None and hasattr(schema, "to_dict"):
         schema = schema.to_dict()
     if schema is not None and not isinstance(schema, Mapping):

@@ -35,12 +35,7 @@ from dpsynth.accounting._ledger_chain import (
     clean_float,
     compute_row_hash,
 )
-from dpsynth.accounting._ledger_integrity import (
-    Integrity,
-    LedgerCorruptedError,
-    LegacyLedgerError,
-    new_meta_for,
-)
+from dpsynth.accounting._ledger_integrity import Integrity, new_meta_for
 from dpsynth.accounting._ledger_key import hide_password, key_path_for
 from dpsynth.accounting._ledger_math import PrefixComposer
 from dpsynth.accounting._ledger_overlap import check_overlap, row_sketch
@@ -62,7 +57,13 @@ from dpsynth.accounting.budget import Budget
 from dpsynth.accounting.events import Event
 from dpsynth.accounting.rdp_filter import filter_epsilon
 from dpsynth.accounting.session import EPS_TOLERANCE, Spend, over_cap_message
-from dpsynth.errors import BudgetExceededError, PrivacyError, param_error
+from dpsynth.errors import (
+    BudgetExceededError,
+    LedgerCorruptedError,
+    LegacyLedgerError,
+    PrivacyError,
+    param_error,
+)
 
 logger = logging.getLogger(__name__)
 

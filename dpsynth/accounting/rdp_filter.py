@@ -55,8 +55,6 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 
-import dp_accounting
-
 from dpsynth.accounting.events import (
     ApproxDPEvent,
     Event,
@@ -88,6 +86,8 @@ def _subsampled_rdp(event: SubsampledGaussianEvent) -> tuple[float, ...]:
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)  # orders that fail to converge are reported as inf
     try:
+        import dp_accounting  # loaded on first use: keeps the CLI's start-up light
+
         accountant = dp_accounting.rdp.RdpAccountant(orders=list(ORDERS))
         accountant.compose(event.to_dp_event())
         values = accountant._rdp  # noqa: SLF001  (the per-order curve; no public getter)

@@ -29,7 +29,6 @@ from dpsynth.accounting.ledger import (
 )
 from dpsynth.accounting.report import FORMATS, build_report, render
 from dpsynth.commands._common import EXIT_ERROR, cli_errors, console
-from dpsynth.data.io import read_table
 from dpsynth.errors import ParameterError, param_error
 from dpsynth.schema import Schema
 
@@ -163,6 +162,8 @@ def register_command(
     """Register a dataset with its hard privacy cap (creates the ledger if needed)."""
     with cli_errors():
         parsed = Schema.load(schema) if schema is not None else None
+        from dpsynth.data.io import read_table
+
         table = read_table(data, schema=parsed)
         cap = Budget(epsilon, delta if delta is not None else default_delta(len(table)))
         book = Ledger(ledger)

@@ -8,7 +8,8 @@ import pytest
 from dpsynth import errors
 
 #: The built-in class each exception (or its nearest listed ancestor) also subclasses.
-_BUILTIN = {"GeneratorError": RuntimeError, "LedgerNotFoundError": FileNotFoundError}
+_BUILTIN = {"GeneratorError": RuntimeError, "LedgerNotFoundError": FileNotFoundError,
+            "LedgerCorruptedError": RuntimeError}
 
 
 def _classes() -> dict[str, type]:
@@ -73,6 +74,7 @@ def test_docstring_tree_draws_each_class_under_its_parent(name):
 @pytest.mark.parametrize(("module", "name"), [
     ("dpsynth.release.policy", "PolicyError"), ("dpsynth.release", "PolicyError"),
     ("dpsynth.accounting.ledger", "UnknownDatasetError"),
+    ("dpsynth.accounting.ledger", "LedgerCorruptedError"),
     ("dpsynth.accounting._ledger_store", "LedgerNotFoundError"),
     ("dpsynth.attacks.generators", "GeneratorError"),
 ])

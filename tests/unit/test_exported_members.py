@@ -13,10 +13,9 @@ import sys
 import pytest
 
 _ERRORS = ["BudgetExceededError", "DataReadError", "DataValidationError", "DpsynthError",
-           "GeneratorError", "LedgerAccessError", "LedgerNotFoundError", "ModelFormatError",
-           "NotFittedError",
-           "ParameterError", "PolicyError", "PrivacyError", "SchemaError",
-           "UnknownDatasetError"]
+           "GeneratorError", "LedgerAccessError", "LedgerCorruptedError", "LedgerNotFoundError",
+           "LegacyLedgerError", "ModelFormatError", "NotFittedError", "ParameterError",
+           "PolicyError", "PrivacyError", "SchemaError", "UnknownDatasetError", "WitnessError"]
 
 EXPECTED = {
     "dpsynth": [
