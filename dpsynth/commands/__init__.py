@@ -12,6 +12,7 @@ _GROUPS = (
     "dpsynth.commands.release",
     "dpsynth.commands.audit_generator",
     "dpsynth.commands.text",
+    "dpsynth.commands.card",
 )
 
 

@@ -28,6 +28,7 @@ from dpsynth.release.card_sections import (
 from dpsynth.release.gate import Assessment, attack_label
 from dpsynth.release.plan import AttemptOutcome, ReleasePlan, effective_delta
 from dpsynth.release.policy import REJECT, SHIP
+from dpsynth.release.provenance import ProvenanceSection, api_call, new_provenance
 from dpsynth.schema import Schema
 
 REFUSED = "refused"
@@ -70,6 +71,7 @@ class ReleaseFacts:
     attempts: tuple[Attempt, ...]
     last: AttemptOutcome | None
     spend: ReleaseSpend
+    ledger_entries: tuple[int, ...] = ()
 
 
 def final_decision(attempts: Sequence[Attempt]) -> tuple[str, tuple[str, ...]]:
@@ -103,7 +105,19 @@ def build_card(facts: ReleaseFacts, book: Ledger) -> DatasetCard:
         audit=_audit_section(None if last is None else last.assessment),
         checks=assessed[-1].checks if assessed else (), policy=plan.policy,
         reproduce=_reproduce(plan, assessed[-1] if assessed else None, n_rows),
-        filters=(), notes=(NO_FILTER_NOTE,))
+        filters=(), notes=(NO_FILTER_NOTE,), provenance=_provenance(facts))
+
+
+def _provenance(facts: ReleaseFacts) -> ProvenanceSection:
+    plan = facts.plan
+    call = plan.invocation or api_call(
+        plan.dataset, plan.epsilon, delta=plan.delta, synthesizer=plan.synth_name,
+        target=plan.target, holdout_fraction=plan.holdout_fraction,
+        time_column=plan.time_column, random_state=None if plan.secure else plan.seed,
+        secure=plan.secure)
+    found = new_provenance(call, seed=plan.seed, secure=plan.secure,
+                           licence=plan.source_licence, description=plan.source_description)
+    return replace(found, ledger_entries=facts.ledger_entries)
 
 
 def _generator(plan: ReleasePlan, last: AttemptOutcome | None) -> GeneratorSection:

@@ -138,7 +138,10 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
             policy: ReleasePolicy | Mapping[str, Any] | str | Path | None = None,
             holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION, n_rows: int | None = None,
             n_targets: int = 2000, random_state: int | None = None, secure: bool = False,
-            overwrite: bool = False, progress: Progress | None = None) -> ReleaseResult:
+            overwrite: bool = False, progress: Progress | None = None,
+            time_column: str | None = None, source_licence: str | None = None,
+            source_description: str | None = None,
+            invocation: str | None = None) -> ReleaseResult:
     """Release ``data`` as DP synthetic data, gated by an evaluation, an audit and a policy.
 
     Parameters
@@ -180,12 +183,24 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
         Draw the generator's DP noise from the operating system's CSPRNG (real releases).
     progress:
         Optional ``progress(stage, done, total)`` callback.
+    time_column:
+        A datetime, integer, numeric or ordinal column: the holdout is then the latest
+        period, and training, domain discovery and the audit's members use earlier periods
+        only (the card compares it with a random holdout of the same size).
+    source_licence, source_description:
+        What the data custodian declares about the private table (recorded on the card's
+        provenance as declared, not checked).
+    invocation:
+        The command line or call that made the release, for the card (default: the API call
+        rebuilt from these arguments).
     """
     plan = ReleasePlan.build(
         schema, epsilon=epsilon, dataset=dataset, delta=delta, synthesizer=synthesizer,
         synthesizer_params=synthesizer_params, target=target, positive=positive,
         secrets=secrets, policy=policy, holdout_fraction=holdout_fraction, n_rows=n_rows,
-        n_targets=n_targets, random_state=random_state, secure=secure)
+        n_targets=n_targets, random_state=random_state, secure=secure,
+        time_column=time_column, source_licence=source_licence,
+        source_description=source_description, invocation=invocation)
     schema.validate(data)
     return run_plan(plan, data, schema, out=None if out is None else Path(out),
                     ledger=ledger, cap=cap, overwrite=overwrite, progress=progress)
@@ -209,8 +224,10 @@ def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path
     spend = ReleaseSpend(events, compose(events),
                          float(rdp_epsilon(events, compose.delta)) if events else 0.0,
                          compose.delta, before)
+    entries = tuple(s.reservation.seq for s in book.spends(plan.dataset)
+                    if s.reservation.release_id == recorder.release_id)
     card = build_card(ReleaseFacts(plan, schema, identity, len(train), len(holdout),
-                                   recorder.release_id, attempts, last, spend), book)
+                                   recorder.release_id, attempts, last, spend, entries), book)
     synthetic = None if last is None else last.synthetic
     synth = None if last is None else last.synthesizer
     figures = last.assessment.figures if last is not None else Figures()

@@ -319,9 +319,26 @@ def _provenance(card: DatasetCard) -> str:
         f"{_e(withheld or '')}</p>"
         + (f"<table><tr><th>file</th><th>sha256</th></tr>{file_rows}</table>"
            if file_rows else "")
+        + _made_by(card)
         + f"<h3>Schema</h3><table><tr><th>column</th><th>kind</th><th>domain</th></tr>{cols}"
         "</table><h3>Reproduce</h3><pre>" + _e(rep.sample or "") + "\n\n"
         + _e(rep.rerun or "") + "</pre>")
+
+
+def _made_by(card: DatasetCard) -> str:
+    prov = card.provenance
+    if prov is None:
+        return ""
+    deps = ", ".join(f"{k} {v}" for k, v in prov.dependencies.items())
+    declared = "".join(f"<p><b>{label}</b> {_e(value)} (as declared by the data custodian)"
+                       "</p>" for label, value in (("Licence", prov.source_licence),
+                                                   ("Description", prov.source_description))
+                       if value)
+    return (f"<h3>Made by</h3><p>dpsynth {_e(prov.dpsynth_version)} on Python "
+            f"{_e(prov.python)}; {_e(deps)}.</p><p><b>Randomness</b> {_e(prov.randomness)}"
+            f"</p>{declared}<pre>{_e(prov.invocation)}</pre><p class=meta>Every other file "
+            "of the bundle is listed with its sha256 in the card's <code>provenance.files"
+            "</code>; <code>dpsynth card verify</code> checks them and the ledger.</p>")
 
 
 def _domain(column: Mapping[str, Any]) -> str:

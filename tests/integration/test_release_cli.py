@@ -120,3 +120,56 @@ def test_demo_releases_the_bundled_table(tmp_path):
     assert (tmp_path / "demo" / "report.html").is_file()
     again = run_demo(tmp_path / "demo", epsilon=1.0, seed=1, synthesizer="mst")
     assert again.card.privacy["dataset_epsilon_before"] == 0.0  # a fresh demo ledger
+
+
+def _card_app() -> typer.Typer:
+    from dpsynth.commands.card import register as register_card
+
+    app = _app()
+    register_card(app)
+    return app
+
+
+def test_card_records_provenance_and_verify_catches_one_changed_byte(files, tmp_path):
+    result = _release(files, tmp_path, "--cap-epsilon", "3", "--cap-delta", "1e-5",
+                      "--synthesizer", "mst", "--target", "health_ins",
+                      "--source-licence", "GPL-2 (ISLR)",
+                      "--source-description", "CPS wage extract, 3000 rows")
+    assert result.exit_code == 0, result.output
+    bundle = tmp_path / "bundle"
+    card = DatasetCard.load(bundle)
+    prov = card.provenance
+    assert prov is not None and prov.source_licence == "GPL-2 (ISLR)"
+    assert prov.source_description == "CPS wage extract, 3000 rows"
+    assert prov.seed == 0 and "seeded" in prov.randomness
+    assert "--epsilon 1" in prov.invocation and prov.invocation.startswith("dpsynth release")
+    assert {"numpy", "pandas", "scikit-learn"} <= set(prov.dependencies)
+    assert "dataset_card.yaml" not in prov.files
+    assert {"synthetic.csv", "synthetic.parquet", "report.html",
+            "model/manifest.json", "model/model.safetensors"} <= set(prov.files)
+    assert len(prov.ledger_entries) == card.privacy.n_spends > 0
+    ok = runner.invoke(_card_app(), ["card", "verify", str(bundle)])
+    assert ok.exit_code == 0 and "verified" in ok.output, ok.output
+    data = bytearray((bundle / "synthetic.csv").read_bytes())
+    data[-2] = ord("7") if data[-2] != ord("7") else ord("8")
+    (bundle / "synthetic.csv").write_bytes(bytes(data))
+    bad = runner.invoke(_card_app(), ["card", "verify", str(bundle)])
+    assert bad.exit_code == 1
+    assert "synthetic.csv" in bad.output and "changed" in bad.output
+    assert len([line for line in bad.output.splitlines() if "mismatch" in line]) == 1
+
+
+def test_card_verify_checks_epsilon_against_the_ledger(files, tmp_path):
+    result = _release(files, tmp_path, "--cap-epsilon", "3", "--cap-delta", "1e-5",
+                      "--synthesizer", "mst")
+    assert result.exit_code == 0, result.output
+    card_path = tmp_path / "bundle" / "dataset_card.yaml"
+    text = card_path.read_text()
+    card = DatasetCard.load(card_path)
+    stated = f"release_epsilon: {card.privacy.release_epsilon!r}"
+    assert stated in text
+    card_path.write_text(text.replace(stated, "release_epsilon: 0.5"))
+    bad = runner.invoke(_card_app(), ["card", "verify", str(tmp_path / "bundle")])
+    assert bad.exit_code == 1 and "release_epsilon" in bad.output, bad.output
+    missing = runner.invoke(_card_app(), ["card", "verify", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "no dataset card" in missing.output
