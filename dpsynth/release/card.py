@@ -36,6 +36,9 @@ Sections (``dataset_card.yaml``):
 ``policy``, ``decision``, ``reasons``, ``filters``, ``reproduce``, ``notes``
     the policy applied, the decision and why, post-generation filters (row-local clipping
     and rule rejections, when asked for), seeds and commands that reproduce the bundle.
+``evidence``
+    the real-anchor ablation, the temporal holdout, the tails the synthetic data misses and
+    the schema's rules between columns (:mod:`dpsynth.release.evidence`).
 ``provenance``
     dpsynth's and its dependencies' versions, the command line or API call, seed or secure
     mode, the source's declared licence and description, the ledger entries of the release
@@ -64,6 +67,7 @@ from dpsynth.release.card_sections import (
     SyntheticSection,
     plain,
 )
+from dpsynth.release.evidence import EvidenceSection
 from dpsynth.release.policy import Check, ReleasePolicy
 from dpsynth.release.provenance import ProvenanceSection
 
@@ -139,6 +143,7 @@ class DatasetCard:
     filters: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     provenance: ProvenanceSection | None = None
+    evidence: EvidenceSection | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schema", plain(self.schema))
@@ -164,6 +169,7 @@ class DatasetCard:
             "evaluation": self.evaluation.to_dict(), "audit": self.audit.to_dict(),
             "checks": [c.to_dict() for c in self.checks], "policy": self.policy.to_dict(),
             "reproduce": self.reproduce.to_dict(), "notes": list(self.notes),
+            **({} if self.evidence is None else {"evidence": self.evidence.to_dict()}),
             **({} if self.provenance is None else {"provenance": self.provenance.to_dict()}),
         }
 
@@ -194,7 +200,9 @@ class DatasetCard:
                 reproduce=ReproduceSection.from_dict(data["reproduce"]),
                 notes=tuple(data.get("notes") or ()),
                 provenance=(ProvenanceSection.from_dict(data["provenance"])
-                            if data.get("provenance") else None))
+                            if data.get("provenance") else None),
+                evidence=(EvidenceSection.from_dict(data["evidence"])
+                          if data.get("evidence") else None))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFormatError(f"the dataset card is incomplete or malformed: {exc!r}"
                                    ) from None

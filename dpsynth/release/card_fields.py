@@ -105,7 +105,8 @@ def build_card(facts: ReleaseFacts, book: Ledger) -> DatasetCard:
         audit=_audit_section(None if last is None else last.assessment),
         checks=assessed[-1].checks if assessed else (), policy=plan.policy,
         reproduce=_reproduce(plan, assessed[-1] if assessed else None, n_rows),
-        filters=(), notes=(NO_FILTER_NOTE,), provenance=_provenance(facts))
+        filters=(), notes=(NO_FILTER_NOTE,), provenance=_provenance(facts),
+        evidence=None if last is None else last.evidence)
 
 
 def _provenance(facts: ReleaseFacts) -> ProvenanceSection:
@@ -132,14 +133,22 @@ def _generator(plan: ReleasePlan, last: AttemptOutcome | None) -> GeneratorSecti
 def _source(facts: ReleaseFacts, status: Status) -> SourceSection:
     plan, schema = facts.plan, facts.schema
     unit = f"users ({schema.user_key!r})" if schema.user_key else "rows"
+    use = (f"Holdout: {plan.holdout_fraction:.0%} of the {unit}, drawn at random with the "
+           "release seed")
+    if plan.time_column is not None:
+        use = (f"Holdout: the latest period of {plan.time_column!r} is set aside (see "
+               f"evidence.temporal), and {facts.n_holdout} of the {unit} of the earlier "
+               "periods are drawn at random with the release seed")
+    if plan.target is not None:
+        use += ("; the holdout is further split into a real anchor and a test part for the "
+                "real-anchor ablation (evidence.anchor_ablation)")
     return SourceSection(
         plan.dataset, facts.identity.fingerprint, facts.identity.content_hash,
         facts.identity.n_rows, facts.n_train, facts.n_holdout, plan.holdout_fraction,
         status.dataset.privacy_unit,
-        f"Holdout: {plan.holdout_fraction:.0%} of the {unit}, drawn at random with the "
-        "release seed; never used for training or domain discovery; read only by the "
-        "evaluation (utility test set) and the audit (control). Only the aggregate figures "
-        "of this card are released about it.")
+        use + "; never used for training or domain discovery; read only by the evaluation "
+        "(utility test set) and the audit (control). Only the aggregate figures of this card "
+        "are released about it.")
 
 
 def _privacy(facts: ReleaseFacts, status: Status, book: Ledger) -> PrivacySection:

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from dpsynth.accounting import Budget, Event, pld_epsilon, rdp_epsilon
 from dpsynth.accounting.fingerprint import DataIdentity, identify
 from dpsynth.accounting.ledger import Ledger, LedgerRecorder
 from dpsynth.errors import BudgetExceededError, ParameterError, param_error
+from dpsynth.release.ablation import split_anchor
 from dpsynth.release.bundle import check_out_dir, write_bundle
 from dpsynth.release.card import Attempt, DatasetCard
 from dpsynth.release.card_fields import (
@@ -48,6 +49,7 @@ from dpsynth.release.card_fields import (
     final_decision,
 )
 from dpsynth.release.card_sections import AttemptSeeds, SpendRow
+from dpsynth.release.evidence import EvidenceData, evidence_checks, gather_evidence
 from dpsynth.release.gate import Assessment, Figures, Progress, assess
 from dpsynth.release.plan import (
     DEFAULT_HOLDOUT_FRACTION,
@@ -55,6 +57,7 @@ from dpsynth.release.plan import (
     ReleasePlan,
 )
 from dpsynth.release.policy import REGENERATE, SHIP, ReleasePolicy
+from dpsynth.release.temporal import split_time
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import BaseSynthesizer
 
@@ -212,15 +215,13 @@ def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path
     """Carry out a validated :class:`ReleasePlan` on ``data`` (see :func:`release`)."""
     if out is not None:
         check_out_dir(out, overwrite)
-    train, holdout = split_holdout(data, schema, plan.holdout_fraction,
-                                   child_seed(plan.seed, 0))
-    _check_split(train, holdout, schema, plan.target)
+    train, holdout, extra = _split(plan, data, schema)
     identity = identify(data, schema)
     book, recorder = _open_ledger(ledger, plan.dataset, cap, data, schema, identity)
     before = book.status(plan.dataset).epsilon
     compose = _Composer(recorder.cap.delta)
-    attempts, last, events = _run_attempts(plan, train, holdout, schema, recorder, compose,
-                                           progress)
+    attempts, last, events = _run_attempts(plan, train, holdout, extra, schema, recorder,
+                                           compose, progress)
     spend = ReleaseSpend(events, compose(events),
                          float(rdp_epsilon(events, compose.delta)) if events else 0.0,
                          compose.delta, before)
@@ -270,6 +271,25 @@ def split_holdout(data: pd.DataFrame, schema: Schema, fraction: float,
     return data.loc[~mask], data.loc[mask]
 
 
+def _split(plan: ReleasePlan, data: pd.DataFrame,
+           schema: Schema) -> tuple[pd.DataFrame, pd.DataFrame, EvidenceData]:
+    """Training rows, the gate's holdout and the evidence's real rows. With a time column
+    the latest period is set aside first and the holdout is drawn from the earlier periods
+    with as many rows (:mod:`~dpsynth.release.temporal`); with a target the holdout is split
+    into the ablation's anchor and test parts (:mod:`~dpsynth.release.ablation`)."""
+    latest, label, periods = None, "", 0
+    pool, fraction = data, plan.holdout_fraction
+    if plan.time_column is not None:
+        pool, latest, label, periods = split_time(data, schema, plan.time_column, plan.target)
+        fraction = min(0.5, len(latest) / len(pool))
+    train, holdout = split_holdout(pool, schema, fraction, child_seed(plan.seed, 0))
+    _check_split(train, holdout, schema, plan.target)
+    anchor = test = None
+    if plan.target is not None:
+        anchor, test = split_anchor(holdout, plan.target, child_seed(plan.seed, 4))
+    return train, holdout, EvidenceData(anchor, test, latest, label, periods)
+
+
 def _check_split(train: pd.DataFrame, holdout: pd.DataFrame, schema: Schema,
                  target: str | None) -> None:
     problems = []
@@ -285,7 +305,8 @@ def _check_split(train: pd.DataFrame, holdout: pd.DataFrame, schema: Schema,
 
 # -- attempts --------------------------------------------------------------------------------
 def _run_attempts(plan: ReleasePlan, train: pd.DataFrame, holdout: pd.DataFrame,
-                  schema: Schema, recorder: LedgerRecorder, compose: _Composer,
+                  extra: EvidenceData, schema: Schema, recorder: LedgerRecorder,
+                  compose: _Composer,
                   progress: Progress | None,
                   ) -> tuple[tuple[Attempt, ...], AttemptOutcome | None, tuple[Event, ...]]:
     """Fit, sample and assess until an attempt ships, is rejected, is refused by the
@@ -295,8 +316,8 @@ def _run_attempts(plan: ReleasePlan, train: pd.DataFrame, holdout: pd.DataFrame,
     last = None
     for number in range(1, plan.policy.max_attempts + 1):
         tagged = _AttemptRecorder(recorder, number)
-        attempt, outcome = _attempt(plan, number, train, holdout, schema, tagged, compose,
-                                    progress)
+        attempt, outcome = _attempt(plan, number, train, holdout, extra, schema, tagged,
+                                    compose, progress)
         attempts.append(attempt)
         events += [e for _, e in tagged.spends]
         if outcome is None:
@@ -308,7 +329,8 @@ def _run_attempts(plan: ReleasePlan, train: pd.DataFrame, holdout: pd.DataFrame,
 
 
 def _attempt(plan: ReleasePlan, number: int, train: pd.DataFrame, holdout: pd.DataFrame,
-             schema: Schema, tagged: _AttemptRecorder, compose: _Composer,
+             extra: EvidenceData, schema: Schema, tagged: _AttemptRecorder,
+             compose: _Composer,
              progress: Progress | None) -> tuple[Attempt, AttemptOutcome | None]:
     """One attempt; its outcome is ``None`` when the ledger refused a later attempt."""
     seeds = AttemptSeeds(None if plan.secure else child_seed(plan.seed, number, 1),
@@ -329,11 +351,18 @@ def _attempt(plan: ReleasePlan, number: int, train: pd.DataFrame, holdout: pd.Da
                    target=plan.target, positive=plan.positive, secrets=plan.secrets,
                    n_targets=plan.n_targets, attempt=number, random_state=seeds.audit,
                    progress=progress)
+    tick(f"attempt {number}: evidence against real data", 0, 1)
+    evidence = gather_evidence(plan, extra, train, holdout, rows, synth.schema_, seeds.audit)
+    more = evidence_checks(plan.policy, evidence)
+    if more:
+        found = replace(found, decision=plan.policy.decide(
+            (*found.decision.checks, *more), number))
+    tick(f"attempt {number}: evidence against real data", 1, 1)
     spends = tuple(SpendRow(p, e.describe(), compose([e])) for p, e in tagged.spends)
     attempt = Attempt(number, found.outcome, found.decision.reasons,
                       compose([e for _, e in tagged.spends]), spends, seeds,
                       found.decision.checks)
-    return attempt, AttemptOutcome(synth, rows, found)
+    return attempt, AttemptOutcome(synth, rows, found, evidence)
 
 
 __all__ = ["DEFAULT_HOLDOUT_FRACTION", "AttemptOutcome", "ReleasePlan", "ReleaseResult",

@@ -15,6 +15,7 @@ import pandas as pd
 from dpsynth._util.seeds import resolve_seed
 from dpsynth.accounting import Budget
 from dpsynth.errors import ParameterError, param_error
+from dpsynth.release.evidence import EvidenceSection
 from dpsynth.release.gate import Assessment
 from dpsynth.release.policy import ReleasePolicy, resolve_policy
 from dpsynth.schema import CATEGORY_KINDS, Schema
@@ -201,6 +202,7 @@ class AttemptOutcome:
     synthesizer: BaseSynthesizer
     synthetic: pd.DataFrame
     assessment: Assessment
+    evidence: EvidenceSection | None = None
 
 
 __all__ = ["DEFAULT_HOLDOUT_FRACTION", "TIME_KINDS", "AttemptOutcome", "ReleasePlan",

@@ -57,7 +57,8 @@ def render_report(card: DatasetCard, figures: Figures | None = None) -> str:
     """The report of ``card`` as one HTML document."""
     figures = figures or Figures()
     body = [_header(card), _checks(card), _budget(card), _audit(card.audit, figures),
-            _fidelity(card.evaluation, figures), _utility(card.evaluation), _attempts(card),
+            _fidelity(card.evaluation, figures), _utility(card.evaluation), _evidence(card),
+            _attempts(card),
             _coverage(card), _provenance(card)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>dpsynth release {_e(card.dataset)}: {_e(card.decision)}</title>"
@@ -274,6 +275,12 @@ def _utility(evaluation: EvaluationSection) -> str:
         f"ROC-AUC {_fig(u.tstr_auc, 'evaluation.utility.tstr_auc')} (TSTR), trained on the "
         f"real training rows {_fig(u.trtr_auc, 'evaluation.utility.trtr_auc')} (TRTR); "
         f"ratio {_fig(u.ratio, 'evaluation.utility.ratio')}.</p>")
+
+
+def _evidence(card: DatasetCard) -> str:
+    from dpsynth.release.report_evidence import evidence_html
+
+    return evidence_html(card)
 
 
 def _attempts(card: DatasetCard) -> str:

@@ -173,3 +173,56 @@ def test_card_verify_checks_epsilon_against_the_ledger(files, tmp_path):
     assert bad.exit_code == 1 and "release_epsilon" in bad.output, bad.output
     missing = runner.invoke(_card_app(), ["card", "verify", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "no dataset card" in missing.output
+
+
+def test_temporal_release_carries_ablation_temporal_tails_and_hashes(files, tmp_path):
+    result = _release(files, tmp_path, "--cap-epsilon", "5", "--cap-delta", "1e-5",
+                      "--synthesizer", "mst", "--target", "health_ins",
+                      "--time-column", "year")
+    assert result.exit_code == 0, result.output
+    bundle = tmp_path / "bundle"
+    card = DatasetCard.load(bundle)
+    ev = card.evidence
+    assert ev is not None and ev.temporal is not None and ev.anchor_ablation is not None
+    assert ev.temporal.latest_period == "2009" and ev.temporal.n_latest == 389
+    assert ev.temporal.n_random == 389 and ev.temporal.tstr_auc_latest is not None
+    assert "latest period of 'year'" in card.source.holdout_use
+    assert card.source.n_train == 3000 - 2 * 389
+    ablation = ev.anchor_ablation
+    assert ablation.n_anchor + ablation.n_test == 389
+    assert [p.share for p in ablation.points][1:-1] == [0.1, 0.3, 0.5, 1.0, 2.0, 5.0]
+    assert ev.tails is not None and "epsilon does not cover" in ev.tails.note
+    assert "synthetic.csv" in card.provenance.files
+    html = (bundle / "report.html").read_text()
+    assert "Real-anchor ablation" in html and "Temporal holdout" in html
+    assert 'data-key="evidence.anchor_ablation.gain"' in html
+    ok = runner.invoke(_card_app(), ["card", "verify", str(bundle)])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_policy_requiring_an_anchor_gain_rejects(files, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("utility:\n  min_anchor_gain: 0.5\nmax_attempts: 1\n")
+    result = _release(files, tmp_path, "--cap-epsilon", "3", "--cap-delta", "1e-5",
+                      "--synthesizer", "mst", "--target", "health_ins", "--policy",
+                      str(policy))
+    assert result.exit_code == 3, result.output
+    card = DatasetCard.load(tmp_path / "bundle")
+    gain = [c for c in card.checks if c.name == "utility:anchor_gain"]
+    assert len(gain) == 1 and gain[0].passed is False
+    assert any("anchor_gain" in r for r in card.reasons)
+
+
+def test_time_column_with_one_period_is_one_clear_line(files, tmp_path):
+    import pandas as pd
+
+    data = tmp_path / "one.csv"
+    pd.read_csv(files["data"]).assign(year=2005).to_csv(data, index=False)
+    args = ["release", str(data), "--schema", str(files["schema"]), "--epsilon", "1",
+            "--dataset", "wage", "--out", str(tmp_path / "b"), "--ledger",
+            str(tmp_path / "l.sqlite"), "--cap-epsilon", "3", "--time-column", "year",
+            "--quiet"]
+    result = runner.invoke(_app(), args)
+    assert result.exit_code == 2
+    assert "holds one period only (2005)" in result.output
+    assert "Traceback" not in result.output
