@@ -159,6 +159,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _rules_of(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SchemaError(f"'rules' must be a list of strings (quote each rule); got {value!r}")
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class Schema:
     """An ordered set of :class:`Column` s, with validation of tables against it."""
@@ -167,10 +175,14 @@ class Schema:
     name: str = "table"
     user_key: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: Public rules between columns (:mod:`dpsynth.release.rules`), checked on each release.
+    rules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, tuple):
             object.__setattr__(self, "columns", tuple(self.columns))
+        if not isinstance(self.rules, tuple):
+            object.__setattr__(self, "rules", tuple(self.rules))
         if not self.columns:
             raise SchemaError("A schema needs at least one column.")
         names = [c.name for c in self.columns]
@@ -179,6 +191,12 @@ class Schema:
             raise SchemaError(f"Duplicate column names in the schema: {dupes}")
         if self.user_key is not None and self.user_key not in names:
             raise SchemaError(f"user_key {self.user_key!r} is not a column of the schema")
+        if self.rules:
+            from dpsynth.release.rules import rule_problems
+
+            bad = rule_problems(self.rules, names)
+            if bad:
+                raise SchemaError("Invalid rules:\n" + "\n".join(f"  - {b}" for b in bad))
 
     # -- access -------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Column:
@@ -255,6 +273,8 @@ class Schema:
         if self.metadata:
             out["metadata"] = dict(self.metadata)
         out["columns"] = [c.to_dict() for c in self.columns]
+        if self.rules:
+            out["rules"] = list(self.rules)
         return out
 
     @classmethod
@@ -279,6 +299,7 @@ class Schema:
         return cls(
             columns=tuple(columns), name=str(data.get("name", "table")),
             user_key=data.get("user_key"), metadata=dict(data.get("metadata", {})),
+            rules=_rules_of(data.get("rules")),
         )
 
     def save(self, path: str | Path) -> Path:

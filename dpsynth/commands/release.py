@@ -80,6 +80,9 @@ def release_command(
     ] = None,
     source_description: Annotated[str | None, typer.Option(
         help="One-line description of the private table (recorded on the card).")] = None,
+    reject_rule_breaks: Annotated[bool, typer.Option(
+        help="Drop synthetic rows that break the schema's rules and draw again (no privacy "
+             "cost; recorded as a filter on the card).")] = False,
 ) -> None:
     """Release a private table as DP synthetic data, only if it passes the audit and the
     policy; writes the synthetic data, a dataset card and an HTML report. Exit 0 ship,
@@ -111,7 +114,8 @@ def release_command(
                              overwrite=overwrite, progress=tick, time_column=time_column,
                              source_licence=source_licence,
                              source_description=source_description,
-                             invocation=command_line(ctx))
+                             invocation=command_line(ctx),
+                             reject_rule_breaks=reject_rule_breaks)
         summary(result, out_dir)
     if not result.shipped:
         raise typer.Exit(EXIT_LEAK)

@@ -105,8 +105,15 @@ def build_card(facts: ReleaseFacts, book: Ledger) -> DatasetCard:
         audit=_audit_section(None if last is None else last.assessment),
         checks=assessed[-1].checks if assessed else (), policy=plan.policy,
         reproduce=_reproduce(plan, assessed[-1] if assessed else None, n_rows),
-        filters=(), notes=(NO_FILTER_NOTE,), provenance=_provenance(facts),
+        filters=_filters(last), notes=() if _filters(last) else (NO_FILTER_NOTE,),
+        provenance=_provenance(facts),
         evidence=None if last is None else last.evidence)
+
+
+def _filters(last: AttemptOutcome | None) -> tuple[str, ...]:
+    """Every post-generation filter applied to the released rows (row-local, no budget)."""
+    rules = None if last is None or last.evidence is None else last.evidence.rules
+    return (rules["filter"],) if rules and rules.get("filter") else ()
 
 
 def _provenance(facts: ReleaseFacts) -> ProvenanceSection:

@@ -143,8 +143,8 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
             n_targets: int = 2000, random_state: int | None = None, secure: bool = False,
             overwrite: bool = False, progress: Progress | None = None,
             time_column: str | None = None, source_licence: str | None = None,
-            source_description: str | None = None,
-            invocation: str | None = None) -> ReleaseResult:
+            source_description: str | None = None, invocation: str | None = None,
+            reject_rule_breaks: bool = False) -> ReleaseResult:
     """Release ``data`` as DP synthetic data, gated by an evaluation, an audit and a policy.
 
     Parameters
@@ -196,6 +196,9 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
     invocation:
         The command line or call that made the release, for the card (default: the API call
         rebuilt from these arguments).
+    reject_rule_breaks:
+        Drop the synthetic rows that break the schema's ``rules`` and draw again
+        (post-processing, no privacy cost; recorded as a filter on the card).
     """
     plan = ReleasePlan.build(
         schema, epsilon=epsilon, dataset=dataset, delta=delta, synthesizer=synthesizer,
@@ -203,7 +206,8 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
         secrets=secrets, policy=policy, holdout_fraction=holdout_fraction, n_rows=n_rows,
         n_targets=n_targets, random_state=random_state, secure=secure,
         time_column=time_column, source_licence=source_licence,
-        source_description=source_description, invocation=invocation)
+        source_description=source_description, invocation=invocation,
+        reject_rule_breaks=reject_rule_breaks)
     schema.validate(data)
     return run_plan(plan, data, schema, out=None if out is None else Path(out),
                     ledger=ledger, cap=cap, overwrite=overwrite, progress=progress)
@@ -287,7 +291,7 @@ def _split(plan: ReleasePlan, data: pd.DataFrame,
     anchor = test = None
     if plan.target is not None:
         anchor, test = split_anchor(holdout, plan.target, child_seed(plan.seed, 4))
-    return train, holdout, EvidenceData(anchor, test, latest, label, periods)
+    return train, holdout, EvidenceData(anchor, test, latest, label, periods, schema.rules)
 
 
 def _check_split(train: pd.DataFrame, holdout: pd.DataFrame, schema: Schema,
@@ -346,13 +350,14 @@ def _attempt(plan: ReleasePlan, number: int, train: pd.DataFrame, holdout: pd.Da
         return Attempt(number, REFUSED, (f"the ledger refused the attempt's budget (nothing "
                                          f"spent): {exc}",), None, seeds=seeds), None
     tick(f"attempt {number}: fit {plan.synth_name}", 1, 1)
-    rows = synth.sample(plan.n_rows or len(train), random_state=seeds.sample)
+    rows, dropped = _sample(plan, synth, len(train), seeds.sample, extra.rules)
     found = assess(train, holdout, rows, synth.schema_, policy=plan.policy,
                    target=plan.target, positive=plan.positive, secrets=plan.secrets,
                    n_targets=plan.n_targets, attempt=number, random_state=seeds.audit,
                    progress=progress)
     tick(f"attempt {number}: evidence against real data", 0, 1)
-    evidence = gather_evidence(plan, extra, train, holdout, rows, synth.schema_, seeds.audit)
+    evidence = gather_evidence(plan, extra, train, holdout, rows, synth.schema_, seeds.audit,
+                               dropped)
     more = evidence_checks(plan.policy, evidence)
     if more:
         found = replace(found, decision=plan.policy.decide(
@@ -363,6 +368,18 @@ def _attempt(plan: ReleasePlan, number: int, train: pd.DataFrame, holdout: pd.Da
                       compose([e for _, e in tagged.spends]), spends, seeds,
                       found.decision.checks)
     return attempt, AttemptOutcome(synth, rows, found, evidence)
+
+
+def _sample(plan: ReleasePlan, synth: BaseSynthesizer, n_train: int, seed: int,
+            rules: tuple[str, ...]) -> tuple[pd.DataFrame, int | None]:
+    """The attempt's synthetic rows, and how many broke a rule and were dropped (``None``
+    when no rule filter applies)."""
+    n = plan.n_rows or n_train
+    if not (plan.reject_rule_breaks and rules):
+        return synth.sample(n, random_state=seed), None
+    from dpsynth.release.rules import sample_within_rules
+
+    return sample_within_rules(synth, n, seed, rules, synth.schema_.names)
 
 
 __all__ = ["DEFAULT_HOLDOUT_FRACTION", "AttemptOutcome", "ReleasePlan", "ReleaseResult",

@@ -28,6 +28,7 @@ import pandas as pd
 from dpsynth.release.ablation import AnchorAblation, anchor_ablation, anchor_check
 from dpsynth.release.card_sections import _Section, plain
 from dpsynth.release.policy import Check, ReleasePolicy
+from dpsynth.release.rules import check_rules
 from dpsynth.release.tails import TailsSection, tails_report
 from dpsynth.release.temporal import TemporalHoldout, temporal_check, temporal_holdout
 from dpsynth.schema import Schema
@@ -83,11 +84,12 @@ class EvidenceData:
     latest: pd.DataFrame | None = None
     latest_label: str = ""
     periods: int = 0
+    rules: tuple[str, ...] = ()
 
 
 def gather_evidence(plan: ReleasePlan, data: EvidenceData, train: pd.DataFrame,
                     holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema,
-                    seed: int) -> EvidenceSection:
+                    seed: int, rule_drops: int | None = None) -> EvidenceSection:
     """Every part of the evidence that the release's settings allow."""
     ablation = temporal = None
     seed %= 2**31
@@ -99,7 +101,20 @@ def gather_evidence(plan: ReleasePlan, data: EvidenceData, train: pd.DataFrame,
                                     time_column=plan.time_column,
                                     latest_label=data.latest_label, periods=data.periods,
                                     target=plan.target, positive=plan.positive, seed=seed)
-    return EvidenceSection(ablation, temporal, tails_report(train, synthetic, schema))
+    rules = None
+    if data.rules:
+        rules = {"checked": check_rules(data.rules, synthetic, train, list(synthetic.columns)),
+                 "compared_with": "training rows", "rejected_rows": rule_drops,
+                 "filter": None if rule_drops is None else rule_filter(rule_drops)}
+    return EvidenceSection(ablation, temporal, tails_report(train, synthetic, schema), rules)
+
+
+def rule_filter(dropped: int) -> str:
+    """The card's line for the rule filter."""
+    return (f"rule filter: {dropped} synthetic row{'s' if dropped != 1 else ''} breaking the "
+            "schema's rules were dropped at sampling and drawn again (post-processing of the "
+            "generator's output, no privacy cost). The plain redraw of reproduce.sample does "
+            "not apply this filter.")
 
 
 def evidence_checks(policy: ReleasePolicy, evidence: EvidenceSection) -> list[Check]:

@@ -226,3 +226,28 @@ def test_time_column_with_one_period_is_one_clear_line(files, tmp_path):
     assert result.exit_code == 2
     assert "holds one period only (2005)" in result.output
     assert "Traceback" not in result.output
+
+
+def test_declared_rule_broken_by_the_synthetic_rows_and_the_rule_filter(files, tmp_path):
+    import yaml
+
+    schema = yaml.safe_load(files["schema"].read_text())
+    schema["rules"] = ["wage >= 40 if education == '5. Advanced Degree'"]
+    ruled = tmp_path / "ruled.yaml"
+    ruled.write_text(yaml.safe_dump(schema))
+    common = ["release", str(files["data"]), "--schema", str(ruled), "--epsilon", "1",
+              "--dataset", "wage", "--ledger", str(tmp_path / "ledger.sqlite"),
+              "--cap-epsilon", "5", "--cap-delta", "1e-5", "--synthesizer", "mst",
+              "--seed", "0", "--quiet"]
+    plain = runner.invoke(_app(), [*common, "--out", str(tmp_path / "a")])
+    assert plain.exit_code == 0, plain.output
+    [row] = DatasetCard.load(tmp_path / "a").evidence.rules["checked"]
+    assert row["synthetic_rate"] > row["real_rate"] and row["synthetic_violations"] > 0
+    filtered = runner.invoke(_app(), [*common, "--out", str(tmp_path / "b"),
+                                      "--reject-rule-breaks"])
+    assert filtered.exit_code == 0, filtered.output
+    card = DatasetCard.load(tmp_path / "b")
+    [row] = card.evidence.rules["checked"]
+    assert row["synthetic_violations"] == 0 and card.evidence.rules["rejected_rows"] > 0
+    assert len(card.filters) == 1 and card.filters[0].startswith("rule filter:")
+    assert "Public rules between columns" in (tmp_path / "b" / "report.html").read_text()
