@@ -13,6 +13,7 @@ _GROUPS = (
     "dpsynth.commands.audit_generator",
     "dpsynth.commands.text",
     "dpsynth.commands.card",
+    "dpsynth.commands.rounds",
 )
 
 
