@@ -14,6 +14,7 @@ _GROUPS = (
     "dpsynth.commands.text",
     "dpsynth.commands.card",
     "dpsynth.commands.rounds",
+    "dpsynth.commands.review",
 )
 
 

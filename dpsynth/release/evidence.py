@@ -13,6 +13,9 @@ gate, each part ``None`` when it did not run.
 ``rules``
     the schema's public rules between columns: violation rates of the synthetic and the real
     rows (:mod:`~dpsynth.release.rules`).
+``review``
+    the share of reviewed synthetic rows a person marked implausible, with its interval
+    (:mod:`~dpsynth.release.review`; filled by ``dpsynth review import``).
 
 Every figure here reads private rows without noise: none is covered by epsilon.
 """
@@ -52,13 +55,15 @@ class EvidenceSection(_Section):
     temporal: TemporalHoldout | None = None
     tails: TailsSection | None = None
     rules: Mapping[str, Any] | None = None
+    review: Mapping[str, Any] | None = None
     rounds_warning: str = ROUNDS_WARNING
     not_covered_by_dp: str = NOT_COVERED
 
     def to_dict(self) -> dict[str, Any]:
         return {"anchor_ablation": plain(self.anchor_ablation),
                 "temporal": plain(self.temporal), "tails": plain(self.tails),
-                "rules": plain(self.rules), "rounds_warning": self.rounds_warning,
+                "rules": plain(self.rules), "review": plain(self.review),
+                "rounds_warning": self.rounds_warning,
                 "not_covered_by_dp": self.not_covered_by_dp}
 
     @classmethod
@@ -68,7 +73,7 @@ class EvidenceSection(_Section):
         return cls(None if ablation is None else AnchorAblation.from_dict(ablation),
                    None if temporal is None else TemporalHoldout.from_dict(temporal),
                    None if tails is None else TailsSection.from_dict(tails),
-                   data.get("rules"),
+                   data.get("rules"), data.get("review"),
                    str(data.get("rounds_warning", ROUNDS_WARNING)),
                    str(data.get("not_covered_by_dp", NOT_COVERED)))
 

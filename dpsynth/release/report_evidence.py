@@ -17,7 +17,7 @@ def evidence_html(card: DatasetCard) -> str:
         return ""
     return ("<h2>5b. Evidence against real data</h2><div class=internal>"
             f"{_e(ev.not_covered_by_dp)}</div>" + _ablation(ev) + _temporal(ev) + _tails(ev)
-            + _rules(ev) + f"<p class=meta>{_e(ev.rounds_warning)}</p>")
+            + _rules(ev) + _review(ev) + f"<p class=meta>{_e(ev.rounds_warning)}</p>")
 
 
 def _ablation(ev: EvidenceSection) -> str:
@@ -100,6 +100,17 @@ def _rules(ev: EvidenceSection) -> str:
             "schema declares, in the synthetic data and in the real training rows.</p>"
             "<table><tr><th>rule</th><th>synthetic</th><th>real</th></tr>" + rows
             + "</table>")
+
+
+def _review(ev: EvidenceSection) -> str:
+    r = ev.review
+    if not r:
+        return ""
+    lo, hi = r["ci"]
+    return (f"<h3>Human review</h3><p>{r['n_reviewed']} released rows reviewed by a person; "
+            f"{_fig(r['n_implausible'], 'evidence.review.n_implausible', '{}')} marked "
+            f"implausible ({_fig(r['share'], 'evidence.review.share', PCT)}, "
+            f"{100 * r['confidence']:g}% interval {lo:.1%} to {hi:.1%}).</p>")
 
 
 __all__ = ["evidence_html"]

@@ -251,3 +251,31 @@ def test_declared_rule_broken_by_the_synthetic_rows_and_the_rule_filter(files, t
     assert row["synthetic_violations"] == 0 and card.evidence.rules["rejected_rows"] > 0
     assert len(card.filters) == 1 and card.filters[0].startswith("rule filter:")
     assert "Public rules between columns" in (tmp_path / "b" / "report.html").read_text()
+
+
+def test_review_round_trip_records_the_share_on_the_card(files, tmp_path):
+    import pandas as pd
+
+    from dpsynth.commands.review import register as register_review
+
+    assert _release(files, tmp_path, "--cap-epsilon", "3", "--cap-delta", "1e-5",
+                    "--synthesizer", "mst").exit_code == 0
+    app = _card_app()
+    register_review(app)
+    bundle = tmp_path / "bundle"
+    exported = runner.invoke(app, ["review", "export", str(bundle), "--n", "40"])
+    assert exported.exit_code == 0, exported.output
+    sheet = pd.read_csv(bundle / "review" / "review.csv", dtype=str, keep_default_na=False)
+    assert len(sheet) == 40 and {"review_id", "implausible", "note"} <= set(sheet.columns)
+    sheet["implausible"] = ["yes"] * 4 + ["no"] * 36
+    sheet.to_csv(bundle / "review" / "review.csv", index=False)
+    imported = runner.invoke(app, ["review", "import", str(bundle)])
+    assert imported.exit_code == 0 and "4 implausible" in imported.output, imported.output
+    review = DatasetCard.load(bundle).evidence.review
+    assert review["n_reviewed"] == 40 and review["share"] == pytest.approx(0.1)
+    assert review["ci"][0] < 0.1 < review["ci"][1]
+    assert runner.invoke(app, ["card", "verify", str(bundle)]).exit_code == 0
+    sheet["implausible"] = "maybe"
+    sheet.to_csv(bundle / "review" / "review.csv", index=False)
+    bad = runner.invoke(app, ["review", "import", str(bundle)])
+    assert bad.exit_code == 2 and "yes or no" in bad.output
