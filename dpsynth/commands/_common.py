@@ -66,3 +66,12 @@ def cli_errors() -> Iterator[None]:
         raise fail(str(exc), EXIT_ERROR) from None
     except KeyboardInterrupt:
         raise fail("interrupted", EXIT_ERROR) from None
+
+
+def print_table(table: object) -> None:
+    """Print a rich table on stdout, full width when stdout is not a terminal (a pipe or a
+    file gets every figure, not cells cut to the 80 columns rich assumes there)."""
+    if out.is_terminal:
+        out.print(table)
+    else:
+        Console(file=out.file, width=max(out.width, 200), soft_wrap=True).print(table)

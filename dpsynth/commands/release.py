@@ -16,7 +16,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dpsynth.commands._common import EXIT_LEAK, EXIT_USAGE, cli_errors, console, fail, out
+from dpsynth.commands._common import (
+    EXIT_LEAK,
+    EXIT_USAGE,
+    cli_errors,
+    console,
+    fail,
+    out,
+    print_table,
+)
 
 if TYPE_CHECKING:
     from dpsynth.release import ReleaseResult
@@ -83,6 +91,9 @@ def release_command(
     reject_rule_breaks: Annotated[bool, typer.Option(
         help="Drop synthetic rows that break the schema's rules and draw again (no privacy "
              "cost; recorded as a filter on the card).")] = False,
+    clip: Annotated[bool, typer.Option(
+        help="Clip values outside the declared bounds to them instead of refusing the table "
+             "(row-local, no privacy cost; counts per column on the card).")] = False,
 ) -> None:
     """Release a private table as DP synthetic data, only if it passes the audit and the
     policy; writes the synthetic data, a dataset card and an HTML report. Exit 0 ship,
@@ -115,7 +126,7 @@ def release_command(
                              source_licence=source_licence,
                              source_description=source_description,
                              invocation=command_line(ctx),
-                             reject_rule_breaks=reject_rule_breaks)
+                             reject_rule_breaks=reject_rule_breaks, clip=clip)
         summary(result, out_dir)
     if not result.shipped:
         raise typer.Exit(EXIT_LEAK)
@@ -168,7 +179,7 @@ def summary(result: ReleaseResult, out_dir: Path) -> None:
         result_text = ("[dim]not checked[/]" if c.passed is None else
                        "[green]pass[/]" if c.passed else "[red]FAIL[/]")
         table.add_row(escape(c.name), value, escape(c.rule), result_text)
-    out.print(table)
+    print_table(table)
     for reason in card.reasons:
         out.print(f"  - {escape(reason)}")
     p = card.privacy

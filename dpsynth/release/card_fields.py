@@ -5,8 +5,8 @@ by :func:`~dpsynth.release.release` and handed in)."""
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from dpsynth._version import __version__
 from dpsynth.accounting import ACCOUNTANT, Event
@@ -25,6 +25,7 @@ from dpsynth.release.card_sections import (
     SyntheticSection,
     UtilitySection,
 )
+from dpsynth.release.clip import clip_filter
 from dpsynth.release.gate import Assessment, attack_label
 from dpsynth.release.plan import AttemptOutcome, ReleasePlan, effective_delta
 from dpsynth.release.policy import REJECT, SHIP
@@ -72,6 +73,7 @@ class ReleaseFacts:
     last: AttemptOutcome | None
     spend: ReleaseSpend
     ledger_entries: tuple[int, ...] = ()
+    clipped: Mapping[str, int] = field(default_factory=dict)
 
 
 def final_decision(attempts: Sequence[Attempt]) -> tuple[str, tuple[str, ...]]:
@@ -105,15 +107,17 @@ def build_card(facts: ReleaseFacts, book: Ledger) -> DatasetCard:
         audit=_audit_section(None if last is None else last.assessment),
         checks=assessed[-1].checks if assessed else (), policy=plan.policy,
         reproduce=_reproduce(plan, assessed[-1] if assessed else None, n_rows),
-        filters=_filters(last), notes=() if _filters(last) else (NO_FILTER_NOTE,),
+        filters=_filters(facts), notes=() if _filters(facts) else (NO_FILTER_NOTE,),
         provenance=_provenance(facts),
         evidence=None if last is None else last.evidence)
 
 
-def _filters(last: AttemptOutcome | None) -> tuple[str, ...]:
-    """Every post-generation filter applied to the released rows (row-local, no budget)."""
+def _filters(facts: ReleaseFacts) -> tuple[str, ...]:
+    """Every filter applied to the input or the released rows (row-local, no budget)."""
+    last = facts.last
     rules = None if last is None or last.evidence is None else last.evidence.rules
-    return (rules["filter"],) if rules and rules.get("filter") else ()
+    found = (clip_filter(dict(facts.clipped)),) if facts.clipped else ()
+    return found + ((rules["filter"],) if rules and rules.get("filter") else ())
 
 
 def _provenance(facts: ReleaseFacts) -> ProvenanceSection:

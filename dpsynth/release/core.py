@@ -144,7 +144,7 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
             overwrite: bool = False, progress: Progress | None = None,
             time_column: str | None = None, source_licence: str | None = None,
             source_description: str | None = None, invocation: str | None = None,
-            reject_rule_breaks: bool = False) -> ReleaseResult:
+            reject_rule_breaks: bool = False, clip: bool = False) -> ReleaseResult:
     """Release ``data`` as DP synthetic data, gated by an evaluation, an audit and a policy.
 
     Parameters
@@ -199,6 +199,9 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
     reject_rule_breaks:
         Drop the synthetic rows that break the schema's ``rules`` and draw again
         (post-processing, no privacy cost; recorded as a filter on the card).
+    clip:
+        Clip values outside the schema's declared bounds to them instead of refusing the
+        table (row-local, no privacy cost; the count per column is a filter on the card).
     """
     plan = ReleasePlan.build(
         schema, epsilon=epsilon, dataset=dataset, delta=delta, synthesizer=synthesizer,
@@ -208,15 +211,23 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
         time_column=time_column, source_licence=source_licence,
         source_description=source_description, invocation=invocation,
         reject_rule_breaks=reject_rule_breaks)
+    clipped: dict[str, int] = {}
+    if clip:
+        from dpsynth.release.clip import clip_to_bounds
+
+        data, clipped = clip_to_bounds(data, schema)
     schema.validate(data)
     return run_plan(plan, data, schema, out=None if out is None else Path(out),
-                    ledger=ledger, cap=cap, overwrite=overwrite, progress=progress)
+                    ledger=ledger, cap=cap, overwrite=overwrite, progress=progress,
+                    clipped=clipped)
 
 
 def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path | None,
              ledger: Ledger | str | Path | None, cap: Budget | None, overwrite: bool = False,
-             progress: Progress | None = None) -> ReleaseResult:
-    """Carry out a validated :class:`ReleasePlan` on ``data`` (see :func:`release`)."""
+             progress: Progress | None = None,
+             clipped: Mapping[str, int] | None = None) -> ReleaseResult:
+    """Carry out a validated :class:`ReleasePlan` on ``data`` (see :func:`release`);
+    ``clipped`` counts the values clipped to the declared bounds beforehand, per column."""
     if out is not None:
         check_out_dir(out, overwrite)
     train, holdout, extra = _split(plan, data, schema)
@@ -232,7 +243,8 @@ def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path
     entries = tuple(s.reservation.seq for s in book.spends(plan.dataset)
                     if s.reservation.release_id == recorder.release_id)
     card = build_card(ReleaseFacts(plan, schema, identity, len(train), len(holdout),
-                                   recorder.release_id, attempts, last, spend, entries), book)
+                                   recorder.release_id, attempts, last, spend, entries,
+                                   dict(clipped or {})), book)
     synthetic = None if last is None else last.synthetic
     synth = None if last is None else last.synthesizer
     figures = last.assessment.figures if last is not None else Figures()
