@@ -70,3 +70,10 @@ def test_verify_reports_a_missing_and_an_unlisted_file(bundle, tmp_path):
     problems = verify_bundle(copy, ledger=bundle.parent / "ledger.sqlite")
     assert any("report.html: listed on the card but missing" in p for p in problems)
     assert any("model/extra.bin: in the bundle but not listed" in p for p in problems)
+
+
+def test_card_with_evidence_and_provenance_round_trips(bundle):
+    card = DatasetCard.load(bundle)
+    assert card.evidence is not None and card.evidence.tails is not None
+    assert card.evidence.anchor_ablation is None  # no target: no ablation
+    assert DatasetCard.from_yaml(card.to_yaml()) == card
