@@ -159,14 +159,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _rules_of(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SchemaError(f"'rules' must be a list of strings (quote each rule); got {value!r}")
-    return tuple(value)
-
-
 @dataclass(frozen=True)
 class Schema:
     """An ordered set of :class:`Column` s, with validation of tables against it."""
@@ -181,8 +173,9 @@ class Schema:
     def __post_init__(self) -> None:
         if not isinstance(self.columns, tuple):
             object.__setattr__(self, "columns", tuple(self.columns))
-        if not isinstance(self.rules, tuple):
-            object.__setattr__(self, "rules", tuple(self.rules))
+        if not isinstance(self.rules, (list, tuple)):
+            raise SchemaError(f"'rules' must be a list of strings; got {self.rules!r}")
+        object.__setattr__(self, "rules", tuple(self.rules))
         if not self.columns:
             raise SchemaError("A schema needs at least one column.")
         names = [c.name for c in self.columns]
@@ -299,7 +292,7 @@ class Schema:
         return cls(
             columns=tuple(columns), name=str(data.get("name", "table")),
             user_key=data.get("user_key"), metadata=dict(data.get("metadata", {})),
-            rules=_rules_of(data.get("rules")),
+            rules=data.get("rules") or (),
         )
 
     def save(self, path: str | Path) -> Path:

@@ -149,8 +149,7 @@ def line_chart(title: str, x_labels: Sequence[str], series: Mapping[str, Sequenc
                bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
                references: Mapping[str, float] | None = None, y_label: str = "",
                width: int = 560, height: int = 260) -> str:
-    """Lines over evenly spaced ``x_labels`` (one per series, with an optional min-max band
-    of whiskers) and dashed horizontal ``references``."""
+    """Lines over ``x_labels`` (min-max whiskers from ``bands``), dashed ``references``."""
     left, right, top, bottom = 52, 170, 30, 46
     pw, ph = width - left - right, height - top - bottom
     values = [v for vs in series.values() for v in vs if v is not None]
@@ -186,11 +185,7 @@ def line_chart(title: str, x_labels: Sequence[str], series: Mapping[str, Sequenc
                      f'font-size="9">{escape(_short(str(lab), 10))}</text>')
     legend_y = top + 4
     for k, (name, ref) in enumerate((references or {}).items()):
-        colour = PALETTE[-1 - k % 2]
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(ref):.1f}" y2="{y(ref):.1f}" '
-                     f'stroke="{colour}" stroke-dasharray="5 4"><title>{escape(name)}: '
-                     f'{ref:.3f}</title></line>')
-        parts.append(_key(left + pw + 10, legend_y, colour, f"{name} {ref:.3f}", dashed=True))
+        parts.append(_reference(left, pw, y(ref), legend_y, PALETTE[-1 - k % 2], name, ref))
         legend_y += 16
     for k, (name, vs) in enumerate(series.items()):
         colour = PALETTE[k % (len(PALETTE) - 2)]
@@ -210,6 +205,14 @@ def line_chart(title: str, x_labels: Sequence[str], series: Mapping[str, Sequenc
         legend_y += 16
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _reference(left: float, pw: float, y: float, legend_y: float, colour: str, name: str,
+               value: float) -> str:
+    """A dashed horizontal line at ``y`` and its legend entry."""
+    return (f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="{colour}" '
+            f'stroke-dasharray="5 4"><title>{escape(name)}: {value:.3f}</title></line>'
+            + _key(left + pw + 10, legend_y, colour, f"{name} {value:.3f}", dashed=True))
 
 
 def _key(x: float, y: float, colour: str, label: str, *, dashed: bool = False) -> str:

@@ -149,59 +149,33 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
 
     Parameters
     ----------
-    data, schema:
-        The private table and its public schema.
-    epsilon:
-        Privacy budget **per attempt**; each regenerated attempt spends it again.
-    dataset:
-        The dataset's name in the ledger; every spend of the release lands on its budget.
-    out, overwrite:
-        Directory of the bundle (nothing is written when ``None``); an existing bundle there
-        is replaced only with ``overwrite=True``.
-    ledger:
-        A :class:`~dpsynth.accounting.ledger.Ledger`, its location, or ``None`` (default).
-    cap:
-        Registers ``dataset`` with this cap when it is not registered yet. Without it an
-        unregistered dataset is an error (register it with ``dpsynth budget register``).
-    delta:
-        The delta of each attempt; default the ledger cap's delta.
-    synthesizer, synthesizer_params:
-        A registered name (default :data:`~dpsynth.synthesizers.DEFAULT_TABLE_SYNTHESIZER`)
-        with extra parameters, or an instance used as a template (its epsilon, delta,
-        random_state and secure_mode are set by the release).
+    data, schema, epsilon, dataset:
+        The private table, its public schema, the budget **per attempt** (each regenerated
+        attempt spends it again) and the dataset's name in the ledger.
+    out, overwrite, ledger, cap:
+        Directory of the bundle (nothing written when ``None``; an existing bundle is
+        replaced only with ``overwrite=True``); a :class:`~dpsynth.accounting.ledger.Ledger`
+        or its location; a cap that registers ``dataset`` if it is not registered yet.
+    delta, synthesizer, synthesizer_params:
+        The delta of each attempt (default the cap's); a registered generator name (default
+        :data:`~dpsynth.synthesizers.DEFAULT_TABLE_SYNTHESIZER`) with extra parameters, or
+        an instance used as a template.
     target, positive, secrets:
-        Categorical column and positive class of the utility check; columns attacked by
-        attribute inference (default: ``target``, else the last column).
-    policy:
-        A :class:`ReleasePolicy`, its nested mapping, a YAML path, or ``None`` (default).
-    holdout_fraction:
-        Share of rows (or users) set aside as the holdout, in [0.05, 0.5].
-    n_rows, n_targets:
-        Synthetic rows to draw (default: as many as the training rows); training records
-        attacked per attack.
-    random_state:
-        Seed of the split, the generator, sampling and the audit (recorded in the card).
-        Not allowed with ``secure``.
-    secure:
-        Draw the generator's DP noise from the operating system's CSPRNG (real releases).
-    progress:
-        Optional ``progress(stage, done, total)`` callback.
-    time_column:
-        A datetime, integer, numeric or ordinal column: the holdout is then the latest
-        period, and training, domain discovery and the audit's members use earlier periods
-        only (the card compares it with a random holdout of the same size).
-    source_licence, source_description:
-        What the data custodian declares about the private table (recorded on the card's
-        provenance as declared, not checked).
-    invocation:
-        The command line or call that made the release, for the card (default: the API call
-        rebuilt from these arguments).
-    reject_rule_breaks:
-        Drop the synthetic rows that break the schema's ``rules`` and draw again
-        (post-processing, no privacy cost; recorded as a filter on the card).
-    clip:
-        Clip values outside the schema's declared bounds to them instead of refusing the
-        table (row-local, no privacy cost; the count per column is a filter on the card).
+        Categorical column and positive class of the utility check and the real-anchor
+        ablation; columns attacked by attribute inference (default: ``target``).
+    policy, holdout_fraction, n_rows, n_targets:
+        A :class:`ReleasePolicy`, its mapping or YAML path; the holdout share in [0.05, 0.5];
+        synthetic rows (default: as many as the training rows); records attacked per attack.
+    random_state, secure, progress:
+        Seed of every step (recorded; not with ``secure``); noise from the OS's CSPRNG (real
+        releases); an optional ``progress(stage, done, total)`` callback.
+    time_column, source_licence, source_description, invocation:
+        Hold out the latest period of this column (:mod:`~dpsynth.release.temporal`); what
+        the custodian declares about the source, and the call, for the card's provenance.
+    reject_rule_breaks, clip:
+        Drop synthetic rows that break the schema's ``rules`` and draw again; clip values to
+        the declared bounds instead of refusing them. Both row-local (no privacy cost) and
+        recorded as filters on the card.
     """
     plan = ReleasePlan.build(
         schema, epsilon=epsilon, dataset=dataset, delta=delta, synthesizer=synthesizer,
@@ -210,24 +184,21 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
         n_targets=n_targets, random_state=random_state, secure=secure,
         time_column=time_column, source_licence=source_licence,
         source_description=source_description, invocation=invocation,
-        reject_rule_breaks=reject_rule_breaks)
-    clipped: dict[str, int] = {}
-    if clip:
-        from dpsynth.release.clip import clip_to_bounds
-
-        data, clipped = clip_to_bounds(data, schema)
-    schema.validate(data)
+        reject_rule_breaks=reject_rule_breaks, clip=clip)
     return run_plan(plan, data, schema, out=None if out is None else Path(out),
-                    ledger=ledger, cap=cap, overwrite=overwrite, progress=progress,
-                    clipped=clipped)
+                    ledger=ledger, cap=cap, overwrite=overwrite, progress=progress)
 
 
 def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path | None,
              ledger: Ledger | str | Path | None, cap: Budget | None, overwrite: bool = False,
-             progress: Progress | None = None,
-             clipped: Mapping[str, int] | None = None) -> ReleaseResult:
-    """Carry out a validated :class:`ReleasePlan` on ``data`` (see :func:`release`);
-    ``clipped`` counts the values clipped to the declared bounds beforehand, per column."""
+             progress: Progress | None = None) -> ReleaseResult:
+    """Carry out a validated :class:`ReleasePlan` on ``data`` (see :func:`release`)."""
+    clipped: dict[str, int] = {}
+    if plan.clip:
+        from dpsynth.release.clip import clip_to_bounds
+
+        data, clipped = clip_to_bounds(data, schema)
+    schema.validate(data)
     if out is not None:
         check_out_dir(out, overwrite)
     train, holdout, extra = _split(plan, data, schema)
@@ -244,7 +215,7 @@ def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path
                     if s.reservation.release_id == recorder.release_id)
     card = build_card(ReleaseFacts(plan, schema, identity, len(train), len(holdout),
                                    recorder.release_id, attempts, last, spend, entries,
-                                   dict(clipped or {})), book)
+                                   clipped), book)
     synthetic = None if last is None else last.synthetic
     synth = None if last is None else last.synthesizer
     figures = last.assessment.figures if last is not None else Figures()

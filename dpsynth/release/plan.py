@@ -97,6 +97,7 @@ class ReleasePlan:
     source_description: str | None = None
     invocation: str | None = None
     reject_rule_breaks: bool = False
+    clip: bool = False
 
     @property
     def synth_name(self) -> str:
@@ -113,7 +114,7 @@ class ReleasePlan:
               secure: bool = False, time_column: str | None = None,
               source_licence: str | None = None, source_description: str | None = None,
               invocation: str | None = None,
-              reject_rule_breaks: bool = False) -> ReleasePlan:
+              reject_rule_breaks: bool = False, clip: bool = False) -> ReleasePlan:
         """Check every argument against ``schema`` and raise one :class:`ParameterError`
         listing all the problems found."""
         if not isinstance(schema, Schema):
@@ -139,7 +140,8 @@ class ReleasePlan:
                    tuple(secrets) if secrets else None, float(holdout_fraction),
                    None if n_rows is None else int(n_rows), int(n_targets),
                    resolve_seed(random_state, "release"), bool(secure), time_column,
-                   source_licence, source_description, invocation, bool(reject_rule_breaks))
+                   source_licence, source_description, invocation, bool(reject_rule_breaks),
+                   bool(clip))
 
 
 def _problems(schema: Schema, epsilon: Any, dataset: Any, holdout_fraction: Any, n_rows: Any,
