@@ -53,7 +53,8 @@ def ablation(name: str, data: pd.DataFrame, schema, target: str, epsilon: float)
 def rounds(name: str, data: pd.DataFrame, schema, rounds_: int, epsilon: float) -> dict:
     start = time.perf_counter()
     result = evaluate_rounds(data, schema, rounds=rounds_, epsilon=epsilon, random_state=0)
-    frame = result.frame().round(4)
+    frame = result.frame().round(4).astype(object)
+    frame = frame.where(frame.notna(), None)  # NaN (no numeric column) as JSON null
     return {"table": name, "epsilon": epsilon, "rounds": frame.to_dict(orient="records"),
             "warning": result.warning(), "seconds": round(time.perf_counter() - start, 1)}
 
