@@ -50,7 +50,7 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 
 
 def _clear(out: Path) -> None:
-    for name in BUNDLE_ENTRIES:
+    for name in (*BUNDLE_ENTRIES, "review"):  # an old review sheet is not this bundle's
         path = out / name
         if path.is_dir():
             shutil.rmtree(path)

@@ -198,6 +198,11 @@ def test_temporal_release_carries_ablation_temporal_tails_and_hashes(files, tmp_
     assert 'data-key="evidence.anchor_ablation.gain"' in html
     ok = runner.invoke(_card_app(), ["card", "verify", str(bundle)])
     assert ok.exit_code == 0, ok.output
+    data = bytearray((bundle / "synthetic.csv").read_bytes())
+    data[len(data) // 2] ^= 1
+    (bundle / "synthetic.csv").write_bytes(bytes(data))
+    bad = runner.invoke(_card_app(), ["card", "verify", str(bundle)])
+    assert bad.exit_code == 1 and "synthetic.csv: sha256" in bad.output
 
 
 def test_policy_requiring_an_anchor_gain_rejects(files, tmp_path):
