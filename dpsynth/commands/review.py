@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from dpsynth.commands._common import cli_errors, out
+from dpsynth.commands._common import EXIT_LEAK, cli_errors, console, out
 
 review_app = typer.Typer(help="Human review of released synthetic rows.",
                          no_args_is_help=True)
@@ -49,6 +49,11 @@ def import_command(
     out.print(f"Reviewed {review['n_reviewed']} rows: {review['n_implausible']} implausible "
               f"({share}, {100 * review['confidence']:g}% interval {lo:.1%}-{hi:.1%}); "
               "recorded on the dataset card.", highlight=False)
+    if review.get("passed") is False:
+        console.print(f"[bold red]review failed:[/] the upper end {hi:.1%} exceeds the "
+                      f"policy's review.max_implausible_share {review['max_implausible_share']:g}"
+                      "; do not ship this bundle.", highlight=False)
+        raise typer.Exit(EXIT_LEAK)
 
 
 def register(app: typer.Typer) -> None:

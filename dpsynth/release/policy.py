@@ -15,6 +15,9 @@ A policy is a small YAML file (every key optional; the defaults are :data:`DEFAU
                                #   "must improve or match the anchor alone" (null: not checked)
       max_temporal_regression: null  # with a time column: TSTR AUC on the latest period may
                                #   fall at most this far below TSTR AUC on a random holdout
+    review:
+      max_implausible_share: null  # upper end of the interval of the share of reviewed rows
+                               #   marked implausible (dpsynth review import); null: none
     max_attempts: 2            # fits, each spending its own epsilon, before giving up
 
 **Decision.** *ship* when every check passes. *reject* when any attack finds a risk: the
@@ -52,6 +55,7 @@ _LAYOUT: dict[str, tuple[str, str]] = {
     "min_utility_ratio": ("utility", "min_ratio"),
     "min_anchor_gain": ("utility", "min_anchor_gain"),
     "max_temporal_regression": ("utility", "max_temporal_regression"),
+    "max_implausible_share": ("review", "max_implausible_share"),
     "max_attempts": ("", "max_attempts"),
 }
 
@@ -129,6 +133,9 @@ class ReleasePolicy:
     max_temporal_regression:
         With a time column: largest drop of the TSTR ROC-AUC on the latest period below the
         TSTR ROC-AUC on a random holdout of the same size; ``None`` (default) skips it.
+    max_implausible_share:
+        Largest upper end of the interval of the share of reviewed rows a person marked
+        implausible; checked by ``dpsynth review import`` (``None``: no review required).
     max_attempts:
         Fits allowed (each spends its own epsilon); 1 disables regeneration.
     """
@@ -141,6 +148,7 @@ class ReleasePolicy:
     max_attempts: int = 2
     min_anchor_gain: float | None = None
     max_temporal_regression: float | None = None
+    max_implausible_share: float | None = None
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -244,6 +252,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "min_utility_ratio": (0.0, 2.0, True),
     "min_anchor_gain": (-1.0, 1.0, True),
     "max_temporal_regression": (0.0, 1.0, True),
+    "max_implausible_share": (0.0, 1.0, True),
     "max_attempts": (1, 10, False),
 }
 

@@ -5,8 +5,10 @@ implausible ones, and the reviewed share (with its interval) on the card.
 and ``note`` columns) and ``review/review.html`` (the same rows, for reading) into the bundle.
 ``import_review`` reads the filled sheet, counts the rows marked implausible (``yes``, ``y``,
 ``true``, ``1``, ``x``), and records the share with its Wilson score interval on the card's
-``evidence.review``, together with the sheet's sha256. Reviewing synthetic rows reads no
-private data: it costs no privacy.
+``evidence.review``, together with the sheet's sha256. When the card's policy sets
+``review.max_implausible_share``, the upper end of the interval must not exceed it
+(``passed`` on the card; ``dpsynth review import`` exits 3 otherwise). Reviewing synthetic
+rows reads no private data: it costs no privacy.
 """
 
 from __future__ import annotations
@@ -108,6 +110,10 @@ def import_review(bundle: str | Path, sheet: str | Path | None = None,
         "sheet_sha256": sha256_file(path),
         "reviewed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "note": "human review of released synthetic rows: reads no private data"}
+    limit = card.policy.max_implausible_share
+    if limit is not None:
+        review["max_implausible_share"] = limit
+        review["passed"] = bool(reviewed) and hi <= limit
     evidence = card.evidence or EvidenceSection()
     card = replace(card, evidence=replace(evidence, review=review))
     card.save(root / CARD_FILE)

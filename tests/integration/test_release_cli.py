@@ -280,6 +280,12 @@ def test_review_round_trip_records_the_share_on_the_card(files, tmp_path):
     assert review["n_reviewed"] == 40 and review["share"] == pytest.approx(0.1)
     assert review["ci"][0] < 0.1 < review["ci"][1]
     assert runner.invoke(app, ["card", "verify", str(bundle)]).exit_code == 0
+    card_path = bundle / "dataset_card.yaml"
+    card_path.write_text(card_path.read_text().replace(
+        "max_implausible_share: null", "max_implausible_share: 0.05"))
+    strict = runner.invoke(app, ["review", "import", str(bundle)])
+    assert strict.exit_code == 3 and "do not ship" in strict.output, strict.output
+    assert DatasetCard.load(bundle).evidence.review["passed"] is False
     sheet["implausible"] = "maybe"
     sheet.to_csv(bundle / "review" / "review.csv", index=False)
     bad = runner.invoke(app, ["review", "import", str(bundle)])
