@@ -104,6 +104,8 @@ def _make_synthesizer(name: str, *, epsilon: float, delta: float | None, seed: i
 
 def _show_plan(synth: Any, schema: Any, n_rows: int, recorder: Any) -> None:
     """Print the budget split before any data is touched."""
+    if math.isnan(synth.epsilon):
+        raise fail("--epsilon must be a number > 0 (inf: no privacy); got nan", EXIT_USAGE)
     if not synth.is_private:
         console.print("[bold yellow]ε = ∞: this run has NO differential privacy.[/]")
         return

@@ -167,10 +167,15 @@ class Schema:
     name: str = "table"
     user_key: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: Public rules between columns (:mod:`dpsynth.release.rules`), checked on each release.
+    rules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, tuple):
             object.__setattr__(self, "columns", tuple(self.columns))
+        if not isinstance(self.rules, (list, tuple)):
+            raise SchemaError(f"'rules' must be a list of strings; got {self.rules!r}")
+        object.__setattr__(self, "rules", tuple(self.rules))
         if not self.columns:
             raise SchemaError("A schema needs at least one column.")
         names = [c.name for c in self.columns]
@@ -179,6 +184,12 @@ class Schema:
             raise SchemaError(f"Duplicate column names in the schema: {dupes}")
         if self.user_key is not None and self.user_key not in names:
             raise SchemaError(f"user_key {self.user_key!r} is not a column of the schema")
+        if self.rules:
+            from dpsynth.release.rules import rule_problems
+
+            bad = rule_problems(self.rules, names)
+            if bad:
+                raise SchemaError("Invalid rules:\n" + "\n".join(f"  - {b}" for b in bad))
 
     # -- access -------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Column:
@@ -255,6 +266,8 @@ class Schema:
         if self.metadata:
             out["metadata"] = dict(self.metadata)
         out["columns"] = [c.to_dict() for c in self.columns]
+        if self.rules:
+            out["rules"] = list(self.rules)
         return out
 
     @classmethod
@@ -279,6 +292,7 @@ class Schema:
         return cls(
             columns=tuple(columns), name=str(data.get("name", "table")),
             user_key=data.get("user_key"), metadata=dict(data.get("metadata", {})),
+            rules=data.get("rules") or (),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -414,7 +428,8 @@ def _bound_problems(col: Column, numbers: pd.Series) -> list[str]:
     if not outside.any():
         return []
     return [f"column {col.name!r} has {int(outside.sum())} value(s) outside its declared bounds "
-            f"[{col.lower}, {col.upper}] (rows {_rows(outside)})"]
+            f"[{col.lower}, {col.upper}] (rows {_rows(outside)}); release can clip them to "
+            "the bounds at no privacy cost (--clip)"]
 
 
 def _rows(mask: pd.Series) -> str:

@@ -12,6 +12,9 @@ _GROUPS = (
     "dpsynth.commands.release",
     "dpsynth.commands.audit_generator",
     "dpsynth.commands.text",
+    "dpsynth.commands.card",
+    "dpsynth.commands.rounds",
+    "dpsynth.commands.review",
 )
 
 

@@ -91,3 +91,12 @@ def progress_bars(quiet: bool) -> Iterator[StageProgressFn | None]:
 
     with bars:
         yield tick
+
+
+def print_table(table: object) -> None:
+    """Print a rich table on stdout, full width when stdout is not a terminal (a pipe or a
+    file gets every figure, not cells cut to the 80 columns rich assumes there)."""
+    if out.is_terminal:
+        out.print(table)
+    else:
+        Console(file=out.file, width=max(out.width, 200), soft_wrap=True).print(table)

@@ -19,9 +19,11 @@ from rich.table import Table
 from dpsynth.commands._common import (
     EXIT_ERROR,
     EXIT_LEAK,
+    EXIT_USAGE,
     cli_errors,
     fail,
     out,
+    print_table,
     progress_bars,
 )
 
@@ -66,6 +68,9 @@ def audit(
         frames = {name: read_table(path, schema=table_schema) for name, path in
                   (("train", train), ("holdout", holdout), ("synthetic", synthetic))}
         extra = None if reference is None else read_table(reference, schema=table_schema)
+        for name, frame in frames.items():
+            _refuse_infinite(frame, {"train": train, "holdout": holdout,
+                                     "synthetic": synthetic}[name])
         with progress_bars(quiet) as tick:
             report = run_audit(frames["train"], frames["holdout"], frames["synthetic"],
                                schema=table_schema, reference=extra, secrets=secret or None,
@@ -76,6 +81,17 @@ def audit(
     if report.leak:
         raise typer.Exit(EXIT_LEAK)
 
+
+def _refuse_infinite(frame: object, path: Path) -> None:
+    """One line, before any output is written, for a table holding inf or -inf."""
+    import numpy as np
+
+    numbers = frame.select_dtypes("number")  # type: ignore[attr-defined]
+    counts = {c: int(np.isinf(numbers[c].to_numpy(float)).sum()) for c in numbers.columns}
+    bad = {c: n for c, n in counts.items() if n}
+    if bad:
+        raise fail(f"{path}: infinite values in {bad} (count per column); replace or drop "
+                   "them before the audit", EXIT_USAGE)
 
 
 def _summary(report: AuditReport, out_dir: Path) -> None:
@@ -88,7 +104,7 @@ def _summary(report: AuditReport, out_dir: Path) -> None:
                       f"{r.control.value:.3f}",
                       f"{r.risk.value:+.3f} [{r.risk.ci[0]:+.3f}, {r.risk.ci[1]:+.3f}]",
                       "[red]leak[/]" if r.leak else "[green]no risk found[/]", f"{r.seconds}")
-    out.print(table)
+    print_table(table)
     out.print(f"Audit took {report.seconds:.1f} s; report in {out_dir / 'audit.json'} and "
               f"{out_dir / 'audit.html'}")
 

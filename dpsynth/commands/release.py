@@ -16,13 +16,22 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dpsynth.commands._common import EXIT_LEAK, EXIT_USAGE, cli_errors, console, fail, out
+from dpsynth.commands._common import (
+    EXIT_LEAK,
+    EXIT_USAGE,
+    cli_errors,
+    console,
+    fail,
+    out,
+    print_table,
+)
 
 if TYPE_CHECKING:
     from dpsynth.release import ReleaseResult
 
 
 def release_command(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="Private table: CSV, Parquet or JSON lines.",
                                          show_default=False)],
     schema: Annotated[Path, typer.Option(help="Public schema (YAML/JSON) of the table.",
@@ -71,6 +80,20 @@ def release_command(
     overwrite: Annotated[bool, typer.Option(
         help="Replace a bundle already in --out.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    time_column: Annotated[str | None, typer.Option(
+        help="Datetime, year or ordered column: hold out the latest period, train on the "
+             "earlier ones (the card compares it with a random holdout).")] = None,
+    source_licence: Annotated[str | None, typer.Option(
+        help="Licence of the private table, as you declare it (recorded on the card).")
+    ] = None,
+    source_description: Annotated[str | None, typer.Option(
+        help="One-line description of the private table (recorded on the card).")] = None,
+    reject_rule_breaks: Annotated[bool, typer.Option(
+        help="Drop synthetic rows that break the schema's rules and draw again (no privacy "
+             "cost; recorded as a filter on the card).")] = False,
+    clip: Annotated[bool, typer.Option(
+        help="Clip values outside the declared bounds to them instead of refusing the table "
+             "(row-local, no privacy cost; counts per column on the card).")] = False,
 ) -> None:
     """Release a private table as DP synthetic data, only if it passes the audit and the
     policy; writes the synthetic data, a dataset card and an HTML report. Exit 0 ship,
@@ -99,10 +122,36 @@ def release_command(
                              secrets=secret or None, policy=policy,
                              holdout_fraction=holdout_fraction, n_rows=n_rows,
                              n_targets=n_targets, random_state=seed, secure=secure,
-                             overwrite=overwrite, progress=tick)
+                             overwrite=overwrite, progress=tick, time_column=time_column,
+                             source_licence=source_licence,
+                             source_description=source_description,
+                             invocation=command_line(ctx),
+                             reject_rule_breaks=reject_rule_breaks, clip=clip)
         summary(result, out_dir)
     if not result.shipped:
         raise typer.Exit(EXIT_LEAK)
+
+
+def command_line(ctx: typer.Context) -> str:
+    """The running command as a shell line: ``dpsynth`` with every option given (rebuilt
+    from the parsed parameters, so it is the same whichever shell or runner called it)."""
+    import shlex
+
+    parts = ["dpsynth", ctx.info_name or "release"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.param_type_name == "argument":
+            parts.append(shlex.quote(str(value)))
+            continue
+        if value is None or value == param.default or value == () or not param.opts:
+            continue
+        opts = param.opts if value is not False else param.secondary_opts or param.opts
+        if getattr(param, "is_flag", False) or isinstance(value, bool):
+            parts.append(opts[0])
+        else:
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                parts += [opts[0], shlex.quote(str(item))]
+    return " ".join(parts)
 
 
 def _positive(schema: object, target: str | None, positive: str | None) -> object | None:
@@ -130,7 +179,7 @@ def summary(result: ReleaseResult, out_dir: Path) -> None:
         result_text = ("[dim]not checked[/]" if c.passed is None else
                        "[green]pass[/]" if c.passed else "[red]FAIL[/]")
         table.add_row(escape(c.name), value, escape(c.rule), result_text)
-    out.print(table)
+    print_table(table)
     for reason in card.reasons:
         out.print(f"  - {escape(reason)}")
     p = card.privacy

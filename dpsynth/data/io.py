@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import logging
 import warnings
 import zlib
@@ -127,10 +128,23 @@ def _read_csv(path: Path, delimiter: str | None, encoding: str, *, as_text: bool
         delimiter = detected if detected in _OTHER_DELIMITERS else ","
         if delimiter != ",":
             logger.info("%s: detected the delimiter %r", path, delimiter)
+    _check_header(path, sample, delimiter)
     df = _parse_csv(path, delimiter, encoding, detected, as_text=as_text)
+    if len(df) == 0:
+        raise DataReadError(f"{path} has a header line but no data rows.")
     if df.shape[1] == 1 and detected is not None and detected != delimiter:
         raise DataReadError(_delimiter_hint(path, delimiter, detected))
     return df
+
+
+def _check_header(path: Path, sample: str, delimiter: str) -> None:
+    """Refuse duplicate column names (pandas would rename them ``name.1``)."""
+    first = next(csv.reader(io.StringIO(sample.lstrip("\ufeff")), delimiter=delimiter), [])
+    names = [n.strip() for n in first]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataReadError(f"{path}: duplicate column names in the header: {dupes}; give "
+                            "each column its own name.")
 
 
 def _parse_csv(path: Path, delimiter: str, encoding: str, detected: str | None, *,
@@ -169,6 +183,10 @@ def _text_sample(path: Path, encoding: str) -> str:
             raw = fh.read(_SAMPLE_BYTES)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataReadError(f"Cannot read {path}: {exc}") from None
+    wide = any(w in encoding.lower().replace("-", "") for w in ("utf16", "utf32"))
+    if b"\x00" in raw[:8192] and not wide:
+        raise DataReadError(f"{path} is a binary file (it holds NUL bytes), not a text table: "
+                            "pass a CSV, Parquet (.parquet) or JSON lines (.jsonl) file.")
     truncated = len(raw) == _SAMPLE_BYTES
     if truncated and b"\n" in raw:
         raw = raw[: raw.rindex(b"\n") + 1]  # do not cut a multi-byte character in two

@@ -7,7 +7,7 @@ tick and font helpers are reused); every label is escaped.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 from dpsynth._util.svg import nice_ticks
@@ -142,4 +142,84 @@ def budget_bar(cap: float, before: float, after: float, *, width: int = 760) -> 
     return "".join(parts)
 
 
-__all__ = ["association_heatmap", "budget_bar", "legend", "marginal_chart"]
+PALETTE = ("#dd6b20", "#3182ce", "#38a169", "#805ad5", "#d53f8c", "#4a5568")
+
+
+def line_chart(title: str, x_labels: Sequence[str], series: Mapping[str, Sequence[float]], *,
+               bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+               references: Mapping[str, float] | None = None, y_label: str = "",
+               width: int = 560, height: int = 260) -> str:
+    """Lines over ``x_labels`` (min-max whiskers from ``bands``), dashed ``references``."""
+    left, right, top, bottom = 52, 170, 30, 46
+    pw, ph = width - left - right, height - top - bottom
+    values = [v for vs in series.values() for v in vs if v is not None]
+    values += list((references or {}).values())
+    for lo, hi in (bands or {}).values():
+        values += [*lo, *hi]
+    vmin, vmax = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = max((vmax - vmin) * 0.1, 1e-3)
+    lo_, hi_ = vmin - pad, vmax + pad
+    n = max(len(x_labels), 2)
+
+    def x(i: float) -> float:
+        return left + pw * i / (n - 1)
+
+    def y(v: float) -> float:
+        return top + ph * (1 - (v - lo_) / (hi_ - lo_))
+
+    parts = [_open(width, height, title),
+             f'<text x="{left}" y="16" {FONT} font-size="12" font-weight="600">'
+             f'{escape(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" '
+             'stroke="#a0aec0"/>',
+             f'<text x="12" y="{top + ph / 2:.0f}" {FONT} font-size="10" '
+             f'transform="rotate(-90 12 {top + ph / 2:.0f})" text-anchor="middle">'
+             f'{escape(y_label)}</text>']
+    for t in nice_ticks(hi_, 5):
+        if lo_ <= t <= hi_:
+            parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(t):.1f}" y2="{y(t):.1f}" '
+                         f'stroke="#edf2f7"/><text x="{left - 4}" y="{y(t) + 3:.1f}" '
+                         f'text-anchor="end" {FONT} font-size="9">{t:g}</text>')
+    for i, lab in enumerate(x_labels):
+        parts.append(f'<text x="{x(i):.1f}" y="{top + ph + 14}" text-anchor="middle" {FONT} '
+                     f'font-size="9">{escape(_short(str(lab), 10))}</text>')
+    legend_y = top + 4
+    for k, (name, ref) in enumerate((references or {}).items()):
+        parts.append(_reference(left, pw, y(ref), legend_y, PALETTE[-1 - k % 2], name, ref))
+        legend_y += 16
+    for k, (name, vs) in enumerate(series.items()):
+        colour = PALETTE[k % (len(PALETTE) - 2)]
+        pts = [(x(i), y(v)) for i, v in enumerate(vs) if v is not None]
+        if bands and name in bands:
+            for i, (a, b) in enumerate(zip(*bands[name], strict=True)):
+                parts.append(f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{y(a):.1f}" '
+                             f'y2="{y(b):.1f}" stroke="{colour}" stroke-opacity=".45"/>')
+        path = " ".join(f"{px:.1f},{py:.1f}" for px, py in pts)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" '
+                     'stroke-width="2"/>')
+        parts += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{colour}"><title>'
+                  f'{escape(name)} {escape(str(x_labels[i]))}: {v:.3f}</title></circle>'
+                  for i, ((px, py), v) in enumerate(zip(pts, [v for v in vs if v is not None],
+                                                         strict=True))]
+        parts.append(_key(left + pw + 10, legend_y, colour, name))
+        legend_y += 16
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _reference(left: float, pw: float, y: float, legend_y: float, colour: str, name: str,
+               value: float) -> str:
+    """A dashed horizontal line at ``y`` and its legend entry."""
+    return (f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="{colour}" '
+            f'stroke-dasharray="5 4"><title>{escape(name)}: {value:.3f}</title></line>'
+            + _key(left + pw + 10, legend_y, colour, f"{name} {value:.3f}", dashed=True))
+
+
+def _key(x: float, y: float, colour: str, label: str, *, dashed: bool = False) -> str:
+    dash = ' stroke-dasharray="4 3"' if dashed else ""
+    return (f'<line x1="{x:.0f}" x2="{x + 16:.0f}" y1="{y:.0f}" y2="{y:.0f}" stroke="{colour}" '
+            f'stroke-width="2"{dash}/><text x="{x + 20:.0f}" y="{y + 3:.0f}" {FONT} '
+            f'font-size="10">{escape(_short(label, 26))}</text>')
+
+
+__all__ = ["association_heatmap", "budget_bar", "legend", "line_chart", "marginal_chart"]

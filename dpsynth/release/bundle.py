@@ -18,7 +18,6 @@ of an earlier one.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -28,8 +27,8 @@ import pandas as pd
 from dpsynth.data.io import write_table
 from dpsynth.errors import ParameterError
 from dpsynth.release.card import CARD_FILE, DatasetCard
-from dpsynth.release.card_sections import FileEntry
 from dpsynth.release.gate import Figures
+from dpsynth.release.provenance import file_entry, hash_files, sha256_file
 from dpsynth.release.report import save_report
 from dpsynth.synthesizers import BaseSynthesizer
 
@@ -51,24 +50,12 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 
 
 def _clear(out: Path) -> None:
-    for name in BUNDLE_ENTRIES:
+    for name in (*BUNDLE_ENTRIES, "review"):  # an old review sheet is not this bundle's
         path = out / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _entry(out: Path, path: Path) -> FileEntry:
-    return FileEntry(path.relative_to(out).as_posix(), sha256_file(path), path.stat().st_size)
 
 
 def write_bundle(out: Path, card: DatasetCard, synthetic: pd.DataFrame | None,
@@ -79,7 +66,8 @@ def write_bundle(out: Path, card: DatasetCard, synthetic: pd.DataFrame | None,
     ``model`` that redraws them.
 
     Returns the card with its ``synthetic`` section completed (files and their sha256, or
-    why the data was withheld) and the paths written.
+    why the data was withheld), its ``provenance.files`` listing the digest of every file
+    written but the card itself, and the paths written.
     """
     check_out_dir(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,17 +78,21 @@ def write_bundle(out: Path, card: DatasetCard, synthetic: pd.DataFrame | None,
             paths[name.split(".")[-1]] = write_table(synthetic, out / name)
         model_dir = model.save(out / MODEL_DIR)
         paths["model"] = model_dir
-        files = {key: _entry(out, p) for key, p in paths.items() if p.is_file()}
-        files["model_manifest"] = _entry(out, model_dir / "manifest.json")
-        files["model_weights"] = _entry(out, model_dir / "model.safetensors")
+        files = {key: file_entry(out, p) for key, p in paths.items() if p.is_file()}
+        files["model_manifest"] = file_entry(out, model_dir / "manifest.json")
+        files["model_weights"] = file_entry(out, model_dir / "model.safetensors")
         section = replace(card.synthetic, files=files, withheld=False, withheld_reason=None)
     else:
         section = replace(card.synthetic, files={}, withheld=True, withheld_reason=(
             "The release was rejected: the synthetic rows and the model are not written to "
             "the bundle."))
     card = replace(card, synthetic=section)
-    paths["card"] = card.save(out / CARD_FILE)
     paths["report"] = save_report(card, figures, out / REPORT_FILE)
+    if card.provenance is not None:
+        written = [out / n for n in BUNDLE_ENTRIES if n != CARD_FILE and (out / n).exists()]
+        card = replace(card, provenance=replace(card.provenance,
+                                                files=hash_files(out, written)))
+    paths["card"] = card.save(out / CARD_FILE)
     return card, paths
 
 

@@ -34,8 +34,15 @@ Sections (``dataset_card.yaml``):
     fidelity and utility, attack results with confidence intervals (never row ids), text
     copy measurements, and the policy's checks of the last evaluated attempt.
 ``policy``, ``decision``, ``reasons``, ``filters``, ``reproduce``, ``notes``
-    the policy applied, the decision and why, post-generation filters (none), seeds and
-    commands that reproduce the bundle.
+    the policy applied, the decision and why, post-generation filters (row-local clipping
+    and rule rejections, when asked for), seeds and commands that reproduce the bundle.
+``evidence``
+    the real-anchor ablation, the temporal holdout, the tails the synthetic data misses and
+    the schema's rules between columns (:mod:`dpsynth.release.evidence`).
+``provenance``
+    dpsynth's and its dependencies' versions, the command line or API call, seed or secure
+    mode, the source's declared licence and description, the ledger entries of the release
+    and the sha256 of every file of the bundle but the card (``dpsynth card verify``).
 """
 
 from __future__ import annotations
@@ -60,7 +67,9 @@ from dpsynth.release.card_sections import (
     SyntheticSection,
     plain,
 )
+from dpsynth.release.evidence import EvidenceSection
 from dpsynth.release.policy import Check, ReleasePolicy
+from dpsynth.release.provenance import ProvenanceSection
 
 CARD_FORMAT = "dpsynth.dataset_card"
 CARD_VERSION = 1
@@ -133,6 +142,8 @@ class DatasetCard:
     reproduce: ReproduceSection
     filters: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    provenance: ProvenanceSection | None = None
+    evidence: EvidenceSection | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schema", plain(self.schema))
@@ -158,6 +169,8 @@ class DatasetCard:
             "evaluation": self.evaluation.to_dict(), "audit": self.audit.to_dict(),
             "checks": [c.to_dict() for c in self.checks], "policy": self.policy.to_dict(),
             "reproduce": self.reproduce.to_dict(), "notes": list(self.notes),
+            **({} if self.evidence is None else {"evidence": self.evidence.to_dict()}),
+            **({} if self.provenance is None else {"provenance": self.provenance.to_dict()}),
         }
 
     @classmethod
@@ -185,7 +198,11 @@ class DatasetCard:
                 checks=tuple(Check.from_dict(c) for c in data["checks"]),
                 policy=ReleasePolicy.from_dict(data["policy"], "the card's policy"),
                 reproduce=ReproduceSection.from_dict(data["reproduce"]),
-                notes=tuple(data.get("notes") or ()))
+                notes=tuple(data.get("notes") or ()),
+                provenance=(ProvenanceSection.from_dict(data["provenance"])
+                            if data.get("provenance") else None),
+                evidence=(EvidenceSection.from_dict(data["evidence"])
+                          if data.get("evidence") else None))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFormatError(f"the dataset card is incomplete or malformed: {exc!r}"
                                    ) from None

@@ -5,8 +5,8 @@ by :func:`~dpsynth.release.release` and handed in)."""
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from dpsynth._version import __version__
 from dpsynth.accounting import ACCOUNTANT, Event
@@ -25,9 +25,11 @@ from dpsynth.release.card_sections import (
     SyntheticSection,
     UtilitySection,
 )
+from dpsynth.release.clip import clip_filter
 from dpsynth.release.gate import Assessment, attack_label
 from dpsynth.release.plan import AttemptOutcome, ReleasePlan, effective_delta
 from dpsynth.release.policy import REJECT, SHIP
+from dpsynth.release.provenance import ProvenanceSection, api_call, new_provenance
 from dpsynth.schema import Schema
 
 REFUSED = "refused"
@@ -70,6 +72,8 @@ class ReleaseFacts:
     attempts: tuple[Attempt, ...]
     last: AttemptOutcome | None
     spend: ReleaseSpend
+    ledger_entries: tuple[int, ...] = ()
+    clipped: Mapping[str, int] = field(default_factory=dict)
 
 
 def final_decision(attempts: Sequence[Attempt]) -> tuple[str, tuple[str, ...]]:
@@ -103,7 +107,29 @@ def build_card(facts: ReleaseFacts, book: Ledger) -> DatasetCard:
         audit=_audit_section(None if last is None else last.assessment),
         checks=assessed[-1].checks if assessed else (), policy=plan.policy,
         reproduce=_reproduce(plan, assessed[-1] if assessed else None, n_rows),
-        filters=(), notes=(NO_FILTER_NOTE,))
+        filters=_filters(facts), notes=() if _filters(facts) else (NO_FILTER_NOTE,),
+        provenance=_provenance(facts),
+        evidence=None if last is None else last.evidence)
+
+
+def _filters(facts: ReleaseFacts) -> tuple[str, ...]:
+    """Every filter applied to the input or the released rows (row-local, no budget)."""
+    last = facts.last
+    rules = None if last is None or last.evidence is None else last.evidence.rules
+    found = (clip_filter(dict(facts.clipped)),) if facts.clipped else ()
+    return found + ((rules["filter"],) if rules and rules.get("filter") else ())
+
+
+def _provenance(facts: ReleaseFacts) -> ProvenanceSection:
+    plan = facts.plan
+    call = plan.invocation or api_call(
+        plan.dataset, plan.epsilon, delta=plan.delta, synthesizer=plan.synth_name,
+        target=plan.target, holdout_fraction=plan.holdout_fraction,
+        time_column=plan.time_column, random_state=None if plan.secure else plan.seed,
+        secure=plan.secure)
+    found = new_provenance(call, seed=plan.seed, secure=plan.secure,
+                           licence=plan.source_licence, description=plan.source_description)
+    return replace(found, ledger_entries=facts.ledger_entries)
 
 
 def _generator(plan: ReleasePlan, last: AttemptOutcome | None) -> GeneratorSection:
@@ -118,14 +144,22 @@ def _generator(plan: ReleasePlan, last: AttemptOutcome | None) -> GeneratorSecti
 def _source(facts: ReleaseFacts, status: Status) -> SourceSection:
     plan, schema = facts.plan, facts.schema
     unit = f"users ({schema.user_key!r})" if schema.user_key else "rows"
+    use = (f"Holdout: {plan.holdout_fraction:.0%} of the {unit}, drawn at random with the "
+           "release seed")
+    if plan.time_column is not None:
+        use = (f"Holdout: the latest period of {plan.time_column!r} is set aside (see "
+               f"evidence.temporal), and {facts.n_holdout} of the {unit} of the earlier "
+               "periods are drawn at random with the release seed")
+    if plan.target is not None:
+        use += ("; the holdout is further split into a real anchor and a test part for the "
+                "real-anchor ablation (evidence.anchor_ablation)")
     return SourceSection(
         plan.dataset, facts.identity.fingerprint, facts.identity.content_hash,
         facts.identity.n_rows, facts.n_train, facts.n_holdout, plan.holdout_fraction,
         status.dataset.privacy_unit,
-        f"Holdout: {plan.holdout_fraction:.0%} of the {unit}, drawn at random with the "
-        "release seed; never used for training or domain discovery; read only by the "
-        "evaluation (utility test set) and the audit (control). Only the aggregate figures "
-        "of this card are released about it.")
+        use + "; never used for training or domain discovery; read only by the evaluation "
+        "(utility test set) and the audit (control). Only the aggregate figures of this card "
+        "are released about it.")
 
 
 def _privacy(facts: ReleaseFacts, status: Status, book: Ledger) -> PrivacySection:

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from dpsynth.accounting.fingerprint import DataIdentity, identify
 from dpsynth.accounting.ledger import Ledger, LedgerRecorder
 from dpsynth.accounting.session import Spend
 from dpsynth.errors import BudgetExceededError, ParameterError, param_error
+from dpsynth.release.ablation import split_anchor
 from dpsynth.release.bundle import check_out_dir, write_bundle
 from dpsynth.release.card import Attempt, DatasetCard
 from dpsynth.release.card_fields import (
@@ -49,6 +50,7 @@ from dpsynth.release.card_fields import (
     final_decision,
 )
 from dpsynth.release.card_sections import AttemptSeeds, SpendRow
+from dpsynth.release.evidence import EvidenceData, evidence_checks, gather_evidence
 from dpsynth.release.gate import Assessment, Figures, Progress, assess
 from dpsynth.release.plan import (
     DEFAULT_HOLDOUT_FRACTION,
@@ -56,6 +58,7 @@ from dpsynth.release.plan import (
     ReleasePlan,
 )
 from dpsynth.release.policy import REGENERATE, SHIP, ReleasePolicy
+from dpsynth.release.temporal import split_time
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import BaseSynthesizer
 
@@ -143,55 +146,50 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
             policy: ReleasePolicy | Mapping[str, Any] | str | Path | None = None,
             holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION, n_rows: int | None = None,
             n_targets: int = 2000, random_state: int | None = None, secure: bool = False,
-            overwrite: bool = False, progress: Progress | None = None) -> ReleaseResult:
+            overwrite: bool = False, progress: Progress | None = None,
+            time_column: str | None = None, source_licence: str | None = None,
+            source_description: str | None = None, invocation: str | None = None,
+            reject_rule_breaks: bool = False, clip: bool = False) -> ReleaseResult:
     """Release ``data`` as DP synthetic data, gated by an evaluation, an audit and a policy.
 
     Parameters
     ----------
-    data, schema:
-        The private table and its public schema.
-    epsilon:
-        Privacy budget **per attempt**; each regenerated attempt spends it again.
-    dataset:
-        The dataset's name in the ledger; every spend of the release lands on its budget.
-    out, overwrite:
-        Directory of the bundle (nothing is written when ``None``); an existing bundle there
-        is replaced only with ``overwrite=True``.
-    ledger:
-        A :class:`~dpsynth.accounting.ledger.Ledger`, its location, or ``None`` (default).
-    cap:
-        Registers ``dataset`` with this cap when it is not registered yet. Without it an
-        unregistered dataset is an error (register it with ``dpsynth budget register``).
-    delta:
-        The delta of each attempt; default the ledger cap's delta.
-    synthesizer, synthesizer_params:
-        A registered name (default :data:`~dpsynth.synthesizers.DEFAULT_TABLE_SYNTHESIZER`)
-        with extra parameters, or an instance used as a template (its epsilon, delta,
-        random_state and secure_mode are set by the release).
+    data, schema, epsilon, dataset:
+        The private table, its public schema, the budget **per attempt** (each regenerated
+        attempt spends it again) and the dataset's name in the ledger.
+    out, overwrite, ledger, cap:
+        Directory of the bundle (nothing written when ``None``; an existing bundle is
+        replaced only with ``overwrite=True``); a :class:`~dpsynth.accounting.ledger.Ledger`
+        or its location; a cap that registers ``dataset`` if it is not registered yet.
+    delta, synthesizer, synthesizer_params:
+        The delta of each attempt (default the cap's); a registered generator name (default
+        :data:`~dpsynth.synthesizers.DEFAULT_TABLE_SYNTHESIZER`) with extra parameters, or
+        an instance used as a template.
     target, positive, secrets:
-        Categorical column and positive class of the utility check; columns attacked by
-        attribute inference (default: ``target``, else the last column).
-    policy:
-        A :class:`ReleasePolicy`, its nested mapping, a YAML path, or ``None`` (default).
-    holdout_fraction:
-        Share of rows (or users) set aside as the holdout, in [0.05, 0.5].
-    n_rows, n_targets:
-        Synthetic rows to draw (default: as many as the training rows); training records
-        attacked per attack.
-    random_state:
-        Seed of the split, the generator, sampling and the audit (recorded in the card).
-        Not allowed with ``secure``.
-    secure:
-        Draw the generator's DP noise from the operating system's CSPRNG (real releases).
-    progress:
-        Optional ``progress(stage, done, total)`` callback.
+        Categorical column and positive class of the utility check and the real-anchor
+        ablation; columns attacked by attribute inference (default: ``target``).
+    policy, holdout_fraction, n_rows, n_targets:
+        A :class:`ReleasePolicy`, its mapping or YAML path; the holdout share in [0.05, 0.5];
+        synthetic rows (default: as many as the training rows); records attacked per attack.
+    random_state, secure, progress:
+        Seed of every step (recorded; not with ``secure``); noise from the OS's CSPRNG (real
+        releases); an optional ``progress(stage, done, total)`` callback.
+    time_column, source_licence, source_description, invocation:
+        Hold out the latest period of this column (:mod:`~dpsynth.release.temporal`); what
+        the custodian declares about the source, and the call, for the card's provenance.
+    reject_rule_breaks, clip:
+        Drop synthetic rows that break the schema's ``rules`` and draw again; clip values to
+        the declared bounds instead of refusing them. Both row-local (no privacy cost) and
+        recorded as filters on the card.
     """
     plan = ReleasePlan.build(
         schema, epsilon=epsilon, dataset=dataset, delta=delta, synthesizer=synthesizer,
         synthesizer_params=synthesizer_params, target=target, positive=positive,
         secrets=secrets, policy=policy, holdout_fraction=holdout_fraction, n_rows=n_rows,
-        n_targets=n_targets, random_state=random_state, secure=secure)
-    schema.validate(data)
+        n_targets=n_targets, random_state=random_state, secure=secure,
+        time_column=time_column, source_licence=source_licence,
+        source_description=source_description, invocation=invocation,
+        reject_rule_breaks=reject_rule_breaks, clip=clip)
     return run_plan(plan, data, schema, out=None if out is None else Path(out),
                     ledger=ledger, cap=cap, overwrite=overwrite, progress=progress)
 
@@ -200,22 +198,29 @@ def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path
              ledger: Ledger | str | Path | None, cap: Budget | None, overwrite: bool = False,
              progress: Progress | None = None) -> ReleaseResult:
     """Carry out a validated :class:`ReleasePlan` on ``data`` (see :func:`release`)."""
+    clipped: dict[str, int] = {}
+    if plan.clip:
+        from dpsynth.release.clip import clip_to_bounds
+
+        data, clipped = clip_to_bounds(data, schema)
+    schema.validate(data)
     if out is not None:
         check_out_dir(out, overwrite)
-    train, holdout = split_holdout(data, schema, plan.holdout_fraction,
-                                   child_seed(plan.seed, 0))
-    _check_split(train, holdout, schema, plan.target)
+    train, holdout, extra = _split(plan, data, schema)
     identity = identify(data, schema)
     book, recorder = _open_ledger(ledger, plan.dataset, cap, data, schema, identity)
     before = book.status(plan.dataset).epsilon
     compose = _Composer(recorder.cap.delta)
-    attempts, last, events = _run_attempts(plan, train, holdout, schema, recorder, compose,
-                                           progress)
+    attempts, last, events = _run_attempts(plan, train, holdout, extra, schema, recorder,
+                                           compose, progress)
     spend = ReleaseSpend(events, compose(events),
                          float(rdp_epsilon(events, compose.delta)) if events else 0.0,
                          compose.delta, before)
+    entries = tuple(s.reservation.seq for s in book.spends(plan.dataset)
+                    if s.reservation.release_id == recorder.release_id)
     card = build_card(ReleaseFacts(plan, schema, identity, len(train), len(holdout),
-                                   recorder.release_id, attempts, last, spend), book)
+                                   recorder.release_id, attempts, last, spend, entries,
+                                   clipped), book)
     synthetic = None if last is None else last.synthetic
     synth = None if last is None else last.synthesizer
     figures = last.assessment.figures if last is not None else Figures()
@@ -258,6 +263,25 @@ def split_holdout(data: pd.DataFrame, schema: Schema, fraction: float,
     return data.loc[~mask], data.loc[mask]
 
 
+def _split(plan: ReleasePlan, data: pd.DataFrame,
+           schema: Schema) -> tuple[pd.DataFrame, pd.DataFrame, EvidenceData]:
+    """Training rows, the gate's holdout and the evidence's real rows. With a time column
+    the latest period is set aside first and the holdout is drawn from the earlier periods
+    with as many rows (:mod:`~dpsynth.release.temporal`); with a target the holdout is split
+    into the ablation's anchor and test parts (:mod:`~dpsynth.release.ablation`)."""
+    latest, label, periods = None, "", 0
+    pool, fraction = data, plan.holdout_fraction
+    if plan.time_column is not None:
+        pool, latest, label, periods = split_time(data, schema, plan.time_column, plan.target)
+        fraction = min(0.5, len(latest) / len(pool))
+    train, holdout = split_holdout(pool, schema, fraction, child_seed(plan.seed, 0))
+    _check_split(train, holdout, schema, plan.target)
+    anchor = test = None
+    if plan.target is not None:
+        anchor, test = split_anchor(holdout, plan.target, child_seed(plan.seed, 4))
+    return train, holdout, EvidenceData(anchor, test, latest, label, periods, schema.rules)
+
+
 def _check_split(train: pd.DataFrame, holdout: pd.DataFrame, schema: Schema,
                  target: str | None) -> None:
     problems = []
@@ -273,7 +297,8 @@ def _check_split(train: pd.DataFrame, holdout: pd.DataFrame, schema: Schema,
 
 # -- attempts --------------------------------------------------------------------------------
 def _run_attempts(plan: ReleasePlan, train: pd.DataFrame, holdout: pd.DataFrame,
-                  schema: Schema, recorder: LedgerRecorder, compose: _Composer,
+                  extra: EvidenceData, schema: Schema, recorder: LedgerRecorder,
+                  compose: _Composer,
                   progress: Progress | None,
                   ) -> tuple[tuple[Attempt, ...], AttemptOutcome | None, tuple[Event, ...]]:
     """Fit, sample and assess until an attempt ships, is rejected, is refused by the
@@ -283,8 +308,8 @@ def _run_attempts(plan: ReleasePlan, train: pd.DataFrame, holdout: pd.DataFrame,
     last = None
     for number in range(1, plan.policy.max_attempts + 1):
         tagged = _AttemptRecorder(recorder, number)
-        attempt, outcome = _attempt(plan, number, train, holdout, schema, tagged, compose,
-                                    progress)
+        attempt, outcome = _attempt(plan, number, train, holdout, extra, schema, tagged,
+                                    compose, progress)
         attempts.append(attempt)
         events += [e for _, e in tagged.spends]
         if outcome is None:
@@ -296,7 +321,8 @@ def _run_attempts(plan: ReleasePlan, train: pd.DataFrame, holdout: pd.DataFrame,
 
 
 def _attempt(plan: ReleasePlan, number: int, train: pd.DataFrame, holdout: pd.DataFrame,
-             schema: Schema, tagged: _AttemptRecorder, compose: _Composer,
+             extra: EvidenceData, schema: Schema, tagged: _AttemptRecorder,
+             compose: _Composer,
              progress: Progress | None) -> tuple[Attempt, AttemptOutcome | None]:
     """One attempt; its outcome is ``None`` when the ledger refused a later attempt."""
     seeds = AttemptSeeds(None if plan.secure else child_seed(plan.seed, number, 1),
@@ -312,16 +338,36 @@ def _attempt(plan: ReleasePlan, number: int, train: pd.DataFrame, holdout: pd.Da
         return Attempt(number, REFUSED, (f"the ledger refused the attempt's budget (nothing "
                                          f"spent): {exc}",), None, seeds=seeds), None
     tick(f"attempt {number}: fit {plan.synth_name}", 1, 1)
-    rows = synth.sample(plan.n_rows or len(train), random_state=seeds.sample)
+    rows, dropped = _sample(plan, synth, len(train), seeds.sample, extra.rules)
     found = assess(train, holdout, rows, synth.schema_, policy=plan.policy,
                    target=plan.target, positive=plan.positive, secrets=plan.secrets,
                    n_targets=plan.n_targets, attempt=number, random_state=seeds.audit,
                    progress=progress)
+    tick(f"attempt {number}: evidence against real data", 0, 1)
+    evidence = gather_evidence(plan, extra, train, holdout, rows, synth.schema_, seeds.audit,
+                               dropped)
+    more = evidence_checks(plan.policy, evidence)
+    if more:
+        found = replace(found, decision=plan.policy.decide(
+            (*found.decision.checks, *more), number))
+    tick(f"attempt {number}: evidence against real data", 1, 1)
     spends = tuple(SpendRow(p, e.describe(), compose([e])) for p, e in tagged.spends)
     attempt = Attempt(number, found.outcome, found.decision.reasons,
                       compose([e for _, e in tagged.spends]), spends, seeds,
                       found.decision.checks)
-    return attempt, AttemptOutcome(synth, rows, found)
+    return attempt, AttemptOutcome(synth, rows, found, evidence)
+
+
+def _sample(plan: ReleasePlan, synth: BaseSynthesizer, n_train: int, seed: int,
+            rules: tuple[str, ...]) -> tuple[pd.DataFrame, int | None]:
+    """The attempt's synthetic rows, and how many broke a rule and were dropped (``None``
+    when no rule filter applies)."""
+    n = plan.n_rows or n_train
+    if not (plan.reject_rule_breaks and rules):
+        return synth.sample(n, random_state=seed), None
+    from dpsynth.release.rules import sample_within_rules
+
+    return sample_within_rules(synth, n, seed, rules, synth.schema_.names)
 
 
 __all__ = ["DEFAULT_HOLDOUT_FRACTION", "AttemptOutcome", "ReleasePlan", "ReleaseResult",

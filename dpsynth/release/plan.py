@@ -15,6 +15,7 @@ import pandas as pd
 from dpsynth._util.seeds import resolve_seed
 from dpsynth.accounting import Budget
 from dpsynth.errors import ParameterError, param_error
+from dpsynth.release.evidence import EvidenceSection
 from dpsynth.release.gate import Assessment
 from dpsynth.release.policy import ReleasePolicy, resolve_policy
 from dpsynth.schema import CATEGORY_KINDS, Schema
@@ -91,6 +92,12 @@ class ReleasePlan:
     n_targets: int
     seed: int
     secure: bool
+    time_column: str | None = None
+    source_licence: str | None = None
+    source_description: str | None = None
+    invocation: str | None = None
+    reject_rule_breaks: bool = False
+    clip: bool = False
 
     @property
     def synth_name(self) -> str:
@@ -104,13 +111,18 @@ class ReleasePlan:
               policy: ReleasePolicy | Mapping[str, Any] | str | Path | None = None,
               holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION, n_rows: int | None = None,
               n_targets: int = 2000, random_state: int | None = None,
-              secure: bool = False) -> ReleasePlan:
+              secure: bool = False, time_column: str | None = None,
+              source_licence: str | None = None, source_description: str | None = None,
+              invocation: str | None = None,
+              reject_rule_breaks: bool = False, clip: bool = False) -> ReleasePlan:
         """Check every argument against ``schema`` and raise one :class:`ParameterError`
         listing all the problems found."""
         if not isinstance(schema, Schema):
             raise param_error("schema", "a dpsynth.Schema", type(schema).__name__, "release")
         problems = _problems(schema, epsilon, dataset, holdout_fraction, n_rows, target,
                              secrets, random_state, secure)
+        problems += _evidence_problems(schema, time_column, source_licence,
+                                       source_description, invocation)
         resolved: ReleasePolicy | None = None
         factory: SynthesizerFactory | None = None
         try:
@@ -127,7 +139,9 @@ class ReleasePlan:
         return cls(dataset, float(epsilon), delta, factory, resolved, target, positive,
                    tuple(secrets) if secrets else None, float(holdout_fraction),
                    None if n_rows is None else int(n_rows), int(n_targets),
-                   resolve_seed(random_state, "release"), bool(secure))
+                   resolve_seed(random_state, "release"), bool(secure), time_column,
+                   source_licence, source_description, invocation, bool(reject_rule_breaks),
+                   bool(clip))
 
 
 def _problems(schema: Schema, epsilon: Any, dataset: Any, holdout_fraction: Any, n_rows: Any,
@@ -158,6 +172,24 @@ def _problems(schema: Schema, epsilon: Any, dataset: Any, holdout_fraction: Any,
     return out
 
 
+#: Column kinds that order rows in time (``--time-column``).
+TIME_KINDS = ("datetime", "integer", "numeric", "ordinal")
+
+
+def _evidence_problems(schema: Schema, time_column: Any, licence: Any, description: Any,
+                       invocation: Any) -> list[str]:
+    out = []
+    if time_column is not None and (time_column not in schema
+                                    or schema[time_column].kind not in TIME_KINDS):
+        out.append(str(param_error("time_column", f"a column of the schema of kind "
+                                   f"{' / '.join(TIME_KINDS)}", time_column, "release")))
+    for name, value in (("source_licence", licence), ("source_description", description),
+                        ("invocation", invocation)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            out.append(str(param_error(name, "None or a non-empty string", value, "release")))
+    return out
+
+
 def _number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
@@ -174,7 +206,8 @@ class AttemptOutcome:
     synthesizer: BaseSynthesizer
     synthetic: pd.DataFrame
     assessment: Assessment
+    evidence: EvidenceSection | None = None
 
 
-__all__ = ["DEFAULT_HOLDOUT_FRACTION", "AttemptOutcome", "ReleasePlan", "SynthesizerFactory",
-           "effective_delta"]
+__all__ = ["DEFAULT_HOLDOUT_FRACTION", "TIME_KINDS", "AttemptOutcome", "ReleasePlan",
+           "SynthesizerFactory", "effective_delta"]

@@ -11,6 +11,13 @@ A policy is a small YAML file (every key optional; the defaults are :data:`DEFAU
       max_tvd_2way: 0.25       # ... and of 2-way marginals (null: not checked)
     utility:
       min_ratio: 0.8           # TSTR ROC-AUC / TRTR ROC-AUC on the holdout (needs a target)
+      min_anchor_gain: null    # best (real anchor + synthetic) AUC - anchor alone AUC; 0 means
+                               #   "must improve or match the anchor alone" (null: not checked)
+      max_temporal_regression: null  # with a time column: TSTR AUC on the latest period may
+                               #   fall at most this far below TSTR AUC on a random holdout
+    review:
+      max_implausible_share: null  # upper end of the interval of the share of reviewed rows
+                               #   marked implausible (dpsynth review import); null: none
     max_attempts: 2            # fits, each spending its own epsilon, before giving up
 
 **Decision.** *ship* when every check passes. *reject* when any attack finds a risk: the
@@ -46,6 +53,9 @@ _LAYOUT: dict[str, tuple[str, str]] = {
     "max_tvd_1way": ("fidelity", "max_tvd_1way"),
     "max_tvd_2way": ("fidelity", "max_tvd_2way"),
     "min_utility_ratio": ("utility", "min_ratio"),
+    "min_anchor_gain": ("utility", "min_anchor_gain"),
+    "max_temporal_regression": ("utility", "max_temporal_regression"),
+    "max_implausible_share": ("review", "max_implausible_share"),
     "max_attempts": ("", "max_attempts"),
 }
 
@@ -106,6 +116,16 @@ class ReleasePolicy:
     min_utility_ratio:
         Smallest TSTR / TRTR ROC-AUC ratio on the holdout; ``None`` skips the check. Checked
         only when the release names a target column.
+    min_anchor_gain:
+        Smallest gain in ROC-AUC of the best real-anchor + synthetic mix over the anchor
+        alone (:mod:`~dpsynth.release.ablation`); 0 requires "improve or match"; ``None``
+        (default) skips the check.
+    max_temporal_regression:
+        With a time column: largest drop of the TSTR ROC-AUC on the latest period below the
+        TSTR ROC-AUC on a random holdout of the same size; ``None`` (default) skips it.
+    max_implausible_share:
+        Largest upper end of the interval of the share of reviewed rows a person marked
+        implausible; checked by ``dpsynth review import`` (``None``: no review required).
     max_attempts:
         Fits allowed (each spends its own epsilon); 1 disables regeneration.
     """
@@ -116,6 +136,9 @@ class ReleasePolicy:
     max_tvd_2way: float | None = 0.25
     min_utility_ratio: float | None = 0.8
     max_attempts: int = 2
+    min_anchor_gain: float | None = None
+    max_temporal_regression: float | None = None
+    max_implausible_share: float | None = None
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -217,6 +240,9 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "max_tvd_1way": (0.0, 1.0, True),
     "max_tvd_2way": (0.0, 1.0, True),
     "min_utility_ratio": (0.0, 2.0, True),
+    "min_anchor_gain": (-1.0, 1.0, True),
+    "max_temporal_regression": (0.0, 1.0, True),
+    "max_implausible_share": (0.0, 1.0, True),
     "max_attempts": (1, 10, False),
 }
 

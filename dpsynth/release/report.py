@@ -57,7 +57,8 @@ def render_report(card: DatasetCard, figures: Figures | None = None) -> str:
     """The report of ``card`` as one HTML document."""
     figures = figures or Figures()
     body = [_header(card), _checks(card), _budget(card), _audit(card.audit, figures),
-            _fidelity(card.evaluation, figures), _utility(card.evaluation), _attempts(card),
+            _fidelity(card.evaluation, figures), _utility(card.evaluation), _evidence(card),
+            _attempts(card),
             _coverage(card), _provenance(card)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>dpsynth release {_e(card.dataset)}: {_e(card.decision)}</title>"
@@ -276,6 +277,12 @@ def _utility(evaluation: EvaluationSection) -> str:
         f"ratio {_fig(u.ratio, 'evaluation.utility.ratio')}.</p>")
 
 
+def _evidence(card: DatasetCard) -> str:
+    from dpsynth.release.report_evidence import evidence_html
+
+    return evidence_html(card)
+
+
 def _attempts(card: DatasetCard) -> str:
     rows = []
     for i, a in enumerate(card.attempts):
@@ -319,9 +326,26 @@ def _provenance(card: DatasetCard) -> str:
         f"{_e(withheld or '')}</p>"
         + (f"<table><tr><th>file</th><th>sha256</th></tr>{file_rows}</table>"
            if file_rows else "")
+        + _made_by(card)
         + f"<h3>Schema</h3><table><tr><th>column</th><th>kind</th><th>domain</th></tr>{cols}"
         "</table><h3>Reproduce</h3><pre>" + _e(rep.sample or "") + "\n\n"
         + _e(rep.rerun or "") + "</pre>")
+
+
+def _made_by(card: DatasetCard) -> str:
+    prov = card.provenance
+    if prov is None:
+        return ""
+    deps = ", ".join(f"{k} {v}" for k, v in prov.dependencies.items())
+    declared = "".join(f"<p><b>{label}</b> {_e(value)} (as declared by the data custodian)"
+                       "</p>" for label, value in (("Licence", prov.source_licence),
+                                                   ("Description", prov.source_description))
+                       if value)
+    return (f"<h3>Made by</h3><p>dpsynth {_e(prov.dpsynth_version)} on Python "
+            f"{_e(prov.python)}; {_e(deps)}.</p><p><b>Randomness</b> {_e(prov.randomness)}"
+            f"</p>{declared}<pre>{_e(prov.invocation)}</pre><p class=meta>Every other file "
+            "of the bundle is listed with its sha256 in the card's <code>provenance.files"
+            "</code>; <code>dpsynth card verify</code> checks them and the ledger.</p>")
 
 
 def _domain(column: Mapping[str, Any]) -> str:

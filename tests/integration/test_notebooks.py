@@ -21,6 +21,7 @@ SMALL = {
     "01_quickstart_release": "N_ROWS = 1500",
     "02_audit_another_tool": "N_ROWS = 1200\nN_TARGETS = 300",
     "03_budget_and_compliance": "N_ROWS = 1000",
+    "05_release_evidence": "N_ROWS = 1500\nROUNDS = 2",
     "04_private_text": ("N_RECORDS = 300\nEPOCHS = 1.0\nPRETRAINED = None\n"
                         "SCRATCH = dict(d_model=32, n_layers=1, n_heads=2)"),
 }

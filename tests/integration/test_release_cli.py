@@ -104,3 +104,173 @@ def test_demo_releases_the_bundled_table(tmp_path):
     assert (tmp_path / "demo" / "report.html").is_file()
     again = run_demo(tmp_path / "demo", epsilon=1.0, seed=1, synthesizer="mst")
     assert again.card.privacy["dataset_epsilon_before"] == 0.0  # a fresh demo ledger
+
+
+def _card_app() -> typer.Typer:
+    from dpsynth.commands.card import register as register_card
+
+    app = _app()
+    register_card(app)
+    return app
+
+
+def test_card_records_provenance_and_verify_catches_one_changed_byte(files, tmp_path):
+    result = _release(files, tmp_path, "--cap-epsilon", "3", "--cap-delta", "1e-5",
+                      "--synthesizer", "mst", "--target", "health_ins",
+                      "--source-licence", "GPL-2 (ISLR)",
+                      "--source-description", "CPS wage extract, 3000 rows")
+    assert result.exit_code == 0, result.output
+    bundle = tmp_path / "bundle"
+    card = DatasetCard.load(bundle)
+    prov = card.provenance
+    assert prov is not None and prov.source_licence == "GPL-2 (ISLR)"
+    assert prov.source_description == "CPS wage extract, 3000 rows"
+    assert prov.seed == 0 and "seeded" in prov.randomness
+    assert "--epsilon 1" in prov.invocation and prov.invocation.startswith("dpsynth release")
+    assert {"numpy", "pandas", "scikit-learn"} <= set(prov.dependencies)
+    assert "dataset_card.yaml" not in prov.files
+    assert {"synthetic.csv", "synthetic.parquet", "report.html",
+            "model/manifest.json", "model/model.safetensors"} <= set(prov.files)
+    assert len(prov.ledger_entries) == card.privacy.n_spends > 0
+    ok = runner.invoke(_card_app(), ["card", "verify", str(bundle)])
+    assert ok.exit_code == 0 and "verified" in ok.output, ok.output
+    data = bytearray((bundle / "synthetic.csv").read_bytes())
+    data[-2] = ord("7") if data[-2] != ord("7") else ord("8")
+    (bundle / "synthetic.csv").write_bytes(bytes(data))
+    bad = runner.invoke(_card_app(), ["card", "verify", str(bundle)])
+    assert bad.exit_code == 1
+    assert "synthetic.csv" in bad.output and "changed" in bad.output
+    assert len([line for line in bad.output.splitlines() if "mismatch" in line]) == 1
+
+
+def test_card_verify_checks_epsilon_against_the_ledger(files, tmp_path):
+    result = _release(files, tmp_path, "--cap-epsilon", "3", "--cap-delta", "1e-5",
+                      "--synthesizer", "mst")
+    assert result.exit_code == 0, result.output
+    card_path = tmp_path / "bundle" / "dataset_card.yaml"
+    text = card_path.read_text()
+    card = DatasetCard.load(card_path)
+    stated = f"release_epsilon: {card.privacy.release_epsilon!r}"
+    assert stated in text
+    card_path.write_text(text.replace(stated, "release_epsilon: 0.5"))
+    bad = runner.invoke(_card_app(), ["card", "verify", str(tmp_path / "bundle")])
+    assert bad.exit_code == 1 and "release_epsilon" in bad.output, bad.output
+    missing = runner.invoke(_card_app(), ["card", "verify", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "no dataset card" in missing.output
+
+
+def test_temporal_release_carries_ablation_temporal_tails_and_hashes(files, tmp_path):
+    result = _release(files, tmp_path, "--cap-epsilon", "5", "--cap-delta", "1e-5",
+                      "--synthesizer", "mst", "--target", "health_ins",
+                      "--time-column", "year")
+    assert result.exit_code == 0, result.output
+    bundle = tmp_path / "bundle"
+    card = DatasetCard.load(bundle)
+    ev = card.evidence
+    assert ev is not None and ev.temporal is not None and ev.anchor_ablation is not None
+    assert ev.temporal.latest_period == "2009" and ev.temporal.n_latest == 389
+    assert ev.temporal.n_random == 389 and ev.temporal.tstr_auc_latest is not None
+    assert "latest period of 'year'" in card.source.holdout_use
+    assert card.source.n_train == 3000 - 2 * 389
+    ablation = ev.anchor_ablation
+    assert ablation.n_anchor + ablation.n_test == 389
+    assert [p.share for p in ablation.points][1:-1] == [0.1, 0.3, 0.5, 1.0, 2.0, 5.0]
+    assert ev.tails is not None and "epsilon does not cover" in ev.tails.note
+    assert "synthetic.csv" in card.provenance.files
+    html = (bundle / "report.html").read_text()
+    assert "Real-anchor ablation" in html and "Temporal holdout" in html
+    assert 'data-key="evidence.anchor_ablation.gain"' in html
+    ok = runner.invoke(_card_app(), ["card", "verify", str(bundle)])
+    assert ok.exit_code == 0, ok.output
+    data = bytearray((bundle / "synthetic.csv").read_bytes())
+    data[len(data) // 2] ^= 1
+    (bundle / "synthetic.csv").write_bytes(bytes(data))
+    bad = runner.invoke(_card_app(), ["card", "verify", str(bundle)])
+    assert bad.exit_code == 1 and "synthetic.csv: sha256" in bad.output
+
+
+def test_policy_requiring_an_anchor_gain_rejects(files, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("utility:\n  min_anchor_gain: 0.5\nmax_attempts: 1\n")
+    result = _release(files, tmp_path, "--cap-epsilon", "3", "--cap-delta", "1e-5",
+                      "--synthesizer", "mst", "--target", "health_ins", "--policy",
+                      str(policy))
+    assert result.exit_code == 3, result.output
+    card = DatasetCard.load(tmp_path / "bundle")
+    gain = [c for c in card.checks if c.name == "utility:anchor_gain"]
+    assert len(gain) == 1 and gain[0].passed is False
+    assert any("anchor_gain" in r for r in card.reasons)
+
+
+def test_time_column_with_one_period_is_one_clear_line(files, tmp_path):
+    import pandas as pd
+
+    data = tmp_path / "one.csv"
+    pd.read_csv(files["data"]).assign(year=2005).to_csv(data, index=False)
+    args = ["release", str(data), "--schema", str(files["schema"]), "--epsilon", "1",
+            "--dataset", "wage", "--out", str(tmp_path / "b"), "--ledger",
+            str(tmp_path / "l.sqlite"), "--cap-epsilon", "3", "--time-column", "year",
+            "--quiet"]
+    result = runner.invoke(_app(), args)
+    assert result.exit_code == 2
+    assert "holds one period only (2005)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_declared_rule_broken_by_the_synthetic_rows_and_the_rule_filter(files, tmp_path):
+    import yaml
+
+    schema = yaml.safe_load(files["schema"].read_text())
+    schema["rules"] = ["wage >= 40 if education == '5. Advanced Degree'"]
+    ruled = tmp_path / "ruled.yaml"
+    ruled.write_text(yaml.safe_dump(schema))
+    common = ["release", str(files["data"]), "--schema", str(ruled), "--epsilon", "1",
+              "--dataset", "wage", "--ledger", str(tmp_path / "ledger.sqlite"),
+              "--cap-epsilon", "5", "--cap-delta", "1e-5", "--synthesizer", "mst",
+              "--seed", "0", "--quiet"]
+    plain = runner.invoke(_app(), [*common, "--out", str(tmp_path / "a")])
+    assert plain.exit_code == 0, plain.output
+    [row] = DatasetCard.load(tmp_path / "a").evidence.rules["checked"]
+    assert row["synthetic_rate"] > row["real_rate"] and row["synthetic_violations"] > 0
+    filtered = runner.invoke(_app(), [*common, "--out", str(tmp_path / "b"),
+                                      "--reject-rule-breaks"])
+    assert filtered.exit_code == 0, filtered.output
+    card = DatasetCard.load(tmp_path / "b")
+    [row] = card.evidence.rules["checked"]
+    assert row["synthetic_violations"] == 0 and card.evidence.rules["rejected_rows"] > 0
+    assert len(card.filters) == 1 and card.filters[0].startswith("rule filter:")
+    assert "Public rules between columns" in (tmp_path / "b" / "report.html").read_text()
+
+
+def test_review_round_trip_records_the_share_on_the_card(files, tmp_path):
+    import pandas as pd
+
+    from dpsynth.commands.review import register as register_review
+
+    assert _release(files, tmp_path, "--cap-epsilon", "3", "--cap-delta", "1e-5",
+                    "--synthesizer", "mst").exit_code == 0
+    app = _card_app()
+    register_review(app)
+    bundle = tmp_path / "bundle"
+    exported = runner.invoke(app, ["review", "export", str(bundle), "--n", "40"])
+    assert exported.exit_code == 0, exported.output
+    sheet = pd.read_csv(bundle / "review" / "review.csv", dtype=str, keep_default_na=False)
+    assert len(sheet) == 40 and {"review_id", "implausible", "note"} <= set(sheet.columns)
+    sheet["implausible"] = ["yes"] * 4 + ["no"] * 36
+    sheet.to_csv(bundle / "review" / "review.csv", index=False)
+    imported = runner.invoke(app, ["review", "import", str(bundle)])
+    assert imported.exit_code == 0 and "4 implausible" in imported.output, imported.output
+    review = DatasetCard.load(bundle).evidence.review
+    assert review["n_reviewed"] == 40 and review["share"] == pytest.approx(0.1)
+    assert review["ci"][0] < 0.1 < review["ci"][1]
+    assert runner.invoke(app, ["card", "verify", str(bundle)]).exit_code == 0
+    card_path = bundle / "dataset_card.yaml"
+    card_path.write_text(card_path.read_text().replace(
+        "max_implausible_share: null", "max_implausible_share: 0.05"))
+    strict = runner.invoke(app, ["review", "import", str(bundle)])
+    assert strict.exit_code == 3 and "do not ship" in strict.output, strict.output
+    assert DatasetCard.load(bundle).evidence.review["passed"] is False
+    sheet["implausible"] = "maybe"
+    sheet.to_csv(bundle / "review" / "review.csv", index=False)
+    bad = runner.invoke(app, ["review", "import", str(bundle)])
+    assert bad.exit_code == 2 and "yes or no" in bad.output
