@@ -91,9 +91,9 @@ class DPARSynthesizer(BaseSynthesizer):
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,
-                 discovery_fraction: float = 0.1, epochs: float = 10, batch_size: int = 512,
-                 max_grad_norm: float = 1.0, learning_rate: float = 3e-3, n_bins: int = 32,
-                 d_model: int = 64, n_layers: int = 2, n_heads: int = 4, device: str = "auto",
+                 discovery_fraction: float = 0.1, epochs: float = 20, batch_size: int = 512,
+                 max_grad_norm: float = 1.0, learning_rate: float = 1e-2, n_bins: int = 64,
+                 d_model: int = 32, n_layers: int = 1, n_heads: int = 4, device: str = "auto",
                  progress: bool = False, grad_sample_mode: str = "auto"):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
                          secure_mode=secure_mode, discovery_fraction=discovery_fraction)
