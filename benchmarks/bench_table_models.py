@@ -164,8 +164,8 @@ def load_wage() -> Table:
     return Table(df, schema, "health_ins", "1. Yes", checks)
 
 
-LOADERS = {"hmda": load_hmda, "fertility": load_fertility, "adult": load_adult, "cps1988": load_cps1988,
-           "wage": load_wage}
+LOADERS = {"hmda": load_hmda, "fertility": load_fertility, "adult": load_adult,
+           "cps1988": load_cps1988, "wage": load_wage}
 
 
 def broken(rows: pd.DataFrame, premise: Mask, conclusion: Mask) -> float:

@@ -254,3 +254,21 @@ def test_every_bad_param_is_reported_at_once():
     with pytest.raises(ParameterError) as info:
         DPARSynthesizer(epochs=0, batch_size=-3, device="tpu").fit(df, schema)
     assert all(f"'{n}'" in str(info.value) for n in ("epochs", "batch_size", "device"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda_is_a_parameter_error():
+    df, schema = _table()
+    with pytest.raises(ParameterError, match="'device'"):
+        DPARSynthesizer(device="cuda", **FAST).fit(df, schema)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_with_bf16_autocast_samples_and_loads(tmp_path):
+    df, schema = _table()
+    synth = DPARSynthesizer(epsilon=1.0, random_state=0, device="cuda", **FAST).fit(df, schema)
+    assert synth.model_.heads[0].weight.device.type == "cuda"
+    assert synth.model_.heads[0].weight.dtype == torch.float32  # autocast keeps fp32 weights
+    again = DPARSynthesizer.load(synth.save(tmp_path / "gpu"))
+    pd.testing.assert_frame_equal(again.sample(100, random_state=1),
+                                  synth.sample(100, random_state=1))
