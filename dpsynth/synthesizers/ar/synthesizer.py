@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 TRAIN_PURPOSE = "train:dpar"
 _INT_PARAMS = ("batch_size", "n_bins", "d_model", "n_layers", "n_heads")
+_DEFAULT_BATCH = 512
 _FLOAT_PARAMS = ("epochs", "max_grad_norm", "learning_rate")
 
 
@@ -60,7 +61,8 @@ class DPARSynthesizer(BaseSynthesizer):
     epochs:
         Expected passes over the data; steps = ``ceil(epochs / q)``, ``q = batch_size / n``.
     batch_size:
-        Expected (Poisson) batch size; at most the number of rows.
+        Expected (Poisson) batch size; at most the number of rows. ``None`` (default):
+        ``min(512, n // 4)`` for ``n`` rows (the row count is treated as public).
     max_grad_norm:
         Per-row gradient clipping norm ``C``; the noise std is ``sigma * C``.
     learning_rate:
@@ -91,7 +93,8 @@ class DPARSynthesizer(BaseSynthesizer):
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,
-                 discovery_fraction: float = 0.1, epochs: float = 20, batch_size: int = 512,
+                 discovery_fraction: float = 0.1, epochs: float = 20,
+                 batch_size: int | None = None,
                  max_grad_norm: float = 1.0, learning_rate: float = 1e-2, n_bins: int = 64,
                  d_model: int = 32, n_layers: int = 1, n_heads: int = 4, device: str = "auto",
                  progress: bool = False, grad_sample_mode: str = "auto"):
@@ -114,12 +117,18 @@ class DPARSynthesizer(BaseSynthesizer):
         super()._validate_params()
         raise_if_problems(_param_problems(self), type(self).__name__)
 
-    def _schedule(self, n_rows: int) -> tuple[float, int]:
-        """Sampling rate and number of steps for ``n_rows`` rows (no data is read)."""
+    def _batch_size(self, n_rows: int) -> int:
+        """The expected batch size for ``n_rows`` rows (no data is read)."""
+        if self.batch_size is None:
+            return max(1, min(_DEFAULT_BATCH, n_rows // 4))
         if self.batch_size > n_rows:
             raise param_error("batch_size", f"at most the number of rows ({n_rows})",
                               self.batch_size, type(self).__name__)
-        q = self.batch_size / n_rows
+        return int(self.batch_size)
+
+    def _schedule(self, n_rows: int) -> tuple[float, int]:
+        """Sampling rate and number of steps for ``n_rows`` rows (no data is read)."""
+        q = self._batch_size(n_rows) / n_rows
         return q, _dpsgd.steps_for(float(self.epochs), q)
 
     def _config(self) -> ARConfig:
@@ -143,14 +152,14 @@ class DPARSynthesizer(BaseSynthesizer):
         lr, progress = float(self.learning_rate), bool(self.progress)
         if recorder is None:
             loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(
-                len(rows), int(self.batch_size), steps, self.noise_))
+                len(rows), self._batch_size(len(rows)), steps, self.noise_))
             log = train_plain(model, loader, learning_rate=lr,
                               steps_per_epoch=_dpsgd.steps_for(1.0, q), progress=progress)
             self.grad_sample_mode_ = "none"
         else:
             event = self._planned_event()
             settings = DPSGDSettings(event.noise_multiplier, event.sample_rate, event.steps,
-                                     float(self.max_grad_norm), int(self.batch_size),
+                                     float(self.max_grad_norm), self._batch_size(len(rows)),
                                      str(self.grad_sample_mode))
             loader = _dpsgd.batch_loader(rows, _dpsgd.FastPoissonBatches(
                 len(rows), event.sample_rate, event.steps, self.noise_))
@@ -293,6 +302,8 @@ def _param_problems(synth: DPARSynthesizer) -> list[ParameterError]:
 
     for name in (*_INT_PARAMS, *_FLOAT_PARAMS):
         value, integer = getattr(synth, name), name in _INT_PARAMS
+        if name == "batch_size" and value is None:
+            continue
         if not number(value, integer) or value <= 0:
             out.append(param_error(name, "an integer >= 1" if integer else "a finite float > 0",
                                    value, owner))

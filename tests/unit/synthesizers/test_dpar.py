@@ -272,3 +272,12 @@ def test_cuda_fit_with_bf16_autocast_samples_and_loads(tmp_path):
     again = DPARSynthesizer.load(synth.save(tmp_path / "gpu"))
     pd.testing.assert_frame_equal(again.sample(100, random_state=1),
                                   synth.sample(100, random_state=1))
+
+
+def test_default_batch_size_fits_small_tables():
+    df, schema = _table(n=300)
+    synth = DPARSynthesizer(epsilon=1.0, random_state=0, epochs=1, d_model=8, n_layers=1,
+                            n_heads=2).fit(df, schema)
+    (spend,) = synth.privacy_.spends
+    assert spend.event.sample_rate == pytest.approx(75 / 300)  # min(512, n // 4)
+    assert DPARSynthesizer()._batch_size(10_000) == 512
