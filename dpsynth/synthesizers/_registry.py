@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 _BUILT_IN = {
     "aim": "dpsynth.synthesizers.marginal.aim:AIMSynthesizer",
     "mst": "dpsynth.synthesizers.marginal.mst:MSTSynthesizer",
+    "dpar": "dpsynth.synthesizers.ar.synthesizer:DPARSynthesizer",
     "dpvae": "dpsynth.synthesizers.dpvae:DPVAESynthesizer",
     "dptext": "dpsynth.synthesizers.text.synthesizer:DPTextSynthesizer",
     "dptext-table": "dpsynth.synthesizers.text.tabular:TabularTextSynthesizer",

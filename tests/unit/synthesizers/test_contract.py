@@ -54,6 +54,7 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
     "aim": ({"rounds": 2, "final_iterations": 20, "round_iterations": 5}, _table),
     "mst": ({"final_iterations": 20}, _table),
     "dpvae": ({"epochs": 1, "batch_size": 40, "hidden_sizes": (8,), "latent_dim": 2}, _table),
+    "dpar": ({"epochs": 1, "batch_size": 40, "d_model": 8, "n_heads": 2}, _table),
     "dptext": (_TEXT, _text_only),
     "dptext-table": ({"table_synthesizer": "mst", "table_params": {"final_iterations": 20},
                       "text_params": _TEXT}, _text_table),

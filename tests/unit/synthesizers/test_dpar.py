@@ -1,0 +1,283 @@
+"""DPARSynthesizer: accounting, learned dependencies, conditional sampling, persistence."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dpsynth.accounting import SubsampledGaussianEvent, pld_epsilon
+from dpsynth.errors import DataValidationError, NotFittedError, ParameterError
+from dpsynth.schema import Column, Schema
+from dpsynth.synthesizers import _dpsgd
+from dpsynth.synthesizers.ar import DPARSynthesizer
+from dpsynth.synthesizers.ar.model import ARConfig, RowLoss, build_model
+from dpsynth.synthesizers.base import SYNTHESIZERS, BaseSynthesizer, create
+
+FAST: dict[str, Any] = dict(epochs=4, batch_size=64, d_model=16, n_layers=1, n_heads=2)
+N_ROWS = 400
+
+
+def _table(seed: int = 0, n: int = N_ROWS) -> tuple[pd.DataFrame, Schema]:
+    """Every column kind, a nullable numeric column and skewed marginals."""
+    rng = np.random.default_rng(seed)
+    colour = rng.choice(["red", "green", "blue", "grey"], size=n, p=[0.7, 0.2, 0.07, 0.03])
+    size = rng.choice([1, 2, 3], size=n, p=[0.1, 0.15, 0.75])
+    flag = rng.choice([False, True], size=n, p=[0.85, 0.15])
+    age = np.clip(np.round(rng.normal(30, 4, size=n)), 18, 90).astype(np.int64)
+    score = np.clip(rng.normal(3.0, 1.0, n), 0.0, 10.0)
+    score[rng.random(n) < 0.1] = np.nan
+    day = pd.to_datetime("2020-01-01") + pd.to_timedelta(rng.integers(0, 60, n), unit="D")
+    df = pd.DataFrame({"id": np.arange(n), "colour": colour, "size": size, "flag": flag,
+                       "age": age, "score": score, "day": day})
+    schema = Schema((
+        Column("id", "identifier"),
+        Column("colour", "categorical", categories=("red", "green", "blue", "grey")),
+        Column("size", "ordinal", categories=(1, 2, 3)),
+        Column("flag", "categorical", categories=(False, True)),
+        Column("age", "integer", lower=18, upper=90),
+        Column("score", "numeric", lower=0.0, upper=10.0, nullable=True),
+        Column("day", "datetime", lower="2019-01-01", upper="2021-01-01"),
+    ))
+    schema.validate(df)
+    return df, schema
+
+
+def _copied(n: int = 1500, seed: int = 0) -> tuple[pd.DataFrame, Schema]:
+    """``twin`` equals ``first`` in every row; ``noise`` is independent of both."""
+    rng = np.random.default_rng(seed)
+    first = rng.choice(list("abcdef"), size=n, p=[0.3, 0.25, 0.2, 0.1, 0.1, 0.05])
+    df = pd.DataFrame({"noise": rng.integers(0, 5, n), "first": first, "twin": first})
+    levels = tuple("abcdef")
+    schema = Schema((Column("noise", "integer", lower=0, upper=4),
+                     Column("first", "categorical", categories=levels),
+                     Column("twin", "categorical", categories=levels)))
+    return df, schema
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[DPARSynthesizer, pd.DataFrame, Schema]:
+    torch.set_num_threads(1)
+    df, schema = _table()
+    return DPARSynthesizer(epsilon=1.0, random_state=0, **FAST).fit(df, schema), df, schema
+
+
+@pytest.fixture(scope="module")
+def learned_copy() -> tuple[DPARSynthesizer, pd.DataFrame]:
+    torch.set_num_threads(1)
+    df, schema = _copied()
+    synth = DPARSynthesizer(epsilon=math.inf, random_state=0, epochs=30, batch_size=100,
+                            d_model=32, n_layers=1, n_heads=2, learning_rate=1e-2)
+    return synth.fit(df, schema), df
+
+
+def _tvd(real: pd.DataFrame, synth: pd.DataFrame, columns: list[str]) -> float:
+    """Average 1-way total variation distance over categorical ``columns``."""
+    out = [0.5 * real[c].astype(str).value_counts(normalize=True).sub(
+        synth[c].astype(str).value_counts(normalize=True), fill_value=0).abs().sum()
+        for c in columns]
+    return float(np.mean(out))
+
+
+# -- contract ---------------------------------------------------------------------------------
+def test_registered_and_created_by_name():
+    assert SYNTHESIZERS["dpar"] is DPARSynthesizer
+    assert isinstance(create("dpar", epsilon=2.0), DPARSynthesizer)
+
+
+def test_sample_before_fit_raises():
+    with pytest.raises(NotFittedError):
+        DPARSynthesizer().sample(3)
+    with pytest.raises(NotFittedError):
+        DPARSynthesizer().sample_conditional({"a": 1}, 3)
+
+
+def test_sample_matches_schema(fitted):
+    synth, df, schema = fitted
+    out = synth.sample(500, random_state=1)
+    assert list(out.columns) == [c.name for c in schema.data_columns]
+    Schema(tuple(schema.data_columns)).validate(out)
+    assert out["score"].isna().any() and out["score"].notna().any()
+    assert out["age"].dtype == np.int64
+    pd.testing.assert_frame_equal(out, synth.sample(500, random_state=1))
+
+
+# -- privacy ----------------------------------------------------------------------------------
+def test_reported_epsilon_is_pld_of_the_steps_run(fitted):
+    synth, df, _ = fitted
+    report = synth.privacy_
+    (spend,) = report.spends
+    event = spend.event
+    assert spend.purpose == "train:dpar" and isinstance(event, SubsampledGaussianEvent)
+    q = FAST["batch_size"] / len(df)
+    assert event.sample_rate == pytest.approx(q)
+    assert synth.steps_run_ == event.steps == math.ceil(FAST["epochs"] / q)
+    assert synth.grad_sample_mode_ == "bookkeeping"
+    rerun = SubsampledGaussianEvent(event.noise_multiplier, q, synth.steps_run_)
+    assert report.epsilon == pytest.approx(pld_epsilon([rerun], report.delta), rel=1e-12)
+    assert 0.9 < report.epsilon <= 1.0 + 1e-9
+
+
+def test_dp_training_really_adds_noise():
+    """Without noise the model fits the marginals clearly better than at epsilon = 1."""
+    df, schema = _copied(n=600, seed=1)
+    params = dict(epochs=20, batch_size=30, d_model=16, n_layers=1, n_heads=2,
+                  learning_rate=1e-2)
+    plain = DPARSynthesizer(epsilon=math.inf, random_state=0, **params).fit(df, schema)
+    private = DPARSynthesizer(epsilon=1.0, random_state=0, **params).fit(df, schema)
+    assert plain.privacy_ is None and plain.steps_run_ == private.steps_run_
+    cols = ["noise", "first", "twin"]
+    tvd_plain = _tvd(df, plain.sample(3000, random_state=1), cols)
+    tvd_private = _tvd(df, private.sample(3000, random_state=1), cols)
+    assert tvd_plain < 0.05
+    assert tvd_private > tvd_plain + 0.03
+
+
+def test_clipped_gradient_matches_per_row_reference():
+    """Book-keeping on the transformer clips every row's gradient as a loop over rows does."""
+    torch.manual_seed(0)  # the test's own data only; the model has its own generator
+    config = ARConfig((3, 5, 4), d_model=8, n_layers=1, n_heads=2)
+    tokens = torch.stack([torch.randint(0, v, (6,)) for v in config.vocab_sizes], dim=1)
+    model, clip = build_model(config, seed=3), 0.05
+    total = [torch.zeros_like(p) for p in model.parameters()]
+    for row in tokens:
+        model.zero_grad()
+        RowLoss()(model(row[None]), row[None]).backward()
+        norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters()))
+        for acc, p in zip(total, model.parameters(), strict=True):
+            acc += p.grad * min(1.0, clip / (float(norm) + 1e-6))
+    training = _dpsgd.make_private_bookkeeping(
+        model, torch.optim.SGD(model.parameters(), lr=0.0), RowLoss(), noise_multiplier=0.0,
+        max_grad_norm=clip, expected_batch_size=len(tokens),
+        noise_fn=lambda ref, std: torch.zeros_like(ref))
+    training.criterion(training.module(tokens), tokens).backward()
+    training.optimizer.step()
+    for p, t in zip(model.parameters(), total, strict=True):
+        torch.testing.assert_close(p.grad, t / len(tokens), rtol=1e-4, atol=1e-7)
+
+
+# -- what the model learns --------------------------------------------------------------------
+def test_a_planted_copy_is_learned_without_noise(learned_copy):
+    synth, _ = learned_copy
+    out = synth.sample(2000, random_state=3)
+    assert (out["first"] == out["twin"]).mean() > 0.95
+
+
+def test_conditional_sampling_keeps_the_given_values(fitted):
+    synth, _, schema = fitted
+    out = synth.sample_conditional({"colour": "grey", "score": 7.25}, 200, random_state=4)
+    assert len(out) == 200 and (out["colour"] == "grey").all() and (out["score"] == 7.25).all()
+    Schema(tuple(schema.data_columns)).validate(out)
+    rows = pd.DataFrame({"size": [1, 2, 3, 3], "flag": [True, False, True, False]})
+    out = synth.sample_conditional(rows, random_state=5)
+    assert out["size"].tolist() == [1, 2, 3, 3] and out["flag"].tolist() == rows["flag"].tolist()
+
+
+def test_conditioning_on_a_later_column_follows_the_learned_dependency(learned_copy):
+    """Importance resampling makes earlier columns agree with a given later one."""
+    synth, _ = learned_copy
+    out = synth.sample_conditional({"twin": "e"}, 300, random_state=6, candidates=64)
+    assert (out["twin"] == "e").all()
+    assert (out["first"] == "e").mean() > 0.9
+
+
+def test_bad_conditions_are_rejected(fitted):
+    synth, _, _ = fitted
+    with pytest.raises(ParameterError, match="'conditions'"):
+        synth.sample_conditional({"nope": 1}, 3)
+    with pytest.raises(ParameterError, match="'n_rows'"):
+        synth.sample_conditional({"colour": "red"})
+    with pytest.raises(DataValidationError, match="colour"):
+        synth.sample_conditional({"colour": "purple"}, 3)
+    with pytest.raises(ParameterError, match="'candidates'"):
+        synth.sample_conditional({"colour": "red"}, 3, candidates=0)
+
+
+def test_hundreds_of_levels_and_values_spread_inside_bins():
+    rng = np.random.default_rng(0)
+    levels = tuple(f"l{i}" for i in range(300))
+    df = pd.DataFrame({"code": rng.choice(levels, 800), "x": rng.uniform(0, 1, 800)})
+    schema = Schema((Column("code", "categorical", categories=levels),
+                     Column("x", "numeric", lower=0.0, upper=1.0)))
+    synth = DPARSynthesizer(epsilon=2.0, random_state=0, n_bins=8, **FAST).fit(df, schema)
+    out = synth.sample(2000, random_state=1)
+    schema.validate(out)
+    assert out["code"].nunique() > 100
+    assert out["x"].round(6).nunique() > 1900  # drawn inside the bins, not at fixed points
+    assert ((out["x"] == 0.0) | (out["x"] == 1.0)).mean() < 0.01
+
+
+# -- persistence ------------------------------------------------------------------------------
+def test_save_load_reproduces_samples(fitted, tmp_path):
+    synth, _, _ = fitted
+    synth.save(tmp_path / "model")
+    for loader in (DPARSynthesizer.load, BaseSynthesizer.load):
+        again = loader(tmp_path / "model")
+        assert isinstance(again, DPARSynthesizer)
+        pd.testing.assert_frame_equal(again.sample(300, random_state=11),
+                                      synth.sample(300, random_state=11))
+        pd.testing.assert_frame_equal(
+            again.sample_conditional({"flag": True}, 50, random_state=2),
+            synth.sample_conditional({"flag": True}, 50, random_state=2))
+        assert again.privacy_ == synth.privacy_ and again.steps_run_ == synth.steps_run_
+
+
+# -- errors -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("params, name", [
+    (dict(epochs=0), "epochs"),
+    (dict(epochs=float("nan")), "epochs"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(batch_size=2.5), "batch_size"),
+    (dict(batch_size=N_ROWS + 1), "batch_size"),
+    (dict(max_grad_norm=-1.0), "max_grad_norm"),
+    (dict(learning_rate=0), "learning_rate"),
+    (dict(n_bins=1), "n_bins"),
+    (dict(d_model=15), "d_model"),
+    (dict(n_layers=0), "n_layers"),
+    (dict(n_heads=True), "n_heads"),
+    (dict(grad_sample_mode="functorch"), "grad_sample_mode"),
+    (dict(device="tpu"), "device"),
+    (dict(progress="yes"), "progress"),
+])
+def test_bad_params_raise_parameter_error(params, name):
+    df, schema = _table()
+    with pytest.raises(ParameterError, match=f"The '{name}' parameter of DPARSynthesizer"):
+        DPARSynthesizer(**{**FAST, **params}).fit(df, schema)
+
+
+def test_every_bad_param_is_reported_at_once():
+    df, schema = _table()
+    with pytest.raises(ParameterError) as info:
+        DPARSynthesizer(epochs=0, batch_size=-3, device="tpu").fit(df, schema)
+    assert all(f"'{n}'" in str(info.value) for n in ("epochs", "batch_size", "device"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda_is_a_parameter_error():
+    df, schema = _table()
+    with pytest.raises(ParameterError, match="'device'"):
+        DPARSynthesizer(device="cuda", **FAST).fit(df, schema)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_with_bf16_autocast_samples_and_loads(tmp_path):
+    df, schema = _table()
+    synth = DPARSynthesizer(epsilon=1.0, random_state=0, device="cuda", **FAST).fit(df, schema)
+    assert synth.model_.heads[0].weight.device.type == "cuda"
+    assert synth.model_.heads[0].weight.dtype == torch.float32  # autocast keeps fp32 weights
+    again = DPARSynthesizer.load(synth.save(tmp_path / "gpu"))
+    pd.testing.assert_frame_equal(again.sample(100, random_state=1),
+                                  synth.sample(100, random_state=1))
+
+
+def test_default_batch_size_fits_small_tables():
+    df, schema = _table(n=300)
+    synth = DPARSynthesizer(epsilon=1.0, random_state=0, epochs=1, d_model=8, n_layers=1,
+                            n_heads=2).fit(df, schema)
+    (spend,) = synth.privacy_.spends
+    assert spend.event.sample_rate == pytest.approx(75 / 300)  # min(512, n // 4)
+    assert DPARSynthesizer()._batch_size(10_000) == 512
