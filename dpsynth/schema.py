@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import json
 import math
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import yaml
 
 from dpsynth._util import yamlio
 from dpsynth.errors import DataValidationError, SchemaError
+
+if typing.TYPE_CHECKING:
+    import pandas as pd
 
 KINDS = ("categorical", "ordinal", "numeric", "integer", "datetime", "text", "identifier")
 BOUNDED_KINDS = ("numeric", "integer", "datetime")
@@ -112,6 +115,8 @@ class Column:
 
     def bound_values(self) -> tuple[float, float]:
         """Bounds as floats (datetimes as nanoseconds since the epoch)."""
+        import pandas as pd
+
         if self.lower is None or self.upper is None:
             raise SchemaError(f"Column {self.name!r} has no declared bounds")
         if self.kind == "datetime":
@@ -152,6 +157,8 @@ class Column:
 
 
 def _plain(value: Any) -> Any:
+    import pandas as pd
+
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, pd.Timestamp):
@@ -234,6 +241,8 @@ class Schema:
     # -- validation ---------------------------------------------------------------------
     def problems(self, df: pd.DataFrame) -> list[str]:
         """Every way ``df`` fails to conform to this schema (empty list when it conforms)."""
+        import pandas as pd
+
         if not isinstance(df, pd.DataFrame):
             return [f"expected a pandas DataFrame, got {type(df).__name__}"]
         out: list[str] = []
@@ -325,48 +334,15 @@ class Schema:
         numeric column comes back undeclared (``needs_domain``) and ``public=False``: declare
         the domains, or discover them with DP. SDV itself is not needed.
         """
-        if isinstance(metadata, (str, Path)):
-            path = Path(metadata)
-            if not path.is_file():
-                raise SchemaError(f"SDV metadata file not found: {path}")
-            try:
-                metadata = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise SchemaError(f"{path} is not valid JSON: {exc}") from None
-        if not isinstance(metadata, Mapping):
-            raise SchemaError("SDV metadata must be a JSON object")
-        tables = metadata.get("tables")
-        if tables:
-            if table is None:
-                if len(tables) != 1:
-                    raise SchemaError(f"SDV metadata has tables {sorted(tables)}; pass table=")
-                table = next(iter(tables))
-            spec = tables[table]
-        else:
-            spec, table = metadata, table or "table"
-        columns = []
-        for name, info in spec.get("columns", {}).items():
-            sdtype = info.get("sdtype", "categorical")
-            if sdtype == "numerical":
-                kind = "integer" if str(info.get("computer_representation", "")).startswith(
-                    ("Int", "int")) else "numeric"
-            elif sdtype == "datetime":
-                kind = "datetime"
-            elif sdtype in ("id",) or name == spec.get("primary_key"):
-                kind = "identifier"
-            elif sdtype == "boolean":
-                columns.append(Column(name, "categorical", categories=(False, True),
-                                      nullable=True, public=False))
-                continue
-            elif sdtype in ("categorical",):
-                kind = "categorical"
-            else:  # email, phone_number, address ... (PII types) are treated as identifiers
-                kind = "identifier"
-            columns.append(Column(name, kind, nullable=True, public=False))
-        return cls(columns=tuple(columns), name=str(table))
+        from dpsynth._util.sdv import columns_from_sdv
+
+        columns, name = columns_from_sdv(metadata, table)
+        return cls(columns=columns, name=name)
 
 
 def _column_problems(col: Column, series: pd.Series) -> list[str]:
+    import pandas as pd
+
     name = col.name
     out: list[str] = []
     null = series.isna()
@@ -446,6 +422,8 @@ def draft_schema(df: pd.DataFrame, *, max_categories: int = 50, name: str = "tab
     replaces data-derived values with public knowledge where needed, and declares it public
     (:meth:`Schema.declare_public`, or ``public: true`` in the file).
     """
+    import pandas as pd
+
     if not isinstance(df, pd.DataFrame) or df.shape[1] == 0:
         raise SchemaError("draft_schema needs a DataFrame with at least one column")
     columns = [_draft_column(str(c), df[c], max_categories) for c in df.columns]
@@ -454,6 +432,8 @@ def draft_schema(df: pd.DataFrame, *, max_categories: int = 50, name: str = "tab
 
 
 def _draft_column(name: str, s: pd.Series, max_categories: int) -> Column:
+    import pandas as pd
+
     nullable = bool(s.isna().any())
     values = s.dropna()
     n_unique = values.nunique()
