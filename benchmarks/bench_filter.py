@@ -42,8 +42,7 @@ def plan_events(name: str, epsilon: float) -> list[Event]:
     """The events of one release of ``name`` at ``epsilon`` on the wage schema."""
     rows, schema = load_dataset("wage")
     synth = create(name, epsilon=epsilon, delta=DELTA)
-    _, plan = synth.plan_budget(schema, len(rows))
-    return [p.event for p in plan]
+    return list(synth.plan_budget(schema, len(rows)).events)
 
 
 def admitted(releases: list[list[Event]], cap: float, *, adaptive: bool) -> int:

@@ -248,9 +248,9 @@ def test_six_concurrent_fits_on_a_cap_of_two(tmp_path, wage):
     cap = Ledger(ledger).dataset("w").cap
     from dpsynth.synthesizers import create
 
-    _, plan = create("mst", epsilon=1.0, delta=cap.delta).plan_budget(
+    plan = create("mst", epsilon=1.0, delta=cap.delta).plan_budget(
         load_dataset("wage")[1], len(wage[2]))
-    events = [p.event for p in plan]
+    events = list(plan.events)
     expected = _admitted(events, cap, 6)
     procs = [fit(ledger, wage, tmp_path / f"m{i}", wait=False) for i in range(6)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
