@@ -53,7 +53,7 @@ MODEL_CARD = {
 
 
 def cache_root() -> Path:
-    """Where converted models are cached: ``$DPSYNTH_MODEL_CACHE`` or ``~/.cache/dpsynth/models``."""
+    """The cache of converted models: ``$DPSYNTH_MODEL_CACHE`` or ``~/.cache/dpsynth/models``."""
     configured = os.environ.get(CACHE_ENV)
     if configured:
         return Path(configured).expanduser()
@@ -99,6 +99,7 @@ def convert(source: Path, folder: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         _write_plain_llama(source, staging)
+        staging.chmod(0o755)  # mkdtemp makes it private; the cache is a plain folder
         try:
             staging.rename(folder)
         except OSError:  # another process finished first
@@ -130,5 +131,27 @@ def _write_plain_llama(source: Path, target: Path) -> None:
         "\n".join(f"{k}: {v}" for k, v in MODEL_CARD.items()) + "\n", encoding="utf-8")
 
 
+
+
+def resolve_model(pretrained: str | None, model_dir: str | None,
+                  cache: Path | None = None) -> tuple[str | None, str | None]:
+    """``(pretrained, model_dir)`` with ``pretrained="auto"`` resolved.
+
+    ``"auto"`` without a ``model_dir``: SmolLM2 from the wheel when it is installed, else the
+    shipped byte model (``"byte-small"``), said in a log line. Anything else is returned as is.
+    """
+    if pretrained != "auto":
+        return pretrained, model_dir
+    if model_dir is not None:
+        return "byte-small", model_dir  # unused with model_dir
+    found = default_model_dir(cache)
+    if found is None:
+        logger.warning("%s is not installed: falling back to the shipped byte model "
+                       "(byte-small). For readable text: %s", WHEEL, INSTALL_HINT)
+        return "byte-small", None
+    logger.info("Text model: SmolLM2-135M-Instruct from %s (cached in %s)", WHEEL, found)
+    return "byte-small", str(found)
+
+
 __all__ = ["CACHE_ENV", "GGUF_NAME", "INSTALL_HINT", "MODEL_CARD", "WHEEL", "cache_root",
-           "convert", "default_model_dir", "gguf_path"]
+           "convert", "default_model_dir", "gguf_path", "resolve_model"]
