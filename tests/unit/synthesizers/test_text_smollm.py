@@ -6,6 +6,7 @@ runs on a tiny random llama model that shares SmolLM2's tokenizer. Sockets are b
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import socket
@@ -85,7 +86,8 @@ def test_the_real_smollm2_loads_offline_and_prefers_english(smollm_dir):
     sentence = "text: The weather was lovely, so we walked to the park."
     shuffled = "text: park lovely the, walked so weather to The we was."
     assert nll(sentence) < nll(shuffled) - 0.5
-    assert (smollm_dir / "SOURCE.txt").read_text().count("Apache-2.0") == 1
+    card = json.loads((smollm_dir / smollm.CARD_FILE).read_text())
+    assert card["licence"] == "Apache-2.0" and "pretraining" in card["privacy_note"]
 
 
 def frame() -> tuple[pd.DataFrame, Schema]:
@@ -156,6 +158,7 @@ def test_auto_uses_a_cached_folder(tmp_path, monkeypatch):
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     (folder / "model.safetensors").write_bytes(b"")
+    (folder / smollm.CARD_FILE).write_text("{}")
     monkeypatch.setattr(smollm, "gguf_path", lambda: None)
     assert smollm.resolve_model("auto", None, cache=tmp_path) == ("byte-small", str(folder))
 
