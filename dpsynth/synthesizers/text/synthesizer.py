@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from dpsynth._util.device import resolve_device
+from dpsynth._util.progress import progress_bar
 from dpsynth.accounting import Budget, Event, GaussianEvent, NoiseSource, calibrate_gaussian
 from dpsynth.accounting.session import SpendRecorder
 from dpsynth.errors import NotFittedError, ParameterError, param_error, raise_if_problems
@@ -340,16 +341,22 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         rng = np.random.default_rng(random_state)
         heads = self._headers(controls)
         out: list[str] = [""] * len(heads)
-        for head in sorted(set(heads)):
-            rows = [i for i, h in enumerate(heads) if h == head]
-            for start in range(0, len(rows), _GEN_BATCH):
-                chunk = rows[start:start + _GEN_BATCH]
-                gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-                texts = self.backend_.generate(head, len(chunk), max_length=self.max_length_,
-                                               temperature=float(self.temperature),
-                                               top_p=float(self.top_p), generator=gen)
-                for i, t in zip(chunk, texts, strict=True):
-                    out[i] = t
+        done = 0
+        with progress_bar(bool(self.progress), "sampling text", len(heads)) as tick:
+            for head in sorted(set(heads)):
+                rows = [i for i, h in enumerate(heads) if h == head]
+                for start in range(0, len(rows), _GEN_BATCH):
+                    chunk = rows[start:start + _GEN_BATCH]
+                    gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+                    texts = self.backend_.generate(
+                        head, len(chunk), max_length=self.max_length_,
+                        temperature=float(self.temperature), top_p=float(self.top_p),
+                        generator=gen)
+                    for i, t in zip(chunk, texts, strict=True):
+                        out[i] = t
+                    done += len(chunk)
+                    if tick is not None:
+                        tick(done, len(heads))
         return out
 
     def score_records(self, frame: pd.DataFrame) -> np.ndarray:
