@@ -180,3 +180,12 @@ def test_plain_header_reads_like_text():
     assert records.plain_header(codec.header({"topic": "sport", "lang": "en"})) == \
         "topic: sport\nlang: en\ntext: "
     assert records.plain_header("") == "text: "
+
+
+def test_text_fit_without_model_dir_picks_smollm2(smollm_dir):
+    from dpsynth.commands.text import _text_params
+
+    params = _text_params(None, "auto", 8, "auto", 1.0, 16, None, None, False)
+    assert params["model_dir"] == str(smollm_dir) and params["pretrained"] == "byte-small"
+    assert "model_dir" not in _text_params(None, "byte-small", 8, "auto", 1.0, 16, None,
+                                           None, False)
