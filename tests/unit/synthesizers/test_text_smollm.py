@@ -189,3 +189,23 @@ def test_text_fit_without_model_dir_picks_smollm2(smollm_dir):
     assert params["model_dir"] == str(smollm_dir) and params["pretrained"] == "byte-small"
     assert "model_dir" not in _text_params(None, "byte-small", 8, "auto", 1.0, 16, None,
                                            None, False)
+
+
+def test_plain_micro_batches_give_the_whole_batch_gradient(tiny_dir):
+    pytest.importorskip("peft")
+    df, _ = frame()
+    backend = HFBackend.load(tiny_dir, lora_rank=2, seed=0)
+    rows = torch.from_numpy(backend.code(df.text.tolist()[:10], [""] * 10, 16))
+    params = [p for p in backend.module.parameters() if p.requires_grad]
+
+    def loss(part, crit):
+        inputs, target = split_batch(part)
+        return crit(backend.module(inputs), target)
+
+    loss(rows, RecordNLL()).backward()
+    expected = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    ChunkedLoss(loss, RecordNLL(), rows, 4, "float32").backward()
+    assert all(torch.allclose(p.grad, e, atol=1e-6) for p, e in zip(params, expected,
+                                                                    strict=True))
