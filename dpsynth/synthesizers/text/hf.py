@@ -14,6 +14,7 @@ from the synthesizer's generator rather than torch's global one (which ``generat
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
 import os
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from dpsynth.errors import ModelFormatError, ParameterError
+from dpsynth.synthesizers.text import records
 from dpsynth.synthesizers.text.model import draw_token
 
 logger = logging.getLogger(__name__)
@@ -48,8 +50,16 @@ def _import_transformers() -> Any:
     return transformers
 
 
-def _lora(model: nn.Module, rank: int, seed: int) -> tuple[nn.Module, int]:
-    """Wrap ``model`` with LoRA adapters when peft is installed (rank 0 or no peft: as is)."""
+#: ``lora_targets`` value adapting every linear layer (peft's own keyword).
+ALL_LINEAR = "all-linear"
+
+
+def _lora(model: nn.Module, rank: int, seed: int,
+          targets: str = ALL_LINEAR) -> tuple[nn.Module, int]:
+    """Wrap ``model`` with LoRA adapters when peft is installed (rank 0 or no peft: as is).
+
+    ``targets``: ``"all-linear"`` or comma-separated module names (``"q_proj,v_proj"``).
+    """
     if rank == 0:
         return model, 0
     try:
@@ -58,7 +68,7 @@ def _lora(model: nn.Module, rank: int, seed: int) -> tuple[nn.Module, int]:
         logger.warning("peft is not installed: fine-tuning every weight instead of LoRA")
         return model, 0
     config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
-                        target_modules="all-linear", bias="none")
+                        target_modules=_target_modules(targets), bias="none")
     # peft draws its initial adapters from the global generator: leave the caller's state as
     # it was, then draw LoRA's A matrices again from a generator seeded by ``seed`` (peft's
     # own rule: Kaiming-uniform with a = sqrt(5); B starts at zero).
@@ -71,6 +81,12 @@ def _lora(model: nn.Module, rank: int, seed: int) -> tuple[nn.Module, int]:
             if ".lora_A." in name:
                 nn.init.kaiming_uniform_(param, a=math.sqrt(5), generator=gen)
     return wrapped, rank
+
+
+def _target_modules(targets: str) -> str | list[str]:
+    if targets == ALL_LINEAR:
+        return ALL_LINEAR
+    return [t.strip() for t in targets.split(",") if t.strip()]
 
 
 class _Logits(nn.Module):
@@ -103,11 +119,14 @@ class HFBackend:
 
     kind = "hf"
 
-    def __init__(self, lm: nn.Module, tokenizer: Any, model_dir: str, lora_rank: int):
+    def __init__(self, lm: nn.Module, tokenizer: Any, model_dir: str, lora_rank: int, *,
+                 lora_targets: str = ALL_LINEAR, record_format: str = records.PLAIN):
         self.wrapper = _Logits(lm)
         self.tokenizer = tokenizer
         self.model_dir = model_dir
         self.lora_rank = lora_rank
+        self.lora_targets = lora_targets
+        self.record_format = record_format
         eos = tokenizer.eos_token_id
         if eos is None:
             raise ModelFormatError(f"The tokenizer in {model_dir} has no end-of-sequence token.")
@@ -116,9 +135,16 @@ class HFBackend:
         self.bos = int(bos) if bos is not None else self.eos
         pad = tokenizer.pad_token_id
         self.pad = int(pad if pad is not None else eos)
+        self.banned: tuple[int, ...] = (self.pad,) if self.pad != self.eos else ()
+        if record_format == records.PLAIN:
+            plain = records.separator(tokenizer)
+            if plain is not None:  # the BOS/EOS are chat-template tokens: plain separators
+                self.bos, self.eos = plain
+            self.banned = records.banned_ids(tokenizer, self.eos)
 
     @classmethod
-    def load(cls, model_dir: str, *, lora_rank: int, seed: int) -> HFBackend:
+    def load(cls, model_dir: str, *, lora_rank: int, seed: int,
+             lora_targets: str = ALL_LINEAR, record_format: str = records.PLAIN) -> HFBackend:
         """Load from ``model_dir`` (local files only), in training mode, with LoRA if asked."""
         path = Path(model_dir)
         if not (path / "config.json").is_file():
@@ -133,8 +159,9 @@ class HFBackend:
         except (OSError, ValueError) as exc:
             raise ModelFormatError(f"Cannot load a causal LM from {model_dir}: {exc}") from None
         lm.train()  # from_pretrained returns eval mode; Opacus needs training mode
-        lm, used = _lora(lm, lora_rank, seed)
-        return cls(lm, tokenizer, str(path), used)
+        lm, used = _lora(lm, lora_rank, seed, lora_targets)
+        return cls(lm, tokenizer, str(path.resolve()), used, lora_targets=lora_targets,
+                   record_format=record_format)
 
     @property
     def module(self) -> nn.Module:
@@ -149,10 +176,14 @@ class HFBackend:
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def _head(self, head: str) -> str:
+        """The record header as the model reads it (plain text, see :mod:`.records`)."""
+        return records.plain_header(head) if self.record_format == records.PLAIN else head
+
     def code(self, texts: Sequence[str], headers: Sequence[str], max_length: int) -> np.ndarray:
         rows = []
         for head, text in zip(headers, texts, strict=True):
-            h = self._ids(head)
+            h = self._ids(self._head(head))
             t = self._ids(text)[:max_length]
             rows.append(([self.bos, *h, *t, self.eos], 1 + len(h)))
         room = self.max_tokens()
@@ -171,10 +202,11 @@ class HFBackend:
         lm = self.wrapper.lm
         lm.eval()
         device = next(lm.parameters()).device
-        prompt = torch.tensor([self.bos, *self._ids(head)], device=device).expand(n, -1)
+        prompt = torch.tensor([self.bos, *self._ids(self._head(head))],
+                              device=device).expand(n, -1)
         out = lm(input_ids=prompt.contiguous(), use_cache=True)
         past, logits = out.past_key_values, out.logits[:, -1]
-        banned = (self.pad,) if self.pad != self.eos else ()
+        banned = self.banned
         steps = min(max_length + 1, self.max_tokens() - prompt.shape[1])
         drawn = torch.full((n, max(steps, 0)), self.eos, dtype=torch.long, device=device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
@@ -200,12 +232,19 @@ class HFBackend:
         """The trained weights only (the adapters with LoRA); the base stays in model_dir."""
         arrays = {f"model.{name}": p.detach().cpu().numpy()
                   for name, p in self.wrapper.lm.named_parameters() if p.requires_grad}
-        return {"backend": self.kind, "model_dir": self.model_dir,
-                "lora_rank": self.lora_rank}, arrays
+        state = {"backend": self.kind, "model_dir": self.model_dir,
+                 "lora_rank": self.lora_rank, "lora_targets": self.lora_targets,
+                 "record_format": self.record_format}
+        card = Path(self.model_dir) / "dpsynth_model_card.json"
+        if card.is_file():  # the base model's licence, pretraining corpus and DP caveat
+            state["base_model_card"] = json.loads(card.read_text(encoding="utf-8"))
+        return state, arrays
 
     @classmethod
     def from_state(cls, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> HFBackend:
-        backend = cls.load(str(state["model_dir"]), lora_rank=int(state["lora_rank"]), seed=0)
+        backend = cls.load(str(state["model_dir"]), lora_rank=int(state["lora_rank"]), seed=0,
+                           lora_targets=str(state.get("lora_targets", ALL_LINEAR)),
+                           record_format=str(state.get("record_format", records.LEGACY)))
         params = dict(backend.wrapper.lm.named_parameters())
         saved = {k.removeprefix("model."): v for k, v in arrays.items()
                  if k.startswith("model.")}

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from dpsynth._util.device import resolve_device
+from dpsynth._util.progress import progress_bar
 from dpsynth.accounting import Budget, Event, GaussianEvent, NoiseSource, calibrate_gaussian
 from dpsynth.accounting.session import SpendRecorder
 from dpsynth.errors import NotFittedError, ParameterError, param_error, raise_if_problems
@@ -39,6 +40,7 @@ from dpsynth.synthesizers.text import codec
 from dpsynth.synthesizers.text._params import param_problems
 from dpsynth.synthesizers.text.backend import ByteBackend, TextBackend, backend_nll
 from dpsynth.synthesizers.text.controls import ControlDistribution, cell_index, control_domain
+from dpsynth.synthesizers.text.microbatch import chunked_loss
 from dpsynth.synthesizers.text.model import (
     RecordNLL,
     TransformerConfig,
@@ -52,6 +54,7 @@ TRAIN_PURPOSE = "train:dptext"
 CONTROL_PURPOSE = "controls:dptext"
 DEFAULT_MAX_LENGTH = 256
 _GEN_BATCH = 256
+DEFAULT_MICRO_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,15 @@ class DPTextSynthesizer(DPSGDSynthesizer):
     lora_rank:
         With ``model_dir`` and peft installed: rank of the LoRA adapters (0 fine-tunes every
         weight).
+    lora_targets:
+        Modules that get LoRA adapters: ``"all-linear"`` or comma-separated module names
+        (``"q_proj,v_proj"``: fewer noisy coordinates under DP).
+    micro_batch_size:
+        Records per physical chunk of a logical DP-SGD batch (virtual batches, see
+        :mod:`~dpsynth.synthesizers.text.microbatch`): the clipped sums of the chunks are
+        added and the noise is added once, so the guarantee is that of the logical batch
+        while memory is bounded by the chunk. ``None``: 16 for a ``model_dir`` model whose
+        adapters allow book-keeping clipping, else the whole batch at once.
     trainable:
         Which byte-model parameters fine-tuning updates: ``"all"``, ``"norms-biases"``
         (BitFit) or ``"norms-biases-io"`` (those plus the byte embedding and output layer;
@@ -134,7 +146,9 @@ class DPTextSynthesizer(DPSGDSynthesizer):
                  random_state: int | None = None, secure_mode: bool = False,
                  discovery_fraction: float = 0.1, max_length: int | None = None,
                  pretrained: str | None = "byte-small", model_dir: str | None = None,
-                 lora_rank: int = 8, trainable: str = "auto", epochs: float = 3.0,
+                 lora_rank: int = 8, lora_targets: str = "all-linear",
+                 micro_batch_size: int | None = None, trainable: str = "auto",
+                 epochs: float = 3.0,
                  batch_size: int = 128, max_grad_norm: float = 1.0,
                  learning_rate: float | None = None,
                  control_fraction: float = 0.05, release_controls: bool = True,
@@ -151,6 +165,8 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         self.pretrained = pretrained
         self.model_dir = model_dir
         self.lora_rank = lora_rank
+        self.lora_targets = lora_targets
+        self.micro_batch_size = micro_batch_size
         self.trainable = trainable
         self.control_fraction = control_fraction
         self.release_controls = release_controls
@@ -242,7 +258,10 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         headers = [codec.header(dict(zip(controls, domain[c], strict=True))) for c in cells]
         texts = data[text].fillna("").astype(str).tolist()
         rows = torch.from_numpy(backend.code(texts, headers, self.max_length_)).to(device)
-        objective = Objective(RecordNLL(), _record_loss, str(self.precision))
+        chunk = self._micro_batch(backend, text_plan is not None)
+        objective = Objective(RecordNLL(), chunked_loss(_record_loss, chunk,
+                                                        str(self.precision)),
+                              str(self.precision))
         log, self.grad_sample_mode_ = self._train(
             backend.module, rows, objective,
             plan=None if text_plan is None else text_plan.training, recorder=recorder,
@@ -252,6 +271,22 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         self.backend_: TextBackend = backend
         self.device_ = device
         backend.module.eval()
+
+    def _micro_batch(self, backend: TextBackend, private: bool) -> int | None:
+        """Records per physical chunk (``None``: whole batches; see ``micro_batch_size``)."""
+        chunkable = not private or self._clipping(backend.module) == "bookkeeping"
+        if self.micro_batch_size is not None:
+            if not chunkable:
+                raise param_error("micro_batch_size", "None unless book-keeping clipping "
+                                  "applies (micro-batching adds clipped sums across chunks)",
+                                  self.micro_batch_size, type(self).__name__)
+            return int(self.micro_batch_size)
+        if backend.kind != "hf":
+            return None
+        if not chunkable:
+            logger.info("book-keeping clipping does not apply to this model: whole batches")
+            return None
+        return DEFAULT_MICRO_BATCH
 
     def _trainable_set(self) -> str:
         """``trainable`` with ``"auto"`` resolved (see the class docstring)."""
@@ -283,7 +318,8 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         if self.model_dir is not None:
             from dpsynth.synthesizers.text.hf import HFBackend
 
-            return HFBackend.load(str(self.model_dir), lora_rank=int(self.lora_rank), seed=seed)
+            return HFBackend.load(str(self.model_dir), lora_rank=int(self.lora_rank), seed=seed,
+                                  lora_targets=str(self.lora_targets))
         return ByteBackend.create(self.pretrained, self._scratch_config(), seed)
 
     # -- sampling and scoring -------------------------------------------------------------
@@ -305,16 +341,22 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         rng = np.random.default_rng(random_state)
         heads = self._headers(controls)
         out: list[str] = [""] * len(heads)
-        for head in sorted(set(heads)):
-            rows = [i for i, h in enumerate(heads) if h == head]
-            for start in range(0, len(rows), _GEN_BATCH):
-                chunk = rows[start:start + _GEN_BATCH]
-                gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-                texts = self.backend_.generate(head, len(chunk), max_length=self.max_length_,
-                                               temperature=float(self.temperature),
-                                               top_p=float(self.top_p), generator=gen)
-                for i, t in zip(chunk, texts, strict=True):
-                    out[i] = t
+        done = 0
+        with progress_bar(bool(self.progress), "sampling text", len(heads)) as tick:
+            for head in sorted(set(heads)):
+                rows = [i for i, h in enumerate(heads) if h == head]
+                for start in range(0, len(rows), _GEN_BATCH):
+                    chunk = rows[start:start + _GEN_BATCH]
+                    gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+                    texts = self.backend_.generate(
+                        head, len(chunk), max_length=self.max_length_,
+                        temperature=float(self.temperature), top_p=float(self.top_p),
+                        generator=gen)
+                    for i, t in zip(chunk, texts, strict=True):
+                        out[i] = t
+                    done += len(chunk)
+                    if tick is not None:
+                        tick(done, len(heads))
         return out
 
     def score_records(self, frame: pd.DataFrame) -> np.ndarray:

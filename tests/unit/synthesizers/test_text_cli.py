@@ -40,7 +40,8 @@ def test_text_fit_saves_a_model(tmp_path, app):
     data, schema = write(tmp_path)
     result = CliRunner().invoke(app, ["text", "fit", data, "--schema", schema, "--out",
                                       str(tmp_path / "m"), "--epsilon", "3", "--epochs", "0.5",
-                                      "--batch-size", "64", "--seed", "0"])
+                                      "--batch-size", "64", "--seed", "0",
+                                      "--pretrained", "byte-small"])
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["synthesizer"] == "dptext" and manifest["privacy"]["epsilon"] <= 3.0
