@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import numpy as np
-import pandas as pd
 import pytest
 
 from dpsynth.attacks.white_box import (
@@ -18,37 +14,7 @@ from dpsynth.attacks.white_box import (
 )
 from dpsynth.errors import ParameterError
 from dpsynth.synthesizers.marginal.mst import MSTSynthesizer
-
-
-class _HalfNoise:
-    """A noise source whose Gaussian draws have half the requested scale."""
-
-    def __init__(self, inner: Any):
-        self._inner = inner
-
-    def normal(self, size: int, scale: float) -> np.ndarray:
-        return self._inner.normal(size, scale=0.5 * scale)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-class HalfNoiseMST(MSTSynthesizer):
-    """Planted bug: every measurement gets half the noise its accounting assumes."""
-
-    name = "mst-half-noise"
-
-    def _fit(self, data, schema, *, plan, recorder, noise):
-        super()._fit(data, schema, plan=plan, recorder=recorder, noise=_HalfNoise(noise))
-
-
-class DoubleCountMST(MSTSynthesizer):
-    """Planted bug: each record counted twice (sensitivity 2) but accounted as sensitivity 1."""
-
-    name = "mst-double-count"
-
-    def _fit(self, data, schema, *, plan, recorder, noise):
-        super()._fit(pd.concat([data, data]), schema, plan=plan, recorder=recorder, noise=noise)
+from planted_mechanisms import DoubleCountMST, HalfNoiseMST
 
 
 REGISTRY = {"mst": MSTSynthesizer, "mst-half-noise": HalfNoiseMST,
