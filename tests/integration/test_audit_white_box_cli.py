@@ -6,11 +6,11 @@ import json
 
 import pytest
 import typer
+from planted_mechanisms import HalfNoiseMST
 from typer.testing import CliRunner
 
 from dpsynth.commands.audit_generator import register
 from dpsynth.synthesizers import SYNTHESIZERS
-from planted_mechanisms import HalfNoiseMST
 
 runner = CliRunner()
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+
 import pytest
+from planted_mechanisms import DoubleCountMST, HalfNoiseMST
 
 from dpsynth.attacks.white_box import (
     canary_tables,
@@ -14,8 +16,6 @@ from dpsynth.attacks.white_box import (
 )
 from dpsynth.errors import ParameterError
 from dpsynth.synthesizers.marginal.mst import MSTSynthesizer
-from planted_mechanisms import DoubleCountMST, HalfNoiseMST
-
 
 REGISTRY = {"mst": MSTSynthesizer, "mst-half-noise": HalfNoiseMST,
             "mst-double-count": DoubleCountMST}
