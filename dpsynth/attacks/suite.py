@@ -244,16 +244,14 @@ def run_audit(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFram
         Column kinds and declared categories; inferred from dtypes when absent.
     reference:
         Extra population rows for DOMIAS; by default half of the holdout plays that part.
-    secrets:
-        Columns attacked by attribute inference (default: the last audited column).
-    attacks:
-        Names from :data:`ATTACKS` (default: all).
+    secrets, attacks:
+        Columns attacked by attribute inference (default: the last audited column); names
+        from :data:`ATTACKS` (default: all).
     n_targets:
         Training records attacked per attack (and as many controls).
     threshold, confidence:
-        Verdict rule: an attack is a leak when the lower end of its ``confidence`` interval on
-        the risk exceeds ``threshold`` (0 for the copy attacks); the audit flags the leaks
-        that Holm's rule at family level ``1 - confidence`` keeps.
+        An attack is a leak when its risk interval's lower end exceeds ``threshold`` (0 for
+        copy attacks); the audit flags the leaks Holm's rule at ``1 - confidence`` keeps.
     random_state:
         Seed for target selection and every attack's randomness.
     progress:
@@ -272,8 +270,8 @@ def run_audit(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFram
         tick = stage(progress, label, announce=True)
         rng = child_rng(seed, zlib.crc32(label.encode()))
         began = time.perf_counter()
-        result = ATTACKS[name](data, threat, threshold=FIXED_THRESHOLDS.get(name, threshold),
-                               confidence=confidence,
+        rule = {"threshold": FIXED_THRESHOLDS.get(name, threshold), "confidence": confidence}
+        result = ATTACKS[name](data, threat, **rule,
                                random_state=rng, progress=tick)
         results.append(replace(result, seconds=round(time.perf_counter() - began, 3)))
         logger.info("attack %d/%d %s: %s", step + 1, len(plan), label, result.verdict)
