@@ -99,16 +99,18 @@ def roc_svg(roc: RocCurve, title: str, *, log_x: bool = False) -> str:
 def _results_table(report: AuditReport) -> str:
     rows = ["<table><tr><th>attack</th><th>threat model</th><th>targets</th>"
             "<th>success on training rows</th><th>success on controls</th>"
-            "<th>naive baseline</th><th>risk (attack over control)</th><th>verdict</th>"
+            "<th>naive baseline</th><th>risk (attack over control)</th>"
+            "<th>p (risk above threshold)</th><th>verdict (after Holm)</th>"
             "<th>seconds</th></tr>"]
-    for r in report.results:
+    for r, flagged in zip(report.results, report.flags, strict=True):
         note = f'<br><span class="muted">{_e(r.notes)}</span>' if r.notes else ""
         rows.append(
             f"<tr><td><code>{_e(r.attack)}</code>{note}</td>"
             f"<td>{_e(r.threat_model.describe())}</td><td class='num'>{r.n_targets}</td>"
             f"<td class='num'>{_pct(r.success)}</td><td class='num'>{_pct(r.control)}</td>"
             f"<td class='num'>{_pct(r.baseline)}</td><td class='num'>{_risk(r.risk)}</td>"
-            f"<td>{_badge(r.leak)}</td><td class='num'>{_e(r.seconds)}</td></tr>")
+            f"<td class='num'>{_e(_fmt(r.p_value) if r.p_value is not None else '')}</td>"
+            f"<td>{_badge(flagged)}</td><td class='num'>{_e(r.seconds)}</td></tr>")
     rows.append("</table>")
     return "".join(rows)
 
@@ -200,6 +202,8 @@ def _generator_section(audit: Mapping[str, Any] | None) -> str:
     """The generator audit: accounted against empirical epsilon, per-target AUCs, runs."""
     if not audit:
         return ""
+    if audit.get("mode") == "white-box":
+        return _white_box_section(audit)
     gen = dict(audit.get("generator") or {})
     violated = bool(audit.get("violated"))
     accounted = audit.get("accounted_epsilon")
@@ -235,11 +239,38 @@ def _generator_section(audit: Mapping[str, Any] | None) -> str:
             + (f"<ul>{errors}</ul>" if errors else ""))
 
 
+def _white_box_section(audit: Mapping[str, Any]) -> str:
+    """A white-box audit (:mod:`dpsynth.attacks.white_box`): claim, bound, method, power."""
+    violated = bool(audit.get("violated"))
+    badge = _badge(violated, "epsilon VIOLATED" if violated else "within the accounted epsilon")
+    lo, hi = (list(audit.get("epsilon_ci") or [None, None]) + [None, None])[:2]
+    rows = "".join(f"<tr><td>{_e(k)}</td><td class='num'>{_e(v)}</td></tr>" for k, v in (
+        ("accounted ε (claimed)", _fmt(audit.get("accounted_epsilon"))),
+        ("δ", _fmt(audit.get("delta"))),
+        ("ε lower bound (reported)", _fmt(audit.get("epsilon_lower"))),
+        ("ε from the GDP fit, one-sided interval", f"[{_fmt(lo)}, {_fmt(hi)}]"),
+        ("ε lower bound, Clopper-Pearson", _fmt(audit.get("epsilon_lower_cp"))),
+        ("ε of the measurements the canary touches (best this test can show)",
+         _fmt(audit.get("epsilon_planned"))),
+        ("μ fitted (planned)", f"{_fmt(audit.get('mu_hat'))} ({_fmt(audit.get('mu_planned'))})"),
+        ("fits on D and on D' (each)", _fmt(audit.get("n_fits"))),
+        ("power against a halved noise scale", _fmt(audit.get("power_half_noise"))),
+        ("CPU seconds", _fmt(audit.get("cpu_seconds")))))
+    return (f"<h2>White-box generator audit {badge}</h2>"
+            f"<p>Synthesizer <code>{_e(audit.get('synthesizer'))}</code>. Method: "
+            f"{_e(audit.get('epsilon_lower_source'))}, at "
+            f"{_e(_fmt(100 * float(audit.get('confidence', 0))))}% confidence. "
+            f"{_e(str(audit.get('power', '')).capitalize())}.</p>"
+            f"<table><tr><th>figure</th><th>value</th></tr>{rows}</table>")
+
+
 def render_html(report: AuditReport) -> str:
     """The whole report as one HTML string."""
     rule = (f"An attack flags a leak when the lower end of the {100 * report.confidence:g}% "
             f"confidence interval of its risk, (attack - control) / (1 - control), is above "
-            f"{report.threshold:g}. The audit flags a leak when any attack does.")
+            f"{report.threshold:g} (0 for the copy attacks). The audit flags a leak when Holm's "
+            f"step-down rule over the attacks' one-sided p-values, at family level "
+            f"{1 - report.confidence:.3g}, keeps such an attack.")
     return "".join([
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<title>dpsynth privacy audit</title>", f"<style>{_STYLE}</style></head><body>",

@@ -34,6 +34,7 @@ from dpsynth.attacks.stats import (
     auc_interval,
     difference_interval,
     risk_interval,
+    risk_p_value,
     roc_points,
     thin_indices,
     wilson_interval,
@@ -130,6 +131,10 @@ class AttackResult:
         ROC curve for score-based attacks.
     exposed_row_ids:
         Row ids (never values) of the training records the attack exposed most.
+    p_value:
+        One-sided p-value for "risk above ``threshold``"
+        (:func:`~dpsynth.attacks.stats.risk_p_value`); an audit combines these with Holm's
+        rule. None in results saved before it existed.
     """
 
     attack: str
@@ -146,6 +151,7 @@ class AttackResult:
     exposed_row_ids: tuple[int | str, ...] = ()
     notes: str = ""
     seconds: float | None = None
+    p_value: float | None = None
 
     @property
     def leak(self) -> bool:
@@ -165,7 +171,7 @@ class AttackResult:
             "metrics": dict(self.metrics),
             "roc": self.roc.to_dict() if self.roc is not None else None,
             "exposed_row_ids": list(self.exposed_row_ids), "notes": self.notes,
-            "seconds": self.seconds,
+            "seconds": self.seconds, "p_value": self.p_value,
         }
 
     @classmethod
@@ -182,6 +188,7 @@ class AttackResult:
             roc=RocCurve.from_dict(roc) if roc else None,
             exposed_row_ids=tuple(data.get("exposed_row_ids", ())),
             notes=str(data.get("notes", "")), seconds=data.get("seconds"),
+            p_value=None if data.get("p_value") is None else float(data["p_value"]),
         )
 
 
@@ -192,12 +199,14 @@ def score_attack(attack: str, threat: ThreatModel, hits: np.ndarray, control_hit
 
     ``hits`` and ``control_hits`` are booleans (attack correct) on training targets and on
     controls; ``baseline_hits`` the outcomes of a naive attacker on the training targets.
-    ``extra`` is passed on to the result (metrics, roc, exposed_row_ids, notes).
+    ``extra`` is passed on to the result (metrics, roc, exposed_row_ids, notes); the
+    one-sided p-value for "risk above ``threshold``" is computed from the same outcomes.
     """
     success, control = Rate.of(hits, confidence), Rate.of(control_hits, confidence)
     difference = difference_interval(hits, control_hits, paired=paired, confidence=confidence)
     value, ci = risk_interval(success.value, control.value, difference)
     risk = Rate(value, ci)
+    extra.setdefault("p_value", risk_p_value(hits, control_hits, threshold, paired=paired))
     return AttackResult(attack=attack, threat_model=threat, n_targets=int(np.size(hits)),
                         success=success, control=control,
                         baseline=Rate.of(baseline_hits, confidence), risk=risk,

@@ -8,7 +8,10 @@ Pure functions of numbers and NumPy arrays (numpy and scipy only; no attack, no 
   (*Statistics in Medicine* 17:873, 1998, method 10) or paired (*Statistics in Medicine*
   17:2635, 1998, method 10).
 * The privacy risk of Giomi et al. (PoPETs 2023), ``(success - control) / (1 - control)``,
-  with the difference interval carried through.
+  with the difference interval carried through, and the one-sided p-value for "risk above a
+  threshold" that inverts that interval.
+* Holm's step-down rule, which keeps an audit's family-wise false-alarm rate at its level
+  however many attacks it runs.
 * The ROC curve of a membership score, its AUC (Mann-Whitney) with the Hanley & McNeil
   (*Radiology* 143:29, 1982) interval, and the TPR at a low FPR.
 """
@@ -16,10 +19,11 @@ Pure functions of numbers and NumPy arrays (numpy and scipy only; no attack, no 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+from scipy import optimize, stats
 
 from dpsynth.errors import param_error
 
@@ -36,9 +40,13 @@ def z_value(confidence: float) -> float:
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Interval:
     """Wilson score interval for a binomial proportion (Wilson, JASA 1927); (0, 1) for n = 0."""
+    return _wilson(successes, n, z_value(confidence))
+
+
+def _wilson(successes: int, n: int, z: float) -> Interval:
+    """Wilson interval at the normal quantile ``z``."""
     if n <= 0:
         return (0.0, 1.0)
-    z = z_value(confidence)
     p = successes / n
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
@@ -73,14 +81,18 @@ def difference_interval(hits: ArrayLike, control_hits: ArrayLike, *, paired: boo
     combined with the correlation of the pair outcomes (Newcombe 1998, paired method 10).
     Either arm empty: ``(-1, 1)``.
     """
-    x = np.asarray(hits, dtype=bool)
-    y = np.asarray(control_hits, dtype=bool)
+    return _difference(np.asarray(hits, dtype=bool), np.asarray(control_hits, dtype=bool),
+                       paired, z_value(confidence))
+
+
+def _difference(x: NDArray[np.bool_], y: NDArray[np.bool_], paired: bool, z: float) -> Interval:
+    """Newcombe's interval at the normal quantile ``z``."""
     n1, n2 = x.size, y.size
     if n1 == 0 or n2 == 0:
         return (-1.0, 1.0)
     p1, p2 = float(x.mean()), float(y.mean())
-    l1, u1 = wilson_interval(int(x.sum()), n1, confidence)
-    l2, u2 = wilson_interval(int(y.sum()), n2, confidence)
+    l1, u1 = _wilson(int(x.sum()), n1, z)
+    l2, u2 = _wilson(int(y.sum()), n2, z)
     phi = pair_correlation(x, y) if paired else 0.0
     below = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     above = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
@@ -114,6 +126,56 @@ def risk_interval(success: float, control: float, difference: Interval) -> tuple
         return 0.0, (min(lo, 0.0), max(hi, 0.0))
     value = float(np.clip((success - control) / room, -1.0, 1.0))
     return value, (max(-1.0, lo / room), min(1.0, hi / room))
+
+
+def risk_p_value(hits: ArrayLike, control_hits: ArrayLike, threshold: float, *,
+                 paired: bool = False) -> float:
+    """One-sided p-value for "the risk exceeds ``threshold``", by inverting the risk interval.
+
+    The one-sided ``1 - p`` lower bound of the risk is the lower end of the two-sided
+    ``1 - 2p`` interval (Newcombe's difference interval divided by ``1 - control``, as in
+    :func:`risk_interval`). The p-value is the ``p`` at which that lower bound meets
+    ``threshold``: the smallest one-sided level at which the risk interval clears it. So an
+    attack whose two-sided ``confidence`` interval lies above ``threshold`` has
+    ``p < (1 - confidence) / 2``, and the test agrees with the per-attack verdict. When the
+    risk estimate itself is at or below ``threshold`` no level clears it: the p-value is 1
+    (conservative; the exact value is at least 1/2).
+    """
+    x = np.asarray(hits, dtype=bool)
+    y = np.asarray(control_hits, dtype=bool)
+    if x.size == 0 or y.size == 0:
+        return 1.0
+    control = float(y.mean())
+    room = 1.0 - control
+    if room <= 0 or (float(x.mean()) - control) / room <= threshold:
+        return 1.0
+
+    def margin(z: float) -> float:
+        return _difference(x, y, paired, z)[0] / room - threshold
+
+    top = 40.0  # normal tail of about 1e-350: beyond double precision
+    if margin(top) > 0:
+        return 0.0
+    z_star = float(optimize.brentq(margin, 0.0, top, xtol=1e-10))
+    return float(stats.norm.sf(z_star))
+
+
+def holm_rejections(p_values: Sequence[float], alpha: float) -> tuple[bool, ...]:
+    """Holm's (Scand. J. Statist. 6:65, 1979) step-down test of several hypotheses at once.
+
+    Sort the p-values; reject the ``i``-th smallest (``i`` from 0) while it is at most
+    ``alpha / (m - i)``, and stop at the first that is not. The chance of rejecting any true
+    hypothesis stays at most ``alpha`` whatever the dependence between the tests.
+    """
+    if not 0 < alpha < 1:
+        raise param_error("alpha", "a float in (0, 1)", alpha, "holm_rejections")
+    m = len(p_values)
+    rejected = [False] * m
+    for step, index in enumerate(sorted(range(m), key=lambda i: p_values[i])):
+        if p_values[index] > alpha / (m - step):
+            break
+        rejected[index] = True
+    return tuple(rejected)
 
 
 # -- ROC -------------------------------------------------------------------------------------
@@ -169,8 +231,10 @@ __all__ = [
     "clopper_pearson_lower",
     "clopper_pearson_upper",
     "difference_interval",
+    "holm_rejections",
     "pair_correlation",
     "risk_interval",
+    "risk_p_value",
     "roc_points",
     "thin_indices",
     "tpr_at_fpr",

@@ -2,7 +2,15 @@
 
 The suite answers from the data alone - training rows, a holdout never used for training, and
 the synthetic rows - so it audits the output of any tool, and it is the gate dpsynth runs on its
-own output before a release. The overall verdict is ``leak`` when any attack flags one.
+own output before a release.
+
+**Audit-wide rule.** Each attack gives a one-sided p-value for "its risk exceeds its threshold"
+(:func:`dpsynth.attacks.stats.risk_p_value`). The audit flags an attack when Holm's step-down
+rule rejects at family level ``1 - confidence`` *and* the attack's own interval clears its
+threshold; the verdict is ``leak`` when any attack is flagged. Holm keeps the chance of any
+false alarm at or below ``1 - confidence`` however many attacks run, so adding attacks does
+not inflate false alarms; the second condition keeps every flagged attack a leak by its own
+figures too. The copy attacks use their own threshold of 0 (a copy is direct evidence).
 
 Each attack draws its randomness from a generator derived from the audit's seed and the attack's
 name, so an attack gives the same result whichever other attacks run beside it.
@@ -28,12 +36,14 @@ from dpsynth._util.jsonable import json_default
 from dpsynth._util.progress import StageProgressFn, stage
 from dpsynth._util.seeds import child_rng, resolve_seed
 from dpsynth._version import __version__
+from dpsynth.attacks.copies import COPY_THRESHOLD, exact_copies, near_copies
 from dpsynth.attacks.inference import attribute_inference
 from dpsynth.attacks.linkability import linkability
 from dpsynth.attacks.membership import dcr_membership, domias_membership
 from dpsynth.attacks.rare import rare_records
 from dpsynth.attacks.result import LEAK, NO_RISK, AttackResult, rule_problems
 from dpsynth.attacks.singling_out import singling_out
+from dpsynth.attacks.stats import holm_rejections
 from dpsynth.attacks.threat import AuditData, ThreatModel
 from dpsynth.errors import ModelFormatError, ParameterError, param_error
 from dpsynth.schema import Schema
@@ -60,14 +70,32 @@ ATTACKS: Mapping[str, Callable[..., AttackResult]] = {
     "singling_out_univariate": _singling_out_univariate,
     "singling_out_multivariate": _singling_out_multivariate,
     "linkability": linkability,
+    "exact_copies": exact_copies,
+    "near_copies": near_copies,
     "attribute_inference": attribute_inference,
 }
 """Every attack of the suite, by name. Each is called as
 ``attack(data, threat, *, threshold, confidence, random_state, progress)``."""
 
+FIXED_THRESHOLDS: Mapping[str, float] = {"exact_copies": COPY_THRESHOLD,
+                                         "near_copies": COPY_THRESHOLD}
+"""Attacks whose verdict threshold does not follow the audit's ``threshold``."""
+
+
+def audit_flags(results: Sequence[AttackResult], confidence: float) -> tuple[bool, ...]:
+    """Which results the audit flags: Holm at level ``1 - confidence``, and a leak alone.
+
+    Results without a p-value (saved before it existed) count by their own verdict.
+    """
+    if not results:
+        return ()
+    p_values = [(0.0 if r.leak else 1.0) if r.p_value is None else r.p_value for r in results]
+    holm = holm_rejections(p_values, 1.0 - confidence)
+    return tuple(bool(h and r.leak) for h, r in zip(holm, results, strict=True))
+
 
 def _threat_for(name: str, n_targets: int, secret: str | None) -> ThreatModel:
-    if name == "dcr_membership":
+    if name in ("dcr_membership", "exact_copies", "near_copies"):
         return ThreatModel.membership(n_targets)
     if name == "domias_membership":
         return ThreatModel.membership(n_targets, reference=True)
@@ -104,8 +132,13 @@ class AuditReport:
         return bool(self.generator_audit and self.generator_audit.get("violated"))
 
     @property
+    def flags(self) -> tuple[bool, ...]:
+        """Per result, whether the audit-wide rule flags it (see the module docstring)."""
+        return audit_flags(self.results, self.confidence)
+
+    @property
     def leak(self) -> bool:
-        return any(r.leak for r in self.results) or self.violated
+        return any(self.flags) or self.violated
 
     @property
     def verdict(self) -> str:
@@ -114,8 +147,8 @@ class AuditReport:
     def exposed_row_ids(self, limit: int = 20) -> list[tuple[int | str, int]]:
         """Training row ids exposed by the most leaking attacks, with how many exposed each."""
         counts: Counter[int | str] = Counter()
-        for result in self.results:
-            if result.leak:
+        for result, flagged in zip(self.results, self.flags, strict=True):
+            if flagged:
                 counts.update(result.exposed_row_ids)
         return counts.most_common(limit)
 
@@ -124,6 +157,11 @@ class AuditReport:
             "format": FORMAT, "format_version": FORMAT_VERSION, "dpsynth_version": self.version,
             "created": self.created, "verdict": self.verdict, "leak": self.leak,
             "threshold": self.threshold, "confidence": self.confidence, "seed": self.seed,
+            "rule": f"Holm at family level {1 - self.confidence:.3g} over {len(self.results)}"
+                    " attacks (one-sided p-values), each flagged attack a leak alone",
+            "flagged": [r.attack if r.threat_model.secret is None
+                        else f"{r.attack}[{r.threat_model.secret}]"
+                        for r, f in zip(self.results, self.flags, strict=True) if f],
             "seconds": self.seconds, "data": dict(self.data),
             "exposed_row_ids": [{"row_id": r, "attacks": n} for r, n in self.exposed_row_ids()],
             "attacks": [r.to_dict() for r in self.results],
@@ -206,15 +244,14 @@ def run_audit(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFram
         Column kinds and declared categories; inferred from dtypes when absent.
     reference:
         Extra population rows for DOMIAS; by default half of the holdout plays that part.
-    secrets:
-        Columns attacked by attribute inference (default: the last audited column).
-    attacks:
-        Names from :data:`ATTACKS` (default: all).
+    secrets, attacks:
+        Columns attacked by attribute inference (default: the last audited column); names
+        from :data:`ATTACKS` (default: all).
     n_targets:
         Training records attacked per attack (and as many controls).
     threshold, confidence:
-        Verdict rule: an attack flags a leak when the lower end of its ``confidence``
-        interval on the risk exceeds ``threshold``.
+        An attack is a leak when its risk interval's lower end exceeds ``threshold`` (0 for
+        copy attacks); the audit flags the leaks Holm's rule at ``1 - confidence`` keeps.
     random_state:
         Seed for target selection and every attack's randomness.
     progress:
@@ -233,7 +270,8 @@ def run_audit(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFram
         tick = stage(progress, label, announce=True)
         rng = child_rng(seed, zlib.crc32(label.encode()))
         began = time.perf_counter()
-        result = ATTACKS[name](data, threat, threshold=threshold, confidence=confidence,
+        rule = {"threshold": FIXED_THRESHOLDS.get(name, threshold), "confidence": confidence}
+        result = ATTACKS[name](data, threat, **rule,
                                random_state=rng, progress=tick)
         results.append(replace(result, seconds=round(time.perf_counter() - began, 3)))
         logger.info("attack %d/%d %s: %s", step + 1, len(plan), label, result.verdict)

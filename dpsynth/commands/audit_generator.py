@@ -39,11 +39,16 @@ if TYPE_CHECKING:
 
 
 def audit_generator(
-    population: Annotated[Path, typer.Option(help="Reference rows from the population "
-                                             "(CSV/Parquet); shadow datasets are drawn from them.",
-                                             show_default=False)],
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for audit.json and "
                                           "audit.html.", show_default=False)],
+    population: Annotated[Path | None, typer.Option(
+        help="Reference rows from the population (CSV/Parquet); shadow datasets are drawn "
+             "from them. Required unless --white-box.", show_default=False)] = None,
+    white_box: Annotated[bool, typer.Option(
+        "--white-box", help="Audit a marginal synthesizer (mst, aim) on its noisy "
+        "measurements, on a worst-case canary pair: a tight epsilon lower bound.")] = False,
+    fits: Annotated[int, typer.Option(help="--white-box: fits on each of the two "
+                                      "neighbouring tables.")] = 300,
     synthesizer: Annotated[str | None, typer.Option(
         help="Audit this dpsynth synthesizer (mst, aim, dpvae...).")] = None,
     command: Annotated[str | None, typer.Option(
@@ -90,7 +95,12 @@ def audit_generator(
 ) -> None:
     """Audit a generator with shadow models and canaries; exit 3 when it leaks or its
     empirical epsilon exceeds the accounted one."""
+    if white_box:
+        _white_box(synthesizer, epsilon, delta, param or [], fits, confidence, seed, out_dir)
+        return
     with cli_errors():
+        if population is None:
+            raise fail("--population is required (unless --white-box)", EXIT_USAGE)
         from dpsynth.attacks.generator_audit import ShadowPlan
         from dpsynth.attacks.generator_audit import audit_generator as run
         from dpsynth.data.io import read_table
@@ -109,6 +119,46 @@ def audit_generator(
         write_audit(report, out_dir, _summary)
     if report.leak:
         raise typer.Exit(EXIT_LEAK)
+
+
+def _white_box(synthesizer: str | None, epsilon: float | None, delta: float,
+               params: list[str], fits: int, confidence: float, seed: int | None,
+               out_dir: Path) -> None:
+    """``--white-box``: :func:`dpsynth.attacks.white_box.white_box_audit`; exit 3 on a
+    violation."""
+    with cli_errors():
+        import datetime as _dt
+
+        from dpsynth.attacks import AuditReport
+        from dpsynth.attacks.white_box import white_box_audit
+
+        if synthesizer is None or epsilon is None:
+            raise fail("--white-box needs --synthesizer and --epsilon", EXIT_USAGE)
+        seed = 0 if seed is None else seed
+        audit = white_box_audit(synthesizer, epsilon=epsilon, delta=delta, n_fits=fits,
+                                confidence=confidence, random_state=seed,
+                                params=_params(params))
+        report = AuditReport((), 0.0, confidence, seed, {}, audit.cpu_seconds,
+                             _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                             generator_audit=audit.to_dict())
+        write_audit(report, out_dir, _white_box_summary)
+    if report.leak:
+        raise typer.Exit(EXIT_LEAK)
+
+
+def _white_box_summary(report: AuditReport, out_dir: Path) -> None:
+    audit = dict(report.generator_audit or {})
+    lo, hi = audit["epsilon_ci"]
+    out.print(f"White-box audit of {escape(str(audit['synthesizer']))}: claimed ε = "
+              f"{audit['accounted_epsilon']:g}; ε ≥ {audit['epsilon_lower']:.3f} at "
+              f"{100 * report.confidence:g}% confidence (GDP fit [{lo:.3f}, {hi:.3f}], "
+              f"Clopper-Pearson {audit['epsilon_lower_cp']:.3f}); the measurements the canary "
+              f"touches carry ε = {audit['epsilon_planned']:.3f}; {audit['power']}.")
+    if report.violated:
+        console.print("[bold red]PRIVACY VIOLATION:[/] the lower bound exceeds the claimed ε.",
+                      highlight=False)
+    out.print(f"{audit['n_fits']} fits per table, {audit['cpu_seconds']:.1f} CPU s; report in "
+              f"{out_dir / 'audit.json'} and {out_dir / 'audit.html'}")
 
 
 def _generator(synthesizer: str | None, command: str | None, callable_: str | None,

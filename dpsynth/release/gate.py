@@ -71,7 +71,7 @@ class Assessment:
     (free text only); ``text_audit`` holds the text attacks' results
     (:func:`~dpsynth.attacks.run_text_audit`), ``None`` without a text column, and ``text``
     its copy and PII measurements per text column. Both reports' results are judged by the
-    same rule, :attr:`~dpsynth.attacks.AttackResult.leak`.
+    same rule, :attr:`~dpsynth.attacks.AuditReport.flags` (Holm across the attacks).
     """
 
     fidelity: dict[str, Any]
@@ -270,9 +270,11 @@ def check_name(result: AttackResult) -> str:
 def _checks(rules: ReleasePolicy, fidelity: dict[str, Any], utility: dict[str, Any] | None,
             audit: AuditReport | None, text_audit: AuditReport | None) -> list[Check]:
     conf = f"{100 * rules.confidence:g}%"
-    results = [r for report in (audit, text_audit) if report is not None for r in report.results]
-    checks = [Check(check_name(r), "privacy", r.risk.ci[0], r.threshold, not r.leak,
-                    f"risk lower bound ({conf}) <= {r.threshold:g}") for r in results]
+    flagged = [(r, f) for report in (audit, text_audit) if report is not None
+               for r, f in zip(report.results, report.flags, strict=True)]
+    checks = [Check(check_name(r), "privacy", r.risk.ci[0], r.threshold, not f,
+                    f"risk lower bound ({conf}) <= {r.threshold:g}, or not kept by Holm's rule")
+              for r, f in flagged]
     for way, limit in (("tvd_1way", rules.max_tvd_1way), ("tvd_2way", rules.max_tvd_2way)):
         if limit is not None and fidelity.get(way) is not None:
             checks.append(Check(f"fidelity:{way}", "fidelity", fidelity[way], limit,

@@ -80,10 +80,12 @@ class AIMSynthesizer(MarginalSynthesizer):
                  discovery_fraction: float = 0.1, n_bins: int = 32, compress: bool = True,
                  final_iterations: int = 300, degree: int = 2, rounds: int | None = None,
                  max_model_cells: int = 250_000, select_share: float = 0.05,
-                 first_share: float = 0.4, round_iterations: int = 20):
+                 first_share: float = 0.4, round_iterations: int = 20,
+                 keep_measurements: bool = False):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
                          secure_mode=secure_mode, discovery_fraction=discovery_fraction,
-                         n_bins=n_bins, compress=compress, final_iterations=final_iterations)
+                         n_bins=n_bins, compress=compress, final_iterations=final_iterations,
+                         keep_measurements=keep_measurements)
         self.degree = degree
         self.rounds = rounds
         self.max_model_cells = max_model_cells

@@ -94,17 +94,22 @@ class MarginalSynthesizer(BaseSynthesizer):
         post-processes DP measurements).
     final_iterations:
         Mirror-descent iterations of the final model fit.
+    keep_measurements:
+        Keep every noisy measurement the mechanism released as ``noisy_measurements_`` (the
+        one-way marginals over the raw codes first, then the later ones over the merged
+        codes), for white-box audits (:mod:`dpsynth.attacks.white_box`). Not saved.
     """
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,
                  discovery_fraction: float = 0.1, n_bins: int = 32, compress: bool = True,
-                 final_iterations: int = 300):
+                 final_iterations: int = 300, keep_measurements: bool = False):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
                          secure_mode=secure_mode, discovery_fraction=discovery_fraction)
         self.n_bins = n_bins
         self.compress = compress
         self.final_iterations = final_iterations
+        self.keep_measurements = keep_measurements
 
     # -- validation and planning ----------------------------------------------------------
     def _param_problems(self) -> list[str]:
@@ -114,8 +119,9 @@ class MarginalSynthesizer(BaseSynthesizer):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
                 out.append(str(param_error(name, f"an integer >= {low}", v, owner)))
-        if not isinstance(self.compress, bool):
-            out.append(str(param_error("compress", "a bool", self.compress, owner)))
+        for flag in ("compress", "keep_measurements"):
+            if not isinstance(getattr(self, flag), bool):
+                out.append(str(param_error(flag, "a bool", getattr(self, flag), owner)))
         return out
 
     def _validate_params(self) -> None:
@@ -156,6 +162,8 @@ class MarginalSynthesizer(BaseSynthesizer):
                                 iterations=int(self.final_iterations), warm=model,
                                 structure=() if model is None else model.tree.cliques)
         self.measurements_ = tuple((m.attrs, m.sigma) for m in measured)
+        if self.keep_measurements:
+            self.noisy_measurements_ = tuple(first) + tuple(measured[len(first):])
         if run.plan is not None and tuple(run.spent) != run.plan.spends:
             raise PrivacyError("internal error: the spends differ from the plan")
 

@@ -48,7 +48,7 @@ def leak_report(parts) -> AuditReport:
 def test_copy_is_a_leak_and_independent_sample_is_not(parts, leak_report):
     train, holdout, independent = parts
     assert leak_report.leak and leak_report.verdict == "leak"
-    assert len(leak_report.results) == 8  # 6 attacks + 2 attribute-inference secrets
+    assert len(leak_report.results) == 10  # 8 attacks + 2 attribute-inference secrets
     assert "rownames" not in leak_report.data["columns"]  # identifier left out
     safe = run_audit(train, holdout, independent, secrets=["wage"], random_state=3)
     assert not safe.leak and safe.verdict == "no risk found"

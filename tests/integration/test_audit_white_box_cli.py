@@ -1,0 +1,46 @@
+"""``dpsynth audit-generator --white-box``: a correct MST passes, a halved noise scale exits 3."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from planted_mechanisms import HalfNoiseMST
+from typer.testing import CliRunner
+
+from dpsynth.commands.audit_generator import register
+from dpsynth.synthesizers import SYNTHESIZERS
+
+runner = CliRunner()
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def main() -> None:
+        """Test app."""
+
+    return app
+
+
+@pytest.mark.parametrize(("name", "status"), [("mst", 0), ("mst-half-noise", 3)])
+def test_white_box_audit_exit_status_and_report(monkeypatch, tmp_path, name, status):
+    monkeypatch.setitem(SYNTHESIZERS, "mst-half-noise", HalfNoiseMST)
+    result = runner.invoke(_app(), ["audit-generator", "--white-box", "--synthesizer", name,
+                                    "--epsilon", "4", "--fits", "120", "--seed", "0",
+                                    "--param", "n_bins=4", "--out", str(tmp_path)])
+    assert result.exit_code == status, result.output
+    audit = json.loads((tmp_path / "audit.json").read_text())["generator_audit"]
+    assert audit["mode"] == "white-box" and audit["accounted_epsilon"] == 4.0
+    assert audit["violated"] == (status == 3)
+    assert (audit["epsilon_lower"] > 4.0) == (status == 3)
+    page = (tmp_path / "audit.html").read_text()
+    assert "White-box generator audit" in page and "halved noise" in page
+
+
+def test_white_box_needs_a_synthesizer_and_an_epsilon(tmp_path):
+    result = runner.invoke(_app(), ["audit-generator", "--white-box", "--out", str(tmp_path)])
+    assert result.exit_code == 2
