@@ -97,6 +97,26 @@ class ShadowPlan:
         return out
 
 
+def _group_results(outcomes: list[TargetOutcome], threshold: float, confidence: float, seed: int,
+                   n_train: int, n_test: int) -> list[AttackResult]:
+    """One membership result per target group (vulnerable, random, canary) that has targets."""
+    return [_group_result(group, [o for o in outcomes if o.kind == group], threshold,
+                          confidence, seed, n_train, n_test)
+            for group in ("vulnerable", "random", "canary")
+            if any(o.kind == group for o in outcomes)]
+
+
+def _check_inputs(generator: Generator, plan: ShadowPlan, threshold: float,
+                  confidence: float) -> None:
+    """Raise one :class:`ParameterError` naming every bad input of :func:`audit_generator`."""
+    problems = plan.problems() + rule_problems(threshold, confidence, "audit_generator")
+    if not isinstance(generator, Generator):
+        problems.append(str(param_error("generator", "a dpsynth.attacks.generators.Generator",
+                                        type(generator).__name__, "audit_generator")))
+    if problems:
+        raise ParameterError(" ".join(problems))
+
+
 def audit_generator(generator: Generator, population: pd.DataFrame, *,
                     schema: Schema | None = None, plan: ShadowPlan | None = None,
                     threshold: float = 0.05, confidence: float = 0.95,
@@ -128,12 +148,7 @@ def audit_generator(generator: Generator, population: pd.DataFrame, *,
         Local worker processes (default: the usable CPUs), or a Ray cluster's address.
     """
     plan = plan or ShadowPlan()
-    problems = plan.problems() + rule_problems(threshold, confidence, "audit_generator")
-    if not isinstance(generator, Generator):
-        problems.append(str(param_error("generator", "a dpsynth.attacks.generators.Generator",
-                                        type(generator).__name__, "audit_generator")))
-    if problems:
-        raise ParameterError(" ".join(problems))
+    _check_inputs(generator, plan, threshold, confidence)
     if isinstance(generator, DpsynthGenerator):
         generator.check()
         schema = schema if schema is not None else generator.schema
@@ -147,18 +162,14 @@ def audit_generator(generator: Generator, population: pd.DataFrame, *,
     batch = run_many(shadow_run, ctx, n_runs, seed=seed, n_jobs=n_jobs,
                      ray_address=ray_address, progress=tick)
     runs, n_train = _split_runs(batch, plan.n_shadow_train)
-    privacy = generator.privacy(setup.n_rows)
-    delta = privacy[1] if privacy else 0.0
-    n_tests = len(setup.ids) + (1 if plan.one_run_canaries else 0)
-    level = 1 - (1 - confidence) / n_tests
+    delta = privacy[1] if (privacy := generator.privacy(setup.n_rows)) else 0.0
+    level = 1 - (1 - confidence) / (len(setup.ids) + (1 if plan.one_run_canaries else 0))
     forest_seed = int(np.random.SeedSequence([seed, 3]).generate_state(1)[0] >> 1)  # < 2**31
     outcomes = attack_targets(runs, n_train, setup.ids, setup.kinds, setup.vulnerability,
                               delta=delta, confidence=level, seed=forest_seed)
     bounds = [_target_bound(o, delta, level) for o in outcomes]
-    results = [_group_result(group, [o for o in outcomes if o.kind == group], threshold,
-                             confidence, seed, n_train, len(runs) - n_train)
-               for group in ("vulnerable", "random", "canary")
-               if any(o.kind == group for o in outcomes)]
+    results = _group_results(outcomes, threshold, confidence, seed, n_train,
+                             len(runs) - n_train)
     one_run = None
     if plan.one_run_canaries:
         one_run = _one_run(generator, setup, plan.one_run_canaries, delta, level, seed,

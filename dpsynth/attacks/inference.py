@@ -44,6 +44,33 @@ def _correct(guess: np.ndarray, truth: np.ndarray, categorical: bool, tol: float
     return np.asarray(both_missing | close)
 
 
+def _checked(data: AuditData, threat: ThreatModel | None, secret: str | None,
+             n_neighbors: int, tolerance: float) -> ThreatModel:
+    """The threat model (built from ``secret`` when not given), after checking every
+    parameter; raises one :class:`ParameterError` naming every problem."""
+    if threat is None:
+        if secret is None:
+            raise param_error("secret", "a column name (or a threat model naming one)", secret,
+                              "attribute_inference")
+        threat = ThreatModel.attribute_inference(secret)
+    expect_goal(threat, "attribute_inference", "attribute_inference")
+    problems = []
+    if threat.secret not in data.columns:
+        problems.append(str(param_error("secret", f"an audited column among {list(data.columns)}",
+                                        threat.secret, "attribute_inference")))
+    elif len(data.columns) < 2:
+        problems.append("attribute inference needs at least one column besides the secret")
+    if not (isinstance(n_neighbors, int) and 1 <= n_neighbors <= len(data.synthetic)):
+        problems.append(str(param_error("n_neighbors", "an integer in [1, n_synthetic]",
+                                        n_neighbors, "attribute_inference")))
+    if not 0 <= tolerance < 1:
+        problems.append(str(param_error("tolerance", "a float in [0, 1)", tolerance,
+                                        "attribute_inference")))
+    if problems:
+        raise ParameterError(" ".join(problems))
+    return threat
+
+
 def attribute_inference(data: AuditData, threat: ThreatModel | None = None, *,
                         secret: str | None = None, n_neighbors: int = 1,
                         tolerance: float = 0.05, threshold: float = 0.05,
@@ -65,27 +92,8 @@ def attribute_inference(data: AuditData, threat: ThreatModel | None = None, *,
         For a numeric secret, the largest error counted as right, as a fraction of the
         column's robust range.
     """
-    if threat is None:
-        if secret is None:
-            raise param_error("secret", "a column name (or a threat model naming one)", secret,
-                              "attribute_inference")
-        threat = ThreatModel.attribute_inference(secret)
-    expect_goal(threat, "attribute_inference", "attribute_inference")
+    threat = _checked(data, threat, secret, n_neighbors, tolerance)
     check_rule(threshold, confidence, "attribute_inference")
-    problems = []
-    if threat.secret not in data.columns:
-        problems.append(str(param_error("secret", f"an audited column among {list(data.columns)}",
-                                        threat.secret, "attribute_inference")))
-    elif len(data.columns) < 2:
-        problems.append("attribute inference needs at least one column besides the secret")
-    if not (isinstance(n_neighbors, int) and 1 <= n_neighbors <= len(data.synthetic)):
-        problems.append(str(param_error("n_neighbors", "an integer in [1, n_synthetic]",
-                                        n_neighbors, "attribute_inference")))
-    if not 0 <= tolerance < 1:
-        problems.append(str(param_error("tolerance", "a float in [0, 1)", tolerance,
-                                        "attribute_inference")))
-    if problems:
-        raise ParameterError(" ".join(problems))
     assert threat.secret is not None
     rng = np.random.default_rng(random_state)
     j = data.columns.index(threat.secret)

@@ -52,6 +52,21 @@ def vulnerability(x: np.ndarray, rng: np.random.Generator, *, n_neighbors: int =
     return kept.mean(axis=1), kept[:, 0]
 
 
+def _check_params(n_neighbors: int, ratio: float, pool_size: int) -> None:
+    """Raise one :class:`ParameterError` naming every bad parameter of :func:`rare_records`."""
+    problems = []
+    if not (isinstance(n_neighbors, int) and n_neighbors >= 1):
+        problems.append(str(param_error("n_neighbors", "an integer >= 1", n_neighbors,
+                                        "rare_records")))
+    if not 0 < ratio <= 1:
+        problems.append(str(param_error("ratio", "a float in (0, 1]", ratio, "rare_records")))
+    if not (isinstance(pool_size, int) and pool_size >= 2):
+        problems.append(str(param_error("pool_size", "an integer >= 2", pool_size,
+                                        "rare_records")))
+    if problems:
+        raise ParameterError(" ".join(problems))
+
+
 def rare_records(data: AuditData, threat: ThreatModel | None = None, *, n_neighbors: int = 5,
                  ratio: float = 0.2, pool_size: int = 10_000, threshold: float = 0.05,
                  confidence: float = 0.95,
@@ -76,17 +91,7 @@ def rare_records(data: AuditData, threat: ThreatModel | None = None, *, n_neighb
     threat = threat or ThreatModel.membership(50, reference=True, targets="vulnerable")
     expect_goal(threat, "membership", "rare_records")
     check_rule(threshold, confidence, "rare_records")
-    problems = []
-    if not (isinstance(n_neighbors, int) and n_neighbors >= 1):
-        problems.append(str(param_error("n_neighbors", "an integer >= 1", n_neighbors,
-                                        "rare_records")))
-    if not 0 < ratio <= 1:
-        problems.append(str(param_error("ratio", "a float in (0, 1]", ratio, "rare_records")))
-    if not (isinstance(pool_size, int) and pool_size >= 2):
-        problems.append(str(param_error("pool_size", "an integer >= 2", pool_size,
-                                        "rare_records")))
-    if problems:
-        raise ParameterError(" ".join(problems))
+    _check_params(n_neighbors, ratio, pool_size)
     rng = np.random.default_rng(random_state)
     members, controls = data.balanced_targets(len(data.train) + len(data.control), rng)
     m = members.size
