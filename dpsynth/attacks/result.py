@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from dpsynth._util.jsonable import plain_id
 from dpsynth.attacks.stats import (
     auc_interval,
     difference_interval,
@@ -232,10 +233,6 @@ def check_rule(threshold: float, confidence: float, owner: str) -> None:
 
 def exposed_ids(ids: Sequence[Any], order: np.ndarray, limit: int = 20) -> tuple[Any, ...]:
     """The first ``limit`` row ids in ``order`` as JSON-friendly values."""
-    return tuple(_plain_id(ids[i]) for i in order[:limit])
+    return tuple(plain_id(ids[i]) for i in order[:limit])
 
 
-def _plain_id(value: Any) -> int | str:
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    return str(value)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dpsynth._util.progress import StageProgressFn
 from dpsynth._util.seeds import child_seed
 from dpsynth.accounting import Budget, Event, pld_epsilon, rdp_epsilon
 from dpsynth.accounting.fingerprint import DataIdentity, identify
@@ -51,7 +52,7 @@ from dpsynth.release.card_fields import (
 )
 from dpsynth.release.card_sections import AttemptSeeds, SpendRow
 from dpsynth.release.evidence import EvidenceData, evidence_checks, gather_evidence
-from dpsynth.release.gate import Assessment, Figures, Progress, assess
+from dpsynth.release.gate import Assessment, Figures, assess
 from dpsynth.release.plan import (
     DEFAULT_HOLDOUT_FRACTION,
     AttemptOutcome,
@@ -146,7 +147,7 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
             policy: ReleasePolicy | Mapping[str, Any] | str | Path | None = None,
             holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION, n_rows: int | None = None,
             n_targets: int = 2000, random_state: int | None = None, secure: bool = False,
-            overwrite: bool = False, progress: Progress | None = None,
+            overwrite: bool = False, progress: StageProgressFn | None = None,
             time_column: str | None = None, source_licence: str | None = None,
             source_description: str | None = None, invocation: str | None = None,
             reject_rule_breaks: bool = False, clip: bool = False) -> ReleaseResult:
@@ -196,7 +197,7 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
 
 def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path | None,
              ledger: Ledger | str | Path | None, cap: Budget | None, overwrite: bool = False,
-             progress: Progress | None = None) -> ReleaseResult:
+             progress: StageProgressFn | None = None) -> ReleaseResult:
     """Carry out a validated :class:`ReleasePlan` on ``data`` (see :func:`release`)."""
     clipped: dict[str, int] = {}
     if plan.clip:
@@ -299,7 +300,7 @@ def _check_split(train: pd.DataFrame, holdout: pd.DataFrame, schema: Schema,
 def _run_attempts(plan: ReleasePlan, train: pd.DataFrame, holdout: pd.DataFrame,
                   extra: EvidenceData, schema: Schema, recorder: LedgerRecorder,
                   compose: _Composer,
-                  progress: Progress | None,
+                  progress: StageProgressFn | None,
                   ) -> tuple[tuple[Attempt, ...], AttemptOutcome | None, tuple[Event, ...]]:
     """Fit, sample and assess until an attempt ships, is rejected, is refused by the
     ledger or the policy's attempts run out; also returns every event the release spent."""
@@ -323,7 +324,7 @@ def _run_attempts(plan: ReleasePlan, train: pd.DataFrame, holdout: pd.DataFrame,
 def _attempt(plan: ReleasePlan, number: int, train: pd.DataFrame, holdout: pd.DataFrame,
              extra: EvidenceData, schema: Schema, tagged: _AttemptRecorder,
              compose: _Composer,
-             progress: Progress | None) -> tuple[Attempt, AttemptOutcome | None]:
+             progress: StageProgressFn | None) -> tuple[Attempt, AttemptOutcome | None]:
     """One attempt; its outcome is ``None`` when the ledger refused a later attempt."""
     seeds = AttemptSeeds(None if plan.secure else child_seed(plan.seed, number, 1),
                          child_seed(plan.seed, number, 2), child_seed(plan.seed, number, 3))

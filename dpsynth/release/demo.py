@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from dpsynth._util.progress import StageProgressFn
 from dpsynth.accounting import Budget
 from dpsynth.release.core import ReleaseResult, release
-from dpsynth.release.gate import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ DEMO_CAP = Budget(3.0, 1e-5)
 
 def run_demo(out_dir: str | Path = "dpsynth-demo", epsilon: float = 1.0,
              seed: int | None = None, *, synthesizer: str | None = None,
-             progress: Progress | None = None) -> ReleaseResult:
+             progress: StageProgressFn | None = None) -> ReleaseResult:
     """Release the bundled ``wage`` table into ``out_dir`` (bundle plus a demo ledger).
 
     The utility check predicts ``health_ins`` (whether the worker has health insurance);

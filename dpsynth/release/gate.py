@@ -12,13 +12,15 @@ card says that they are not covered by the epsilon guarantee.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from dpsynth._util.jsonable import plain
+from dpsynth._util.progress import StageProgressFn
 from dpsynth.attacks import AttackResult, AuditReport, RocCurve, run_audit, run_text_audit
 from dpsynth.attacks.text_suite import text_check_name
 from dpsynth.errors import ParameterError, param_error
@@ -29,7 +31,6 @@ from dpsynth.schema import CATEGORY_KINDS, Column, Schema
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)`` (the audit suite's convention)."""
 
 #: Below this many cells, the utility classifier runs on one thread: OpenMP start-up then costs
@@ -91,7 +92,7 @@ def assess(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
            schema: Schema, *, policy: ReleasePolicy | str | None = None,
            target: str | None = None, positive: object | None = None,
            secrets: Sequence[str] | None = None, n_targets: int = 2000, attempt: int = 1,
-           random_state: int | None = None, progress: Progress | None = None) -> Assessment:
+           random_state: int | None = None, progress: StageProgressFn | None = None) -> Assessment:
     """Evaluate and audit ``synthetic`` and apply ``policy`` (default :data:`DEFAULT_POLICY`).
 
     Parameters
@@ -250,14 +251,10 @@ def _utility(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame
                         random_state=seed)
         trtr = tstr_auc(train, holdout, schema, target, positive=positive, random_state=seed)
     cats = schema[target].categories or ()
-    return {"target": target, "positive": _plain(positive if positive is not None
+    return {"target": target, "positive": plain(positive if positive is not None
                                                   else (cats[-1] if cats else None)),
             "tstr_auc": tstr, "trtr_auc": trtr, "ratio": tstr / trtr if trtr > 0 else None,
             "tested_on": "holdout rows"}
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def check_name(result: AttackResult) -> str:
