@@ -424,7 +424,11 @@ def test_a_read_only_ledger_file(tmp_path, wage):
 
 
 def test_a_wrong_password_and_a_server_that_is_down(pg_base, tmp_path, wage):
-    wrong = fresh_database(pg_base).replace(":dpsynth-test@", ":wrong@")
+    from sqlalchemy.engine import make_url
+
+    good = make_url(fresh_database(pg_base))
+    assert good.password, "the test server must use password authentication"
+    wrong = good.set(password="wrong").render_as_string(hide_password=False)
     data, schema, _ = wage
     for url in (wrong, "postgresql+psycopg://postgres:x@127.0.0.1:1/none"):
         result = dpsynth("budget", "register", "w", "--data", data, "--schema", schema,
