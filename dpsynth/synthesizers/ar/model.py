@@ -17,12 +17,13 @@ Nothing here knows about synthesizers, budgets or ledgers.
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dpsynth.synthesizers._init import gpt2_init
 
 
 @dataclass(frozen=True)
@@ -111,18 +112,7 @@ def build_model(config: ARConfig, seed: int | None) -> ARTransformer:
     model = ARTransformer(config).to_empty(device="cpu")
     if seed is None:
         return model
-    gen = torch.Generator().manual_seed(seed)
-    residual = 0.02 / math.sqrt(2 * max(1, config.n_layers))
-    with torch.no_grad():
-        for name, layer in model.named_modules():
-            if isinstance(layer, (nn.Linear, nn.Embedding)):
-                std = residual if name.endswith(("proj", "fc2")) else 0.02
-                layer.weight.normal_(0.0, std, generator=gen)
-            if isinstance(layer, nn.Linear) and layer.bias is not None:
-                layer.bias.zero_()
-            if isinstance(layer, nn.LayerNorm):
-                layer.weight.fill_(1.0)
-                layer.bias.zero_()
+    gpt2_init(model, seed, config.n_layers, ("proj", "fc2"))
     return model
 
 

@@ -8,7 +8,6 @@ clipped sums are formed in float32 by the clipper). Nothing here knows about syn
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dpsynth.synthesizers import _dpsgd
+from dpsynth.synthesizers._dpsgd_base import autocast
 from dpsynth.synthesizers.ar.model import ARTransformer, RowLoss
 
 
@@ -32,18 +32,11 @@ class DPSGDSettings:
     grad_sample_mode: str = "auto"
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bfloat16 autocast on CUDA; nothing on the CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _step_fn(module: Callable[..., Any], criterion: Callable[..., Any], optimizer: Any,
              device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     def step(batch: torch.Tensor) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        with autocast(device):
+        with autocast(device, "bfloat16" if device.type == "cuda" else "float32"):
             logits = module(batch)
         loss = criterion(logits, batch)
         loss.backward()
@@ -85,4 +78,4 @@ def train_private(model: ARTransformer, loader: DataLoader, settings: DPSGDSetti
     return log, training.mode
 
 
-__all__ = ["DPSGDSettings", "autocast", "train_plain", "train_private"]
+__all__ = ["DPSGDSettings", "train_plain", "train_private"]

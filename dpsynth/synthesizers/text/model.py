@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dpsynth.errors import ModelFormatError
+from dpsynth.synthesizers._init import gpt2_init
 from dpsynth.synthesizers.text.codec import BOS, EOS, PAD, VOCAB_SIZE
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
@@ -173,18 +174,7 @@ def build_model(cfg: TransformerConfig, seed: int | None) -> ByteTransformer:
     model = ByteTransformer(cfg).to_empty(device="cpu")
     if seed is None:
         return model
-    gen = torch.Generator().manual_seed(int(seed))
-    residual = 0.02 / math.sqrt(2 * cfg.n_layers)
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                std = residual if name.endswith(("attn.proj", ".out")) else 0.02
-                module.weight.normal_(0.0, std, generator=gen)
-                if isinstance(module, nn.Linear) and module.bias is not None:
-                    module.bias.zero_()
-            elif isinstance(module, nn.LayerNorm):
-                module.weight.fill_(1.0)
-                module.bias.zero_()
+    gpt2_init(model, seed, cfg.n_layers, ("attn.proj", ".out"))
     return model
 
 
