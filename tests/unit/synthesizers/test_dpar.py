@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tables import every_kind_table
 
 from dpsynth.accounting import SubsampledGaussianEvent, pld_epsilon
 from dpsynth.errors import DataValidationError, NotFittedError, ParameterError
@@ -23,28 +24,7 @@ N_ROWS = 400
 
 
 def _table(seed: int = 0, n: int = N_ROWS) -> tuple[pd.DataFrame, Schema]:
-    """Every column kind, a nullable numeric column and skewed marginals."""
-    rng = np.random.default_rng(seed)
-    colour = rng.choice(["red", "green", "blue", "grey"], size=n, p=[0.7, 0.2, 0.07, 0.03])
-    size = rng.choice([1, 2, 3], size=n, p=[0.1, 0.15, 0.75])
-    flag = rng.choice([False, True], size=n, p=[0.85, 0.15])
-    age = np.clip(np.round(rng.normal(30, 4, size=n)), 18, 90).astype(np.int64)
-    score = np.clip(rng.normal(3.0, 1.0, n), 0.0, 10.0)
-    score[rng.random(n) < 0.1] = np.nan
-    day = pd.to_datetime("2020-01-01") + pd.to_timedelta(rng.integers(0, 60, n), unit="D")
-    df = pd.DataFrame({"id": np.arange(n), "colour": colour, "size": size, "flag": flag,
-                       "age": age, "score": score, "day": day})
-    schema = Schema((
-        Column("id", "identifier"),
-        Column("colour", "categorical", categories=("red", "green", "blue", "grey")),
-        Column("size", "ordinal", categories=(1, 2, 3)),
-        Column("flag", "categorical", categories=(False, True)),
-        Column("age", "integer", lower=18, upper=90),
-        Column("score", "numeric", lower=0.0, upper=10.0, nullable=True),
-        Column("day", "datetime", lower="2019-01-01", upper="2021-01-01"),
-    ))
-    schema.validate(df)
-    return df, schema
+    return every_kind_table(seed, n)
 
 
 def _copied(n: int = 1500, seed: int = 0) -> tuple[pd.DataFrame, Schema]:
