@@ -282,8 +282,7 @@ class Ledger:
         """
         spends = _checked_plan(spends)
         self._integrity.require_keyed()
-        with self._store.transaction(write=False) as txn:  # warm the PLD cache unlocked
-            entries = self._load(txn)
+        entries = self._read(verify=False)  # warm the PLD cache unlocked; verified below
         delta = self._dataset_in(entries, dataset).cap.delta
         self._composer.epsilon((*_counted(entries, dataset), *(s.event for s in spends)), delta)
         figures = [(pld_epsilon([s.event], delta), rdp_epsilon([s.event], delta))

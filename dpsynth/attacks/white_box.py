@@ -306,8 +306,8 @@ def _summarise(name: str, epsilon: float, delta: float, scores: np.ndarray, plan
     return WhiteBoxAudit(
         synthesizer=name, epsilon=float(epsilon), delta=float(delta), n_fits=n,
         confidence=confidence, mu_hat=mu, mu_ci=mu_ci, mu_planned=planned,
-        epsilon_lower=gdp_epsilon(mu_ci[0], delta),
-        epsilon_ci=(gdp_epsilon(mu_ci[0], delta), gdp_epsilon(mu_ci[1], delta)),
+        epsilon_lower=(lower := gdp_epsilon(mu_ci[0], delta)),
+        epsilon_ci=(lower, gdp_epsilon(mu_ci[1], delta)),
         epsilon_planned=gdp_epsilon(planned, delta), epsilon_lower_cp=cp,
         power_half_noise=power, cpu_seconds=round(seconds, 2), params=params)
 

@@ -99,11 +99,11 @@ def _summary(report: AuditReport, out_dir: Path) -> None:
     table.add_column("attack", no_wrap=True)
     for column in ("targets", "attack rate", "control rate", "risk [CI]", "verdict", "s"):
         table.add_column(column)
-    for r in report.results:
+    for r, flagged in zip(report.results, report.flags, strict=True):
         table.add_row(escape(r.attack), str(r.n_targets), f"{r.success.value:.3f}",
                       f"{r.control.value:.3f}",
                       f"{r.risk.value:+.3f} [{r.risk.ci[0]:+.3f}, {r.risk.ci[1]:+.3f}]",
-                      "[red]leak[/]" if r.leak else "[green]no risk found[/]", f"{r.seconds}")
+                      "[red]leak[/]" if flagged else "[green]no risk found[/]", f"{r.seconds}")
     print_table(table)
     out.print(f"Audit took {report.seconds:.1f} s; report in {out_dir / 'audit.json'} and "
               f"{out_dir / 'audit.html'}")

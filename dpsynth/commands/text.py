@@ -238,7 +238,8 @@ def audit(
         out.print(f"{'PII-like':>15}: {found['reproduced']} of the training-only strings "
                   f"{found['found']} found again; holdout {found['control_reproduced']} of "
                   f"{found['control_found']}")
-        findings = [f"{check_name(r)}: {_risk_line(r)}" for r in report.results if r.leak]
+        findings = [f"{check_name(r)}: {_risk_line(r)}"
+                    for r, flagged in zip(report.results, report.flags, strict=True) if flagged]
         result = {**report.to_dict(), "text": report.data["text"], "findings": findings}
         for r in report.results:
             if r.roc is not None:  # loss membership: its ROC beside the verdict

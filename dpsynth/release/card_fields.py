@@ -107,7 +107,7 @@ def build_card(facts: ReleaseFacts, book: Ledger) -> DatasetCard:
         audit=_audit_section(None if last is None else last.assessment),
         checks=assessed[-1].checks if assessed else (), policy=plan.policy,
         reproduce=_reproduce(plan, assessed[-1] if assessed else None, n_rows),
-        filters=_filters(facts), notes=() if _filters(facts) else (NO_FILTER_NOTE,),
+        filters=(filters := _filters(facts)), notes=() if filters else (NO_FILTER_NOTE,),
         provenance=_provenance(facts),
         evidence=None if last is None else last.evidence)
 

@@ -116,13 +116,13 @@ def evaluate_rounds(real: pd.DataFrame, schema: Schema, *, rounds: int = 5,
     Generation 0 is one DP fit on the real rows, shared by both arms. ``anchor_fraction`` of
     the real rows form the accumulate arm's anchor.
     """
-    from dpsynth.synthesizers import SYNTHESIZERS
+    from dpsynth.release.plan import SynthesizerFactory
 
     if rounds < 1:
         from dpsynth.errors import param_error
 
         raise param_error("rounds", "an integer >= 1", rounds, "evaluate_rounds")
-    klass = SYNTHESIZERS[synthesizer]
+    klass = SynthesizerFactory.resolve(synthesizer, None).klass  # names an unknown one
     schema = replace(schema, columns=tuple(schema.data_columns), user_key=None)
     real = real[schema.names]
     rng = np.random.default_rng(random_state)
@@ -136,7 +136,8 @@ def evaluate_rounds(real: pd.DataFrame, schema: Schema, *, rounds: int = 5,
 
     anchor = real.sample(max(2, int(anchor_fraction * n)), random_state=next(seeds))
     first = generate(real)
-    rows = [measure(real, first, schema, arm, 0) for arm in ("replace", "accumulate")]
+    start = measure(real, first, schema, "replace", 0)  # both arms start from the same data
+    rows = [start, replace(start, arm="accumulate")]
     last, pool = first, [anchor, first]
     for k in range(1, rounds + 1):
         tick("generations", k - 1, rounds)

@@ -204,7 +204,8 @@ class BaseSynthesizer:
 
         plan = self.plan_budget(schema, n, ledger=ledger)
         recorder: SpendRecorder = ledger if ledger is not None else BudgetSession(plan.budget)
-        logger.info(plan.summary())
+        if logger.isEnabledFor(logging.INFO):  # the summary composes every spend: only if shown
+            logger.info(plan.summary())
         recorder.reserve_plan(plan.spends)
         if schema.undeclared():
             from dpsynth.data.discover import map_to_domain, run_discovery
@@ -213,11 +214,10 @@ class BaseSynthesizer:
                                    recorder=recorder)
             data = map_to_domain(data, schema)  # clip / map unreleased values to "__other__"
         self._fit_declared(data, schema, plan=plan, recorder=recorder, noise=noise)
-        spent = list(plan.events)
         self.privacy_ = PrivacyReport(
-            epsilon=pld_epsilon(spent, plan.budget.delta), delta=plan.budget.delta,
+            epsilon=plan.epsilon(), delta=plan.budget.delta,
             target_epsilon=plan.budget.epsilon,
-            rdp_epsilon=rdp_epsilon(spent, plan.budget.delta), accountant=ACCOUNTANT,
+            rdp_epsilon=rdp_epsilon(list(plan.events), plan.budget.delta), accountant=ACCOUNTANT,
             spends=plan.spends, secure_mode=bool(self.secure_mode),
             privacy_unit=schema.user_key or "row",
         )

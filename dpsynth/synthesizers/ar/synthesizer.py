@@ -13,7 +13,6 @@ training starts. Sampling is post-processing and costs no privacy.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -34,6 +33,7 @@ from dpsynth.errors import (
 )
 from dpsynth.schema import BOUNDED_KINDS, Schema
 from dpsynth.synthesizers import _dpsgd
+from dpsynth.synthesizers._dpsgd_base import number
 from dpsynth.synthesizers.ar import sampling
 from dpsynth.synthesizers.ar.model import ARConfig, ARTransformer, build_model
 from dpsynth.synthesizers.ar.tokens import TableTokenizer
@@ -290,10 +290,6 @@ def _param_problems(synth: DPARSynthesizer) -> list[ParameterError]:
     """Every invalid dpar-specific parameter (the base class checks the shared ones)."""
     owner = type(synth).__name__
     out: list[ParameterError] = []
-
-    def number(value: Any, integer: bool) -> bool:
-        kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-        return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
 
     for name in (*_INT_PARAMS, *_FLOAT_PARAMS):
         value, integer = getattr(synth, name), name in _INT_PARAMS

@@ -292,7 +292,7 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         """``trainable`` with ``"auto"`` resolved (see the class docstring)."""
         if self.trainable != "auto":
             return str(self.trainable)
-        if self.model_dir is not None or self.pretrained is None or math.isinf(self.epsilon):
+        if self.model_dir is not None or self.pretrained is None or not self.is_private:
             return "all"
         return "norms-biases-io"
 
