@@ -34,11 +34,11 @@ def map_to_domain(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
                 out[column.name] = series.astype(object).where(~outside, OTHER)
         elif column.kind in BOUNDED_KINDS and column.lower is not None \
                 and column.upper is not None:
-            out[column.name] = _clip(column, series)
+            out[column.name] = clip_column(column, series)
     return out
 
 
-def _clip(column: Column, series: pd.Series) -> pd.Series:
+def clip_column(column: Column, series: pd.Series) -> pd.Series:
     """``series`` clipped into the column's bounds; text that parses (dates or numbers
     stored as strings) is parsed first; anything else is left for validation to report."""
     if column.kind == "datetime":
@@ -66,4 +66,4 @@ def _clip(column: Column, series: pd.Series) -> pd.Series:
     return series.clip(lo_f, hi_f)
 
 
-__all__ = ["OTHER", "map_to_domain"]
+__all__ = ["OTHER", "clip_column", "map_to_domain"]

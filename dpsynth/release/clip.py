@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dpsynth.data.domain import clip_column
 from dpsynth.schema import Schema
 
 CLIPPABLE = ("integer", "numeric", "datetime")
@@ -32,8 +33,8 @@ def clip_to_bounds(data: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, di
             lo, hi = col.lower, col.upper
         outside = (values < lo) | (values > hi)
         n = int(outside.sum())
-        if n:
-            out[col.name] = values.clip(lo, hi)
+        if n:  # the same clipping as the DP domain mapping (integers inward, time zones kept)
+            out[col.name] = clip_column(col, out[col.name])
             counts[col.name] = n
     return out, counts
 
