@@ -1,18 +1,21 @@
 """Deliberately broken marginal mechanisms: the white-box audit must catch each of them.
 
 The bugs of Annamalai, Ganev and De Cristofaro (USENIX Security 2024) in miniature, planted in
-MST through its fit contract: the noise is half of what the accounting assumes, or each record
-is counted twice (sensitivity 2) while the accounting assumes sensitivity 1. Import them as
+MST through its fit contract: the noise is half of what the accounting assumes, each record
+is counted twice (sensitivity 2) while the accounting assumes sensitivity 1, or the numeric
+bounds are read from the data instead of the public schema, unpaid. Import them as
 ``from planted_mechanisms import HalfNoiseMST`` (``tests/`` is on the path).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from dpsynth.schema import Schema
 from dpsynth.synthesizers.marginal.mst import MSTSynthesizer
 
 
@@ -45,3 +48,16 @@ class DoubleCountMST(MSTSynthesizer):
 
     def _fit(self, data, schema, *, plan, recorder, noise):
         super()._fit(pd.concat([data, data]), schema, plan=plan, recorder=recorder, noise=noise)
+
+
+class DataBoundsMST(MSTSynthesizer):
+    """Planted bug: numeric bounds taken from the data's min and max, never paid for."""
+
+    name = "mst-data-bounds"
+
+    def _fit(self, data, schema, *, plan, recorder, noise):
+        columns = tuple(
+            dataclasses.replace(c, lower=float(data[c.name].min()),
+                                upper=float(data[c.name].max()))
+            if c.kind == "numeric" else c for c in schema.columns)
+        super()._fit(data, Schema(columns), plan=plan, recorder=recorder, noise=noise)

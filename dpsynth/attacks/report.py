@@ -250,6 +250,9 @@ def _white_box_section(audit: Mapping[str, Any]) -> str:
         ("ε lower bound (reported)", _fmt(audit.get("epsilon_lower"))),
         ("ε from the GDP fit, one-sided interval", f"[{_fmt(lo)}, {_fmt(hi)}]"),
         ("ε lower bound, Clopper-Pearson", _fmt(audit.get("epsilon_lower_cp"))),
+        ("released domains seen (must be 1); ε from the domain",
+         f"{_fmt(audit.get('domains_seen', 1))}; {_fmt(audit.get('epsilon_lower_domain', 0))}"
+         + (" — DOMAIN LEAK" if audit.get("domain_leak") else "")),
         ("ε of the measurements the canary touches (best this test can show)",
          _fmt(audit.get("epsilon_planned"))),
         ("μ fitted (planned)", f"{_fmt(audit.get('mu_hat'))} ({_fmt(audit.get('mu_planned'))})"),

@@ -33,6 +33,13 @@ Two lower bounds on epsilon at the audit's confidence:
   :func:`~dpsynth.attacks.empirical_eps.epsilon_lower_bound`. It needs about ``e^epsilon``
   fits to show epsilon, so it is informative at small epsilon only.
 
+A third check needs no statistic: the released domain (the codecs: categories and bin edges)
+must come from the public schema, so it is the same in every fit. With ``numeric=True`` the
+tables carry a numeric column whose canary value sits at the declared upper bound, far from
+``D``'s values; a mechanism that reads bounds (or categories) from the data releases another
+domain with the canary than without it, which the audit reports as a domain leak (Annamalai,
+Ganev and De Cristofaro, USENIX Security 2024, found such unpaid bounds in published tools).
+
 What the audit cannot see: the selection steps (MST's spanning tree, AIM's exponential
 mechanism) also spend budget, and the canary's effect on them is not tested. The planned
 measurement part, ``mu_planned``, is what a perfect audit of this statistic can show; the
@@ -42,6 +49,7 @@ report gives its epsilon beside the claim.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -58,6 +66,9 @@ from dpsynth.errors import ParameterError, param_error
 from dpsynth.schema import Column, Schema
 
 CANARY = "canary"
+NUMERIC_CANARY = 100.0
+DOMAIN_METHOD = ("Clopper-Pearson bound of telling the neighbours apart by the released domain "
+                 "(a bound or category read from the data without paying)")
 METHOD = ("GDP fit of the canary-cell statistic on the noisy marginals (Nasr et al. 2023; "
           "Dong, Roth and Su 2022)")
 
@@ -104,21 +115,38 @@ def gdp_mu(epsilon: float, delta: float) -> float:
 
 
 # -- the neighbouring tables ----------------------------------------------------------------------
-def canary_tables(n_rows: int = 20, n_columns: int = 3, seed: int = 0
-                  ) -> tuple[pd.DataFrame, pd.DataFrame, Schema]:
+def canary_tables(n_rows: int = 20, n_columns: int = 3, seed: int = 0, *,
+                  numeric: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, Schema]:
     """``D`` (``n_rows`` rows over values a/b/c), the canary record, and the public schema.
 
     The schema declares ``"canary"`` in every column; no row of ``D`` takes it, so the canary
-    is alone in its cell of every marginal.
+    is alone in its cell of every marginal. With ``numeric=True`` a numeric column ``x`` is
+    added, declared on ``[0, 100]``: ``D``'s values lie in ``[0, 10)`` and the canary's at the
+    upper bound, alone in the top bin. A mechanism that reads the bounds from the data instead
+    of the schema then releases a different domain with and without the canary.
     """
     rng = np.random.default_rng(seed)
     names = [f"c{i}" for i in range(n_columns)]
     values = ("a", "b", "c")
     data = pd.DataFrame({n: rng.choice(values, n_rows) for n in names})
     canary = pd.DataFrame({n: [CANARY] for n in names})
-    schema = Schema(tuple(Column(n, "categorical", categories=(*values, CANARY))
-                          for n in names))
-    return data, canary, schema
+    columns = [Column(n, "categorical", categories=(*values, CANARY)) for n in names]
+    if numeric:
+        data["x"] = np.round(rng.uniform(0.0, 10.0, n_rows), 3)
+        canary["x"] = [NUMERIC_CANARY]
+        columns.append(Column("x", "numeric", lower=0.0, upper=NUMERIC_CANARY))
+    return data, canary, Schema(tuple(columns))
+
+
+def domain_fingerprint(fitted: MarginalMechanism) -> str:
+    """The released domain (codecs) of one fit as canonical JSON.
+
+    The domain must come from the public schema alone, so it is the same for every fit on
+    ``D`` and on ``D'``; any difference is a bound or category read from the data unpaid.
+    """
+    from dpsynth._util.jsonable import canonical_json
+
+    return canonical_json([c.to_dict() for c in fitted.codecs_])
 
 
 def canary_statistic(fitted: MarginalMechanism, data: pd.DataFrame, canary: pd.DataFrame
@@ -181,7 +209,12 @@ class WhiteBoxAudit:
     ``epsilon_lower`` (GDP fit) and ``epsilon_lower_cp`` (Clopper-Pearson) hold with
     probability ``confidence``; ``epsilon_planned`` is what this statistic shows on a correct
     mechanism (the measurement part of the budget); ``power_half_noise`` the chance that this
-    audit flags the same mechanism with its noise scale halved.
+    audit flags the same mechanism with its noise scale halved. ``epsilon_lower_domain`` is
+    the Clopper-Pearson bound of telling ``D`` from ``D'`` by the released domain alone (0 when
+    every fit released the same domain, as it must: ``domains_seen`` counts the distinct ones).
+    ``domain_leak`` says the released domain told the held-out fits on ``D`` and ``D'`` apart
+    without error: the domain is a function of the private data. That violates any finite
+    epsilon, whatever the number of fits lets the Clopper-Pearson bound show.
     """
 
     synthesizer: str
@@ -198,17 +231,20 @@ class WhiteBoxAudit:
     epsilon_lower_cp: float
     power_half_noise: float
     cpu_seconds: float
+    epsilon_lower_domain: float = 0.0
+    domains_seen: int = 1
+    domain_leak: bool = False
     method: str = METHOD
     params: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def epsilon_lower_best(self) -> float:
-        return max(self.epsilon_lower, self.epsilon_lower_cp)
+        return max(self.epsilon_lower, self.epsilon_lower_cp, self.epsilon_lower_domain)
 
     @property
     def violated(self) -> bool:
-        """An epsilon lower bound exceeds the claimed epsilon."""
-        return self.epsilon_lower_best > self.epsilon * (1 + 1e-9)
+        """An epsilon lower bound exceeds the claimed epsilon, or the domain leaks."""
+        return self.domain_leak or self.epsilon_lower_best > self.epsilon * (1 + 1e-9)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -218,7 +254,11 @@ class WhiteBoxAudit:
             "mu_planned": self.mu_planned, "epsilon_lower": self.epsilon_lower_best,
             "epsilon_lower_gdp": self.epsilon_lower, "epsilon_ci": list(self.epsilon_ci),
             "epsilon_lower_cp": self.epsilon_lower_cp, "epsilon_planned": self.epsilon_planned,
-            "epsilon_lower_source": self.method, "power_half_noise": self.power_half_noise,
+            "epsilon_lower_domain": self.epsilon_lower_domain,
+            "domains_seen": self.domains_seen, "domain_leak": self.domain_leak,
+            "epsilon_lower_source": (DOMAIN_METHOD if self.epsilon_lower_domain
+                                     > max(self.epsilon_lower, self.epsilon_lower_cp)
+                                     else self.method), "power_half_noise": self.power_half_noise,
             "power": (f"a halved noise scale would have been caught with probability "
                       f"{self.power_half_noise:.2f}"),
             "cpu_seconds": self.cpu_seconds, "violated": self.violated,
@@ -228,7 +268,7 @@ class WhiteBoxAudit:
 
 def white_box_audit(synthesizer: str, *, epsilon: float, delta: float = 1e-5,
                     n_fits: int = 300, n_rows: int = 20, n_columns: int = 3,
-                    confidence: float = 0.95, random_state: int = 0,
+                    numeric: bool = False, confidence: float = 0.95, random_state: int = 0,
                     params: Mapping[str, Any] | None = None,
                     registry: Mapping[str, Any] | None = None) -> WhiteBoxAudit:
     """Audit a marginal synthesizer on the canary pair with ``n_fits`` fits on each table.
@@ -241,8 +281,8 @@ def white_box_audit(synthesizer: str, *, epsilon: float, delta: float = 1e-5,
         The claim under test.
     n_fits:
         Fits on ``D`` and as many on ``D'``.
-    n_rows, n_columns:
-        Size of ``D`` (see :func:`canary_tables`).
+    n_rows, n_columns, numeric:
+        Size of ``D`` and whether it has a numeric column (see :func:`canary_tables`).
     params:
         Extra constructor parameters (post-processing knobs such as ``final_iterations``).
     registry:
@@ -268,11 +308,12 @@ def white_box_audit(synthesizer: str, *, epsilon: float, delta: float = 1e-5,
         raise param_error("synthesizer", f"one of {sorted(classes)}", synthesizer,
                           "white_box_audit")
     cls, extra = classes[synthesizer], {"final_iterations": 1} | dict(params or {})
-    data, canary, schema = canary_tables(n_rows, n_columns, random_state)
+    data, canary, schema = canary_tables(n_rows, n_columns, random_state, numeric=numeric)
     neighbour = pd.concat([data, canary], ignore_index=True)
     seeds = np.random.SeedSequence(random_state).generate_state(2 * n_fits)
     began = time.process_time()
     scores, planned = np.empty((2, n_fits)), 0.0
+    domains: list[list[str]] = [[], []]
     plans = [cls(epsilon=epsilon, delta=delta, **extra).plan_budget(schema, len(table))
              for table in (data, neighbour)]
     for i in range(2 * n_fits):
@@ -282,8 +323,33 @@ def white_box_audit(synthesizer: str, *, epsilon: float, delta: float = 1e-5,
                           recorder=_Tally(plans[i % 2].budget),
                           noise=NoiseSource.create(int(seeds[i]), False))
         scores[i % 2, i // 2], planned = canary_statistic(synth, data, canary)
-    return _summarise(synthesizer, epsilon, delta, scores, planned, confidence,
-                      time.process_time() - began, dict(params or {}))
+        domains[i % 2].append(domain_fingerprint(synth))
+    audit = _summarise(synthesizer, epsilon, delta, scores, planned, confidence,
+                       time.process_time() - began, dict(params or {}))
+    bound, leak = _domain_bound(domains, delta, confidence)
+    return dataclasses.replace(audit, epsilon_lower_domain=bound, domain_leak=leak,
+                               domains_seen=len(set(domains[0]) | set(domains[1])))
+
+
+def _domain_bound(domains: Sequence[Sequence[str]], delta: float, confidence: float
+                  ) -> tuple[float, bool]:
+    """Clopper-Pearson epsilon of guessing ``D'`` from the released domain, and whether the
+    guess was never wrong on the held-out fits.
+
+    The domains of the first half of the fits on ``D'`` never seen in the first half on ``D``
+    are the guess "``D'``"; it is counted on the second halves.
+    """
+    without, with_ = domains
+    if len(set(without) | set(with_)) == 1:
+        return 0.0, False
+    half = len(without) // 2
+    telling = set(with_[:half]) - set(without[:half])
+    tp = sum(d in telling for d in with_[half:])
+    fp = sum(d in telling for d in without[half:])
+    rest = len(without) - half
+    bound = epsilon_lower_bound(tp, fp, rest - fp, rest - tp, delta=delta,
+                                confidence=confidence)
+    return bound, tp == rest and fp == 0
 
 
 def _summarise(name: str, epsilon: float, delta: float, scores: np.ndarray, planned: float,
@@ -312,5 +378,6 @@ def _summarise(name: str, epsilon: float, delta: float, scores: np.ndarray, plan
         power_half_noise=power, cpu_seconds=round(seconds, 2), params=params)
 
 
-__all__ = ["CANARY", "WhiteBoxAudit", "canary_statistic", "canary_tables", "gdp_delta",
+__all__ = ["CANARY", "NUMERIC_CANARY", "WhiteBoxAudit", "canary_statistic", "canary_tables",
+           "domain_fingerprint", "gdp_delta",
            "gdp_epsilon", "gdp_mu", "white_box_audit"]

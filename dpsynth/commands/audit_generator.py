@@ -49,6 +49,9 @@ def audit_generator(
         "measurements, on a worst-case canary pair: a tight epsilon lower bound.")] = False,
     fits: Annotated[int, typer.Option(help="--white-box: fits on each of the two "
                                       "neighbouring tables.")] = 300,
+    numeric_column: Annotated[bool, typer.Option(
+        "--numeric-column", help="--white-box: add a numeric column whose canary value sits "
+        "at the declared bound, to catch bounds read from the data.")] = False,
     synthesizer: Annotated[str | None, typer.Option(
         help="Audit this dpsynth synthesizer (mst, aim, dpvae...).")] = None,
     command: Annotated[str | None, typer.Option(
@@ -96,7 +99,8 @@ def audit_generator(
     """Audit a generator with shadow models and canaries; exit 3 when it leaks or its
     empirical epsilon exceeds the accounted one."""
     if white_box:
-        _white_box(synthesizer, epsilon, delta, param or [], fits, confidence, seed, out_dir)
+        _white_box(synthesizer, epsilon, delta, param or [], fits, confidence, seed, out_dir,
+                   numeric_column)
         return
     with cli_errors():
         if population is None:
@@ -123,7 +127,7 @@ def audit_generator(
 
 def _white_box(synthesizer: str | None, epsilon: float | None, delta: float,
                params: list[str], fits: int, confidence: float, seed: int | None,
-               out_dir: Path) -> None:
+               out_dir: Path, numeric: bool = False) -> None:
     """``--white-box``: :func:`dpsynth.attacks.white_box.white_box_audit`; exit 3 on a
     violation."""
     with cli_errors():
@@ -137,7 +141,7 @@ def _white_box(synthesizer: str | None, epsilon: float | None, delta: float,
         seed = 0 if seed is None else seed
         audit = white_box_audit(synthesizer, epsilon=epsilon, delta=delta, n_fits=fits,
                                 confidence=confidence, random_state=seed,
-                                params=_params(params))
+                                params=_params(params), numeric=numeric)
         report = AuditReport((), 0.0, confidence, seed, {}, audit.cpu_seconds,
                              _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                              generator_audit=audit.to_dict())
@@ -154,7 +158,11 @@ def _white_box_summary(report: AuditReport, out_dir: Path) -> None:
               f"{100 * report.confidence:g}% confidence (GDP fit [{lo:.3f}, {hi:.3f}], "
               f"Clopper-Pearson {audit['epsilon_lower_cp']:.3f}); the measurements the canary "
               f"touches carry ε = {audit['epsilon_planned']:.3f}; {audit['power']}.")
-    if report.violated:
+    if audit.get("domain_leak"):
+        console.print("[bold red]PRIVACY VIOLATION:[/] the released domain differs with and "
+                      "without the canary: a bound or category is read from the data unpaid.",
+                      highlight=False)
+    elif report.violated:
         console.print("[bold red]PRIVACY VIOLATION:[/] the lower bound exceeds the claimed ε.",
                       highlight=False)
     out.print(f"{audit['n_fits']} fits per table, {audit['cpu_seconds']:.1f} CPU s; report in "

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import typer
-from planted_mechanisms import HalfNoiseMST
+from planted_mechanisms import DataBoundsMST, HalfNoiseMST
 from typer.testing import CliRunner
 
 from dpsynth.commands.audit_generator import register
@@ -44,3 +44,15 @@ def test_white_box_audit_exit_status_and_report(monkeypatch, tmp_path, name, sta
 def test_white_box_needs_a_synthesizer_and_an_epsilon(tmp_path):
     result = runner.invoke(_app(), ["audit-generator", "--white-box", "--out", str(tmp_path)])
     assert result.exit_code == 2
+
+
+def test_bounds_read_from_the_data_exit_3_with_a_domain_leak(monkeypatch, tmp_path):
+    monkeypatch.setitem(SYNTHESIZERS, "mst-data-bounds", DataBoundsMST)
+    result = runner.invoke(_app(), ["audit-generator", "--white-box", "--synthesizer",
+                                    "mst-data-bounds", "--epsilon", "4", "--fits", "40",
+                                    "--numeric-column", "--out", str(tmp_path)])
+    assert result.exit_code == 3, result.output
+    assert "released domain differs" in " ".join(result.output.split())
+    audit = json.loads((tmp_path / "audit.json").read_text())["generator_audit"]
+    assert audit["domain_leak"] and audit["domains_seen"] == 2
+    assert "DOMAIN LEAK" in (tmp_path / "audit.html").read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from planted_mechanisms import DoubleCountMST, HalfNoiseMST
+from planted_mechanisms import DataBoundsMST, DoubleCountMST, HalfNoiseMST
 
 from dpsynth.attacks.white_box import (
     canary_tables,
@@ -65,3 +65,22 @@ def test_bad_parameters_are_listed_together():
         assert name in str(info.value)
     with pytest.raises(ParameterError):
         white_box_audit("nope", epsilon=1.0)
+
+
+def test_bounds_read_from_the_data_are_a_domain_leak():
+    registry = {"mst": MSTSynthesizer, "mst-data-bounds": DataBoundsMST}
+    settings = {"epsilon": 4.0, "n_fits": 40, "n_columns": 2, "numeric": True,
+                "registry": registry}
+    broken = white_box_audit("mst-data-bounds", **settings)
+    assert broken.domain_leak and broken.violated and broken.domains_seen == 2
+    assert broken.epsilon_lower_domain > 0.5, broken.to_dict()
+    assert broken.to_dict()["epsilon_lower_source"].startswith("Clopper-Pearson bound of telling")
+    correct = white_box_audit("mst", **settings)
+    assert not correct.domain_leak and not correct.violated, correct.to_dict()
+    assert correct.domains_seen == 1 and correct.epsilon_lower_domain == 0.0
+
+
+def test_numeric_canary_sits_alone_at_the_declared_bound():
+    data, canary, schema = canary_tables(20, 2, 0, numeric=True)
+    assert data["x"].max() < 10 and canary["x"].iloc[0] == 100.0
+    assert schema["x"].upper == 100.0
