@@ -201,6 +201,13 @@ class _Tally:
         return tuple(self._events)
 
 
+def white_box_supported(klass: type) -> bool:
+    """Whether :func:`white_box_audit` can audit synthesizers of class ``klass``."""
+    from dpsynth.synthesizers.marginal.common import MarginalSynthesizer
+
+    return isinstance(klass, type) and issubclass(klass, MarginalSynthesizer)
+
+
 # -- the audit -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class WhiteBoxAudit:
@@ -379,5 +386,5 @@ def _summarise(name: str, epsilon: float, delta: float, scores: np.ndarray, plan
 
 
 __all__ = ["CANARY", "NUMERIC_CANARY", "WhiteBoxAudit", "canary_statistic", "canary_tables",
-           "domain_fingerprint", "gdp_delta",
-           "gdp_epsilon", "gdp_mu", "white_box_audit"]
+           "domain_fingerprint", "gdp_delta", "gdp_epsilon", "gdp_mu", "white_box_audit",
+           "white_box_supported"]

@@ -94,6 +94,10 @@ def release_command(
     clip: Annotated[bool, typer.Option(
         help="Clip values outside the declared bounds to them instead of refusing the table "
              "(row-local, no privacy cost; counts per column on the card).")] = False,
+    generator_audit_fits: Annotated[int, typer.Option(
+        help="First audit the generator white-box with this many fits on each of a "
+             "made-up worst-case pair of tables (no budget; mst, aim); a violation rejects "
+             "before anything is spent. 0: no generator audit.")] = 0,
 ) -> None:
     """Release a private table as DP synthetic data, only if it passes the audit and the
     policy; writes the synthetic data, a dataset card and an HTML report. Exit 0 ship,
@@ -126,7 +130,8 @@ def release_command(
                              source_licence=source_licence,
                              source_description=source_description,
                              invocation=command_line(ctx),
-                             reject_rule_breaks=reject_rule_breaks, clip=clip)
+                             reject_rule_breaks=reject_rule_breaks, clip=clip,
+                             generator_audit_fits=generator_audit_fits)
         summary(result, out_dir)
     if not result.shipped:
         raise typer.Exit(EXIT_LEAK)

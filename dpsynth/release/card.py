@@ -39,6 +39,10 @@ Sections (``dataset_card.yaml``):
 ``evidence``
     the real-anchor ablation, the temporal holdout, the tails the synthetic data misses and
     the schema's rules between columns (:mod:`dpsynth.release.evidence`).
+``generator_audit``
+    when asked for (``generator_audit_fits``), the white-box audit of the generator's
+    mechanism: claimed epsilon, the epsilon lower bound with its interval, method and power
+    (:mod:`dpsynth.attacks.white_box`); a violation rejects the release.
 ``provenance``
     dpsynth's and its dependencies' versions, the command line or API call, seed or secure
     mode, the source's declared licence and description, the ledger entries of the release
@@ -59,6 +63,7 @@ from dpsynth.release.card_sections import (
     AttemptSeeds,
     AuditSection,
     EvaluationSection,
+    GeneratorAuditSection,
     GeneratorSection,
     PrivacySection,
     ReproduceSection,
@@ -144,6 +149,7 @@ class DatasetCard:
     notes: tuple[str, ...] = ()
     provenance: ProvenanceSection | None = None
     evidence: EvidenceSection | None = None
+    generator_audit: GeneratorAuditSection | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schema", plain(self.schema))
@@ -170,6 +176,8 @@ class DatasetCard:
             "checks": [c.to_dict() for c in self.checks], "policy": self.policy.to_dict(),
             "reproduce": self.reproduce.to_dict(), "notes": list(self.notes),
             **({} if self.evidence is None else {"evidence": self.evidence.to_dict()}),
+            **({} if self.generator_audit is None
+               else {"generator_audit": self.generator_audit.to_dict()}),
             **({} if self.provenance is None else {"provenance": self.provenance.to_dict()}),
         }
 
@@ -202,7 +210,9 @@ class DatasetCard:
                 provenance=(ProvenanceSection.from_dict(data["provenance"])
                             if data.get("provenance") else None),
                 evidence=(EvidenceSection.from_dict(data["evidence"])
-                          if data.get("evidence") else None))
+                          if data.get("evidence") else None),
+                generator_audit=(GeneratorAuditSection.from_dict(data["generator_audit"])
+                                 if data.get("generator_audit") else None))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFormatError(f"the dataset card is incomplete or malformed: {exc!r}"
                                    ) from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from dpsynth._version import __version__
 from dpsynth.accounting import ACCOUNTANT, Event
@@ -18,6 +19,7 @@ from dpsynth.release.card_sections import (
     AttackRow,
     AuditSection,
     EvaluationSection,
+    GeneratorAuditSection,
     GeneratorSection,
     PrivacySection,
     ReproduceSection,
@@ -74,6 +76,7 @@ class ReleaseFacts:
     spend: ReleaseSpend
     ledger_entries: tuple[int, ...] = ()
     clipped: Mapping[str, int] = field(default_factory=dict)
+    generator_audit: Mapping[str, Any] | None = None
 
 
 def final_decision(attempts: Sequence[Attempt]) -> tuple[str, tuple[str, ...]]:
@@ -109,7 +112,9 @@ def build_card(facts: ReleaseFacts, book: Ledger) -> DatasetCard:
         reproduce=_reproduce(plan, assessed[-1] if assessed else None, n_rows),
         filters=(filters := _filters(facts)), notes=() if filters else (NO_FILTER_NOTE,),
         provenance=_provenance(facts),
-        evidence=None if last is None else last.evidence)
+        evidence=None if last is None else last.evidence,
+        generator_audit=(None if facts.generator_audit is None
+                         else GeneratorAuditSection.from_audit(facts.generator_audit)))
 
 
 def _filters(facts: ReleaseFacts) -> tuple[str, ...]:

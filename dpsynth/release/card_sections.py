@@ -338,6 +338,55 @@ class AttemptSeeds(_Section):
         return cls(data["generator"], int(data["sample"]), int(data["audit"]))
 
 
+@dataclass(frozen=True)
+class GeneratorAuditSection(_Section):
+    """A white-box audit of the generator's mechanism (:mod:`dpsynth.attacks.white_box`).
+
+    It fits the generator many times on a synthetic worst-case pair of neighbouring tables,
+    never on the private data, so it costs no budget. ``epsilon_lower`` holds with probability
+    ``confidence``; ``power`` says what a pass rules out (a halved noise scale).
+    """
+
+    mode: str
+    synthesizer: str
+    claimed_epsilon: float
+    delta: float
+    epsilon_lower: float
+    epsilon_ci: tuple[float, float]
+    method: str
+    confidence: float
+    n_fits: int
+    power: str
+    cpu_seconds: float
+    violated: bool
+
+    @property
+    def verdict(self) -> str:
+        return "leak" if self.violated else "pass"
+
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict() | {"verdict": self.verdict}
+
+    @classmethod
+    def from_audit(cls, audit: Mapping[str, Any]) -> GeneratorAuditSection:
+        """From :meth:`dpsynth.attacks.white_box.WhiteBoxAudit.to_dict`."""
+        lo, hi = audit["epsilon_ci"]
+        return cls(str(audit["mode"]), str(audit["synthesizer"]),
+                   float(audit["accounted_epsilon"]), float(audit["delta"]),
+                   float(audit["epsilon_lower"]), (float(lo), float(hi)),
+                   str(audit["epsilon_lower_source"]), float(audit["confidence"]),
+                   int(audit["n_fits"]), str(audit["power"]), float(audit["cpu_seconds"]),
+                   bool(audit["violated"]))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GeneratorAuditSection:
+        lo, hi = data["epsilon_ci"]
+        return cls(str(data["mode"]), str(data["synthesizer"]), float(data["claimed_epsilon"]),
+                   float(data["delta"]), float(data["epsilon_lower"]), (float(lo), float(hi)),
+                   str(data["method"]), float(data["confidence"]), int(data["n_fits"]),
+                   str(data["power"]), float(data["cpu_seconds"]), bool(data["violated"]))
+
+
 __all__ = ["AttackRow", "AttemptSeeds", "AuditSection", "EvaluationSection", "FileEntry",
-           "GeneratorSection", "PrivacySection", "ReproduceSection", "SourceSection",
-           "SpendRow", "SyntheticSection", "UtilitySection", "plain"]
+           "GeneratorAuditSection", "GeneratorSection", "PrivacySection", "ReproduceSection",
+           "SourceSection", "SpendRow", "SyntheticSection", "UtilitySection", "plain"]

@@ -58,7 +58,7 @@ from dpsynth.release.plan import (
     AttemptOutcome,
     ReleasePlan,
 )
-from dpsynth.release.policy import REGENERATE, SHIP, ReleasePolicy
+from dpsynth.release.policy import REGENERATE, REJECT, SHIP, ReleasePolicy
 from dpsynth.release.temporal import split_time
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import BaseSynthesizer
@@ -150,7 +150,8 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
             overwrite: bool = False, progress: StageProgressFn | None = None,
             time_column: str | None = None, source_licence: str | None = None,
             source_description: str | None = None, invocation: str | None = None,
-            reject_rule_breaks: bool = False, clip: bool = False) -> ReleaseResult:
+            reject_rule_breaks: bool = False, clip: bool = False,
+            generator_audit_fits: int = 0) -> ReleaseResult:
     """Release ``data`` as DP synthetic data, gated by an evaluation, an audit and a policy.
 
     Parameters
@@ -182,6 +183,12 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
         Drop synthetic rows that break the schema's ``rules`` and draw again; clip values to
         the declared bounds instead of refusing them. Both row-local (no privacy cost) and
         recorded as filters on the card.
+    generator_audit_fits:
+        When positive, first audit the generator's mechanism white-box with this many fits
+        on each of a worst-case pair of neighbouring tables it makes up
+        (:func:`~dpsynth.attacks.white_box.white_box_audit`: no private data, no budget); the
+        result goes on the card (``generator_audit``), and a violation rejects the release
+        before anything is fitted or spent. Marginal synthesizers (mst, aim).
     """
     plan = ReleasePlan.build(
         schema, epsilon=epsilon, dataset=dataset, delta=delta, synthesizer=synthesizer,
@@ -190,7 +197,8 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
         n_targets=n_targets, random_state=random_state, secure=secure,
         time_column=time_column, source_licence=source_licence,
         source_description=source_description, invocation=invocation,
-        reject_rule_breaks=reject_rule_breaks, clip=clip)
+        reject_rule_breaks=reject_rule_breaks, clip=clip,
+        generator_audit_fits=generator_audit_fits)
     return run_plan(plan, data, schema, out=None if out is None else Path(out),
                     ledger=ledger, cap=cap, overwrite=overwrite, progress=progress)
 
@@ -212,8 +220,13 @@ def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path
     book, recorder = _open_ledger(ledger, plan.dataset, cap, data, schema, identity)
     before = book.status(plan.dataset).epsilon
     compose = _Composer(recorder.cap.delta)
-    attempts, last, events = _run_attempts(plan, train, holdout, extra, schema, recorder,
-                                           compose, progress)
+    audit = _generator_audit(plan, compose.delta, progress)
+    if audit is not None and audit["violated"]:
+        attempts: tuple[Attempt, ...] = (Attempt(1, REJECT, (_audit_reason(audit),), None),)
+        last, events = None, _NOTHING_SPENT
+    else:
+        attempts, last, events = _run_attempts(plan, train, holdout, extra, schema, recorder,
+                                               compose, progress)
     spend = ReleaseSpend(events, compose(events),
                          float(rdp_epsilon(events, compose.delta)) if events else 0.0,
                          compose.delta, before)
@@ -221,7 +234,7 @@ def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path
                     if s.reservation.release_id == recorder.release_id)
     card = build_card(ReleaseFacts(plan, schema, identity, len(train), len(holdout),
                                    recorder.release_id, attempts, last, spend, entries,
-                                   clipped), book)
+                                   clipped, audit), book)
     synthetic = None if last is None else last.synthetic
     synth = None if last is None else last.synthesizer
     figures = last.assessment.figures if last is not None else Figures()
@@ -231,6 +244,41 @@ def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path
     logger.info("release %s of %r: %s", card.release_id, plan.dataset, card.decision)
     return ReleaseResult(card, synthetic, synth, None if last is None else last.assessment,
                          figures, holdout.index, paths)
+
+
+_NOTHING_SPENT: tuple[Event, ...] = ()
+
+
+# -- generator audit -------------------------------------------------------------------------
+def _generator_audit(plan: ReleasePlan, delta: float, progress: StageProgressFn | None
+                     ) -> dict[str, Any] | None:
+    """The white-box audit of the plan's generator at the attempts' epsilon and delta."""
+    if not plan.generator_audit_fits:
+        return None
+    from dpsynth.attacks.white_box import white_box_audit
+
+    tick = progress or (lambda stage, done, total: None)
+    label = f"white-box audit of {plan.synth_name}"
+    tick(label, 0, 1)
+    from dpsynth.release.plan import RELEASE_SET
+
+    drop = {*RELEASE_SET, "final_iterations", "progress", "keep_measurements"}
+    params = {k: v for k, v in plan.synthesizer.params.items() if k not in drop}
+    audit = white_box_audit(
+        plan.synth_name, epsilon=plan.epsilon, delta=plan.delta or delta,
+        n_fits=plan.generator_audit_fits, random_state=plan.seed % 2**32, params=params,
+        registry={plan.synth_name: plan.synthesizer.klass})
+    tick(label, 1, 1)
+    return audit.to_dict()
+
+
+def _audit_reason(audit: Mapping[str, Any]) -> str:
+    if audit.get("domain_leak"):
+        return ("the white-box generator audit found the released domain depends on the data "
+                "(nothing was fitted or spent)")
+    return (f"the white-box generator audit bounds epsilon below by "
+            f"{audit['epsilon_lower']:.3g} > the claimed {audit['accounted_epsilon']:g} "
+            "(nothing was fitted or spent)")
 
 
 # -- ledger, split ---------------------------------------------------------------------------

@@ -98,6 +98,7 @@ class ReleasePlan:
     invocation: str | None = None
     reject_rule_breaks: bool = False
     clip: bool = False
+    generator_audit_fits: int = 0
 
     @property
     def synth_name(self) -> str:
@@ -114,7 +115,8 @@ class ReleasePlan:
               secure: bool = False, time_column: str | None = None,
               source_licence: str | None = None, source_description: str | None = None,
               invocation: str | None = None,
-              reject_rule_breaks: bool = False, clip: bool = False) -> ReleasePlan:
+              reject_rule_breaks: bool = False, clip: bool = False,
+              generator_audit_fits: int = 0) -> ReleasePlan:
         """Check every argument against ``schema`` and raise one :class:`ParameterError`
         listing all the problems found."""
         if not isinstance(schema, Schema):
@@ -133,6 +135,7 @@ class ReleasePlan:
             factory = SynthesizerFactory.resolve(synthesizer, synthesizer_params)
         except ParameterError as exc:
             problems.append(str(exc))
+        problems += _audit_problems(generator_audit_fits, factory)
         if problems or resolved is None or factory is None:
             raise ParameterError("Invalid release arguments:\n"
                                  + "\n".join(f"  - {p}" for p in problems))
@@ -141,7 +144,7 @@ class ReleasePlan:
                    None if n_rows is None else int(n_rows), int(n_targets),
                    resolve_seed(random_state, "release"), bool(secure), time_column,
                    source_licence, source_description, invocation, bool(reject_rule_breaks),
-                   bool(clip))
+                   bool(clip), int(generator_audit_fits))
 
 
 def _problems(schema: Schema, epsilon: Any, dataset: Any, holdout_fraction: Any, n_rows: Any,
@@ -188,6 +191,20 @@ def _evidence_problems(schema: Schema, time_column: Any, licence: Any, descripti
         if value is not None and (not isinstance(value, str) or not value.strip()):
             out.append(str(param_error(name, "None or a non-empty string", value, "release")))
     return out
+
+
+def _audit_problems(fits: Any, factory: SynthesizerFactory | None) -> list[str]:
+    """``generator_audit_fits``: 0 (no audit) or at least 20 fits of a synthesizer the
+    white-box audit supports."""
+    from dpsynth.attacks.white_box import white_box_supported
+
+    if not _integer(fits) or fits < 0 or 0 < fits < 20:
+        return [str(param_error("generator_audit_fits", "0 (no generator audit) or an integer "
+                                ">= 20", fits, "release"))]
+    if fits and factory is not None and not white_box_supported(factory.klass):
+        return [str(param_error("generator_audit_fits", "0: the white-box audit supports the "
+                                "marginal synthesizers (mst, aim)", fits, "release"))]
+    return []
 
 
 def _number(value: Any) -> bool:

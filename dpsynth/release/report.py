@@ -56,7 +56,8 @@ def _fig(value: Any, key: str, fmt: str = "{:.3f}") -> str:
 def render_report(card: DatasetCard, figures: Figures | None = None) -> str:
     """The report of ``card`` as one HTML document."""
     figures = figures or Figures()
-    body = [_header(card), _checks(card), _budget(card), _audit(card.audit, figures),
+    body = [_header(card), _checks(card), _budget(card), _generator_audit(card),
+            _audit(card.audit, figures),
             _fidelity(card.evaluation, figures), _utility(card.evaluation), _evidence(card),
             _attempts(card),
             _coverage(card), _provenance(card)]
@@ -275,6 +276,23 @@ def _utility(evaluation: EvaluationSection) -> str:
         f"ROC-AUC {_fig(u.tstr_auc, 'evaluation.utility.tstr_auc')} (TSTR), trained on the "
         f"real training rows {_fig(u.trtr_auc, 'evaluation.utility.trtr_auc')} (TRTR); "
         f"ratio {_fig(u.ratio, 'evaluation.utility.ratio')}.</p>")
+
+
+def _generator_audit(card: DatasetCard) -> str:
+    """The white-box audit of the generator's mechanism, when one ran."""
+    audit = card.generator_audit
+    if audit is None:
+        return ""
+    lo, hi = audit.epsilon_ci
+    verdict = ("<b>violated</b>: the mechanism leaks more than it claims"
+               if audit.violated else "within the claimed ε")
+    return (f"<h3>White-box audit of the generator</h3><p>{_e(audit.synthesizer)} at claimed "
+            f"ε = {audit.claimed_epsilon:g} (δ = {audit.delta:g}): ε ≥ "
+            f"{_fig(audit.epsilon_lower, 'generator_audit.epsilon_lower')} at "
+            f"{100 * audit.confidence:g}% confidence (GDP-fit interval [{lo:.3f}, {hi:.3f}]), "
+            f"{verdict}. Method: {_e(audit.method)}; {audit.n_fits} fits on each of two "
+            f"made-up neighbouring tables, {audit.cpu_seconds:.1f} CPU s, no private data. "
+            f"Power: {_e(audit.power)}.</p>")
 
 
 def _evidence(card: DatasetCard) -> str:

@@ -76,6 +76,7 @@ def test_copying_generator_exits_3_and_writes_no_rows(files, tmp_path, monkeypat
     (("--cap-epsilon", "3", "--target", "wage"), "'target'"),
     (("--cap-epsilon", "3", "--epsilon", "0"), "'epsilon'"),
     (("--cap-delta", "1e-5",), "--cap-delta needs --cap-epsilon"),
+    (("--cap-epsilon", "3", "--generator-audit-fits", "5"), "'generator_audit_fits'"),
 ])
 def test_usage_errors_exit_2_and_spend_nothing(files, tmp_path, extra, message):
     policy = tmp_path / "policy.yaml"
