@@ -60,9 +60,10 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from dpsynth._util.progress import ProgressFn
 from dpsynth.accounting import Budget, Event, NoiseSource
 from dpsynth.attacks.empirical_eps import best_threshold, epsilon_lower_bound
-from dpsynth.errors import ParameterError, param_error
+from dpsynth.errors import GeneratorError, ParameterError, param_error
 from dpsynth.schema import Column, Schema
 
 CANARY = "canary"
@@ -277,7 +278,9 @@ def white_box_audit(synthesizer: str, *, epsilon: float, delta: float = 1e-5,
                     n_fits: int = 300, n_rows: int = 20, n_columns: int = 3,
                     numeric: bool = False, confidence: float = 0.95, random_state: int = 0,
                     params: Mapping[str, Any] | None = None,
-                    registry: Mapping[str, Any] | None = None) -> WhiteBoxAudit:
+                    registry: Mapping[str, Any] | None = None, n_jobs: int | None = 1,
+                    ray_address: str | None = None,
+                    progress: ProgressFn | None = None) -> WhiteBoxAudit:
     """Audit a marginal synthesizer on the canary pair with ``n_fits`` fits on each table.
 
     Parameters
@@ -292,6 +295,10 @@ def white_box_audit(synthesizer: str, *, epsilon: float, delta: float = 1e-5,
         Size of ``D`` and whether it has a numeric column (see :func:`canary_tables`).
     params:
         Extra constructor parameters (post-processing knobs such as ``final_iterations``).
+    n_jobs, ray_address, progress:
+        Fan the fits out in chunks of 100 over local processes (``n_jobs``; 1 runs here) or a
+        Ray cluster (:func:`~dpsynth.attacks.runner.run_many`); every fit keeps its own seed,
+        so the result does not depend on either. ``progress(done, total)`` per chunk.
     registry:
         Where to find ``synthesizer`` (default: :data:`dpsynth.synthesizers.SYNTHESIZERS`);
         tests pass deliberately broken mechanisms here.
@@ -319,23 +326,75 @@ def white_box_audit(synthesizer: str, *, epsilon: float, delta: float = 1e-5,
     neighbour = pd.concat([data, canary], ignore_index=True)
     seeds = np.random.SeedSequence(random_state).generate_state(2 * n_fits)
     began = time.process_time()
-    scores, planned = np.empty((2, n_fits)), 0.0
-    domains: list[list[str]] = [[], []]
     plans = [cls(epsilon=epsilon, delta=delta, **extra).plan_budget(schema, len(table))
              for table in (data, neighbour)]
-    for i in range(2 * n_fits):
-        synth = cls(epsilon=epsilon, delta=delta, random_state=int(seeds[i]),
-                    keep_measurements=True, **extra)
-        synth.fit_planned(neighbour if i % 2 else data, schema, plan=plans[i % 2],
-                          recorder=_Tally(plans[i % 2].budget),
-                          noise=NoiseSource.create(int(seeds[i]), False))
-        scores[i % 2, i // 2], planned = canary_statistic(synth, data, canary)
-        domains[i % 2].append(domain_fingerprint(synth))
-    audit = _summarise(synthesizer, epsilon, delta, scores, planned, confidence,
-                       time.process_time() - began, dict(params or {}))
+    context = _FitContext(cls, float(epsilon), float(delta), extra, data, neighbour, canary,
+                          schema, tuple(plans), tuple(int(s) for s in seeds))
+    chunks = [(lo, min(lo + _CHUNK, 2 * n_fits)) for lo in range(0, 2 * n_fits, _CHUNK)]
+    from dpsynth.attacks.runner import run_many
+
+    batch = run_many(_fit_chunk, (context, chunks), len(chunks), seed=random_state,
+                     n_jobs=n_jobs, ray_address=ray_address, retries=0, progress=progress)
+    if batch.failed:
+        raise GeneratorError(
+            f"white-box fits of {synthesizer!r} failed: {batch.failed[0].error}")
+    scores, planned = np.empty((2, n_fits)), 0.0
+    domains: list[list[str]] = [[], []]
+    worker_seconds = 0.0
+    for (lo, _), (values, fingerprints, mu, seconds) in zip(chunks, batch.values(),
+                                                          strict=True):
+        for i, (value, fingerprint) in enumerate(zip(values, fingerprints, strict=True),
+                                                 start=lo):
+            scores[i % 2, i // 2] = value
+            domains[i % 2].append(fingerprint)
+        planned, worker_seconds = mu, worker_seconds + seconds
+    own = time.process_time() - began
+    seconds = own + (worker_seconds if batch.backend != "serial" else 0.0)
+    audit = _summarise(synthesizer, epsilon, delta, scores, planned, confidence, seconds,
+                       dict(params or {}))
     bound, leak = _domain_bound(domains, delta, confidence)
     return dataclasses.replace(audit, epsilon_lower_domain=bound, domain_leak=leak,
                                domains_seen=len(set(domains[0]) | set(domains[1])))
+
+
+#: Fits per task of :func:`~dpsynth.attacks.runner.run_many` (each task is one chunk).
+_CHUNK = 100
+
+
+@dataclass(frozen=True)
+class _FitContext:
+    """What every chunk of fits needs (sent once to each worker)."""
+
+    cls: Any
+    epsilon: float
+    delta: float
+    extra: Mapping[str, Any]
+    data: pd.DataFrame
+    neighbour: pd.DataFrame
+    canary: pd.DataFrame
+    schema: Schema
+    plans: tuple[Any, Any]
+    seeds: tuple[int, ...]
+
+
+def _fit_chunk(payload: tuple[_FitContext, list[tuple[int, int]]], index: int,
+               _: np.random.SeedSequence) -> tuple[list[float], list[str], float, float]:
+    """Fits ``lo .. hi - 1`` of chunk ``index``: even fits on ``D``, odd ones on ``D'``, each
+    with its own seed from the audit's seed list (the same whatever the number of workers)."""
+    ctx, chunks = payload
+    lo, hi = chunks[index]
+    began = time.process_time()
+    values, fingerprints, planned = [], [], 0.0
+    for i in range(lo, hi):
+        seed, plan = ctx.seeds[i], ctx.plans[i % 2]
+        synth = ctx.cls(epsilon=ctx.epsilon, delta=ctx.delta, random_state=seed,
+                        keep_measurements=True, **ctx.extra)
+        synth.fit_planned(ctx.neighbour if i % 2 else ctx.data, ctx.schema, plan=plan,
+                          recorder=_Tally(plan.budget), noise=NoiseSource.create(seed, False))
+        value, planned = canary_statistic(synth, ctx.data, ctx.canary)
+        values.append(value)
+        fingerprints.append(domain_fingerprint(synth))
+    return values, fingerprints, planned, time.process_time() - began
 
 
 def _domain_bound(domains: Sequence[Sequence[str]], delta: float, confidence: float

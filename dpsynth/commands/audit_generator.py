@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -100,7 +101,7 @@ def audit_generator(
     empirical epsilon exceeds the accounted one."""
     if white_box:
         _white_box(synthesizer, epsilon, delta, param or [], fits, confidence, seed, out_dir,
-                   numeric_column)
+                   numeric_column, _WhiteBoxRun(jobs, ray_address, quiet))
         return
     with cli_errors():
         if population is None:
@@ -125,9 +126,19 @@ def audit_generator(
         raise typer.Exit(EXIT_LEAK)
 
 
+@dataclass(frozen=True)
+class _WhiteBoxRun:
+    """Where the white-box fits run: local processes or Ray, with or without a bar."""
+
+    jobs: int | None = None
+    ray_address: str | None = None
+    quiet: bool = False
+
+
 def _white_box(synthesizer: str | None, epsilon: float | None, delta: float,
                params: list[str], fits: int, confidence: float, seed: int | None,
-               out_dir: Path, numeric: bool = False) -> None:
+               out_dir: Path, numeric: bool = False, run: _WhiteBoxRun = _WhiteBoxRun()
+               ) -> None:
     """``--white-box``: :func:`dpsynth.attacks.white_box.white_box_audit`; exit 3 on a
     violation."""
     with cli_errors():
@@ -139,9 +150,13 @@ def _white_box(synthesizer: str | None, epsilon: float | None, delta: float,
         if synthesizer is None or epsilon is None:
             raise fail("--white-box needs --synthesizer and --epsilon", EXIT_USAGE)
         seed = 0 if seed is None else seed
-        audit = white_box_audit(synthesizer, epsilon=epsilon, delta=delta, n_fits=fits,
-                                confidence=confidence, random_state=seed,
-                                params=_params(params), numeric=numeric)
+        with progress_bars(run.quiet) as tick:
+            label = f"white-box fits of {synthesizer} (chunks of 100)"
+            audit = white_box_audit(
+                synthesizer, epsilon=epsilon, delta=delta, n_fits=fits, confidence=confidence,
+                random_state=seed, params=_params(params), numeric=numeric, n_jobs=run.jobs,
+                ray_address=run.ray_address,
+                progress=None if tick is None else (lambda d, t: tick(label, d, t)))
         report = AuditReport((), 0.0, confidence, seed, {}, audit.cpu_seconds,
                              _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                              generator_audit=audit.to_dict())

@@ -84,3 +84,11 @@ def test_numeric_canary_sits_alone_at_the_declared_bound():
     data, canary, schema = canary_tables(20, 2, 0, numeric=True)
     assert data["x"].max() < 10 and canary["x"].iloc[0] == 100.0
     assert schema["x"].upper == 100.0
+
+
+def test_fits_fanned_out_over_processes_give_the_same_audit():
+    settings = {"epsilon": 4.0, "n_fits": 120, "n_columns": 2, "registry": REGISTRY}
+    here = white_box_audit("mst", **settings)
+    fanned = white_box_audit("mst", n_jobs=2, **settings)
+    assert fanned.mu_hat == here.mu_hat and fanned.epsilon_lower == here.epsilon_lower
+    assert fanned.cpu_seconds > 0
