@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dpsynth._util.device import device_problems
+from dpsynth._util.device import device_problems, resolve_device
 from dpsynth.accounting import Budget, Event, NoiseSource, SpendRecorder, calibrate_dpsgd_noise
 from dpsynth.errors import PrivacyError, param_error
 from dpsynth.schema import Schema
@@ -102,10 +102,13 @@ class DPSGDSynthesizer(BaseSynthesizer):
     fallback_clipping: ClassVar[str] = "ghost"
     #: Whether ``learning_rate=None`` (the subclass picks one) is allowed.
     automatic_learning_rate: ClassVar[bool] = False
+    #: Whether ``batch_size=None`` is allowed: ``min(max_automatic_batch, n_rows // 4)``.
+    automatic_batch_size: ClassVar[bool] = False
+    max_automatic_batch: ClassVar[int] = 512
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,
-                 discovery_fraction: float = 0.1, epochs: float = 20, batch_size: int = 256,
+                 discovery_fraction: float = 0.1, epochs: float = 20, batch_size: int | None = 256,
                  max_grad_norm: float = 1.0, learning_rate: float | None = 1e-3,
                  device: str = "auto", progress: bool = False, grad_sample_mode: str = "auto"):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
@@ -126,6 +129,8 @@ class DPSGDSynthesizer(BaseSynthesizer):
         for name, integer in (("epochs", False), ("batch_size", True),
                               ("max_grad_norm", False)):
             value = getattr(self, name)
+            if name == "batch_size" and value is None and self.automatic_batch_size:
+                continue
             if not number(value, integer) or value <= 0:
                 out.append(str(param_error(name, "an integer >= 1" if integer else
                                            "a finite float > 0", value, owner)))
@@ -141,16 +146,50 @@ class DPSGDSynthesizer(BaseSynthesizer):
                                        self.grad_sample_mode, owner)))
         if not isinstance(self.progress, bool):
             out.append(str(param_error("progress", "a bool", self.progress, owner)))
+        out.extend(self._distributed_problems())
         out.extend(device_problems(self.device, owner))
         return out
 
-    def _schedule(self, n_rows: int) -> tuple[float, int]:
-        """Sampling rate and number of steps for ``n_rows`` rows (no data is read)."""
+    def _distributed_problems(self) -> list[str]:
+        """``distributed`` (for subclasses that have it): a bool, and when true book-keeping
+        clipping, a finite epsilon and an initialised ``torch.distributed``."""
+        owner, value = type(self).__name__, getattr(self, "distributed", False)
+        if not isinstance(value, bool):
+            return [str(param_error("distributed", "a bool", value, owner))]
+        out: list[str] = []
+        if value:
+            if self.grad_sample_mode not in ("auto", "bookkeeping"):
+                out.append(str(param_error("grad_sample_mode", "'auto' or 'bookkeeping' when "
+                                           "distributed=True", self.grad_sample_mode, owner)))
+            if not self.is_private:
+                out.append(str(param_error("distributed", "False for the non-private "
+                                           "reference (epsilon=inf)", True, owner)))
+            elif not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+                out.append(str(param_error("distributed", "False unless torch.distributed is "
+                                           "initialised in this process (see "
+                                           "docs/distributed.md)", True, owner)))
+        return out
+
+    def _batch_size(self, n_rows: int) -> int:
+        """The expected batch size for ``n_rows`` rows (no data is read; the row count is
+        treated as public)."""
+        if self.batch_size is None:
+            return max(1, min(self.max_automatic_batch, n_rows // 4))
         if self.batch_size > n_rows:
             raise param_error("batch_size", f"at most the number of rows ({n_rows})",
                               self.batch_size, type(self).__name__)
-        q = self.batch_size / n_rows
+        return int(self.batch_size)
+
+    def _schedule(self, n_rows: int) -> tuple[float, int]:
+        """Sampling rate and number of steps for ``n_rows`` rows (no data is read)."""
+        q = self._batch_size(n_rows) / n_rows
         return q, _dpsgd.steps_for(float(self.epochs), q)
+
+    def _resolve_device(self, *, strict: bool = True) -> torch.device:
+        """The training device (this process' own GPU when ``distributed``)."""
+        device = resolve_device(self.device, type(self).__name__, strict=strict)
+        return (_distributed.local_device(device) if getattr(self, "distributed", False)
+                else device)
 
     def _clipping(self, module: nn.Module) -> str:
         """``grad_sample_mode`` with ``"auto"`` resolved for ``module``."""
@@ -166,28 +205,50 @@ class DPSGDSynthesizer(BaseSynthesizer):
     def _plan_dpsgd(self, n_rows: int, budget: Budget,
                     prior_events: tuple[Event, ...]) -> DPSGDPlan:
         """The DP-SGD run, its noise calibrated so everything meets ``budget``."""
+        if getattr(self, "distributed", False) and prior_events:
+            raise PrivacyError("distributed=True needs every column's domain declared in the "
+                               "schema: DP discovery would run apart on every process.")
         q, steps = self._schedule(n_rows)
         sigma = calibrate_dpsgd_noise(budget.epsilon, budget.delta, sample_rate=q, steps=steps,
                                       prior_events=list(prior_events))
         return DPSGDPlan(self.train_purpose, q, steps, sigma)
 
     # -- training -------------------------------------------------------------------------
+    def _replicate(self, rows: torch.Tensor, plan: DPSGDPlan | None, noise: NoiseSource
+                   ) -> tuple[torch.Tensor, NoiseSource, _distributed.Replica | None]:
+        """This process' rows, batch-sampling source and replica when ``distributed``
+        (every process checks that the others fit the same plan on the same table); the
+        rows, ``noise`` and ``None`` otherwise."""
+        if not getattr(self, "distributed", False) or plan is None:
+            return rows, noise, None
+        rep = _distributed.replica(type(self).__name__)
+        _distributed.check_same_everywhere(
+            [len(rows), plan.steps, plan.sample_rate, plan.noise_multiplier,
+             float(rows.double().sum())], ["n_rows", "steps", "sample_rate", "noise", "data"])
+        shard = rows[torch.from_numpy(_distributed.shard(len(rows), rep)).to(rows.device)]
+        return shard, _distributed.sampling_source(noise, rep), rep
+
     def _train(self, module: nn.Module, rows: torch.Tensor, objective: Objective, *,
                plan: DPSGDPlan | None, recorder: SpendRecorder | None, noise: NoiseSource,
                learning_rate: float, name: str, sampling: NoiseSource | None = None,
-               rep: _distributed.Replica | None = None) -> tuple[_dpsgd.TrainingLog, str]:
+               rep: _distributed.Replica | None = None, batch_size: int | None = None
+               ) -> tuple[_dpsgd.TrainingLog, str]:
         """Train ``module`` on ``rows``: the training log and the clipping that ran.
 
         Without a ``plan`` (``epsilon=inf``) the same number of steps runs on shuffled
         fixed-size batches, unclipped and without noise (clipping ``"none"``). With one, the
         DP-SGD run is recorded through ``recorder`` (by the leader alone when distributed)
         and must run exactly the planned number of steps. ``sampling`` draws the batches
-        (default ``noise``; a replica's own stream when distributed).
+        (default ``noise``; a replica's own stream when distributed). ``batch_size`` is the
+        expected global batch (default: :meth:`_batch_size` of ``rows``; pass it when
+        ``rows`` is a replica's shard and the batch size is automatic).
         """
+        batch = int(batch_size) if batch_size is not None else self._batch_size(len(rows))
         if plan is None or recorder is None:
-            q, steps = self._schedule(len(rows))
+            q = batch / len(rows)
+            steps = _dpsgd.steps_for(float(self.epochs), q)
             loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(
-                len(rows), int(self.batch_size), steps, noise))
+                len(rows), batch, steps, noise))
             optimizer = torch.optim.Adam(trainable(module), lr=learning_rate)
             module.train()
             return _dpsgd.run_steps(
@@ -199,7 +260,7 @@ class DPSGDSynthesizer(BaseSynthesizer):
                  else contextlib.nullcontext())
         with spend:
             log, mode = self._train_private(module, rows, objective, plan, noise,
-                                            learning_rate, name, sampling or noise, rep)
+                                            learning_rate, name, sampling or noise, rep, batch)
         if log.steps_run != plan.steps:
             raise PrivacyError(f"internal error: ran {log.steps_run} DP-SGD steps, but "
                                f"{plan.steps} were planned and accounted for.")
@@ -207,7 +268,7 @@ class DPSGDSynthesizer(BaseSynthesizer):
 
     def _train_private(self, module: nn.Module, rows: torch.Tensor, objective: Objective,
                        plan: DPSGDPlan, noise: NoiseSource, learning_rate: float, name: str,
-                       sampling: NoiseSource, rep: _distributed.Replica | None
+                       sampling: NoiseSource, rep: _distributed.Replica | None, batch: int
                        ) -> tuple[_dpsgd.TrainingLog, str]:
         loader = _dpsgd.batch_loader(rows, _dpsgd.FastPoissonBatches(
             len(rows), plan.sample_rate, plan.steps, sampling))
@@ -216,7 +277,7 @@ class DPSGDSynthesizer(BaseSynthesizer):
         settings: dict[str, Any] = {
             "noise_multiplier": plan.noise_multiplier,
             "max_grad_norm": float(self.max_grad_norm),
-            "expected_batch_size": int(self.batch_size), "noise_fn": noise_fn}
+            "expected_batch_size": batch, "noise_fn": noise_fn}
         if rep is not None:
             training = _distributed.make_private(module, optimizer, objective.criterion,
                                                  rep=rep, **settings)

@@ -31,12 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpsynth._util.device import resolve_device
-from dpsynth.accounting import Budget, Event, NoiseSource, SpendRecorder
+from dpsynth.accounting import NoiseSource, SpendRecorder
 from dpsynth.data.encode import TableEncoder
-from dpsynth.errors import ModelFormatError, PrivacyError, param_error, raise_if_problems
+from dpsynth.errors import ModelFormatError, param_error, raise_if_problems
 from dpsynth.schema import Schema
-from dpsynth.synthesizers import _distributed, _dpsgd
+from dpsynth.synthesizers import _dpsgd
 from dpsynth.synthesizers._dpsgd_base import DPSGDSynthesizer, Objective, number
 from dpsynth.synthesizers.base import register
 from dpsynth.synthesizers.plan import DPSGDPlan, FitPlan
@@ -203,18 +202,7 @@ class DPVAESynthesizer(DPSGDSynthesizer):
         super()._validate_params()
         raise_if_problems(_param_problems(self), type(self).__name__)
 
-    def _resolve_device(self, *, strict: bool = True) -> torch.device:
-        device = resolve_device(self.device, type(self).__name__, strict=strict)
-        return _distributed.local_device(device) if self.distributed else device
-
     # -- fitting --------------------------------------------------------------------------
-    def _plan_training(self, schema: Schema, n_rows: int, budget: Budget,
-                       prior_events: tuple[Event, ...]) -> DPSGDPlan:
-        if self.distributed and prior_events:
-            raise PrivacyError("distributed=True needs every column's domain declared in the "
-                               "schema: DP discovery would run apart on every process.")
-        return self._plan_dpsgd(n_rows, budget, prior_events)
-
     def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
              recorder: SpendRecorder | None, noise: NoiseSource) -> None:
         device = self._resolve_device()
@@ -223,15 +211,8 @@ class DPVAESynthesizer(DPSGDSynthesizer):
         seed = _dpsgd.torch_seed(noise)
         model = self._new_model(seed).to(device)
         dpsgd = plan.detail_as(DPSGDPlan) if plan is not None else None
-        rep = (_distributed.replica(type(self).__name__)
-               if self.distributed and dpsgd is not None else None)
-        sampling = noise
-        if rep is not None and dpsgd is not None:
-            _distributed.check_same_everywhere(
-                [len(rows), dpsgd.steps, dpsgd.sample_rate, dpsgd.noise_multiplier,
-                 float(rows.sum())], ["n_rows", "steps", "sample_rate", "noise", "data"])
-            rows = rows[torch.from_numpy(_distributed.shard(len(rows), rep)).to(rows.device)]
-            sampling = _distributed.sampling_source(noise, rep)
+        rows, sampling, rep = self._replicate(rows, dpsgd, noise)
+        if rep is not None:
             seed += rep.rank  # the VAE's own latent draws differ between ranks
         log, mode = self._train(model, rows, self._objective(model, seed, device), plan=dpsgd,
                                 recorder=recorder, noise=noise,
@@ -333,19 +314,6 @@ def _param_problems(synth: DPVAESynthesizer) -> list[str]:
             number(h, True) and h > 0 for h in hidden):
         out.append(str(param_error("hidden_sizes", "a non-empty sequence of integers >= 1",
                                    hidden, owner)))
-    if not isinstance(synth.distributed, bool):
-        out.append(str(param_error("distributed", "a bool", synth.distributed, owner)))
-    if synth.distributed is True:
-        if synth.grad_sample_mode not in ("auto", "bookkeeping"):
-            out.append(str(param_error("grad_sample_mode", "'auto' or 'bookkeeping' when "
-                                       "distributed=True", synth.grad_sample_mode, owner)))
-        if not synth.is_private:
-            out.append(str(param_error("distributed", "False for the non-private reference "
-                                       "(epsilon=inf)", True, owner)))
-        elif not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-            out.append(str(param_error("distributed", "False unless torch.distributed is "
-                                       "initialised in this process (see docs/distributed.md)",
-                                       True, owner)))
     return out
 
 

@@ -25,10 +25,14 @@ from torch import nn
 
 from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers import _bookkeeping, _distributed
+from dpsynth.synthesizers.ar import DPARSynthesizer
 from dpsynth.synthesizers.dpvae import DPVAESynthesizer
 
-PARAMS: dict[str, Any] = dict(epsilon=1.0, random_state=0, epochs=3, batch_size=40,
-                              hidden_sizes=(16,), latent_dim=2)
+SHARED: dict[str, Any] = dict(epsilon=1.0, random_state=0, epochs=3, batch_size=40)
+MODELS: dict[str, tuple[type, dict[str, Any]]] = {
+    "dpvae": (DPVAESynthesizer, SHARED | dict(hidden_sizes=(16,), latent_dim=2)),
+    "dpar": (DPARSynthesizer, SHARED | dict(d_model=8, n_heads=2, n_bins=8)),
+}
 N_ROWS, WORLD = 300, 2
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
@@ -50,14 +54,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _worker(rank: int, port: int, out: str) -> None:
+def _worker(rank: int, port: int, out: str, name: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     rep = _distributed.init_from_env("gloo")
     try:
         df, schema = _table()
-        synth = DPVAESynthesizer(distributed=True, **PARAMS).fit(df, schema)
+        cls, params = MODELS[name]
+        synth = cls(distributed=True, **params).fit(df, schema)
         weights = {k: v.double().sum().item() for k, v in synth.model_.state_dict().items()}
         result = {"rank": rep.rank, "epsilon": synth.privacy_.epsilon,
                   "event": synth.privacy_.spends[-1].event.to_dict(),
@@ -98,20 +103,22 @@ def _noise_once(rep: _distributed.Replica) -> dict[str, list[float]]:
     return {"local_sum": local_sum, "grad": grad}
 
 
-def test_two_gloo_processes_train_like_one_with_the_same_epsilon(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_two_gloo_processes_train_like_one_with_the_same_epsilon(tmp_path, name):
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path), name), nprocs=WORLD, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
 
     torch.set_num_threads(1)
     df, schema = _table()
-    alone = DPVAESynthesizer(**PARAMS).fit(df, schema)
-    q = PARAMS["batch_size"] / N_ROWS
+    cls, params = MODELS[name]
+    alone = cls(**params).fit(df, schema)
+    q = params["batch_size"] / N_ROWS
     for result in ranks:
         assert result["world_size"] == WORLD and result["mode"] == "bookkeeping"
         assert result["epsilon"] == alone.privacy_.epsilon  # same global q, same steps
         assert result["event"] == alone.privacy_.spends[-1].event.to_dict()
         assert result["event"]["sample_rate"] == pytest.approx(q)
-        assert result["steps"] == alone.steps_run_ == math.ceil(PARAMS["epochs"] / q)
+        assert result["steps"] == alone.steps_run_ == math.ceil(params["epochs"] / q)
         assert result["rows_seen"] > 0  # both ranks trained on their own rows
     assert ranks[0]["weights"] == ranks[1]["weights"]  # replicas stayed identical
     assert ranks[0]["weights"] != {k: v.double().sum().item()
@@ -127,7 +134,9 @@ def test_two_gloo_processes_train_like_one_with_the_same_epsilon(tmp_path):
     assert not np.allclose(ranks[0]["local_sum"], ranks[1]["local_sum"])
 
 
-def test_distributed_without_a_process_group_is_a_parameter_error():
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_distributed_without_a_process_group_is_a_parameter_error(name):
     df, schema = _table()
+    cls, params = MODELS[name]
     with pytest.raises(Exception, match="'distributed'"):
-        DPVAESynthesizer(distributed=True, **PARAMS).fit(df, schema)
+        cls(distributed=True, **params).fit(df, schema)

@@ -2,9 +2,10 @@
 
 The one class here ties the parts to :class:`~dpsynth.synthesizers.base.BaseSynthesizer`:
 :mod:`~dpsynth.synthesizers.ar.tokens` turns rows into column tokens over the declared domain,
-:mod:`~dpsynth.synthesizers.ar.model` is the network (DP-TBART, Castellon et al. 2023),
-:mod:`~dpsynth.synthesizers.ar.train` the plain and DP-SGD loops and
-:mod:`~dpsynth.synthesizers.ar.sampling` the ancestral and conditional draws. The noise is
+:mod:`~dpsynth.synthesizers.ar.model` is the network (DP-TBART, Castellon et al. 2023) and
+:mod:`~dpsynth.synthesizers.ar.sampling` the ancestral and conditional draws; the plain and
+DP-SGD runs are the shared ones of :class:`~dpsynth.synthesizers._dpsgd_base.DPSGDSynthesizer`
+(one engine for rows and text, data-parallel with ``distributed=True``). The noise is
 calibrated with the PLD accountant before any row is read, for Poisson sampling at rate
 ``q = batch_size / n`` over ``ceil(epochs / q)`` steps; the spend is recorded before
 training starts. Sampling is post-processing and costs no privacy.
@@ -20,37 +21,32 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dpsynth._util.device import device_problems, resolve_device
-from dpsynth.accounting import Budget, Event, NoiseSource, calibrate_dpsgd_noise
+from dpsynth.accounting import NoiseSource
 from dpsynth.accounting.session import SpendRecorder
 from dpsynth.errors import (
     ModelFormatError,
     NotFittedError,
     ParameterError,
-    PrivacyError,
     param_error,
     raise_if_problems,
 )
 from dpsynth.schema import BOUNDED_KINDS, Schema
 from dpsynth.synthesizers import _dpsgd
-from dpsynth.synthesizers._dpsgd_base import number
+from dpsynth.synthesizers._dpsgd_base import DPSGDSynthesizer, Objective, number
 from dpsynth.synthesizers.ar import sampling
-from dpsynth.synthesizers.ar.model import ARConfig, ARTransformer, build_model
+from dpsynth.synthesizers.ar.model import ARConfig, ARTransformer, RowLoss, build_model
 from dpsynth.synthesizers.ar.tokens import TableTokenizer
-from dpsynth.synthesizers.ar.train import DPSGDSettings, train_plain, train_private
-from dpsynth.synthesizers.base import BaseSynthesizer, register
+from dpsynth.synthesizers.base import register
 from dpsynth.synthesizers.plan import DPSGDPlan, FitPlan
 
 logger = logging.getLogger(__name__)
 
 TRAIN_PURPOSE = "train:dpar"
-_INT_PARAMS = ("batch_size", "n_bins", "d_model", "n_layers", "n_heads")
-_DEFAULT_BATCH = 512
-_FLOAT_PARAMS = ("epochs", "max_grad_norm", "learning_rate")
+_INT_PARAMS = ("n_bins", "d_model", "n_layers", "n_heads")
 
 
 @register
-class DPARSynthesizer(BaseSynthesizer):
+class DPARSynthesizer(DPSGDSynthesizer):
     """Autoregressive transformer over column tokens, trained with DP-SGD (DP-TBART).
 
     Parameters
@@ -82,6 +78,12 @@ class DPARSynthesizer(BaseSynthesizer):
     grad_sample_mode:
         ``"auto"`` / ``"bookkeeping"`` (default: book-keeping clipping, near plain cost),
         ``"ghost"`` or ``"hooks"`` (Opacus); all clip the same per-row gradients.
+    distributed:
+        Train data-parallel over the processes of an initialised ``torch.distributed`` job
+        (``torchrun``): every process calls ``fit`` with the same table, schema and
+        parameters; each trains on its share of the rows, Poisson-sampled at the global
+        rate, and the spend is the one-process spend. Needs book-keeping clipping, a finite
+        epsilon and a fully declared schema. See ``docs/distributed.md``.
 
     Examples
     --------
@@ -91,6 +93,9 @@ class DPARSynthesizer(BaseSynthesizer):
     """
 
     name: ClassVar[str] = "dpar"
+    train_purpose: ClassVar[str] = TRAIN_PURPOSE
+    automatic_batch_size: ClassVar[bool] = True
+    learning_rate: float  # never None here (no automatic choice)
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,
@@ -98,82 +103,49 @@ class DPARSynthesizer(BaseSynthesizer):
                  batch_size: int | None = None,
                  max_grad_norm: float = 1.0, learning_rate: float = 1e-2, n_bins: int = 64,
                  d_model: int = 32, n_layers: int = 1, n_heads: int = 4, device: str = "auto",
-                 progress: bool = False, grad_sample_mode: str = "auto"):
+                 progress: bool = False, grad_sample_mode: str = "auto",
+                 distributed: bool = False):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
-                         secure_mode=secure_mode, discovery_fraction=discovery_fraction)
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.max_grad_norm = max_grad_norm
-        self.learning_rate = learning_rate
+                         secure_mode=secure_mode, discovery_fraction=discovery_fraction,
+                         epochs=epochs, batch_size=batch_size,
+                         max_grad_norm=max_grad_norm, learning_rate=learning_rate,
+                         device=device, progress=progress, grad_sample_mode=grad_sample_mode)
         self.n_bins = n_bins
         self.d_model = d_model
         self.n_layers = n_layers
         self.n_heads = n_heads
-        self.device = device
-        self.progress = progress
-        self.grad_sample_mode = grad_sample_mode
+        self.distributed = distributed
 
     # -- parameters -----------------------------------------------------------------------
     def _validate_params(self) -> None:
         super()._validate_params()
         raise_if_problems(_param_problems(self), type(self).__name__)
 
-    def _batch_size(self, n_rows: int) -> int:
-        """The expected batch size for ``n_rows`` rows (no data is read)."""
-        if self.batch_size is None:
-            return max(1, min(_DEFAULT_BATCH, n_rows // 4))
-        if self.batch_size > n_rows:
-            raise param_error("batch_size", f"at most the number of rows ({n_rows})",
-                              self.batch_size, type(self).__name__)
-        return int(self.batch_size)
-
-    def _schedule(self, n_rows: int) -> tuple[float, int]:
-        """Sampling rate and number of steps for ``n_rows`` rows (no data is read)."""
-        q = self._batch_size(n_rows) / n_rows
-        return q, _dpsgd.steps_for(float(self.epochs), q)
-
     def _config(self) -> ARConfig:
         return ARConfig(self.tokenizer_.vocab_sizes, int(self.d_model), int(self.n_layers),
                         int(self.n_heads))
 
     # -- fitting --------------------------------------------------------------------------
-    def _plan_training(self, schema: Schema, n_rows: int, budget: Budget,
-                       prior_events: tuple[Event, ...]) -> DPSGDPlan:
-        q, steps = self._schedule(n_rows)
-        sigma = calibrate_dpsgd_noise(budget.epsilon, budget.delta, sample_rate=q,
-                                      steps=steps, prior_events=list(prior_events))
-        return DPSGDPlan(TRAIN_PURPOSE, q, steps, sigma)
-
     def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
              recorder: SpendRecorder | None, noise: NoiseSource) -> None:
-        q, steps = self._schedule(len(data))
-        device = resolve_device(self.device, type(self).__name__)
+        device = self._resolve_device()
         self.tokenizer_ = TableTokenizer(int(self.n_bins)).fit(schema)
         rows = torch.from_numpy(self.tokenizer_.transform(data)).to(device)
+        batch = self._batch_size(len(rows))  # of the whole table, before any sharding
         model = build_model(self._config(), _dpsgd.torch_seed(noise)).to(device)
-        lr, progress = float(self.learning_rate), bool(self.progress)
-        if plan is None or recorder is None:
-            loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(
-                len(rows), self._batch_size(len(rows)), steps, noise))
-            log = train_plain(model, loader, learning_rate=lr,
-                              steps_per_epoch=_dpsgd.steps_for(1.0, q), progress=progress)
-            self.grad_sample_mode_ = "none"
-        else:
-            event = plan.detail_as(DPSGDPlan).event
-            settings = DPSGDSettings(event.noise_multiplier, event.sample_rate, event.steps,
-                                     float(self.max_grad_norm), self._batch_size(len(rows)),
-                                     str(self.grad_sample_mode))
-            loader = _dpsgd.batch_loader(rows, _dpsgd.FastPoissonBatches(
-                len(rows), event.sample_rate, event.steps, noise))
-            with recorder.spend(TRAIN_PURPOSE, event):
-                log, self.grad_sample_mode_ = train_private(
-                    model, loader, settings, learning_rate=lr,
-                    noise_fn=_dpsgd.make_noise_fn(noise, device), progress=progress)
-            if log.steps_run != event.steps:
-                raise PrivacyError(f"internal error: ran {log.steps_run} DP-SGD steps, but "
-                                   f"{event.steps} were planned and accounted for.")
+        dpsgd = plan.detail_as(DPSGDPlan) if plan is not None else None
+        rows, sampling_source, rep = self._replicate(rows, dpsgd, noise)
+        objective = Objective(RowLoss(), _row_loss,
+                              "bfloat16" if device.type == "cuda" else "float32")
+        log, mode = self._train(model, rows, objective, plan=dpsgd, recorder=recorder,
+                                noise=noise, learning_rate=float(self.learning_rate),
+                                name="dpar", sampling=sampling_source, rep=rep,
+                                batch_size=batch)
+        self.grad_sample_mode_ = mode
+        self.world_size_ = 1 if rep is None else rep.world_size
         self.steps_run_ = log.steps_run
         self.empty_batches_ = log.empty_batches
+        self.rows_seen_ = log.rows_seen
         self.loss_history_ = list(log.epoch_losses)
         self.device_ = device
         self.model_ = model.eval()
@@ -250,7 +222,7 @@ class DPARSynthesizer(BaseSynthesizer):
             model.load_state_dict(weights)
         except RuntimeError as exc:
             raise ModelFormatError(f"The saved weights do not fit the model: {exc}") from None
-        self.device_ = resolve_device(self.device, type(self).__name__, strict=False)
+        self.device_ = self._resolve_device(strict=False)
         self.model_ = model.to(self.device_).eval()
         self.steps_run_ = int(state["steps_run"])
         self.empty_batches_ = int(state.get("empty_batches", 0))
@@ -286,30 +258,25 @@ def _conditions_frame(conditions: Any, n_rows: Any, names: list[str],
     return given
 
 
-def _param_problems(synth: DPARSynthesizer) -> list[ParameterError]:
-    """Every invalid dpar-specific parameter (the base class checks the shared ones)."""
-    owner = type(synth).__name__
-    out: list[ParameterError] = []
+def _row_loss(module: Any, criterion: Any, batch: torch.Tensor) -> torch.Tensor:
+    """The mean (or per-row) cross-entropy of every column token given the earlier ones."""
+    return criterion(module(batch), batch)
 
-    for name in (*_INT_PARAMS, *_FLOAT_PARAMS):
-        value, integer = getattr(synth, name), name in _INT_PARAMS
-        if name == "batch_size" and value is None:
-            continue
-        if not number(value, integer) or value <= 0:
-            out.append(param_error(name, "an integer >= 1" if integer else "a finite float > 0",
-                                   value, owner))
+
+def _param_problems(synth: DPARSynthesizer) -> list[ParameterError]:
+    """Every invalid dpar parameter: the shared DP-SGD ones and the model's own."""
+    owner = type(synth).__name__
+    out = [ParameterError(p) for p in synth._dpsgd_problems()]
+    for name in _INT_PARAMS:
+        value = getattr(synth, name)
+        if not number(value, True) or value <= 0:
+            out.append(param_error(name, "an integer >= 1", value, owner))
     if number(synth.n_bins, True) and synth.n_bins < 2:
         out.append(param_error("n_bins", "an integer >= 2", synth.n_bins, owner))
     if (number(synth.d_model, True) and number(synth.n_heads, True) and synth.n_heads > 0
             and synth.d_model % synth.n_heads):
         out.append(param_error("d_model", f"a multiple of n_heads ({synth.n_heads})",
                                synth.d_model, owner))
-    if synth.grad_sample_mode not in _dpsgd.GRAD_SAMPLE_MODES:
-        out.append(param_error("grad_sample_mode", f"one of {_dpsgd.GRAD_SAMPLE_MODES}",
-                               synth.grad_sample_mode, owner))
-    if not isinstance(synth.progress, bool):
-        out.append(param_error("progress", "a bool", synth.progress, owner))
-    out.extend(ParameterError(p) for p in device_problems(synth.device, owner))
     return out
 
 
