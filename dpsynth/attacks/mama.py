@@ -34,6 +34,7 @@ their own.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ _MAX_EXACT = 32  # numeric columns with at most this many distinct values keep t
 _AIM_EXTRA = 1.0  # AIM: pairs beyond the tree, as a multiple of d - 1
 
 
+@functools.lru_cache(maxsize=64)
 def marginal_sigmas(family: str, epsilon: float | None, delta: float,
                     n_columns: int) -> tuple[float, float]:
     """Noise (in counts) of the one-way and of the selected marginals of ``family``.
@@ -316,7 +318,7 @@ def mama_scores(targets: pd.DataFrame, synthetic: pd.DataFrame, population: pd.D
 def mama_membership(data: AuditData, threat: ThreatModel | None = None, *,
                     family: str = "mst", epsilon: float | None = None, delta: float = 1e-5,
                     n_train: int | None = None, selection: str = "synthetic",
-                    claim_rate: float = 0.1, threshold: float = 0.05, confidence: float = 0.95,
+                    claim_rate: float = 0.5, threshold: float = 0.05, confidence: float = 0.95,
                     random_state: int | np.random.Generator | None = None,
                     progress: ProgressFn | None = None) -> AttackResult:
     """Generator-aware membership inference against a marginal generator (MAMA-MIA family).
