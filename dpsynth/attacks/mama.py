@@ -44,8 +44,11 @@ import pandas as pd
 
 from dpsynth._util.progress import ProgressFn
 from dpsynth.attacks.distance import MixedEncoder, audited_kinds
+from dpsynth.attacks.empirical_eps import best_threshold, epsilon_lower_bound
 from dpsynth.attacks.membership import _score_membership, expect_goal
 from dpsynth.attacks.result import AttackResult, check_rule
+from dpsynth.attacks.shadow import ShadowRun, TargetOutcome
+from dpsynth.attacks.stats import auc_interval
 from dpsynth.attacks.threat import AuditData, ThreatModel
 from dpsynth.errors import DataValidationError, ParameterError, param_error
 from dpsynth.schema import Schema
@@ -376,3 +379,33 @@ def mama_membership(data: AuditData, threat: ThreatModel | None = None, *,
     }
     return _score_membership("mama_membership", threat, data, members, score[: members.size],
                              score[members.size:], cut, rng, threshold, confidence, metrics)
+
+
+def mama_outcomes(runs: Sequence[ShadowRun], n_train: int, ids: Sequence[int | str],
+                  kinds: Sequence[str], vulnerability: np.ndarray, *, delta: float,
+                  confidence: float) -> list[TargetOutcome]:
+    """MAMA-MIA on each target of a shadow-model audit (:mod:`~dpsynth.attacks.shadow`).
+
+    The runs carry each target's score on that run's synthetic table. The attack trains
+    nothing; the first ``n_train`` runs only standardise each target's scores (so they pool
+    across targets) and choose its decision threshold, and the remaining runs are counted,
+    which keeps each target's epsilon bound honest, as for the Groundhog classifiers.
+    """
+    scores = np.stack([np.asarray(r.mama, dtype=float) for r in runs])
+    included = np.stack([r.included for r in runs])
+    out = []
+    for j in range(scores.shape[1]):
+        s, y = scores[:, j], included[:, j]
+        train = s[:n_train]
+        z = (s - train.mean()) / (train.std() or 1.0)
+        cut = best_threshold(z[:n_train][y[:n_train]], z[:n_train][~y[:n_train]], delta=delta,
+                             confidence=confidence)
+        member, other = z[n_train:][y[n_train:]], z[n_train:][~y[n_train:]]
+        tp, fp = int((member >= cut).sum()), int((other >= cut).sum())
+        tn, fn = int(other.size - fp), int(member.size - tp)
+        auc = auc_interval(member, other)[0] if member.size and other.size else math.nan
+        eps = epsilon_lower_bound(tp, fp, tn, fn, delta=delta, confidence=confidence)
+        out.append(TargetOutcome(ids[j], kinds[j], float(vulnerability[j]), auc, tp, fp, tn, fn,
+                                 float(cut), eps, tuple(map(float, member)),
+                                 tuple(map(float, other))))
+    return out

@@ -109,3 +109,43 @@ def test_bad_parameters_are_named(wage):
     assert "epsilon" in str(err.value)
     with pytest.raises(ParameterError, match="claim_rate"):
         mama_membership(data, claim_rate=1.5)
+
+
+def _audit(generator, table, family=None):
+    from dpsynth.attacks.generator_audit import ShadowPlan, audit_generator
+
+    plan = ShadowPlan(n_rows=200, n_vulnerable=3, n_random=3, n_canaries=1, n_shadow_train=30,
+                      n_shadow_test=30, one_run_canaries=0)
+    report = audit_generator(generator, table, plan=plan, random_state=0, n_jobs=1,
+                             family=family)
+    return report, {r.attack: r for r in report.results}
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_the_generator_audit_runs_mama_beside_groundhog_and_catches_a_noise_free_mst(wage):
+    from dpsynth.attacks.generators import DpsynthGenerator
+
+    (train, holdout, _, _), schema = wage
+    table = pd.concat([train, holdout]).reset_index(drop=True)
+    gen = DpsynthGenerator("mst", schema, epsilon=math.inf,
+                           params={"n_bins": 8, "final_iterations": 60})
+    report, results = _audit(gen, table)
+    assert "shadow_membership[vulnerable]" in results
+    canary = results["mama_membership[canary]"]  # a record alone in its cells
+    assert canary.leak and canary.metrics["auc"] > 0.85 and canary.metrics["family"] == "mst"
+    assert results["mama_membership[vulnerable]"].metrics["auc"] > 0.55
+    assert report.leak
+    assert report.generator_audit["mama"]["family"] == "mst"
+    assert any(b["label"].startswith("mama:") for b in report.generator_audit["bounds"])
+
+
+def test_the_generator_audit_passes_mama_on_a_generator_that_ignores_its_rows(wage):
+    from dpsynth.attacks.generators import PublicSampler
+
+    (train, holdout, other, _), _ = wage
+    table = pd.concat([train, holdout]).reset_index(drop=True)
+    report, results = _audit(PublicSampler(other), table, family="mst")
+    assert {"mama_membership[vulnerable]", "mama_membership[random]"} <= set(results)
+    assert not any(r.leak for name, r in results.items() if name.startswith("mama"))
+    _, plain = _audit(PublicSampler(other), table)  # no family, not a dpsynth marginal model
+    assert not any(name.startswith("mama") for name in plain)
