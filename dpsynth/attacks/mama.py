@@ -25,6 +25,10 @@ population (auxiliary) rows and the synthetic rows; it never runs a classifier. 
    MST and AIM both measure, and the selected pairs): rare cells, where ``v`` is small, count
    most, and a marginal measured with much noise counts little.
 
+:func:`mama_membership` runs the attack on one release (training rows against holdout rows);
+:func:`mama_outcomes` runs it on the shadow runs of
+:func:`~dpsynth.attacks.generator_audit.audit_generator`, beside the Groundhog classifiers.
+
 Like DOMIAS (van Breugel et al., AISTATS 2023), on which the paper's attack builds, the
 score is a density ratio of synthetic to population data, but only on the generator's own
 statistics and weighted by their noise, so it does not dilute the signal over the full joint
@@ -348,7 +352,8 @@ def mama_membership(data: AuditData, threat: ThreatModel | None = None, *,
     threshold, confidence, random_state:
         Verdict rule and seed (see :mod:`dpsynth.attacks.result`).
     """
-    threat = threat or ThreatModel.membership(reference=True)
+    threat = threat or ThreatModel("membership", ("synthetic", "target_record", "reference",
+                                                  "generator_family"))
     expect_goal(threat, "membership", "mama_membership")
     check_rule(threshold, confidence, "mama_membership")
     if not (isinstance(claim_rate, (int, float)) and 0 < claim_rate < 1):
