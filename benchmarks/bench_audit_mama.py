@@ -100,7 +100,7 @@ def population_part(df: pd.DataFrame, schema: Any, seeds: list[int], n: int,
                 rare = (rarity + jitter) <= np.quantile(rarity + jitter, 0.1)
                 auc_rare, ci_rare = auc_interval(s_mem[rare[:n]], s_ctl[rare[n:]])
                 domias = domias_membership(data, random_state=seed)
-                row = {
+                row: dict[str, Any] = {
                     "part": "population", "seed": seed, "family": family, "epsilon": _eps(eps),
                     "n_members": n, "n_controls": n, "n_population": n_population,
                     "auc": result.metrics["auc"],
@@ -153,8 +153,9 @@ def shadow_part(df: pd.DataFrame, schema: Any, seed: int, n_rows: int,
             for attack in ("shadow", "mama"):
                 for group in ("vulnerable", "random", "canary"):
                     row[f"{attack}_{group}"] = _pooled(report, f"{attack}_membership[{group}]")
-            row["epsilon_lower"] = report.generator_audit["epsilon_lower"]
-            row["epsilon_lower_source"] = report.generator_audit["epsilon_lower_source"]
+            audit = report.generator_audit or {}
+            row["epsilon_lower"] = audit["epsilon_lower"]
+            row["epsilon_lower_source"] = audit["epsilon_lower_source"]
             row["cpu_s"] = round(seconds, 1)
             rows.append(row)
             sv, mv = row["shadow_vulnerable"], row["mama_vulnerable"]
@@ -166,6 +167,52 @@ def shadow_part(df: pd.DataFrame, schema: Any, seed: int, n_rows: int,
     return rows
 
 
+def _ci(ci: list[float] | None) -> str:
+    return "" if not ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The tables of ``docs/benchmarks.md``: per-seed AUCs pooled by mean (and the range of the
+    seeds' intervals), and the shadow comparison."""
+    out = []
+    pop = [r for r in rows if r["part"] == "population"]
+    if pop:
+        out += ["| generator | ε | MAMA-MIA AUC (mean of seeds; per-seed 95% CI range) | "
+                "MAMA-MIA AUC, rarest 10% | TPR at 1% FPR | DOMIAS AUC | risk (verdict) |",
+                "|---|---|---|---|---|---|---|"]
+        for family in FAMILIES:
+            for eps in map(_eps, EPSILONS):
+                sel = [r for r in pop if r["family"] == family and r["epsilon"] == eps]
+                if not sel:
+                    continue
+                lo = min(r["auc_ci"][0] for r in sel)
+                hi = max(r["auc_ci"][1] for r in sel)
+                rlo = min(r["auc_rare_ci"][0] for r in sel)
+                rhi = max(r["auc_rare_ci"][1] for r in sel)
+                verdicts = ", ".join(f"{r['risk']:+.3f} ({r['verdict']})" for r in sel)
+                out.append(
+                    f"| {family} | {eps} | {np.mean([r['auc'] for r in sel]):.3f} "
+                    f"({lo:.3f}–{hi:.3f}) | {np.mean([r['auc_rare'] for r in sel]):.3f} "
+                    f"({rlo:.3f}–{rhi:.3f}) | "
+                    f"{np.mean([r['tpr_at_fpr_1pct'] for r in sel]):.3f} | "
+                    f"{np.mean([r['domias_auc'] for r in sel]):.3f} | {verdicts} |")
+    shadow = [r for r in rows if r["part"] == "shadow"]
+    if shadow:
+        out += ["", "| generator | ε | Groundhog AUC, vulnerable | MAMA-MIA AUC, vulnerable | "
+                "Groundhog AUC, canary | MAMA-MIA AUC, canary | ε lower bound (source) | "
+                "CPU s |", "|---|---|---|---|---|---|---|---|"]
+        for r in shadow:
+            cells = []
+            for key in ("shadow_vulnerable", "mama_vulnerable", "shadow_canary",
+                        "mama_canary"):
+                auc = r[key]["auc"]
+                cells.append("n/a" if auc is None else f"{auc:.3f}{_ci(r[key]['auc_ci'])}")
+            out.append(f"| {r['family']} | {r['epsilon']} | " + " | ".join(cells) +
+                       f" | {r['epsilon_lower']:.3f} ({r['epsilon_lower_source']}) | "
+                       f"{r['cpu_s']:.0f} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
@@ -175,7 +222,12 @@ def main() -> None:
     parser.add_argument("--shadow-runs", type=int, default=40, help="training and test runs")
     parser.add_argument("--parts", nargs="*", default=["population", "shadow"])
     parser.add_argument("--out", default=None, help="JSON file for the rows")
+    parser.add_argument("--summarize", default=None,
+                        help="print the Markdown tables of this results file and stop")
     args = parser.parse_args()
+    if args.summarize:
+        print(markdown(json.loads(Path(args.summarize).read_text())["rows"]))
+        return
     logging.basicConfig(level=logging.ERROR)
     warnings.filterwarnings("ignore")
     df = pd.read_csv(ADULT / "adult.csv")
@@ -188,6 +240,7 @@ def main() -> None:
         rows += shadow_part(df, schema, args.seeds[0], args.shadow_rows, args.shadow_runs)
     total = time.process_time() - t0
     print(f"total {total:.0f} CPU s")
+    print(markdown(rows))
     if args.out:
         Path(args.out).write_text(json.dumps({"rows": rows, "cpu_s": round(total, 1),
                                               "args": vars(args)}, indent=2) + "\n")
