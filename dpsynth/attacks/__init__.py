@@ -29,6 +29,7 @@ from dpsynth.attacks.generators import (
 )
 from dpsynth.attacks.inference import attribute_inference
 from dpsynth.attacks.linkability import linkability
+from dpsynth.attacks.mama import mama_membership
 from dpsynth.attacks.membership import dcr_membership, domias_membership
 from dpsynth.attacks.protocols import CalibratedScorer, RetrainableScorer, SequenceScorer
 from dpsynth.attacks.rare import rare_records, vulnerability
@@ -75,6 +76,7 @@ __all__ = [
     "epsilon_lower_bound",
     "linkability",
     "loss_membership",
+    "mama_membership",
     "nearest",
     "one_run_epsilon_lower",
     "pii_attack",

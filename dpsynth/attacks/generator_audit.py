@@ -14,7 +14,10 @@ epsilon the generator claims:
 3. one Groundhog classifier per target (Stadler et al., USENIX Security 2022), its AUC and
    its counts on fresh runs, and a Clopper-Pearson bound on epsilon per target (Jagielski et
    al., NeurIPS 2020);
-4. a one-run audit with many canaries (Steinke, Nasr and Jagielski, NeurIPS 2023).
+4. for marginal generators (MST, AIM), the generator-aware black-box attack MAMA-MIA (Golob
+   et al., arXiv 2410.05506; :mod:`~dpsynth.attacks.mama`) on the same runs: it trains
+   nothing, and knows only the generator's family, the population and each synthetic table;
+5. a one-run audit with many canaries (Steinke, Nasr and Jagielski, NeurIPS 2023).
 
 All bounds share the confidence level Bonferroni-wise, so the largest holds at the stated
 confidence. The result is an :class:`~dpsynth.attacks.suite.AuditReport`; when the largest
@@ -41,6 +44,7 @@ from dpsynth.attacks.canary import OneRunContext, craft_canaries, one_run_bound,
 from dpsynth.attacks.distance import MixedEncoder, audited_kinds, nearest
 from dpsynth.attacks.empirical_eps import EpsilonBound, epsilon_ceiling
 from dpsynth.attacks.generators import DpsynthGenerator, Generator
+from dpsynth.attacks.mama import FAMILIES, MamaModel, mama_outcomes
 from dpsynth.attacks.rare import vulnerability
 from dpsynth.attacks.result import AttackResult, rule_problems, score_attack
 from dpsynth.attacks.result import roc_curve as _roc
@@ -98,18 +102,33 @@ class ShadowPlan:
 
 
 def _group_results(outcomes: list[TargetOutcome], threshold: float, confidence: float, seed: int,
-                   n_train: int, n_test: int) -> list[AttackResult]:
-    """One membership result per target group (vulnerable, random, canary) that has targets."""
+                   n_train: int, n_test: int, mama: str | None = None) -> list[AttackResult]:
+    """One membership result per target group (vulnerable, random, canary) that has targets;
+    ``mama``: the outcomes are MAMA-MIA's on a generator of that family."""
     return [_group_result(group, [o for o in outcomes if o.kind == group], threshold,
-                          confidence, seed, n_train, n_test)
+                          confidence, seed, n_train, n_test, mama)
             for group in ("vulnerable", "random", "canary")
             if any(o.kind == group for o in outcomes)]
 
 
+def _mama_family(generator: Generator, family: str | None) -> str | None:
+    """The family MAMA-MIA assumes: ``family``, else a dpsynth mst/aim synthesizer's name;
+    None (no MAMA-MIA) for other generators or ``family="none"``."""
+    if family == "none":
+        return None
+    if family is None and isinstance(generator, DpsynthGenerator) and \
+            generator.synthesizer in FAMILIES:
+        return generator.synthesizer
+    return family
+
+
 def _check_inputs(generator: Generator, plan: ShadowPlan, threshold: float,
-                  confidence: float) -> None:
+                  confidence: float, family: str | None = None) -> None:
     """Raise one :class:`ParameterError` naming every bad input of :func:`audit_generator`."""
     problems = plan.problems() + rule_problems(threshold, confidence, "audit_generator")
+    if family is not None and family not in (*FAMILIES, "none"):
+        problems.append(str(param_error("family", f"None, 'none' or one of {FAMILIES}",
+                                        family, "audit_generator")))
     if not isinstance(generator, Generator):
         problems.append(str(param_error("generator", "a dpsynth.attacks.generators.Generator",
                                         type(generator).__name__, "audit_generator")))
@@ -122,7 +141,8 @@ def audit_generator(generator: Generator, population: pd.DataFrame, *,
                     threshold: float = 0.05, confidence: float = 0.95,
                     random_state: int | np.random.Generator | None = None,
                     n_jobs: int | None = None, ray_address: str | None = None,
-                    progress: StageProgressFn | None = None) -> AuditReport:
+                    progress: StageProgressFn | None = None,
+                    family: str | None = None) -> AuditReport:
     """Attack ``generator`` with shadow models and canaries; bound its epsilon from below.
 
     Parameters
@@ -146,9 +166,15 @@ def audit_generator(generator: Generator, population: pd.DataFrame, *,
         Master seed; results are identical for a seed whatever ``n_jobs`` or Ray.
     n_jobs, ray_address:
         Local worker processes (default: the usable CPUs), or a Ray cluster's address.
+    family:
+        The marginal-generator family (``"mst"``, ``"aim"``) MAMA-MIA assumes
+        (:mod:`~dpsynth.attacks.mama`), scored on the same shadow runs beside the Groundhog
+        attack and adding its own epsilon bounds. Default: the synthesizer's name for a
+        dpsynth ``mst`` or ``aim`` generator, none for others; ``"none"`` leaves it out.
     """
     plan = plan or ShadowPlan()
-    _check_inputs(generator, plan, threshold, confidence)
+    _check_inputs(generator, plan, threshold, confidence, family)
+    family = _mama_family(generator, family)
     if isinstance(generator, DpsynthGenerator):
         generator.check()
         schema = schema if schema is not None else generator.schema
@@ -157,26 +183,40 @@ def audit_generator(generator: Generator, population: pd.DataFrame, *,
     setup = _setup(population, schema, plan, seed)
     tick = stage(progress, "shadow runs", announce=True)
     n_runs = plan.n_shadow_train + plan.n_shadow_test
+    mama = None if family is None else MamaModel.from_values(
+        setup.encoder.values(setup.pool), setup.encoder, family=family,
+        epsilon=generator.epsilon if (generator.epsilon or 0) > 0 else None,
+        delta=generator.delta or 1e-5,
+        n_train=setup.n_rows + len(setup.ids) // 2)
     ctx = ShadowContext(generator, setup.pool, setup.targets, setup.featurizer, setup.n_rows,
-                        setup.n_synthetic)
+                        setup.n_synthetic, mama)
     batch = run_many(shadow_run, ctx, n_runs, seed=seed, n_jobs=n_jobs,
                      ray_address=ray_address, progress=tick)
     runs, n_train = _split_runs(batch, plan.n_shadow_train)
     delta = privacy[1] if (privacy := generator.privacy(setup.n_rows)) else 0.0
-    level = 1 - (1 - confidence) / (len(setup.ids) + (1 if plan.one_run_canaries else 0))
+    n_bounds = len(setup.ids) * (2 if mama else 1) + (1 if plan.one_run_canaries else 0)
+    level = 1 - (1 - confidence) / n_bounds
     forest_seed = int(np.random.SeedSequence([seed, 3]).generate_state(1)[0] >> 1)  # < 2**31
     outcomes = attack_targets(runs, n_train, setup.ids, setup.kinds, setup.vulnerability,
                               delta=delta, confidence=level, seed=forest_seed)
     bounds = [_target_bound(o, delta, level) for o in outcomes]
     results = _group_results(outcomes, threshold, confidence, seed, n_train,
                              len(runs) - n_train)
+    mama_found: list[TargetOutcome] = []
+    if family is not None:
+        mama_found = mama_outcomes(runs, n_train, setup.ids, setup.kinds, setup.vulnerability,
+                                   delta=delta, confidence=level)
+        bounds += [_target_bound(o, delta, level, "mama:") for o in mama_found]
+        results += _group_results(mama_found, threshold, confidence, seed, n_train,
+                                  len(runs) - n_train, family)
     one_run = None
     if plan.one_run_canaries:
         one_run = _one_run(generator, setup, plan.one_run_canaries, delta, level, seed,
                            n_jobs, ray_address, progress)
         bounds.append(one_run[0])
     return _report(generator, privacy, outcomes, bounds, results, one_run, batch, setup,
-                   threshold, confidence, seed, time.perf_counter() - start)
+                   threshold, confidence, seed, time.perf_counter() - start,
+                   (family, mama_found))
 
 
 @dataclass(frozen=True, eq=False)
@@ -242,16 +282,20 @@ def _split_runs(batch: RunBatch, n_train: int) -> tuple[list[ShadowRun], int]:
     return train + test, len(train)
 
 
-def _target_bound(o: TargetOutcome, delta: float, level: float) -> EpsilonBound:
+def _target_bound(o: TargetOutcome, delta: float, level: float,
+                  prefix: str = "") -> EpsilonBound:
     return EpsilonBound(o.epsilon_lower, "clopper_pearson", level, delta,
                         epsilon_ceiling(o.tp + o.fn, o.fp + o.tn, delta=delta,
                                         confidence=level),
-                        {"tp": o.tp, "fp": o.fp, "tn": o.tn, "fn": o.fn}, f"{o.kind}:{o.row_id}")
+                        {"tp": o.tp, "fp": o.fp, "tn": o.tn, "fn": o.fn},
+                        f"{prefix}{o.kind}:{o.row_id}")
 
 
 def _group_result(group: str, outcomes: Sequence[TargetOutcome], threshold: float,
-                  confidence: float, seed: int, n_train: int, n_test: int) -> AttackResult:
-    """One result per target group: rates pooled over its targets' test runs."""
+                  confidence: float, seed: int, n_train: int, n_test: int,
+                  mama: str | None = None) -> AttackResult:
+    """One result per target group: rates pooled over its targets' test runs (Groundhog's,
+    or MAMA-MIA's on a generator of family ``mama``)."""
     hits = np.concatenate([np.array(o.member_scores) >= o.threshold for o in outcomes])
     control = np.concatenate([np.array(o.other_scores) >= o.threshold for o in outcomes])
     rng = child_rng(seed, len(group))
@@ -273,8 +317,21 @@ def _group_result(group: str, outcomes: Sequence[TargetOutcome], threshold: floa
         metrics.update(auc=roc.auc, tpr_at_fpr_10pct=tpr_at_fpr(fpr, tpr, 0.1, control.size),
                        tpr_at_fpr_1pct=tpr_at_fpr(fpr, tpr, 0.01, control.size))
     order = np.argsort(-np.nan_to_num(aucs, nan=0.0), kind="stable")
-    threat = ThreatModel("membership", ("synthetic", "reference", "target_record", "generator"),
-                         group, len(outcomes))
+    knowledge = ("synthetic", "reference", "target_record",
+                 "generator" if mama is None else "generator_family")
+    threat = ThreatModel("membership", knowledge, group, len(outcomes))
+    if mama is not None:
+        metrics["family"] = mama
+        return score_attack(f"mama_membership[{group}]", threat, hits, control,
+                            rng.random(hits.size) < rate, threshold=threshold,
+                            confidence=confidence, metrics=metrics, roc=roc,
+                            exposed_row_ids=tuple(outcomes[i].row_id for i in order[:20]
+                                                  if aucs[i] > 0.5),
+                            notes=f"MAMA-MIA (Golob et al. 2024), generator family {mama}: "
+                                  f"noise-weighted likelihood ratio of each target's cells in "
+                                  f"the synthetic marginals against the population; scores "
+                                  f"standardised and thresholds chosen on {n_train} runs, "
+                                  f"counted on {n_test} fresh ones.")
     return score_attack(f"shadow_membership[{group}]", threat, hits, control,
                         rng.random(hits.size) < rate, threshold=threshold,
                         confidence=confidence, metrics=metrics, roc=roc,
@@ -310,7 +367,8 @@ def _report(generator: Generator, privacy: tuple[float, float] | None,
             results: list[AttackResult], one_run: tuple[EpsilonBound, dict[str, int],
                                                         RunBatch] | None,
             batch: RunBatch, setup: _Setup, threshold: float, confidence: float, seed: int,
-            seconds: float) -> AuditReport:
+            seconds: float,
+            mama: tuple[str | None, Sequence[TargetOutcome]] = (None, ())) -> AuditReport:
     best = max(bounds, key=lambda b: b.epsilon)
     accounted = None if privacy is None else privacy[0]
     violated = accounted is not None and best.epsilon > accounted + 1e-9
@@ -325,6 +383,8 @@ def _report(generator: Generator, privacy: tuple[float, float] | None,
         "confidence": confidence, "violated": violated,
         "bounds": [b.to_dict() for b in bounds],
         "targets": [o.to_dict() for o in outcomes],
+        "mama": None if mama[0] is None else {
+            "family": mama[0], "targets": [o.to_dict() for o in mama[1]]},
         "shadow_runs": batch.summary(),
         "one_run": None if one_run is None else {**one_run[0].to_dict(), **one_run[1],
                                                  **one_run[2].summary()},

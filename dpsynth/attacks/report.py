@@ -230,9 +230,17 @@ def _generator_section(audit: Mapping[str, Any] | None) -> str:
     table = ("<table><tr><th>target</th><th>test</th><th>&epsilon; lower bound</th>"
              "<th>best possible with these runs</th><th>counts</th></tr>" + bounds + "</table>")
     auc_line = ", ".join(f"{_e(k)}: {_e(_fmt(v))}" for k, v in aucs.items())
+    mama = dict(audit.get("mama") or {})
+    if mama:
+        mama_line = ", ".join(f"{_e(t.get('kind'))}:{_e(t.get('row_id'))}: "
+                              f"{_e(_fmt(t.get('auc')))}" for t in mama.get("targets", []))
+        auc_line = (f"{auc_line}</p><p class='muted'>Per-target AUC of MAMA-MIA (the "
+                    f"generator-aware attack on marginal generators, family "
+                    f"<code>{_e(mama.get('family'))}</code>; Golob et al. 2024), on the same "
+                    f"runs: {mama_line}")
     runs = dict(audit.get("shadow_runs") or {})
     errors = "".join(f"<li>{_e(e)}</li>" for e in runs.get("errors", []))
-    return (head + table + f"<p class='muted'>Per-target AUC: {auc_line}</p>"
+    return (head + table + f"<p class='muted'>Per-target AUC (Groundhog): {auc_line}</p>"
             f"<p class='muted'>Shadow runs: {_e(runs.get('runs'))} on {_e(runs.get('backend'))}"
             f" ({_e(runs.get('workers'))} workers), {_e(runs.get('runs_retried'))} retried, "
             f"{_e(runs.get('runs_failed'))} failed after a retry.</p>"

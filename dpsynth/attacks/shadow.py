@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,9 @@ from dpsynth.attacks.distance import MixedEncoder, nearest
 from dpsynth.attacks.empirical_eps import best_threshold, epsilon_lower_bound
 from dpsynth.attacks.generators import Generator
 from dpsynth.attacks.result import roc_curve
+
+if TYPE_CHECKING:
+    from dpsynth.attacks.mama import MamaModel
 
 _RADII = (0.5, 1.0, 2.0)
 _K_NEAR = 5
@@ -175,15 +179,18 @@ class ShadowContext:
     featurizer: Featurizer
     n_rows: int
     n_synthetic: int
+    mama: MamaModel | None = None  # also score the targets with MAMA-MIA (marginal generators)
 
 
 @dataclass(frozen=True, eq=False)
 class ShadowRun:
-    """Which targets a run included, and the features of its synthetic table."""
+    """Which targets a run included, the features of its synthetic table and, for marginal
+    generators, the targets' MAMA-MIA scores (:mod:`~dpsynth.attacks.mama`)."""
 
     included: np.ndarray
     generic: np.ndarray
     targeted: np.ndarray
+    mama: np.ndarray | None = None
 
 
 def shadow_run(ctx: ShadowContext, index: int, seed: np.random.SeedSequence) -> ShadowRun:
@@ -195,7 +202,9 @@ def shadow_run(ctx: ShadowContext, index: int, seed: np.random.SeedSequence) -> 
     train = train.iloc[rng.permutation(len(train))].reset_index(drop=True)
     synthetic = ctx.generator.fit_sample(train, ctx.n_synthetic, int(rng.integers(2**31 - 1)))
     generic, targeted = ctx.featurizer.features(synthetic)
-    return ShadowRun(included, generic, targeted)
+    mama = None if ctx.mama is None else \
+        ctx.mama.scores(ctx.mama.code_frame(ctx.targets), ctx.mama.code_frame(synthetic))
+    return ShadowRun(included, generic, targeted, mama)
 
 
 # -- the attack on each target ----------------------------------------------------------------

@@ -32,6 +32,7 @@ KNOWLEDGE = {
     "partial_record": "each target's record without its secret column",
     "split_record": "each target's columns, split between two auxiliary sources",
     "generator": "the generator itself, to retrain on datasets of its choice",
+    "generator_family": "which family of generator made the data (e.g. MST or AIM)",
     "model_scores": "the fitted model's loss on any record",
     "public_model": "the public checkpoint the model was fine-tuned from",
 }

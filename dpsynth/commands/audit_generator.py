@@ -84,6 +84,10 @@ def audit_generator(
     shadow_test: Annotated[int, typer.Option(help="Fresh shadow runs testing them.")] = 100,
     one_run_canaries: Annotated[int, typer.Option(help="Canaries of the one-run audit "
                                                   "(0 skips it).")] = 200,
+    family: Annotated[str | None, typer.Option(
+        help="Also run the generator-aware MAMA-MIA attack assuming this marginal-generator "
+             "family (mst, aim; 'none' to skip). Default: on for --synthesizer mst/aim.")
+    ] = None,
     threshold: Annotated[float, typer.Option(help="Flag a leak when the lower end of the "
                                              "risk's confidence interval exceeds this.")] = 0.05,
     confidence: Annotated[float, typer.Option(help="Confidence of the intervals and of the "
@@ -120,7 +124,7 @@ def audit_generator(
         with progress_bars(quiet) as tick:
             report = run(generator, frame, schema=table_schema, plan=plan, threshold=threshold,
                          confidence=confidence, random_state=seed, n_jobs=jobs,
-                         ray_address=ray_address, progress=tick)
+                         ray_address=ray_address, progress=tick, family=family)
         write_audit(report, out_dir, _summary)
     if report.leak:
         raise typer.Exit(EXIT_LEAK)

@@ -101,6 +101,9 @@ def test_a_dpsynth_synthesizer_is_audited(files, tmp_path):
     audit = doc["generator_audit"]
     assert audit["generator"]["params"] == {"n_bins": 8, "final_iterations": 40}
     assert audit["accounted_epsilon"] == 1.0 and not audit["violated"]
+    assert audit["mama"]["family"] == "mst"  # the generator-aware attack ran beside Groundhog
+    assert "mama_membership[vulnerable]" in {r["attack"] for r in doc["attacks"]}
+    assert "MAMA-MIA" in (tmp_path / "audit.html").read_text()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -112,6 +115,7 @@ def test_a_dpsynth_synthesizer_is_audited(files, tmp_path):
     (["--callable", "no_such_module:fn"], "cannot load --callable"),
     (["--synthesizer", "mst", "--schema", "SCHEMA", "--param", "oops"], "key=value"),
     (["--command", "x {train} {out}", "--shadow-train", "2"], "'n_shadow_train'"),
+    (["--command", "x {train} {out}", "--family", "ctgan"], "'family'"),
 ])
 def test_usage_errors_exit_2(files, tmp_path, args, message):
     args = [str(files["schema"]) if a == "SCHEMA" else a for a in args]

@@ -45,7 +45,7 @@ EXPECTED = {
         "PublicSampler", "Rate", "RetrainableScorer", "RocCurve", "SequenceScorer", "ShadowPlan",
         "TEXT_ATTACKS", "TextData", "ThreatModel", "attribute_inference", "audit_generator",
         "canary_audit", "copy_attacks", "dcr_membership", "domias_membership",
-        "epsilon_lower_bound", "linkability", "loss_membership", "nearest",
+        "epsilon_lower_bound", "linkability", "loss_membership", "mama_membership", "nearest",
         "one_run_epsilon_lower", "pii_attack", "rare_records", "render_html", "run_audit",
         "run_text_audit", "save_html", "singling_out", "vulnerability"],
     "dpsynth.release": [

@@ -19,7 +19,7 @@ EXPORTED = {
     # generator audit (shadow models, canaries, empirical epsilon)
     "CallableGenerator", "CommandGenerator", "DpsynthGenerator", "EpsilonBound",
     "GeneratorError", "MemorizingGenerator", "PublicSampler", "ShadowPlan", "audit_generator",
-    "epsilon_lower_bound", "one_run_epsilon_lower",
+    "epsilon_lower_bound", "one_run_epsilon_lower", "mama_membership",
     # text attacks and the scoring protocols through which they reach a model
     "TEXT_ATTACKS", "TextData", "copy_attacks", "pii_attack", "loss_membership", "canary_audit",
     "run_text_audit", "SequenceScorer", "CalibratedScorer", "RetrainableScorer",
