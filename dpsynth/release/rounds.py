@@ -110,10 +110,9 @@ class RoundsResult:
             d_a = self.series("accumulate", "distinct_2")[-1]
             c0, c_r = (self.series("replace", "embedding_coverage")[i] for i in (0, -1))
             c_a = self.series("accumulate", "embedding_coverage")[-1]
-            cover = "" if c0 != c0 else (f", embedding coverage from {c0:.3f} to {c_r:.3f} "
+            cover = "" if c0 != c0 else (f", embedding coverage {c0:.3f} to {c_r:.3f} "
                                          f"(accumulating: {c_a:.3f})")
-            text = (f"distinct-2 from {d0:.3f} to {d_r:.3f} (accumulating: {d_a:.3f})"
-                    f"{cover}")
+            text = f"distinct-2 {d0:.3f} to {d_r:.3f} (accumulating: {d_a:.3f}){cover}"
             what = (f"{what}; its text went from {text}" if tvd0 == tvd0
                     else f"the text of {who} went from {text}")
         return (f"Refitted on its own output for {k} rounds, {what}. "
