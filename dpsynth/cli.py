@@ -145,6 +145,10 @@ def fit(
     secure: Secure = False,
     delimiter: Annotated[str | None, typer.Option(help="CSV delimiter (else sniffed).")] = None,
     encoding: Annotated[str | None, typer.Option(help="File encoding (utf-8 if omitted).")] = None,
+    clip: Annotated[bool, typer.Option(
+        "--clip", help="Clip values outside the declared public bounds to them (row-local, no "
+        "privacy cost; counts per column shown and saved with the model), instead of "
+        "refusing them.")] = False,
 ) -> None:
     with cli_errors():
         from dpsynth.commands.budget import check_before_spending, recorder_for, spend_report
@@ -160,8 +164,11 @@ def fit(
         _show_plan(synth, table_schema, len(frame), recorder)
         start = time.perf_counter()
         with spend_report(recorder):
-            synth.fit(frame, table_schema, ledger=recorder)
+            synth.fit(frame, table_schema, ledger=recorder, clip=clip)
             synth.save(out_dir)
+        if clip:
+            out.print(f"Clipped to the declared bounds (no privacy cost), values per column: "
+                      f"{synth.clipped_ or 'none'}")
         out.print(f"Fitted {name} on {len(frame)} rows in {time.perf_counter() - start:.1f} s; "
                   f"model saved to {out_dir}")
         _print_privacy(synth)

@@ -404,8 +404,8 @@ def _bound_problems(col: Column, numbers: pd.Series) -> list[str]:
     if not outside.any():
         return []
     return [f"column {col.name!r} has {int(outside.sum())} value(s) outside its declared bounds "
-            f"[{col.lower}, {col.upper}] (rows {_rows(outside)}); release can clip them to "
-            "the bounds at no privacy cost (--clip)"]
+            f"[{col.lower}, {col.upper}] (rows {_rows(outside)}); rerun with --clip (fit or "
+            "release; clip=True in Python) to clip them to the bounds at no privacy cost"]
 
 
 def _rows(mask: pd.Series) -> str:

@@ -24,25 +24,46 @@ def rounds_command(
                                           "rounds.html.", show_default=False)],
     rounds: Annotated[int, typer.Option(help="Generations after the first fit.")] = 5,
     epsilon: Annotated[float, typer.Option(help="ε of each fit.")] = 1.0,
-    synthesizer: Annotated[str, typer.Option(help="Generator (registered name).")] = "mst",
+    synthesizer: Annotated[str | None, typer.Option(
+        help="Generator (registered name); default mst, or dptext for a text corpus and "
+        "dptext-table for a table with a text column.", show_default=False)] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        help="Generator parameter key=value (JSON value), repeatable: say epochs=1 or "
+        "text_params='{\"epochs\": 1}'.")] = None,
+    text_embeddings: Annotated[bool, typer.Option(
+        help="With text columns: MAUVE and embedding coverage per round (needs the text "
+        "extra; a sentence-embedding pass per round).")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the study.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Refit a generator on its own output for several rounds (and, beside it, on a real
-    anchor plus every round's output); writes the per-round measures and their figure. The
+    anchor plus every round's output); writes the per-round measures and their figure. With
+    text columns, also self-BLEU, distinct-2, MAUVE and embedding coverage of the text. The
     first fit and every accumulate fit read the real rows: a research study, not a release."""
     with cli_errors():
+        from dpsynth.commands._common import progress_bars
+        from dpsynth.commands.audit_generator import _params
         from dpsynth.data.io import read_table
         from dpsynth.release.rounds import evaluate_rounds, rounds_html
         from dpsynth.schema import Schema
 
         table_schema = Schema.load(schema)
         frame = read_table(data, schema=table_schema)
-        result = evaluate_rounds(frame, table_schema, rounds=rounds, epsilon=epsilon,
-                                 synthesizer=synthesizer, random_state=seed)
+        with progress_bars(quiet) as tick:
+            result = evaluate_rounds(frame, table_schema, rounds=rounds, epsilon=epsilon,
+                                     synthesizer=synthesizer,
+                                     synthesizer_params=_params(param or []),
+                                     text_embeddings=text_embeddings, random_state=seed,
+                                     progress=tick)
         out_dir.mkdir(parents=True, exist_ok=True)
         result.frame().to_csv(out_dir / "rounds.csv", index=False)
         (out_dir / "rounds.html").write_text(rounds_html(result), encoding="utf-8")
     out.print(result.frame().round(3).to_string(index=False), highlight=False)
+    if result.text_reference:
+        ref = result.text_reference
+        out.print(f"Real text: self-BLEU {ref['self_bleu']:.3f}, distinct-2 "
+                  f"{ref['distinct_2']:.3f} (MAUVE and coverage are measured against it).",
+                  highlight=False)
     console.print(f"[yellow]warning:[/] {escape(result.warning())}", highlight=False)
     console.print(f"[dim]{result.fits_on_real} fits read the real rows at ε = {epsilon:g} "
                   "each; not a release.[/]", highlight=False)

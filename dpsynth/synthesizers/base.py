@@ -60,6 +60,9 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 FORMAT_VERSION = 1
+#: What a manifest's ``fit_notes`` say about clipping (``fit(..., clip=True)``).
+_CLIP_NOTE = ("values outside the declared public bounds were clipped to them before the fit "
+             "(row-local, no privacy cost); counts per column")
 
 
 @dataclass(frozen=True)
@@ -175,12 +178,18 @@ class BaseSynthesizer:
 
     # -- template fit -------------------------------------------------------------------
     def fit(self, data: pd.DataFrame, schema: Schema, *,
-            ledger: SpendRecorder | None = None) -> Self:
+            ledger: SpendRecorder | None = None, clip: bool = False) -> Self:
         """Fit on private ``data`` whose public domain is ``schema``, spending through ``ledger``.
 
         The whole budget is planned and checked before the data is read; undeclared domains
         are discovered with DP; the training noise is calibrated so the PLD composition of
         everything stays within ``(epsilon, delta)``.
+
+        ``clip=True`` first moves every value outside its column's declared public bounds to
+        the nearest bound (:func:`dpsynth.release.clip.clip_to_bounds`): row-local and
+        driven by public bounds only, so it costs no privacy. The count clipped per column
+        is kept in ``clipped_`` and saved in the model's manifest (``fit_notes``); without
+        it, such values are refused (:class:`~dpsynth.errors.DataValidationError`).
         """
         self._validate_params()
         if ledger is not None and not self.is_private:
@@ -189,7 +198,13 @@ class BaseSynthesizer:
                                "model of ledgered data would bypass its cap. Refused before "
                                "reading the data.")
         self._checked_schema(schema)
+        clipped: dict[str, int] = {}
+        if clip:
+            from dpsynth.release.clip import clip_to_bounds
+
+            data, clipped = clip_to_bounds(data, schema)
         schema.validate(data)
+        self.clipped_ = clipped
         n = len(data)
         if n < 2:
             raise DataValidationError([f"the table has {n} row(s); at least 2 are needed"])
@@ -374,6 +389,9 @@ class BaseSynthesizer:
             "n_rows": self.n_rows_,
             "state": state,
         }
+        clipped = getattr(self, "clipped_", None)
+        if clipped:  # only when --clip changed a value: other manifests stay as they were
+            manifest["fit_notes"] = {"clipped": dict(clipped), "note": _CLIP_NOTE}
         return manifest, arrays
 
     @classmethod
@@ -410,6 +428,8 @@ class BaseSynthesizer:
                         else PrivacyReport.from_dict(manifest["privacy"]))
         obj.fitted_at_ = manifest["fitted_at"]
         obj.n_rows_ = int(manifest["n_rows"])
+        notes = manifest.get("fit_notes") or {}
+        obj.clipped_ = {str(k): int(v) for k, v in dict(notes.get("clipped", {})).items()}
         obj._set_state(dict(manifest["state"]), dict(arrays))
         return obj
 

@@ -100,3 +100,50 @@ def test_release_clip_counts_clipped_values_per_column(tmp_path):
     card = DatasetCard.load(tmp_path / "b")
     n = int((pd.read_csv(paths["train"])["x"].abs() > 1).sum())
     assert n > 0 and card.filters[0].startswith("clip:") and f"'x': {n}" in card.filters[0]
+
+
+def test_fit_clip_counts_clipped_values_and_refusal_spends_nothing(tmp_path):
+    import json
+
+    from dpsynth.accounting import Budget
+    from dpsynth.accounting.ledger import Ledger
+    from dpsynth.schema import Schema
+    from dpsynth.synthesizers import BaseSynthesizer
+
+    paths = _table(tmp_path)
+    schema = Schema.load(paths["schema"])
+    rows = read_table(paths["train"], schema=schema)
+    ledger = str(tmp_path / "l.sqlite")
+    Ledger(ledger).register_table("t", Budget(9.0, 1e-4), rows, schema)
+    args = ["fit", str(paths["train"]), "--schema", str(paths["schema"]), "--epsilon", "1",
+            "--synthesizer", "mst", "--seed", "0", "--ledger", ledger, "--dataset", "t"]
+    refused = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert refused.exit_code == 2, refused.output
+    assert "'x'" in refused.output and "--clip" in refused.output
+    assert Ledger(ledger).status("t").n_spends == 0 and not (tmp_path / "a" / "manifest.json"
+                                                             ).exists()
+    n = int((rows["x"].abs() > 1).sum())
+    clipped = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--clip"])
+    assert clipped.exit_code == 0, clipped.output
+    assert n > 0 and f"'x': {n}" in clipped.output and Ledger(ledger).status("t").n_spends > 0
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["fit_notes"]["clipped"] == {"x": n}
+    assert BaseSynthesizer.load(tmp_path / "b").clipped_ == {"x": n}
+
+
+def test_fit_clip_python_api_and_manifest_unchanged_without_clipping(tmp_path):
+    from dpsynth.errors import DataValidationError
+    from dpsynth.schema import Schema
+    from dpsynth.synthesizers import create
+
+    paths = _table(tmp_path)
+    schema = Schema.load(paths["schema"])
+    rows = read_table(paths["train"], schema=schema)
+    with pytest.raises(DataValidationError, match="clip=True"):
+        create("mst", epsilon=1.0, random_state=0).fit(rows, schema)
+    model = create("mst", epsilon=1.0, random_state=0).fit(rows, schema, clip=True)
+    assert model.clipped_ == {"x": int((rows["x"].abs() > 1).sum())}
+    assert model.sample(50, random_state=0)["x"].abs().max() <= 1
+    inside = rows.assign(x=rows["x"].clip(-1, 1))
+    plain = create("mst", epsilon=1.0, random_state=0).fit(inside, schema, clip=True)
+    assert plain.clipped_ == {} and "fit_notes" not in plain.to_manifest()[0]

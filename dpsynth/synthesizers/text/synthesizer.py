@@ -330,7 +330,8 @@ class DPTextSynthesizer(DPSGDSynthesizer):
                                  "generate_text() with control values.")
         cells = self.controls_.draw(n_rows, rng)
         frame = pd.DataFrame({c: [self.controls_.domain[i][j] for i in cells]
-                              for j, c in enumerate(self.control_columns_)})
+                              for j, c in enumerate(self.control_columns_)},
+                             index=pd.RangeIndex(n_rows))  # a corpus without controls too
         frame[self.text_column_] = self.generate_text(frame, random_state=rng)
         return frame
 

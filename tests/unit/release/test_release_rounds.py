@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from dpsynth.errors import ParameterError
-from dpsynth.release.rounds import evaluate_rounds, measure, rounds_html
+from dpsynth.release.rounds import METRICS, evaluate_rounds, measure, rounds_html
 from dpsynth.schema import Schema
 
 SCHEMA = Schema.from_dict({"columns": [
@@ -38,8 +38,14 @@ def test_rounds_run_both_arms_and_render():
     assert sorted(frame["arm"].unique()) == ["accumulate", "replace"]
     assert frame.groupby("arm")["round"].max().tolist() == [2, 2]
     assert result.fits_on_real == 3
+    assert list(frame.columns) == ["arm", "round", *METRICS]  # no text measures without text
+    assert not result.text_reference and kept_rows_have_no_text(result)
     assert "Do not replace real data" in result.warning()
     html = rounds_html(result)
     assert html.count("<svg") == 4 and "accumulate" in html
     with pytest.raises(ParameterError):
         evaluate_rounds(_real(), SCHEMA, rounds=0)
+
+
+def kept_rows_have_no_text(result) -> bool:
+    return all(r.self_bleu is None and r.mauve is None for r in result.rows)

@@ -205,3 +205,11 @@ def test_missing_control_values_are_their_own_code():
     assert len(synth.controls_.domain) == 3
     assert synth.controls_.probs[2] == pytest.approx(40 / len(df))
     assert np.isfinite(synth.score_records(df.head(45))).all()
+
+
+def test_a_corpus_without_control_columns_samples_every_row():
+    df, _ = tickets(64)
+    corpus = Schema((Column("text", "text", max_length=40),))
+    synth = DPTextSynthesizer(epsilon=2.0, delta=1e-4, epochs=0.5, random_state=0, **TINY)
+    out = synth.fit(df[["text"]], corpus).sample(7, random_state=0)
+    assert list(out.columns) == ["text"] and len(out) == 7
