@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -401,6 +402,18 @@ def noisy_updates(probed_cls: type, tables: tuple[pd.DataFrame, pd.DataFrame], s
     return out
 
 
+def is_dpsgd_synthesizer(name: str, registry: Mapping[str, Any] | None = None) -> bool:
+    """Whether ``name`` is a DP-SGD synthesizer (imports torch only if it is one)."""
+    from dpsynth.synthesizers import SYNTHESIZERS
+
+    classes: Mapping[str, Any] = SYNTHESIZERS if registry is None else registry
+    if name not in classes:
+        return False
+    cls = classes[name]
+    base = sys.modules.get("dpsynth.synthesizers._dpsgd_base")  # imported by any such class
+    return base is not None and isinstance(cls, type) and issubclass(cls, base.DPSGDSynthesizer)
+
+
 def _is_text(cls: type) -> bool:
     from dpsynth.synthesizers.text import DPTextSynthesizer
 
@@ -422,5 +435,5 @@ def _dpsgd_plan(plan: Any) -> Any:
 
 
 __all__ = ["DPSGD_SYNTHESIZERS", "STATISTICS", "dpsgd_canary_tables", "dpsgd_white_box_audit",
-           "ideal_updates", "llr_statistic", "noisy_updates", "probed", "separation",
-           "statistics"]
+           "ideal_updates", "is_dpsgd_synthesizer", "llr_statistic", "noisy_updates", "probed",
+           "separation", "statistics"]
