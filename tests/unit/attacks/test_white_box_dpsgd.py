@@ -93,10 +93,13 @@ def test_correct_dpvae_passes_with_a_bound_below_its_planned_part(correct):
     assert raw["power_half_noise"] > 0.9 and "gradient-canary" in raw["epsilon_lower_source"]
 
 
-@pytest.mark.parametrize(("broken", "statistic"), [("dpvae-half-noise", "canary"),
-                                                   ("dpvae-shuffled", "displacement")])
-def test_planted_dpsgd_bugs_push_the_lower_bound_above_the_claim(correct, broken, statistic):
-    result = dpsgd_white_box_audit(broken, **FAST)
+@pytest.mark.parametrize(("broken", "statistic", "fits"), [
+    ("dpvae-half-noise", "canary", 80), ("dpvae-shuffled", "displacement", 120)])
+def test_planted_dpsgd_bugs_push_the_lower_bound_above_the_claim(correct, broken, statistic,
+                                                                 fits):
+    """The shuffled batches need more fits: the displacement statistic's expected bound is
+    about 5.3 at epsilon 4 (half noise: 7.6)."""
+    result = dpsgd_white_box_audit(broken, **(FAST | {"n_fits": fits}))
     assert result.violated and result.epsilon_lower > result.epsilon, result.to_dict()
     assert result.params["statistic"] == statistic
 
@@ -105,7 +108,7 @@ def test_planted_dpsgd_bugs_push_the_lower_bound_above_the_claim(correct, broken
 @pytest.mark.parametrize(("name", "leak"), [("dptext", False), ("dptext-half-noise", True),
                                             ("dptext-shuffled", True)])
 def test_text_model_audit(name, leak):
-    result = dpsgd_white_box_audit(name, **FAST)
+    result = dpsgd_white_box_audit(name, **(FAST | {"n_fits": 300}))
     assert result.violated == leak, result.to_dict()
 
 
