@@ -252,21 +252,40 @@ def _white_box_section(audit: Mapping[str, Any]) -> str:
     violated = bool(audit.get("violated"))
     badge = _badge(violated, "epsilon VIOLATED" if violated else "within the accounted epsilon")
     lo, hi = (list(audit.get("epsilon_ci") or [None, None]) + [None, None])[:2]
-    rows = "".join(f"<tr><td>{_e(k)}</td><td class='num'>{_e(v)}</td></tr>" for k, v in (
+    params = dict(audit.get("params") or {})
+    other = dict(params.get("other") or {})
+    dpsgd = "statistic" in params  # dpsynth.attacks.white_box_dpsgd: gradient canary
+    figures: list[tuple[str, str]] = [
         ("accounted ε (claimed)", _fmt(audit.get("accounted_epsilon"))),
         ("δ", _fmt(audit.get("delta"))),
         ("ε lower bound (reported)", _fmt(audit.get("epsilon_lower"))),
         ("ε from the GDP fit, one-sided interval", f"[{_fmt(lo)}, {_fmt(hi)}]"),
-        ("ε lower bound, Clopper-Pearson", _fmt(audit.get("epsilon_lower_cp"))),
-        ("released domains seen (must be 1); ε from the domain",
-         f"{_fmt(audit.get('domains_seen', 1))}; {_fmt(audit.get('epsilon_lower_domain', 0))}"
-         + (" — DOMAIN LEAK" if audit.get("domain_leak") else "")),
-        ("ε of the measurements the canary touches (best this test can show)",
-         _fmt(audit.get("epsilon_planned"))),
+        ("ε lower bound, Clopper-Pearson", _fmt(audit.get("epsilon_lower_cp")))]
+    if dpsgd:
+        figures += [
+            ("statistic reported (the other: its ε lower bound)",
+             f"{params.get('statistic')} ({other.get('statistic')}: "
+             f"{_fmt(other.get('epsilon_lower'))})"),
+            ("DP-SGD run audited: sampling rate, steps, noise multiplier",
+             f"{_fmt(params.get('sample_rate'))}, {_fmt(params.get('steps'))}, "
+             f"{_fmt(params.get('noise_multiplier'))}"),
+            ("ε this statistic shows on a correct mechanism (best this test can show)",
+             _fmt(audit.get("epsilon_planned")))]
+    else:
+        figures += [
+            ("released domains seen (must be 1); ε from the domain",
+             f"{_fmt(audit.get('domains_seen', 1))}; "
+             f"{_fmt(audit.get('epsilon_lower_domain', 0))}"
+             + (" — DOMAIN LEAK" if audit.get("domain_leak") else "")),
+            ("ε of the measurements the canary touches (best this test can show)",
+             _fmt(audit.get("epsilon_planned")))]
+    figures += [
         ("μ fitted (planned)", f"{_fmt(audit.get('mu_hat'))} ({_fmt(audit.get('mu_planned'))})"),
         ("fits on D and on D' (each)", _fmt(audit.get("n_fits"))),
         ("power against a halved noise scale", _fmt(audit.get("power_half_noise"))),
-        ("CPU seconds", _fmt(audit.get("cpu_seconds")))))
+        ("CPU seconds", _fmt(audit.get("cpu_seconds")))]
+    rows = "".join(f"<tr><td>{_e(k)}</td><td class='num'>{_e(v)}</td></tr>"
+                   for k, v in figures)
     return (f"<h2>White-box generator audit {badge}</h2>"
             f"<p>Synthesizer <code>{_e(audit.get('synthesizer'))}</code>. Method: "
             f"{_e(audit.get('epsilon_lower_source'))}, at "

@@ -419,7 +419,13 @@ def _domain_bound(domains: Sequence[Sequence[str]], delta: float, confidence: fl
 
 
 def _summarise(name: str, epsilon: float, delta: float, scores: np.ndarray, planned: float,
-               confidence: float, seconds: float, params: dict[str, Any]) -> WhiteBoxAudit:
+               confidence: float, seconds: float, params: dict[str, Any],
+               mu_half: float | None = None) -> WhiteBoxAudit:
+    """The bounds from ``scores`` (row 0: fits on ``D``, row 1: on ``D'``).
+
+    ``mu_half`` is the separation the statistic has with the noise scale halved (default
+    ``2 * planned``, exact for a Gaussian statistic); it gives the power figure.
+    """
     without, with_ = scores
     n = without.size
     pooled = math.sqrt((without.var(ddof=1) + with_.var(ddof=1)) / 2)
@@ -433,8 +439,9 @@ def _summarise(name: str, epsilon: float, delta: float, scores: np.ndarray, plan
     cp = epsilon_lower_bound(tp, fp, n - half - fp, n - half - tp, delta=delta,
                              confidence=confidence)
     claim_mu = gdp_mu(epsilon, delta)
-    se_half = math.sqrt(2 / n + planned * planned / n)  # at mu = 2 * planned
-    power = float(stats.norm.cdf((2 * planned - z * se_half - claim_mu) / se_half))
+    half_mu = 2 * planned if mu_half is None else mu_half
+    se_half = math.sqrt(2 / n + half_mu * half_mu / (4 * n))
+    power = float(stats.norm.cdf((half_mu - z * se_half - claim_mu) / se_half))
     return WhiteBoxAudit(
         synthesizer=name, epsilon=float(epsilon), delta=float(delta), n_fits=n,
         confidence=confidence, mu_hat=mu, mu_ci=mu_ci, mu_planned=planned,

@@ -56,3 +56,25 @@ def test_bounds_read_from_the_data_exit_3_with_a_domain_leak(monkeypatch, tmp_pa
     audit = json.loads((tmp_path / "audit.json").read_text())["generator_audit"]
     assert audit["domain_leak"] and audit["domains_seen"] == 2
     assert "DOMAIN LEAK" in (tmp_path / "audit.html").read_text()
+
+
+@pytest.mark.parametrize(("name", "status"), [("dpvae", 0), ("dpvae-half-noise", 3),
+                                              ("dpvae-shuffled", 3)])
+def test_white_box_audit_of_dp_sgd(monkeypatch, tmp_path, name, status):
+    from planted_mechanisms import DPSGD_REGISTRY
+
+    for planted in ("dpvae-half-noise", "dpvae-shuffled"):
+        monkeypatch.setitem(SYNTHESIZERS, planted, DPSGD_REGISTRY[planted])
+    result = runner.invoke(_app(), ["audit-generator", "--white-box", "--synthesizer", name,
+                                    "--epsilon", "4", "--fits", "80", "--seed", "0",
+                                    "--out", str(tmp_path)])
+    assert result.exit_code == status, result.output
+    assert "statistic" in result.output
+    audit = json.loads((tmp_path / "audit.json").read_text())["generator_audit"]
+    assert audit["mode"] == "white-box" and audit["accounted_epsilon"] == 4.0
+    assert audit["violated"] == (status == 3)
+    assert (audit["epsilon_lower"] > 4.0) == (status == 3)
+    assert "gradient-canary" in audit["epsilon_lower_source"]
+    page = (tmp_path / "audit.html").read_text()
+    assert "White-box generator audit" in page and "halved noise" in page
+    assert "noise multiplier" in page and "displacement" in page
