@@ -31,13 +31,13 @@ from dpsynth.synthesizers.marginal.binning import (
 )
 from dpsynth.synthesizers.marginal.compress import (
     ColumnMerge,
-    compress_codes,
     expand_codes,
     merged_measurement,
     plan_merge,
 )
+from dpsynth.synthesizers.marginal.counts import ArrayCounts, CountSource
 from dpsynth.synthesizers.marginal.estimate import FittedModel, fit_model, model_from_theta
-from dpsynth.synthesizers.marginal.measure import Measurement, measure
+from dpsynth.synthesizers.marginal.measure import Measurement, add_noise
 from dpsynth.synthesizers.marginal.plan import MarginalPlan
 from dpsynth.synthesizers.plan import FitPlan, PlannedSpend
 
@@ -141,18 +141,25 @@ class MarginalSynthesizer(BaseSynthesizer):
     # -- fitting --------------------------------------------------------------------------
     def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
              recorder: SpendRecorder | None, noise: NoiseSource) -> None:
+        self.codecs_ = codecs_for(schema, int(self.n_bins))
+        self._fit_counts(ArrayCounts(encode_table(self.codecs_, data)), plan=plan,
+                         recorder=recorder, noise=noise)
+
+    def _fit_counts(self, source: CountSource, *, plan: FitPlan | None,
+                    recorder: SpendRecorder | None, noise: NoiseSource) -> None:
+        """The fit proper, on the exact counts of ``source`` (codes of ``self.codecs_``)."""
         run = _Run(None, None, recorder, []) if plan is None or recorder is None else \
             _Run(plan.detail_as(MarginalPlan), noise, recorder, [])
-        self.codecs_ = codecs_for(schema, int(self.n_bins))
-        codes = encode_table(self.codecs_, data)
         raw_domain = [c.size for c in self.codecs_]
+        ones = [(i,) for i in range(len(raw_domain))]
+        exact = source.counts(ones, raw_domain)  # one pass over the rows for all of them
         with run.spend("one-way marginals"):
-            first = [measure(codes, (i,), raw_domain, run.first_sigma, run.noise)
-                     for i in range(codes.shape[1])]
+            first = [add_noise(a, c, run.first_sigma, run.noise)
+                     for a, c in zip(ones, exact, strict=True)]
         self.merges_ = tuple(
             plan_merge(m, MERGE_THRESHOLD) if self.compress else ColumnMerge(tuple(range(s)))
             for m, s in zip(first, raw_domain, strict=True))
-        codes = compress_codes(codes, self.merges_, raw_domain)
+        codes = source.compressed(self.merges_, raw_domain)
         domain = tuple(m.size for m in self.merges_)
         measured = [merged_measurement(m, g, i) for i, (m, g) in
                     enumerate(zip(first, self.merges_, strict=True))]
@@ -167,7 +174,7 @@ class MarginalSynthesizer(BaseSynthesizer):
         if run.plan is not None and tuple(run.spent) != run.plan.spends:
             raise PrivacyError("internal error: the spends differ from the plan")
 
-    def _measure_more(self, codes: np.ndarray, domain: tuple[int, ...],
+    def _measure_more(self, codes: CountSource, domain: tuple[int, ...],
                       measured: list[Measurement], run: _Run
                       ) -> tuple[list[Measurement], FittedModel | None]:
         raise NotImplementedError
