@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,9 @@ from dpsynth.synthesizers.plan import (
     as_training_plan,
     plan_summary,
 )
+
+if TYPE_CHECKING:
+    from dpsynth.data.stream import StreamedTable
 
 logger = logging.getLogger(__name__)
 
@@ -174,13 +177,16 @@ class BaseSynthesizer:
         return math.isfinite(float(self.epsilon))
 
     # -- template fit -------------------------------------------------------------------
-    def fit(self, data: pd.DataFrame, schema: Schema, *,
+    def fit(self, data: pd.DataFrame | str | Path | StreamedTable, schema: Schema, *,
             ledger: SpendRecorder | None = None) -> Self:
         """Fit on private ``data`` whose public domain is ``schema``, spending through ``ledger``.
 
         The whole budget is planned and checked before the data is read; undeclared domains
         are discovered with DP; the training noise is calibrated so the PLD composition of
-        everything stays within ``(epsilon, delta)``.
+        everything stays within ``(epsilon, delta)``. ``data`` may also be a path (a Parquet
+        file, a folder of Parquet files, a CSV) or a
+        :class:`~dpsynth.data.stream.StreamedTable`: the marginal synthesizers then read it
+        in batches (:meth:`_fit_streamed`); the others read it whole.
         """
         self._validate_params()
         if ledger is not None and not self.is_private:
@@ -189,6 +195,14 @@ class BaseSynthesizer:
                                "model of ledgered data would bypass its cap. Refused before "
                                "reading the data.")
         self._checked_schema(schema)
+        if not isinstance(data, pd.DataFrame):
+            from dpsynth.data.stream import as_streamed
+
+            stream = as_streamed(data)
+            if self.streams:
+                self._fit_streamed(stream, schema, ledger=ledger)
+                return self
+            data = stream.read_all(schema)
         schema.validate(data)
         n = len(data)
         if n < 2:
@@ -214,14 +228,24 @@ class BaseSynthesizer:
                                    recorder=recorder)
             data = map_to_domain(data, schema)  # clip / map unreleased values to "__other__"
         self._fit_declared(data, schema, plan=plan, recorder=recorder, noise=noise)
-        self.privacy_ = PrivacyReport(
+        self.privacy_ = self._privacy_report(plan, schema)
+        return self
+
+    #: Whether :meth:`_fit_streamed` reads a :class:`StreamedTable` in batches.
+    streams: ClassVar[bool] = False
+
+    def _fit_streamed(self, stream: StreamedTable, schema: Schema, *,
+                      ledger: SpendRecorder | None) -> None:
+        raise NotImplementedError
+
+    def _privacy_report(self, plan: FitPlan, schema: Schema) -> PrivacyReport:
+        return PrivacyReport(
             epsilon=plan.epsilon(), delta=plan.budget.delta,
             target_epsilon=plan.budget.epsilon,
             rdp_epsilon=rdp_epsilon(list(plan.events), plan.budget.delta), accountant=ACCOUNTANT,
             spends=plan.spends, secure_mode=bool(self.secure_mode),
             privacy_unit=schema.user_key or "row",
         )
-        return self
 
     def fit_planned(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
                     recorder: SpendRecorder | None, noise: NoiseSource) -> Self:

@@ -26,7 +26,7 @@ EXPECTED = {
     "dpsynth.errors": [*_ERRORS, "param_error", "raise_if_problems"],
     "dpsynth.schema": ["BOUNDED_KINDS", "CATEGORY_KINDS", "KINDS", "SCHEMA_VERSION", "Column",
                        "Schema", "columns_from", "draft_schema"],
-    "dpsynth.data": ["OTHER", "map_to_domain", "plan_discovery", "read_table", "run_discovery",
+    "dpsynth.data": ["OTHER", "StreamedTable", "map_to_domain", "plan_discovery", "read_table", "run_discovery",
                      "write_table"],
     "dpsynth.datasets": ["DATASETS", "load_dataset", "load_schema"],
     "dpsynth.evaluate": ["average_tvd", "discretize", "fidelity_report", "marginal_tvd",

@@ -14,15 +14,15 @@ import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from dpsynth.accounting import Budget, Event, NoiseSource, SpendRecorder
-from dpsynth.errors import ParameterError, PrivacyError, param_error
+from dpsynth.accounting import Budget, BudgetSession, Event, NoiseSource, SpendRecorder
+from dpsynth.errors import DataValidationError, ParameterError, PrivacyError, param_error
 from dpsynth.schema import Schema
-from dpsynth.synthesizers.base import BaseSynthesizer
+from dpsynth.synthesizers.base import BaseSynthesizer, _now
 from dpsynth.synthesizers.marginal.binning import (
     ColumnCodec,
     codecs_for,
@@ -35,11 +35,19 @@ from dpsynth.synthesizers.marginal.compress import (
     merged_measurement,
     plan_merge,
 )
-from dpsynth.synthesizers.marginal.counts import ArrayCounts, CountSource
+from dpsynth.synthesizers.marginal.counts import (
+    ArrayCounts,
+    ChunkedCounts,
+    CountSource,
+    MemmapChunks,
+)
 from dpsynth.synthesizers.marginal.estimate import FittedModel, fit_model, model_from_theta
 from dpsynth.synthesizers.marginal.measure import Measurement, add_noise
 from dpsynth.synthesizers.marginal.plan import MarginalPlan
 from dpsynth.synthesizers.plan import FitPlan, PlannedSpend
+
+if TYPE_CHECKING:
+    from dpsynth.data.stream import StreamedTable
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +152,48 @@ class MarginalSynthesizer(BaseSynthesizer):
         self.codecs_ = codecs_for(schema, int(self.n_bins))
         self._fit_counts(ArrayCounts(encode_table(self.codecs_, data)), plan=plan,
                          recorder=recorder, noise=noise)
+
+    streams = True
+
+    def _fit_streamed(self, stream: StreamedTable, schema: Schema, *,
+                      ledger: SpendRecorder | None) -> None:
+        """Fit from a table read in batches: one encoding pass (which validates every row)
+        to codes on disk, then every count chunk by chunk (:mod:`.counts`). Nothing is spent
+        before the whole input has been read and validated."""
+        if schema.undeclared():
+            raise ParameterError(
+                f"Streaming {stream.path} needs a schema that declares the bounds/categories "
+                f"of every column (undeclared: {list(schema.undeclared())}); DP discovery reads "
+                "the whole table in memory. Declare the public domain, or fit from a "
+                "DataFrame.")
+        if schema.user_key:
+            raise ParameterError(f"Streaming {stream.path} supports row-level privacy only; "
+                                 f"the schema's user_key {schema.user_key!r} needs every row of "
+                                 "a user at once. Fit from a DataFrame.")
+        schema = self._require_declared(schema)
+        self.codecs_ = codecs_for(schema, int(self.n_bins))
+        noise = NoiseSource.create(self.random_state, bool(self.secure_mode))
+        with stream.encode(schema, self.codecs_) as codes:
+            n = len(codes)
+            if n < 2:
+                raise DataValidationError([f"the table has {n} row(s); at least 2 are needed"])
+            source = ChunkedCounts(MemmapChunks(codes))
+            if not self.is_private:
+                logger.warning("epsilon=inf: training WITHOUT differential privacy")
+                self._fit_counts(source, plan=None, recorder=None, noise=noise)
+                self.privacy_ = None
+            else:
+                plan = self.plan_budget(schema, n, ledger=ledger)
+                recorder: SpendRecorder = ledger if ledger is not None else \
+                    BudgetSession(plan.budget)
+                if logger.isEnabledFor(logging.INFO):
+                    logger.info(plan.summary())
+                recorder.reserve_plan(plan.spends)
+                self._fit_counts(source, plan=plan, recorder=recorder, noise=noise)
+                self.privacy_ = self._privacy_report(plan, schema)
+        self.schema_ = schema
+        self.n_rows_ = n
+        self.fitted_at_ = _now()
 
     def _fit_counts(self, source: CountSource, *, plan: FitPlan | None,
                     recorder: SpendRecorder | None, noise: NoiseSource) -> None:

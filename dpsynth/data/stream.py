@@ -1,0 +1,277 @@
+"""Tables bigger than memory: read in record batches, encoded once to compact codes on disk.
+
+:class:`StreamedTable` names a Parquet file, a folder of Parquet files, or a CSV file
+(``.csv``/``.tsv``, optionally gzipped) and reads it in record batches with
+``pyarrow.dataset``: memory stays bounded by the batch size whatever the number of rows.
+The marginal synthesizers (AIM, MST) fit from it in one pass (:meth:`StreamedTable.encode`):
+each batch is parsed as the schema says (:func:`~dpsynth.data.io.coerce_to_schema`),
+validated (:meth:`Schema.problems`), encoded with the public codecs and appended as
+``uint8``/``uint16`` codes to a file in a temporary folder, which is then memory-mapped and
+counted chunk by chunk (:mod:`dpsynth.synthesizers.marginal.counts`). The whole input is read
+and validated before anything is spent, so bad input (a folder whose files disagree on the
+columns or their types, a value outside the schema, an unreadable file part way through)
+fails with one :class:`~dpsynth.errors.DataValidationError` or
+:class:`~dpsynth.errors.DataReadError`, spends nothing and leaves no file behind.
+
+Streaming needs a schema that declares every domain: DP discovery of bounds and categories
+reads the whole table in memory (:mod:`dpsynth.data.discover`); run it on a sample, or
+declare the public domain. Rows are the privacy unit (a ``user_key`` needs every row of a
+user at once, which a stream cannot promise).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from dpsynth.errors import DataReadError, DataValidationError, ParameterError, param_error
+from dpsynth.schema import Schema
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from dpsynth.synthesizers.marginal.binning import ColumnCodec
+
+#: Rows per record batch read from the input.
+BATCH_ROWS = 262_144
+
+_PARQUET = (".parquet", ".pq")
+_CSV = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
+
+
+@dataclass(frozen=True)
+class StreamedTable:
+    """A table read in record batches: a Parquet file, a folder of Parquet files, or a CSV.
+
+    Pass it (or just the path) to ``fit`` of a marginal synthesizer; other synthesizers read
+    it whole into memory (:meth:`read_all`).
+    """
+
+    path: Path
+    batch_rows: int = BATCH_ROWS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        if isinstance(self.batch_rows, bool) or not isinstance(self.batch_rows, int) \
+                or self.batch_rows < 1:
+            raise param_error("batch_rows", "an integer >= 1", self.batch_rows, "StreamedTable")
+
+    # -- the files ------------------------------------------------------------------------
+    @property
+    def files(self) -> list[Path]:
+        """The files read, in order (a folder: its Parquet files, sorted by name)."""
+        p = self.path
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file()
+                           and f.name.lower().endswith(_PARQUET))
+            if not found:
+                raise DataReadError(f"{p} is a folder without Parquet files (*.parquet, *.pq).")
+            return found
+        if not p.exists():
+            raise DataReadError(f"No such file or folder: {p}")
+        if not p.name.lower().endswith(_PARQUET + _CSV):
+            raise DataReadError(f"{p}: streamed input must be a Parquet file, a folder of "
+                                "Parquet files, or a CSV (.csv/.tsv, optionally .gz).")
+        return [p]
+
+    @property
+    def is_csv(self) -> bool:
+        return not self.path.is_dir() and self.path.name.lower().endswith(_CSV)
+
+    def _dataset(self, schema: Schema) -> pads.Dataset:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        import pyarrow.dataset as pads
+
+        files = [str(f) for f in self.files]
+        try:
+            if self.is_csv:
+                delimiter = "\t" if ".tsv" in self.path.name.lower() else ","
+                header = _csv_header(self.path, delimiter)
+                fmt = pads.CsvFileFormat(
+                    parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types={c: pa.string() for c in header},
+                        strings_can_be_null=True))
+                return pads.dataset(files, format=fmt)
+            dataset = pads.dataset(files, format="parquet")
+        except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+            raise DataReadError(f"{self.path} cannot be read as a table: {_short(exc)}") from None
+        _check_same_schema(dataset, schema)
+        return dataset
+
+    # -- reading --------------------------------------------------------------------------
+    def batches(self, schema: Schema) -> Iterator[pd.DataFrame]:
+        """The validated batches, as pandas frames of the schema's modelled columns.
+
+        Raises :class:`DataValidationError` for the first batch with a problem (its problems
+        and where they are), :class:`DataReadError` for a file that cannot be read.
+        """
+        names = [c.name for c in schema.data_columns]
+        dataset = self._dataset(schema)
+        missing = [n for n in names if n not in dataset.schema.names]
+        if missing:
+            raise DataValidationError([f"columns {missing} of the schema are missing from "
+                                       f"{self.path}"])
+        start = 0
+        scanner = dataset.scanner(columns=names, batch_size=self.batch_rows, use_threads=False)
+        batches = iter(scanner.to_batches())
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (OSError, ValueError) as exc:
+                raise DataReadError(f"{self.path}: a file could not be read after {start} rows: "
+                                    f"{_short(exc)}") from None
+            if batch.num_rows == 0:
+                continue
+            yield self._checked(batch, schema, start)
+            start += batch.num_rows
+
+    def _checked(self, batch: pa.RecordBatch, schema: Schema, start: int) -> pd.DataFrame:
+        from dpsynth.data.io import coerce_to_schema
+
+        frame = batch.to_pandas()
+        if self.is_csv:
+            frame = frame.replace({"": None})
+        frame = coerce_to_schema(frame, schema)
+        frame.index = pd.RangeIndex(start, start + len(frame))
+        problems = schema.problems(frame)
+        if problems:
+            raise DataValidationError([*problems[:20], f"(in rows {start}..{start + len(frame) - 1}"
+                                       f" of {self.path}; nothing was spent)"])
+        return frame
+
+    def read_all(self, schema: Schema) -> pd.DataFrame:
+        """The whole table in memory (validated), for the synthesizers that need it."""
+        parts = list(self.batches(schema))
+        if not parts:
+            return pd.DataFrame({c.name: [] for c in schema.data_columns})
+        return pd.concat(parts, ignore_index=True)
+
+    @contextlib.contextmanager
+    def encode(self, schema: Schema, codecs: Sequence[ColumnCodec], *,
+               workdir: str | Path | None = None) -> Iterator[np.ndarray]:
+        """Encode every row to codes on disk; yields them memory-mapped (rows × columns).
+
+        One pass over the input; the codes live in a temporary folder (under ``workdir``)
+        removed on exit, also when reading or validation fails part way.
+        """
+        from dpsynth.synthesizers.marginal.binning import encode_table
+
+        dtype = code_dtype([c.size for c in codecs])
+        folder = Path(tempfile.mkdtemp(prefix="dpsynth-codes-", dir=workdir))
+        try:
+            path = folder / "codes.bin"
+            n = 0
+            with path.open("wb") as fh:
+                for frame in self.batches(schema):
+                    codes = encode_table(codecs, frame).astype(dtype)
+                    fh.write(np.ascontiguousarray(codes).tobytes())
+                    n += len(codes)
+            shape = (n, len(codecs))
+            if n == 0:
+                yield np.zeros(shape, dtype=dtype)
+            else:
+                mm = np.memmap(path, dtype=dtype, mode="r", shape=shape)
+                try:
+                    yield mm
+                finally:
+                    del mm
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def code_dtype(sizes: Sequence[int]) -> np.dtype[Any]:
+    """The smallest unsigned dtype that holds every code."""
+    top = max(sizes, default=1)
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dt).max + 1:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
+
+
+def as_streamed(data: object) -> StreamedTable:
+    """A path (str or Path) or a :class:`StreamedTable` as a :class:`StreamedTable`."""
+    if isinstance(data, StreamedTable):
+        return data
+    if isinstance(data, (str, Path)):
+        return StreamedTable(Path(data))
+    raise ParameterError(f"data must be a pandas DataFrame, a path (Parquet file, folder of "
+                         f"Parquet files, CSV) or a StreamedTable; got {type(data).__name__}")
+
+
+def holdout_mask(keys: pd.Series, fraction: float, salt: str = "") -> np.ndarray:
+    """Rows held out: those whose key hashes below ``fraction`` (stable, batch by batch).
+
+    The hash (BLAKE2b of the key's text and ``salt``) depends on the row alone, so a row is
+    held out or not whatever batch it comes in and without reading the rest of the table.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise param_error("fraction", "a float in [0, 1)", fraction, "holdout_mask")
+    limit = int(fraction * 2**64)
+    out = np.empty(len(keys), dtype=bool)
+    for i, k in enumerate(keys.astype(str)):
+        digest = hashlib.blake2b(f"{salt}\x00{k}".encode(), digest_size=8).digest()
+        out[i] = int.from_bytes(digest, "big") < limit
+    return out
+
+
+def _csv_header(path: Path, delimiter: str) -> list[str]:
+    import gzip
+
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig") as fh:
+            line = fh.readline()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataReadError(f"{path} cannot be read as CSV: {exc}") from None
+    header = [h.strip().strip('"') for h in line.rstrip("\r\n").split(delimiter)]
+    if not line or not any(header):
+        raise DataReadError(f"{path} is empty (no header line).")
+    return header
+
+
+def _check_same_schema(dataset: pads.Dataset, schema: Schema) -> None:
+    """Every Parquet file must have the modelled columns with the first file's types."""
+    names = [c.name for c in schema.data_columns]
+    first: dict[str, Any] | None = None
+    first_file = ""
+    problems: list[str] = []
+    for fragment in dataset.get_fragments():
+        try:
+            physical = fragment.physical_schema
+        except (OSError, ValueError) as exc:
+            raise DataReadError(f"{fragment.path} is not a readable Parquet file: "
+                                f"{_short(exc)}") from None
+        types = {n: physical.field(n).type for n in names if n in physical.names}
+        if first is None:
+            first, first_file = types, fragment.path
+            continue
+        for n in names:
+            if n not in types:
+                problems.append(f"{fragment.path} has no column {n!r} (unlike {first_file})")
+            elif n in first and types[n] != first[n]:
+                problems.append(f"column {n!r} is {types[n]} in {fragment.path} but "
+                                f"{first[n]} in {first_file}")
+    if problems:
+        raise DataValidationError([*problems[:20], "the files of one table must share one "
+                                   "schema; nothing was read or spent"])
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+
+
+__all__ = ["BATCH_ROWS", "StreamedTable", "as_streamed", "code_dtype", "holdout_mask"]
