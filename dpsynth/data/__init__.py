@@ -4,5 +4,5 @@ from dpsynth.data.discover import OTHER, map_to_domain, plan_discovery, run_disc
 from dpsynth.data.io import read_table, write_table
 from dpsynth.data.stream import StreamedTable
 
-__all__ = ["OTHER", "StreamedTable", "map_to_domain", "plan_discovery", "read_table", "run_discovery",
-           "write_table"]
+__all__ = ["OTHER", "StreamedTable", "map_to_domain", "plan_discovery", "read_table",
+           "run_discovery", "write_table"]

@@ -153,6 +153,27 @@ class StreamedTable:
                                        f" of {self.path}; nothing was spent)"])
         return frame
 
+    def count_rows(self) -> int:
+        """Rows in the input: Parquet footers only; a CSV is parsed once (no values kept)."""
+        import pyarrow.dataset as pads
+
+        if not self.is_csv:
+            try:
+                return int(pads.dataset([str(f) for f in self.files], format="parquet")
+                           .count_rows())
+            except (OSError, ValueError) as exc:
+                raise DataReadError(f"{self.path} cannot be read as Parquet: "
+                                    f"{_short(exc)}") from None
+        n = 0
+        with _open_text(self.path) as fh:
+            import csv
+
+            reader = csv.reader(fh, delimiter="\t" if ".tsv" in self.path.name.lower() else ",")
+            next(reader, None)
+            for row in reader:
+                n += bool(row)
+        return n
+
     def read_all(self, schema: Schema) -> pd.DataFrame:
         """The whole table in memory (validated), for the synthesizers that need it."""
         parts = list(self.batches(schema))
@@ -228,12 +249,16 @@ def holdout_mask(keys: pd.Series, fraction: float, salt: str = "") -> np.ndarray
     return out
 
 
-def _csv_header(path: Path, delimiter: str) -> list[str]:
+def _open_text(path: Path) -> Any:
     import gzip
 
     opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    return opener(path, "rt", encoding="utf-8-sig", newline="")
+
+
+def _csv_header(path: Path, delimiter: str) -> list[str]:
     try:
-        with opener(path, "rt", encoding="utf-8-sig") as fh:
+        with _open_text(path) as fh:
             line = fh.readline()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataReadError(f"{path} cannot be read as CSV: {exc}") from None
@@ -270,8 +295,54 @@ def _check_same_schema(dataset: pads.Dataset, schema: Schema) -> None:
                                    "schema; nothing was read or spent"])
 
 
+def write_chunks(frames: Iterator[pd.DataFrame], path: str | Path) -> int:
+    """Write frames one after another to one Parquet or CSV file; returns the rows written.
+
+    Memory holds one frame at a time. The file appears only when complete: it is written
+    next to ``path`` under a temporary name and renamed at the end (removed on failure).
+    Later frames are cast to the first frame's column types.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as papq
+
+    path = Path(path)
+    name = path.name.lower()
+    if not name.endswith(_PARQUET + (".csv", ".tsv")):
+        raise param_error("path", "a .parquet/.pq, .csv or .tsv file", str(path), "write_chunks")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    n = 0
+    try:
+        if name.endswith(_PARQUET):
+            writer = None
+            try:
+                for frame in frames:
+                    table = pa.Table.from_pandas(frame, preserve_index=False)
+                    if writer is None:
+                        writer = papq.ParquetWriter(str(tmp), table.schema)
+                    elif table.schema != writer.schema:
+                        table = table.cast(writer.schema)
+                    writer.write_table(table)
+                    n += len(frame)
+            finally:
+                if writer is not None:
+                    writer.close()
+        else:
+            sep = "\t" if name.endswith(".tsv") else ","
+            with tmp.open("w", encoding="utf-8", newline="") as fh:
+                for i, frame in enumerate(frames):
+                    frame.to_csv(fh, index=False, header=i == 0, sep=sep)
+                    n += len(frame)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n
+
+
 def _short(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
 
 
-__all__ = ["BATCH_ROWS", "StreamedTable", "as_streamed", "code_dtype", "holdout_mask"]
+__all__ = ["BATCH_ROWS", "StreamedTable", "as_streamed", "code_dtype", "holdout_mask",
+           "write_chunks"]

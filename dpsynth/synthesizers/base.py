@@ -370,6 +370,28 @@ class BaseSynthesizer:
         out = self._sample(int(n_rows), rng)
         return out[[c.name for c in self.schema_.data_columns]].reset_index(drop=True)
 
+    def sample_to(self, path: str | Path, n_rows: int, *,
+                  random_state: int | np.random.Generator | None = None,
+                  chunk_rows: int = 1_000_000) -> Path:
+        """Draw ``n_rows`` rows straight to a Parquet or CSV file, ``chunk_rows`` at a time.
+
+        Memory holds one chunk, whatever ``n_rows``; the file appears only once complete.
+        One generator runs through the chunks, so a seed gives the same file every time
+        (not the same rows as one :meth:`sample` call of ``n_rows``).
+        """
+        from dpsynth.data.stream import write_chunks
+
+        for name, value in (("n_rows", n_rows), ("chunk_rows", chunk_rows)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise param_error(name, "an integer > 0", value, type(self).__name__)
+        if not hasattr(self, "schema_"):
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit first.")
+        rng = np.random.default_rng(random_state)
+        sizes = [min(int(chunk_rows), int(n_rows) - s) for s in range(0, int(n_rows),
+                                                                      int(chunk_rows))]
+        write_chunks((self.sample(k, random_state=rng) for k in sizes), path)
+        return Path(path)
+
     # -- persistence --------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Save to directory ``path``: ``manifest.json`` + ``model.safetensors`` (no pickle)."""

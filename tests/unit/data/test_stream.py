@@ -145,3 +145,65 @@ def test_code_dtype_and_holdout_hash():
                             holdout_mask(keys[3000:], 0.2, "s")])
     assert (mask == again).all()
     assert not (holdout_mask(keys, 0.2, salt="t") == mask).all()
+
+
+def test_sample_to_writes_chunks_like_one_generator(tmp_path):
+    synth = create("mst", epsilon=1.0, random_state=0).fit(_table(800), SCHEMA)
+    out = synth.sample_to(tmp_path / "s.parquet", 2500, random_state=4, chunk_rows=1000)
+    got = pd.read_parquet(out)
+    assert len(got) == 2500 and list(got.columns) == [c.name for c in SCHEMA.data_columns]
+    assert SCHEMA.problems(got) == []
+    again = synth.sample_to(tmp_path / "t.parquet", 2500, random_state=4, chunk_rows=1000)
+    pd.testing.assert_frame_equal(pd.read_parquet(again), got)
+    rng = np.random.default_rng(4)
+    by_hand = pd.concat([synth.sample(k, random_state=rng) for k in (1000, 1000, 500)],
+                        ignore_index=True)
+    pd.testing.assert_frame_equal(got, by_hand, check_dtype=False)
+    csv = synth.sample_to(tmp_path / "s.csv", 1500, random_state=4, chunk_rows=1000)
+    assert len(pd.read_csv(csv)) == 1500
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.parquet", "t.parquet"]
+
+
+def test_sample_to_leaves_nothing_when_writing_fails(tmp_path, monkeypatch):
+    synth = create("mst", epsilon=1.0, random_state=0).fit(_table(800), SCHEMA)
+    calls = {"n": 0}
+    real = type(synth).sample
+
+    def failing(self, n, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("disk full")
+        return real(self, n, **kw)
+
+    monkeypatch.setattr(type(synth), "sample", failing)
+    with pytest.raises(RuntimeError):
+        synth.sample_to(tmp_path / "s.parquet", 2500, random_state=4, chunk_rows=1000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_fits_a_parquet_folder_in_batches_and_samples_in_chunks(tmp_path):
+    from typer.testing import CliRunner
+
+    from dpsynth.cli import app
+
+    df = _table(1500)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i in range(3):
+        df.iloc[i * 500:(i + 1) * 500].to_parquet(folder / f"p{i}.parquet", index=False)
+    schema_file = SCHEMA.save(tmp_path / "schema.json")
+    runner = CliRunner()
+    res = runner.invoke(app, ["fit", str(folder), "--schema", str(schema_file), "--out",
+                              str(tmp_path / "m"), "--synthesizer", "mst", "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    assert "on 1500 rows" in res.output
+    res = runner.invoke(app, ["sample", str(tmp_path / "m"), "--n-rows", "1200", "--out",
+                              str(tmp_path / "s.parquet"), "--seed", "2"])
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_parquet(tmp_path / "s.parquet")) == 1200
+    in_memory = create("mst", epsilon=1.0, random_state=1).fit(df, SCHEMA)
+    from dpsynth.synthesizers import BaseSynthesizer
+
+    streamed = BaseSynthesizer.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(streamed.sample(300, random_state=0),
+                                  in_memory.sample(300, random_state=0))
