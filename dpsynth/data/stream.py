@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import pyarrow.dataset as pads
 
     from dpsynth.synthesizers.marginal.binning import ColumnCodec
+    from dpsynth.synthesizers.marginal.counts import CountSource
 
 #: Rows per record batch read from the input.
 BATCH_ROWS = 262_144
@@ -174,6 +175,16 @@ class StreamedTable:
                 n += bool(row)
         return n
 
+    @contextlib.contextmanager
+    def count_source(self, schema: Schema, codecs: Sequence[ColumnCodec]
+                     ) -> Iterator[CountSource]:
+        """The exact counts of the table, for the marginal fit (:meth:`encode`, then
+        :class:`~dpsynth.synthesizers.marginal.counts.ChunkedCounts` over the memory map)."""
+        from dpsynth.synthesizers.marginal.counts import ChunkedCounts, MemmapChunks
+
+        with self.encode(schema, codecs) as codes:
+            yield ChunkedCounts(MemmapChunks(codes))
+
     def read_all(self, schema: Schema) -> pd.DataFrame:
         """The whole table in memory (validated), for the synthesizers that need it."""
         parts = list(self.batches(schema))
@@ -223,9 +234,12 @@ def code_dtype(sizes: Sequence[int]) -> np.dtype[Any]:
     return np.dtype(np.int64)
 
 
-def as_streamed(data: object) -> StreamedTable:
-    """A path (str or Path) or a :class:`StreamedTable` as a :class:`StreamedTable`."""
-    if isinstance(data, StreamedTable):
+def as_streamed(data: object) -> Any:
+    """A path (str or Path) as a :class:`StreamedTable`; a :class:`StreamedTable` or a
+    :class:`~dpsynth.data.ray_table.RayTable` as it is."""
+    from dpsynth.data.ray_table import RayTable
+
+    if isinstance(data, (StreamedTable, RayTable)):
         return data
     if isinstance(data, (str, Path)):
         return StreamedTable(Path(data))

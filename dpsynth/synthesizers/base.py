@@ -56,6 +56,7 @@ from dpsynth.synthesizers.plan import (
 )
 
 if TYPE_CHECKING:
+    from dpsynth.data.ray_table import RayTable
     from dpsynth.data.stream import StreamedTable
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class BaseSynthesizer:
         return math.isfinite(float(self.epsilon))
 
     # -- template fit -------------------------------------------------------------------
-    def fit(self, data: pd.DataFrame | str | Path | StreamedTable, schema: Schema, *,
+    def fit(self, data: pd.DataFrame | str | Path | StreamedTable | RayTable, schema: Schema, *,
             ledger: SpendRecorder | None = None) -> Self:
         """Fit on private ``data`` whose public domain is ``schema``, spending through ``ledger``.
 
@@ -234,7 +235,7 @@ class BaseSynthesizer:
     #: Whether :meth:`_fit_streamed` reads a :class:`StreamedTable` in batches.
     streams: ClassVar[bool] = False
 
-    def _fit_streamed(self, stream: StreamedTable, schema: Schema, *,
+    def _fit_streamed(self, stream: StreamedTable | RayTable, schema: Schema, *,
                       ledger: SpendRecorder | None) -> None:
         raise NotImplementedError
 

@@ -35,18 +35,14 @@ from dpsynth.synthesizers.marginal.compress import (
     merged_measurement,
     plan_merge,
 )
-from dpsynth.synthesizers.marginal.counts import (
-    ArrayCounts,
-    ChunkedCounts,
-    CountSource,
-    MemmapChunks,
-)
+from dpsynth.synthesizers.marginal.counts import ArrayCounts, CountSource
 from dpsynth.synthesizers.marginal.estimate import FittedModel, fit_model, model_from_theta
 from dpsynth.synthesizers.marginal.measure import Measurement, add_noise
 from dpsynth.synthesizers.marginal.plan import MarginalPlan
 from dpsynth.synthesizers.plan import FitPlan, PlannedSpend
 
 if TYPE_CHECKING:
+    from dpsynth.data.ray_table import RayTable
     from dpsynth.data.stream import StreamedTable
 
 logger = logging.getLogger(__name__)
@@ -155,7 +151,7 @@ class MarginalSynthesizer(BaseSynthesizer):
 
     streams = True
 
-    def _fit_streamed(self, stream: StreamedTable, schema: Schema, *,
+    def _fit_streamed(self, stream: StreamedTable | RayTable, schema: Schema, *,
                       ledger: SpendRecorder | None) -> None:
         """Fit from a table read in batches: one encoding pass (which validates every row)
         to codes on disk, then every count chunk by chunk (:mod:`.counts`). Nothing is spent
@@ -173,11 +169,10 @@ class MarginalSynthesizer(BaseSynthesizer):
         schema = self._require_declared(schema)
         self.codecs_ = codecs_for(schema, int(self.n_bins))
         noise = NoiseSource.create(self.random_state, bool(self.secure_mode))
-        with stream.encode(schema, self.codecs_) as codes:
-            n = len(codes)
+        with stream.count_source(schema, self.codecs_) as source:
+            n = source.n_rows
             if n < 2:
                 raise DataValidationError([f"the table has {n} row(s); at least 2 are needed"])
-            source = ChunkedCounts(MemmapChunks(codes))
             if not self.is_private:
                 logger.warning("epsilon=inf: training WITHOUT differential privacy")
                 self._fit_counts(source, plan=None, recorder=None, noise=noise)
