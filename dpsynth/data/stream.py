@@ -200,8 +200,6 @@ class StreamedTable:
         One pass over the input; the codes live in a temporary folder (under ``workdir``)
         removed on exit, also when reading or validation fails part way.
         """
-        from dpsynth.synthesizers.marginal.binning import encode_table
-
         dtype = code_dtype([c.size for c in codecs])
         folder = Path(tempfile.mkdtemp(prefix="dpsynth-codes-", dir=workdir))
         try:
@@ -209,8 +207,10 @@ class StreamedTable:
             n = 0
             with path.open("wb") as fh:
                 for frame in self.batches(schema):
-                    codes = encode_table(codecs, frame).astype(dtype)
-                    fh.write(np.ascontiguousarray(codes).tobytes())
+                    codes = np.empty((len(frame), len(codecs)), dtype=dtype)
+                    for i, codec in enumerate(codecs):  # same codes as encode_table
+                        codes[:, i] = codec.encode(frame[codec.name])
+                    fh.write(codes.tobytes())
                     n += len(codes)
             shape = (n, len(codecs))
             if n == 0:
@@ -250,17 +250,15 @@ def as_streamed(data: object) -> Any:
 def holdout_mask(keys: pd.Series, fraction: float, salt: str = "") -> np.ndarray:
     """Rows held out: those whose key hashes below ``fraction`` (stable, batch by batch).
 
-    The hash (BLAKE2b of the key's text and ``salt``) depends on the row alone, so a row is
-    held out or not whatever batch it comes in and without reading the rest of the table.
+    The hash (pandas' SipHash of the key's text, keyed by a BLAKE2b digest of ``salt``)
+    depends on the row alone, so a row is held out or not whatever batch it comes in and
+    without reading the rest of the table.
     """
     if not 0.0 <= fraction < 1.0:
         raise param_error("fraction", "a float in [0, 1)", fraction, "holdout_mask")
-    limit = int(fraction * 2**64)
-    out = np.empty(len(keys), dtype=bool)
-    for i, k in enumerate(keys.astype(str)):
-        digest = hashlib.blake2b(f"{salt}\x00{k}".encode(), digest_size=8).digest()
-        out[i] = int.from_bytes(digest, "big") < limit
-    return out
+    key = hashlib.blake2b(salt.encode(), digest_size=8).hexdigest()  # 16 characters
+    hashed = pd.util.hash_pandas_object(keys.astype(str), index=False, hash_key=key)
+    return hashed.to_numpy(dtype=np.uint64) < np.uint64(int(fraction * 2**64))
 
 
 def _open_text(path: Path) -> Any:
