@@ -180,10 +180,14 @@ class StreamedTable:
                      ) -> Iterator[CountSource]:
         """The exact counts of the table, for the marginal fit (:meth:`encode`, then
         :class:`~dpsynth.synthesizers.marginal.counts.ChunkedCounts` over the memory map)."""
-        from dpsynth.synthesizers.marginal.counts import ChunkedCounts, MemmapChunks
+        from dpsynth.synthesizers.marginal.counts import ChunkedCounts, FileChunks, MemmapChunks
 
         with self.encode(schema, codecs) as codes:
-            yield ChunkedCounts(MemmapChunks(codes))
+            if isinstance(codes, np.memmap) and codes.filename is not None:
+                n_rows, n_columns = codes.shape
+                yield ChunkedCounts(FileChunks(codes.filename, n_rows, n_columns, codes.dtype))
+            else:
+                yield ChunkedCounts(MemmapChunks(codes))
 
     def read_all(self, schema: Schema) -> pd.DataFrame:
         """The whole table in memory (validated), for the synthesizers that need it."""

@@ -18,7 +18,7 @@ its candidate scores). The noise is never added here (:mod:`.measure`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -165,6 +165,31 @@ class MemmapChunks:
     def __iter__(self) -> Iterator[np.ndarray]:
         for start in range(0, len(self.codes), self.chunk_rows):
             yield np.asarray(self.codes[start:start + self.chunk_rows])
+
+
+class FileChunks:
+    """Chunks of a rows × columns code matrix stored raw in a file, read ``chunk_rows`` at a
+    time with plain reads (unlike a memory map, the pages read do not stay in this process'
+    resident memory)."""
+
+    def __init__(self, path: str, n_rows: int, n_columns: int, dtype: np.dtype[Any],
+                 chunk_rows: int = CHUNK_ROWS):
+        self.path = path
+        self._n = int(n_rows)
+        self.n_columns = int(n_columns)
+        self.dtype = np.dtype(dtype)
+        self.chunk_rows = int(chunk_rows)
+
+    @property
+    def n_rows(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        with open(self.path, "rb") as fh:
+            for start in range(0, self._n, self.chunk_rows):
+                rows = min(self.chunk_rows, self._n - start)
+                flat = np.fromfile(fh, dtype=self.dtype, count=rows * self.n_columns)
+                yield flat.reshape(rows, self.n_columns)
 
 
 def as_count_source(data: np.ndarray | CountSource) -> CountSource:
