@@ -187,6 +187,8 @@ def main() -> None:
                         help="AIM rounds (default: AIM's own, 30 at epsilon 1 for 15 columns)")
     parser.add_argument("--memory-max-rows", type=int, default=10_000_000,
                         help="Largest table the in-memory path is run on.")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["sample", "count"],
+                        help="Measurements left out (e.g. at 100M rows on a busy machine).")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dpsynth-bench-scale"))
     parser.add_argument("--out", type=Path, default=HERE / "results" / "scale.json")
     args = parser.parse_args()
@@ -194,7 +196,12 @@ def main() -> None:
         child(args)
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
-    results: dict = {"machine": {"cpus": os.cpu_count()}, "runs": []}
+    results: dict = {"machine": {"cpus": os.cpu_count(),
+                                 "load_average_at_start": os.getloadavg()},
+                     "notes": "peak_rss_mb: the measuring process' own ru_maxrss (for ray: the "
+                              "driver only; Ray's workers and object store are extra). cpu_s: "
+                              "that process' CPU time (ray: the driver's).",
+                     "runs": []}
     for n in args.rows:
         path = make_table(n, args.workdir / f"adult15-{n}.parquet")
         row: dict = {"rows": n, "parquet_mb": path.stat().st_size / 2**20}
@@ -204,10 +211,12 @@ def main() -> None:
                 continue
             row[f"fit_{mode}"] = run_child("fit", "--path", str(path), "--mode", mode, *extra)
             print(n, mode, row[f"fit_{mode}"], flush=True)
-        row["sample"] = run_child("sample", "--path", str(path), "--n-rows", str(n))
-        print(n, "sample", row["sample"], flush=True)
-        row["count"] = run_child("count", "--path", str(path))
-        print(n, "count", row["count"], flush=True)
+        if "sample" not in args.skip:
+            row["sample"] = run_child("sample", "--path", str(path), "--n-rows", str(n))
+            print(n, "sample", row["sample"], flush=True)
+        if "count" not in args.skip:
+            row["count"] = run_child("count", "--path", str(path))
+            print(n, "count", row["count"], flush=True)
         results["runs"].append(row)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))

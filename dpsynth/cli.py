@@ -164,7 +164,8 @@ def fit(
         if stream is not None:  # read in batches: memory does not grow with the rows
             n_rows, frame_or_stream, recorder = stream.count_rows(), stream, None
         else:
-            frame = StreamedTable(data).read_all(table_schema) if data.is_dir() else \
+            frame = StreamedTable(data).read_all(table_schema, all_columns=True) \
+                if data.is_dir() else \
                 read_table(data, schema=table_schema, delimiter=delimiter, encoding=encoding)
             n_rows, frame_or_stream = len(frame), frame
             recorder = recorder_for(ledger, dataset, frame, table_schema)

@@ -112,13 +112,15 @@ class StreamedTable:
         return dataset
 
     # -- reading --------------------------------------------------------------------------
-    def batches(self, schema: Schema) -> Iterator[pd.DataFrame]:
-        """The validated batches, as pandas frames of the schema's modelled columns.
+    def batches(self, schema: Schema, *, all_columns: bool = False
+                ) -> Iterator[pd.DataFrame]:
+        """The validated batches, as pandas frames of the schema's modelled columns (every
+        column of the schema, identifiers included, with ``all_columns``).
 
         Raises :class:`DataValidationError` for the first batch with a problem (its problems
         and where they are), :class:`DataReadError` for a file that cannot be read.
         """
-        names = [c.name for c in schema.data_columns]
+        names = [c.name for c in (schema.columns if all_columns else schema.data_columns)]
         dataset = self._dataset(schema)
         missing = [n for n in names if n not in dataset.schema.names]
         if missing:
@@ -189,11 +191,12 @@ class StreamedTable:
             else:
                 yield ChunkedCounts(MemmapChunks(codes))
 
-    def read_all(self, schema: Schema) -> pd.DataFrame:
+    def read_all(self, schema: Schema, *, all_columns: bool = False) -> pd.DataFrame:
         """The whole table in memory (validated), for the synthesizers that need it."""
-        parts = list(self.batches(schema))
+        parts = list(self.batches(schema, all_columns=all_columns))
         if not parts:
-            return pd.DataFrame({c.name: [] for c in schema.data_columns})
+            cols = schema.columns if all_columns else schema.data_columns
+            return pd.DataFrame({c.name: [] for c in cols})
         return pd.concat(parts, ignore_index=True)
 
     @contextlib.contextmanager

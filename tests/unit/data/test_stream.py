@@ -207,3 +207,13 @@ def test_cli_fits_a_parquet_folder_in_batches_and_samples_in_chunks(tmp_path):
     streamed = BaseSynthesizer.load(tmp_path / "m")
     pd.testing.assert_frame_equal(streamed.sample(300, random_state=0),
                                   in_memory.sample(300, random_state=0))
+
+
+def test_read_all_keeps_identifiers_when_asked(tmp_path):
+    schema = Schema((Column("id", "identifier"), *SCHEMA.columns))
+    df = _table(300).assign(id=[f"r{i}" for i in range(300)])
+    df.to_parquet(tmp_path / "t.parquet", index=False)
+    table = StreamedTable(tmp_path / "t.parquet", batch_rows=100)
+    assert "id" not in table.read_all(schema).columns
+    whole = table.read_all(schema, all_columns=True)
+    assert list(whole["id"]) == list(df["id"]) and len(whole) == 300
