@@ -83,11 +83,9 @@ class RayTable:
     def count_source(self, schema: Schema, codecs: Sequence[ColumnCodec]
                      ) -> Iterator[CountSource]:
         """Connect to Ray, validate and count the rows (one pass), yield the counts source."""
-        import pyarrow.dataset as pads
-
         from dpsynth.data.stream import _check_same_schema
 
-        _check_same_schema(pads.dataset(list(self._files), format="parquet"), schema)
+        _check_same_schema(list(self._files), schema)
         ray, started = _connect(self.address, self.num_cpus)
         try:
             source = RayCounts(self, schema, codecs)
@@ -152,7 +150,7 @@ def _partition_codes(part: pd.DataFrame, schema_json: str, codecs_json: str,
 
     schema = Schema.from_dict(json.loads(schema_json))
     codecs = [ColumnCodec.from_dict(c) for c in json.loads(codecs_json)]
-    names = [c.name for c in codecs]
+    names = [c.name for c in schema.columns]  # all read: the schema validates them all
     for file, group in zip(part["file"], part["row_group"], strict=True):
         table = papq.ParquetFile(str(file)).read_row_group(int(group), columns=names)
         for start in range(0, table.num_rows, batch_rows):

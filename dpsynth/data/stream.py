@@ -1,8 +1,9 @@
 """Tables bigger than memory: read in record batches, encoded once to compact codes on disk.
 
 :class:`StreamedTable` names a Parquet file, a folder of Parquet files, or a CSV file
-(``.csv``/``.tsv``, optionally gzipped) and reads it in record batches with
-``pyarrow.dataset``: memory stays bounded by the batch size whatever the number of rows.
+(``.csv``/``.tsv``, optionally gzipped) and reads it in record batches with pyarrow
+(``ParquetFile.iter_batches``, ``pyarrow.csv.open_csv``): memory stays bounded by the batch
+size whatever the number of rows.
 The marginal synthesizers (AIM, MST) fit from it in one pass (:meth:`StreamedTable.encode`):
 each batch is parsed as the schema says (:func:`~dpsynth.data.io.coerce_to_schema`),
 validated (:meth:`Schema.problems`), encoded with the public codecs and appended as
@@ -38,7 +39,6 @@ from dpsynth.schema import Schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    import pyarrow.dataset as pads
 
     from dpsynth.synthesizers.marginal.binning import ColumnCodec
     from dpsynth.synthesizers.marginal.counts import CountSource
@@ -89,27 +89,38 @@ class StreamedTable:
     def is_csv(self) -> bool:
         return not self.path.is_dir() and self.path.name.lower().endswith(_CSV)
 
-    def _dataset(self, schema: Schema) -> pads.Dataset:
+    def _raw_batches(self, schema: Schema, names: list[str]) -> Iterator[pa.RecordBatch]:
+        """Record batches of ``names``, file after file; memory holds one batch (the
+        Parquet reader decodes one row group at a time, without read-ahead)."""
         import pyarrow as pa
         import pyarrow.csv as pacsv
-        import pyarrow.dataset as pads
+        import pyarrow.parquet as papq
 
-        files = [str(f) for f in self.files]
-        try:
-            if self.is_csv:
-                delimiter = "\t" if ".tsv" in self.path.name.lower() else ","
-                header = _csv_header(self.path, delimiter)
-                fmt = pads.CsvFileFormat(
+        if self.is_csv:
+            delimiter = "\t" if ".tsv" in self.path.name.lower() else ","
+            header = _csv_header(self.path, delimiter)
+            _require_columns(names, header, self.path)
+            try:
+                reader = pacsv.open_csv(
+                    pa.input_stream(str(self.path), compression="detect"),
+                    read_options=pacsv.ReadOptions(block_size=1 << 24),
                     parse_options=pacsv.ParseOptions(delimiter=delimiter),
                     convert_options=pacsv.ConvertOptions(
-                        column_types={c: pa.string() for c in header},
+                        column_types={c: pa.string() for c in header}, include_columns=names,
                         strings_can_be_null=True))
-                return pads.dataset(files, format=fmt)
-            dataset = pads.dataset(files, format="parquet")
-        except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
-            raise DataReadError(f"{self.path} cannot be read as a table: {_short(exc)}") from None
-        _check_same_schema(dataset, schema)
-        return dataset
+                yield from reader
+            except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+                raise DataReadError(f"{self.path} cannot be read as CSV: {_short(exc)}") from None
+            return
+        files = self.files
+        first = _check_same_schema(files, schema)
+        _require_columns(names, first, self.path)
+        for f in files:
+            try:
+                yield from papq.ParquetFile(f).iter_batches(batch_size=self.batch_rows,
+                                                            columns=names)
+            except (OSError, ValueError) as exc:
+                raise DataReadError(f"{f} could not be read: {_short(exc)}") from None
 
     # -- reading --------------------------------------------------------------------------
     def batches(self, schema: Schema, *, all_columns: bool = False
@@ -120,26 +131,14 @@ class StreamedTable:
         Raises :class:`DataValidationError` for the first batch with a problem (its problems
         and where they are), :class:`DataReadError` for a file that cannot be read.
         """
-        names = [c.name for c in (schema.columns if all_columns else schema.data_columns)]
-        dataset = self._dataset(schema)
-        missing = [n for n in names if n not in dataset.schema.names]
-        if missing:
-            raise DataValidationError([f"columns {missing} of the schema are missing from "
-                                       f"{self.path}"])
+        names = [c.name for c in schema.columns]  # all read: the schema validates them all
+        keep = names if all_columns else [c.name for c in schema.data_columns]
         start = 0
-        scanner = dataset.scanner(columns=names, batch_size=self.batch_rows, use_threads=False)
-        batches = iter(scanner.to_batches())
-        while True:
-            try:
-                batch = next(batches)
-            except StopIteration:
-                return
-            except (OSError, ValueError) as exc:
-                raise DataReadError(f"{self.path}: a file could not be read after {start} rows: "
-                                    f"{_short(exc)}") from None
+        for batch in self._raw_batches(schema, names):
             if batch.num_rows == 0:
                 continue
-            yield self._checked(batch, schema, start)
+            frame = self._checked(batch, schema, start)
+            yield frame if all_columns else frame[keep]
             start += batch.num_rows
 
     def _checked(self, batch: pa.RecordBatch, schema: Schema, start: int) -> pd.DataFrame:
@@ -158,15 +157,17 @@ class StreamedTable:
 
     def count_rows(self) -> int:
         """Rows in the input: Parquet footers only; a CSV is parsed once (no values kept)."""
-        import pyarrow.dataset as pads
-
         if not self.is_csv:
-            try:
-                return int(pads.dataset([str(f) for f in self.files], format="parquet")
-                           .count_rows())
-            except (OSError, ValueError) as exc:
-                raise DataReadError(f"{self.path} cannot be read as Parquet: "
-                                    f"{_short(exc)}") from None
+            import pyarrow.parquet as papq
+
+            n = 0
+            for f in self.files:
+                try:
+                    n += papq.ParquetFile(f).metadata.num_rows
+                except (OSError, ValueError) as exc:
+                    raise DataReadError(f"{f} is not a readable Parquet file: "
+                                        f"{_short(exc)}") from None
+            return n
         n = 0
         with _open_text(self.path) as fh:
             import csv
@@ -287,31 +288,41 @@ def _csv_header(path: Path, delimiter: str) -> list[str]:
     return header
 
 
-def _check_same_schema(dataset: pads.Dataset, schema: Schema) -> None:
-    """Every Parquet file must have the modelled columns with the first file's types."""
-    names = [c.name for c in schema.data_columns]
+def _require_columns(names: Sequence[str], found: Sequence[str], path: Path) -> None:
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise DataValidationError([f"columns {missing} of the schema are missing from {path}"])
+
+
+def _check_same_schema(files: Sequence[Path | str], schema: Schema) -> list[str]:
+    """Every Parquet file must have the modelled columns with the first file's types (read
+    from the footers only); returns the first file's column names."""
+    import pyarrow.parquet as papq
+
+    names = [c.name for c in schema.columns]
     first: dict[str, Any] | None = None
+    first_names: list[str] = []
     first_file = ""
     problems: list[str] = []
-    for fragment in dataset.get_fragments():
+    for f in files:
         try:
-            physical = fragment.physical_schema
+            physical = papq.read_schema(f)
         except (OSError, ValueError) as exc:
-            raise DataReadError(f"{fragment.path} is not a readable Parquet file: "
-                                f"{_short(exc)}") from None
+            raise DataReadError(f"{f} is not a readable Parquet file: {_short(exc)}") from None
         types = {n: physical.field(n).type for n in names if n in physical.names}
         if first is None:
-            first, first_file = types, fragment.path
+            first, first_file, first_names = types, str(f), list(physical.names)
             continue
         for n in names:
-            if n not in types:
-                problems.append(f"{fragment.path} has no column {n!r} (unlike {first_file})")
+            if n in first and n not in types:
+                problems.append(f"{f} has no column {n!r} (unlike {first_file})")
             elif n in first and types[n] != first[n]:
-                problems.append(f"column {n!r} is {types[n]} in {fragment.path} but "
-                                f"{first[n]} in {first_file}")
+                problems.append(f"column {n!r} is {types[n]} in {f} but {first[n]} in "
+                                f"{first_file}")
     if problems:
         raise DataValidationError([*problems[:20], "the files of one table must share one "
                                    "schema; nothing was read or spent"])
+    return first_names
 
 
 def write_chunks(frames: Iterator[pd.DataFrame], path: str | Path) -> int:

@@ -44,6 +44,18 @@ def test_ray_counts_fit_like_the_embedded_path(tmp_path, local_ray):
     assert not other.sample(400, random_state=2).equals(embedded.sample(400, random_state=2))
 
 
+def test_ray_reads_identifier_columns_for_validation(tmp_path, local_ray):
+    from dpsynth.schema import Column, Schema
+
+    schema = Schema((Column("id", "identifier"), *SCHEMA.columns))
+    df = _table(500).assign(id=[f"r{i}" for i in range(500)])
+    df.to_parquet(tmp_path / "t.parquet", index=False)
+    session = BudgetSession(Budget(1.0, 1e-6))
+    fitted = create("mst", epsilon=1.0, random_state=0).fit(
+        RayTable(tmp_path / "t.parquet"), schema, ledger=session)
+    assert fitted.n_rows_ == 500 and "id" not in fitted.sample(5).columns
+
+
 def test_ray_refuses_bad_values_before_spending(tmp_path, local_ray):
     df = _table(600)
     df.loc[450, "job"] = "zzz"
