@@ -104,7 +104,8 @@ class StreamedTable:
                 reader = pacsv.open_csv(
                     pa.input_stream(str(self.path), compression="detect"),
                     read_options=pacsv.ReadOptions(block_size=1 << 24),
-                    parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                    parse_options=pacsv.ParseOptions(delimiter=delimiter,
+                                                     newlines_in_values=True),
                     convert_options=pacsv.ConvertOptions(
                         column_types={c: pa.string() for c in header}, include_columns=names,
                         strings_can_be_null=True))
