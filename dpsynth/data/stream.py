@@ -7,7 +7,7 @@ size whatever the number of rows.
 The marginal synthesizers (AIM, MST) fit from it in one pass (:meth:`StreamedTable.encode`):
 each batch is parsed as the schema says (:func:`~dpsynth.data.io.coerce_to_schema`),
 validated (:meth:`Schema.problems`), encoded with the public codecs and appended as
-``uint8``/``uint16`` codes to a file in a temporary folder, which is then memory-mapped and
+``uint8``/``uint16`` codes to a file in a temporary folder, which is then read back and
 counted chunk by chunk (:mod:`dpsynth.synthesizers.marginal.counts`). The whole input is read
 and validated before anything is spent, so bad input (a folder whose files disagree on the
 columns or their types, a value outside the schema, an unreadable file part way through)
