@@ -127,7 +127,10 @@ def _print_privacy(synth: Any) -> None:
 @app.command(help="Fit a DP synthesizer on a private table and save it (no pickle)."
              + PRIVACY_HELP)
 def fit(
-    data: Annotated[Path, typer.Argument(help="Private table: CSV, Parquet or JSON lines.")],
+    data: Annotated[Path, typer.Argument(
+        help="Private table: CSV, Parquet, a folder of Parquet files, or JSON lines. aim/mst "
+        "read Parquet and CSV in batches (bounded memory) when the schema declares every "
+        "domain and no ledger is used.")],
     schema: Annotated[Path, typer.Option(help="Public schema (YAML/JSON) of the table.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to save the model in.")],
     epsilon: Epsilon = 1.0,
@@ -153,25 +156,57 @@ def fit(
     with cli_errors():
         from dpsynth.commands.budget import check_before_spending, recorder_for, spend_report
         from dpsynth.data.io import read_table
+        from dpsynth.data.stream import StreamedTable
 
         check_before_spending(out_dir, epsilon, ledger, dataset)
         table_schema = _load_schema(schema)
-        frame = read_table(data, schema=table_schema, delimiter=delimiter, encoding=encoding)
         name = synthesizer or _default_synthesizer()
         synth = _make_synthesizer(name, epsilon=epsilon, delta=delta, seed=seed, secure=secure,
                                   extra={"epochs": epochs, "progress": True})
-        recorder = recorder_for(ledger, dataset, frame, table_schema)
-        _show_plan(synth, table_schema, len(frame), recorder)
+        stream = None if clip else _streamed_input(data, synth, table_schema, ledger, dataset,
+                                                   delimiter, encoding)
+        if stream is not None:  # read in batches: memory does not grow with the rows
+            n_rows, frame_or_stream, recorder = stream.count_rows(), stream, None
+        else:
+            frame = StreamedTable(data).read_all(table_schema, all_columns=True) \
+                if data.is_dir() else \
+                read_table(data, schema=table_schema, delimiter=delimiter, encoding=encoding)
+            n_rows, frame_or_stream = len(frame), frame
+            recorder = recorder_for(ledger, dataset, frame, table_schema)
+        _show_plan(synth, table_schema, n_rows, recorder)
         start = time.perf_counter()
         with spend_report(recorder):
-            synth.fit(frame, table_schema, ledger=recorder, clip=clip)
+            synth.fit(frame_or_stream, table_schema, ledger=recorder, clip=clip)
             synth.save(out_dir)
         if clip:
             out.print(f"Clipped to the declared bounds (no privacy cost), values per column: "
                       f"{synth.clipped_ or 'none'}")
-        out.print(f"Fitted {name} on {len(frame)} rows in {time.perf_counter() - start:.1f} s; "
-                  f"model saved to {out_dir}")
+        out.print(f"Fitted {name} on {synth.n_rows_} rows in "
+                  f"{time.perf_counter() - start:.1f} s; model saved to {out_dir}")
         _print_privacy(synth)
+
+
+def _streamed_input(data: Path, synth: Any, schema: Any, ledger: Path | None,
+                    dataset: str | None, delimiter: str | None, encoding: str | None) -> Any:
+    """A :class:`StreamedTable` when ``data`` can be read in batches by ``synth``, else None.
+
+    Streamed: a Parquet file, a folder of Parquet files or a plain CSV, when the synthesizer
+    streams, its schema declares every domain and no ledger is used (the ledger names a
+    table by a hash of all its rows). Otherwise the table is read whole.
+    """
+    from dpsynth.data.stream import StreamedTable
+
+    if not data.exists():
+        return None  # read_table says what is wrong
+    name = data.name.lower()
+    plain_csv = name.endswith((".csv", ".csv.gz")) and delimiter in (None, ",") \
+        and encoding in (None, "utf-8", "utf-8-sig")
+    if not (synth.streams and (data.is_dir() or name.endswith((".parquet", ".pq"))
+                               or plain_csv)):
+        return None
+    if ledger is not None or dataset is not None or schema.undeclared() or schema.user_key:
+        return None
+    return StreamedTable(data)
 
 
 @app.command()
@@ -189,9 +224,11 @@ def sample(
         if n_rows <= 0:
             raise fail(f"--n-rows must be a positive integer; got {n_rows}", EXIT_USAGE)
         synth = BaseSynthesizer.load(model)
-        frame = synth.sample(n_rows, random_state=seed)
-        write_table(frame, out_file)
-        out.print(f"Wrote {len(frame)} synthetic rows to {out_file}")
+        if out_file.name.lower().endswith((".parquet", ".pq", ".csv", ".tsv")):
+            synth.sample_to(out_file, n_rows, random_state=seed)  # in chunks: bounded memory
+        else:
+            write_table(synth.sample(n_rows, random_state=seed), out_file)
+        out.print(f"Wrote {n_rows} synthetic rows to {out_file}")
 
 
 # -- schema ---------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 def release_command(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Argument(help="Private table: CSV, Parquet or JSON lines.",
+    data: Annotated[Path, typer.Argument(help="Private table: CSV, Parquet, a folder of "
+                                         "Parquet files (read whole), or JSON lines.",
                                          show_default=False)],
     schema: Annotated[Path, typer.Option(help="Public schema (YAML/JSON) of the table.",
                                          show_default=False)],
@@ -110,7 +111,12 @@ def release_command(
         from dpsynth.schema import Schema
 
         table_schema = Schema.load(schema)
-        frame = read_table(data, schema=table_schema)
+        if data.is_dir():  # a folder of Parquet files, read whole (the audit needs rows)
+            from dpsynth.data.stream import StreamedTable
+
+            frame = StreamedTable(data).read_all(table_schema, all_columns=True)
+        else:
+            frame = read_table(data, schema=table_schema)
         cap = None
         if cap_epsilon is not None:
             cap = Budget(cap_epsilon, cap_delta if cap_delta is not None

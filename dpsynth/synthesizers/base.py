@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,10 @@ from dpsynth.synthesizers.plan import (
     as_training_plan,
     plan_summary,
 )
+
+if TYPE_CHECKING:
+    from dpsynth.data.ray_table import RayTable
+    from dpsynth.data.stream import StreamedTable
 
 logger = logging.getLogger(__name__)
 
@@ -177,19 +181,23 @@ class BaseSynthesizer:
         return math.isfinite(float(self.epsilon))
 
     # -- template fit -------------------------------------------------------------------
-    def fit(self, data: pd.DataFrame, schema: Schema, *,
+    def fit(self, data: pd.DataFrame | str | Path | StreamedTable | RayTable, schema: Schema, *,
             ledger: SpendRecorder | None = None, clip: bool = False) -> Self:
         """Fit on private ``data`` whose public domain is ``schema``, spending through ``ledger``.
 
         The whole budget is planned and checked before the data is read; undeclared domains
         are discovered with DP; the training noise is calibrated so the PLD composition of
-        everything stays within ``(epsilon, delta)``.
+        everything stays within ``(epsilon, delta)``. ``data`` may also be a path (a Parquet
+        file, a folder of Parquet files, a CSV) or a
+        :class:`~dpsynth.data.stream.StreamedTable`: the marginal synthesizers then read it
+        in batches (:meth:`_fit_streamed`); the others read it whole.
 
         ``clip=True`` first moves every value outside its column's declared public bounds to
         the nearest bound (:func:`dpsynth.release.clip.clip_to_bounds`): row-local and
         driven by public bounds only, so it costs no privacy. The count clipped per column
         is kept in ``clipped_`` and saved in the model's manifest (``fit_notes``); without
-        it, such values are refused (:class:`~dpsynth.errors.DataValidationError`).
+        it, such values are refused (:class:`~dpsynth.errors.DataValidationError`). It needs
+        the table in memory: a streamed input is then read whole.
         """
         self._validate_params()
         if ledger is not None and not self.is_private:
@@ -198,6 +206,14 @@ class BaseSynthesizer:
                                "model of ledgered data would bypass its cap. Refused before "
                                "reading the data.")
         self._checked_schema(schema)
+        if not isinstance(data, pd.DataFrame):
+            from dpsynth.data.stream import as_streamed
+
+            stream = as_streamed(data)
+            if self.streams and not clip:
+                self._fit_streamed(stream, schema, ledger=ledger)
+                return self
+            data = stream.read_all(schema)
         clipped: dict[str, int] = {}
         if clip:
             from dpsynth.release.clip import clip_to_bounds
@@ -229,14 +245,24 @@ class BaseSynthesizer:
                                    recorder=recorder)
             data = map_to_domain(data, schema)  # clip / map unreleased values to "__other__"
         self._fit_declared(data, schema, plan=plan, recorder=recorder, noise=noise)
-        self.privacy_ = PrivacyReport(
+        self.privacy_ = self._privacy_report(plan, schema)
+        return self
+
+    #: Whether :meth:`_fit_streamed` reads a :class:`StreamedTable` in batches.
+    streams: ClassVar[bool] = False
+
+    def _fit_streamed(self, stream: StreamedTable | RayTable, schema: Schema, *,
+                      ledger: SpendRecorder | None) -> None:
+        raise NotImplementedError
+
+    def _privacy_report(self, plan: FitPlan, schema: Schema) -> PrivacyReport:
+        return PrivacyReport(
             epsilon=plan.epsilon(), delta=plan.budget.delta,
             target_epsilon=plan.budget.epsilon,
             rdp_epsilon=rdp_epsilon(list(plan.events), plan.budget.delta), accountant=ACCOUNTANT,
             spends=plan.spends, secure_mode=bool(self.secure_mode),
             privacy_unit=schema.user_key or "row",
         )
-        return self
 
     def fit_planned(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
                     recorder: SpendRecorder | None, noise: NoiseSource) -> Self:
@@ -360,6 +386,28 @@ class BaseSynthesizer:
         rng = np.random.default_rng(random_state)
         out = self._sample(int(n_rows), rng)
         return out[[c.name for c in self.schema_.data_columns]].reset_index(drop=True)
+
+    def sample_to(self, path: str | Path, n_rows: int, *,
+                  random_state: int | np.random.Generator | None = None,
+                  chunk_rows: int = 1_000_000) -> Path:
+        """Draw ``n_rows`` rows straight to a Parquet or CSV file, ``chunk_rows`` at a time.
+
+        Memory holds one chunk, whatever ``n_rows``; the file appears only once complete.
+        One generator runs through the chunks, so a seed gives the same file every time
+        (not the same rows as one :meth:`sample` call of ``n_rows``).
+        """
+        from dpsynth.data.stream import write_chunks
+
+        for name, value in (("n_rows", n_rows), ("chunk_rows", chunk_rows)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise param_error(name, "an integer > 0", value, type(self).__name__)
+        if not hasattr(self, "schema_"):
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit first.")
+        rng = np.random.default_rng(random_state)
+        sizes = [min(int(chunk_rows), int(n_rows) - s) for s in range(0, int(n_rows),
+                                                                      int(chunk_rows))]
+        write_chunks((self.sample(k, random_state=rng) for k in sizes), path)
+        return Path(path)
 
     # -- persistence --------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -27,8 +27,9 @@ from dpsynth.accounting import Budget, Event
 from dpsynth.errors import param_error
 from dpsynth.synthesizers.base import register
 from dpsynth.synthesizers.marginal.common import MarginalSynthesizer, _Run
+from dpsynth.synthesizers.marginal.counts import CountSource
 from dpsynth.synthesizers.marginal.estimate import FittedModel, fit_model
-from dpsynth.synthesizers.marginal.measure import Measurement, marginal_counts, measure
+from dpsynth.synthesizers.marginal.measure import Measurement, measure
 from dpsynth.synthesizers.marginal.plan import MarginalPlan, plan_marginals
 from dpsynth.synthesizers.marginal.select import (
     aim_scores,
@@ -124,13 +125,13 @@ class AIMSynthesizer(MarginalSynthesizer):
                               first_share=float(self.first_share),
                               select_share=float(self.select_share), prior=prior)
 
-    def _measure_more(self, codes: np.ndarray, domain: tuple[int, ...],
+    def _measure_more(self, codes: CountSource, domain: tuple[int, ...],
                       measured: list[Measurement], run: _Run
                       ) -> tuple[list[Measurement], FittedModel | None]:
         noise, sigma, select_eps = run.noise, run.round_sigma, run.select_epsilon
         cands = candidates(workload_cliques(len(domain), int(self.degree)))
         sensitivity = max(cands.values())
-        answers = {r: marginal_counts(codes, r, domain) for r in cands}
+        answers = dict(zip(cands, codes.counts(list(cands), domain), strict=True))
         model = fit_model(domain, measured, self.total_, iterations=int(self.round_iterations))
         rounds = self._n_rounds(len(domain))
         self.selection_log_: list[dict[str, object]] = []

@@ -14,15 +14,15 @@ import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from dpsynth.accounting import Budget, Event, NoiseSource, SpendRecorder
-from dpsynth.errors import ParameterError, PrivacyError, param_error
+from dpsynth.accounting import Budget, BudgetSession, Event, NoiseSource, SpendRecorder
+from dpsynth.errors import DataValidationError, ParameterError, PrivacyError, param_error
 from dpsynth.schema import Schema
-from dpsynth.synthesizers.base import BaseSynthesizer
+from dpsynth.synthesizers.base import BaseSynthesizer, _now
 from dpsynth.synthesizers.marginal.binning import (
     ColumnCodec,
     codecs_for,
@@ -31,15 +31,19 @@ from dpsynth.synthesizers.marginal.binning import (
 )
 from dpsynth.synthesizers.marginal.compress import (
     ColumnMerge,
-    compress_codes,
     expand_codes,
     merged_measurement,
     plan_merge,
 )
+from dpsynth.synthesizers.marginal.counts import ArrayCounts, CountSource
 from dpsynth.synthesizers.marginal.estimate import FittedModel, fit_model, model_from_theta
-from dpsynth.synthesizers.marginal.measure import Measurement, measure
+from dpsynth.synthesizers.marginal.measure import Measurement, add_noise
 from dpsynth.synthesizers.marginal.plan import MarginalPlan
 from dpsynth.synthesizers.plan import FitPlan, PlannedSpend
+
+if TYPE_CHECKING:
+    from dpsynth.data.ray_table import RayTable
+    from dpsynth.data.stream import StreamedTable
 
 logger = logging.getLogger(__name__)
 
@@ -141,18 +145,66 @@ class MarginalSynthesizer(BaseSynthesizer):
     # -- fitting --------------------------------------------------------------------------
     def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
              recorder: SpendRecorder | None, noise: NoiseSource) -> None:
+        self.codecs_ = codecs_for(schema, int(self.n_bins))
+        self._fit_counts(ArrayCounts(encode_table(self.codecs_, data)), plan=plan,
+                         recorder=recorder, noise=noise)
+
+    streams = True
+
+    def _fit_streamed(self, stream: StreamedTable | RayTable, schema: Schema, *,
+                      ledger: SpendRecorder | None) -> None:
+        """Fit from a table read in batches: one encoding pass (which validates every row)
+        to codes on disk, then every count chunk by chunk (:mod:`.counts`). Nothing is spent
+        before the whole input has been read and validated."""
+        if schema.undeclared():
+            raise ParameterError(
+                f"Streaming {stream.path} needs a schema that declares the bounds/categories "
+                f"of every column (undeclared: {list(schema.undeclared())}); DP discovery reads "
+                "the whole table in memory. Declare the public domain, or fit from a "
+                "DataFrame.")
+        if schema.user_key:
+            raise ParameterError(f"Streaming {stream.path} supports row-level privacy only; "
+                                 f"the schema's user_key {schema.user_key!r} needs every row of "
+                                 "a user at once. Fit from a DataFrame.")
+        schema = self._require_declared(schema)
+        self.codecs_ = codecs_for(schema, int(self.n_bins))
+        noise = NoiseSource.create(self.random_state, bool(self.secure_mode))
+        with stream.count_source(schema, self.codecs_) as source:
+            n = source.n_rows
+            if n < 2:
+                raise DataValidationError([f"the table has {n} row(s); at least 2 are needed"])
+            if not self.is_private:
+                logger.warning("epsilon=inf: training WITHOUT differential privacy")
+                self._fit_counts(source, plan=None, recorder=None, noise=noise)
+                self.privacy_ = None
+            else:
+                plan = self.plan_budget(schema, n, ledger=ledger)
+                recorder: SpendRecorder = ledger if ledger is not None else \
+                    BudgetSession(plan.budget)
+                if logger.isEnabledFor(logging.INFO):
+                    logger.info(plan.summary())
+                recorder.reserve_plan(plan.spends)
+                self._fit_counts(source, plan=plan, recorder=recorder, noise=noise)
+                self.privacy_ = self._privacy_report(plan, schema)
+        self.schema_ = schema
+        self.n_rows_ = n
+        self.fitted_at_ = _now()
+
+    def _fit_counts(self, source: CountSource, *, plan: FitPlan | None,
+                    recorder: SpendRecorder | None, noise: NoiseSource) -> None:
+        """The fit proper, on the exact counts of ``source`` (codes of ``self.codecs_``)."""
         run = _Run(None, None, recorder, []) if plan is None or recorder is None else \
             _Run(plan.detail_as(MarginalPlan), noise, recorder, [])
-        self.codecs_ = codecs_for(schema, int(self.n_bins))
-        codes = encode_table(self.codecs_, data)
         raw_domain = [c.size for c in self.codecs_]
+        ones = [(i,) for i in range(len(raw_domain))]
+        exact = source.counts(ones, raw_domain)  # one pass over the rows for all of them
         with run.spend("one-way marginals"):
-            first = [measure(codes, (i,), raw_domain, run.first_sigma, run.noise)
-                     for i in range(codes.shape[1])]
+            first = [add_noise(a, c, run.first_sigma, run.noise)
+                     for a, c in zip(ones, exact, strict=True)]
         self.merges_ = tuple(
             plan_merge(m, MERGE_THRESHOLD) if self.compress else ColumnMerge(tuple(range(s)))
             for m, s in zip(first, raw_domain, strict=True))
-        codes = compress_codes(codes, self.merges_, raw_domain)
+        codes = source.compressed(self.merges_, raw_domain)
         domain = tuple(m.size for m in self.merges_)
         measured = [merged_measurement(m, g, i) for i, (m, g) in
                     enumerate(zip(first, self.merges_, strict=True))]
@@ -167,7 +219,7 @@ class MarginalSynthesizer(BaseSynthesizer):
         if run.plan is not None and tuple(run.spent) != run.plan.spends:
             raise PrivacyError("internal error: the spends differ from the plan")
 
-    def _measure_more(self, codes: np.ndarray, domain: tuple[int, ...],
+    def _measure_more(self, codes: CountSource, domain: tuple[int, ...],
                       measured: list[Measurement], run: _Run
                       ) -> tuple[list[Measurement], FittedModel | None]:
         raise NotImplementedError

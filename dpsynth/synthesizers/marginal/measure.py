@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dpsynth.accounting import NoiseSource
 from dpsynth.synthesizers.marginal.junction import Clique
+
+if TYPE_CHECKING:
+    from dpsynth.synthesizers.marginal.counts import CountSource
 
 
 @dataclass(frozen=True)
@@ -42,15 +46,26 @@ def marginal_counts(codes: np.ndarray, attrs: Clique, domain: Sequence[int]) -> 
     return np.bincount(flat, minlength=int(np.prod(shape))).reshape(shape).astype(float)
 
 
-def measure(codes: np.ndarray, attrs: Clique, domain: Sequence[int], sigma: float,
-            noise: NoiseSource | None) -> Measurement:
+def measure(codes: np.ndarray | CountSource, attrs: Clique, domain: Sequence[int],
+            sigma: float, noise: NoiseSource | None) -> Measurement:
     """Release the marginal over ``attrs`` with Gaussian noise of std ``sigma``.
+
+    ``codes`` is the rows × columns code matrix or a :class:`~.counts.CountSource`.
 
     ``noise=None`` (or ``sigma=0``) is the exact, non-private measurement of the reference
     fit (``epsilon=inf``); it is then weighted as if its noise were one row.
     """
     attrs = tuple(sorted(attrs))
-    counts = marginal_counts(codes, attrs, domain)
+    if isinstance(codes, np.ndarray):
+        counts = marginal_counts(codes, attrs, domain)
+    else:
+        counts = codes.counts([attrs], domain)[0]
+    return add_noise(attrs, counts, sigma, noise)
+
+
+def add_noise(attrs: Clique, counts: np.ndarray, sigma: float,
+              noise: NoiseSource | None) -> Measurement:
+    """The Gaussian mechanism on exact ``counts`` (see :func:`measure`)."""
     if noise is None or sigma == 0:
         return Measurement(attrs, counts, 1.0, 0.0)
     noisy = counts + noise.normal(counts.size, scale=sigma).reshape(counts.shape)

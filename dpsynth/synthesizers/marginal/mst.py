@@ -17,8 +17,9 @@ import numpy as np
 from dpsynth.accounting import Budget, Event
 from dpsynth.synthesizers.base import register
 from dpsynth.synthesizers.marginal.common import MarginalSynthesizer, _Run
+from dpsynth.synthesizers.marginal.counts import CountSource
 from dpsynth.synthesizers.marginal.estimate import FittedModel, fit_model
-from dpsynth.synthesizers.marginal.measure import Measurement, marginal_counts, measure
+from dpsynth.synthesizers.marginal.measure import Measurement, measure
 from dpsynth.synthesizers.marginal.plan import MarginalPlan, plan_marginals
 from dpsynth.synthesizers.marginal.select import mst_edges
 
@@ -37,7 +38,7 @@ class MSTSynthesizer(MarginalSynthesizer):
                               rounds=n_columns - 1, first_share=_THIRD,
                               select_share=_THIRD, prior=prior)
 
-    def _measure_more(self, codes: np.ndarray, domain: tuple[int, ...],
+    def _measure_more(self, codes: CountSource, domain: tuple[int, ...],
                       measured: list[Measurement], run: _Run
                       ) -> tuple[list[Measurement], FittedModel | None]:
         d = len(domain)
@@ -46,10 +47,12 @@ class MSTSynthesizer(MarginalSynthesizer):
         noise = run.noise
         independent = fit_model(domain, measured, self.total_, iterations=50)
         errors = {}
-        for a, b in itertools.combinations(range(d), 2):
+        pairs = list(itertools.combinations(range(d), 2))
+        exact = dict(zip(pairs, codes.counts(pairs, domain), strict=True))  # one pass
+        for a, b in pairs:
             guess = self.total_ * np.multiply.outer(independent.project((a,)),
                                                     independent.project((b,)))
-            errors[(a, b)] = float(np.abs(marginal_counts(codes, (a, b), domain) - guess).sum())
+            errors[(a, b)] = float(np.abs(exact[(a, b)] - guess).sum())
         with run.spend("marginal selection"):
             edges = mst_edges(errors, d, run.select_epsilon, noise)
         with run.spend("selected marginals"):
