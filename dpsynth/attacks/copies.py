@@ -27,7 +27,6 @@ from __future__ import annotations
 import numpy as np
 
 from dpsynth._util.progress import ProgressFn
-from dpsynth.attacks.distance import nearest
 from dpsynth.attacks.membership import expect_goal
 from dpsynth.attacks.result import AttackResult, check_rule, exposed_ids, score_attack
 from dpsynth.attacks.threat import AuditData, ThreatModel
@@ -99,11 +98,11 @@ def near_copies(data: AuditData, threat: ThreatModel | None = None, *, ratio: fl
         raise param_error("ratio", "a float in (0, 1]", ratio, "near_copies")
     rng = np.random.default_rng(random_state)
     members, controls = data.balanced_targets(threat.n_targets, rng)
-    syn, hold = data.synthetic.x, data.control.x
+    hold = data.control.x
     queries = np.concatenate([data.train.x[members], hold[controls]])
-    d_syn = nearest(queries, syn, progress=progress)[0][:, 0]
-    d_mem_hold = nearest(data.train.x[members], hold)[0][:, 0]
-    dist, index = nearest(hold[controls], hold, k=2)
+    d_syn = data.synthetic.index.nearest(queries, progress=progress)[0][:, 0]
+    d_mem_hold = data.control.index.nearest(data.train.x[members])[0][:, 0]
+    dist, index = data.control.index.nearest(hold[controls], k=2)
     d_ctl_hold = np.where(index[:, 0] == controls, dist[:, 1], dist[:, 0])
     m = members.size
     hits, control_hits = d_syn[:m] < ratio * d_mem_hold, d_syn[m:] < ratio * d_ctl_hold

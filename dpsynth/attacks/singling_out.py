@@ -55,6 +55,42 @@ def matches(predicate: Predicate, values: np.ndarray) -> np.ndarray:
     return mask
 
 
+class SortedColumns:
+    """The columns of a value matrix, each sorted once, so that the rows a predicate matches
+    are found by bisection on its most selective condition and a check of the others on those
+    rows only, instead of a scan of the whole table per predicate. Exact: the same rows as
+    :func:`matches`."""
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+        self.order = [np.argsort(values[:, j], kind="stable") for j in range(values.shape[1])]
+        self.sorted = [values[o, j] for j, o in enumerate(self.order)]  # missing values last
+        self.present = [int(np.count_nonzero(~np.isnan(c))) for c in self.sorted]
+
+    def _span(self, cond: Condition) -> tuple[int, int]:
+        column, present = self.sorted[cond.column], self.present[cond.column]
+        if np.isnan(cond.lo):
+            return present, len(column)
+        return (int(np.searchsorted(column[:present], cond.lo, "left")),
+                int(np.searchsorted(column[:present], cond.hi, "right")))
+
+    def rows(self, predicate: Predicate) -> np.ndarray:
+        """Indices of the rows that satisfy every condition, in ascending order."""
+        if not predicate:
+            return np.arange(len(self.values))
+        spans = [self._span(c) for c in predicate]
+        best = int(np.argmin([hi - lo for lo, hi in spans]))
+        lo, hi = spans[best]
+        rows = np.sort(self.order[predicate[best].column][lo:hi])
+        rest = predicate[:best] + predicate[best + 1:]
+        if rest and rows.size:
+            rows = rows[matches(rest, self.values[rows])]
+        return rows
+
+    def count(self, predicate: Predicate) -> int:
+        return int(self.rows(predicate).size)
+
+
 def _condition(data: AuditData, j: int, value: float, tolerance: float) -> Condition:
     coding = data.encoder.codings_[j]
     if np.isnan(value):
@@ -93,6 +129,7 @@ def _multivariate(data: AuditData, n: int, n_columns: int, tolerance: float,
                   rng: np.random.Generator) -> list[Predicate]:
     """Up to ``n`` predicates from random synthetic rows that isolate exactly that row."""
     syn = data.synthetic.values
+    syn_columns = SortedColumns(syn)
     width = min(n_columns, syn.shape[1])
     out: list[Predicate] = []
     seen: set[Predicate] = set()
@@ -100,7 +137,7 @@ def _multivariate(data: AuditData, n: int, n_columns: int, tolerance: float,
         row = syn[rng.integers(len(syn))]
         cols = np.sort(rng.choice(syn.shape[1], size=width, replace=False))
         pred = tuple(_condition(data, int(j), row[j], tolerance) for j in cols)
-        if pred not in seen and int(matches(pred, syn).sum()) == 1:
+        if pred not in seen and syn_columns.count(pred) == 1:
             out.append(pred)
             if len(out) == n:
                 break
@@ -164,9 +201,10 @@ def singling_out(data: AuditData, threat: ThreatModel | None = None, *,
         predicates = _multivariate(data, n, n_columns, tolerance, rng)
         naive = _naive(data, len(predicates), n_columns, tolerance, rng)
     members, controls = data.balanced_targets(len(data.train) + len(data.control), rng)
-    train, control = data.train.values[members], data.control.values[controls]
+    train = SortedColumns(data.train.values[members])
+    control = SortedColumns(data.control.values[controls])
     hits, control_hits, found = _evaluate(predicates, train, control, progress)
-    baseline_hits = np.array([matches(p, train).sum() == 1 for p in naive], dtype=bool)
+    baseline_hits = np.array([train.count(p) == 1 for p in naive], dtype=bool)
     ids = exposed_ids([data.train.ids[members[i]] for i in found], np.arange(len(found)))
     notes = "" if predicates else "no predicate isolates a single synthetic row"
     return score_attack(f"singling_out_{mode}", threat, hits, control_hits, baseline_hits,
@@ -177,17 +215,17 @@ def singling_out(data: AuditData, threat: ThreatModel | None = None, *,
                         exposed_row_ids=ids, notes=notes)
 
 
-def _evaluate(predicates: list[Predicate], train: np.ndarray, control: np.ndarray,
+def _evaluate(predicates: list[Predicate], train: SortedColumns, control: SortedColumns,
               progress: ProgressFn | None) -> tuple[np.ndarray, np.ndarray, list[int]]:
     hits = np.zeros(len(predicates), dtype=bool)
     control_hits = np.zeros(len(predicates), dtype=bool)
     found: list[int] = []
     for i, pred in enumerate(predicates):
-        mask = matches(pred, train)
-        hits[i] = mask.sum() == 1
+        rows = train.rows(pred)
+        hits[i] = rows.size == 1
         if hits[i]:
-            found.append(int(np.flatnonzero(mask)[0]))
-        control_hits[i] = matches(pred, control).sum() == 1
+            found.append(int(rows[0]))
+        control_hits[i] = control.count(pred) == 1
         if progress is not None and (i + 1) % 100 == 0:
             progress(i + 1, len(predicates))
     return hits, control_hits, list(dict.fromkeys(found))

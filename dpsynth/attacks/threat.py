@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dpsynth.attacks.distance import MixedEncoder, audited_kinds
+from dpsynth.attacks.distance import MixedEncoder, NeighbourIndex, audited_kinds
 from dpsynth.errors import DataValidationError, ParameterError, param_error
 from dpsynth.schema import Schema
 
@@ -179,6 +180,11 @@ class Part:
 
     def __len__(self) -> int:
         return len(self.values)
+
+    @cached_property
+    def index(self) -> NeighbourIndex:
+        """Nearest-neighbour index over the embedding (built on first use, then shared)."""
+        return NeighbourIndex(self.x)
 
     def take(self, rows: np.ndarray) -> Part:
         return Part(self.values[rows], self.x[rows], tuple(self.ids[i] for i in rows))
