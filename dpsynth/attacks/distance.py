@@ -196,6 +196,11 @@ class MixedEncoder:
         """The Euclidean embedding (float32) of a :meth:`values` matrix."""
         self._check()
         out = np.zeros((values.shape[0], self.n_features_), dtype=np.float32)
+        for start in range(0, len(values), 1 << 14):  # rows in blocks that stay in cache
+            self._embed_block(values[start:start + (1 << 14)], out[start:start + (1 << 14)])
+        return out
+
+    def _embed_block(self, values: np.ndarray, out: np.ndarray) -> None:
         rows = np.arange(values.shape[0])
         for j, coding in enumerate(self.codings_):
             column = values[:, j]
@@ -208,7 +213,6 @@ class MixedEncoder:
             else:
                 known = column >= 0
                 out[rows[known], coding.start + column[known].astype(int)] = math.sqrt(0.5)
-        return out
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Embed ``frame`` (shortcut for ``embed(values(frame))``)."""

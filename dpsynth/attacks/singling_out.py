@@ -23,7 +23,7 @@ import numpy as np
 from dpsynth._util.progress import ProgressFn
 from dpsynth.attacks.membership import expect_goal
 from dpsynth.attacks.result import AttackResult, check_rule, exposed_ids, score_attack
-from dpsynth.attacks.threat import AuditData, ThreatModel
+from dpsynth.attacks.threat import AuditData, Part, ThreatModel
 from dpsynth.errors import ParameterError, param_error
 
 MODES = ("univariate", "multivariate")
@@ -74,21 +74,25 @@ class SortedColumns:
         return (int(np.searchsorted(column[:present], cond.lo, "left")),
                 int(np.searchsorted(column[:present], cond.hi, "right")))
 
-    def rows(self, predicate: Predicate) -> np.ndarray:
-        """Indices of the rows that satisfy every condition, in ascending order."""
+    def rows(self, predicate: Predicate, *, ordered: bool = True) -> np.ndarray:
+        """Indices of the rows that satisfy every condition (ascending when ``ordered``)."""
         if not predicate:
             return np.arange(len(self.values))
         spans = [self._span(c) for c in predicate]
-        best = int(np.argmin([hi - lo for lo, hi in spans]))
-        lo, hi = spans[best]
-        rows = np.sort(self.order[predicate[best].column][lo:hi])
-        rest = predicate[:best] + predicate[best + 1:]
-        if rest and rows.size:
-            rows = rows[matches(rest, self.values[rows])]
-        return rows
+        by_size = np.argsort([hi - lo for lo, hi in spans], kind="stable")
+        lo, hi = spans[by_size[0]]
+        rows = self.order[predicate[by_size[0]].column][lo:hi]
+        for i in by_size[1:]:
+            if not rows.size:
+                break
+            cond = predicate[i]
+            col = self.values[rows, cond.column]
+            keep = np.isnan(col) if np.isnan(cond.lo) else (col >= cond.lo) & (col <= cond.hi)
+            rows = rows[keep]
+        return np.sort(rows) if ordered else rows
 
     def count(self, predicate: Predicate) -> int:
-        return int(self.rows(predicate).size)
+        return int(self.rows(predicate, ordered=False).size)
 
 
 def _condition(data: AuditData, j: int, value: float, tolerance: float) -> Condition:
@@ -129,7 +133,7 @@ def _multivariate(data: AuditData, n: int, n_columns: int, tolerance: float,
                   rng: np.random.Generator) -> list[Predicate]:
     """Up to ``n`` predicates from random synthetic rows that isolate exactly that row."""
     syn = data.synthetic.values
-    syn_columns = SortedColumns(syn)
+    syn_columns = data.synthetic.sorted_columns
     width = min(n_columns, syn.shape[1])
     out: list[Predicate] = []
     seen: set[Predicate] = set()
@@ -201,8 +205,7 @@ def singling_out(data: AuditData, threat: ThreatModel | None = None, *,
         predicates = _multivariate(data, n, n_columns, tolerance, rng)
         naive = _naive(data, len(predicates), n_columns, tolerance, rng)
     members, controls = data.balanced_targets(len(data.train) + len(data.control), rng)
-    train = SortedColumns(data.train.values[members])
-    control = SortedColumns(data.control.values[controls])
+    train, control = _columns(data.train, members), _columns(data.control, controls)
     hits, control_hits, found = _evaluate(predicates, train, control, progress)
     baseline_hits = np.array([train.count(p) == 1 for p in naive], dtype=bool)
     ids = exposed_ids([data.train.ids[members[i]] for i in found], np.arange(len(found)))
@@ -213,6 +216,11 @@ def singling_out(data: AuditData, threat: ThreatModel | None = None, *,
                                  "n_columns": n_columns if mode == "multivariate" else 1,
                                  "tolerance": tolerance, "table_size": len(members)},
                         exposed_row_ids=ids, notes=notes)
+
+
+def _columns(part: Part, rows: np.ndarray) -> SortedColumns:
+    """Sorted columns of ``part``'s ``rows`` (sorted, distinct): the part's own when all."""
+    return part.sorted_columns if rows.size == len(part) else SortedColumns(part.values[rows])
 
 
 def _evaluate(predicates: list[Predicate], train: SortedColumns, control: SortedColumns,

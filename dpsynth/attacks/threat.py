@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ import pandas as pd
 from dpsynth.attacks.distance import MixedEncoder, NeighbourIndex, audited_kinds
 from dpsynth.errors import DataValidationError, ParameterError, param_error
 from dpsynth.schema import Schema
+
+if TYPE_CHECKING:
+    from dpsynth.attacks.singling_out import SortedColumns
 
 GOALS = ("membership", "singling_out", "linkability", "attribute_inference", "reproduction")
 KNOWLEDGE = {
@@ -185,6 +188,13 @@ class Part:
     def index(self) -> NeighbourIndex:
         """Nearest-neighbour index over the embedding (built on first use, then shared)."""
         return NeighbourIndex(self.x)
+
+    @cached_property
+    def sorted_columns(self) -> SortedColumns:
+        """The values' columns sorted once, for predicate counts (built on first use)."""
+        from dpsynth.attacks.singling_out import SortedColumns
+
+        return SortedColumns(self.values)
 
     def take(self, rows: np.ndarray) -> Part:
         return Part(self.values[rows], self.x[rows], tuple(self.ids[i] for i in rows))
