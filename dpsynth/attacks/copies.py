@@ -134,9 +134,9 @@ def near_copies(data: AuditData, threat: ThreatModel | None = None, *, ratio: fl
     rng = np.random.default_rng(random_state)
     members, controls = data.balanced_targets(threat.n_targets, rng)
     hold = data.control.x
-    queries = np.concatenate([data.train.x[members], hold[controls]])
+    queries = np.concatenate([data.train.embed(members), hold[controls]])
     d_syn = data.synthetic.index.nearest(queries, progress=progress)[0][:, 0]
-    d_mem_hold = data.control.index.nearest(data.train.x[members])[0][:, 0]
+    d_mem_hold = data.control.index.nearest(data.train.embed(members))[0][:, 0]
     dist, index = data.control.index.nearest(hold[controls], k=2)
     d_ctl_hold = np.where(index[:, 0] == controls, dist[:, 1], dist[:, 0])
     m = members.size

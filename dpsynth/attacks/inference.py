@@ -109,8 +109,8 @@ def attribute_inference(data: AuditData, threat: ThreatModel | None = None, *,
         return _correct(_guess(syn_secret[idx], categorical), part_values[:, j], categorical,
                         tol)
 
-    hits = attack(data.train.values[members], data.train.x[members])
-    control_hits = attack(data.control.values[controls], data.control.x[controls])
+    hits = attack(data.train.values[members], data.train.embed(members))
+    control_hits = attack(data.control.values[controls], data.control.embed(controls))
     naive = syn_secret[rng.integers(len(syn_secret), size=members.size)]
     baseline_hits = _correct(naive, data.train.values[members, j], categorical, tol)
     metrics: dict[str, float | int | str | None] = {

@@ -68,8 +68,8 @@ def linkability(data: AuditData, threat: ThreatModel | None = None, *, n_neighbo
     members, controls = data.balanced_targets(threat.n_targets, rng)
     syn = data.synthetic.x
     indexes = (NeighbourIndex(syn[:, feats[0]]), NeighbourIndex(syn[:, feats[1]]))
-    hits = _linked(indexes, data.train.x[members], feats, n_neighbors, progress)
-    control_hits = _linked(indexes, data.control.x[controls], feats, n_neighbors, progress)
+    hits = _linked(indexes, data.train.embed(members), feats, n_neighbors, progress)
+    control_hits = _linked(indexes, data.control.embed(controls), feats, n_neighbors, progress)
     guess_a = rng.integers(limit, size=(members.size, n_neighbors))
     guess_b = rng.integers(limit, size=(members.size, n_neighbors))
     baseline_hits = (guess_a[:, :, None] == guess_b[:, None, :]).any(axis=(1, 2))

@@ -102,7 +102,7 @@ def dcr_membership(data: AuditData, threat: ThreatModel | None = None, *,
         raise param_error("quantile", "a float in (0, 1)", quantile, "dcr_membership")
     rng = np.random.default_rng(random_state)
     members, controls = data.balanced_targets(threat.n_targets, rng)
-    queries = np.concatenate([data.train.x[members], data.control.x[controls]])
+    queries = np.concatenate([data.train.embed(members), data.control.embed(controls)])
     dcr = data.synthetic.index.nearest(queries, progress=progress)[0][:, 0]
     tau = float(np.quantile(leave_one_out_distances(data.synthetic.x, rng,
                                                     index=data.synthetic.index), quantile))
@@ -156,7 +156,7 @@ def domias_membership(data: AuditData, threat: ThreatModel | None = None, *,
         loo = leave_one_out_distances(data.synthetic.x, rng, index=data.synthetic.index)
         positive = loo[loo > 0]
         bandwidth = float(np.quantile(positive, quantile)) if positive.size else 1.0
-    queries = np.concatenate([data.train.x[members], data.control.x[controls]])
+    queries = np.concatenate([data.train.embed(members), data.control.embed(controls)])
     half = None if progress is None else (lambda done, total: progress(done, 2 * total))
     rest = None if progress is None else (lambda done, total: progress(total + done, 2 * total))
     log_syn = data.synthetic.index.log_density(queries, bandwidth, progress=half)

@@ -108,7 +108,7 @@ def rare_records(data: AuditData, threat: ThreatModel | None = None, *, n_neighb
     whole = len(data.train) + len(data.control)
     members, controls = data.balanced_targets(whole if max_rows is None else max_rows, rng)
     m = members.size
-    real = np.concatenate([data.train.x[members], data.control.x[controls]])
+    real = np.concatenate([data.train.embed(members), data.control.embed(controls)])
     score, d_real = vulnerability(real, rng, n_neighbors=n_neighbors, pool_size=pool_size,
                                   progress=progress)
     n_pairs = min(threat.n_targets, m)

@@ -175,14 +175,27 @@ class ThreatModel:
 
 @dataclass(frozen=True, eq=False)
 class Part:
-    """One table in its role: column values (numbers or category codes), embedding, row ids."""
+    """One table in its role: column values (numbers or category codes), row ids, and the
+    embedding (:attr:`x`, computed on first use; :meth:`embed` codes only the rows asked for
+    until then, so a large training table sampled for targets is never embedded whole)."""
 
     values: np.ndarray
-    x: np.ndarray
     ids: tuple[Any, ...]
+    encoder: MixedEncoder
 
     def __len__(self) -> int:
         return len(self.values)
+
+    @cached_property
+    def x(self) -> np.ndarray:
+        """The embedding of every row."""
+        return self.encoder.embed(self.values)
+
+    def embed(self, rows: np.ndarray) -> np.ndarray:
+        """The embedding of ``rows`` (the same numbers as ``x[rows]``)."""
+        if "x" in self.__dict__:
+            return np.asarray(self.__dict__["x"][rows])
+        return self.encoder.embed(self.values[rows])
 
     @cached_property
     def index(self) -> NeighbourIndex:
@@ -197,7 +210,10 @@ class Part:
         return SortedColumns(self.values)
 
     def take(self, rows: np.ndarray) -> Part:
-        return Part(self.values[rows], self.x[rows], tuple(self.ids[i] for i in rows))
+        part = Part(self.values[rows], tuple(self.ids[i] for i in rows), self.encoder)
+        if "x" in self.__dict__:
+            part.__dict__["x"] = self.__dict__["x"][rows]
+        return part
 
 
 @dataclass(frozen=True, eq=False)
@@ -280,4 +296,4 @@ class AuditData:
 
 def _part(encoder: MixedEncoder, frame: pd.DataFrame) -> Part:
     values = encoder.values(frame)
-    return Part(values, encoder.embed(values), tuple(frame.index))
+    return Part(values, tuple(frame.index), encoder)

@@ -65,3 +65,35 @@ def test_full_audit_on_200k_rows(case, leak):
     report = run_audit(t["train"], t["holdout"], t[case], random_state=0)
     assert report.leak == leak
     assert report.data["sampling"]["rare_records_ranked"] == 20_000
+
+
+def test_cli_sampling_options(tmp_path):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from dpsynth.commands.audit import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def main() -> None:
+        """Test app."""
+
+    tables = _tables(1000)
+    for name in ("train", "holdout", "safe"):
+        tables[name].to_csv(tmp_path / f"{name}.csv", index=False)
+    base = ["audit", "--train", str(tmp_path / "train.csv"), "--holdout",
+            str(tmp_path / "holdout.csv"), "--synthetic", str(tmp_path / "safe.csv"),
+            "--attack", "rare_records", "--attack", "exact_copies", "--n-targets", "100",
+            "--seed", "0", "--quiet"]
+    for max_rows, ranked in (("300", 300), ("0", 1000)):
+        out = tmp_path / max_rows
+        result = CliRunner().invoke(app, [*base, "--max-rows", max_rows, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        sampling = json.loads((out / "audit.json").read_text())["data"]["sampling"]
+        assert sampling == sampling | {"n_targets": 100, "rare_records_ranked": ranked}
+    result = CliRunner().invoke(app, [*base, "--max-rows", "5", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "max_rows" in result.output
