@@ -384,6 +384,7 @@ INDEX_MIN_ROWS = 50_000
 :class:`NeighbourIndex`; smaller ones all pairs (blocked), exactly as :func:`nearest`."""
 
 _ROW_CHUNK = 1 << 16
+_POOL_CHUNK = 1 << 18  # pool rows per all-pairs pass of the index's fallback
 _TRUNCATION = math.log(1e-12)  # densities: largest relative weight left out of a group's sum
 
 
@@ -503,7 +504,7 @@ class NeighbourIndex:
         rest = np.flatnonzero(~resolved)
         logger.debug("index: %d of %d queries answered within their group", n - rest.size, n)
         if rest.size:
-            dist[rest], index[rest] = nearest(queries[rest], self.pool, k)
+            dist[rest], index[rest] = self._all_pairs(queries[rest], k)
         if progress is not None:
             progress(n, n)
         return dist, index
@@ -533,10 +534,26 @@ class NeighbourIndex:
                 progress(min(done, n - 1), n)
         rest = np.flatnonzero(~resolved)
         if rest.size:
-            out[rest] = log_kernel_density(queries[rest], self.pool, bandwidth)
+            parts = [log_kernel_density(queries[rest], self.pool[s:s + _POOL_CHUNK], bandwidth)
+                     + math.log(len(self.pool[s:s + _POOL_CHUNK]))
+                     for s in range(0, m, _POOL_CHUNK)]
+            out[rest] = np.logaddexp.reduce(np.stack(parts), axis=0) - math.log(m)
         if progress is not None:
             progress(n, n)
         return out
+
+    def _all_pairs(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """All pairs over the whole pool, a chunk of pool rows at a time (memory stays at one
+        chunk), the chunks' best merged by distance, then pool index."""
+        dists, indices = [], []
+        for start in range(0, len(self.pool), _POOL_CHUNK):
+            chunk = self.pool[start:start + _POOL_CHUNK]
+            d, i = nearest(queries, chunk, min(k, len(chunk)))
+            dists.append(d)
+            indices.append(i + start)
+        dist, index = np.concatenate(dists, axis=1), np.concatenate(indices, axis=1)
+        order = np.lexsort((index, dist), axis=1)[:, :k]
+        return np.take_along_axis(dist, order, axis=1), np.take_along_axis(index, order, axis=1)
 
     def _inner_nearest(self, queries: np.ndarray, lo: int, hi: int,
                        k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -63,7 +63,9 @@ class SortedColumns:
 
     def __init__(self, values: np.ndarray):
         self.values = values
-        self.order = [np.argsort(values[:, j], kind="stable") for j in range(values.shape[1])]
+        small = np.int32 if len(values) < 2**31 else np.int64
+        self.order = [np.argsort(values[:, j], kind="stable").astype(small)
+                      for j in range(values.shape[1])]
         self.sorted = [values[o, j] for j, o in enumerate(self.order)]  # missing values last
         self.present = [int(np.count_nonzero(~np.isnan(c))) for c in self.sorted]
 

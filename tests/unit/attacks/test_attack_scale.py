@@ -63,7 +63,9 @@ def test_index_gives_the_all_pairs_neighbours(embedded, small_index, k):
     assert (dist[:50, 0] == 0).all()
 
 
-def test_index_falls_back_for_unknown_patterns_and_far_queries(embedded, small_index):
+def test_index_falls_back_for_unknown_patterns_and_far_queries(embedded, small_index,
+                                                              monkeypatch):
+    monkeypatch.setattr(distance, "_POOL_CHUNK", 1000)  # the fallback, a chunk at a time
     pool, queries = embedded
     odd = queries[:20].copy()
     odd[:10, pool.shape[1] - 1] = 0.3  # a coordinate value the pool lacks
@@ -72,6 +74,9 @@ def test_index_falls_back_for_unknown_patterns_and_far_queries(embedded, small_i
     ref_dist, ref_idx = nearest(odd, pool, k=2)
     np.testing.assert_allclose(dist, ref_dist, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(idx, ref_idx)
+    density = NeighbourIndex(pool).log_density(odd, 0.3)
+    np.testing.assert_allclose(density, log_kernel_density(odd, pool, 0.3), rtol=1e-6,
+                               atol=1e-4)
 
 
 def test_index_without_discrete_coordinates_is_one_group(small_index):
