@@ -12,7 +12,9 @@ distance between two records is a Gower-like sum over columns (Gower, *Biometric
 
 Because the embedding is Euclidean, nearest neighbours come from vectorised matrix products
 (candidates in float32, distances of the chosen neighbours recomputed exactly in float64), and
-kernel densities (DOMIAS) from the same blocks.
+kernel densities (DOMIAS) from the same blocks. Large pools (millions of synthetic rows) are
+searched through :class:`NeighbourIndex`, which blocks them by their categorical pattern and
+gives the same answers without comparing every pair.
 """
 
 from __future__ import annotations
