@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -390,14 +390,13 @@ _POOL_CHUNK = 1 << 18  # pool rows per all-pairs pass of the index's fallback
 _TRUNCATION = math.log(1e-12)  # densities: largest relative weight left out of a group's sum
 
 
-def _discrete_coordinates(pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Coordinates taking two values only, 0 and some ``c > 0``: their indices and ``c``."""
-    if not len(pool):
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=pool.dtype)
-    top = pool.max(axis=0)
+def _discrete_coordinates(chunks: Callable[[], Iterator[np.ndarray]]
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates taking two values only, 0 and some ``c > 0``: their indices and ``c``
+    (``chunks()`` yields the pool's rows a chunk at a time, twice)."""
+    top = np.max([c.max(axis=0) for c in chunks()], axis=0)
     ok = top > 0
-    for start in range(0, len(pool), _ROW_CHUNK):
-        block = pool[start:start + _ROW_CHUNK]
+    for block in chunks():
         ok &= np.all((block == 0) | (block == top), axis=0)
     columns = np.flatnonzero(ok)
     return columns, top[columns]
@@ -424,20 +423,34 @@ class NeighbourIndex:
     times slower than all pairs, its ball tree 27 times (see ``docs/benchmarks.md``).
 
     Pools under :data:`INDEX_MIN_ROWS` rows are searched all pairs, exactly as before.
+    ``features`` indexes those coordinates of the pool only (queries then give just them),
+    without copying the pool: large pools are read a chunk of rows at a time.
     """
 
-    def __init__(self, pool: np.ndarray):
+    def __init__(self, pool: np.ndarray, features: np.ndarray | None = None):
         self.pool = pool
+        self.features = None if features is None else np.asarray(features, dtype=np.int64)
         self._built = False
+
+    def _chunk(self, start: int, stop: int) -> np.ndarray:
+        block = self.pool[start:stop]
+        return block if self.features is None else block[:, self.features]
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        return (self._chunk(s, s + _ROW_CHUNK) for s in range(0, len(self.pool), _ROW_CHUNK))
+
+    def _whole(self) -> np.ndarray:
+        return self.pool if self.features is None else self.pool[:, self.features]
 
     def _build(self) -> None:
         if self._built:
             return
-        self.discrete, self.levels = _discrete_coordinates(self.pool)
-        self.continuous = np.setdiff1d(np.arange(self.pool.shape[1]), self.discrete)
+        self.discrete, self.levels = _discrete_coordinates(self._chunks)
+        width = self.pool.shape[1] if self.features is None else self.features.size
+        self.continuous = np.setdiff1d(np.arange(width), self.discrete)
         self.bound = float(np.min(self.levels.astype(float) ** 2)) if self.levels.size \
             else math.inf
-        packed = self._patterns(self.pool)
+        packed = np.concatenate([self._patterns(c) for c in self._chunks()])
         keys = self._hash(packed)
         self.order = np.argsort(keys, kind="stable")
         self.keys, self.starts = np.unique(keys[self.order], return_index=True)
@@ -446,7 +459,8 @@ class NeighbourIndex:
         first = np.repeat(np.arange(len(self.keys)), self.stops - self.starts)
         if not np.array_equal(packed[self.order], self.patterns[first]):
             raise AssertionError("64-bit pattern keys collided")  # pragma: no cover
-        self.inner = np.ascontiguousarray(self.pool[self.order][:, self.continuous])
+        inner = self.continuous if self.features is None else self.features[self.continuous]
+        self.inner = np.ascontiguousarray(self.pool[:, inner][self.order])
         self._built = True
 
     def _patterns(self, x: np.ndarray) -> np.ndarray:
@@ -486,7 +500,7 @@ class NeighbourIndex:
         """The ``k`` nearest pool rows of each query: as :func:`nearest`, with the same results."""
         n, m = len(queries), len(self.pool)
         if m < INDEX_MIN_ROWS or not 1 <= k <= m:
-            return nearest(queries, self.pool, k, progress=progress)
+            return nearest(queries, self._whole(), k, progress=progress)
         self._build()
         dist = np.empty((n, k))
         index = np.empty((n, k), dtype=np.int64)
@@ -516,7 +530,7 @@ class NeighbourIndex:
         """As :func:`log_kernel_density` over the pool, to a relative error below ``1e-12``."""
         n, m = len(queries), len(self.pool)
         if m < INDEX_MIN_ROWS or not bandwidth > 0:
-            return log_kernel_density(queries, self.pool, bandwidth, progress=progress)
+            return log_kernel_density(queries, self._whole(), bandwidth, progress=progress)
         self._build()
         out = np.empty(n)
         resolved = np.zeros(n, dtype=bool)
@@ -536,9 +550,9 @@ class NeighbourIndex:
                 progress(min(done, n - 1), n)
         rest = np.flatnonzero(~resolved)
         if rest.size:
-            parts = [log_kernel_density(queries[rest], self.pool[s:s + _POOL_CHUNK], bandwidth)
-                     + math.log(len(self.pool[s:s + _POOL_CHUNK]))
-                     for s in range(0, m, _POOL_CHUNK)]
+            parts = [log_kernel_density(queries[rest], chunk, bandwidth) + math.log(len(chunk))
+                     for chunk in (self._chunk(s, s + _POOL_CHUNK)
+                                   for s in range(0, m, _POOL_CHUNK))]
             out[rest] = np.logaddexp.reduce(np.stack(parts), axis=0) - math.log(m)
         if progress is not None:
             progress(n, n)
@@ -549,7 +563,7 @@ class NeighbourIndex:
         chunk), the chunks' best merged by distance, then pool index."""
         dists, indices = [], []
         for start in range(0, len(self.pool), _POOL_CHUNK):
-            chunk = self.pool[start:start + _POOL_CHUNK]
+            chunk = self._chunk(start, start + _POOL_CHUNK)
             d, i = nearest(queries, chunk, min(k, len(chunk)))
             dists.append(d)
             indices.append(i + start)

@@ -102,7 +102,8 @@ def attribute_inference(data: AuditData, threat: ThreatModel | None = None, *,
     tol = tolerance * coding.scale
     known = data.encoder.feature_index([c for c in data.columns if c != threat.secret])
     members, controls = data.balanced_targets(threat.n_targets, rng)
-    syn_index, syn_secret = NeighbourIndex(data.synthetic.x[:, known]), data.synthetic.values[:, j]
+    syn_index = NeighbourIndex(data.synthetic.x, known)
+    syn_secret = data.synthetic.values[:, j]
 
     def attack(part_values: np.ndarray, part_x: np.ndarray) -> np.ndarray:
         _, idx = syn_index.nearest(part_x[:, known], k=n_neighbors, progress=progress)

@@ -67,7 +67,7 @@ def linkability(data: AuditData, threat: ThreatModel | None = None, *, n_neighbo
     feats = (data.encoder.feature_index(aux[0]), data.encoder.feature_index(aux[1]))
     members, controls = data.balanced_targets(threat.n_targets, rng)
     syn = data.synthetic.x
-    indexes = (NeighbourIndex(syn[:, feats[0]]), NeighbourIndex(syn[:, feats[1]]))
+    indexes = (NeighbourIndex(syn, feats[0]), NeighbourIndex(syn, feats[1]))
     hits = _linked(indexes, data.train.embed(members), feats, n_neighbors, progress)
     control_hits = _linked(indexes, data.control.embed(controls), feats, n_neighbors, progress)
     guess_a = rng.integers(limit, size=(members.size, n_neighbors))

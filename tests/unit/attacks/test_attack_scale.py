@@ -171,3 +171,18 @@ def test_report_states_the_sampling():
     assert whole.data["sampling"]["n_targets"] == 800
     with pytest.raises(ParameterError, match="max_rows"):
         run_audit(train, holdout, synthetic, max_rows=5)
+
+
+def test_index_over_some_features_reads_the_pool_in_place(embedded, small_index, monkeypatch):
+    monkeypatch.setattr(distance, "_POOL_CHUNK", 1000)
+    monkeypatch.setattr(distance, "_ROW_CHUNK", 700)
+    pool, queries = embedded
+    features = np.array([0, 1, 2] + list(range(5, pool.shape[1], 2)))
+    index = NeighbourIndex(pool, features)
+    dist, idx = index.nearest(queries[:, features], k=2)
+    ref_dist, ref_idx = nearest(queries[:, features], pool[:, features], k=2)
+    np.testing.assert_allclose(dist, ref_dist, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(index.log_density(queries[:40, features], 0.2),
+                               log_kernel_density(queries[:40, features], pool[:, features],
+                                                  0.2), rtol=1e-6, atol=2e-3)
