@@ -419,8 +419,9 @@ class NeighbourIndex:
     rows is at squared distance ``>= bound``), otherwise over the whole pool.
 
     Tree indexes were measured against this on the audit's embedding (96 coordinates for 15
-    Adult columns): scikit-learn's k-d tree answered 2,000 queries in a 100,000-row pool 10
-    times slower than all pairs, its ball tree 27 times (see ``docs/benchmarks.md``).
+    Adult columns): scikit-learn's k-d tree answered 2,000 queries in a 100,000-row pool 2
+    times slower than all pairs, its ball tree 14 times, the blocks 9 times faster (see
+    ``docs/benchmarks.md``).
 
     Pools under :data:`INDEX_MIN_ROWS` rows are searched all pairs, exactly as before.
     ``features`` indexes those coordinates of the pool only (queries then give just them),
