@@ -27,7 +27,6 @@ from __future__ import annotations
 import numpy as np
 
 from dpsynth._util.progress import ProgressFn
-from dpsynth.attacks.distance import nearest
 from dpsynth.attacks.membership import expect_goal
 from dpsynth.attacks.result import AttackResult, check_rule, exposed_ids, score_attack
 from dpsynth.attacks.threat import AuditData, ThreatModel
@@ -45,9 +44,44 @@ def _row_keys(values: np.ndarray) -> np.ndarray:
     return rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
 
 
+def _row_hashes(values: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each coded row (NaN equal to NaN, -0.0 equal to 0.0)."""
+    out = np.empty(len(values), dtype=np.uint64)
+    for start in range(0, len(values), _CHUNK):
+        block = values[start:start + _CHUNK].astype(np.float64)
+        block = np.where(np.isnan(block), np.inf, block + 0.0)
+        lanes = np.ascontiguousarray(block).view(np.uint64)
+        key = np.zeros(len(block), dtype=np.uint64)
+        for j in range(lanes.shape[1]):
+            key = (key ^ lanes[:, j]) * np.uint64(0x9E3779B97F4A7C15)
+            key ^= key >> np.uint64(29)
+        out[start:start + len(block)] = key
+    return out
+
+
+_CHUNK = 1 << 16
+_HASH_MIN_ROWS = 50_000
+
+
 def exact_copy_hits(queries: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
-    """For each coded row of ``queries``, whether ``synthetic`` holds an identical row."""
-    return np.isin(_row_keys(queries), _row_keys(synthetic))
+    """For each coded row of ``queries``, whether ``synthetic`` holds an identical row.
+
+    Large synthetic tables are hashed row by row (64 bits, in chunks); a query whose hash
+    occurs is then compared with the synthetic rows of that hash, so the answer stays exact.
+    """
+    if len(synthetic) < _HASH_MIN_ROWS:
+        return np.isin(_row_keys(queries), _row_keys(synthetic))
+    syn_hash = _row_hashes(synthetic)
+    order = np.argsort(syn_hash, kind="stable")
+    sorted_hash = syn_hash[order]
+    q_hash = _row_hashes(queries)
+    lo = np.searchsorted(sorted_hash, q_hash, "left")
+    hi = np.searchsorted(sorted_hash, q_hash, "right")
+    hits = np.zeros(len(queries), dtype=bool)
+    q_keys = _row_keys(queries)
+    for i in np.flatnonzero(hi > lo):
+        hits[i] = bool(np.isin(q_keys[i:i + 1], _row_keys(synthetic[order[lo[i]:hi[i]]]))[0])
+    return hits
 
 
 def exact_copies(data: AuditData, threat: ThreatModel | None = None, *,
@@ -99,11 +133,11 @@ def near_copies(data: AuditData, threat: ThreatModel | None = None, *, ratio: fl
         raise param_error("ratio", "a float in (0, 1]", ratio, "near_copies")
     rng = np.random.default_rng(random_state)
     members, controls = data.balanced_targets(threat.n_targets, rng)
-    syn, hold = data.synthetic.x, data.control.x
-    queries = np.concatenate([data.train.x[members], hold[controls]])
-    d_syn = nearest(queries, syn, progress=progress)[0][:, 0]
-    d_mem_hold = nearest(data.train.x[members], hold)[0][:, 0]
-    dist, index = nearest(hold[controls], hold, k=2)
+    hold = data.control.x
+    queries = np.concatenate([data.train.embed(members), hold[controls]])
+    d_syn = data.synthetic.index.nearest(queries, progress=progress)[0][:, 0]
+    d_mem_hold = data.control.index.nearest(data.train.embed(members))[0][:, 0]
+    dist, index = data.control.index.nearest(hold[controls], k=2)
     d_ctl_hold = np.where(index[:, 0] == controls, dist[:, 1], dist[:, 0])
     m = members.size
     hits, control_hits = d_syn[:m] < ratio * d_mem_hold, d_syn[m:] < ratio * d_ctl_hold

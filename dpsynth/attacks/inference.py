@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from dpsynth._util.progress import ProgressFn
-from dpsynth.attacks.distance import nearest
+from dpsynth.attacks.distance import NeighbourIndex
 from dpsynth.attacks.membership import expect_goal
 from dpsynth.attacks.result import AttackResult, check_rule, score_attack
 from dpsynth.attacks.threat import AuditData, ThreatModel
@@ -102,15 +102,16 @@ def attribute_inference(data: AuditData, threat: ThreatModel | None = None, *,
     tol = tolerance * coding.scale
     known = data.encoder.feature_index([c for c in data.columns if c != threat.secret])
     members, controls = data.balanced_targets(threat.n_targets, rng)
-    syn_known, syn_secret = data.synthetic.x[:, known], data.synthetic.values[:, j]
+    syn_index = NeighbourIndex(data.synthetic.x, known)
+    syn_secret = data.synthetic.values[:, j]
 
     def attack(part_values: np.ndarray, part_x: np.ndarray) -> np.ndarray:
-        _, idx = nearest(part_x[:, known], syn_known, k=n_neighbors, progress=progress)
+        _, idx = syn_index.nearest(part_x[:, known], k=n_neighbors, progress=progress)
         return _correct(_guess(syn_secret[idx], categorical), part_values[:, j], categorical,
                         tol)
 
-    hits = attack(data.train.values[members], data.train.x[members])
-    control_hits = attack(data.control.values[controls], data.control.x[controls])
+    hits = attack(data.train.values[members], data.train.embed(members))
+    control_hits = attack(data.control.values[controls], data.control.embed(controls))
     naive = syn_secret[rng.integers(len(syn_secret), size=members.size)]
     baseline_hits = _correct(naive, data.train.values[members, j], categorical, tol)
     metrics: dict[str, float | int | str | None] = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from dpsynth._util.progress import ProgressFn
-from dpsynth.attacks.distance import nearest
+from dpsynth.attacks.distance import NeighbourIndex
 from dpsynth.attacks.membership import expect_goal
 from dpsynth.attacks.result import AttackResult, check_rule, exposed_ids, score_attack
 from dpsynth.attacks.threat import AuditData, ThreatModel
@@ -30,11 +30,11 @@ def default_split(columns: tuple[str, ...],
     return first, second
 
 
-def _linked(data: AuditData, x: np.ndarray, feats: tuple[np.ndarray, np.ndarray], k: int,
+def _linked(indexes: tuple[NeighbourIndex, NeighbourIndex], x: np.ndarray,
+            feats: tuple[np.ndarray, np.ndarray], k: int,
             progress: ProgressFn | None) -> np.ndarray:
-    syn = data.synthetic.x
-    _, idx_a = nearest(x[:, feats[0]], syn[:, feats[0]], k=k, progress=progress)
-    _, idx_b = nearest(x[:, feats[1]], syn[:, feats[1]], k=k, progress=progress)
+    _, idx_a = indexes[0].nearest(x[:, feats[0]], k=k, progress=progress)
+    _, idx_b = indexes[1].nearest(x[:, feats[1]], k=k, progress=progress)
     return np.asarray((idx_a[:, :, None] == idx_b[:, None, :]).any(axis=(1, 2)))
 
 
@@ -66,8 +66,10 @@ def linkability(data: AuditData, threat: ThreatModel | None = None, *, n_neighbo
     aux = threat.aux_columns or default_split(data.columns, rng)
     feats = (data.encoder.feature_index(aux[0]), data.encoder.feature_index(aux[1]))
     members, controls = data.balanced_targets(threat.n_targets, rng)
-    hits = _linked(data, data.train.x[members], feats, n_neighbors, progress)
-    control_hits = _linked(data, data.control.x[controls], feats, n_neighbors, progress)
+    syn = data.synthetic.x
+    indexes = (NeighbourIndex(syn, feats[0]), NeighbourIndex(syn, feats[1]))
+    hits = _linked(indexes, data.train.embed(members), feats, n_neighbors, progress)
+    control_hits = _linked(indexes, data.control.embed(controls), feats, n_neighbors, progress)
     guess_a = rng.integers(limit, size=(members.size, n_neighbors))
     guess_b = rng.integers(limit, size=(members.size, n_neighbors))
     baseline_hits = (guess_a[:, :, None] == guess_b[:, None, :]).any(axis=(1, 2))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from dpsynth._util.progress import ProgressFn
-from dpsynth.attacks.distance import log_kernel_density, nearest
+from dpsynth.attacks.distance import NeighbourIndex
 from dpsynth.attacks.result import (
     AttackResult,
     check_rule,
@@ -42,11 +42,13 @@ def expect_goal(threat: ThreatModel, goal: str, owner: str) -> None:
 
 
 def leave_one_out_distances(x: np.ndarray, rng: np.random.Generator,
-                            n: int = _SCALE_SAMPLE) -> np.ndarray:
-    """Distances from a sample of rows of ``x`` to their nearest *other* row of ``x``."""
+                            n: int = _SCALE_SAMPLE,
+                            index: NeighbourIndex | None = None) -> np.ndarray:
+    """Distances from a sample of rows of ``x`` to their nearest *other* row of ``x``
+    (``index``: an index over ``x``, reused when given)."""
     rows = np.sort(rng.choice(len(x), size=min(n, len(x)), replace=False))
-    dist, index = nearest(x[rows], x, k=2)
-    own_first = index[:, 0] == rows
+    dist, index_ = (index or NeighbourIndex(x)).nearest(x[rows], k=2)
+    own_first = index_[:, 0] == rows
     return np.where(own_first, dist[:, 1], dist[:, 0])
 
 
@@ -100,9 +102,10 @@ def dcr_membership(data: AuditData, threat: ThreatModel | None = None, *,
         raise param_error("quantile", "a float in (0, 1)", quantile, "dcr_membership")
     rng = np.random.default_rng(random_state)
     members, controls = data.balanced_targets(threat.n_targets, rng)
-    queries = np.concatenate([data.train.x[members], data.control.x[controls]])
-    dcr = nearest(queries, data.synthetic.x, progress=progress)[0][:, 0]
-    tau = float(np.quantile(leave_one_out_distances(data.synthetic.x, rng), quantile))
+    queries = np.concatenate([data.train.embed(members), data.control.embed(controls)])
+    dcr = data.synthetic.index.nearest(queries, progress=progress)[0][:, 0]
+    tau = float(np.quantile(leave_one_out_distances(data.synthetic.x, rng,
+                                                    index=data.synthetic.index), quantile))
     d_mem, d_ctl = dcr[: members.size], dcr[members.size:]
     # score = -DCR; "DCR <= tau" is "score > -tau" up to the tie at tau, resolved with nextafter
     cut = -float(np.nextafter(tau, np.inf))
@@ -150,14 +153,14 @@ def domias_membership(data: AuditData, threat: ThreatModel | None = None, *,
     assert data.reference is not None
     members, controls = data.balanced_targets(threat.n_targets, rng)
     if bandwidth is None:
-        loo = leave_one_out_distances(data.synthetic.x, rng)
+        loo = leave_one_out_distances(data.synthetic.x, rng, index=data.synthetic.index)
         positive = loo[loo > 0]
         bandwidth = float(np.quantile(positive, quantile)) if positive.size else 1.0
-    queries = np.concatenate([data.train.x[members], data.control.x[controls]])
+    queries = np.concatenate([data.train.embed(members), data.control.embed(controls)])
     half = None if progress is None else (lambda done, total: progress(done, 2 * total))
     rest = None if progress is None else (lambda done, total: progress(total + done, 2 * total))
-    log_syn = log_kernel_density(queries, data.synthetic.x, bandwidth, progress=half)
-    log_ref = log_kernel_density(queries, data.reference.x, bandwidth, progress=rest)
+    log_syn = data.synthetic.index.log_density(queries, bandwidth, progress=half)
+    log_ref = data.reference.index.log_density(queries, bandwidth, progress=rest)
     score = log_syn - log_ref
     metrics: dict[str, float | int | str | None] = {
         "bandwidth": bandwidth, "quantile": quantile, "n_reference": len(data.reference),

@@ -12,6 +12,10 @@ A record is claimed exposed when some synthetic row is much closer to it than an
 record is: ``DCR(x) <= ratio * d_real(x)``, with ``d_real`` the distance to the nearest other
 real record. An outlier that the generator did not see has no reason to get a synthetic
 near-copy; one that it memorised does. Pairs are compared with a paired interval.
+
+On large tables the ranking runs on a random sample of ``max_rows`` training rows and as many
+holdout rows (the most vulnerable of the sample stand for the most vulnerable of the table);
+each chosen record is still searched for in the whole synthetic table.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ def vulnerability(x: np.ndarray, rng: np.random.Generator, *, n_neighbors: int =
     return kept.mean(axis=1), kept[:, 0]
 
 
-def _check_params(n_neighbors: int, ratio: float, pool_size: int) -> None:
+def _check_params(n_neighbors: int, ratio: float, pool_size: int,
+                  max_rows: int | None = None) -> None:
     """Raise one :class:`ParameterError` naming every bad parameter of :func:`rare_records`."""
     problems = []
     if not (isinstance(n_neighbors, int) and n_neighbors >= 1):
@@ -63,12 +68,16 @@ def _check_params(n_neighbors: int, ratio: float, pool_size: int) -> None:
     if not (isinstance(pool_size, int) and pool_size >= 2):
         problems.append(str(param_error("pool_size", "an integer >= 2", pool_size,
                                         "rare_records")))
+    if max_rows is not None and not (isinstance(max_rows, int) and max_rows >= 2):
+        problems.append(str(param_error("max_rows", "an integer >= 2 or None", max_rows,
+                                        "rare_records")))
     if problems:
         raise ParameterError(" ".join(problems))
 
 
 def rare_records(data: AuditData, threat: ThreatModel | None = None, *, n_neighbors: int = 5,
-                 ratio: float = 0.2, pool_size: int = 10_000, threshold: float = 0.05,
+                 ratio: float = 0.2, pool_size: int = 10_000,
+                 max_rows: int | None = 20_000, threshold: float = 0.05,
                  confidence: float = 0.95,
                  random_state: int | np.random.Generator | None = None,
                  progress: ProgressFn | None = None) -> AttackResult:
@@ -87,22 +96,26 @@ def rare_records(data: AuditData, threat: ThreatModel | None = None, *, n_neighb
         record is hard to explain without the record itself).
     pool_size:
         Real rows the vulnerability score is measured against (a random subsample beyond it).
+    max_rows:
+        Training rows ranked (and as many holdout rows): a random sample beyond it; ``None``
+        ranks every row. Below it the ranking covers the smaller table whole.
     """
     threat = threat or ThreatModel.membership(50, reference=True, targets="vulnerable")
     expect_goal(threat, "membership", "rare_records")
     check_rule(threshold, confidence, "rare_records")
-    _check_params(n_neighbors, ratio, pool_size)
+    _check_params(n_neighbors, ratio, pool_size, max_rows)
     rng = np.random.default_rng(random_state)
-    members, controls = data.balanced_targets(len(data.train) + len(data.control), rng)
+    whole = len(data.train) + len(data.control)
+    members, controls = data.balanced_targets(whole if max_rows is None else max_rows, rng)
     m = members.size
-    real = np.concatenate([data.train.x[members], data.control.x[controls]])
+    real = np.concatenate([data.train.embed(members), data.control.embed(controls)])
     score, d_real = vulnerability(real, rng, n_neighbors=n_neighbors, pool_size=pool_size,
                                   progress=progress)
     n_pairs = min(threat.n_targets, m)
     top_members = np.argsort(-score[:m], kind="stable")[:n_pairs]
     top_controls = m + np.argsort(-score[m:], kind="stable")[:n_pairs]
     chosen = np.concatenate([top_members, top_controls])
-    dcr = nearest(real[chosen], data.synthetic.x)[0][:, 0]
+    dcr = data.synthetic.index.nearest(real[chosen])[0][:, 0]
     exposure = dcr / np.maximum(d_real[chosen], 1e-12)
     claims = exposure <= ratio
     hits, control_hits = claims[:n_pairs], claims[n_pairs:]
@@ -116,7 +129,7 @@ def rare_records(data: AuditData, threat: ThreatModel | None = None, *, n_neighb
     order = flagged[np.argsort(exposure[:n_pairs][flagged], kind="stable")]
     ids = exposed_ids([data.train.ids[members[i]] for i in top_members], order)
     metrics: dict[str, float | int | str | None] = {
-        "n_pairs": n_pairs, "n_neighbors": n_neighbors, "ratio": ratio,
+        "n_pairs": n_pairs, "n_ranked": m, "n_neighbors": n_neighbors, "ratio": ratio,
         "pairs_member_only": member_only, "pairs_twin_only": twin_only,
         "sign_test_p": sign_p,
         "mean_vulnerability_members": float(score[top_members].mean()),

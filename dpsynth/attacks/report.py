@@ -168,7 +168,17 @@ def _data_summary(data: Mapping[str, object]) -> str:
         if isinstance(columns, Mapping) else ""
     counts = ", ".join(f"{_e(k[2:])}: {_e(v)}" for k, v in data.items()
                        if k.startswith("n_") and v is not None)
-    return f"<p>Rows - {counts}.</p><p class='muted'>Audited columns: {cols}</p>"
+    sampling = data.get("sampling")
+    sampled = ""
+    if isinstance(sampling, Mapping):
+        sampled = (f"<p>Targets: each attack draws up to {_e(sampling.get('n_targets'))} "
+                   "training rows at random and as many holdout rows as controls (the "
+                   "<em>targets</em> column gives each attack's count; its intervals are for "
+                   "that many); the rare-record attack ranks "
+                   f"{_e(sampling.get('rare_records_ranked'))} rows of each; the synthetic "
+                   "table is searched whole.</p>")
+    return (f"<p>Rows - {counts}.</p>{sampled}"
+            f"<p class='muted'>Audited columns: {cols}</p>")
 
 
 _TEXT_MEASURES = (("exact", "exact copies"), ("long_copy", "long shared substring"),

@@ -194,7 +194,8 @@ class AuditReport:
 
 
 def _check(attacks: Sequence[str], secrets: Sequence[str] | None, columns: Sequence[str],
-           n_targets: int, threshold: float, confidence: float) -> None:
+           n_targets: int, threshold: float, confidence: float,
+           max_rows: int | None = None) -> None:
     problems = rule_problems(threshold, confidence, "run_audit")
     unknown_secrets = [s for s in secrets or () if s not in columns]
     if unknown_secrets:
@@ -207,8 +208,25 @@ def _check(attacks: Sequence[str], secrets: Sequence[str] | None, columns: Seque
     if not (isinstance(n_targets, (int, np.integer)) and n_targets >= 10):
         problems.append(str(param_error("n_targets", "an integer >= 10", n_targets,
                                         "run_audit")))
+    if max_rows is not None and not (isinstance(max_rows, (int, np.integer))
+                                     and not isinstance(max_rows, bool) and max_rows >= 100):
+        problems.append(str(param_error("max_rows", "an integer >= 100 or None", max_rows,
+                                        "run_audit")))
     if problems:
         raise ParameterError(" ".join(problems))
+
+
+def _sampling(data: AuditData, n_targets: int, max_rows: int | None) -> dict[str, Any]:
+    """How the audit sampled its targets, for the report."""
+    n = min(len(data.train), len(data.control))
+    return {
+        "n_targets": int(min(n_targets, n)),
+        "targets_sampled": bool(n_targets < max(len(data.train), len(data.control))),
+        "rare_records_ranked": int(n if max_rows is None else min(max_rows, n)),
+        "note": "each attack draws its own random targets from the training rows and as many "
+                "controls from the holdout (its n_targets); intervals are for that many; the "
+                "synthetic table and the holdout are searched whole",
+    }
 
 
 def _plan(data: AuditData, attacks: Sequence[str], secrets: Sequence[str] | None,
@@ -229,7 +247,8 @@ def _plan(data: AuditData, attacks: Sequence[str], secrets: Sequence[str] | None
 def run_audit(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, *,
               schema: Schema | None = None, reference: pd.DataFrame | None = None,
               secrets: Sequence[str] | None = None, attacks: Sequence[str] | None = None,
-              n_targets: int = 2000, threshold: float = 0.05, confidence: float = 0.95,
+              n_targets: int = 2000, max_rows: int | None = 20_000,
+              threshold: float = 0.05, confidence: float = 0.95,
               random_state: int | np.random.Generator | None = None,
               progress: StageProgressFn | None = None) -> AuditReport:
     """Audit ``synthetic`` for leaks about ``train``, with ``holdout`` as the control.
@@ -248,7 +267,13 @@ def run_audit(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFram
         Columns attacked by attribute inference (default: the last audited column); names
         from :data:`ATTACKS` (default: all).
     n_targets:
-        Training records attacked per attack (and as many controls).
+        Training records attacked per attack, a random sample (and as many controls from the
+        holdout); the report gives each attack's count, and its intervals are for that many.
+        The synthetic table is always searched whole.
+    max_rows:
+        Training rows (and as many holdout rows) the rare-record attack ranks by
+        vulnerability: a random sample beyond it; ``None`` ranks them all. Singling-out
+        predicates are checked on the whole tables.
     threshold, confidence:
         An attack is a leak when its risk interval's lower end exceeds ``threshold`` (0 for
         copy attacks); the audit flags the leaks Holm's rule at ``1 - confidence`` keeps.
@@ -259,7 +284,7 @@ def run_audit(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFram
     """
     attacks = list(ATTACKS) if attacks is None else list(attacks)
     columns = list(train.columns) if isinstance(train, pd.DataFrame) else []
-    _check(attacks, secrets, columns, n_targets, threshold, confidence)
+    _check(attacks, secrets, columns, n_targets, threshold, confidence, max_rows)
     seed = resolve_seed(random_state, "run_audit")
     start = time.perf_counter()
     data = AuditData.from_frames(train, holdout, synthetic, schema=schema, reference=reference)
@@ -271,7 +296,8 @@ def run_audit(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFram
         rng = child_rng(seed, zlib.crc32(label.encode()))
         began = time.perf_counter()
         rule = {"threshold": FIXED_THRESHOLDS.get(name, threshold), "confidence": confidence}
-        result = ATTACKS[name](data, threat, **rule,
+        extra = {"max_rows": max_rows} if name == "rare_records" else {}
+        result = ATTACKS[name](data, threat, **rule, **extra,
                                random_state=rng, progress=tick)
         results.append(replace(result, seconds=round(time.perf_counter() - began, 3)))
         logger.info("attack %d/%d %s: %s", step + 1, len(plan), label, result.verdict)
@@ -282,6 +308,7 @@ def run_audit(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFram
         "n_synthetic": len(data.synthetic),
         "n_reference": None if data.reference is None else len(data.reference),
         "columns": data.kinds,
+        "sampling": _sampling(data, n_targets, max_rows),
     }
     return AuditReport(tuple(results), threshold, confidence, seed, summary,
                        round(time.perf_counter() - start, 3),

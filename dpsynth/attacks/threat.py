@@ -15,14 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from dpsynth.attacks.distance import MixedEncoder, audited_kinds
+from dpsynth.attacks.distance import MixedEncoder, NeighbourIndex, audited_kinds
 from dpsynth.errors import DataValidationError, ParameterError, param_error
 from dpsynth.schema import Schema
+
+if TYPE_CHECKING:
+    from dpsynth.attacks.singling_out import SortedColumns
 
 GOALS = ("membership", "singling_out", "linkability", "attribute_inference", "reproduction")
 KNOWLEDGE = {
@@ -172,17 +176,45 @@ class ThreatModel:
 
 @dataclass(frozen=True, eq=False)
 class Part:
-    """One table in its role: column values (numbers or category codes), embedding, row ids."""
+    """One table in its role: column values (numbers or category codes), row ids, and the
+    embedding (:attr:`x`, computed on first use; :meth:`embed` codes only the rows asked for
+    until then, so a large training table sampled for targets is never embedded whole)."""
 
     values: np.ndarray
-    x: np.ndarray
     ids: tuple[Any, ...]
+    encoder: MixedEncoder
 
     def __len__(self) -> int:
         return len(self.values)
 
+    @cached_property
+    def x(self) -> np.ndarray:
+        """The embedding of every row."""
+        return self.encoder.embed(self.values)
+
+    def embed(self, rows: np.ndarray) -> np.ndarray:
+        """The embedding of ``rows`` (the same numbers as ``x[rows]``)."""
+        if "x" in self.__dict__:
+            return np.asarray(self.__dict__["x"][rows])
+        return self.encoder.embed(self.values[rows])
+
+    @cached_property
+    def index(self) -> NeighbourIndex:
+        """Nearest-neighbour index over the embedding (built on first use, then shared)."""
+        return NeighbourIndex(self.x)
+
+    @cached_property
+    def sorted_columns(self) -> SortedColumns:
+        """The values' columns sorted once, for predicate counts (built on first use)."""
+        from dpsynth.attacks.singling_out import SortedColumns
+
+        return SortedColumns(self.values)
+
     def take(self, rows: np.ndarray) -> Part:
-        return Part(self.values[rows], self.x[rows], tuple(self.ids[i] for i in rows))
+        part = Part(self.values[rows], tuple(self.ids[i] for i in rows), self.encoder)
+        if "x" in self.__dict__:
+            part.__dict__["x"] = self.__dict__["x"][rows]
+        return part
 
 
 @dataclass(frozen=True, eq=False)
@@ -265,4 +297,4 @@ class AuditData:
 
 def _part(encoder: MixedEncoder, frame: pd.DataFrame) -> Part:
     values = encoder.values(frame)
-    return Part(values, encoder.embed(values), tuple(frame.index))
+    return Part(values, tuple(frame.index), encoder)

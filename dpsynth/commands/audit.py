@@ -49,8 +49,12 @@ def audit(
         help="Extra population rows for DOMIAS (default: half of the holdout).")] = None,
     attack: Annotated[list[str] | None, typer.Option(
         help="Run only this attack (repeatable; default: all).")] = None,
-    n_targets: Annotated[int, typer.Option(help="Training records attacked per attack, and "
-                                           "as many controls.")] = 2000,
+    n_targets: Annotated[int, typer.Option(help="Training records attacked per attack (a "
+                                           "random sample on larger tables), and as many "
+                                           "controls from the holdout.")] = 2000,
+    max_rows: Annotated[int, typer.Option(help="Training rows (and as many holdout rows) the "
+                                          "rare-record attack ranks; a random sample beyond "
+                                          "it; 0: all.")] = 20_000,
     threshold: Annotated[float, typer.Option(help="Flag a leak when the lower end of the "
                                              "risk's confidence interval exceeds this.")] = 0.05,
     confidence: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
@@ -75,6 +79,7 @@ def audit(
             report = run_audit(frames["train"], frames["holdout"], frames["synthetic"],
                                schema=table_schema, reference=extra, secrets=secret or None,
                                attacks=attack or None, n_targets=n_targets,
+                               max_rows=max_rows or None,
                                threshold=threshold, confidence=confidence, random_state=seed,
                                progress=tick)
         write_audit(report, out_dir)
