@@ -322,24 +322,20 @@ def _group_result(group: str, outcomes: Sequence[TargetOutcome], threshold: floa
     threat = ThreatModel("membership", knowledge, group, len(outcomes))
     if mama is not None:
         metrics["family"] = mama
-        return score_attack(f"mama_membership[{group}]", threat, hits, control,
-                            rng.random(hits.size) < rate, threshold=threshold,
-                            confidence=confidence, metrics=metrics, roc=roc,
-                            exposed_row_ids=tuple(outcomes[i].row_id for i in order[:20]
-                                                  if aucs[i] > 0.5),
-                            notes=f"MAMA-MIA (Golob et al. 2024), generator family {mama}: "
-                                  f"noise-weighted likelihood ratio of each target's cells in "
-                                  f"the synthetic marginals against the population; scores "
-                                  f"standardised and thresholds chosen on {n_train} runs, "
-                                  f"counted on {n_test} fresh ones.")
-    return score_attack(f"shadow_membership[{group}]", threat, hits, control,
-                        rng.random(hits.size) < rate, threshold=threshold,
-                        confidence=confidence, metrics=metrics, roc=roc,
+        name = f"mama_membership[{group}]"
+        notes = (f"MAMA-MIA (Golob et al. 2024), generator family {mama}: noise-weighted "
+                 f"likelihood ratio of each target's cells in the synthetic marginals against "
+                 f"the population; scores standardised and thresholds chosen on {n_train} "
+                 f"runs, counted on {n_test} fresh ones.")
+    else:
+        name = f"shadow_membership[{group}]"
+        notes = (f"Groundhog shadow-model attack: one classifier per target, trained on "
+                 f"{n_train} shadow runs, tested on {n_test} fresh ones (rates pooled over "
+                 f"the group's targets and test runs).")
+    return score_attack(name, threat, hits, control, rng.random(hits.size) < rate,
+                        threshold=threshold, confidence=confidence, metrics=metrics, roc=roc,
                         exposed_row_ids=tuple(outcomes[i].row_id for i in order[:20]
-                                              if aucs[i] > 0.5),
-                        notes=f"Groundhog shadow-model attack: one classifier per target, "
-                              f"trained on {n_train} shadow runs, tested on {n_test} fresh ones "
-                              f"(rates pooled over the group's targets and test runs).")
+                                              if aucs[i] > 0.5), notes=notes)
 
 
 def _one_run(generator: Generator, setup: _Setup, m: int, delta: float, level: float,

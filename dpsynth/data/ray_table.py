@@ -32,6 +32,7 @@ import pandas as pd
 
 from dpsynth.errors import DataReadError, DataValidationError, ParameterError, param_error
 from dpsynth.schema import Schema
+from dpsynth.synthesizers.marginal.counts import _Cached
 
 if TYPE_CHECKING:
     from dpsynth.synthesizers.marginal.binning import ColumnCodec
@@ -188,12 +189,13 @@ def _count_block(part: pd.DataFrame, schema_json: str, codecs_json: str, batch_r
     return {"counts": total[None, :]}
 
 
-class RayCounts:
+class RayCounts(_Cached):
     """:class:`~dpsynth.synthesizers.marginal.counts.CountSource` counted by Ray tasks."""
 
     def __init__(self, table: RayTable, schema: Schema, codecs: Sequence[ColumnCodec],
                  lookups: Sequence[np.ndarray | None] | None = None, n_rows: int = -1,
                  dataset: Any = None):
+        super().__init__()
         self.table = table
         # one lazy Ray dataset of the partitions, re-executed by every pass
         self.dataset = dataset if dataset is not None else table._dataset()
@@ -201,7 +203,6 @@ class RayCounts:
         self.codecs = tuple(codecs)
         self.lookups = None if lookups is None else list(lookups)
         self._n = n_rows
-        self._cache: dict[Clique, np.ndarray] = {}
         self._schema_json = json.dumps(schema.to_dict(), default=str)
         self._codecs_json = json.dumps([c.to_dict() for c in self.codecs], default=str)
 
@@ -233,14 +234,7 @@ class RayCounts:
                                                        "was spent)"])
         self._n = n
 
-    def counts(self, cliques: Sequence[Clique], domain: Sequence[int]) -> list[np.ndarray]:
-        cliques = [tuple(c) for c in cliques]
-        missing = list(dict.fromkeys(c for c in cliques if c not in self._cache))
-        if missing:
-            self._cache.update(zip(missing, self._count(missing, domain), strict=True))
-        return [self._cache[c].copy() for c in cliques]
-
-    def _count(self, cliques: list[Clique], domain: Sequence[int]) -> list[np.ndarray]:
+    def _count(self, cliques: Sequence[Clique], domain: Sequence[int]) -> list[np.ndarray]:
         shapes = [[int(domain[a]) for a in c] for c in cliques]
         sizes = [int(np.prod(s)) for s in shapes]
         lookups = [None if t is None else [int(v) for v in t] for t in self.lookups] \
