@@ -221,23 +221,16 @@ class BaseSynthesizer:
             data, clipped = clip_to_bounds(data, schema)
         schema.validate(data)
         self.clipped_ = clipped
-        n = len(data)
-        if n < 2:
-            raise DataValidationError([f"the table has {n} row(s); at least 2 are needed"])
+        n = self._enough_rows(len(data))
         data = data[[c.name for c in schema.data_columns]]
         noise = NoiseSource.create(self.random_state, bool(self.secure_mode))
         if not self.is_private:
-            logger.warning("epsilon=inf: training WITHOUT differential privacy (reference only)")
             self._fit_declared(data, self._require_declared(schema), plan=None, recorder=None,
                                noise=noise)
             self.privacy_ = None
             return self
 
-        plan = self.plan_budget(schema, n, ledger=ledger)
-        recorder: SpendRecorder = ledger if ledger is not None else BudgetSession(plan.budget)
-        if logger.isEnabledFor(logging.INFO):  # the summary composes every spend: only if shown
-            logger.info(plan.summary())
-        recorder.reserve_plan(plan.spends)
+        plan, recorder = self._reserve(schema, n, ledger)
         if schema.undeclared():
             from dpsynth.data.discover import map_to_domain, run_discovery
 
@@ -247,6 +240,31 @@ class BaseSynthesizer:
         self._fit_declared(data, schema, plan=plan, recorder=recorder, noise=noise)
         self.privacy_ = self._privacy_report(plan, schema)
         return self
+
+    def _enough_rows(self, n: int) -> int:
+        """``n`` when it is at least 2 rows; warns once here for the non-private reference."""
+        if n < 2:
+            raise DataValidationError([f"the table has {n} row(s); at least 2 are needed"])
+        if not self.is_private:
+            logger.warning("epsilon=inf: training WITHOUT differential privacy (reference only)")
+        return n
+
+    def _reserve(self, schema: Schema, n_rows: int, ledger: SpendRecorder | None
+                 ) -> tuple[FitPlan, SpendRecorder]:
+        """The checked plan for ``n_rows`` rows and the recorder that has reserved all of it
+        (``ledger``, or a one-fit :class:`BudgetSession`)."""
+        plan = self.plan_budget(schema, n_rows, ledger=ledger)
+        recorder: SpendRecorder = ledger if ledger is not None else BudgetSession(plan.budget)
+        if logger.isEnabledFor(logging.INFO):  # the summary composes every spend: only if shown
+            logger.info(plan.summary())
+        recorder.reserve_plan(plan.spends)
+        return plan, recorder
+
+    def _fitted(self, schema: Schema, n_rows: int) -> None:
+        """Record what the fit was on (the last step of every fit path)."""
+        self.schema_ = schema
+        self.n_rows_ = n_rows
+        self.fitted_at_ = _now()
 
     #: Whether :meth:`_fit_streamed` reads a :class:`StreamedTable` in batches.
     streams: ClassVar[bool] = False
@@ -292,9 +310,7 @@ class BaseSynthesizer:
     def _fit_declared(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
                       recorder: SpendRecorder | None, noise: NoiseSource) -> None:
         self._fit(data, schema, plan=plan, recorder=recorder, noise=noise)
-        self.schema_ = schema
-        self.n_rows_ = len(data)
-        self.fitted_at_ = _now()
+        self._fitted(schema, len(data))
 
     def plan_budget(self, schema: Schema, n_rows: int, *, ledger: SpendRecorder | None = None
                     ) -> FitPlan:

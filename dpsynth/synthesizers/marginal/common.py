@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from dpsynth.accounting import Budget, BudgetSession, Event, NoiseSource, SpendRecorder
-from dpsynth.errors import DataValidationError, ParameterError, PrivacyError, param_error
+from dpsynth.accounting import Budget, Event, NoiseSource, SpendRecorder
+from dpsynth.errors import ParameterError, PrivacyError, param_error
 from dpsynth.schema import Schema
-from dpsynth.synthesizers.base import BaseSynthesizer, _now
+from dpsynth.synthesizers.base import BaseSynthesizer
 from dpsynth.synthesizers.marginal.binning import (
     ColumnCodec,
     codecs_for,
@@ -170,25 +170,15 @@ class MarginalSynthesizer(BaseSynthesizer):
         self.codecs_ = codecs_for(schema, int(self.n_bins))
         noise = NoiseSource.create(self.random_state, bool(self.secure_mode))
         with stream.count_source(schema, self.codecs_) as source:
-            n = source.n_rows
-            if n < 2:
-                raise DataValidationError([f"the table has {n} row(s); at least 2 are needed"])
+            n = self._enough_rows(source.n_rows)
             if not self.is_private:
-                logger.warning("epsilon=inf: training WITHOUT differential privacy")
                 self._fit_counts(source, plan=None, recorder=None, noise=noise)
                 self.privacy_ = None
             else:
-                plan = self.plan_budget(schema, n, ledger=ledger)
-                recorder: SpendRecorder = ledger if ledger is not None else \
-                    BudgetSession(plan.budget)
-                if logger.isEnabledFor(logging.INFO):
-                    logger.info(plan.summary())
-                recorder.reserve_plan(plan.spends)
+                plan, recorder = self._reserve(schema, n, ledger)
                 self._fit_counts(source, plan=plan, recorder=recorder, noise=noise)
                 self.privacy_ = self._privacy_report(plan, schema)
-        self.schema_ = schema
-        self.n_rows_ = n
-        self.fitted_at_ = _now()
+        self._fitted(schema, n)
 
     def _fit_counts(self, source: CountSource, *, plan: FitPlan | None,
                     recorder: SpendRecorder | None, noise: NoiseSource) -> None:
