@@ -16,7 +16,7 @@ import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -24,11 +24,13 @@ from torch import nn
 
 from dpsynth._util.device import device_problems, resolve_device
 from dpsynth.accounting import Budget, Event, NoiseSource, SpendRecorder, calibrate_dpsgd_noise
-from dpsynth.errors import PrivacyError, param_error
+from dpsynth.errors import ModelFormatError, PrivacyError, param_error
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import _bookkeeping, _distributed, _dpsgd
 from dpsynth.synthesizers.base import BaseSynthesizer
 from dpsynth.synthesizers.plan import DPSGDPlan, TrainingPlan
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 #: ``loss(module, criterion, batch)``: the mean loss of ``batch`` (a tensor of rows).
 LossFn = Callable[[Callable[..., Any], Callable[..., Any], torch.Tensor], Any]
@@ -212,6 +214,43 @@ class DPSGDSynthesizer(BaseSynthesizer):
         sigma = calibrate_dpsgd_noise(budget.epsilon, budget.delta, sample_rate=q, steps=steps,
                                       prior_events=list(prior_events))
         return DPSGDPlan(self.train_purpose, q, steps, sigma)
+
+    # -- what a run leaves behind ---------------------------------------------------------
+    def _record_run(self, log: _dpsgd.TrainingLog, rep: _distributed.Replica | None) -> None:
+        """The fitted attributes every DP-SGD model reports about its training run."""
+        self.world_size_ = 1 if rep is None else rep.world_size
+        self.steps_run_ = log.steps_run
+        self.empty_batches_ = log.empty_batches
+        self.rows_seen_ = log.rows_seen
+        self.loss_history_ = list(log.epoch_losses)
+
+    def _run_state(self) -> dict[str, Any]:
+        """The training-run part of the saved state (see :meth:`_restore_run`)."""
+        return {"steps_run": self.steps_run_, "empty_batches": self.empty_batches_,
+                "loss_history": self.loss_history_}
+
+    def _restore_run(self, state: dict[str, Any]) -> None:
+        self.steps_run_ = int(state["steps_run"])
+        self.empty_batches_ = int(state.get("empty_batches", 0))
+        self.loss_history_ = [float(v) for v in state.get("loss_history", [])]
+
+    @staticmethod
+    def _weight_arrays(model: nn.Module) -> dict[str, np.ndarray]:
+        """The model's weights as float32 arrays, saved under ``model.<name>``."""
+        return {f"model.{k}": v.detach().to("cpu").float().numpy()
+                for k, v in model.state_dict().items()}
+
+    def _load_weights(self, model: ModuleT, arrays: dict[str, np.ndarray]) -> ModuleT:
+        """``model`` with the saved weights, on this synthesizer's device, in eval mode
+        (:class:`~dpsynth.errors.ModelFormatError` when they do not fit it)."""
+        weights = {k.removeprefix("model."): torch.from_numpy(v.copy())
+                   for k, v in arrays.items() if k.startswith("model.")}
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise ModelFormatError(f"The saved weights do not fit the model: {exc}") from None
+        self.device_ = self._resolve_device(strict=False)
+        return model.to(self.device_).eval()
 
     # -- training -------------------------------------------------------------------------
     def _replicate(self, rows: torch.Tensor, plan: DPSGDPlan | None, noise: NoiseSource

@@ -220,11 +220,7 @@ class DPVAESynthesizer(DPSGDSynthesizer):
                                 sampling=sampling, rep=rep)
         if mode != "none":
             self.grad_sample_mode_ = mode
-        self.world_size_ = 1 if rep is None else rep.world_size
-        self.steps_run_ = log.steps_run
-        self.empty_batches_ = log.empty_batches
-        self.rows_seen_ = log.rows_seen
-        self.loss_history_ = list(log.epoch_losses)
+        self._record_run(log, rep)
         self.device_ = device
         self.model_ = self._new_model(None).to(device)
         self.model_.load_state_dict(model.state_dict())
@@ -267,18 +263,14 @@ class DPVAESynthesizer(DPSGDSynthesizer):
 
     # -- persistence ----------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        arrays = {f"model.{k}": v.detach().to("cpu").numpy()
-                  for k, v in self.model_.state_dict().items()}
         state = {
             "n_features": self.encoder_.n_features_,
             "n_numeric": len(self.encoder_.numeric_spans),
             "latent_dim": int(self.latent_dim),
             "hidden_sizes": [int(h) for h in self.hidden_sizes],
-            "steps_run": self.steps_run_,
-            "empty_batches": self.empty_batches_,
-            "loss_history": self.loss_history_,
+            **self._run_state(),
         }
-        return state, arrays
+        return state, self._weight_arrays(self.model_)
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.encoder_ = TableEncoder().fit(self.schema_)
@@ -289,18 +281,8 @@ class DPVAESynthesizer(DPSGDSynthesizer):
         if saved != expected:
             raise ModelFormatError(f"The saved model's architecture {saved} does not match "
                                    f"its schema and parameters {expected}.")
-        weights = {k.removeprefix("model."): torch.from_numpy(v.copy())
-                   for k, v in arrays.items() if k.startswith("model.")}
-        model = self._new_model(None)
-        try:
-            model.load_state_dict(weights)
-        except RuntimeError as exc:
-            raise ModelFormatError(f"The saved weights do not fit the model: {exc}") from None
-        self.device_ = self._resolve_device(strict=False)
-        self.model_ = model.to(self.device_).eval()
-        self.steps_run_ = int(state["steps_run"])
-        self.empty_batches_ = int(state.get("empty_batches", 0))
-        self.loss_history_ = [float(v) for v in state.get("loss_history", [])]
+        self.model_ = self._load_weights(self._new_model(None), arrays)
+        self._restore_run(state)
 
 
 def _param_problems(synth: DPVAESynthesizer) -> list[str]:

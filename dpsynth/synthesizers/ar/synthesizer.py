@@ -34,7 +34,7 @@ from dpsynth.schema import BOUNDED_KINDS, Schema
 from dpsynth.synthesizers import _dpsgd
 from dpsynth.synthesizers._dpsgd_base import DPSGDSynthesizer, Objective, number
 from dpsynth.synthesizers.ar import sampling
-from dpsynth.synthesizers.ar.model import ARConfig, ARTransformer, RowLoss, build_model
+from dpsynth.synthesizers.ar.model import ARConfig, RowLoss, build_model
 from dpsynth.synthesizers.ar.tokens import TableTokenizer
 from dpsynth.synthesizers.base import register
 from dpsynth.synthesizers.plan import DPSGDPlan, FitPlan
@@ -142,11 +142,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
                                 name="dpar", sampling=sampling_source, rep=rep,
                                 batch_size=batch)
         self.grad_sample_mode_ = mode
-        self.world_size_ = 1 if rep is None else rep.world_size
-        self.steps_run_ = log.steps_run
-        self.empty_batches_ = log.empty_batches
-        self.rows_seen_ = log.rows_seen
-        self.loss_history_ = list(log.epoch_losses)
+        self._record_run(log, rep)
         self.device_ = device
         self.model_ = model.eval()
 
@@ -199,34 +195,17 @@ class DPARSynthesizer(DPSGDSynthesizer):
 
     # -- persistence ----------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        arrays = {f"model.{k}": v.detach().to("cpu").float().numpy()
-                  for k, v in self.model_.state_dict().items()}
-        state = {
-            "vocab_sizes": list(self.tokenizer_.vocab_sizes),
-            "steps_run": self.steps_run_,
-            "empty_batches": self.empty_batches_,
-            "loss_history": self.loss_history_,
-            "grad_sample_mode": self.grad_sample_mode_,
-        }
-        return state, arrays
+        state = {"vocab_sizes": list(self.tokenizer_.vocab_sizes), **self._run_state(),
+                 "grad_sample_mode": self.grad_sample_mode_}
+        return state, self._weight_arrays(self.model_)
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.tokenizer_ = TableTokenizer(int(self.n_bins)).fit(self.schema_)
         if list(self.tokenizer_.vocab_sizes) != state.get("vocab_sizes"):
             raise ModelFormatError(f"The saved vocabularies {state.get('vocab_sizes')} do not "
                                    f"match the schema's {list(self.tokenizer_.vocab_sizes)}.")
-        weights = {k.removeprefix("model."): torch.from_numpy(v.copy())
-                   for k, v in arrays.items() if k.startswith("model.")}
-        model: ARTransformer = build_model(self._config(), None)
-        try:
-            model.load_state_dict(weights)
-        except RuntimeError as exc:
-            raise ModelFormatError(f"The saved weights do not fit the model: {exc}") from None
-        self.device_ = self._resolve_device(strict=False)
-        self.model_ = model.to(self.device_).eval()
-        self.steps_run_ = int(state["steps_run"])
-        self.empty_batches_ = int(state.get("empty_batches", 0))
-        self.loss_history_ = [float(v) for v in state.get("loss_history", [])]
+        self.model_ = self._load_weights(build_model(self._config(), None), arrays)
+        self._restore_run(state)
         self.grad_sample_mode_ = str(state.get("grad_sample_mode", ""))
 
 
