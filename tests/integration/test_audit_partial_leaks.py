@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import typer
+from cli_app import cli_app
 from typer.testing import CliRunner
 
 from dpsynth.commands.audit import register
@@ -22,14 +23,7 @@ runner = CliRunner()
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def main() -> None:
-        """Test app."""
-
-    return app
+    return cli_app(register)
 
 
 @pytest.fixture(scope="module")

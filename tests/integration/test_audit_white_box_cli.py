@@ -6,6 +6,7 @@ import json
 
 import pytest
 import typer
+from cli_app import cli_app
 from planted_mechanisms import DataBoundsMST, HalfNoiseMST
 from typer.testing import CliRunner
 
@@ -16,14 +17,7 @@ runner = CliRunner()
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def main() -> None:
-        """Test app."""
-
-    return app
+    return cli_app(register)
 
 
 @pytest.mark.parametrize(("name", "status"), [("mst", 0), ("mst-half-noise", 3)])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from cli_app import cli_app
 from planted import Copycat
 from typer.testing import CliRunner
 
@@ -19,14 +20,7 @@ runner = CliRunner()
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def main() -> None:  # a group, so that `release` is a subcommand as in dpsynth.cli
-        """Test app."""
-
-    return app
+    return cli_app(register)
 
 
 @pytest.fixture(scope="module")
