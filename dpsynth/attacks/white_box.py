@@ -203,10 +203,17 @@ class _Tally:
 
 
 def white_box_supported(klass: type) -> bool:
-    """Whether :func:`white_box_audit` can audit synthesizers of class ``klass``."""
+    """Whether a white-box audit exists for synthesizers of class ``klass``: this module's
+    for the marginal ones, :mod:`~dpsynth.attacks.white_box_dpsgd`'s for the DP-SGD ones."""
+    import sys
+
     from dpsynth.synthesizers.marginal.common import MarginalSynthesizer
 
-    return isinstance(klass, type) and issubclass(klass, MarginalSynthesizer)
+    if not isinstance(klass, type):
+        return False
+    dpsgd = sys.modules.get("dpsynth.synthesizers._dpsgd_base")  # loaded with any such class
+    return issubclass(klass, MarginalSynthesizer) or (
+        dpsgd is not None and issubclass(klass, dpsgd.DPSGDSynthesizer))
 
 
 # -- the audit -------------------------------------------------------------------------------------

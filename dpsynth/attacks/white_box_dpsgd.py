@@ -72,12 +72,13 @@ METHOD = ("GDP fit of the gradient-canary likelihood ratio on the noisy DP-SGD u
 #: The canary's loss weight on the probe: its clipped probe gradient is ``C / sqrt(1 +
 #: (g / K)^2)``, ``C`` to six digits for model gradients ``g`` up to 1000.
 PROBE_WEIGHT = 1e6
-DPSGD_SYNTHESIZERS = ("dpvae", "dptext")
+DPSGD_SYNTHESIZERS = ("dpar", "dpvae", "dptext")
 
 #: Small, fast configurations of each generator (the model only needs to train, not to be
 #: good): ``n_rows`` rows in ``D``, ``steps`` steps at a batch size of half of ``D'``.
 FAST_PARAMS: dict[str, dict[str, Any]] = {
     "dpvae": {"hidden_sizes": (8,), "latent_dim": 2, "learning_rate": 1e-2},
+    "dpar": {"d_model": 8, "n_heads": 2, "n_bins": 8, "learning_rate": 1e-2},
     "dptext": {"pretrained": None, "d_model": 8, "n_layers": 1, "n_heads": 2,
                "max_length": 6, "learning_rate": 5e-3, "release_controls": False},
 }
@@ -334,7 +335,7 @@ def dpsgd_white_box_audit(synthesizer: str, *, epsilon: float, delta: float = 1e
                        if isinstance(c, type) and issubclass(c, DPSGDSynthesizer))
         raise param_error("synthesizer", f"a DP-SGD synthesizer, one of {names}", synthesizer,
                           "dpsgd_white_box_audit")
-    family = "dptext" if _is_text(cls) else "dpvae"
+    family = _family(cls)
     batch = math.ceil((n_rows + 1) / 2)
     extra = (FAST_PARAMS[family] | {"batch_size": batch, "device": "cpu",
                                     "epochs": steps * batch / (n_rows + 1)}
@@ -420,10 +421,14 @@ def is_dpsgd_synthesizer(name: str, registry: Mapping[str, Any] | None = None) -
     return base is not None and isinstance(cls, type) and issubclass(cls, base.DPSGDSynthesizer)
 
 
-def _is_text(cls: type) -> bool:
+def _family(cls: type) -> str:
+    """Which of :data:`FAST_PARAMS` (and of the canary tables) fits ``cls``."""
+    from dpsynth.synthesizers.ar import DPARSynthesizer
     from dpsynth.synthesizers.text import DPTextSynthesizer
 
-    return issubclass(cls, DPTextSynthesizer)
+    if issubclass(cls, DPTextSynthesizer):
+        return "dptext"
+    return "dpar" if issubclass(cls, DPARSynthesizer) else "dpvae"
 
 
 def _dpsgd_plan(plan: Any) -> Any:

@@ -97,8 +97,8 @@ def release_command(
              "(row-local, no privacy cost; counts per column on the card).")] = False,
     generator_audit_fits: Annotated[int, typer.Option(
         help="First audit the generator white-box with this many fits on each of a "
-             "made-up worst-case pair of tables (no budget; mst, aim); a violation rejects "
-             "before anything is spent. 0: no generator audit.")] = 0,
+             "made-up worst-case pair of tables (no budget; mst, aim, dpar, dpvae, dptext); "
+             "a violation rejects before anything is spent. 0: no generator audit.")] = 0,
 ) -> None:
     """Release a private table as DP synthetic data, only if it passes the audit and the
     policy; writes the synthetic data, a dataset card and an HTML report. Exit 0 ship,

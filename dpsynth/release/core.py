@@ -188,7 +188,9 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
         on each of a worst-case pair of neighbouring tables it makes up
         (:func:`~dpsynth.attacks.white_box.white_box_audit`: no private data, no budget); the
         result goes on the card (``generator_audit``), and a violation rejects the release
-        before anything is fitted or spent. Marginal synthesizers (mst, aim).
+        before anything is fitted or spent. Marginal synthesizers (mst, aim) and the DP-SGD
+        ones (dpar, dpvae, dptext; on a small model of the audit's own, so the mechanism is
+        what is tested).
     """
     plan = ReleasePlan.build(
         schema, epsilon=epsilon, dataset=dataset, delta=delta, synthesizer=synthesizer,
@@ -256,18 +258,28 @@ def _generator_audit(plan: ReleasePlan, delta: float, progress: StageProgressFn 
     if not plan.generator_audit_fits:
         return None
     from dpsynth.attacks.white_box import white_box_audit
+    from dpsynth.attacks.white_box_dpsgd import dpsgd_white_box_audit, is_dpsgd_synthesizer
+    from dpsynth.release.plan import RELEASE_SET
 
     tick = progress or (lambda stage, done, total: None)
     label = f"white-box audit of {plan.synth_name}"
     tick(label, 0, 1)
-    from dpsynth.release.plan import RELEASE_SET
-
-    drop = {*RELEASE_SET, "final_iterations", "progress", "keep_measurements"}
-    params = {k: v for k, v in plan.synthesizer.params.items() if k not in drop}
-    audit = white_box_audit(
-        plan.synth_name, epsilon=plan.epsilon, delta=plan.delta or delta,
-        n_fits=plan.generator_audit_fits, random_state=plan.seed % 2**32, params=params,
-        registry={plan.synth_name: plan.synthesizer.klass})
+    name, registry = plan.synth_name, {plan.synth_name: plan.synthesizer.klass}
+    if is_dpsgd_synthesizer(name, registry):
+        # the audit's own small model and schedule; the release's mechanism settings apply
+        keep = ("max_grad_norm", "grad_sample_mode")
+        audit = dpsgd_white_box_audit(
+            name, epsilon=plan.epsilon, delta=plan.delta or delta,
+            n_fits=plan.generator_audit_fits, random_state=plan.seed % 2**32,
+            params={k: v for k, v in plan.synthesizer.params.items() if k in keep},
+            registry=registry)
+    else:
+        drop = {*RELEASE_SET, "final_iterations", "progress", "keep_measurements"}
+        audit = white_box_audit(
+            name, epsilon=plan.epsilon, delta=plan.delta or delta,
+            n_fits=plan.generator_audit_fits, random_state=plan.seed % 2**32,
+            params={k: v for k, v in plan.synthesizer.params.items() if k not in drop},
+            registry=registry)
     tick(label, 1, 1)
     return audit.to_dict()
 

@@ -203,7 +203,8 @@ def _audit_problems(fits: Any, factory: SynthesizerFactory | None) -> list[str]:
                                 ">= 20", fits, "release"))]
     if fits and factory is not None and not white_box_supported(factory.klass):
         return [str(param_error("generator_audit_fits", "0: the white-box audit supports the "
-                                "marginal synthesizers (mst, aim)", fits, "release"))]
+                                "marginal and DP-SGD synthesizers (mst, aim, dpar, dpvae, "
+                                "dptext)", fits, "release"))]
     return []
 
 

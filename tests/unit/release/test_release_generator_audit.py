@@ -51,7 +51,7 @@ def test_broken_generator_is_rejected_before_anything_is_spent(small, tmp_path):
     assert not (tmp_path / "bundle" / "synthetic.csv").exists()
 
 
-@pytest.mark.parametrize(("fits", "synthesizer"), [(5, "mst"), (-1, "mst"), (60, "dpvae")])
+@pytest.mark.parametrize(("fits", "synthesizer"), [(5, "mst"), (-1, "mst"), (60, "dptext-table")])
 def test_bad_audit_settings_are_refused_before_anything_runs(small, tmp_path, fits,
                                                               synthesizer):
     rows, schema = small
@@ -59,3 +59,15 @@ def test_bad_audit_settings_are_refused_before_anything_runs(small, tmp_path, fi
         release(rows, schema, epsilon=1.0, dataset="wage", ledger=tmp_path / "l.sqlite",
                 cap=Budget(10, 1e-5), synthesizer=synthesizer, generator_audit_fits=fits)
     assert not (tmp_path / "l.sqlite").exists()
+
+
+def test_dp_sgd_generator_is_audited_on_the_card(small, tmp_path):
+    """dpar goes through the gradient-canary audit (a small model of the audit's own)."""
+    rows, schema = small
+    result = release(rows, schema, epsilon=4.0, dataset="wage", ledger=tmp_path / "l.sqlite",
+                     cap=Budget(10, 1e-5), synthesizer="dpar",
+                     synthesizer_params={"epochs": 1, "d_model": 8, "n_heads": 2},
+                     random_state=0, n_targets=200, generator_audit_fits=40)
+    audit = result.card.generator_audit
+    assert audit is not None and not audit.violated
+    assert "gradient-canary" in audit.method and audit.n_fits == 40
