@@ -206,7 +206,9 @@ def main() -> None:
         path = make_table(n, args.workdir / f"adult15-{n}.parquet")
         row: dict = {"rows": n, "parquet_mb": path.stat().st_size / 2**20}
         extra = ["--rounds", str(args.rounds)] if args.rounds else []
-        for mode in ["stream", *[m for m in args.modes if m != "stream"]]:
+        # sampling reads the streamed model, so "stream" is fitted first unless skipped
+        first = [] if "sample" in args.skip and "stream" not in args.modes else ["stream"]
+        for mode in [*first, *[m for m in args.modes if m != "stream"]]:
             if mode == "memory" and n > args.memory_max_rows:
                 continue
             row[f"fit_{mode}"] = run_child("fit", "--path", str(path), "--mode", mode, *extra)
