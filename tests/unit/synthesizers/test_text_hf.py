@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import socket
 
 import numpy as np
 import pandas as pd
@@ -21,18 +20,7 @@ from dpsynth.synthesizers.text import DPTextSynthesizer  # noqa: E402
 TEXTS = ["the printer is broken again", "please reset my password", "my invoice is wrong"]
 
 
-@pytest.fixture(autouse=True)
-def _offline_and_one_thread(monkeypatch):
-    """No network: any connection attempt fails the test."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("no_network")  # one torch thread: conftest
 
 
 def write_tiny_model(path, arch: str = "gpt2") -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import socket
 
 import pandas as pd
 import pytest
@@ -29,17 +28,7 @@ TEXTS = ["the printer is broken again", "please reset my password", "my invoice 
 CHAT = ("<|im_start|>", "<|im_end|>")
 
 
-@pytest.fixture(autouse=True)
-def _offline_and_one_thread(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("no_network")  # one torch thread: conftest
 
 
 @pytest.fixture(scope="module")
