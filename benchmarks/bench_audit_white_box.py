@@ -16,7 +16,9 @@ Usage (from the repository root)::
   accounted as 1) and MST reading its numeric bounds from the data (run with the numeric
   canary column), beside the correct MST, at the same three epsilons.
 
-``--jobs N`` fans the fits out over N processes (same result); ``--tag`` names the file.
+``--jobs N`` fans the fits out over N processes (same result); ``--tag`` names the file;
+``--params JSON`` passes constructor parameters (e.g. MST's paper split:
+``'{"select_share": 0.3333333333333333, "first_share": 0.3333333333333333}'``).
 
 Results go to ``benchmarks/results/audit_white_box_<mode>[_<synthesizer>].json``.
 """
@@ -38,10 +40,10 @@ EPSILONS = (1.0, 4.0, 10.0)
 
 
 def row(name: str, epsilon: float, fits: int, registry: dict | None = None, jobs: int = 1,
-        numeric: bool = False) -> dict:
+        numeric: bool = False, params: dict | None = None) -> dict:
     began = time.perf_counter()
     audit = white_box_audit(name, epsilon=epsilon, n_fits=fits, registry=registry,
-                            n_jobs=jobs, numeric=numeric)
+                            n_jobs=jobs, numeric=numeric, params=params)
     out = audit.to_dict()
     keep = ("synthesizer", "accounted_epsilon", "n_fits", "mu_hat", "mu_ci", "mu_planned",
             "epsilon_lower", "epsilon_lower_gdp", "epsilon_ci", "epsilon_lower_cp",
@@ -49,6 +51,7 @@ def row(name: str, epsilon: float, fits: int, registry: dict | None = None, jobs
             "cpu_seconds", "violated")
     result = {k: out[k] for k in keep} | {
         "ratio": out["epsilon_lower"] / epsilon, "jobs": jobs, "numeric_column": numeric,
+        "params": params or {},
         "wall_seconds": round(time.perf_counter() - began, 1)}
     print(json.dumps(result), flush=True)
     return result
@@ -62,9 +65,11 @@ def main() -> None:
     parser.add_argument("--epsilons", type=float, nargs="+", default=list(EPSILONS))
     parser.add_argument("--jobs", type=int, default=1, help="worker processes for the fits")
     parser.add_argument("--tag", default="", help="suffix of the results file")
+    parser.add_argument("--params", type=json.loads, default={},
+                        help="JSON object of constructor parameters of the audited synthesizer")
     args = parser.parse_args()
     if args.mode == "correct":
-        rows = [row(args.synthesizer, e, args.fits or 2000, jobs=args.jobs)
+        rows = [row(args.synthesizer, e, args.fits or 2000, jobs=args.jobs, params=args.params)
                 for e in args.epsilons]
         name = f"audit_white_box_correct_{args.synthesizer}{args.tag}.json"
     else:
@@ -75,7 +80,8 @@ def main() -> None:
         registry = {"mst": MSTSynthesizer, "mst-half-noise": HalfNoiseMST,
                     "mst-double-count": DoubleCountMST, "mst-data-bounds": DataBoundsMST}
         rows = [row(n, e, args.fits or 300, registry, args.jobs,
-                    numeric=n == "mst-data-bounds") for e in args.epsilons for n in registry]
+                    numeric=n == "mst-data-bounds", params=args.params)
+                for e in args.epsilons for n in registry]
         name = f"audit_white_box_planted{args.tag}.json"
     result = {"command": " ".join(sys.argv), "rows": rows}
     (ROOT / "benchmarks" / "results" / name).write_text(json.dumps(result, indent=2))

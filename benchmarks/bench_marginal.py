@@ -5,6 +5,11 @@ One command reproduces the table in ``docs/benchmarks.md`` (section "Marginal sy
     python benchmarks/bench_marginal.py            # every dataset, epsilon and generator
     python benchmarks/bench_marginal.py --datasets adult --eps 1 --generators dpsynth-aim
 
+Tuning a dpsynth generator's parameters (on Adult, the tuning table) without touching the docs:
+``--params '{"select_share": 0.05}' --variant s05 --no-render --results FILE`` per setting and
+seed, then ``python benchmarks/bench_marginal.py summary --results FILE`` for the mean and
+standard deviation over seeds of every (generator, variant, epsilon).
+
 Protocol: each table is split 80/20 with a fixed seed; every generator is fitted on the 80 %
 only, with delta = 1e-9, and samples as many rows. Metrics are computed on the public
 discretisation (Adult's integer codes; for the other tables the schema's 32 bins per numeric
@@ -136,10 +141,10 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def worker(gen: str, eps: float, seed: int, workdir: Path) -> None:
+def worker(gen: str, eps: float, seed: int, workdir: Path, params: dict | None = None) -> None:
     """Fit one generator on ``workdir``'s training rows; write codes and timings."""
     if gen.startswith("dpsynth-"):
-        codes, wall, cpu = _fit_dpsynth(gen.split("-", 1)[1], eps, seed, workdir)
+        codes, wall, cpu = _fit_dpsynth(gen.split("-", 1)[1], eps, seed, workdir, params or {})
     elif gen.startswith("smartnoise-"):
         codes, wall, cpu = _fit_smartnoise(gen.split("-", 1)[1], eps, workdir)
     else:
@@ -148,7 +153,7 @@ def worker(gen: str, eps: float, seed: int, workdir: Path) -> None:
     print(json.dumps({"wall_s": wall, "cpu_s": cpu}))
 
 
-def _fit_dpsynth(name: str, eps: float, seed: int, workdir: Path):
+def _fit_dpsynth(name: str, eps: float, seed: int, workdir: Path, params: dict):
     sys.path.insert(0, str(ROOT))
     from dpsynth.schema import Schema
     from dpsynth.synthesizers import create
@@ -158,7 +163,7 @@ def _fit_dpsynth(name: str, eps: float, seed: int, workdir: Path):
     train = pd.read_csv(workdir / "train.csv")
     train = train.astype({c.name: "string" for c in schema.columns
                           if c.categories and isinstance(c.categories[0], str)})
-    synth = create(name, epsilon=eps, delta=DELTA, random_state=seed)
+    synth = create(name, epsilon=eps, delta=DELTA, random_state=seed, **params)
     wall, cpu = time.perf_counter(), _cpu()
     synth.fit(train, schema)
     wall, cpu = time.perf_counter() - wall, _cpu() - cpu
@@ -191,13 +196,15 @@ def _fit_smartnoise(name: str, eps: float, workdir: Path):
 
 
 def run_worker(python: str, gen: str, eps: float, seed: int, workdir: Path,
-               cpu_limit: int) -> dict:
+               cpu_limit: int, params: dict | None = None) -> dict:
     """Run one fit in a fresh single-threaded process with a CPU-time limit."""
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_limit, cpu_limit + 5))
 
     cmd = [python, str(Path(__file__).resolve()), "worker", "--generator", gen,
            "--eps", str(eps), "--seed", str(seed), "--workdir", str(workdir)]
+    if params:
+        cmd += ["--params", json.dumps(params)]
     env = {**os.environ, **SINGLE_THREAD, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, preexec_fn=limit,
                           check=False)
@@ -218,11 +225,12 @@ def evaluate(prep: dict, synth_file: Path) -> dict:
     return out
 
 
-def _done(results: Path) -> set[tuple[str, str, float, int]]:
+def _done(results: Path) -> set[tuple[str, str, str, float, int]]:
     if not results.exists():
         return set()
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    return {(r["dataset"], r["generator"], r["eps"], r["seed"]) for r in rows}
+    return {(r["dataset"], r["generator"], r.get("variant", ""), r["eps"], r["seed"])
+            for r in rows}
 
 
 def run(args: argparse.Namespace) -> None:
@@ -238,19 +246,24 @@ def run(args: argparse.Namespace) -> None:
                     "auc": auc(prep["train"], prep["test"], target)}
             _append(args.results, real)
             for eps, gen in itertools.product(args.eps, args.generators):
-                if (name, gen, eps, args.seed) in done:
+                if (name, gen, args.variant, eps, args.seed) in done:
                     continue
                 python = pythons[gen.split("-", 1)[0]]
                 if not python or not Path(python).exists():
                     row = {"status": "not installed"}
                 else:
-                    row = run_worker(python, gen, eps, args.seed, Path(tmp), args.cpu_limit)
+                    params = args.params if gen.startswith("dpsynth-") else None
+                    row = run_worker(python, gen, eps, args.seed, Path(tmp), args.cpu_limit,
+                                     params)
                     if row["status"] == "ok":
                         row.update(evaluate(prep, Path(tmp) / f"synth_{gen}.csv"))
                 row = {"dataset": name, "generator": gen, "eps": eps, "seed": args.seed, **row}
+                if args.variant or args.params:
+                    row |= {"variant": args.variant, "params": args.params}
                 print(json.dumps(row), flush=True)
                 _append(args.results, row)
-    render(args.results)
+    if not args.no_render:
+        render(args.results)
 
 
 def _append(results: Path, row: dict) -> None:
@@ -264,7 +277,8 @@ def render(results: Path) -> str:
     for line in results.read_text().splitlines():
         if line.strip():
             r = json.loads(line)
-            rows[(r["dataset"], r["generator"], r["eps"])] = r
+            if not r.get("variant") and not r.get("params"):  # tuning rows stay out
+                rows[(r["dataset"], r["generator"], r["eps"])] = r
     lines = [START, "", "## Marginal synthesizers (`benchmarks/bench_marginal.py`)", "",
              "Reproduce with `python benchmarks/bench_marginal.py` (protocol in its docstring: "
              "80/20 split, fit on the 80 %, δ = 1e-9, one worker process per fit, one thread, "
@@ -319,6 +333,30 @@ def render(results: Path) -> str:
     return section
 
 
+def summary(results: Path) -> str:
+    """Mean and standard deviation over seeds of every (dataset, generator, variant, epsilon),
+    as a Markdown table (for tuning runs made with ``--variant``)."""
+    groups: dict[tuple, list[dict]] = {}
+    for line in results.read_text().splitlines():
+        r = json.loads(line) if line.strip() else {}
+        if r.get("status") == "ok" and "tvd2" in r:
+            key = (r["dataset"], r["generator"], r.get("variant", ""), r["eps"])
+            groups.setdefault(key, []).append(r)
+    lines = ["| dataset | generator | variant | ε | seeds | 1-way TVD | 2-way TVD | 3-way TVD | "
+             "TSTR AUC | fit CPU s |", "|---|---|---|---:|---:|---|---|---|---|---:|"]
+    for (ds, gen, variant, eps), rs in sorted(groups.items(),
+                                             key=lambda kv: (kv[0][0], kv[0][3], kv[0][1:3])):
+        cells = []
+        for metric, digits in (("tvd1", 4), ("tvd2", 4), ("tvd3", 4), ("auc", 3)):
+            v = np.array([r[metric] for r in rs])
+            sd = v.std(ddof=1) if len(v) > 1 else math.nan
+            cells.append(f"{v.mean():.{digits}f} ± {sd:.{digits}f}")
+        cpu = np.mean([r["cpu_s"] for r in rs])
+        lines.append(f"| {ds} | {gen} | {variant or '(default)'} | {eps:g} | {len(rs)} | "
+                     f"{' | '.join(cells)} | {cpu:.1f} |")
+    return "\n".join(lines)
+
+
 def _summary(rows: dict[tuple, dict]) -> list[str]:
     """The acceptance checks: 2-way TVD against the best peer, fit time against peer AIM."""
     ok = {k: r for k, r in rows.items() if r.get("status") == "ok" and "tvd2" in r}
@@ -357,7 +395,11 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--eps", type=float, required=True)
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--workdir", type=Path, required=True)
-    sub.add_parser("render")
+    w.add_argument("--params", type=json.loads, default={})
+    render_cmd = sub.add_parser("render")
+    summary_cmd = sub.add_parser("summary")
+    for p in (render_cmd, summary_cmd):
+        p.add_argument("--results", type=Path, default=argparse.SUPPRESS)
     for p in (parser,):
         p.add_argument("--datasets", type=lambda s: s.split(","), default=list(DATASETS))
         p.add_argument("--eps", type=lambda s: [float(x) for x in s.split(",")],
@@ -370,11 +412,20 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--results", type=Path, default=RESULTS)
         p.add_argument("--resume", action="store_true",
                        help="skip configurations already in the results file")
+        p.add_argument("--params", type=json.loads, default={},
+                       help="JSON object of extra constructor parameters of the dpsynth "
+                            "generators (e.g. shares to tune)")
+        p.add_argument("--variant", default="",
+                       help="label of --params, recorded with each row")
+        p.add_argument("--no-render", action="store_true",
+                       help="do not rewrite the table in docs/benchmarks.md")
     args = parser.parse_args(argv)
     if args.command == "worker":
-        worker(args.generator, args.eps, args.seed, args.workdir)
+        worker(args.generator, args.eps, args.seed, args.workdir, args.params)
     elif args.command == "render":
         print(render(args.results))
+    elif args.command == "summary":
+        print(summary(args.results))
     else:
         run(args)
 

@@ -71,16 +71,20 @@ def marginal_sigmas(family: str, epsilon: float | None, delta: float,
                     n_columns: int) -> tuple[float, float]:
     """Noise (in counts) of the one-way and of the selected marginals of ``family``.
 
-    Mirrors the budget plans of :mod:`dpsynth.synthesizers.marginal` (MST: thirds for the
-    one-way marginals, the selection and the ``d - 1`` pairs; AIM: its default shares and
-    rounds). ``epsilon`` None or infinite: no noise, the non-private reference fit.
+    Mirrors the budget plans of :mod:`dpsynth.synthesizers.marginal` (MST: its default shares
+    and ``d - 1`` pairs; AIM: its default shares and rounds). ``epsilon`` None or infinite:
+    no noise, the non-private reference fit.
     """
     if epsilon is None or not math.isfinite(epsilon):
         return 0.0, 0.0
     from dpsynth.synthesizers.marginal.plan import plan_marginals
 
     if family == "mst":
-        rounds, first, select = max(n_columns - 1, 0), 1 / 3, 1 / 3
+        from dpsynth.synthesizers.marginal.mst import MSTSynthesizer
+
+        mst = MSTSynthesizer(epsilon=epsilon, delta=delta)
+        rounds = max(n_columns - 1, 0)
+        first, select = float(mst.first_share), float(mst.select_share)
     else:
         from dpsynth.synthesizers.marginal.aim import AIMSynthesizer, default_rounds
 

@@ -30,7 +30,7 @@ from dpsynth.synthesizers.marginal.common import MarginalSynthesizer, _Run
 from dpsynth.synthesizers.marginal.counts import CountSource
 from dpsynth.synthesizers.marginal.estimate import FittedModel, fit_model
 from dpsynth.synthesizers.marginal.measure import Measurement, measure
-from dpsynth.synthesizers.marginal.plan import MarginalPlan, plan_marginals
+from dpsynth.synthesizers.marginal.plan import MarginalPlan, plan_marginals, share_problems
 from dpsynth.synthesizers.marginal.select import (
     aim_scores,
     candidates,
@@ -105,13 +105,7 @@ class AIMSynthesizer(MarginalSynthesizer):
                               or r < 1):
             out.append(str(param_error("rounds", "None or an integer >= 1", r,
                                        "AIMSynthesizer")))
-        shares = (self.select_share, self.first_share)
-        if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and 0 < s < 1
-                   for s in shares) or sum(shares) >= 1:
-            out.append(str(param_error("(select_share, first_share)",
-                                       "floats in (0, 1) with a sum below 1", shares,
-                                       "AIMSynthesizer")))
-        return out
+        return out + share_problems(self.select_share, self.first_share, "AIMSynthesizer")
 
     def _n_rounds(self, n_columns: int) -> int:
         if self.rounds is not None:

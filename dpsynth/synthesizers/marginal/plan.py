@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dpsynth.accounting import Event, GaussianEvent, PureDPEvent, Spend, pld_epsilon
-from dpsynth.errors import PrivacyError
+from dpsynth.errors import PrivacyError, param_error
 
 _RHO_MIN, _RHO_MAX = 1e-14, 1e6
 
@@ -67,6 +67,18 @@ def _shape(rho: float, first_count: int, rounds: int, first_share: float,
         select_epsilon=math.sqrt(8.0 * select_share * rho / rounds),
         round_sigma=math.sqrt(rounds / (2.0 * rest * rho)),
     )
+
+
+def share_problems(select_share: object, first_share: object, owner: str) -> list[str]:
+    """The problem with a synthesizer's ``(select_share, first_share)``, if any: both must be
+    floats in ``(0, 1)`` with a sum below 1 (what :func:`plan_marginals` can split)."""
+    shares = (select_share, first_share)
+    numbers = [float(s) for s in shares
+               if isinstance(s, (int, float)) and not isinstance(s, bool) and 0 < s < 1]
+    if len(numbers) == 2 and sum(numbers) < 1:
+        return []
+    return [str(param_error("(select_share, first_share)",
+                            "floats in (0, 1) with a sum below 1", shares, owner))]
 
 
 @functools.lru_cache(maxsize=64)

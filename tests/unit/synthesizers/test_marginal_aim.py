@@ -160,3 +160,37 @@ def test_every_bad_parameter_is_reported_at_once():
     message = str(info.value)
     for name in ("n_bins", "degree", "rounds", "select_share"):
         assert name in message
+
+
+@pytest.mark.parametrize("shares", [(0.0, 0.4), (0.6, 0.4), (0.05, 1.0), (True, 0.4),
+                                    ("0.05", 0.4), (math.nan, 0.4), (0.05, -0.1)])
+def test_mst_rejects_bad_budget_shares(shares):
+    select, first = shares
+    with pytest.raises(ParameterError, match="select_share"):
+        MSTSynthesizer(select_share=select, first_share=first).plan_budget(SCHEMA, 1000)
+
+
+@pytest.mark.parametrize(("epsilon", "shares"), [(1.0, None), (4.0, None), (10.0, None),
+                                                (4.0, (1 / 3, 1 / 3))])
+def test_mst_plan_spends_the_target_in_the_given_shares(epsilon, shares):
+    kwargs = {} if shares is None else {"select_share": shares[0], "first_share": shares[1]}
+    synth = MSTSynthesizer(epsilon=epsilon, delta=1e-6, **kwargs)
+    select, first = shares or (synth.select_share, synth.first_share)
+    plan = synth.plan_budget(SCHEMA, 5000).detail
+    spent = pld_epsilon([e for _, e in plan.events()], 1e-6)
+    assert 0.995 * epsilon < spent <= epsilon
+    # the zCDP-style split of the plan is the one asked for
+    parts = np.array([plan.first_count / (2 * plan.first_sigma ** 2),
+                      plan.rounds * plan.select_epsilon ** 2 / 8,
+                      plan.rounds / (2 * plan.round_sigma ** 2)])
+    assert parts / parts.sum() == pytest.approx([first, select, 1 - first - select], rel=1e-6)
+    assert plan.rounds == len(SCHEMA.columns) - 1
+
+
+def test_mst_shares_are_saved_with_the_model(tmp_path):
+    df, _ = _known_table(1)
+    synth = MSTSynthesizer(epsilon=2.0, random_state=0, select_share=0.1, first_share=0.3)
+    synth.fit(df, SCHEMA).save(tmp_path / "model")
+    again = MSTSynthesizer.load(tmp_path / "model")
+    assert (again.select_share, again.first_share) == (0.1, 0.3)
+    assert MSTSynthesizer().get_params()["select_share"] == 0.05
