@@ -174,15 +174,21 @@ def test_streamed_fit_discovers_categories_like_memory(tmp_path, name):
     path = tmp_path / "t.parquet"
     df.to_parquet(path, index=False)
     a, b = BudgetSession(Budget(2.0, 1e-6)), BudgetSession(Budget(2.0, 1e-6))
+    csv = tmp_path / "t.csv"
+    df.to_csv(csv, index=False)
     in_memory = _fit(name, df, CATEGORIES_ONLY, a)
     streamed = _fit(name, StreamedTable(path, batch_rows=400), CATEGORIES_ONLY, b)
     assert streamed.schema_ == in_memory.schema_
     assert a.spent_events() == b.spent_events()
     assert streamed.privacy_ == in_memory.privacy_
     assert [s.purpose for s in streamed.privacy_.spends][0] == "categories:job"
-    pd.testing.assert_frame_equal(streamed.sample(300, random_state=1),
-                                  in_memory.sample(300, random_state=1))
+    expected = in_memory.sample(300, random_state=1)
+    pd.testing.assert_frame_equal(streamed.sample(300, random_state=1), expected)
     assert "rare" not in set(streamed.sample(2000, random_state=2)["job"])
+    from_csv = _fit(name, StreamedTable(csv, batch_rows=700), CATEGORIES_ONLY,
+                    BudgetSession(Budget(2.0, 1e-6)))
+    assert from_csv.schema_ == in_memory.schema_
+    pd.testing.assert_frame_equal(from_csv.sample(300, random_state=1), expected)
 
 
 def test_streamed_fit_discovers_bounds_and_spends_like_memory(tmp_path):
