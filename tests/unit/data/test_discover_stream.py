@@ -264,3 +264,41 @@ def test_cli_fits_a_parquet_file_with_a_partial_schema_in_batches(tmp_path, monk
     assert loaded.schema_ == in_memory.schema_
     pd.testing.assert_frame_equal(loaded.sample(300, random_state=0),
                                   in_memory.sample(300, random_state=0))
+
+
+# -- memory of the reader ---------------------------------------------------------------------
+def _arrow_growth(path, monkeypatch, pre_buffer: bool | None) -> int:
+    """Growth of pyarrow's allocations while the batches of ``path`` are read one by one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if pre_buffer is not None:  # force the reader's setting, to show what the test catches
+        original = pq.ParquetFile
+
+        def forced(source, **kwargs):
+            kwargs["pre_buffer"] = pre_buffer
+            return original(source, **kwargs)
+
+        monkeypatch.setattr(pq, "ParquetFile", forced)
+    schema = Schema((Column("x", "numeric", lower=0.0, upper=1.0, public=True),))
+    seen = [pa.total_allocated_bytes()]
+    for batch in StreamedTable(path, batch_rows=20_000)._raw_batches(schema, ["x"]):
+        del batch
+        seen.append(pa.total_allocated_bytes())
+    monkeypatch.undo()
+    return max(seen) - seen[0]
+
+
+def test_reading_parquet_does_not_keep_what_it_has_read(tmp_path, monkeypatch):
+    # 30 row groups of incompressible floats (160 kB each, 4.8 MB): pyarrow's pre-buffer
+    # cache would keep them all (apache/arrow#39808), memory growing with the rows read
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "floats.parquet"
+    rng = np.random.default_rng(0)
+    with pq.ParquetWriter(path, pa.schema([("x", pa.float64())]), compression="none") as w:
+        for _ in range(30):
+            w.write_table(pa.table({"x": rng.random(20_000)}))
+    assert _arrow_growth(path, monkeypatch, True) > 4_000_000  # the leak the test must catch
+    assert _arrow_growth(path, monkeypatch, None) < 1_500_000
