@@ -191,8 +191,9 @@ def _streamed_input(data: Path, synth: Any, schema: Any, ledger: Path | None,
     """A :class:`StreamedTable` when ``data`` can be read in batches by ``synth``, else None.
 
     Streamed: a Parquet file, a folder of Parquet files or a plain CSV, when the synthesizer
-    streams, its schema declares every domain and no ledger is used (the ledger names a
-    table by a hash of all its rows). Otherwise the table is read whole.
+    streams, its schema has no user key and no ledger is used (the ledger names a table by a
+    hash of all its rows). Undeclared domains are discovered with DP from the stream.
+    Otherwise the table is read whole.
     """
     from dpsynth.data.stream import StreamedTable
 
@@ -204,7 +205,7 @@ def _streamed_input(data: Path, synth: Any, schema: Any, ledger: Path | None,
     if not (synth.streams and (data.is_dir() or name.endswith((".parquet", ".pq"))
                                or plain_csv)):
         return None
-    if ledger is not None or dataset is not None or schema.undeclared() or schema.user_key:
+    if ledger is not None or dataset is not None or schema.user_key:
         return None
     return StreamedTable(data)
 

@@ -20,6 +20,18 @@ undeclared, :class:`~dpsynth.synthesizers.base.BaseSynthesizer` buys it here:
    trains on the mapped table, and its output never contains a value outside the released
    domain.
 
+A table read in batches (:class:`~dpsynth.data.stream.StreamedTable`) is discovered the same
+way from :class:`DiscoveryCounts`, which accumulates what the mechanisms need batch by batch:
+the count of each category value (a dict, one entry per distinct value: about 100-200 bytes
+each, capped at :data:`MAX_STREAMED_DISTINCT` per column) and, for bounds, the counts of the
+values on a public grid of :data:`GRID_CELLS` equal cells of the (``asinh``-scaled) search range
+(8 bytes a cell, 512 KiB a column). The category mechanism is the same as in memory (same
+seed, same data: same list); the exponential-mechanism quantile needs the sorted values, so
+the streamed path runs it on the values rounded to the public grid
+(:func:`~dpsynth.data._dp_primitives.grid_quantile`), with the same guarantee and the same
+planned spend, and the bounds differ from the in-memory ones by at most a cell's width plus
+the noise.
+
 Options come from the schema, under ``metadata: {discovery: {...}}`` (see
 :class:`DiscoveryOptions`), so they can be written in a schema file. The public search range
 bounds what the quantile mechanism can output: data outside it is clipped into it.
@@ -48,17 +60,27 @@ from dpsynth.accounting import (
 from dpsynth.accounting.session import Spend as PlannedSpend
 from dpsynth.data._dp_primitives import (
     exponential_quantile,
+    grid_cells,
+    grid_quantile,
     histogram_threshold,
     thresholded_histogram,
 )
 from dpsynth.data.domain import OTHER, map_to_domain
-from dpsynth.errors import ParameterError, PrivacyError, param_error
+from dpsynth.errors import DataValidationError, ParameterError, PrivacyError, param_error
 from dpsynth.schema import BOUNDED_KINDS, CATEGORY_KINDS, Column, Schema
 
 logger = logging.getLogger(__name__)
 
 #: The category that stands for every value the DP histogram did not release.
 QUANTILE_MECHANISM = "exponential (quantile)"
+#: The streamed variant: the same mechanism on values rounded to a public grid.
+GRID_QUANTILE_MECHANISM = "exponential (quantile, public grid)"
+#: Equal cells of the public grid that the streamed quantile mechanism rounds values to
+#: (over the asinh-scaled default range [-1e9, 1e9]: about 0.07 % of a value above 1).
+GRID_CELLS = 1 << 16
+#: Most distinct values of one column that streamed category discovery counts; beyond it the
+#: column is refused (before any spend) as no usable category list.
+MAX_STREAMED_DISTINCT = 1_000_000
 HISTOGRAM_MECHANISM = "thresholded histogram"
 _NS_PER_DAY = 86_400 * 10**9
 _REL_TOL = 1e-3
@@ -257,9 +279,72 @@ def _largest_share(events: Any, epsilon: float, delta: float, k: int) -> float:
     return lo
 
 
+# -- accumulating batch by batch (a table read in pieces) -------------------------------------
+class DiscoveryCounts:
+    """What the discovery mechanisms read from the data, accumulated batch by batch.
+
+    For a table read in batches (:class:`~dpsynth.data.stream.StreamedTable`): :meth:`add`
+    each validated batch, then pass this object to :func:`run_discovery` in place of the
+    DataFrame. It keeps, per category column, the count of each distinct non-null value (in
+    the order first seen, as ``value_counts(sort=False)`` of the whole column would) and, per
+    bounded column, the counts on a public grid of :data:`GRID_CELLS` cells of the column's
+    search range (scaled as the options say) and its number of non-null values. Memory does
+    not grow with the rows: 512 KiB per bounded column, and one dict entry per distinct value
+    of a category column (about 100-200 bytes each), refused beyond
+    :data:`MAX_STREAMED_DISTINCT` values. Nothing here is released: :func:`run_discovery`
+    draws from these counts only inside each column's spend.
+    """
+
+    def __init__(self, schema: Schema, columns: list[str],
+                 options: DiscoveryOptions | None = None) -> None:
+        self.options = options if options is not None else DiscoveryOptions.from_schema(schema)
+        self.columns = _columns_to_discover(schema, list(columns))
+        self.n_rows = 0
+        self.categories: dict[str, dict[Any, int]] = {}
+        self.grids: dict[str, np.ndarray] = {}
+        self.non_null: dict[str, int] = {}
+        self.scales: dict[str, tuple[float, float, bool]] = {}
+        for column in self.columns:
+            if column.kind in CATEGORY_KINDS:
+                self.categories[column.name] = {}
+                continue
+            lo, hi = self.options.range_for(column)  # a bad range fails before any read
+            asinh = self.options.scale == "asinh" and column.kind != "datetime"
+            fwd = np.arcsinh if asinh else _identity
+            self.scales[column.name] = (float(fwd(lo)), float(fwd(hi)), asinh)
+            self.grids[column.name] = np.zeros(GRID_CELLS, dtype=np.int64)
+            self.non_null[column.name] = 0
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Count one batch (validated against the schema)."""
+        for column in self.columns:
+            series = frame[column.name]
+            if column.kind in CATEGORY_KINDS:
+                counts = self.categories[column.name]
+                found = series.dropna().value_counts(sort=False)
+                for value, k in zip(found.index.tolist(), found.to_numpy().tolist(),
+                                    strict=True):
+                    counts[value] = counts.get(value, 0) + int(k)
+                if len(counts) > MAX_STREAMED_DISTINCT:
+                    raise DataValidationError([
+                        f"column {column.name!r} has more than {MAX_STREAMED_DISTINCT:,} "
+                        "distinct values: too many to discover a category list from a "
+                        "streamed table (nothing was spent). Declare its categories, make it "
+                        "an identifier or text column, or fit from a DataFrame."])
+            else:
+                values = _as_floats(column, series)
+                lo, hi, asinh = self.scales[column.name]
+                if asinh:
+                    values = np.arcsinh(values)
+                self.grids[column.name] += grid_cells(values, lower=lo, upper=hi,
+                                                      cells=GRID_CELLS)
+                self.non_null[column.name] += int(values.size)
+        self.n_rows += len(frame)
+
+
 # -- running (reads the data, inside each spend) ---------------------------------------------
-def run_discovery(data: pd.DataFrame, schema: Schema, plan: list[PlannedSpend], *,
-                  noise: NoiseSource, recorder: SpendRecorder,
+def run_discovery(data: pd.DataFrame | DiscoveryCounts, schema: Schema,
+                  plan: list[PlannedSpend], *, noise: NoiseSource, recorder: SpendRecorder,
                   options: DiscoveryOptions | None = None) -> Schema:
     """Run the planned mechanisms and return ``schema`` with the discovered domains filled in.
 
@@ -268,28 +353,51 @@ def run_discovery(data: pd.DataFrame, schema: Schema, plan: list[PlannedSpend], 
     discovered columns ``public=True`` and records, in ``metadata["dp_discovered"]``, the
     mechanism, epsilon and delta of each. Call :func:`map_to_domain` on the data before
     training on it.
+
+    ``data`` may be :class:`DiscoveryCounts` accumulated from a table read in batches (its
+    options are used): the category lists come from the same mechanism (same seed, same
+    list), the bounds from the grid variant of the quantile mechanism
+    (:data:`GRID_QUANTILE_MECHANISM`), under the same planned spends.
     """
-    options = options if options is not None else DiscoveryOptions.from_schema(schema)
+    if isinstance(data, DiscoveryCounts):
+        options = data.options
+    else:
+        options = options if options is not None else DiscoveryOptions.from_schema(schema)
     steps = _check_plan(data, schema, plan, options)
     found: dict[str, Any] = dict(schema.metadata.get("dp_discovered") or {})
     for spend, column in steps:
         with recorder.spend(spend.purpose, spend.event):
-            values = data[column.name]
-            if column.kind in CATEGORY_KINDS:
-                new, record = _discover_categories(column, values, spend.event, noise)
+            if isinstance(data, DiscoveryCounts):
+                if column.kind in CATEGORY_KINDS:
+                    counts = data.categories[column.name]
+                    new, record = _release_categories(
+                        column, list(counts), np.fromiter(counts.values(), dtype=float,
+                                                          count=len(counts)), spend.event, noise)
+                else:
+                    new, record = _discover_bounds_on_grid(column, data, spend.event, noise)
             else:
-                new, record = _discover_bounds(column, values, spend.event, noise, options)
+                values = data[column.name]
+                if column.kind in CATEGORY_KINDS:
+                    new, record = _discover_categories(column, values, spend.event, noise)
+                else:
+                    new, record = _discover_bounds(column, values, spend.event, noise, options)
         schema = schema.replace_column(new)
         found[column.name] = record
         logger.info("discovered the domain of %r with DP: %s", column.name, new.description)
     return replace(schema, metadata={**schema.metadata, "dp_discovered": found})
 
 
-def _check_plan(data: pd.DataFrame, schema: Schema, plan: list[PlannedSpend],
+def _check_plan(data: pd.DataFrame | DiscoveryCounts, schema: Schema, plan: list[PlannedSpend],
                 options: DiscoveryOptions) -> list[tuple[PlannedSpend, Column]]:
     """Match each planned spend to its column; every problem at once, before any spend."""
-    if not isinstance(data, pd.DataFrame):
-        raise param_error("data", "a pandas DataFrame", type(data).__name__, "run_discovery")
+    if isinstance(data, DiscoveryCounts):
+        available = {c.name for c in data.columns}
+        n_rows = data.n_rows
+    elif isinstance(data, pd.DataFrame):
+        available, n_rows = set(data.columns), len(data)
+    else:
+        raise param_error("data", "a pandas DataFrame or DiscoveryCounts", type(data).__name__,
+                          "run_discovery")
     _refuse_user_key(schema, [p.purpose.partition(":")[2] for p in plan])
     problems: list[str] = []
     steps: list[tuple[PlannedSpend, Column]] = []
@@ -308,7 +416,7 @@ def _check_plan(data: pd.DataFrame, schema: Schema, plan: list[PlannedSpend],
         elif kind == "categories" and not (isinstance(spend.event, ApproxDPEvent)
                                            and spend.event.delta > 0):
             problems.append(f"{spend.purpose!r} needs an ApproxDPEvent with delta > 0")
-        elif name not in data.columns:
+        elif name not in available:
             problems.append(f"column {name!r} is not in the data")
         elif any(name == c.name for _, c in steps):
             problems.append(f"{spend.purpose!r} is planned twice")
@@ -318,7 +426,7 @@ def _check_plan(data: pd.DataFrame, schema: Schema, plan: list[PlannedSpend],
             steps.append((spend, column))
     if problems:
         raise ParameterError("The discovery plan cannot run: " + "; ".join(problems))
-    _check_feasible(steps, len(data))
+    _check_feasible(steps, n_rows)
     return steps
 
 
@@ -369,12 +477,7 @@ def _discover_bounds(column: Column, series: pd.Series, event: Event, noise: Noi
     )
     lower, upper = _finish_bounds(column, found[0], found[1])
     r_min = _MIN_RANK_NUMERATOR / event.epsilon
-    if min(options.quantiles[0], 1 - options.quantiles[1]) * n_rows < r_min:  # public n
-        logger.warning(
-            "column %r: epsilon=%.3g per quantile is too small to release the %s quantiles "
-            "reliably; its bounds are at least %.0f values in from each end instead (clipping "
-            "more). Declare its bounds or give discovery more epsilon.",
-            column.name, event.epsilon, options.quantiles, r_min)
+    _warn_small_epsilon(column, event, options, n_rows, r_min)
     record = {
         "mechanism": QUANTILE_MECHANISM, "epsilon": event.epsilon * event.count, "delta": 0.0,
         "quantiles": list(options.quantiles), "search_range": [lo_range, hi_range],
@@ -385,6 +488,46 @@ def _discover_bounds(column: Column, series: pd.Series, event: Event, noise: Noi
     desc = (f"discovered with DP: quantiles {options.quantiles} by the {QUANTILE_MECHANISM} "
             f"mechanism, ε={event.epsilon * event.count:.4g}")
     return replace(column, lower=lower, upper=upper, public=True, description=desc), record
+
+
+def _discover_bounds_on_grid(column: Column, data: DiscoveryCounts, event: Event,
+                             noise: NoiseSource) -> tuple[Column, dict[str, Any]]:
+    """:func:`_discover_bounds` from the grid counts (the grid variant of the mechanism)."""
+    assert isinstance(event, PureDPEvent)
+    options = data.options
+    counts, n_values = data.grids[column.name], data.non_null[column.name]
+    lo_range, hi_range = options.range_for(column)
+    lo, hi, asinh = data.scales[column.name]
+    inv = np.sinh if asinh else _identity
+    found = sorted(
+        float(inv(grid_quantile(counts, target_rank=_target_rank(q, n_values, event.epsilon),
+                                epsilon=event.epsilon, lower=lo, upper=hi, noise=noise)))
+        for q in options.quantiles
+    )
+    lower, upper = _finish_bounds(column, found[0], found[1])
+    r_min = _MIN_RANK_NUMERATOR / event.epsilon
+    _warn_small_epsilon(column, event, options, data.n_rows, r_min)
+    record = {
+        "mechanism": GRID_QUANTILE_MECHANISM, "epsilon": event.epsilon * event.count,
+        "delta": 0.0, "quantiles": list(options.quantiles),
+        "search_range": [lo_range, hi_range], "scale": "asinh" if asinh else "linear",
+        "min_rank": r_min, "grid_cells": int(counts.size),
+    }
+    if column.kind == "datetime":
+        record["search_range"] = [_day_to_iso(lo_range), _day_to_iso(hi_range)]
+    desc = (f"discovered with DP: quantiles {options.quantiles} by the "
+            f"{GRID_QUANTILE_MECHANISM} mechanism, ε={event.epsilon * event.count:.4g}")
+    return replace(column, lower=lower, upper=upper, public=True, description=desc), record
+
+
+def _warn_small_epsilon(column: Column, event: PureDPEvent, options: DiscoveryOptions,
+                        n_rows: int, r_min: float) -> None:
+    if min(options.quantiles[0], 1 - options.quantiles[1]) * n_rows < r_min:  # public n
+        logger.warning(
+            "column %r: epsilon=%.3g per quantile is too small to release the %s quantiles "
+            "reliably; its bounds are at least %.0f values in from each end instead (clipping "
+            "more). Declare its bounds or give discovery more epsilon.",
+            column.name, event.epsilon, options.quantiles, r_min)
 
 
 def _target_rank(q: float, n: int, epsilon: float) -> float:
@@ -440,11 +583,17 @@ def _day_to_iso(days: float) -> str:
 
 def _discover_categories(column: Column, series: pd.Series, event: Event,
                          noise: NoiseSource) -> tuple[Column, dict[str, Any]]:
-    assert isinstance(event, ApproxDPEvent)
     counts = series.dropna().value_counts(sort=False)
-    keep = thresholded_histogram(counts.to_numpy(), epsilon=event.epsilon, delta=event.delta,
+    return _release_categories(column, list(counts.index), counts.to_numpy(), event, noise)
+
+
+def _release_categories(column: Column, values: list[Any], counts: np.ndarray, event: Event,
+                        noise: NoiseSource) -> tuple[Column, dict[str, Any]]:
+    """The thresholded histogram over the observed ``values`` and their ``counts``."""
+    assert isinstance(event, ApproxDPEvent)
+    keep = thresholded_histogram(counts, epsilon=event.epsilon, delta=event.delta,
                                  noise=noise)
-    kept = _sorted_values([plain(v) for v, k in zip(counts.index, keep, strict=True) if k])
+    kept = _sorted_values([plain(v) for v, k in zip(values, keep, strict=True) if k])
     if OTHER not in kept:
         kept.append(OTHER)
     if len(kept) == 1:
@@ -465,7 +614,10 @@ def _sorted_values(values: list[Any]) -> list[Any]:
 
 
 __all__ = [
+    "GRID_CELLS",
+    "MAX_STREAMED_DISTINCT",
     "OTHER",
+    "DiscoveryCounts",
     "DiscoveryOptions",
     "map_to_domain",
     "plan_discovery",

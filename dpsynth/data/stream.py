@@ -14,10 +14,12 @@ columns or their types, a value outside the schema, an unreadable file part way 
 fails with one :class:`~dpsynth.errors.DataValidationError` or
 :class:`~dpsynth.errors.DataReadError`, spends nothing and leaves no file behind.
 
-Streaming needs a schema that declares every domain: DP discovery of bounds and categories
-reads the whole table in memory (:mod:`dpsynth.data.discover`); run it on a sample, or
-declare the public domain. Rows are the privacy unit (a ``user_key`` needs every row of a
-user at once, which a stream cannot promise).
+Undeclared domains are discovered with DP from the stream too: a first pass validates every
+batch and accumulates the counts the mechanisms need
+(:class:`~dpsynth.data.discover.DiscoveryCounts`), and the encoding pass then maps each batch
+into the released domain (``to_domain``: clipping, unreleased values to ``"__other__"``).
+Rows are the privacy unit (a ``user_key`` needs every row of a user at once, which a stream
+cannot promise).
 """
 
 from __future__ import annotations
@@ -91,7 +93,12 @@ class StreamedTable:
 
     def _raw_batches(self, schema: Schema, names: list[str]) -> Iterator[pa.RecordBatch]:
         """Record batches of ``names``, file after file; memory holds one batch (the
-        Parquet reader decodes one row group at a time, without read-ahead)."""
+        Parquet reader decodes one row group at a time, without read-ahead).
+
+        ``pre_buffer=False``: with pyarrow's default (``True``) the reader's read-range cache
+        keeps every compressed column chunk it has read until the reader is closed
+        (apache/arrow#39808), so memory grew by the size of the Parquet file (about 6 bytes
+        a row of the 15-column benchmark table: 1 GB peak at 100 M rows)."""
         import pyarrow as pa
         import pyarrow.csv as pacsv
         import pyarrow.parquet as papq
@@ -118,16 +125,20 @@ class StreamedTable:
         _require_columns(names, first, self.path)
         for f in files:
             try:
-                yield from papq.ParquetFile(f).iter_batches(batch_size=self.batch_rows,
-                                                            columns=names)
+                yield from papq.ParquetFile(f, pre_buffer=False).iter_batches(
+                    batch_size=self.batch_rows, columns=names)
             except (OSError, ValueError) as exc:
                 raise DataReadError(f"{f} could not be read: {_short(exc)}") from None
 
     # -- reading --------------------------------------------------------------------------
-    def batches(self, schema: Schema, *, all_columns: bool = False
+    def batches(self, schema: Schema, *, all_columns: bool = False, to_domain: bool = False
                 ) -> Iterator[pd.DataFrame]:
         """The validated batches, as pandas frames of the schema's modelled columns (every
         column of the schema, identifiers included, with ``all_columns``).
+
+        ``to_domain`` maps each batch into the schema's domain before validating it
+        (:func:`~dpsynth.data.domain.map_to_domain`), for a schema whose domains were
+        discovered with DP.
 
         Raises :class:`DataValidationError` for the first batch with a problem (its problems
         and where they are), :class:`DataReadError` for a file that cannot be read.
@@ -138,17 +149,21 @@ class StreamedTable:
         for batch in self._raw_batches(schema, names):
             if batch.num_rows == 0:
                 continue
-            frame = self._checked(batch, schema, start)
+            frame = self._checked(batch, schema, start, to_domain)
             yield frame if all_columns else frame[keep]
             start += batch.num_rows
 
-    def _checked(self, batch: pa.RecordBatch, schema: Schema, start: int) -> pd.DataFrame:
+    def _checked(self, batch: pa.RecordBatch, schema: Schema, start: int,
+                 to_domain: bool = False) -> pd.DataFrame:
+        from dpsynth.data.domain import map_to_domain
         from dpsynth.data.io import coerce_to_schema
 
         frame = batch.to_pandas()
         if self.is_csv:
             frame = frame.replace({"": None})
         frame = coerce_to_schema(frame, schema)
+        if to_domain:
+            frame = map_to_domain(frame, schema)
         frame.index = pd.RangeIndex(start, start + len(frame))
         problems = schema.problems(frame)
         if problems:
@@ -180,13 +195,13 @@ class StreamedTable:
         return n
 
     @contextlib.contextmanager
-    def count_source(self, schema: Schema, codecs: Sequence[ColumnCodec]
-                     ) -> Iterator[CountSource]:
+    def count_source(self, schema: Schema, codecs: Sequence[ColumnCodec], *,
+                     to_domain: bool = False) -> Iterator[CountSource]:
         """The exact counts of the table, for the marginal fit (:meth:`encode`, then
         :class:`~dpsynth.synthesizers.marginal.counts.ChunkedCounts` over the memory map)."""
         from dpsynth.synthesizers.marginal.counts import ChunkedCounts, FileChunks, MemmapChunks
 
-        with self.encode(schema, codecs) as codes:
+        with self.encode(schema, codecs, to_domain=to_domain) as codes:
             if isinstance(codes, np.memmap) and codes.filename is not None:
                 n_rows, n_columns = codes.shape
                 yield ChunkedCounts(FileChunks(codes.filename, n_rows, n_columns, codes.dtype))
@@ -203,11 +218,13 @@ class StreamedTable:
 
     @contextlib.contextmanager
     def encode(self, schema: Schema, codecs: Sequence[ColumnCodec], *,
-               workdir: str | Path | None = None) -> Iterator[np.ndarray]:
+               workdir: str | Path | None = None, to_domain: bool = False
+               ) -> Iterator[np.ndarray]:
         """Encode every row to codes on disk; yields them memory-mapped (rows × columns).
 
         One pass over the input; the codes live in a temporary folder (under ``workdir``)
-        removed on exit, also when reading or validation fails part way.
+        removed on exit, also when reading or validation fails part way. ``to_domain`` as
+        for :meth:`batches`.
         """
         dtype = code_dtype([c.size for c in codecs])
         folder = Path(tempfile.mkdtemp(prefix="dpsynth-codes-", dir=workdir))
@@ -215,7 +232,7 @@ class StreamedTable:
             path = folder / "codes.bin"
             n = 0
             with path.open("wb") as fh:
-                for frame in self.batches(schema):
+                for frame in self.batches(schema, to_domain=to_domain):
                     codes = np.empty((len(frame), len(codecs)), dtype=dtype)
                     for i, codec in enumerate(codecs):  # same codes as encode_table
                         codes[:, i] = codec.encode(frame[codec.name])

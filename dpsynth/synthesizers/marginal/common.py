@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dpsynth.accounting import Budget, Event, NoiseSource, SpendRecorder
-from dpsynth.errors import ParameterError, PrivacyError, param_error
+from dpsynth.errors import DataReadError, ParameterError, PrivacyError, param_error
 from dpsynth.schema import Schema
 from dpsynth.synthesizers.base import BaseSynthesizer
 from dpsynth.synthesizers.marginal.binning import (
@@ -155,27 +155,52 @@ class MarginalSynthesizer(BaseSynthesizer):
                       ledger: SpendRecorder | None) -> None:
         """Fit from a table read in batches: one encoding pass (which validates every row)
         to codes on disk, then every count chunk by chunk (:mod:`.counts`). Nothing is spent
-        before the whole input has been read and validated."""
-        if schema.undeclared():
-            raise ParameterError(
-                f"Streaming {stream.path} needs a schema that declares the bounds/categories "
-                f"of every column (undeclared: {list(schema.undeclared())}); DP discovery reads "
-                "the whole table in memory. Declare the public domain, or fit from a "
-                "DataFrame.")
+        before the whole input has been read and validated.
+
+        Undeclared domains take one more pass first: it validates every batch and accumulates
+        the counts DP discovery needs (:class:`~dpsynth.data.discover.DiscoveryCounts`); then
+        the whole plan is reserved (discovery first, as in memory), the domains are released,
+        and the encoding pass maps each batch into them."""
+        from dpsynth.data.stream import StreamedTable
+
         if schema.user_key:
             raise ParameterError(f"Streaming {stream.path} supports row-level privacy only; "
                                  f"the schema's user_key {schema.user_key!r} needs every row of "
                                  "a user at once. Fit from a DataFrame.")
+        noise = NoiseSource.create(self.random_state, bool(self.secure_mode))
+        undeclared = schema.undeclared()
+        reserved: tuple[FitPlan, SpendRecorder] | None = None
+        n = 0
+        if undeclared and self.is_private:
+            if not isinstance(stream, StreamedTable):
+                raise ParameterError(
+                    f"Fitting from {stream.path} with Ray needs a schema that declares the "
+                    f"bounds/categories of every column (undeclared: {undeclared}). Declare "
+                    "the public domain, or stream the table from its path.")
+            from dpsynth.data.discover import DiscoveryCounts, run_discovery
+
+            found = DiscoveryCounts(schema, undeclared)
+            for frame in stream.batches(schema):  # validates every row; nothing spent yet
+                found.add(frame)
+            n = self._enough_rows(found.n_rows)
+            reserved = self._reserve(schema, n, ledger)
+            schema = run_discovery(found, schema, list(reserved[0].discovery), noise=noise,
+                                   recorder=reserved[1])
         schema = self._require_declared(schema)
         self.codecs_ = codecs_for(schema, int(self.n_bins))
-        noise = NoiseSource.create(self.random_state, bool(self.secure_mode))
-        with stream.count_source(schema, self.codecs_) as source:
+        counting = stream.count_source(schema, self.codecs_, to_domain=True) \
+            if reserved is not None and isinstance(stream, StreamedTable) else \
+            stream.count_source(schema, self.codecs_)
+        with counting as source:
+            if reserved is not None and source.n_rows != n:
+                raise DataReadError(f"{stream.path} changed while it was read: {n} rows when "
+                                    f"its domains were discovered, {source.n_rows} now.")
             n = self._enough_rows(source.n_rows)
             if not self.is_private:
                 self._fit_counts(source, plan=None, recorder=None, noise=noise)
                 self.privacy_ = None
             else:
-                plan, recorder = self._reserve(schema, n, ledger)
+                plan, recorder = reserved or self._reserve(schema, n, ledger)
                 self._fit_counts(source, plan=plan, recorder=recorder, noise=noise)
                 self.privacy_ = self._privacy_report(plan, schema)
         self._fitted(schema, n)

@@ -119,9 +119,9 @@ def test_bad_inputs_spend_nothing_and_leave_no_codes(tmp_path, monkeypatch):
     path = tmp_path / "ood.parquet"
     out_of_domain.to_parquet(path, index=False)
     assert "rows 500..599" in str(_refused(StreamedTable(path, batch_rows=100)))
-    # undeclared domains: a clear request for a declared schema
-    undeclared = Schema((Column("age", "integer"), Column("job", "categorical")))
-    assert "declares the bounds/categories" in str(_refused(path, undeclared))
+    # undeclared domains: the discovery pass validates every batch before anything is spent
+    undeclared = Schema((Column("age", "integer"), SCHEMA["job"]))
+    assert "rows 500..599" in str(_refused(StreamedTable(path, batch_rows=100), undeclared))
     assert list((tmp_path / "tmp").iterdir()) == []  # no code files left behind
 
 
