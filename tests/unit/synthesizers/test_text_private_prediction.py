@@ -289,3 +289,34 @@ def test_text_fit_private_prediction_and_audit_through_the_cli(tiny_dir, tmp_pat
                                   "--holdout", str(tmp_path / "holdout.csv"), "--synthetic",
                                   str(tmp_path / "syn.csv")])
     assert audited.exit_code == 0, audited.output
+
+
+def test_the_batched_cache_gives_each_prompts_own_logits(tiny_dir):
+    """Left padding, positions, the key/value cache and dropping rows change no logit."""
+    from dpsynth.synthesizers.text.hf import HFBackend
+
+    backend = HFBackend.load(tiny_dir, lora_rank=0, seed=0)
+    predictor = pp.HFPredictor(backend, torch.device("cpu"))
+    texts = unique_texts(3, 4)
+    prompts = [predictor.prompt("", t, 16) for t in texts] + [predictor.prompt("", None, 16)]
+    assert len({len(p) for p in prompts}) > 1  # padding is exercised
+
+    def alone(ids: list[int]) -> torch.Tensor:
+        return predictor.lm(input_ids=torch.tensor([ids])).logits[0, -1]
+
+    session = predictor.open(prompts)
+    for row, p in enumerate(prompts):
+        assert torch.allclose(session.logits()[row], alone(p), atol=1e-4)
+    session.advance(torch.tensor([7, 7, 7, 7]))
+    session.keep(torch.tensor([1, 3]))
+    session.advance(torch.tensor([9, 9]))
+    for row, p in zip((0, 1), (prompts[1], prompts[3]), strict=True):
+        assert torch.allclose(session.logits()[row], alone([*p, 7, 9]), atol=1e-4)
+
+
+def test_secure_mode_draws_every_token_from_the_os(tiny_dir):
+    frame, schema = corpus(30)
+    synth = PrivatePredictionSynthesizer(epsilon=4.0, model_dir=tiny_dir, group_size=5,
+                                         temperature=None, max_length=4, secure_mode=True)
+    synth.fit(frame, schema)
+    assert synth.privacy_.secure_mode and len(synth.records_) == 6
