@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import sys
 import time
@@ -76,6 +77,51 @@ def baseline(model_dir: str, sources: list[str], max_length: int, temperature: f
     return {"cpu_s_per_record": (cpu() - start) / len(texts), "samples": texts}
 
 
+def replayed_group_sizes(train: pd.DataFrame, max_length: int, size: int) -> list[int]:
+    """Members of each group of the non-private reference fit (seed 0), replayed: its first
+    draws from the noise source are the group assignment (no DP release before it)."""
+    from dpsynth.accounting import NoiseSource
+    from dpsynth.synthesizers.text.controls import cell_index, control_domain
+    from dpsynth.synthesizers.text.prediction import assign_groups
+
+    domain = control_domain(schema_for(max_length), ["source"])
+    cells = cell_index(train, ["source"], domain)
+    per_cell = np.floor(np.bincount(cells, minlength=len(domain)) / size + 0.5).astype(np.int64)
+    group, group_cell = assign_groups(cells, per_cell, NoiseSource.create(0, False))
+    return np.bincount(group[group >= 0], minlength=len(group_cell)).tolist()
+
+
+def reference(args: argparse.Namespace, model_dir: str, train: pd.DataFrame,
+              holdout: pd.DataFrame) -> None:
+    """The same mechanism without DP (epsilon inf): small groups, the whole vocabulary."""
+    synth = PrivatePredictionSynthesizer(
+        epsilon=math.inf, model_dir=model_dir, clip=args.clip,
+        group_size=args.reference_group_size, temperature=args.temperature,
+        max_length=args.max_length, batch_rows=args.batch_rows, progress=True,
+        random_state=0)
+    start = cpu()
+    synth.fit(train, schema_for(args.max_length))
+    took = cpu() - start
+    texts = synth.records_.text.tolist()
+    sizes = replayed_group_sizes(train, args.max_length, args.reference_group_size)
+    one = [t for t, k in zip(texts, sizes, strict=True) if k == 1]
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results["reference_no_dp"] = {
+        "group_size": args.reference_group_size, "temperature": args.temperature,
+        "records": len(texts), "fit_cpu_s": took, "cpu_s_per_record": took / len(texts),
+        "empty_groups": int(sum(k == 0 for k in sizes)), "one_member_groups": len(one),
+        "copies_of_training_text": int(len(set(texts) & set(train.text))),
+        "quality": quality(holdout, train, texts),
+        "quality_one_member_groups": quality(holdout, train, one), "samples": texts}
+    RESULTS.write_text(json.dumps(results, indent=2, default=float))
+    ref = results["reference_no_dp"]
+    print({k: v for k, v in ref.items() if not k.startswith(("samples", "quality"))},
+          {part: {k: ref[part].get(k) for k in ("mauve", "distinct_2")}
+           for part in ("quality", "quality_one_member_groups")})
+    for text in one[:10]:
+        print("-", text.replace("\n", " "))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, default=300)
@@ -88,6 +134,9 @@ def main() -> None:
     parser.add_argument("--records-per-group", type=int, default=1)
     parser.add_argument("--batch-rows", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reference-group-size", type=int, default=0,
+                        help="only add the non-private reference (epsilon inf, this group "
+                        "size, the whole vocabulary) to the results file of an earlier run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model_dir = smollm.default_model_dir()
@@ -95,6 +144,9 @@ def main() -> None:
         raise SystemExit(f"SmolLM2 is not installed: {smollm.INSTALL_HINT}")
     train, holdout = load_split(args.n_train, args.n_holdout, seed=0)
     schema = schema_for(args.max_length)
+    if args.reference_group_size:
+        reference(args, str(model_dir), train, holdout)
+        return
     synth = PrivatePredictionSynthesizer(
         epsilon=args.eps, model_dir=str(model_dir), clip=args.clip,
         temperature=args.temperature, public_top_k=args.public_top_k or None,
