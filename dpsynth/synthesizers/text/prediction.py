@@ -33,9 +33,9 @@ Group sizes: a record joins a group drawn uniformly at random (independently of 
 records), so adding or removing it leaves every other assignment unchanged; group sizes
 then vary around ``s`` (binomially), while the division by the public ``s`` keeps the
 guarantee for any size. A group is empty with probability about ``exp(-s)`` and then draws
-uniformly among the allowed tokens (negligible for ``s`` of ten or more). The number of groups comes from public figures only: the row count
-(public, as for DP-SGD's sampling rate) or, with control columns, the DP-released count of
-each control combination.
+uniformly among the allowed tokens (negligible for ``s`` of ten or more). The number of
+groups comes from public figures only: the row count (public, as for DP-SGD's sampling rate)
+or, with control columns, the DP-released count of each control combination.
 
 Not implemented: the paper's sparse-vector test that emits tokens on which the public (no
 private context) prediction agrees with the private one at no token cost. An optional
