@@ -95,19 +95,44 @@ def fit(
     table_synthesizer: Annotated[str | None, typer.Option(
         help="Generator of the other columns when the table has more than text and "
         "categorical controls (aim, mst, dpvae).")] = None,
+    method: Annotated[str, typer.Option(
+        help="dp-sgd (fine-tune the model) or private-prediction (no training: each token is "
+        "drawn with DP from the model prompted with disjoint groups of records; the records "
+        "are generated now and saved, `dpsynth sample` returns them).")] = "dp-sgd",
+    group_size: Annotated[int | None, typer.Option(
+        help="private-prediction: records per group (default: the smallest group whose "
+        "sampling temperature is at most --temperature).")] = None,
+    temperature: Annotated[float, typer.Option(
+        help="private-prediction: the highest sampling temperature (with no "
+        "--group-size).")] = 1.0,
+    clip: Annotated[float, typer.Option(
+        help="private-prediction: logits are clipped to [max - clip, max].")] = 10.0,
+    records_per_group: Annotated[int, typer.Option(
+        help="private-prediction: synthetic records each group writes.")] = 1,
+    public_top_k: Annotated[int | None, typer.Option(
+        help="private-prediction: draw only among the k likeliest tokens of the public "
+        "prompt (free).")] = None,
     ledger: Annotated[Path | None, typer.Option(help="Privacy ledger (with --dataset).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset registered in the "
                                                 "ledger.")] = None,
     seed: Seed = None,
     secure: Secure = False,
 ) -> None:
-    """Fit a DP-SGD fine-tuned text model on a private table and save it (no pickle)."""
+    """Fit a DP text model on a private table and save it (no pickle): a DP-SGD fine-tuned
+    model, or the records written by private prediction (--method private-prediction)."""
     with cli_errors():
         from dpsynth.commands.budget import check_before_spending, recorder_for, spend_report
         from dpsynth.data.io import read_table
         from dpsynth.schema import CATEGORY_KINDS, Schema
-        from dpsynth.synthesizers.text import DPTextSynthesizer, TabularTextSynthesizer
+        from dpsynth.synthesizers.text import (
+            DPTextSynthesizer,
+            PrivatePredictionSynthesizer,
+            TabularTextSynthesizer,
+        )
 
+        if method not in ("dp-sgd", "private-prediction"):
+            raise fail(f"--method must be dp-sgd or private-prediction, not {method!r}",
+                       EXIT_USAGE)
         check_before_spending(out_dir, epsilon, ledger, dataset)
         table_schema = Schema.load(schema)
         frame = read_table(data, schema=table_schema)
@@ -119,7 +144,17 @@ def fit(
                   "secure_mode": secure}
         plain = all(c.kind in (*CATEGORY_KINDS, "text") for c in table_schema.data_columns)
         synth: Any
-        if table_synthesizer is None and plain:
+        if method == "private-prediction":
+            if table_synthesizer is not None or not plain:
+                raise fail("--method private-prediction writes one text column with "
+                           "categorical controls; the table has other columns", EXIT_USAGE)
+            synth = PrivatePredictionSynthesizer(
+                **shared, group_size=group_size,
+                temperature=None if group_size is not None else temperature, clip=clip,
+                records_per_group=records_per_group, public_top_k=public_top_k,
+                max_length=max_length, model_dir=params.get("model_dir"),
+                pretrained=params["pretrained"], progress=True)
+        elif table_synthesizer is None and plain:
             synth = DPTextSynthesizer(**shared, **params)
         else:
             synth = TabularTextSynthesizer(**shared, table_synthesizer=table_synthesizer or "aim",

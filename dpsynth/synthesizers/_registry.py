@@ -20,6 +20,7 @@ _BUILT_IN = {
     "dpvae": "dpsynth.synthesizers.dpvae:DPVAESynthesizer",
     "dptext": "dpsynth.synthesizers.text.synthesizer:DPTextSynthesizer",
     "dptext-table": "dpsynth.synthesizers.text.tabular:TabularTextSynthesizer",
+    "dptext-pp": "dpsynth.synthesizers.text.private_prediction:PrivatePredictionSynthesizer",
 }
 
 

