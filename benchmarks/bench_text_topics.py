@@ -10,7 +10,7 @@ clustered into ``--k`` topics by:
   at each ``--eps`` (delta ``--delta``), over ``--reps`` noise seeds;
 * the same Lloyd steps without noise (exact, same initial centres);
 * scikit-learn's ``KMeans`` (k-means++, 10 starts) on the same projected vectors: the
-  non-private reference.
+  non-private reference (and the same with another seed: how stable the reference itself is).
 
 Reported: adjusted Rand index of each clustering against the reference (mean and standard
 deviation over the seeds), the topic histograms (cluster shares), CPU-seconds of the
@@ -72,6 +72,8 @@ def measure(embedder: Embedder, texts: list[str], args: argparse.Namespace) -> d
     x = exact.project(raw)
     reference = KMeans(args.k, n_init=10, random_state=0).fit_predict(x)
     out["reference_shares"] = shares(reference, args.k)
+    again = KMeans(args.k, n_init=10, random_state=1).fit_predict(x)  # its own stability
+    out["reference_seed1_ari_vs_reference"] = round(adjusted_rand_score(reference, again), 4)
     out["exact_lloyd"] = {"ari_vs_reference": round(adjusted_rand_score(reference,
                                                                         exact_labels), 4),
                           "shares": shares(exact_labels, args.k)}

@@ -40,10 +40,11 @@ ICML 2025, release a DP histogram over topics of a public embedding space; Yue e
    is released by the existing Gaussian control histogram
    (:mod:`~dpsynth.synthesizers.text.controls`).
 
-What a topic means is shown without further cost as the public vocabulary tokens whose
-logits a centre raises most (the public model's output embedding applied to the released
-centre: post-processing); the byte model's topics have ids only (hashed features cannot be
-read back).
+What a topic means is shown without further cost as the public whole-word tokens whose
+output embedding (projected like the records) is most aligned with how the released centre
+differs from the mean of the centres: post-processing of the centres with the public model.
+On tweets these words are weak labels (``docs/benchmarks.md``); the byte model's topics have
+ids only (hashed features cannot be read back).
 """
 
 from __future__ import annotations
@@ -245,22 +246,32 @@ class HFEmbedder:
     def seed_centres(self) -> np.ndarray:
         return self.embed(PUBLIC_SEED_TEXTS)
 
-    def top_tokens(self, centres: np.ndarray, n: int = TOPIC_WORDS) -> list[list[str]]:
-        """The public tokens whose logits each centre raises most over the public mean."""
+    def top_tokens(self, centres: np.ndarray, projection_matrix: np.ndarray,
+                   n: int = TOPIC_WORDS) -> list[list[str]]:
+        """For each centre, the public whole-word tokens whose (projected, unit-norm) output
+        embedding is most aligned with how the centre differs from the centres' mean: the
+        tokens whose logits the topic raises most relative to the other topics."""
         head = self.lm.get_output_embeddings()
-        if head is None:
+        if head is None or not len(centres):
             return [[] for _ in centres]
-        weight = head.weight.detach().float().cpu().numpy()
+        weight = unit_rows(head.weight.detach().float().cpu().numpy() @ projection_matrix)
+        scores = weight @ (centres - centres.mean(axis=0)).T
+        names = self.tokenizer.convert_ids_to_tokens(list(range(weight.shape[0])))
         special = set(getattr(self.tokenizer, "all_special_ids", []) or [])
+        words_only = np.array([i not in special and isinstance(t, str) and t[:1] in ("Ġ", "▁")
+                               and t[1:].isalpha() and len(t) > 3
+                               for i, t in enumerate(names)])
+        if not words_only.any():  # a tokenizer without word-start markers
+            words_only = np.array([i not in special and isinstance(t, str)
+                                   and any(ch.isalpha() for ch in t)
+                                   for i, t in enumerate(names)])
         out = []
-        for centre in centres:
-            logits = weight @ np.asarray(centre, dtype=np.float32)
+        for column in scores.T:
+            ranked = np.argsort(-np.where(words_only, column, -np.inf))[:4 * n]
             words: list[str] = []
-            for token in np.argsort(-logits):
-                if int(token) in special:
-                    continue
+            for token in ranked:
                 word = self.tokenizer.decode([int(token)]).strip()
-                if any(ch.isalpha() for ch in word) and word not in words:
+                if word and word.lower() not in (w.lower() for w in words):
                     words.append(word)
                 if len(words) == n:
                     break
@@ -353,7 +364,7 @@ def cluster(embedder: Embedder, raw: np.ndarray, k: int, *, sigma: float | None,
     centres = dp_kmeans(x, init, iterations=iterations, sigma=sigma, noise=noise, rng=rng)
     topics = replace(space, centres=centres)
     if isinstance(embedder, HFEmbedder):  # post-processing with the public model
-        words = embedder.top_tokens(topics.raw_centres())
+        words = embedder.top_tokens(centres, topics.projection)
         topics = replace(topics, words=tuple(tuple(w) for w in words))
     return topics, assign(x, centres)
 
@@ -384,10 +395,6 @@ class Topics:
     def assign(self, embeddings: np.ndarray) -> np.ndarray:
         """Each embedding's topic: its nearest centre."""
         return assign(self.project(embeddings), self.centres)
-
-    def raw_centres(self) -> np.ndarray:
-        """The centres mapped back to the embedding space (for reading them as tokens)."""
-        return np.asarray(self.centres @ self.projection.T)
 
     def to_state(self) -> dict[str, Any]:
         return {"embedder": self.embedder, "k": self.k, "iterations": self.iterations,
