@@ -92,6 +92,11 @@ def fit(
     learning_rate: Annotated[float | None, typer.Option(
         help="Adam learning rate (default: 4e-3 for a subset of the byte model, else "
         "1e-3).")] = None,
+    topics: Annotated[int, typer.Option(
+        help="DP topic clusters of the text as a control code (the CTCL-style recipe for a "
+        "corpus without a label): number of topics K >= 2, 0 = off.")] = 0,
+    topic_fraction: Annotated[float, typer.Option(
+        help="Share of ε and δ for the DP k-means of the topics.")] = 0.1,
     table_synthesizer: Annotated[str | None, typer.Option(
         help="Generator of the other columns when the table has more than text and "
         "categorical controls (aim, mst, dpvae).")] = None,
@@ -140,6 +145,8 @@ def fit(
                               max_length, learning_rate, True)
         params.update(lora_targets=lora_targets, micro_batch_size=micro_batch_size,
                       precision="bfloat16" if precision == "bf16" else precision)
+        if topics:
+            params.update(topics=topics, topic_fraction=topic_fraction)
         shared: dict[str, Any] = {"epsilon": epsilon, "delta": delta, "random_state": seed,
                   "secure_mode": secure}
         plain = all(c.kind in (*CATEGORY_KINDS, "text") for c in table_schema.data_columns)
@@ -171,6 +178,10 @@ def fit(
         else:
             out.print(f"Privacy spent: ε = {synth.privacy_.epsilon:.3f}, "
                       f"δ = {synth.privacy_.delta:.2g} (PLD)")
+        for entry in getattr(synth, "topic_card", list)():
+            words = " ".join(entry.get("words", []))
+            out.print(f"topic {entry['topic']}: {entry.get('share', 0.0):.1%}"
+                      f"{'  ' + words if words else ''}")
 
 
 MaxRisk = Annotated[float, typer.Option(

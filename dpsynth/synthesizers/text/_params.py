@@ -7,6 +7,7 @@ from typing import Any
 from dpsynth.errors import param_error
 from dpsynth.synthesizers._dpsgd_base import number
 from dpsynth.synthesizers.text.model import TRAINABLE_SETS
+from dpsynth.synthesizers.text.topics import MAX_TOPICS
 
 
 def param_problems(synth: Any) -> list[str]:
@@ -60,4 +61,27 @@ def param_problems(synth: Any) -> list[str]:
     if not isinstance(synth.release_controls, bool):
         out.append(str(param_error("release_controls", "a bool", synth.release_controls,
                                    owner)))
+    out.extend(_topic_problems(synth, owner))
+    return out
+
+
+def _topic_problems(synth: Any, owner: str) -> list[str]:
+    """``topics`` (0, or 2 to MAX_TOPICS) and ``topic_fraction`` (with room for the rest)."""
+    k = synth.topics
+    if not number(k, True) or not (k == 0 or 2 <= k <= MAX_TOPICS):
+        return [str(param_error("topics", f"0 (off) or an integer in [2, {MAX_TOPICS}]", k,
+                                owner))]
+    if k == 0:
+        return []
+    out: list[str] = []
+    share = synth.topic_fraction
+    if not number(share) or not 0 < share < 1:
+        out.append(str(param_error("topic_fraction", "a float in (0, 1)", share, owner)))
+    elif number(synth.control_fraction) and synth.control_fraction + share >= 1:
+        out.append(str(param_error("topic_fraction", "a float with control_fraction + "
+                                   "topic_fraction < 1 (the rest trains the model)", share,
+                                   owner)))
+    if synth.release_controls is False:
+        out.append(str(param_error("topics", "0 when release_controls=False (the topic "
+                                   "histogram is released with the controls)", k, owner)))
     return out

@@ -6,8 +6,11 @@ private synthetic text", 2023): start from a model pretrained on public text, fi
 the private records with DP-SGD (Abadi et al., CCS 2016) so that each record is one clipping
 unit, and sample. Control codes (the record's categorical columns) form a public header the
 model conditions on; their joint distribution is released by a Gaussian noisy histogram
-(:mod:`~dpsynth.synthesizers.text.controls`). Both spends are planned before the data is
-read and composed by the PLD accountant; sampling is post-processing.
+(:mod:`~dpsynth.synthesizers.text.controls`). A corpus without a label can get control codes
+of its own: DP topic clusters of the text in a public embedding space
+(:mod:`~dpsynth.synthesizers.text.topics`, ``topics=k``), whose topic joins the header and
+the released histogram. Every spend is planned before the data is read and composed by the
+PLD accountant; sampling is post-processing.
 
 The model is the byte-level transformer pretrained on public text that ships with dpsynth
 (:mod:`~dpsynth.synthesizers.text.pretrain`), one trained from scratch, or a causal language
@@ -17,6 +20,7 @@ installed).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -39,7 +43,12 @@ from dpsynth.synthesizers.plan import DPSGDPlan, FitPlan, PlannedSpend
 from dpsynth.synthesizers.text import codec
 from dpsynth.synthesizers.text._params import param_problems
 from dpsynth.synthesizers.text.backend import ByteBackend, TextBackend, backend_nll
-from dpsynth.synthesizers.text.controls import ControlDistribution, cell_index, control_domain
+from dpsynth.synthesizers.text.controls import (
+    MAX_CELLS,
+    ControlDistribution,
+    cell_index,
+    control_domain,
+)
 from dpsynth.synthesizers.text.microbatch import chunked_loss
 from dpsynth.synthesizers.text.model import (
     RecordNLL,
@@ -47,11 +56,21 @@ from dpsynth.synthesizers.text.model import (
     select_trainable,
     split_batch,
 )
+from dpsynth.synthesizers.text.topics import (
+    DEFAULT_ITERATIONS,
+    TOPIC_COLUMN,
+    Embedder,
+    HashedEmbedder,
+    HFEmbedder,
+    Topics,
+    cluster,
+)
 
 logger = logging.getLogger(__name__)
 
 TRAIN_PURPOSE = "train:dptext"
 CONTROL_PURPOSE = "controls:dptext"
+TOPIC_PURPOSE = "topics:dptext"
 DEFAULT_MAX_LENGTH = 256
 _GEN_BATCH = 256
 DEFAULT_MICRO_BATCH = 16
@@ -59,15 +78,19 @@ DEFAULT_MICRO_BATCH = 16
 
 @dataclass(frozen=True)
 class TextPlan:
-    """The text model's plan: the control-code histogram (if released), then DP-SGD."""
+    """The text model's plan: DP topic clusters (if asked), the control-code histogram (if
+    released), then DP-SGD."""
 
     controls: GaussianEvent | None
     training: DPSGDPlan
+    topics: GaussianEvent | None = None
 
     @property
     def spends(self) -> tuple[PlannedSpend, ...]:
-        first = () if self.controls is None else (PlannedSpend(CONTROL_PURPOSE, self.controls),)
-        return (*first, *self.training.spends)
+        first = () if self.topics is None else (PlannedSpend(TOPIC_PURPOSE, self.topics),)
+        second = () if self.controls is None else (PlannedSpend(CONTROL_PURPOSE,
+                                                                self.controls),)
+        return (*first, *second, *self.training.spends)
 
 
 def _record_loss(module: Any, criterion: Any, batch: torch.Tensor) -> Any:
@@ -122,6 +145,14 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         ``docs/benchmarks.md``).
     control_fraction:
         Share of epsilon and delta for releasing the control-code distribution.
+    topics:
+        ``k >= 2``: cluster the text into ``k`` DP topics in a public embedding space and
+        condition on the topic as one more control code (the CTCL-style recipe for a corpus
+        without a label; see :mod:`~dpsynth.synthesizers.text.topics`). ``0`` (default):
+        off. Off by default because it moves ``topic_fraction`` of the budget away from
+        fine-tuning and nothing here yet measures that the generated text gains from it.
+    topic_fraction:
+        Share of epsilon and delta for the DP k-means (with ``topics``).
     release_controls:
         Release the control distribution (``False`` when another generator supplies the
         control values, as in :class:`~dpsynth.synthesizers.text.tabular.TabularTextSynthesizer`).
@@ -152,6 +183,7 @@ class DPTextSynthesizer(DPSGDSynthesizer):
                  batch_size: int = 128, max_grad_norm: float = 1.0,
                  learning_rate: float | None = None,
                  control_fraction: float = 0.05, release_controls: bool = True,
+                 topics: int = 0, topic_fraction: float = 0.1,
                  temperature: float = 1.0, top_p: float = 0.95, d_model: int = 128,
                  n_layers: int = 4, n_heads: int = 4, device: str = "auto",
                  progress: bool = False, grad_sample_mode: str = "auto",
@@ -170,6 +202,8 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         self.trainable = trainable
         self.control_fraction = control_fraction
         self.release_controls = release_controls
+        self.topics = topics
+        self.topic_fraction = topic_fraction
         self.temperature = temperature
         self.top_p = top_p
         self.d_model = d_model
@@ -190,6 +224,10 @@ class DPTextSynthesizer(DPSGDSynthesizer):
             raise ParameterError(f"{type(self).__name__} models exactly one text column plus "
                                  f"categorical control columns; the schema has text columns "
                                  f"{texts}.")
+        if self.topics and TOPIC_COLUMN in schema.names:
+            raise param_error("topics", f"0 when the table has a column named "
+                              f"{TOPIC_COLUMN!r} (the topic's control code)", self.topics,
+                              type(self).__name__)
         self._check_length(schema)
 
     def _columns(self, schema: Schema) -> tuple[str, list[str]]:
@@ -210,6 +248,8 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         _, controls = self._columns(schema)
         widest = {c: max(len(str(v).encode()) for v in (*(schema[c].categories or ()), ""))
                   for c in controls}
+        if self.topics:
+            widest[TOPIC_COLUMN] = len(str(int(self.topics) - 1))
         longest = len(codec.header({c: "x" * w for c, w in widest.items()}).encode())
         cfg = ByteBackend.checkpoint_config(self.pretrained, self._scratch_config())
         need = longest + self._text_length(schema) + 2
@@ -226,13 +266,20 @@ class DPTextSynthesizer(DPSGDSynthesizer):
     # -- planning -------------------------------------------------------------------------
     def _plan_training(self, schema: Schema, n_rows: int, budget: Budget,
                        prior_events: tuple[Event, ...]) -> TextPlan:
+        topics: GaussianEvent | None = None
+        if self.topics:
+            share = float(self.topic_fraction)
+            topics = GaussianEvent(calibrate_gaussian(budget.epsilon * share,
+                                                      budget.delta * share,
+                                                      count=DEFAULT_ITERATIONS),
+                                   count=DEFAULT_ITERATIONS)
         controls: GaussianEvent | None = None
-        if self.release_controls and self._columns(schema)[1]:
+        if self.release_controls and (self._columns(schema)[1] or self.topics):
             share = float(self.control_fraction)
             controls = GaussianEvent(calibrate_gaussian(budget.epsilon * share,
                                                         budget.delta * share))
-        before = (*prior_events, *(() if controls is None else (controls,)))
-        return TextPlan(controls, self._plan_dpsgd(n_rows, budget, before))
+        before = (*prior_events, *(e for e in (topics, controls) if e is not None))
+        return TextPlan(controls, self._plan_dpsgd(n_rows, budget, before), topics)
 
     # -- fitting --------------------------------------------------------------------------
     def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
@@ -245,10 +292,26 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         self.max_length_ = self._text_length(schema)
         domain = control_domain(schema, controls)
         cells = cell_index(data, controls, domain)
+        texts = data[text].fillna("").astype(str).tolist()
+        self.topics_: Topics | None = None
+        self._embedder: Embedder | None = None
+        backend: TextBackend | None = None
+        if self.topics:  # the public model embeds the text before it is fine-tuned
+            if len(domain) * int(self.topics) > MAX_CELLS:
+                raise ParameterError(f"{len(domain)} control combinations times {self.topics} "
+                                     f"topics exceed {MAX_CELLS} cells; use fewer topics.")
+            backend = self._new_backend(_dpsgd.torch_seed(noise))
+            backend.to(device)
+            self.topics_, topic = self._cluster(backend, texts, text_plan, recorder, noise)
+            k = self.topics_.k
+            controls = [*controls, TOPIC_COLUMN]
+            domain = [(*combo, label) for combo in domain for label in self.topics_.labels]
+            cells = cells * k + topic
         self.controls_ = self._release_controls(cells, controls, domain, text_plan, recorder,
                                                 noise)
-        backend = self._new_backend(_dpsgd.torch_seed(noise))
-        backend.to(device)
+        if backend is None:
+            backend = self._new_backend(_dpsgd.torch_seed(noise))
+            backend.to(device)
         self.trainable_ = self._trainable_set()
         self.learning_rate_ = self._learning_rate(self.trainable_)
         if isinstance(backend, ByteBackend):
@@ -256,7 +319,6 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         self.trainable_parameters_ = sum(p.numel() for p in backend.module.parameters()
                                          if p.requires_grad)
         headers = [codec.header(dict(zip(controls, domain[c], strict=True))) for c in cells]
-        texts = data[text].fillna("").astype(str).tolist()
         rows = torch.from_numpy(backend.code(texts, headers, self.max_length_)).to(device)
         chunk = self._micro_batch(backend, text_plan is not None)
         objective = Objective(RecordNLL(), chunked_loss(_record_loss, chunk,
@@ -314,6 +376,71 @@ class DPTextSynthesizer(DPSGDSynthesizer):
                                                sigma=plan.controls.noise_multiplier,
                                                noise=noise)
 
+    def _cluster(self, backend: TextBackend, texts: list[str], plan: TextPlan | None,
+                 recorder: SpendRecorder | None, noise: NoiseSource
+                 ) -> tuple[Topics, np.ndarray]:
+        """DP topic centres of ``texts`` and each text's topic (see :mod:`.topics`)."""
+        embedder = self._fit_embedder(backend)
+        raw = embedder.embed(texts)
+        rng = np.random.default_rng(_dpsgd.torch_seed(noise))  # public: not the data
+        sigma: float | None = None  # the non-private reference: exact Lloyd steps
+        spend: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if plan is not None and recorder is not None and plan.topics is not None:
+            sigma = plan.topics.noise_multiplier
+            spend = recorder.spend(TOPIC_PURPOSE, plan.topics)
+        with spend:
+            return cluster(embedder, raw, int(self.topics), sigma=sigma, noise=noise, rng=rng,
+                           iterations=DEFAULT_ITERATIONS)
+
+    def _fit_embedder(self, backend: TextBackend) -> Embedder:
+        """The public embedding: the HF model before fine-tuning, else hashed words."""
+        if isinstance(backend, ByteBackend):
+            return HashedEmbedder()
+        from dpsynth.synthesizers.text.hf import HFBackend
+
+        assert isinstance(backend, HFBackend)
+        return HFEmbedder(backend.wrapper.lm, backend.tokenizer, self.max_length_)
+
+    def _topic_embedder(self) -> Embedder:
+        """The fit's public embedding, for records scored later (the fine-tuned weights are
+        not public: an HF model's base is read again from its directory)."""
+        assert self.topics_ is not None
+        if getattr(self, "_embedder", None) is None:
+            if self.topics_.embedder == "hf":
+                from dpsynth.synthesizers.text.hf import HFBackend
+
+                assert isinstance(self.backend_, HFBackend)
+                self._embedder = HFEmbedder.load(self.backend_.model_dir, self.max_length_)
+            else:
+                self._embedder = HashedEmbedder()
+        assert self._embedder is not None
+        return self._embedder
+
+    def _with_topics(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with each record's topic (its nearest released centre) when it has none."""
+        if self.topics_ is None or TOPIC_COLUMN in frame.columns:
+            return frame
+        texts = frame[self.text_column_].fillna("").astype(str).tolist()
+        topic = self.topics_.assign(self._topic_embedder().embed(texts))
+        return frame.assign(**{TOPIC_COLUMN: [self.topics_.labels[t] for t in topic]})
+
+    def _draw_topics(self, frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        """``frame`` with a topic drawn for each row from the released histogram given the
+        row's control values (post-processing), when it has none."""
+        if self.topics_ is None or TOPIC_COLUMN in frame.columns:
+            return frame
+        assert self.controls_ is not None
+        k = self.topics_.k
+        probs = self.controls_.probs.reshape(-1, k)
+        base = [combo[:-1] for combo in self.controls_.domain[::k]]
+        cells = cell_index(frame, list(self.control_columns_), base)
+        drawn = []
+        for cell in cells:
+            p = probs[cell]
+            p = p / p.sum() if p.sum() > 0 else np.full(k, 1.0 / k)
+            drawn.append(self.topics_.labels[int(rng.choice(k, p=p))])
+        return frame.assign(**{TOPIC_COLUMN: drawn})
+
     def _new_backend(self, seed: int) -> TextBackend:
         if self.model_dir is not None:
             from dpsynth.synthesizers.text.hf import HFBackend
@@ -330,17 +457,21 @@ class DPTextSynthesizer(DPSGDSynthesizer):
                                  "generate_text() with control values.")
         cells = self.controls_.draw(n_rows, rng)
         frame = pd.DataFrame({c: [self.controls_.domain[i][j] for i in cells]
-                              for j, c in enumerate(self.control_columns_)},
+                              for j, c in enumerate(self.controls_.columns)},
                              index=pd.RangeIndex(n_rows))  # a corpus without controls too
         frame[self.text_column_] = self.generate_text(frame, random_state=rng)
-        return frame
+        return frame if self.topics_ is None else frame.drop(columns=[TOPIC_COLUMN])
 
     def generate_text(self, controls: pd.DataFrame, *,
                       random_state: int | np.random.Generator | None = None) -> list[str]:
-        """One synthetic text per row of ``controls`` (its control columns' values)."""
+        """One synthetic text per row of ``controls`` (its control columns' values).
+
+        With ``topics``, a ``topic`` column picks each row's topic; without one, the topic
+        is drawn from the released histogram given the row's control values.
+        """
         self._check_fitted()
         rng = np.random.default_rng(random_state)
-        heads = self._headers(controls)
+        heads = self._headers(self._draw_topics(controls, rng))
         out: list[str] = [""] * len(heads)
         done = 0
         with progress_bar(bool(self.progress), "sampling text", len(heads)) as tick:
@@ -367,16 +498,17 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         """
         self._check_fitted()
         texts = frame[self.text_column_].fillna("").astype(str).tolist()
-        stacked = self.backend_.code(texts, self._headers(frame), self.max_length_)
+        stacked = self.backend_.code(texts, self._headers(self._with_topics(frame)),
+                                     self.max_length_)
         return backend_nll(self.backend_, stacked)
 
     def _headers(self, frame: pd.DataFrame) -> list[str]:
-        missing = [c for c in self.control_columns_ if c not in frame.columns]
+        columns = [*self.control_columns_,
+                   *(() if getattr(self, "topics_", None) is None else (TOPIC_COLUMN,))]
+        missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise param_error("controls", f"a frame with the control columns "
-                              f"{list(self.control_columns_)}", f"missing {missing}",
-                              type(self).__name__)
-        columns = list(self.control_columns_)
+                              f"{columns}", f"missing {missing}", type(self).__name__)
         return [codec.header(dict(zip(columns, values, strict=True)))
                 for values in zip(*(frame[c].tolist() for c in columns), strict=True)] \
             if columns else [""] * len(frame)
@@ -396,9 +528,15 @@ class DPTextSynthesizer(DPSGDSynthesizer):
             "trainable_parameters": self.trainable_parameters_,
             "empty_batches": self.empty_batches_, "loss_history": self.loss_history_,
             "controls": None if self.controls_ is None else self.controls_.to_state(),
+            "topics": None if self.topics_ is None else {
+                **self.topics_.to_state(),
+                "card": self.topics_.describe(self._topic_shares())},
         })
         if self.controls_ is not None:
             arrays["controls.probs"] = self.controls_.probs
+        if self.topics_ is not None:
+            arrays["topics.centres"] = self.topics_.centres
+            arrays["topics.projection"] = self.topics_.projection
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -425,6 +563,23 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         controls = state.get("controls")
         self.controls_ = (None if controls is None else
                           ControlDistribution.from_state(controls, arrays["controls.probs"]))
+        topics = state.get("topics")
+        self.topics_ = (None if topics is None else
+                        Topics.from_state(topics, arrays["topics.centres"],
+                                          arrays["topics.projection"]))
+        self._embedder = None
+
+    def _topic_shares(self) -> np.ndarray | None:
+        """The released share of each topic (the histogram summed over the controls)."""
+        if self.topics_ is None or self.controls_ is None:
+            return None
+        return np.asarray(self.controls_.probs.reshape(-1, self.topics_.k).sum(axis=0))
+
+    def topic_card(self) -> list[dict[str, Any]]:
+        """The topics as the model card lists them: id, released share and, with an HF
+        model, the public tokens each DP centre raises most (all post-processing)."""
+        self._check_fitted()
+        return [] if self.topics_ is None else self.topics_.describe(self._topic_shares())
 
     # -- scoring protocol of the audits (dpsynth.attacks.protocols) -------------------------
     def record_losses(self, frame: pd.DataFrame) -> np.ndarray:
@@ -443,11 +598,13 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         backend = ByteBackend.create(self.pretrained, self._scratch_config(), 0)
         backend.to(self.device_)
         texts = frame[self.text_column_].fillna("").astype(str).tolist()
-        return backend_nll(backend, backend.code(texts, self._headers(frame), self.max_length_))
+        return backend_nll(backend, backend.code(texts, self._headers(self._with_topics(frame)),
+                                                 self.max_length_))
 
     def unfitted_copy(self) -> DPTextSynthesizer:
         """A fresh, unfitted synthesizer with the same parameters (``RetrainableScorer``)."""
         return type(self)(**self.get_params())
 
 
-__all__ = ["CONTROL_PURPOSE", "TRAIN_PURPOSE", "DPTextSynthesizer", "TextPlan"]
+__all__ = ["CONTROL_PURPOSE", "TOPIC_PURPOSE", "TRAIN_PURPOSE", "DPTextSynthesizer",
+           "TextPlan"]
