@@ -77,6 +77,11 @@ class ReleaseFacts:
     ledger_entries: tuple[int, ...] = ()
     clipped: Mapping[str, int] = field(default_factory=dict)
     generator_audit: Mapping[str, Any] | None = None
+    #: Synthetic rows of the bundle when they are more than the gate read (streamed release;
+    #: ``None``: as many as ``last.synthetic``).
+    n_synthetic: int | None = None
+    #: How the holdout was drawn, when not at random in memory (streamed release).
+    holdout_use: str | None = None
 
 
 def final_decision(attempts: Sequence[Attempt]) -> tuple[str, tuple[str, ...]]:
@@ -96,7 +101,8 @@ def build_card(facts: ReleaseFacts, book: Ledger) -> DatasetCard:
     plan, last = facts.plan, facts.last
     status = book.status(plan.dataset)
     assessed = [a for a in facts.attempts if a.checks]
-    n_rows = None if last is None else len(last.synthetic)
+    n_rows = None if last is None else (facts.n_synthetic if facts.n_synthetic is not None
+                                        else len(last.synthetic))
     decision, reasons = final_decision(facts.attempts)
     return DatasetCard(
         release_id=facts.release_id, dataset=plan.dataset,
@@ -155,6 +161,8 @@ def _source(facts: ReleaseFacts, status: Status) -> SourceSection:
         use = (f"Holdout: the latest period of {plan.time_column!r} is set aside (see "
                f"evidence.temporal), and {facts.n_holdout} of the {unit} of the earlier "
                "periods are drawn at random with the release seed")
+    if facts.holdout_use is not None:
+        use = facts.holdout_use
     if plan.target is not None:
         use += ("; the holdout is further split into a real anchor and a test part for the "
                 "real-anchor ablation (evidence.anchor_ablation)")
