@@ -82,6 +82,8 @@ class ReleaseFacts:
     n_synthetic: int | None = None
     #: How the holdout was drawn, when not at random in memory (streamed release).
     holdout_use: str | None = None
+    #: Whether the table was read in batches (the rerun command then says ``--stream``).
+    streamed: bool = False
 
 
 def final_decision(attempts: Sequence[Attempt]) -> tuple[str, tuple[str, ...]]:
@@ -115,7 +117,8 @@ def build_card(facts: ReleaseFacts, book: Ledger) -> DatasetCard:
         evaluation=_evaluation(None if last is None else last.assessment),
         audit=_audit_section(None if last is None else last.assessment),
         checks=assessed[-1].checks if assessed else (), policy=plan.policy,
-        reproduce=_reproduce(plan, assessed[-1] if assessed else None, n_rows),
+        reproduce=_reproduce(plan, assessed[-1] if assessed else None, n_rows,
+                             facts.streamed),
         filters=(filters := _filters(facts)), notes=() if filters else (NO_FILTER_NOTE,),
         provenance=_provenance(facts),
         evidence=None if last is None else last.evidence,
@@ -221,8 +224,8 @@ def audit_summary(report: AuditReport) -> AuditSection:
             for r in report.results))
 
 
-def _reproduce(plan: ReleasePlan, attempt: Attempt | None,
-               n_rows: int | None) -> ReproduceSection:
+def _reproduce(plan: ReleasePlan, attempt: Attempt | None, n_rows: int | None,
+               streamed: bool = False) -> ReproduceSection:
     flags = [f"--epsilon {plan.epsilon:g}", f"--dataset {plan.dataset}",
              f"--holdout-fraction {plan.holdout_fraction:g}", f"--n-targets {plan.n_targets}",
              f"--synthesizer {plan.synth_name}"]
@@ -231,6 +234,8 @@ def _reproduce(plan: ReleasePlan, attempt: Attempt | None,
     if plan.target:
         flags.append(f"--target {plan.target}")
     flags += [f"--secret {s}" for s in plan.secrets or ()]
+    if streamed:
+        flags.append(f"--stream --sample-rows {plan.sample_rows}")
     flags.append("--secure" if plan.secure else f"--seed {plan.seed}")
     sample_seed = None if attempt is None or attempt.seeds is None else attempt.seeds.sample
     return ReproduceSection(

@@ -321,7 +321,8 @@ def carry_out(plan: ReleasePlan, inputs: Inputs, schema: Schema, identity: DataI
                                    recorder.release_id, attempts, last, spend, entries,
                                    dict(clipped or {}), audit,
                                    n_synthetic=inputs.n_synthetic(plan) if chunked else None,
-                                   holdout_use=inputs.holdout_use), book)
+                                   holdout_use=inputs.holdout_use,
+                                   streamed=inputs.fit_data is not None), book)
     synthetic = None if last is None else last.synthetic
     synth = None if last is None else last.synthesizer
     figures = last.assessment.figures if last is not None else Figures()

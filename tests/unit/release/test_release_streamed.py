@@ -80,6 +80,7 @@ def test_parquet_file_and_csv_ship_with_bounded_samples(files, tmp_path):
         assert card.source["n_train"] + card.source["n_holdout"] == len(df)
         assert 0.15 < card.source["n_holdout"] / len(df) < 0.25
         assert "hashes below 0.2" in card.source["holdout_use"]
+        assert "--stream --sample-rows 500" in card.reproduce["rerun"]
         assert card.audit["n_train"] <= 500 and card.audit["n_holdout"] <= 500
         assert card.evaluation["fidelity"]["compared_with"].startswith("a sample of 500 of")
         # the gate read 500 synthetic rows; the bundle holds as many as the training rows
