@@ -8,9 +8,14 @@ own: an AIM fit from the file (``stream``: batches encoded to codes on disk, cou
 chunk; ``ray``: counted by Ray Data tasks; ``memory``: today's path, the table read into
 pandas), sampling to Parquet in chunks, and the counting throughput of one 2-way marginal
 against the engine's own ceiling (a numpy bincount of the same codes in memory, and a
-pyarrow group-by count of the same two columns of the Parquet file).
+pyarrow group-by count of the same two columns of the Parquet file). ``--modes release``
+adds the audit-gated release of the file (``release``: read in batches, holdout by a row-key
+hash, the gate on samples of ``--sample-rows`` rows, the bundle drawn in chunks; and, up to
+``--memory-max-rows``, ``release_memory``: the same release of the table read into pandas).
 
     python benchmarks/bench_scale.py --rows 1000000 10000000 --modes memory stream
+    python benchmarks/bench_scale.py --rows 1000000 5000000 --modes release \
+        --skip sample count --out benchmarks/results/scale_release.json
 """
 
 from __future__ import annotations
@@ -94,6 +99,51 @@ def _child_fit(path: Path, mode: str, rounds: int | None) -> dict:
     return {"rounds": len(getattr(synth, "selection_log_", ()))}
 
 
+def _child_release(path: Path, mode: str, synthesizer: str, rounds: int | None,
+                   sample_rows: int) -> dict:
+    """One release of the file, streamed or from pandas, into a fresh ledger and bundle."""
+    import shutil
+
+    from dpsynth.accounting import Budget
+    from dpsynth.release import release
+
+    work = path.parent / f"release-{mode}-{path.stem}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    data: object = path
+    if mode == "memory":
+        from dpsynth.data.io import read_table
+
+        data = read_table(path, schema=schema())
+    params = {"rounds": rounds} if rounds and synthesizer == "aim" else None
+    stages: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    last = [time.process_time()]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if done == total:
+            key = stage.split(":")[-1].strip()
+            stages[key] = stages.get(key, 0.0) + time.process_time() - last[0]
+            peaks[key] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        last[0] = time.process_time()
+
+    result = release(data, schema(), epsilon=1.0, dataset="bench",
+                     ledger=work / "ledger.sqlite", cap=Budget(10, 1e-9),
+                     synthesizer=synthesizer, synthesizer_params=params, target="income>50K",
+                     positive=1, random_state=0, out=work / "bundle", sample_rows=sample_rows,
+                     progress=progress)
+    card = result.card
+    bundle = work / "bundle" / "synthetic.parquet"
+    out = {"decision": card.decision, "n_train": card.source["n_train"],
+           "n_holdout": card.source["n_holdout"], "audit_n_train": card.audit.n_train,
+           "audit_n_holdout": card.audit.n_holdout, "audit_n_synthetic": card.audit.n_synthetic,
+           "synthetic_rows": card.synthetic["n_rows"],
+           "synthetic_parquet_mb": bundle.stat().st_size / 2**20 if bundle.exists() else None,
+           "stage_cpu_s_approx": stages, "peak_rss_mb_after_stage": peaks}
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
 def _child_sample(path: Path, n_rows: int) -> dict:
     from dpsynth.synthesizers import BaseSynthesizer
 
@@ -151,6 +201,8 @@ def child(args: argparse.Namespace) -> None:
     path = Path(args.path)
     if args.what == "fit":
         extra = _child_fit(path, args.mode, args.rounds)
+    elif args.what == "release":
+        extra = _child_release(path, args.mode, args.synthesizer, args.rounds, args.sample_rows)
     elif args.what == "sample":
         extra = _child_sample(path, args.n_rows)
     else:
@@ -176,7 +228,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd")
     c = sub.add_parser("child")
-    c.add_argument("what", choices=["fit", "sample", "count"])
+    c.add_argument("what", choices=["fit", "sample", "count", "release"])
+    c.add_argument("--synthesizer", default="mst")
+    c.add_argument("--sample-rows", type=int, default=100_000)
     c.add_argument("--path", required=True)
     c.add_argument("--mode", default="stream")
     c.add_argument("--rounds", type=int, default=None)
@@ -185,6 +239,10 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["memory", "stream", "ray"])
     parser.add_argument("--rounds", type=int, default=None,
                         help="AIM rounds (default: AIM's own, 30 at epsilon 1 for 15 columns)")
+    parser.add_argument("--release-synthesizer", default="mst",
+                        help="Generator of the release measurement (aim or mst).")
+    parser.add_argument("--sample-rows", type=int, default=100_000,
+                        help="Rows the release's gate reads at most (each side).")
     parser.add_argument("--memory-max-rows", type=int, default=10_000_000,
                         help="Largest table the in-memory path is run on.")
     parser.add_argument("--skip", nargs="*", default=[], choices=["sample", "count"],
@@ -207,12 +265,22 @@ def main() -> None:
         row: dict = {"rows": n, "parquet_mb": path.stat().st_size / 2**20}
         extra = ["--rounds", str(args.rounds)] if args.rounds else []
         # sampling reads the streamed model, so "stream" is fitted first unless skipped
-        first = [] if "sample" in args.skip and "stream" not in args.modes else ["stream"]
-        for mode in [*first, *[m for m in args.modes if m != "stream"]]:
+        fits = [m for m in args.modes if m not in ("stream", "release")]
+        first = ["stream"] if "stream" in args.modes or "sample" not in args.skip else []
+        for mode in [*first, *fits]:
             if mode == "memory" and n > args.memory_max_rows:
                 continue
             row[f"fit_{mode}"] = run_child("fit", "--path", str(path), "--mode", mode, *extra)
             print(n, mode, row[f"fit_{mode}"], flush=True)
+        if "release" in args.modes:
+            for mode in ("stream", "memory"):
+                if mode == "memory" and n > args.memory_max_rows:
+                    continue
+                key = "release" if mode == "stream" else "release_memory"
+                row[key] = run_child("release", "--path", str(path), "--mode", mode,
+                                     "--synthesizer", args.release_synthesizer,
+                                     "--sample-rows", str(args.sample_rows), *extra)
+                print(n, key, row[key], flush=True)
         if "sample" not in args.skip:
             row["sample"] = run_child("sample", "--path", str(path), "--n-rows", str(n))
             print(n, "sample", row["sample"], flush=True)

@@ -24,7 +24,7 @@ import datetime as _dt
 import logging
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from dpsynth.accounting._ledger_chain import (
 from dpsynth.accounting._ledger_integrity import Integrity, new_meta_for
 from dpsynth.accounting._ledger_key import hide_password, key_path_for
 from dpsynth.accounting._ledger_math import PrefixComposer
-from dpsynth.accounting._ledger_overlap import check_overlap, row_sketch
+from dpsynth.accounting._ledger_overlap import SKETCH_SIZE, check_overlap, row_sketch
 from dpsynth.accounting._ledger_recorder import LedgerRecorder, default_actor, new_release_id
 from dpsynth.accounting._ledger_records import (
     DatasetRecord,
@@ -190,6 +190,17 @@ class Ledger:
                              schema=schema, content_hash=ident.content_hash, actor=actor,
                              allow_new_fingerprint=allow_new_fingerprint, sketch=sketch,
                              different_population=different_population)
+
+    def sketch_frames(self, frames: Iterable[Any]) -> list[int] | None:
+        """The overlap sketch :meth:`register_table` computes, of a table seen one frame at a
+        time (bottom-k sketches merge exactly; a column whose values read as numbers in some
+        frames only is normalised frame by frame). ``None`` for an unkeyed ledger."""
+        if not self._integrity.key:
+            return None
+        kept: list[int] = []
+        for frame in frames:
+            kept = sorted(set(kept) | set(row_sketch(frame, self._integrity.key)))[:SKETCH_SIZE]
+        return kept
 
     def dataset(self, name: str) -> DatasetRecord:
         """The registration of ``name``; :class:`UnknownDatasetError` (with a hint) if none."""

@@ -10,7 +10,7 @@ attempts are used up), 2 on usage errors, 1 on other errors.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 def release_command(
     ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="Private table: CSV, Parquet, a folder of "
-                                         "Parquet files (read whole), or JSON lines.",
+                                         "Parquet files (read whole unless --stream), or "
+                                         "JSON lines.",
                                          show_default=False)],
     schema: Annotated[Path, typer.Option(help="Public schema (YAML/JSON) of the table.",
                                          show_default=False)],
@@ -99,6 +100,15 @@ def release_command(
         help="First audit the generator white-box with this many fits on each of a "
              "made-up worst-case pair of tables (no budget; mst, aim, dpar, dpvae, dptext); "
              "a violation rejects before anything is spent. 0: no generator audit.")] = 0,
+    stream: Annotated[bool, typer.Option(
+        "--stream/--no-stream",
+        help="Read DATA (Parquet file, folder of Parquet files, CSV) in batches: memory does "
+             "not grow with the rows. Needs aim or mst and a schema declaring every domain; "
+             "the holdout is chosen by a hash of each row's key and the gate reads samples "
+             "of --sample-rows rows.")] = False,
+    sample_rows: Annotated[int, typer.Option(
+        help="With --stream: training, holdout and synthetic rows the evaluation and the "
+             "audit read at most.")] = 100_000,
 ) -> None:
     """Release a private table as DP synthetic data, only if it passes the audit and the
     policy; writes the synthetic data, a dataset card and an HTML report. Exit 0 ship,
@@ -111,16 +121,21 @@ def release_command(
         from dpsynth.schema import Schema
 
         table_schema = Schema.load(schema)
-        if data.is_dir():  # a folder of Parquet files, read whole (the audit needs rows)
+        if stream:  # read in batches by release itself
+            frame: Any = _streamed(data, table_schema, synthesizer)
+            n_rows_in = frame.count_rows() if cap_epsilon is not None else 0
+        elif data.is_dir():  # a folder of Parquet files, read whole (the audit needs rows)
             from dpsynth.data.stream import StreamedTable
 
             frame = StreamedTable(data).read_all(table_schema, all_columns=True)
+            n_rows_in = len(frame)
         else:
             frame = read_table(data, schema=table_schema)
+            n_rows_in = len(frame)
         cap = None
         if cap_epsilon is not None:
             cap = Budget(cap_epsilon, cap_delta if cap_delta is not None
-                         else default_delta(len(frame)))
+                         else default_delta(n_rows_in))
         elif cap_delta is not None:
             raise fail("--cap-delta needs --cap-epsilon (the cap registers the dataset)",
                        EXIT_USAGE)
@@ -137,10 +152,34 @@ def release_command(
                              source_description=source_description,
                              invocation=command_line(ctx),
                              reject_rule_breaks=reject_rule_breaks, clip=clip,
-                             generator_audit_fits=generator_audit_fits)
+                             generator_audit_fits=generator_audit_fits,
+                             sample_rows=sample_rows)
         summary(result, out_dir)
     if not result.shipped:
         raise typer.Exit(EXIT_LEAK)
+
+
+def _streamed(data: Path, schema: Any, synthesizer: str | None) -> Any:
+    """``data`` as a :class:`StreamedTable` for ``--stream``; a usage error when the release
+    cannot read it in batches."""
+    from dpsynth.data.stream import StreamedTable
+    from dpsynth.synthesizers import DEFAULT_TABLE_SYNTHESIZER, SYNTHESIZERS
+
+    name = synthesizer or DEFAULT_TABLE_SYNTHESIZER
+    klass = SYNTHESIZERS.get(name)
+    problems = []
+    if klass is not None and not getattr(klass, "streams", False):
+        problems.append(f"the generator {name!r} reads its table whole (use aim or mst)")
+    if schema.undeclared():
+        problems.append(f"the schema does not declare the domains of "
+                        f"{list(schema.undeclared())}")
+    if schema.user_key:
+        problems.append(f"the schema's user_key {schema.user_key!r} needs every row of a "
+                        "user at once")
+    if problems:
+        raise fail("--stream: " + "; ".join(problems) + " (nothing was read or spent)",
+                   EXIT_USAGE)
+    return StreamedTable(data)
 
 
 def command_line(ctx: typer.Context) -> str:

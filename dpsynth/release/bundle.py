@@ -60,10 +60,13 @@ def _clear(out: Path) -> None:
 
 def write_bundle(out: Path, card: DatasetCard, synthetic: pd.DataFrame | None,
                  model: BaseSynthesizer | None, figures: Figures | None = None, *,
-                 overwrite: bool = False) -> tuple[DatasetCard, dict[str, Path]]:
+                 overwrite: bool = False,
+                 draw: tuple[int, int] | None = None) -> tuple[DatasetCard, dict[str, Path]]:
     """Write the bundle of ``card`` to ``out``: the card, the report (with the plots of
     ``figures``) and, only when the card ships, the ``synthetic`` rows and the fitted
-    ``model`` that redraws them.
+    ``model`` that redraws them. With ``draw = (n_rows, seed)`` the rows written are
+    instead drawn from ``model`` in chunks (:meth:`~dpsynth.synthesizers.BaseSynthesizer.
+    sample_to`: memory holds one chunk; ``synthetic`` is then the part the gate read).
 
     Returns the card with its ``synthetic`` section completed (files and their sha256, or
     why the data was withheld), its ``provenance.files`` listing the digest of every file
@@ -74,8 +77,11 @@ def write_bundle(out: Path, card: DatasetCard, synthetic: pd.DataFrame | None,
     _clear(out)
     paths: dict[str, Path] = {}
     if card.shipped and synthetic is not None and model is not None:
-        for name in DATA_FILES:
-            paths[name.split(".")[-1]] = write_table(synthetic, out / name)
+        if draw is None:
+            for name in DATA_FILES:
+                paths[name.split(".")[-1]] = write_table(synthetic, out / name)
+        else:
+            paths.update(_draw_files(out, model, *draw))
         model_dir = model.save(out / MODEL_DIR)
         paths["model"] = model_dir
         files = {key: file_entry(out, p) for key, p in paths.items() if p.is_file()}
@@ -94,6 +100,21 @@ def write_bundle(out: Path, card: DatasetCard, synthetic: pd.DataFrame | None,
                                                 files=hash_files(out, written)))
     paths["card"] = card.save(out / CARD_FILE)
     return card, paths
+
+
+def _draw_files(out: Path, model: BaseSynthesizer, n_rows: int,
+                seed: int) -> dict[str, Path]:
+    """``synthetic.parquet`` drawn in chunks, then ``synthetic.csv`` copied from it a record
+    batch at a time (the same rows; memory holds one chunk or one batch)."""
+    import pyarrow.parquet as papq
+
+    from dpsynth.data.stream import write_chunks
+
+    parquet = model.sample_to(out / DATA_FILES[0], n_rows, random_state=seed)
+    reader = papq.ParquetFile(parquet)
+    csv = out / DATA_FILES[1]
+    write_chunks((b.to_pandas() for b in reader.iter_batches(batch_size=262_144)), csv)
+    return {"parquet": parquet, "csv": csv}
 
 
 __all__ = ["BUNDLE_ENTRIES", "check_out_dir", "sha256_file", "write_bundle"]

@@ -77,6 +77,13 @@ class ReleaseFacts:
     ledger_entries: tuple[int, ...] = ()
     clipped: Mapping[str, int] = field(default_factory=dict)
     generator_audit: Mapping[str, Any] | None = None
+    #: Synthetic rows of the bundle when they are more than the gate read (streamed release;
+    #: ``None``: as many as ``last.synthetic``).
+    n_synthetic: int | None = None
+    #: How the holdout was drawn, when not at random in memory (streamed release).
+    holdout_use: str | None = None
+    #: Whether the table was read in batches (the rerun command then says ``--stream``).
+    streamed: bool = False
 
 
 def final_decision(attempts: Sequence[Attempt]) -> tuple[str, tuple[str, ...]]:
@@ -96,7 +103,8 @@ def build_card(facts: ReleaseFacts, book: Ledger) -> DatasetCard:
     plan, last = facts.plan, facts.last
     status = book.status(plan.dataset)
     assessed = [a for a in facts.attempts if a.checks]
-    n_rows = None if last is None else len(last.synthetic)
+    n_rows = None if last is None else (facts.n_synthetic if facts.n_synthetic is not None
+                                        else len(last.synthetic))
     decision, reasons = final_decision(facts.attempts)
     return DatasetCard(
         release_id=facts.release_id, dataset=plan.dataset,
@@ -109,7 +117,8 @@ def build_card(facts: ReleaseFacts, book: Ledger) -> DatasetCard:
         evaluation=_evaluation(None if last is None else last.assessment),
         audit=_audit_section(None if last is None else last.assessment),
         checks=assessed[-1].checks if assessed else (), policy=plan.policy,
-        reproduce=_reproduce(plan, assessed[-1] if assessed else None, n_rows),
+        reproduce=_reproduce(plan, assessed[-1] if assessed else None, n_rows,
+                             facts.streamed),
         filters=(filters := _filters(facts)), notes=() if filters else (NO_FILTER_NOTE,),
         provenance=_provenance(facts),
         evidence=None if last is None else last.evidence,
@@ -155,6 +164,8 @@ def _source(facts: ReleaseFacts, status: Status) -> SourceSection:
         use = (f"Holdout: the latest period of {plan.time_column!r} is set aside (see "
                f"evidence.temporal), and {facts.n_holdout} of the {unit} of the earlier "
                "periods are drawn at random with the release seed")
+    if facts.holdout_use is not None:
+        use = facts.holdout_use
     if plan.target is not None:
         use += ("; the holdout is further split into a real anchor and a test part for the "
                 "real-anchor ablation (evidence.anchor_ablation)")
@@ -213,8 +224,8 @@ def audit_summary(report: AuditReport) -> AuditSection:
             for r in report.results))
 
 
-def _reproduce(plan: ReleasePlan, attempt: Attempt | None,
-               n_rows: int | None) -> ReproduceSection:
+def _reproduce(plan: ReleasePlan, attempt: Attempt | None, n_rows: int | None,
+               streamed: bool = False) -> ReproduceSection:
     flags = [f"--epsilon {plan.epsilon:g}", f"--dataset {plan.dataset}",
              f"--holdout-fraction {plan.holdout_fraction:g}", f"--n-targets {plan.n_targets}",
              f"--synthesizer {plan.synth_name}"]
@@ -223,6 +234,8 @@ def _reproduce(plan: ReleasePlan, attempt: Attempt | None,
     if plan.target:
         flags.append(f"--target {plan.target}")
     flags += [f"--secret {s}" for s in plan.secrets or ()]
+    if streamed:
+        flags.append(f"--stream --sample-rows {plan.sample_rows}")
     flags.append("--secure" if plan.secure else f"--seed {plan.seed}")
     sample_seed = None if attempt is None or attempt.seeds is None else attempt.seeds.sample
     return ReproduceSection(

@@ -6,7 +6,9 @@ One call runs the whole path of a release (Design, "The flow"):
    release's random state (whole users when the schema has a ``user_key``), is set aside. It is
    never used for training nor for DP discovery of domains; it is the audit's control and the
    utility test set. It is private data too: nothing of it leaves the bundle except the
-   aggregate evaluation and audit figures of the card.
+   aggregate evaluation and audit figures of the card. A table given as a path is read in
+   batches instead, held out by a hash of each row's key, and gated on bounded samples
+   (:mod:`~dpsynth.release.streamed`).
 2. **Fit through the ledger.** The dataset must be registered in the ledger (or ``cap`` given
    to register it). Every spend carries the release id. ``epsilon`` is the budget **of one
    attempt**: a regenerated attempt is a new fit that spends its own ``epsilon``, checked
@@ -28,7 +30,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -55,6 +57,7 @@ from dpsynth.release.evidence import EvidenceData, evidence_checks, gather_evide
 from dpsynth.release.gate import Assessment, Figures, assess
 from dpsynth.release.plan import (
     DEFAULT_HOLDOUT_FRACTION,
+    DEFAULT_SAMPLE_ROWS,
     AttemptOutcome,
     ReleasePlan,
 )
@@ -62,6 +65,9 @@ from dpsynth.release.policy import REGENERATE, REJECT, SHIP, ReleasePolicy
 from dpsynth.release.temporal import split_time
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import BaseSynthesizer
+
+if TYPE_CHECKING:
+    from dpsynth.data.stream import StreamedTable
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +79,10 @@ class ReleaseResult:
     ``synthetic`` and ``synthesizer`` are the last attempt's, kept in memory whatever the
     decision; the bundle holds them only when the release ships. ``holdout_index`` names the
     rows held out (index labels of ``data``) for further evaluation; it is never written.
+    For a streamed release (:mod:`~dpsynth.release.streamed`) ``synthetic`` holds the rows
+    the gate read (all of them unless the release drew more than ``sample_rows``: the bundle
+    then holds every row) and ``holdout_index`` the positions, in the input, of the sampled
+    holdout rows the gate read.
     """
 
     card: DatasetCard
@@ -138,7 +148,8 @@ class _Composer:
         return self._seen[key]
 
 
-def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
+def release(data: pd.DataFrame | str | Path | StreamedTable, schema: Schema, *,
+            epsilon: float, dataset: str,
             out: str | Path | None = None, ledger: Ledger | str | Path | None = None,
             cap: Budget | None = None, delta: float | None = None,
             synthesizer: str | BaseSynthesizer | None = None,
@@ -151,14 +162,20 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
             time_column: str | None = None, source_licence: str | None = None,
             source_description: str | None = None, invocation: str | None = None,
             reject_rule_breaks: bool = False, clip: bool = False,
-            generator_audit_fits: int = 0) -> ReleaseResult:
+            generator_audit_fits: int = 0,
+            sample_rows: int = DEFAULT_SAMPLE_ROWS) -> ReleaseResult:
     """Release ``data`` as DP synthetic data, gated by an evaluation, an audit and a policy.
 
     Parameters
     ----------
     data, schema, epsilon, dataset:
         The private table, its public schema, the budget **per attempt** (each regenerated
-        attempt spends it again) and the dataset's name in the ledger.
+        attempt spends it again) and the dataset's name in the ledger. ``data`` may also be
+        a path (a Parquet file, a folder of Parquet files, a CSV) or a
+        :class:`~dpsynth.data.stream.StreamedTable`: with a generator that fits from a
+        stream (aim, mst) and a schema declaring every domain (no ``user_key``), it is then
+        read in batches and held out by a hash of each row's key
+        (:mod:`~dpsynth.release.streamed`); otherwise it is read whole.
     out, overwrite, ledger, cap:
         Directory of the bundle (nothing written when ``None``; an existing bundle is
         replaced only with ``overwrite=True``); a :class:`~dpsynth.accounting.ledger.Ledger`
@@ -191,6 +208,9 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
         before anything is fitted or spent. Marginal synthesizers (mst, aim) and the DP-SGD
         ones (dpar, dpvae, dptext; on a small model of the audit's own, so the mechanism is
         what is tested).
+    sample_rows:
+        Streamed input only: the gate and the evidence read at most this many training rows,
+        holdout rows and synthetic rows (samples drawn batch by batch; the card says so).
     """
     plan = ReleasePlan.build(
         schema, epsilon=epsilon, dataset=dataset, delta=delta, synthesizer=synthesizer,
@@ -200,9 +220,18 @@ def release(data: pd.DataFrame, schema: Schema, *, epsilon: float, dataset: str,
         time_column=time_column, source_licence=source_licence,
         source_description=source_description, invocation=invocation,
         reject_rule_breaks=reject_rule_breaks, clip=clip,
-        generator_audit_fits=generator_audit_fits)
-    return run_plan(plan, data, schema, out=None if out is None else Path(out),
-                    ledger=ledger, cap=cap, overwrite=overwrite, progress=progress)
+        generator_audit_fits=generator_audit_fits, sample_rows=sample_rows)
+    folder = None if out is None else Path(out)
+    if not isinstance(data, pd.DataFrame):
+        from dpsynth.release.streamed import as_stream, run_streamed, streams
+
+        stream = as_stream(data)
+        if streams(plan, schema):
+            return run_streamed(plan, stream, schema, out=folder, ledger=ledger, cap=cap,
+                                overwrite=overwrite, progress=progress)
+        data = stream.read_all(schema, all_columns=True)
+    return run_plan(plan, data, schema, out=folder, ledger=ledger, cap=cap,
+                    overwrite=overwrite, progress=progress)
 
 
 def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path | None,
@@ -220,6 +249,59 @@ def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path
     train, holdout, extra = _split(plan, data, schema)
     identity = identify(data, schema)
     book, recorder = _open_ledger(ledger, plan.dataset, cap, data, schema, identity)
+    return carry_out(plan, Inputs(train, holdout, extra), schema, identity, book, recorder,
+                     out=out, overwrite=overwrite, progress=progress, clipped=clipped)
+
+
+@dataclass(frozen=True, eq=False)
+class Inputs:
+    """What the attempts read.
+
+    ``train`` and ``holdout`` are the rows the gate and the evidence read: every row in
+    memory, or bounded samples of a streamed table (:mod:`~dpsynth.release.streamed`), whose
+    generator is then fitted on ``fit_data`` (the training rows of the stream, ``n_train``
+    of them, ``n_holdout`` held out) and whose gate reads at most ``gate_rows`` synthetic
+    rows. ``compared_with``/``tested_on`` name what the fidelity and utility figures read.
+    """
+
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    extra: EvidenceData
+    fit_data: Any = None
+    n_train: int | None = None
+    n_holdout: int | None = None
+    gate_rows: int | None = None
+    compared_with: str | None = None
+    tested_on: str | None = None
+    holdout_use: str | None = None
+
+    @property
+    def fit_on(self) -> Any:
+        return self.train if self.fit_data is None else self.fit_data
+
+    @property
+    def n_fit(self) -> int:
+        return len(self.train) if self.n_train is None else self.n_train
+
+    @property
+    def n_held(self) -> int:
+        return len(self.holdout) if self.n_holdout is None else self.n_holdout
+
+    def n_synthetic(self, plan: ReleasePlan) -> int:
+        """Synthetic rows the release draws (and the bundle holds when it ships)."""
+        return plan.n_rows or self.n_fit
+
+    def chunked(self, plan: ReleasePlan) -> bool:
+        """Whether the bundle's rows are drawn in chunks (more than the gate reads)."""
+        return self.gate_rows is not None and self.n_synthetic(plan) > self.gate_rows
+
+
+def carry_out(plan: ReleasePlan, inputs: Inputs, schema: Schema, identity: DataIdentity,
+              book: Ledger, recorder: LedgerRecorder, *, out: Path | None,
+              overwrite: bool = False, progress: StageProgressFn | None = None,
+              clipped: Mapping[str, int] | None = None) -> ReleaseResult:
+    """The generator audit, the attempts, the card and the bundle of a release whose inputs
+    are validated and whose ledger is open (nothing is spent before this)."""
     before = book.status(plan.dataset).epsilon
     compose = _Composer(recorder.cap.delta)
     audit = _generator_audit(plan, compose.delta, progress)
@@ -227,25 +309,33 @@ def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path
         attempts: tuple[Attempt, ...] = (Attempt(1, REJECT, (_audit_reason(audit),), None),)
         last, events = None, _NOTHING_SPENT
     else:
-        attempts, last, events = _run_attempts(plan, train, holdout, extra, schema, recorder,
-                                               compose, progress)
+        attempts, last, events = _run_attempts(plan, inputs, schema, recorder, compose,
+                                               progress)
     spend = ReleaseSpend(events, compose(events),
                          float(rdp_epsilon(events, compose.delta)) if events else 0.0,
                          compose.delta, before)
     entries = tuple(s.reservation.seq for s in book.spends(plan.dataset)
                     if s.reservation.release_id == recorder.release_id)
-    card = build_card(ReleaseFacts(plan, schema, identity, len(train), len(holdout),
+    chunked = last is not None and inputs.chunked(plan)
+    card = build_card(ReleaseFacts(plan, schema, identity, inputs.n_fit, inputs.n_held,
                                    recorder.release_id, attempts, last, spend, entries,
-                                   clipped, audit), book)
+                                   dict(clipped or {}), audit,
+                                   n_synthetic=inputs.n_synthetic(plan) if chunked else None,
+                                   holdout_use=inputs.holdout_use,
+                                   streamed=inputs.fit_data is not None), book)
     synthetic = None if last is None else last.synthetic
     synth = None if last is None else last.synthesizer
     figures = last.assessment.figures if last is not None else Figures()
     paths: dict[str, Path] = {}
     if out is not None:
-        card, paths = write_bundle(out, card, synthetic, synth, figures, overwrite=overwrite)
+        draw = None
+        if chunked and card.reproduce.sample_seed is not None:
+            draw = (inputs.n_synthetic(plan), card.reproduce.sample_seed)
+        card, paths = write_bundle(out, card, synthetic, synth, figures, overwrite=overwrite,
+                                   draw=draw)
     logger.info("release %s of %r: %s", card.release_id, plan.dataset, card.decision)
     return ReleaseResult(card, synthetic, synth, None if last is None else last.assessment,
-                         figures, holdout.index, paths)
+                         figures, inputs.holdout.index, paths)
 
 
 _NOTHING_SPENT: tuple[Event, ...] = ()
@@ -344,11 +434,14 @@ def _split(plan: ReleasePlan, data: pd.DataFrame,
 
 
 def _check_split(train: pd.DataFrame, holdout: pd.DataFrame, schema: Schema,
-                 target: str | None) -> None:
+                 target: str | None, counts: tuple[int, int] | None = None) -> None:
+    """Enough rows on both sides (``counts``: of a streamed table, whose ``train`` and
+    ``holdout`` are samples), and both classes of the target in the holdout."""
     problems = []
-    if len(train) < 20 or len(holdout) < 10:
-        problems.append(f"the table is too small to hold out a control set: {len(train)} "
-                        f"training and {len(holdout)} holdout rows (need 20 and 10)")
+    n_train, n_holdout = counts or (len(train), len(holdout))
+    if n_train < 20 or n_holdout < 10:
+        problems.append(f"the table is too small to hold out a control set: {n_train} "
+                        f"training and {n_holdout} holdout rows (need 20 and 10)")
     if target is not None and holdout[target].astype(str).nunique() < 2:
         problems.append(f"the holdout has a single class of the target {target!r}; the "
                         "utility check needs both (use a larger holdout_fraction)")
@@ -357,8 +450,7 @@ def _check_split(train: pd.DataFrame, holdout: pd.DataFrame, schema: Schema,
 
 
 # -- attempts --------------------------------------------------------------------------------
-def _run_attempts(plan: ReleasePlan, train: pd.DataFrame, holdout: pd.DataFrame,
-                  extra: EvidenceData, schema: Schema, recorder: LedgerRecorder,
+def _run_attempts(plan: ReleasePlan, inputs: Inputs, schema: Schema, recorder: LedgerRecorder,
                   compose: _Composer,
                   progress: StageProgressFn | None,
                   ) -> tuple[tuple[Attempt, ...], AttemptOutcome | None, tuple[Event, ...]]:
@@ -369,8 +461,7 @@ def _run_attempts(plan: ReleasePlan, train: pd.DataFrame, holdout: pd.DataFrame,
     last = None
     for number in range(1, plan.policy.max_attempts + 1):
         tagged = _AttemptRecorder(recorder, number)
-        attempt, outcome = _attempt(plan, number, train, holdout, extra, schema, tagged,
-                                    compose, progress)
+        attempt, outcome = _attempt(plan, number, inputs, schema, tagged, compose, progress)
         attempts.append(attempt)
         events += [e for _, e in tagged.spends]
         if outcome is None:
@@ -381,29 +472,30 @@ def _run_attempts(plan: ReleasePlan, train: pd.DataFrame, holdout: pd.DataFrame,
     return tuple(attempts), last, tuple(events)
 
 
-def _attempt(plan: ReleasePlan, number: int, train: pd.DataFrame, holdout: pd.DataFrame,
-             extra: EvidenceData, schema: Schema, tagged: _AttemptRecorder,
-             compose: _Composer,
+def _attempt(plan: ReleasePlan, number: int, inputs: Inputs, schema: Schema,
+             tagged: _AttemptRecorder, compose: _Composer,
              progress: StageProgressFn | None) -> tuple[Attempt, AttemptOutcome | None]:
     """One attempt; its outcome is ``None`` when the ledger refused a later attempt."""
+    train, holdout, extra = inputs.train, inputs.holdout, inputs.extra
     seeds = AttemptSeeds(None if plan.secure else child_seed(plan.seed, number, 1),
                          child_seed(plan.seed, number, 2), child_seed(plan.seed, number, 3))
     synth = plan.synthesizer(plan.epsilon, plan.delta, seeds.generator, plan.secure)
     tick = progress or (lambda stage, done, total: None)
     tick(f"attempt {number}: fit {plan.synth_name}", 0, 1)
     try:
-        synth.fit(train, schema, ledger=tagged)
+        synth.fit(inputs.fit_on, schema, ledger=tagged)
     except BudgetExceededError as exc:
         if number == 1:
             raise
         return Attempt(number, REFUSED, (f"the ledger refused the attempt's budget (nothing "
                                          f"spent): {exc}",), None, seeds=seeds), None
     tick(f"attempt {number}: fit {plan.synth_name}", 1, 1)
-    rows, dropped = _sample(plan, synth, len(train), seeds.sample, extra.rules)
+    rows, dropped = _sample(plan, synth, inputs, seeds, extra.rules)
     found = assess(train, holdout, rows, synth.schema_, policy=plan.policy,
                    target=plan.target, positive=plan.positive, secrets=plan.secrets,
                    n_targets=plan.n_targets, attempt=number, random_state=seeds.audit,
                    progress=progress)
+    found = _relabel(found, inputs)
     tick(f"attempt {number}: evidence against real data", 0, 1)
     evidence = gather_evidence(plan, extra, train, holdout, rows, synth.schema_, seeds.audit,
                                dropped)
@@ -419,11 +511,39 @@ def _attempt(plan: ReleasePlan, number: int, train: pd.DataFrame, holdout: pd.Da
     return attempt, AttemptOutcome(synth, rows, found, evidence)
 
 
-def _sample(plan: ReleasePlan, synth: BaseSynthesizer, n_train: int, seed: int,
+def _relabel(found: Assessment, inputs: Inputs) -> Assessment:
+    """Say on the figures which rows they read, when those are samples."""
+    if inputs.compared_with is None:
+        return found
+    fidelity = {**found.fidelity, "compared_with": inputs.compared_with}
+    utility = None if found.utility is None else {**found.utility,
+                                                  "tested_on": inputs.tested_on}
+    return replace(found, fidelity=fidelity, utility=utility)
+
+
+#: Synthetic rows per chunk when a bundle is drawn in chunks; the same as ``dpsynth sample``'s,
+#: so the card's ``reproduce.sample`` command redraws the released file exactly.
+SAMPLE_CHUNK_ROWS = 1_000_000
+
+
+def _sample(plan: ReleasePlan, synth: BaseSynthesizer, inputs: Inputs, seeds: AttemptSeeds,
             rules: tuple[str, ...]) -> tuple[pd.DataFrame, int | None]:
-    """The attempt's synthetic rows, and how many broke a rule and were dropped (``None``
-    when no rule filter applies)."""
-    n = plan.n_rows or n_train
+    """The attempt's synthetic rows the gate reads, and how many broke a rule and were
+    dropped (``None`` when no rule filter applies).
+
+    When the release draws more rows than the gate reads (:meth:`Inputs.chunked`), the gate
+    reads ``gate_rows`` rows picked at random (with the audit seed) among the first chunk of
+    the rows the bundle will hold (:meth:`~dpsynth.synthesizers.BaseSynthesizer.sample_to`
+    draws the same first chunk from the same seed).
+    """
+    n, seed = inputs.n_synthetic(plan), seeds.sample
+    if inputs.chunked(plan):
+        assert inputs.gate_rows is not None
+        first = synth.sample(min(n, SAMPLE_CHUNK_ROWS), random_state=seed)
+        rng = np.random.default_rng(seeds.audit)
+        pick = np.sort(rng.choice(len(first), size=min(inputs.gate_rows, len(first)),
+                                  replace=False))
+        return first.iloc[pick].reset_index(drop=True), None
     if not (plan.reject_rule_breaks and rules):
         return synth.sample(n, random_state=seed), None
     from dpsynth.release.rules import sample_within_rules
@@ -431,5 +551,6 @@ def _sample(plan: ReleasePlan, synth: BaseSynthesizer, n_train: int, seed: int,
     return sample_within_rules(synth, n, seed, rules, synth.schema_.names)
 
 
-__all__ = ["DEFAULT_HOLDOUT_FRACTION", "AttemptOutcome", "ReleasePlan", "ReleaseResult",
-           "final_decision", "release", "run_plan", "split_holdout"]
+__all__ = ["DEFAULT_HOLDOUT_FRACTION", "SAMPLE_CHUNK_ROWS", "AttemptOutcome", "Inputs",
+           "ReleasePlan", "ReleaseResult", "carry_out", "final_decision", "release", "run_plan",
+           "split_holdout"]

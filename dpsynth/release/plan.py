@@ -23,6 +23,10 @@ from dpsynth.synthesizers import SYNTHESIZERS, BaseSynthesizer
 
 DEFAULT_HOLDOUT_FRACTION = 0.2
 #: Parameters of the generator that the release sets itself.
+#: Training, holdout and synthetic rows the gate reads at most in a streamed release
+#: (:mod:`~dpsynth.release.streamed`).
+DEFAULT_SAMPLE_ROWS = 100_000
+
 RELEASE_SET = ("delta", "epsilon", "random_state", "secure_mode")
 
 
@@ -99,6 +103,7 @@ class ReleasePlan:
     reject_rule_breaks: bool = False
     clip: bool = False
     generator_audit_fits: int = 0
+    sample_rows: int = DEFAULT_SAMPLE_ROWS
 
     @property
     def synth_name(self) -> str:
@@ -116,7 +121,8 @@ class ReleasePlan:
               source_licence: str | None = None, source_description: str | None = None,
               invocation: str | None = None,
               reject_rule_breaks: bool = False, clip: bool = False,
-              generator_audit_fits: int = 0) -> ReleasePlan:
+              generator_audit_fits: int = 0,
+              sample_rows: int = DEFAULT_SAMPLE_ROWS) -> ReleasePlan:
         """Check every argument against ``schema`` and raise one :class:`ParameterError`
         listing all the problems found."""
         if not isinstance(schema, Schema):
@@ -136,6 +142,9 @@ class ReleasePlan:
         except ParameterError as exc:
             problems.append(str(exc))
         problems += _audit_problems(generator_audit_fits, factory)
+        if not _integer(sample_rows) or sample_rows < 100:
+            problems.append(str(param_error("sample_rows", "an integer >= 100", sample_rows,
+                                            "release")))
         if problems or resolved is None or factory is None:
             raise ParameterError("Invalid release arguments:\n"
                                  + "\n".join(f"  - {p}" for p in problems))
@@ -144,7 +153,7 @@ class ReleasePlan:
                    None if n_rows is None else int(n_rows), int(n_targets),
                    resolve_seed(random_state, "release"), bool(secure), time_column,
                    source_licence, source_description, invocation, bool(reject_rule_breaks),
-                   bool(clip), int(generator_audit_fits))
+                   bool(clip), int(generator_audit_fits), int(sample_rows))
 
 
 def _problems(schema: Schema, epsilon: Any, dataset: Any, holdout_fraction: Any, n_rows: Any,
@@ -227,5 +236,6 @@ class AttemptOutcome:
     evidence: EvidenceSection | None = None
 
 
-__all__ = ["DEFAULT_HOLDOUT_FRACTION", "TIME_KINDS", "AttemptOutcome", "ReleasePlan",
+__all__ = ["DEFAULT_HOLDOUT_FRACTION", "DEFAULT_SAMPLE_ROWS", "TIME_KINDS", "AttemptOutcome",
+           "ReleasePlan",
            "SynthesizerFactory", "effective_delta"]
