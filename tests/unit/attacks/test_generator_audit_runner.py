@@ -86,7 +86,10 @@ def test_in_processes_a_dead_worker_is_reported_and_other_runs_survive(tmp_path)
     # run 3 killed its worker twice, the second time alone in its own process
     assert "BrokenProcessPool" in by_index[3].error and by_index[3].attempts == 2
     assert by_index[2].attempts == 2 and "ValueError" in by_index[2].error
-    assert by_index[1].ok and by_index[1].attempts == 2  # transient: retried, not dropped
+    # transient: retried, not dropped. When run 3 breaks the pool while run 1's first attempt
+    # is still in flight (a loaded machine), that attempt is lost with the pool rather than
+    # counted, and the rerun alone is its first counted attempt: 1 or 2, both correct.
+    assert by_index[1].ok and by_index[1].attempts in (1, 2)
     clean = run_many(draw, {"offset": 0.0}, 5, seed=0, n_jobs=1).values()
     assert batch.values() == [clean[0], clean[1], clean[4]]
 
