@@ -12,7 +12,7 @@ import math
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -162,17 +162,59 @@ def register_command(
     """Register a dataset with its hard privacy cap (creates the ledger if needed)."""
     with cli_errors():
         parsed = Schema.load(schema) if schema is not None else None
-        from dpsynth.data.io import read_table
+        if parsed is not None and _streamable(data):
+            record, book = _register_streamed(
+                name, data, parsed, epsilon, delta, ledger, privacy_unit=privacy_unit,
+                actor=actor, allow_new_fingerprint=allow_new_fingerprint,
+                different_population=different_population)
+        else:
+            from dpsynth.data.io import read_table
 
-        table = read_table(data, schema=parsed)
-        cap = Budget(epsilon, delta if delta is not None else default_delta(len(table)))
-        book = Ledger(ledger)
-        record = book.register_table(name, cap, table, parsed, privacy_unit=privacy_unit,
-                                     actor=actor, allow_new_fingerprint=allow_new_fingerprint,
-                                     different_population=different_population)
+            table = read_table(data, schema=parsed)
+            cap = Budget(epsilon, delta if delta is not None else default_delta(len(table)))
+            book = Ledger(ledger)
+            record = book.register_table(
+                name, cap, table, parsed, privacy_unit=privacy_unit, actor=actor,
+                allow_new_fingerprint=allow_new_fingerprint,
+                different_population=different_population)
         typer.echo(f"registered {record.name!r}: cap {record.cap}, {record.n_rows} rows, "
                    f"privacy unit {record.privacy_unit}, fingerprint {record.fingerprint} "
                    f"in {book.display_location}")
+
+
+def _streamable(data: Path) -> bool:
+    """A Parquet file, a folder of Parquet files or a CSV: registered batch by batch."""
+    name = data.name.lower()
+    return data.is_dir() or name.endswith((".parquet", ".pq", ".csv", ".tsv", ".csv.gz",
+                                           ".tsv.gz"))
+
+
+def _register_streamed(name: str, data: Path, schema: Schema, epsilon: float,
+                       delta: float | None, ledger: str | None, **options: Any
+                       ) -> tuple[Any, Ledger]:
+    """Register a table read in batches (memory does not grow with the rows): the same
+    fingerprint, content hash and overlap sketch as the table read whole, so a later
+    ``release --stream`` (or an in-memory release of the same rows) finds it."""
+    from dpsynth.accounting.fingerprint import StreamedIdentity
+    from dpsynth.data.stream import StreamedTable
+
+    table = StreamedTable(data)
+    identity = StreamedIdentity()
+    try:
+        for frame in table.batches(schema, all_columns=True):
+            identity.add(frame)
+        ident = identity.result(schema)
+    finally:
+        identity.close()
+    cap = Budget(epsilon, delta if delta is not None else default_delta(ident.n_rows))
+    book = Ledger(ledger)
+    sketch = book.sketch_frames(table.batches(schema, all_columns=True))
+    key = schema.user_key
+    unit = options.pop("privacy_unit") or (f"user:{key}" if key else "row")
+    record = book.register(name, cap, fingerprint=ident.fingerprint, n_rows=ident.n_rows,
+                           privacy_unit=unit, schema=schema, content_hash=ident.content_hash,
+                           sketch=sketch, **options)
+    return record, book
 
 
 def _num(value: float) -> str:

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dpsynth.accounting import PureDPEvent
+from dpsynth.accounting import Budget, PureDPEvent
 from dpsynth.accounting.ledger import Ledger
 from dpsynth.commands._common import cli_errors
 from dpsynth.commands.budget import DatasetOpt, LedgerOpt, open_recorder, register
@@ -137,3 +137,53 @@ def test_default_ledger_comes_from_the_environment(setup, monkeypatch):
     result = runner.invoke(app, ["budget", "show", "people"])
     assert result.exit_code == 0 and "remaining  ε = 1" in result.output
     assert Ledger().location == str(ledger)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_register_reads_a_file_in_batches_with_the_identity_of_the_whole(tmp_path, monkeypatch,
+                                                                       suffix):
+    """With a schema, a Parquet or CSV file is registered batch by batch (memory does not grow
+    with the rows) under the same fingerprint, rows and overlap sketch as the table read whole;
+    and it never reads the table whole."""
+    from dpsynth.data import io
+    from dpsynth.data.stream import StreamedTable
+    from dpsynth.schema import Column, Schema
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"age": rng.integers(18, 90, 700), "sex": rng.choice(["F", "M"], 700)})
+    schema = Schema((Column("age", "integer", lower=18, upper=89),
+                     Column("sex", "categorical", categories=("F", "M"))))
+    schema_path = schema.save(tmp_path / "schema.yaml")
+    data = tmp_path / f"people{suffix}"
+    df.to_parquet(data) if suffix == ".parquet" else df.to_csv(data, index=False)
+    whole = Ledger(tmp_path / "whole.sqlite", create=True).register_table(
+        "people", Budget(1.0, 1e-9), io.read_table(data, schema=schema), schema)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the table was read whole")
+
+    monkeypatch.setattr(io, "read_table", refuse)
+    monkeypatch.setattr(StreamedTable, "batch_rows", 64)  # many batches
+    ledger = tmp_path / "streamed.sqlite"
+    result = runner.invoke(_app(), ["budget", "register", "people", "--data", str(data),
+                                    "--schema", str(schema_path), "--epsilon", "1.0",
+                                    "--delta", "1e-9", "--ledger", str(ledger)])
+    assert result.exit_code == 0, result.output
+    streamed = Ledger(ledger).dataset("people")
+    assert streamed.fingerprint == whole.fingerprint and streamed.n_rows == 700
+    assert streamed.privacy_unit == "row"
+
+
+def test_register_in_batches_refuses_a_bad_late_value_and_registers_nothing(tmp_path):
+    from dpsynth.schema import Column, Schema
+
+    df = pd.DataFrame({"age": [30] * 500 + [200]})
+    Schema((Column("age", "integer", lower=18, upper=89),)).save(tmp_path / "s.yaml")
+    df.to_parquet(tmp_path / "t.parquet")
+    ledger = tmp_path / "ledger.sqlite"
+    result = runner.invoke(_app(), ["budget", "register", "t", "--data",
+                                    str(tmp_path / "t.parquet"), "--schema",
+                                    str(tmp_path / "s.yaml"), "--epsilon", "1.0",
+                                    "--ledger", str(ledger)])
+    assert result.exit_code != 0 and "age" in result.output
+    assert not ledger.exists() or not Ledger(ledger).datasets()
