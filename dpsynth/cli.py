@@ -154,7 +154,13 @@ def fit(
         "refusing them.")] = False,
 ) -> None:
     with cli_errors():
-        from dpsynth.commands.budget import check_before_spending, recorder_for, spend_report
+        from dpsynth.commands.budget import (
+            check_before_spending,
+            open_recorder,
+            recorder_for,
+            spend_report,
+            streamed_identity,
+        )
         from dpsynth.data.io import read_table
         from dpsynth.data.stream import StreamedTable
 
@@ -166,7 +172,10 @@ def fit(
         stream = None if clip else _streamed_input(data, synth, table_schema, ledger, dataset,
                                                    delimiter, encoding)
         if stream is not None:  # read in batches: memory does not grow with the rows
-            n_rows, frame_or_stream, recorder = stream.count_rows(), stream, None
+            n_rows, frame_or_stream = stream.count_rows(), stream
+            recorder = None if ledger is None and dataset is None else open_recorder(
+                None if ledger is None else str(ledger), dataset,
+                data=streamed_identity(stream, table_schema))
         else:
             frame = StreamedTable(data).read_all(table_schema, all_columns=True) \
                 if data.is_dir() else \
@@ -191,8 +200,9 @@ def _streamed_input(data: Path, synth: Any, schema: Any, ledger: Path | None,
     """A :class:`StreamedTable` when ``data`` can be read in batches by ``synth``, else None.
 
     Streamed: a Parquet file, a folder of Parquet files or a plain CSV, when the synthesizer
-    streams, its schema has no user key and no ledger is used (the ledger names a table by a
-    hash of all its rows). Undeclared domains are discovered with DP from the stream.
+    streams and its schema has no user key. With a ledger, one more pass hashes the table's
+    identity batch by batch (the same fingerprint as the table read whole). Undeclared
+    domains are discovered with DP from the stream.
     Otherwise the table is read whole.
     """
     from dpsynth.data.stream import StreamedTable
@@ -205,7 +215,7 @@ def _streamed_input(data: Path, synth: Any, schema: Any, ledger: Path | None,
     if not (synth.streams and (data.is_dir() or name.endswith((".parquet", ".pq"))
                                or plain_csv)):
         return None
-    if ledger is not None or dataset is not None or schema.user_key:
+    if schema.user_key:
         return None
     return StreamedTable(data)
 

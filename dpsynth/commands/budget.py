@@ -189,23 +189,30 @@ def _streamable(data: Path) -> bool:
                                            ".tsv.gz"))
 
 
+def streamed_identity(table: Any, schema: Schema) -> DataIdentity:
+    """The ledger identity of a :class:`~dpsynth.data.stream.StreamedTable`, hashed batch by
+    batch (every batch validated): equal to :func:`identify` of the table read whole."""
+    from dpsynth.accounting.fingerprint import StreamedIdentity
+
+    identity = StreamedIdentity()
+    try:
+        for frame in table.batches(schema, all_columns=True):
+            identity.add(frame)
+        return identity.result(schema)
+    finally:
+        identity.close()
+
+
 def _register_streamed(name: str, data: Path, schema: Schema, epsilon: float,
                        delta: float | None, ledger: str | None, **options: Any
                        ) -> tuple[Any, Ledger]:
     """Register a table read in batches (memory does not grow with the rows): the same
     fingerprint, content hash and overlap sketch as the table read whole, so a later
     ``release --stream`` (or an in-memory release of the same rows) finds it."""
-    from dpsynth.accounting.fingerprint import StreamedIdentity
     from dpsynth.data.stream import StreamedTable
 
     table = StreamedTable(data)
-    identity = StreamedIdentity()
-    try:
-        for frame in table.batches(schema, all_columns=True):
-            identity.add(frame)
-        ident = identity.result(schema)
-    finally:
-        identity.close()
+    ident = streamed_identity(table, schema)
     cap = Budget(epsilon, delta if delta is not None else default_delta(ident.n_rows))
     book = Ledger(ledger)
     sketch = book.sketch_frames(table.batches(schema, all_columns=True))

@@ -209,6 +209,40 @@ def test_cli_fits_a_parquet_folder_in_batches_and_samples_in_chunks(tmp_path):
                                   in_memory.sample(300, random_state=0))
 
 
+def test_cli_fit_with_a_ledger_streams_and_spends_on_the_registered_table(tmp_path, monkeypatch):
+    """fit --ledger on a Parquet file hashes its identity batch by batch (never read whole),
+    spends on the registered dataset, and a different file is refused with nothing spent."""
+    from typer.testing import CliRunner
+
+    from dpsynth.accounting.ledger import Ledger
+    from dpsynth.cli import app
+    from dpsynth.data import io
+
+    df = _table(1500)
+    df.to_parquet(tmp_path / "t.parquet", index=False)
+    df.iloc[:1400].to_parquet(tmp_path / "other.parquet", index=False)
+    ledger = tmp_path / "ledger.sqlite"
+    Ledger(ledger, create=True).register_table("t", Budget(2.0, 1e-6), df, SCHEMA)
+    schema_file = SCHEMA.save(tmp_path / "schema.json")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the table was read whole")
+
+    monkeypatch.setattr(io, "read_table", refuse)
+    runner = CliRunner()
+    args = ["--schema", str(schema_file), "--synthesizer", "mst", "--epsilon", "0.5",
+            "--ledger", str(ledger), "--dataset", "t"]
+    res = runner.invoke(app, ["fit", str(tmp_path / "t.parquet"), "--out", str(tmp_path / "m"),
+                              *args])
+    assert res.exit_code == 0, res.output
+    assert len(Ledger(ledger).spent_events("t")) >= 1
+    spent = Ledger(ledger).spent_events("t")
+    res = runner.invoke(app, ["fit", str(tmp_path / "other.parquet"), "--out",
+                              str(tmp_path / "m2"), *args])
+    assert res.exit_code != 0 and "fingerprint" in res.output.lower()
+    assert Ledger(ledger).spent_events("t") == spent and not (tmp_path / "m2").exists()
+
+
 def test_read_all_keeps_identifiers_when_asked(tmp_path):
     schema = Schema((Column("id", "identifier"), *SCHEMA.columns))
     df = _table(300).assign(id=[f"r{i}" for i in range(300)])
