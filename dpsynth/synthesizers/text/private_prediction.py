@@ -37,16 +37,16 @@ from dpsynth.accounting import (
 from dpsynth.accounting.session import SpendRecorder
 from dpsynth.errors import (
     NotFittedError,
-    ParameterError,
     PrivacyError,
     param_error,
     raise_if_problems,
 )
-from dpsynth.schema import CATEGORY_KINDS, Schema
+from dpsynth.schema import Schema
 from dpsynth.synthesizers._dpsgd_base import number
 from dpsynth.synthesizers.base import BaseSynthesizer, register
 from dpsynth.synthesizers.plan import FitPlan, PlannedSpend
 from dpsynth.synthesizers.text import codec
+from dpsynth.synthesizers.text._columns import OneTextColumn
 from dpsynth.synthesizers.text.controls import cell_index, control_domain
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class PredictionPlan:
 
 
 @register
-class PrivatePredictionSynthesizer(BaseSynthesizer):
+class PrivatePredictionSynthesizer(OneTextColumn, BaseSynthesizer):
     """DP synthetic text by private prediction (see the module docstring).
 
     Parameters
@@ -120,6 +120,9 @@ class PrivatePredictionSynthesizer(BaseSynthesizer):
     device, progress:
         ``"auto"`` uses CUDA when present; progress bar with ETA on stderr.
     """
+
+    default_max_length = DEFAULT_MAX_LENGTH
+    verb = "writes"
 
     name: ClassVar[str] = "dptext-pp"
     supported_kinds: ClassVar[tuple[str, ...]] = ("text", "categorical", "ordinal")
@@ -193,22 +196,7 @@ class PrivatePredictionSynthesizer(BaseSynthesizer):
 
     def _check_schema(self, schema: Schema) -> None:
         super()._check_schema(schema)
-        texts = [c.name for c in schema.data_columns if c.kind == "text"]
-        if len(texts) != 1:
-            raise ParameterError(f"{type(self).__name__} writes exactly one text column plus "
-                                 f"categorical control columns; the schema has text columns "
-                                 f"{texts}.")
-
-    def _columns(self, schema: Schema) -> tuple[str, list[str]]:
-        text = next(c.name for c in schema.data_columns if c.kind == "text")
-        controls = [c.name for c in schema.data_columns if c.kind in CATEGORY_KINDS]
-        return text, controls
-
-    def _text_length(self, schema: Schema) -> int:
-        if self.max_length is not None:
-            return int(self.max_length)
-        text, _ = self._columns(schema)
-        return int(schema[text].max_length or DEFAULT_MAX_LENGTH)
+        self._check_one_text_column(schema)
 
     # -- planning -------------------------------------------------------------------------
     def _plan_training(self, schema: Schema, n_rows: int, budget: Budget,

@@ -35,12 +35,13 @@ from dpsynth._util.progress import progress_bar
 from dpsynth.accounting import Budget, Event, GaussianEvent, NoiseSource, calibrate_gaussian
 from dpsynth.accounting.session import SpendRecorder
 from dpsynth.errors import NotFittedError, ParameterError, param_error, raise_if_problems
-from dpsynth.schema import CATEGORY_KINDS, Schema
+from dpsynth.schema import Schema
 from dpsynth.synthesizers import _dpsgd
 from dpsynth.synthesizers._dpsgd_base import DPSGDSynthesizer, Objective
 from dpsynth.synthesizers.base import register
 from dpsynth.synthesizers.plan import DPSGDPlan, FitPlan, PlannedSpend
 from dpsynth.synthesizers.text import codec
+from dpsynth.synthesizers.text._columns import OneTextColumn
 from dpsynth.synthesizers.text._params import param_problems
 from dpsynth.synthesizers.text.backend import ByteBackend, TextBackend, backend_nll
 from dpsynth.synthesizers.text.controls import (
@@ -100,7 +101,7 @@ def _record_loss(module: Any, criterion: Any, batch: torch.Tensor) -> Any:
 
 
 @register
-class DPTextSynthesizer(DPSGDSynthesizer):
+class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
     """DP-SGD fine-tuned language model for a table of one text column plus control columns.
 
     Parameters
@@ -167,6 +168,9 @@ class DPTextSynthesizer(DPSGDSynthesizer):
         on CPUs with AVX512-BF16 and on recent GPUs; the clipping bound holds either way).
     """
 
+    default_max_length = DEFAULT_MAX_LENGTH
+    verb = "models"
+
     name: ClassVar[str] = "dptext"
     train_purpose: ClassVar[str] = TRAIN_PURPOSE
     fallback_clipping: ClassVar[str] = "hooks"  # functorch handles any layer of an HF model
@@ -219,27 +223,12 @@ class DPTextSynthesizer(DPSGDSynthesizer):
 
     def _check_schema(self, schema: Schema) -> None:
         super()._check_schema(schema)
-        texts = [c.name for c in schema.data_columns if c.kind == "text"]
-        if len(texts) != 1:
-            raise ParameterError(f"{type(self).__name__} models exactly one text column plus "
-                                 f"categorical control columns; the schema has text columns "
-                                 f"{texts}.")
+        self._check_one_text_column(schema)
         if self.topics and TOPIC_COLUMN in schema.names:
             raise param_error("topics", f"0 when the table has a column named "
                               f"{TOPIC_COLUMN!r} (the topic's control code)", self.topics,
                               type(self).__name__)
         self._check_length(schema)
-
-    def _columns(self, schema: Schema) -> tuple[str, list[str]]:
-        text = next(c.name for c in schema.data_columns if c.kind == "text")
-        controls = [c.name for c in schema.data_columns if c.kind in CATEGORY_KINDS]
-        return text, controls
-
-    def _text_length(self, schema: Schema) -> int:
-        if self.max_length is not None:
-            return int(self.max_length)
-        text, _ = self._columns(schema)
-        return int(schema[text].max_length or DEFAULT_MAX_LENGTH)
 
     def _check_length(self, schema: Schema) -> None:
         """The longest header plus ``max_length`` must fit the byte model (public check)."""
