@@ -241,6 +241,9 @@ def run_streamed(plan: ReleasePlan, data: StreamedTable, schema: Schema, *,
                              + "; ".join(problems))
     if out is not None:
         check_out_dir(out, overwrite)
+    if cap is None:  # a missing ledger or registration is said before the table is read
+        (ledger if isinstance(ledger, Ledger) else Ledger(ledger, create=False)).dataset(
+            plan.dataset)
     key = key_column(schema)
     table = TrainingRows(data.path, data.batch_rows, fraction=plan.holdout_fraction,
                          salt=_salt(plan.seed, "holdout"), key=key)

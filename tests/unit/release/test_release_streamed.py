@@ -263,3 +263,22 @@ def test_cli_streams_a_parquet_folder(files, tmp_path):
                                                      "--stream", "--out", str(tmp_path / "c")])
     assert refused.exit_code == 2 and "reads its table whole" in refused.output
     assert not (tmp_path / "c").exists()
+
+
+def test_a_missing_registration_is_said_before_the_table_is_read(files, tmp_path, monkeypatch):
+    from dpsynth.errors import LedgerNotFoundError, UnknownDatasetError
+    from dpsynth.release import streamed
+
+    _, paths = files
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the table was read before the ledger was checked")
+
+    monkeypatch.setattr(streamed, "scan", refuse)
+    with pytest.raises(LedgerNotFoundError):  # no ledger file at all
+        _release(paths["parquet"], tmp_path, cap=None)
+    Ledger(tmp_path / "l.sqlite", create=True).register_table(
+        "other", Budget(1.0, 1e-5), files[0], SCHEMA)
+    with pytest.raises(UnknownDatasetError):  # a ledger without this dataset
+        _release(paths["parquet"], tmp_path, cap=None)
+    assert not (tmp_path / "bundle").exists()
