@@ -32,3 +32,24 @@ def every_kind_table(seed: int = 0, n: int = 400) -> tuple[pd.DataFrame, Schema]
     ))
     schema.validate(df)
     return df, schema
+
+
+def workers_schema(jobs: tuple[str, ...] = ("a", "b", "c", "d")) -> Schema:
+    """The public schema of :func:`workers_table` (every domain declared, so it streams)."""
+    return Schema((
+        Column("age", "integer", lower=17, upper=90, public=True),
+        Column("hours", "numeric", lower=0.0, upper=100.0, public=True, nullable=True),
+        Column("job", "categorical", categories=jobs, public=True),
+        Column("kids", "ordinal", categories=(0, 1, 2, 3), public=True),
+    ))
+
+
+def workers_table(n: int = 3000, seed: int = 0) -> pd.DataFrame:
+    """Four dependent columns of every numeric kind, 5 % of ``hours`` missing."""
+    rng = np.random.default_rng(seed)
+    age = rng.integers(17, 91, n)
+    job = np.where(age > 50, rng.choice(["a", "b"], n), rng.choice(["c", "d", "a"], n))
+    hours = np.round(rng.normal(40, 10, n).clip(0, 100), 1)
+    hours[rng.random(n) < 0.05] = np.nan
+    kids = np.minimum(3, (age - 17) // 15 + rng.integers(0, 2, n))
+    return pd.DataFrame({"age": age, "hours": hours, "job": job, "kids": kids})

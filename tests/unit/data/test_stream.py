@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tables import workers_schema, workers_table
 
 from dpsynth.accounting import Budget, BudgetSession
 from dpsynth.data.stream import StreamedTable, code_dtype, holdout_mask
@@ -15,22 +16,11 @@ from dpsynth.errors import DataReadError, DataValidationError, ParameterError
 from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers import create
 
-SCHEMA = Schema((
-    Column("age", "integer", lower=17, upper=90, public=True),
-    Column("hours", "numeric", lower=0.0, upper=100.0, public=True, nullable=True),
-    Column("job", "categorical", categories=("a", "b", "c", "d"), public=True),
-    Column("kids", "ordinal", categories=(0, 1, 2, 3), public=True),
-))
+SCHEMA = workers_schema()
 
 
 def _table(n: int = 3000, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    age = rng.integers(17, 91, n)
-    job = np.where(age > 50, rng.choice(["a", "b"], n), rng.choice(["c", "d", "a"], n))
-    hours = np.round(rng.normal(40, 10, n).clip(0, 100), 1)
-    hours[rng.random(n) < 0.05] = np.nan
-    kids = np.minimum(3, (age - 17) // 15 + rng.integers(0, 2, n))
-    return pd.DataFrame({"age": age, "hours": hours, "job": job, "kids": kids})
+    return workers_table(n, seed)
 
 
 def _sample_of(name: str, data: object, schema: Schema = SCHEMA) -> pd.DataFrame:

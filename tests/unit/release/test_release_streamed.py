@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from planted import Copycat
+from tables import workers_schema, workers_table
 
 from dpsynth.accounting import Budget
 from dpsynth.accounting.fingerprint import StreamedIdentity, identify
@@ -20,22 +21,11 @@ from dpsynth.release.streamed import BottomK, TrainingRows, _salt, scan
 from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers import create
 
-SCHEMA = Schema((
-    Column("age", "integer", lower=17, upper=90, public=True),
-    Column("hours", "numeric", lower=0.0, upper=100.0, public=True, nullable=True),
-    Column("job", "categorical", categories=("a", "b", "c", "d", "planted"), public=True),
-    Column("kids", "ordinal", categories=(0, 1, 2, 3), public=True),
-))
+SCHEMA = workers_schema(("a", "b", "c", "d", "planted"))
 
 
 def _table(n: int = 2000, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    age = rng.integers(17, 91, n)
-    job = np.where(age > 50, rng.choice(["a", "b"], n), rng.choice(["c", "d", "a"], n))
-    hours = np.round(rng.normal(40, 10, n).clip(0, 100), 1)
-    hours[rng.random(n) < 0.05] = np.nan
-    kids = np.minimum(3, (age - 17) // 15 + rng.integers(0, 2, n))
-    return pd.DataFrame({"age": age, "hours": hours, "job": job, "kids": kids})
+    return workers_table(n, seed)
 
 
 @pytest.fixture(scope="module")
