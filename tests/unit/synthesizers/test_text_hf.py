@@ -12,6 +12,8 @@ import torch
 pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
+import tiny_models  # noqa: E402
+
 from dpsynth.errors import ParameterError  # noqa: E402
 from dpsynth.schema import Column, Schema  # noqa: E402
 from dpsynth.synthesizers import BaseSynthesizer  # noqa: E402
@@ -24,37 +26,8 @@ pytestmark = pytest.mark.usefixtures("no_network")  # one torch thread: conftest
 
 
 def write_tiny_model(path, arch: str = "gpt2") -> str:
-    """A randomly initialised tiny causal LM and a BPE tokenizer, saved in HF format."""
-    from tokenizers import decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = tokenizers.Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(TEXTS * 5, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<eos>"], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", bos_token="<eos>",
-                                 pad_token="<eos>")
-    hf.save_pretrained(path)
-    eos = hf.eos_token_id
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        if arch == "gpt2":
-            from transformers import GPT2Config, GPT2LMHeadModel
-
-            model = GPT2LMHeadModel(GPT2Config(vocab_size=len(hf), n_positions=64, n_embd=32,
-                                               n_layer=2, n_head=2, bos_token_id=eos,
-                                               eos_token_id=eos))
-        else:
-            from transformers import LlamaConfig, LlamaForCausalLM
-
-            model = LlamaForCausalLM(LlamaConfig(
-                vocab_size=len(hf), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                bos_token_id=eos, eos_token_id=eos, pad_token_id=eos))
-    model.save_pretrained(path)
-    return str(path)
+    """The tiny model of :mod:`tiny_models`, its tokenizer trained on this module's texts."""
+    return tiny_models.write_tiny_model(path, arch, texts=TEXTS * 5)
 
 
 def frame() -> tuple[pd.DataFrame, Schema]:

@@ -57,28 +57,10 @@ def unique_texts(n: int, seed: int) -> list[str]:
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> str:
     """A randomly initialised tiny llama and a BPE tokenizer, saved in HF format."""
-    from tokenizers import decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from tiny_models import write_tiny_model
 
-    path = tmp_path_factory.mktemp("llama")
-    tok = tokenizers.Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(unique_texts(200, 9) + ["text: "], trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<eos>"], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", bos_token="<eos>",
-                                 pad_token="<eos>")
-    hf.save_pretrained(path)
-    eos = hf.eos_token_id
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = LlamaForCausalLM(LlamaConfig(
-            vocab_size=len(hf), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
-            bos_token_id=eos, eos_token_id=eos, pad_token_id=eos))
-    model.save_pretrained(path)
-    return str(path)
+    return write_tiny_model(tmp_path_factory.mktemp("llama"), "llama",
+                            texts=[*unique_texts(200, 9), "text: "], max_positions=128)
 
 
 def corpus(n: int = 60, seed: int = 0) -> tuple[pd.DataFrame, Schema]:
