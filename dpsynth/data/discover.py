@@ -475,19 +475,7 @@ def _discover_bounds(column: Column, series: pd.Series, event: Event, noise: Noi
         )))
         for q in options.quantiles
     )
-    lower, upper = _finish_bounds(column, found[0], found[1])
-    r_min = _MIN_RANK_NUMERATOR / event.epsilon
-    _warn_small_epsilon(column, event, options, n_rows, r_min)
-    record = {
-        "mechanism": QUANTILE_MECHANISM, "epsilon": event.epsilon * event.count, "delta": 0.0,
-        "quantiles": list(options.quantiles), "search_range": [lo_range, hi_range],
-        "scale": "asinh" if asinh else "linear", "min_rank": r_min,
-    }
-    if column.kind == "datetime":
-        record["search_range"] = [_day_to_iso(lo_range), _day_to_iso(hi_range)]
-    desc = (f"discovered with DP: quantiles {options.quantiles} by the {QUANTILE_MECHANISM} "
-            f"mechanism, ε={event.epsilon * event.count:.4g}")
-    return replace(column, lower=lower, upper=upper, public=True, description=desc), record
+    return _bounds_found(column, found, event, options, n_rows, QUANTILE_MECHANISM, asinh)
 
 
 def _discover_bounds_on_grid(column: Column, data: DiscoveryCounts, event: Event,
@@ -496,7 +484,6 @@ def _discover_bounds_on_grid(column: Column, data: DiscoveryCounts, event: Event
     assert isinstance(event, PureDPEvent)
     options = data.options
     counts, n_values = data.grids[column.name], data.non_null[column.name]
-    lo_range, hi_range = options.range_for(column)
     lo, hi, asinh = data.scales[column.name]
     inv = np.sinh if asinh else _identity
     found = sorted(
@@ -504,19 +491,27 @@ def _discover_bounds_on_grid(column: Column, data: DiscoveryCounts, event: Event
                                 epsilon=event.epsilon, lower=lo, upper=hi, noise=noise)))
         for q in options.quantiles
     )
+    return _bounds_found(column, found, event, options, data.n_rows, GRID_QUANTILE_MECHANISM,
+                         asinh, grid_cells=int(counts.size))
+
+
+def _bounds_found(column: Column, found: list[float], event: PureDPEvent,
+                  options: DiscoveryOptions, n_rows: int, mechanism: str, asinh: bool,
+                  **extra: Any) -> tuple[Column, dict[str, Any]]:
+    """The column with its released bounds, and the discovery record (either mechanism)."""
+    lo_range, hi_range = options.range_for(column)
     lower, upper = _finish_bounds(column, found[0], found[1])
     r_min = _MIN_RANK_NUMERATOR / event.epsilon
-    _warn_small_epsilon(column, event, options, data.n_rows, r_min)
+    _warn_small_epsilon(column, event, options, n_rows, r_min)
     record = {
-        "mechanism": GRID_QUANTILE_MECHANISM, "epsilon": event.epsilon * event.count,
-        "delta": 0.0, "quantiles": list(options.quantiles),
-        "search_range": [lo_range, hi_range], "scale": "asinh" if asinh else "linear",
-        "min_rank": r_min, "grid_cells": int(counts.size),
+        "mechanism": mechanism, "epsilon": event.epsilon * event.count, "delta": 0.0,
+        "quantiles": list(options.quantiles), "search_range": [lo_range, hi_range],
+        "scale": "asinh" if asinh else "linear", "min_rank": r_min, **extra,
     }
     if column.kind == "datetime":
         record["search_range"] = [_day_to_iso(lo_range), _day_to_iso(hi_range)]
-    desc = (f"discovered with DP: quantiles {options.quantiles} by the "
-            f"{GRID_QUANTILE_MECHANISM} mechanism, ε={event.epsilon * event.count:.4g}")
+    desc = (f"discovered with DP: quantiles {options.quantiles} by the {mechanism} "
+            f"mechanism, ε={event.epsilon * event.count:.4g}")
     return replace(column, lower=lower, upper=upper, public=True, description=desc), record
 
 
