@@ -71,28 +71,19 @@ def marginal_sigmas(family: str, epsilon: float | None, delta: float,
                     n_columns: int) -> tuple[float, float]:
     """Noise (in counts) of the one-way and of the selected marginals of ``family``.
 
-    Mirrors the budget plans of :mod:`dpsynth.synthesizers.marginal` (MST: its default shares
-    and ``d - 1`` pairs; AIM: its default shares and rounds). ``epsilon`` None or infinite:
-    no noise, the non-private reference fit.
+    The plan its synthesizer makes at its default settings (``_make_plan``: MST's shares and
+    ``d - 1`` pairs; AIM's shares and rounds). ``epsilon`` None or infinite: no noise, the
+    non-private reference fit.
     """
     if epsilon is None or not math.isfinite(epsilon):
         return 0.0, 0.0
-    from dpsynth.synthesizers.marginal.plan import plan_marginals
+    from dpsynth.accounting import Budget
+    from dpsynth.synthesizers import create
+    from dpsynth.synthesizers.marginal.common import MarginalSynthesizer
 
-    if family == "mst":
-        from dpsynth.synthesizers.marginal.mst import MSTSynthesizer
-
-        mst = MSTSynthesizer(epsilon=epsilon, delta=delta)
-        rounds = max(n_columns - 1, 0)
-        first, select = float(mst.first_share), float(mst.select_share)
-    else:
-        from dpsynth.synthesizers.marginal.aim import AIMSynthesizer, default_rounds
-
-        defaults = AIMSynthesizer(epsilon=epsilon, delta=delta)
-        rounds = default_rounds(n_columns, epsilon)
-        first, select = float(defaults.first_share), float(defaults.select_share)
-    plan = plan_marginals(epsilon, delta, first_count=n_columns, rounds=rounds,
-                          first_share=first, select_share=select)
+    synth = create(family, epsilon=epsilon, delta=delta)
+    assert isinstance(synth, MarginalSynthesizer), family
+    plan = synth._make_plan(n_columns, Budget(epsilon, delta), ())
     return float(plan.first_sigma), float(plan.round_sigma or plan.first_sigma)
 
 
