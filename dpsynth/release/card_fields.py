@@ -152,7 +152,8 @@ def _generator(plan: ReleasePlan, last: AttemptOutcome | None) -> GeneratorSecti
     synth = last.synthesizer
     return GeneratorSection(synth.name, __version__,
                             f"{type(synth).__module__}.{type(synth).__qualname__}",
-                            synth.get_params(), getattr(synth, "fitted_at_", None))
+                            synth.get_params(), getattr(synth, "fitted_at_", None),
+                            type(synth).defaults_tuned_on)
 
 
 def _source(facts: ReleaseFacts, status: Status) -> SourceSection:

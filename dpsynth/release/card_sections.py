@@ -77,18 +77,19 @@ class GeneratorSection(_Section):
     class_path: str | None = None
     params: Mapping[str, Any] | None = None
     fitted_at: str | None = None
+    defaults_tuned_on: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         if self.class_path is None:
             return {"name": self.name, "dpsynth_version": self.dpsynth_version}
         return {"name": self.name, "class": self.class_path,
                 "dpsynth_version": self.dpsynth_version, "params": plain(self.params or {}),
-                "fitted_at": self.fitted_at}
+                "fitted_at": self.fitted_at, "defaults_tuned_on": self.defaults_tuned_on}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GeneratorSection:
         return cls(str(data["name"]), str(data["dpsynth_version"]), data.get("class"),
-                   data.get("params"), data.get("fitted_at"))
+                   data.get("params"), data.get("fitted_at"), data.get("defaults_tuned_on"))
 
 
 @dataclass(frozen=True)

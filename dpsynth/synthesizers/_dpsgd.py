@@ -373,10 +373,11 @@ class TrainingLog:
 
 def run_steps(loader: DataLoader, *, step: Callable[[torch.Tensor], torch.Tensor],
               empty_step: Callable[[], None], steps_per_epoch: int, progress: bool,
-              description: str) -> TrainingLog:
+              description: str, after_step: Callable[[], None] | None = None) -> TrainingLog:
     """Run one optimiser step per batch of ``loader``; an empty batch runs ``empty_step``.
 
-    ``step`` returns the (detached) mean loss of the batch.
+    ``step`` returns the (detached) mean loss of the batch; ``after_step`` (e.g. a learning
+    rate scheduler's ``step``) runs after every step, empty or not.
     """
     log = TrainingLog()
     total: torch.Tensor | float = 0.0  # stays on the device until a pass ends (no sync)
@@ -393,6 +394,8 @@ def run_steps(loader: DataLoader, *, step: Callable[[torch.Tensor], torch.Tensor
                 count += 1
                 log.rows_seen += len(batch)
             log.steps_run += 1
+            if after_step is not None:
+                after_step()
             if log.steps_run % steps_per_epoch == 0 and count:
                 log.epoch_losses.append(float(total) / count)
                 total, count = 0.0, 0

@@ -270,8 +270,8 @@ class DPSGDSynthesizer(BaseSynthesizer):
     def _train(self, module: nn.Module, rows: torch.Tensor, objective: Objective, *,
                plan: DPSGDPlan | None, recorder: SpendRecorder | None, noise: NoiseSource,
                learning_rate: float, name: str, sampling: NoiseSource | None = None,
-               rep: _distributed.Replica | None = None, batch_size: int | None = None
-               ) -> tuple[_dpsgd.TrainingLog, str]:
+               rep: _distributed.Replica | None = None, batch_size: int | None = None,
+               schedule: str = "constant") -> tuple[_dpsgd.TrainingLog, str]:
         """Train ``module`` on ``rows``: the training log and the clipping that ran.
 
         Without a ``plan`` (``epsilon=inf``) the same number of steps runs on shuffled
@@ -280,7 +280,8 @@ class DPSGDSynthesizer(BaseSynthesizer):
         and must run exactly the planned number of steps. ``sampling`` draws the batches
         (default ``noise``; a replica's own stream when distributed). ``batch_size`` is the
         expected global batch (default: :meth:`_batch_size` of ``rows``; pass it when
-        ``rows`` is a replica's shard and the batch size is automatic).
+        ``rows`` is a replica's shard and the batch size is automatic). ``schedule`` is the
+        learning rate over the run: ``"constant"`` or ``"cosine"`` (see :func:`lr_scheduler`).
         """
         batch = int(batch_size) if batch_size is not None else self._batch_size(len(rows))
         if plan is None or recorder is None:
@@ -294,12 +295,14 @@ class DPSGDSynthesizer(BaseSynthesizer):
                 loader, step=make_step(module, optimizer, objective.criterion, objective,
                                        rows.device),
                 empty_step=lambda: None, steps_per_epoch=_dpsgd.steps_for(1.0, q),
-                progress=bool(self.progress), description=f"{name} (non-private)"), "none"
+                progress=bool(self.progress), description=f"{name} (non-private)",
+                after_step=lr_scheduler(optimizer, schedule, steps)), "none"
         spend = (recorder.spend(plan.purpose, plan.event) if rep is None or rep.leader
                  else contextlib.nullcontext())
         with spend:
             log, mode = self._train_private(module, rows, objective, plan, noise,
-                                            learning_rate, name, sampling or noise, rep, batch)
+                                            learning_rate, name, sampling or noise, rep, batch,
+                                            schedule)
         if log.steps_run != plan.steps:
             raise PrivacyError(f"internal error: ran {log.steps_run} DP-SGD steps, but "
                                f"{plan.steps} were planned and accounted for.")
@@ -307,11 +310,12 @@ class DPSGDSynthesizer(BaseSynthesizer):
 
     def _train_private(self, module: nn.Module, rows: torch.Tensor, objective: Objective,
                        plan: DPSGDPlan, noise: NoiseSource, learning_rate: float, name: str,
-                       sampling: NoiseSource, rep: _distributed.Replica | None, batch: int
-                       ) -> tuple[_dpsgd.TrainingLog, str]:
+                       sampling: NoiseSource, rep: _distributed.Replica | None, batch: int,
+                       schedule: str = "constant") -> tuple[_dpsgd.TrainingLog, str]:
         loader = _dpsgd.batch_loader(rows, _dpsgd.FastPoissonBatches(
             len(rows), plan.sample_rate, plan.steps, sampling))
         optimizer = torch.optim.Adam(trainable(module), lr=learning_rate)
+        after_step = lr_scheduler(optimizer, schedule, plan.steps)  # before any wrapping
         noise_fn = _dpsgd.make_noise_fn(noise, rows.device)
         settings: dict[str, Any] = {
             "noise_multiplier": plan.noise_multiplier,
@@ -332,10 +336,34 @@ class DPSGDSynthesizer(BaseSynthesizer):
                 empty_step=dp_optimizer.noise_only_step,
                 steps_per_epoch=_dpsgd.steps_for(1.0, plan.sample_rate),
                 progress=bool(self.progress),
-                description=f"{name} DP-SGD (σ={plan.noise_multiplier:.3g})")
+                description=f"{name} DP-SGD (σ={plan.noise_multiplier:.3g})",
+                after_step=after_step)
         finally:
             _unwrap(wrapped)
         return log, training.mode
+
+
+#: Learning rate schedules over a training run (``schedule=`` of ``_train``).
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, steps: int
+                 ) -> Callable[[], None] | None:
+    """The per-step scheduler call for ``schedule`` over ``steps`` steps (``None``: constant).
+
+    ``"cosine"`` decays the rate from its initial value to zero along half a cosine
+    (Loshchilov & Hutter, "SGDR", ICLR 2017, without restarts). The schedule depends only on
+    the step count, never on the data, so it is free under DP; under DP-SGD it averages
+    the late, noisy updates down instead of letting them move the weights at full rate.
+    """
+    if schedule == "constant":
+        return None
+    if schedule != "cosine":
+        raise ValueError(f"unknown learning rate schedule {schedule!r}")
+    total = max(1, int(steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda k: 0.5 * (1.0 + math.cos(math.pi * min(k, total) / total)))
+    return scheduler.step
 
 
 def _unwrap(wrapped: Any) -> None:

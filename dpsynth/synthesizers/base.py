@@ -127,6 +127,9 @@ class BaseSynthesizer:
     """
 
     name: ClassVar[str] = "base"
+    #: Where the default hyper-parameters were chosen (shown on the dataset card): the
+    #: tables or corpora they were tuned on, or that none was declared.
+    defaults_tuned_on: ClassVar[str] = "not recorded"
     #: Whether the synthesizer can model each column kind.
     supported_kinds: ClassVar[tuple[str, ...]] = (
         "categorical", "ordinal", "numeric", "integer", "datetime", "identifier",

@@ -178,6 +178,7 @@ class DPVAESynthesizer(DPSGDSynthesizer):
     """
 
     name: ClassVar[str] = "dpvae"
+    defaults_tuned_on: ClassVar[str] = "no declared tuning table (set by hand)"
     learning_rate: float  # never None here (no automatic choice)
     train_purpose: ClassVar[str] = TRAIN_PURPOSE
 

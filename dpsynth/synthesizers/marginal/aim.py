@@ -75,6 +75,8 @@ class AIMSynthesizer(MarginalSynthesizer):
     """
 
     name = "aim"
+    defaults_tuned_on = ("Adult (benchmarks/data/adult.csv), the project's tuning table: "
+                         "rounds and budget shares (benchmarks/bench_marginal.py --params)")
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,

@@ -48,6 +48,8 @@ class MSTSynthesizer(MarginalSynthesizer):
     """
 
     name = "mst"
+    defaults_tuned_on = ("Adult (benchmarks/data/adult.csv), the project's tuning table: "
+                         "select_share and first_share (benchmarks/bench_marginal.py --params)")
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,

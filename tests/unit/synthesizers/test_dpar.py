@@ -196,6 +196,7 @@ def test_save_load_reproduces_samples(fitted, tmp_path):
     (dict(d_model=15), "d_model"),
     (dict(n_layers=0), "n_layers"),
     (dict(n_heads=True), "n_heads"),
+    (dict(lr_schedule="linear"), "lr_schedule"),
 ])
 def test_bad_params_raise_parameter_error(params, name):
     df, schema = _table()
@@ -221,3 +222,30 @@ def test_default_batch_size_fits_small_tables():
     (spend,) = synth.privacy_.spends
     assert spend.event.sample_rate == pytest.approx(75 / 300)  # min(512, n // 4)
     assert DPARSynthesizer()._batch_size(10_000) == 512
+
+
+@pytest.mark.parametrize("schedule, last", [("constant", 1.0), ("cosine", 0.0)])
+def test_learning_rate_schedule_over_the_run(schedule, last):
+    """The cosine schedule starts at the given rate and ends at zero; constant stays put."""
+    from dpsynth.synthesizers._dpsgd_base import lr_scheduler
+
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    step = lr_scheduler(optimizer, schedule, 10)
+    seen = [optimizer.param_groups[0]["lr"]]
+    for _ in range(10):
+        optimizer.step()
+        if step is not None:
+            step()
+        seen.append(optimizer.param_groups[0]["lr"])
+    assert seen[0] == 1.0 and seen[-1] == pytest.approx(last, abs=1e-12)
+    assert all(a >= b for a, b in zip(seen, seen[1:], strict=False))
+    if schedule == "cosine":
+        assert seen[5] == pytest.approx(0.5)
+
+
+def test_the_dataset_card_says_where_the_defaults_were_chosen():
+    """Every registered table synthesizer declares its tuning tables (issue 16, item 2)."""
+    for name in ("aim", "mst", "dpar", "dpvae"):
+        said = type(create(name)).defaults_tuned_on
+        assert said and said != BaseSynthesizer.defaults_tuned_on, name
+    assert "HMDA" in DPARSynthesizer.defaults_tuned_on
