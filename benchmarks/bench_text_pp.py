@@ -101,15 +101,22 @@ def reference(args: argparse.Namespace, model_dir: str, train: pd.DataFrame,
         epsilon=math.inf, model_dir=model_dir, clip=args.clip,
         group_size=args.reference_group_size, temperature=args.temperature,
         max_length=args.max_length, batch_rows=args.batch_rows, progress=True,
-        random_state=0)
+        public_weight=args.public_weight, random_state=0)
     start = cpu()
     synth.fit(train, schema_for(args.max_length))
     took = cpu() - start
     texts = synth.records_.text.tolist()
     sizes = replayed_group_sizes(train, args.max_length, args.reference_group_size)
     one = [t for t, k in zip(texts, sizes, strict=True) if k == 1]
+    empty = [t for t, k in zip(texts, sizes, strict=True) if k == 0]
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results["reference_no_dp"] = {
+    key = "reference_no_dp"
+    if args.public_weight > 0:
+        key = "reference_no_dp_public_weight"
+        results[key] = {"public_weight": args.public_weight,
+                        "quality_empty_groups": quality(holdout, train, empty),
+                        "empty_group_samples": empty}
+    results[key] = {**results.get(key, {}),
         "group_size": args.reference_group_size, "temperature": args.temperature,
         "records": len(texts), "fit_cpu_s": took, "cpu_s_per_record": took / len(texts),
         "empty_groups": int(sum(k == 0 for k in sizes)), "one_member_groups": len(one),
@@ -117,12 +124,14 @@ def reference(args: argparse.Namespace, model_dir: str, train: pd.DataFrame,
         "quality": quality(holdout, train, texts),
         "quality_one_member_groups": quality(holdout, train, one), "samples": texts}
     RESULTS.write_text(json.dumps(results, indent=2, default=float))
-    ref = results["reference_no_dp"]
-    print({k: v for k, v in ref.items() if not k.startswith(("samples", "quality"))},
-          {part: {k: ref[part].get(k) for k in ("mauve", "distinct_2")}
-           for part in ("quality", "quality_one_member_groups")})
-    for text in one[:10]:
-        print("-", text.replace("\n", " "))
+    ref = results[key]
+    print({k: v for k, v in ref.items() if not k.endswith("samples")
+           and not k.startswith("quality")},
+          {part: {k: ref[part].get(k) for k in ("mauve", "distinct_2", "mean_chars")}
+           for part in ("quality", "quality_one_member_groups", "quality_empty_groups")
+           if part in ref})
+    for text in one[:10] + empty[:10]:
+        print("-", repr(text))
 
 
 def svt_compare(args: argparse.Namespace, model_dir: str, train: pd.DataFrame,
@@ -196,6 +205,9 @@ def main() -> None:
     parser.add_argument("--reference-group-size", type=int, default=0,
                         help="only add the non-private reference (epsilon inf, this group "
                         "size, the whole vocabulary) to the results file of an earlier run")
+    parser.add_argument("--public-weight", type=float, default=0.0,
+                        help="with --reference-group-size: the public prompt's weight in the "
+                        "utility (stored as reference_no_dp_public_weight)")
     parser.add_argument("--svt-compare", action="store_true",
                         help="run without and with the sparse-vector test for public tokens "
                         "(results in text_private_prediction_svt.json)")

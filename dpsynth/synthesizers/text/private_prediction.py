@@ -9,6 +9,12 @@ categorical columns) are released first by a Gaussian noisy histogram, as for ``
 (:mod:`.controls`); groups are formed within each control combination, so every record of a
 group shares the header the new record is written under.
 
+Optionally (``private_tokens``), the sparse-vector test for public tokens of the paper lets
+tokens on which the group's prediction agrees with the public prompt's (no private text) come
+from the public prompt at no token cost; the test and the private draws are charged as planned
+pure-DP events (purposes ``TOKENS_PURPOSE`` and ``SVT_PURPOSE``) whatever the test answers.
+``public_weight`` mixes the public prompt's logits into each draw at no cost.
+
 The records are generated *at fit time*: the generated table is the release and what is saved
 (no model weights, no pickle); :meth:`sample` returns rows of it, without replacement, and
 refuses more rows than were generated (``groups * records_per_group``).
