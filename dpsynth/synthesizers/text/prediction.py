@@ -20,7 +20,8 @@ token then moves by at most ``clip / (s T)`` and the spread of that move over to
 ``clip / (s T)``: sampling from ``softmax(u / T)`` is the exponential mechanism with a utility
 whose change is one-sided (McSherry and Talwar, FOCS 2007), ``epsilon_0``-DP with
 ``epsilon_0 = clip / (s T)`` (and ``epsilon_0``-bounded range, Durfee and Rogers, NeurIPS 2019).
-A group draws at most ``records_per_group * max_length`` tokens; those draws compose
+A group draws at most ``records_per_group * max_length`` tokens (with the sparse-vector
+test below, ``records_per_group * private_tokens`` private ones); those draws compose
 adaptively, and other groups' draws do not depend on the record (parallel composition).
 dpsynth charges them as that many pure ``epsilon_0``-DP events, composed exactly by the PLD
 accountant (the randomized-response PLD dominates any pure-DP mechanism, Kairouz, Oh and
