@@ -22,6 +22,9 @@ Run (about 10 minutes on 2 CPU cores)::
         [--clip 5] [--temperature 1] [--public-top-k 40] [--threads 2]
 
 Results go to ``benchmarks/results/text_private_prediction.json`` and a summary to stdout.
+``--svt-compare [--private-tokens 8] [--svt-threshold 2] [--svt-fraction 0.5]`` runs the
+mechanism without and with the sparse-vector test for public tokens (same settings and seed)
+and the public-only baseline, into ``text_private_prediction_svt.json``.
 """
 
 from __future__ import annotations
@@ -98,15 +101,22 @@ def reference(args: argparse.Namespace, model_dir: str, train: pd.DataFrame,
         epsilon=math.inf, model_dir=model_dir, clip=args.clip,
         group_size=args.reference_group_size, temperature=args.temperature,
         max_length=args.max_length, batch_rows=args.batch_rows, progress=True,
-        random_state=0)
+        public_weight=args.public_weight, random_state=0)
     start = cpu()
     synth.fit(train, schema_for(args.max_length))
     took = cpu() - start
     texts = synth.records_.text.tolist()
     sizes = replayed_group_sizes(train, args.max_length, args.reference_group_size)
     one = [t for t, k in zip(texts, sizes, strict=True) if k == 1]
+    empty = [t for t, k in zip(texts, sizes, strict=True) if k == 0]
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results["reference_no_dp"] = {
+    key = "reference_no_dp"
+    if args.public_weight > 0:
+        key = "reference_no_dp_public_weight"
+        results[key] = {"public_weight": args.public_weight,
+                        "quality_empty_groups": quality(holdout, train, empty),
+                        "empty_group_samples": empty}
+    results[key] = {**results.get(key, {}),
         "group_size": args.reference_group_size, "temperature": args.temperature,
         "records": len(texts), "fit_cpu_s": took, "cpu_s_per_record": took / len(texts),
         "empty_groups": int(sum(k == 0 for k in sizes)), "one_member_groups": len(one),
@@ -114,12 +124,70 @@ def reference(args: argparse.Namespace, model_dir: str, train: pd.DataFrame,
         "quality": quality(holdout, train, texts),
         "quality_one_member_groups": quality(holdout, train, one), "samples": texts}
     RESULTS.write_text(json.dumps(results, indent=2, default=float))
-    ref = results["reference_no_dp"]
-    print({k: v for k, v in ref.items() if not k.startswith(("samples", "quality"))},
-          {part: {k: ref[part].get(k) for k in ("mauve", "distinct_2")}
-           for part in ("quality", "quality_one_member_groups")})
-    for text in one[:10]:
-        print("-", text.replace("\n", " "))
+    ref = results[key]
+    print({k: v for k, v in ref.items() if not k.endswith("samples")
+           and not k.startswith("quality")},
+          {part: {k: ref[part].get(k) for k in ("mauve", "distinct_2", "mean_chars")}
+           for part in ("quality", "quality_one_member_groups", "quality_empty_groups")
+           if part in ref})
+    for text in one[:10] + empty[:10]:
+        print("-", repr(text))
+
+
+def svt_compare(args: argparse.Namespace, model_dir: str, train: pd.DataFrame,
+                holdout: pd.DataFrame) -> None:
+    """Private prediction without and with the sparse-vector test for public tokens, same
+    settings and seed, then the public-only baseline, all in one process."""
+    schema = schema_for(args.max_length)
+    results: dict[str, Any] = {"args": vars(args)}
+    variants = {"without_svt": {}, "with_svt": {
+        "private_tokens": args.private_tokens, "svt_threshold": args.svt_threshold,
+        "svt_fraction": args.svt_fraction}}
+    for name, extra in variants.items():
+        synth = PrivatePredictionSynthesizer(
+            epsilon=args.eps, model_dir=model_dir, clip=args.clip,
+            temperature=args.temperature, public_top_k=args.public_top_k or None,
+            records_per_group=args.records_per_group, max_length=args.max_length,
+            batch_rows=args.batch_rows, progress=True, random_state=0, **extra)
+        plan = synth.plan_budget(schema, len(train))
+        print(plan.summary())
+        start = cpu()
+        synth.fit(train, schema)
+        took = cpu() - start
+        texts = synth.records_.text.tolist()
+        drawn = synth.private_draws_ + synth.public_draws_
+        results[name] = {
+            "plan": {"group_size": plan.detail.group_size,
+                     "temperature": plan.detail.temperature,
+                     "token_epsilon": plan.detail.token_epsilon,
+                     "svt_epsilon": plan.detail.svt_epsilon,
+                     "charged_draws_per_group": plan.detail.draws,
+                     "delta": plan.budget.delta},
+            "epsilon": synth.privacy_.epsilon if synth.privacy_ else None,
+            "records": len(texts), "groups": synth.groups_, "fit_cpu_s": took,
+            "cpu_s_per_record": took / max(len(texts), 1),
+            "private_draws": synth.private_draws_, "public_draws": synth.public_draws_,
+            "public_token_share": synth.public_draws_ / max(drawn, 1),
+            "tokens_per_record": drawn / max(len(texts), 1),
+            "empty_records": int(sum(not t.strip() for t in texts)),
+            "copies_of_training_text": int(len(set(texts) & set(train.text))),
+            "quality": quality(holdout, train, texts), "samples": texts}
+        sources = synth.records_.source.tolist()
+    base = baseline(model_dir, sources, args.max_length, 1.0)
+    base["quality"] = quality(holdout, train, base["samples"])
+    results["baseline_public_only"] = base
+    results["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    out = RESULTS.with_name("text_private_prediction_svt.json")
+    out.write_text(json.dumps(results, indent=2, default=float))
+    for name in (*variants, "baseline_public_only"):
+        part = results[name]
+        shown = {k: v for k, v in part.items() if k not in ("samples", "quality")}
+        q = part["quality"]
+        print(name, shown, {k: q.get(k) for k in ("mauve", "self_bleu", "distinct_2",
+                                                  "mean_chars", "error") if k in q})
+        rng = np.random.default_rng(0)
+        for text in rng.choice(part["samples"], min(10, len(part["samples"])), replace=False):
+            print("-", repr(str(text)))
 
 
 def main() -> None:
@@ -137,6 +205,15 @@ def main() -> None:
     parser.add_argument("--reference-group-size", type=int, default=0,
                         help="only add the non-private reference (epsilon inf, this group "
                         "size, the whole vocabulary) to the results file of an earlier run")
+    parser.add_argument("--public-weight", type=float, default=0.0,
+                        help="with --reference-group-size: the public prompt's weight in the "
+                        "utility (stored as reference_no_dp_public_weight)")
+    parser.add_argument("--svt-compare", action="store_true",
+                        help="run without and with the sparse-vector test for public tokens "
+                        "(results in text_private_prediction_svt.json)")
+    parser.add_argument("--private-tokens", type=int, default=8)
+    parser.add_argument("--svt-threshold", type=float, default=2.0)
+    parser.add_argument("--svt-fraction", type=float, default=0.5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model_dir = smollm.default_model_dir()
@@ -146,6 +223,9 @@ def main() -> None:
     schema = schema_for(args.max_length)
     if args.reference_group_size:
         reference(args, str(model_dir), train, holdout)
+        return
+    if args.svt_compare:
+        svt_compare(args, str(model_dir), train, holdout)
         return
     synth = PrivatePredictionSynthesizer(
         epsilon=args.eps, model_dir=str(model_dir), clip=args.clip,

@@ -117,6 +117,19 @@ def fit(
     public_top_k: Annotated[int | None, typer.Option(
         help="private-prediction: draw only among the k likeliest tokens of the public "
         "prompt (free).")] = None,
+    public_weight: Annotated[float, typer.Option(
+        help="private-prediction: add this weight times the public prompt's clipped logits "
+        "to each private draw's utility (free; empty groups then write the public prior).")
+    ] = 0.0,
+    private_tokens: Annotated[int | None, typer.Option(
+        help="private-prediction: the sparse-vector test for public tokens, at most this many "
+        "private draws per record (tokens where the private and public predictions agree "
+        "come from the public prompt at no token cost). Off when not given.")] = None,
+    svt_threshold: Annotated[float, typer.Option(
+        help="private-prediction: the test's threshold, the largest gap (nats) between the "
+        "group's and the public prompt's re-centred clipped logits.")] = 2.0,
+    svt_fraction: Annotated[float, typer.Option(
+        help="private-prediction: share of each private token's ε spent on the test.")] = 0.5,
     ledger: Annotated[Path | None, typer.Option(help="Privacy ledger (with --dataset).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset registered in the "
                                                 "ledger.")] = None,
@@ -159,6 +172,8 @@ def fit(
                 **shared, group_size=group_size,
                 temperature=None if group_size is not None else temperature, clip=clip,
                 records_per_group=records_per_group, public_top_k=public_top_k,
+                public_weight=public_weight, private_tokens=private_tokens,
+                svt_threshold=svt_threshold, svt_fraction=svt_fraction,
                 max_length=max_length, model_dir=params.get("model_dir"),
                 pretrained=params["pretrained"], progress=True)
         elif table_synthesizer is None and plain:

@@ -9,6 +9,12 @@ categorical columns) are released first by a Gaussian noisy histogram, as for ``
 (:mod:`.controls`); groups are formed within each control combination, so every record of a
 group shares the header the new record is written under.
 
+Optionally (``private_tokens``), the sparse-vector test for public tokens of the paper lets
+tokens on which the group's prediction agrees with the public prompt's (no private text) come
+from the public prompt at no token cost; the test and the private draws are charged as planned
+pure-DP events (purposes ``TOKENS_PURPOSE`` and ``SVT_PURPOSE``) whatever the test answers.
+``public_weight`` mixes the public prompt's logits into each draw at no cost.
+
 The records are generated *at fit time*: the generated table is the release and what is saved
 (no model weights, no pickle); :meth:`sample` returns rows of it, without replacement, and
 refuses more rows than were generated (``groups * records_per_group``).
@@ -52,6 +58,7 @@ from dpsynth.synthesizers.text.controls import cell_index, control_domain
 logger = logging.getLogger(__name__)
 
 TOKENS_PURPOSE = "tokens:dptext-pp"
+SVT_PURPOSE = "public-token test:dptext-pp"
 CONTROL_PURPOSE = "controls:dptext-pp"
 DEFAULT_MAX_LENGTH = 64
 
@@ -65,6 +72,7 @@ class PredictionPlan:
     draws: int
     group_size: int
     temperature: float
+    svt_epsilon: float | None = None  # the sparse-vector runs (one per private draw), if any
 
     @property
     def tokens(self) -> PureDPEvent:
@@ -73,9 +81,18 @@ class PredictionPlan:
         return PureDPEvent(self.token_epsilon, self.draws, MECHANISM)
 
     @property
+    def svt(self) -> PureDPEvent | None:
+        from dpsynth.synthesizers.text.prediction import SVT_MECHANISM
+
+        if self.svt_epsilon is None:
+            return None
+        return PureDPEvent(self.svt_epsilon, self.draws, SVT_MECHANISM)
+
+    @property
     def spends(self) -> tuple[PlannedSpend, ...]:
         first = () if self.controls is None else (PlannedSpend(CONTROL_PURPOSE, self.controls),)
-        return (*first, PlannedSpend(TOKENS_PURPOSE, self.tokens))
+        test = () if self.svt is None else (PlannedSpend(SVT_PURPOSE, self.svt),)
+        return (*first, PlannedSpend(TOKENS_PURPOSE, self.tokens), *test)
 
 
 @register
@@ -108,6 +125,26 @@ class PrivatePredictionSynthesizer(OneTextColumn, BaseSynthesizer):
         Restrict each draw to the ``k`` most likely tokens of the public prompt (header and
         tokens drawn so far, no private text): free, as that set is public. ``None``: the
         whole vocabulary, as in the paper.
+    public_weight:
+        ``w >= 0``: a private draw's utility is the group's aggregate plus ``w`` times the
+        public prompt's clipped logits. Free (the public term does not depend on the private
+        records, so the sensitivity is unchanged); a group with no member then writes the
+        public prior (``w = 1``: at the sampling temperature) instead of uniform tokens.
+        ``0``: the paper's mechanism.
+    private_tokens:
+        ``None`` (default): every token is a private draw. An integer ``c``: the sparse-vector
+        test for public tokens (see :mod:`.prediction`): a token is drawn privately only when
+        a noisy test finds the group's aggregate farther than ``svt_threshold`` from the
+        public prompt's logits, else from the public prompt at no token cost; at most ``c``
+        private draws per record (then public tokens only). Each record is charged ``c``
+        token draws and ``c`` tests, whatever the answers; at most ``max_length``.
+    svt_threshold:
+        The test's threshold: the largest gap (nats) between the group's re-centred clipped
+        aggregate and the public prompt's, over the allowed tokens (``[0, clip]`` for a full
+        group). Public; chosen before the data is read.
+    svt_fraction:
+        Share of each private token's epsilon (test plus draw) that goes to the test, in
+        (0, 1): ``epsilon_svt = svt_fraction / (1 - svt_fraction) * epsilon_0``.
     pretrained, model_dir:
         The model: a shipped byte checkpoint (``"byte-small"``) or ``None`` for a scratch byte
         model (tests only), or a local Hugging Face causal-LM directory (never downloaded).
@@ -133,7 +170,9 @@ class PrivatePredictionSynthesizer(OneTextColumn, BaseSynthesizer):
                  discovery_fraction: float = 0.1, group_size: int | None = None,
                  temperature: float | None = 1.0, clip: float = 10.0,
                  records_per_group: int = 1, max_length: int | None = None,
-                 public_top_k: int | None = None, pretrained: str | None = "byte-small",
+                 public_top_k: int | None = None, public_weight: float = 0.0,
+                 private_tokens: int | None = None, svt_threshold: float = 2.0,
+                 svt_fraction: float = 0.5, pretrained: str | None = "byte-small",
                  model_dir: str | None = None, control_fraction: float = 0.05,
                  batch_rows: int = 64, d_model: int = 128, n_layers: int = 4,
                  n_heads: int = 4, device: str = "auto", progress: bool = False):
@@ -145,6 +184,10 @@ class PrivatePredictionSynthesizer(OneTextColumn, BaseSynthesizer):
         self.records_per_group = records_per_group
         self.max_length = max_length
         self.public_top_k = public_top_k
+        self.public_weight = public_weight
+        self.private_tokens = private_tokens
+        self.svt_threshold = svt_threshold
+        self.svt_fraction = svt_fraction
         self.pretrained = pretrained
         self.model_dir = model_dir
         self.control_fraction = control_fraction
@@ -184,6 +227,14 @@ class PrivatePredictionSynthesizer(OneTextColumn, BaseSynthesizer):
              "None or an integer >= 1")
         need("public_top_k", self.public_top_k is None or whole(self.public_top_k),
              "None or an integer >= 1")
+        need("public_weight", number(self.public_weight) and self.public_weight >= 0,
+             "a finite float >= 0")
+        need("private_tokens", self.private_tokens is None or whole(self.private_tokens),
+             "None (no sparse-vector test) or an integer >= 1 (private draws per record)")
+        need("svt_threshold", number(self.svt_threshold) and self.svt_threshold >= 0,
+             "a finite float >= 0 (nats)")
+        need("svt_fraction", number(self.svt_fraction) and 0 < self.svt_fraction < 1,
+             "a float in (0, 1)")
         need("control_fraction", number(self.control_fraction)
              and 0 < self.control_fraction < 1, "a float in (0, 1)")
         need("batch_rows", whole(self.batch_rows), "an integer >= 1")
@@ -210,8 +261,17 @@ class PrivatePredictionSynthesizer(OneTextColumn, BaseSynthesizer):
             controls = GaussianEvent(calibrate_gaussian(budget.epsilon * share,
                                                         budget.delta * share))
         before = (*prior_events, *(() if controls is None else (controls,)))
-        draws = int(self.records_per_group) * self._text_length(schema)
-        eps0 = token_epsilon(budget.epsilon, budget.delta, draws, before)
+        length = self._text_length(schema)
+        per_record = length
+        if self.private_tokens is not None:
+            if int(self.private_tokens) > length:
+                raise param_error("private_tokens", f"at most max_length ({length}): the "
+                                  "private draws of one record", self.private_tokens,
+                                  type(self).__name__)
+            per_record = int(self.private_tokens)
+        draws = int(self.records_per_group) * per_record
+        ratio = self._svt_ratio()
+        eps0 = token_epsilon(budget.epsilon, budget.delta, draws, before, svt_ratio=ratio)
         clip = float(self.clip)
         if self.group_size is None:
             assert self.temperature is not None  # _validate_params: exactly one is None
@@ -224,11 +284,21 @@ class PrivatePredictionSynthesizer(OneTextColumn, BaseSynthesizer):
                 f"records (clip {clip:g}, {draws} token draws per group), more than the "
                 f"{n_rows} rows. Raise epsilon or the temperature, or lower clip, max_length "
                 "or records_per_group.")
-        return PredictionPlan(controls, eps0, draws, size, clip / (size * eps0))
+        return PredictionPlan(controls, eps0, draws, size, clip / (size * eps0),
+                              None if ratio == 0 else ratio * eps0)
+
+    def _svt_ratio(self) -> float:
+        """``epsilon_svt / epsilon_0`` (0: no sparse-vector test)."""
+        if self.private_tokens is None:
+            return 0.0
+        share = float(self.svt_fraction)
+        return share / (1.0 - share)
 
     # -- fitting --------------------------------------------------------------------------
     def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
              recorder: SpendRecorder | None, noise: NoiseSource) -> None:
+        import contextlib
+
         from dpsynth.synthesizers.text.prediction import Job, Mechanism, assign_groups, generate
 
         detail = plan.detail_as(PredictionPlan) if plan is not None else None
@@ -237,10 +307,12 @@ class PrivatePredictionSynthesizer(OneTextColumn, BaseSynthesizer):
         self.max_length_ = self._text_length(schema)
         if detail is None:  # epsilon = inf: the reference, with the settings as given
             size, temperature = int(self.group_size or 1), float(self.temperature or 1.0)
-            eps0 = math.inf
+            eps0 = eps_svt = math.inf
         else:
             size, temperature, eps0 = detail.group_size, detail.temperature, detail.token_epsilon
+            eps_svt = math.inf if detail.svt_epsilon is None else detail.svt_epsilon
         self.group_size_, self.temperature_, self.token_epsilon_ = size, temperature, eps0
+        self.svt_epsilon_ = eps_svt if self.private_tokens is not None else None
         domain = control_domain(schema, controls)
         cells = cell_index(data, controls, domain)
         counts = self._cell_counts(cells, len(domain), detail, recorder, noise)
@@ -258,25 +330,30 @@ class PrivatePredictionSynthesizer(OneTextColumn, BaseSynthesizer):
         reps = int(self.records_per_group)
         jobs = [Job(heads[int(c)], tuple(members[g]))
                 for g, c in enumerate(group_cell.tolist()) for _ in range(reps)]
+        private_tokens = None if self.private_tokens is None else min(
+            int(self.private_tokens), self.max_length_)
         mech = Mechanism(size, float(self.clip), temperature, self.max_length_, self.max_length_,
-                         self.public_top_k)
+                         self.public_top_k, float(self.public_weight), private_tokens,
+                         float(self.svt_threshold), eps_svt)
         device = resolve_device(self.device, type(self).__name__)
         predictor = self._predictor(device)
         self._check_room(predictor, heads)
         self.groups_ = len(group_cell)
         with progress_bar(bool(self.progress), "private prediction", len(jobs)) as tick:
-            if detail is not None and recorder is not None:
-                with recorder.spend(TOKENS_PURPOSE, detail.tokens):
-                    written = generate(predictor, jobs, mech, noise,
-                                       batch_rows=int(self.batch_rows), tick=tick)
-            else:
+            with contextlib.ExitStack() as charged:
+                if detail is not None and recorder is not None:
+                    charged.enter_context(recorder.spend(TOKENS_PURPOSE, detail.tokens))
+                    if detail.svt is not None:
+                        charged.enter_context(recorder.spend(SVT_PURPOSE, detail.svt))
                 written = generate(predictor, jobs, mech, noise,
                                    batch_rows=int(self.batch_rows), tick=tick)
+        self.private_draws_ = int(sum(written.private_draws))
+        self.public_draws_ = int(sum(written.public_draws))
         cell_of_job = [int(c) for c in group_cell.tolist() for _ in range(reps)]
         frame = pd.DataFrame({c: [domain[k][j] for k in cell_of_job]
                               for j, c in enumerate(controls)},
                              index=pd.RangeIndex(len(jobs)))
-        frame[text] = written
+        frame[text] = written.texts
         self.records_ = frame
 
     def _cell_counts(self, cells: np.ndarray, n_cells: int, plan: PredictionPlan | None,
@@ -338,6 +415,9 @@ class PrivatePredictionSynthesizer(OneTextColumn, BaseSynthesizer):
             "temperature": self.temperature_,
             "token_epsilon": None if math.isinf(self.token_epsilon_) else self.token_epsilon_,
             "groups": self.groups_,
+            "svt_epsilon": (None if self.svt_epsilon_ is None or math.isinf(self.svt_epsilon_)
+                            else self.svt_epsilon_),
+            "private_draws": self.private_draws_, "public_draws": self.public_draws_,
             "records": {c: self.records_[c].tolist() for c in self.records_.columns},
         }
         return state, {}
@@ -351,9 +431,14 @@ class PrivatePredictionSynthesizer(OneTextColumn, BaseSynthesizer):
         eps0 = state.get("token_epsilon")
         self.token_epsilon_ = math.inf if eps0 is None else float(eps0)
         self.groups_ = int(state["groups"])
+        eps_svt = state.get("svt_epsilon")
+        self.svt_epsilon_ = (None if self.private_tokens is None
+                             else math.inf if eps_svt is None else float(eps_svt))
+        self.private_draws_ = int(state.get("private_draws", 0))
+        self.public_draws_ = int(state.get("public_draws", 0))
         columns = [*self.control_columns_, self.text_column_]
         self.records_ = pd.DataFrame({c: list(state["records"][c]) for c in columns})
 
 
-__all__ = ["CONTROL_PURPOSE", "TOKENS_PURPOSE", "PredictionPlan",
+__all__ = ["CONTROL_PURPOSE", "SVT_PURPOSE", "TOKENS_PURPOSE", "PredictionPlan",
            "PrivatePredictionSynthesizer"]

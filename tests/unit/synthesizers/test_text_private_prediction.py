@@ -302,3 +302,155 @@ def test_secure_mode_draws_every_token_from_the_os(tiny_dir):
                                          temperature=None, max_length=4, secure_mode=True)
     synth.fit(frame, schema)
     assert synth.privacy_.secure_mode and len(synth.records_) == 6
+
+
+# -- the sparse-vector test for public tokens, and the public prior of empty groups -------
+def spy_written(monkeypatch) -> list[pp.Written]:
+    seen: list[pp.Written] = []
+    real = pp.generate
+
+    def spy(*args, **kwargs):
+        written = real(*args, **kwargs)
+        seen.append(written)
+        return written
+
+    monkeypatch.setattr(pp, "generate", spy)
+    return seen
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1e6])
+def test_svt_accounting_is_the_plan_whatever_the_answers(tiny_dir, threshold, tmp_path):
+    frame, schema = corpus()
+    synth = PrivatePredictionSynthesizer(epsilon=3.0, delta=1e-4, model_dir=tiny_dir,
+                                         group_size=6, temperature=None, clip=8.0,
+                                         records_per_group=2, private_tokens=5,
+                                         svt_threshold=threshold, svt_fraction=0.25,
+                                         random_state=0)
+    plan = synth.plan_budget(schema, len(frame))
+    session = BudgetSession(Budget(3.0, 1e-4))
+    synth.fit(frame, schema, ledger=session)
+    tokens, tests = (s.event for s in synth.privacy_.spends)
+    assert tokens.count == tests.count == 2 * 5  # records_per_group * private_tokens
+    assert tests.epsilon == pytest.approx(tokens.epsilon / 3)  # 0.25 / 0.75
+    assert session.spent_events() == plan.events
+    assert synth.privacy_.epsilon == pytest.approx(pld_epsilon(plan.events, 1e-4), abs=1e-12)
+    assert 2.9 < synth.privacy_.epsilon <= 3.0
+    if threshold == 0.0:  # q >= 0 always: "above" unless the noise says otherwise
+        assert synth.private_draws_ > 0
+    else:  # never "above": every token is public, the charge is the same
+        assert synth.private_draws_ == 0 and synth.public_draws_ > 0
+    synth.save(tmp_path / "m")
+    again = BaseSynthesizer.load(tmp_path / "m")
+    assert (again.private_draws_, again.public_draws_, again.svt_epsilon_) == (
+        synth.private_draws_, synth.public_draws_, synth.svt_epsilon_)
+
+
+@pytest.mark.parametrize("epsilon", [math.inf, 4.0])
+def test_private_draws_never_exceed_the_cap(tiny_dir, monkeypatch, epsilon):
+    seen = spy_written(monkeypatch)
+    frame, schema = corpus(60)
+    PrivatePredictionSynthesizer(epsilon=epsilon, model_dir=tiny_dir, group_size=3,
+                                 temperature=None, max_length=10, private_tokens=2,
+                                 svt_threshold=0.0, random_state=0).fit(frame, schema)
+    (written,) = seen
+    assert max(written.private_draws) == 2  # the cap is reached (threshold 0) ...
+    assert all(p <= 2 for p in written.private_draws)  # ... and never passed
+    lengths = [p + q for p, q in zip(written.private_draws, written.public_draws, strict=True)]
+    assert max(lengths) > 2  # records go on with public tokens after the cap
+
+
+def test_svt_with_a_planted_copy_leak_still_copies_and_dp_passes(tiny_dir, monkeypatch):
+    with_copier(monkeypatch, tiny_dir)
+    frame, schema = corpus(60, 0)
+    holdout = pd.DataFrame({"text": unique_texts(60, 1)})
+    leaky = PrivatePredictionSynthesizer(epsilon=math.inf, model_dir=tiny_dir, group_size=1,
+                                         temperature=0.1, private_tokens=16, svt_threshold=1.0,
+                                         random_state=0).fit(frame, schema)
+    assert len(set(leaky.records_.text) & set(frame.text)) >= 10
+    # private draws copy; public ones only where both predict the end (and empty groups)
+    assert leaky.private_draws_ > 2 * leaky.public_draws_
+    assert run_text_audit(frame, holdout, leaky.records_, ["text"], random_state=0).leak
+
+    private = PrivatePredictionSynthesizer(epsilon=3.0, model_dir=tiny_dir, group_size=8,
+                                           temperature=None, records_per_group=8,
+                                           private_tokens=4, svt_threshold=1.0,
+                                           random_state=0).fit(frame, schema)
+    assert not set(private.records_.text) & set(frame.text)
+    assert not run_text_audit(frame, holdout, private.records_, ["text"],
+                              random_state=0).leak
+
+
+def test_the_svt_query_moves_by_at_most_clip_over_s():
+    """Brute force: remove one member of a group; the query moves by at most clip / s."""
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for _ in range(400):
+        s, vocab = int(rng.integers(1, 9)), int(rng.integers(2, 30))
+        clip = float(rng.uniform(0.5, 12.0))
+        n = int(rng.integers(1, 2 * s + 2))
+        scale = float(rng.choice([0.5, 5.0, 50.0]))
+        z = torch.from_numpy(rng.normal(0, scale, (n, vocab))).float()
+        public = pp.clip_logits(torch.from_numpy(rng.normal(0, scale, (1, vocab))).float(),
+                                clip)
+        allowed = torch.from_numpy(rng.random((1, vocab)) < 0.7)
+        allowed[0, int(rng.integers(vocab))] = True
+        clipped = pp.clip_logits(z, clip)
+        u_all = clipped.sum(0, keepdim=True) / s
+        gone = int(rng.integers(n))
+        u_less = (clipped.sum(0, keepdim=True) - clipped[gone]) / s
+        moved = float((pp.svt_distance(u_all, public, allowed)
+                       - pp.svt_distance(u_less, public, allowed)).abs())
+        assert moved <= clip / s + 1e-4
+        worst = max(worst, moved / (clip / s))
+    assert worst > 0.9  # the bound is attained, not loose
+
+
+def test_empty_groups_write_the_public_prior_with_a_public_weight(tiny_dir, monkeypatch):
+    """No member: uniform tokens without the public term, the public prompt's choice with it
+    (the copier's public prompt always predicts the end of the record)."""
+    from dpsynth.synthesizers.text.hf import HFBackend
+
+    predictor = pp.HFPredictor(HFBackend.load(tiny_dir, lora_rank=0, seed=0),
+                               torch.device("cpu"))
+    vocab = predictor.vocab_size()
+    predictor.lm = Copier(vocab, predictor.eos)
+    monkeypatch.setattr(predictor, "vocab_size", lambda: vocab)
+    jobs = [pp.Job("", ())] * 6
+    for weight, empty in ((0.0, False), (1.0, True)):
+        mech = pp.Mechanism(4, 10.0, 0.05, 8, 8, public_weight=weight)
+        texts = pp.generate(predictor, jobs, mech, NoiseSource.create(0, False)).texts
+        assert all(t == "" for t in texts) == empty
+
+
+@pytest.mark.parametrize("bad", [
+    {"private_tokens": 0}, {"private_tokens": 2.5}, {"svt_threshold": -1.0},
+    {"svt_threshold": math.inf}, {"svt_fraction": 0.0}, {"svt_fraction": 1.0},
+    {"public_weight": -0.5}, {"private_tokens": 17},
+])
+def test_bad_svt_parameters_are_refused(bad):
+    frame, schema = corpus(20)  # max_length 16: 17 private tokens per record cannot be
+    with pytest.raises(ParameterError, match=next(iter(bad))):
+        PrivatePredictionSynthesizer(epsilon=1.0, group_size=2, temperature=None,
+                                     **bad).plan_budget(schema, len(frame))
+
+
+def test_text_fit_private_prediction_with_svt_through_the_cli(tiny_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from dpsynth.commands.text import register
+
+    frame, schema = corpus(60, 0)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    schema.save(tmp_path / "s.yaml")
+    done = CliRunner().invoke(cli_app(register), [
+        "text", "fit", str(tmp_path / "train.csv"), "--schema", str(tmp_path / "s.yaml"),
+        "--out", str(tmp_path / "m"), "--method", "private-prediction", "--model-dir",
+        tiny_dir, "--group-size", "6", "--epsilon", "4", "--max-length", "6",
+        "--private-tokens", "3", "--svt-threshold", "1.5", "--svt-fraction", "0.4",
+        "--public-weight", "0.5", "--seed", "0"])
+    assert done.exit_code == 0, done.output
+    synth = BaseSynthesizer.load(tmp_path / "m")
+    assert [s.purpose for s in synth.privacy_.spends] == [
+        "tokens:dptext-pp", "public-token test:dptext-pp"]
+    assert synth.privacy_.spends[1].event.count == 3 and synth.privacy_.epsilon <= 4.0
+    assert synth.public_weight == 0.5
