@@ -1,0 +1,117 @@
+"""Tuning runs of ``dpar`` on the declared tuning tables only (``AER::HMDA``, ``AER::Fertility``).
+
+The tables are those of :mod:`bench_table_models` (named there before any tuning); nothing
+here reads an evaluation table. Each configuration is a JSON object of ``dpar`` parameters,
+fitted on the 80 % split of seeds ``0 .. seeds - 1`` and scored as in the benchmark (TVD
+against the training rows, TSTR on the real 20 %); the line printed is the mean over seeds.
+
+Two special keys:
+
+* ``{"only": "aim", "share": s}``: the marginal synthesizer alone at ``s * epsilon`` (a
+  reference, not dpar);
+* ``{"prior": "aim", "share": s, ...}``: an **experiment not in the library**: dpar's weights
+  are first trained without noise on rows sampled from ``aim`` fitted at ``s * epsilon``
+  (post-processing of a DP release), then fine-tuned with DP-SGD at ``(1 - s) * epsilon`` on
+  the real rows (basic composition; delta split in halves). It was tried as a way to help
+  small tables and not kept (``docs/benchmarks.md``).
+
+    OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
+        '[{"learning_rate": 0.01, "lr_schedule": "constant"}, {"lr_schedule": "cosine"}]' 3
+
+Results of the 2026-12-05 runs: ``benchmarks/results/dpar_tuning_schedule.jsonl``.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import bench_table_models as bench  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dpsynth.evaluate import average_tvd, tstr_auc  # noqa: E402
+
+TUNING_TABLES = ("hmda", "fertility")
+DPAR_KEYS = ("learning_rate", "lr_schedule", "epochs", "batch_size", "d_model", "n_heads",
+             "n_layers", "n_bins")
+
+
+def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: int) -> Any:
+    """The fitted synthesizer of one configuration."""
+    from dpsynth.synthesizers import create
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+    from dpsynth.synthesizers.ar import synthesizer as ar
+
+    if cfg.get("only"):
+        return create(cfg["only"], epsilon=eps * cfg.get("share", 1.0), delta=bench.DELTA,
+                      random_state=seed).fit(train, table.schema)
+    kw = {k: v for k, v in cfg.items() if k in DPAR_KEYS}
+    if not cfg.get("prior"):
+        return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
+                               **kw).fit(train, table.schema)
+    share = float(cfg["share"])
+    prior = create(cfg["prior"], epsilon=eps * share, delta=bench.DELTA / 2,
+                   random_state=seed).fit(train, table.schema)
+    fake = prior.sample(len(train), random_state=seed + 1)
+    warm = DPARSynthesizer(epsilon=math.inf, random_state=seed,
+                           **{**kw, "epochs": 20}).fit(fake, table.schema)
+    weights = warm.model_.state_dict()
+    original = ar.build_model
+
+    def build(config: Any, torch_seed: int | None) -> Any:  # start from the warm weights
+        model = original(config, torch_seed)
+        model.load_state_dict(weights)
+        return model
+
+    ar.build_model = build
+    try:
+        return DPARSynthesizer(epsilon=eps * (1 - share), delta=bench.DELTA / 2,
+                               random_state=seed, **kw).fit(train, table.schema)
+    finally:
+        ar.build_model = original
+
+
+def score(table: bench.Table, cfg: dict[str, Any], eps: float, seed: int) -> dict[str, Any]:
+    train = table.df.sample(frac=0.8, random_state=seed)
+    test = table.df.drop(train.index)
+    train = train.reset_index(drop=True)
+    cpu = time.process_time()
+    synth = fit(table, train, cfg, eps, seed)
+    cpu = time.process_time() - cpu
+    rows = synth.sample(len(train), random_state=seed)
+    s = table.schema
+    return {"tvd1": average_tvd(train, rows, s, way=1),
+            "tvd2": average_tvd(train, rows, s, way=2),
+            "tvd3": average_tvd(train, rows, s, way=3, max_marginals=200),
+            "tstr": tstr_auc(rows, test, s, table.target, positive=table.positive),
+            "cpu": cpu}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("table", choices=TUNING_TABLES)
+    parser.add_argument("epsilon", type=float)
+    parser.add_argument("configs", help="JSON list of configurations")
+    parser.add_argument("seeds", type=int, nargs="?", default=1)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    table = bench.LOADERS[args.table]()
+    for cfg in json.loads(args.configs):
+        runs = [score(table, cfg, args.epsilon, seed) for seed in range(args.seeds)]
+        mean = {k: round(float(np.mean([r[k] for r in runs])), 4) for k in runs[0]}
+        print(json.dumps({"data": args.table, "eps": args.epsilon, "cfg": cfg, **mean,
+                          "tstr_all": [round(r["tstr"], 4) for r in runs]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
