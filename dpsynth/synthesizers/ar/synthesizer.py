@@ -68,7 +68,11 @@ class DPARSynthesizer(DPSGDSynthesizer):
     max_grad_norm:
         Per-row gradient clipping norm ``C``; the noise std is ``sigma * C``.
     learning_rate:
-        Adam learning rate (the initial one with ``lr_schedule="cosine"``).
+        Adam learning rate (the initial one with ``lr_schedule="cosine"``). ``None``
+        (default): ``3e-2`` under DP-SGD and ``1e-2`` at ``epsilon=inf``. The noisy
+        gradients of DP-SGD inflate Adam's second-moment estimates, so each step moves less
+        than the nominal rate, and the rate that is best with noise overshoots without it
+        (both chosen on the tuning tables, ``benchmarks/tune_dpar.py``).
     lr_schedule:
         ``"constant"`` or ``"cosine"`` (decay to zero over the run along half a cosine; a
         function of the step count only, so free under DP).
@@ -107,13 +111,17 @@ class DPARSynthesizer(DPSGDSynthesizer):
         "epochs, batch, learning rate and its cosine schedule, bins and width")
     train_purpose: ClassVar[str] = TRAIN_PURPOSE
     automatic_batch_size: ClassVar[bool] = True
-    learning_rate: float  # never None here (no automatic choice)
+    automatic_learning_rate: ClassVar[bool] = True
+    #: The automatic learning rates with and without DP-SGD (``learning_rate=None``).
+    DP_LEARNING_RATE: ClassVar[float] = 3e-2
+    PLAIN_LEARNING_RATE: ClassVar[float] = 1e-2
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,
                  discovery_fraction: float = 0.1, epochs: float = 20,
                  batch_size: int | None = None,
-                 max_grad_norm: float = 1.0, learning_rate: float = 3e-2, n_bins: int = 64,
+                 max_grad_norm: float = 1.0, learning_rate: float | None = None,
+                 n_bins: int = 64,
                  d_model: int = 32, n_layers: int = 1, n_heads: int = 4, device: str = "auto",
                  progress: bool = False, grad_sample_mode: str = "auto",
                  distributed: bool = False, lr_schedule: str = "cosine"):
@@ -151,13 +159,20 @@ class DPARSynthesizer(DPSGDSynthesizer):
         objective = Objective(RowLoss(), _row_loss,
                               "bfloat16" if device.type == "cuda" else "float32")
         log, mode = self._train(model, rows, objective, plan=dpsgd, recorder=recorder,
-                                noise=noise, learning_rate=float(self.learning_rate),
+                                noise=noise, learning_rate=self._learning_rate(
+                                    dpsgd is not None and recorder is not None),
                                 name="dpar", sampling=sampling_source, rep=rep,
                                 batch_size=batch, schedule=str(self.lr_schedule))
         self.grad_sample_mode_ = mode
         self._record_run(log, rep)
         self.device_ = device
         self.model_ = model.eval()
+
+    def _learning_rate(self, private: bool) -> float:
+        """The given learning rate, or the automatic one for a private or plain run."""
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return self.DP_LEARNING_RATE if private else self.PLAIN_LEARNING_RATE
 
     # -- sampling -------------------------------------------------------------------------
     def _generator(self, rng: np.random.Generator) -> torch.Generator:

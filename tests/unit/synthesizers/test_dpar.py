@@ -249,3 +249,12 @@ def test_the_dataset_card_says_where_the_defaults_were_chosen():
         said = type(create(name)).defaults_tuned_on
         assert said and said != BaseSynthesizer.defaults_tuned_on, name
     assert "HMDA" in DPARSynthesizer.defaults_tuned_on
+
+
+def test_automatic_learning_rate_differs_with_and_without_noise():
+    """learning_rate=None: the DP rate under DP-SGD, the plain rate at epsilon=inf."""
+    synth = DPARSynthesizer()
+    assert synth.learning_rate is None
+    assert synth._learning_rate(True) == DPARSynthesizer.DP_LEARNING_RATE == 3e-2
+    assert synth._learning_rate(False) == DPARSynthesizer.PLAIN_LEARNING_RATE == 1e-2
+    assert DPARSynthesizer(learning_rate=0.5)._learning_rate(True) == 0.5
