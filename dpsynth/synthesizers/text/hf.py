@@ -181,8 +181,9 @@ class HFBackend:
         self.lora_rank = lora_rank
         self.lora_targets = lora_targets
         self.lora_layers = lora_layers
-        #: Weights of the sampling loop: ``"float32"``, or ``"bfloat16"`` (a merged copy in
-        #: bfloat16, see :meth:`_sampler`).
+        #: Weights of the sampling loop: ``"float32"``, ``"bfloat16"`` (a merged copy in
+        #: bfloat16, see :meth:`_sampler`) or ``"auto"`` (bfloat16 where the device computes
+        #: it natively, see :func:`~dpsynth._util.device.fast_bfloat16`).
         self.sample_precision = "float32"
         self._sampling_copy: tuple[Any, nn.Module] | None = None
         self.record_format = record_format
@@ -272,9 +273,14 @@ class HFBackend:
         which made autocast decoding slower than float32 (``docs/benchmarks.md``).
         """
         lm = self.wrapper.lm
-        if self.sample_precision != "bfloat16":
-            return lm
         params = list(lm.parameters())
+        if self.sample_precision == "auto":
+            from dpsynth._util.device import fast_bfloat16
+
+            if not fast_bfloat16(params[0].device):
+                return lm
+        elif self.sample_precision != "bfloat16":
+            return lm
         key = (params[0].device, tuple(p._version for p in params if p.requires_grad),
                tuple(p.data_ptr() for p in params if p.requires_grad))
         if self._sampling_copy is None or self._sampling_copy[0] != key:
@@ -295,8 +301,15 @@ class HFBackend:
         prompt = torch.tensor([self.bos, *self._ids(self._head(head))],
                               device=device).expand(n, -1)
         keyword = cache_keyword(lm)
-        out = lm(input_ids=prompt.contiguous(), use_cache=True)
-        past, logits = cache_of(out), out.logits[:, -1]
+        names = inspect.signature(_base(lm).forward).parameters
+        last = {"logits_to_keep": 1} if "logits_to_keep" in names else {}
+        out = lm(input_ids=prompt[:1].contiguous(), use_cache=True, **last)  # one shared
+        past, logits = cache_of(out), out.logits[:, -1].expand(n, -1)      # prompt, once
+        if hasattr(past, "batch_repeat_interleave"):
+            past.batch_repeat_interleave(n)
+        else:  # a cache that cannot be copied across rows: the prompt for every row
+            out = lm(input_ids=prompt.contiguous(), use_cache=True, **last)
+            past, logits = cache_of(out), out.logits[:, -1]
         banned = self.banned
         steps = min(max_length + 1, self.max_tokens() - prompt.shape[1])
         drawn = torch.full((n, max(steps, 0)), self.eos, dtype=torch.long, device=device)

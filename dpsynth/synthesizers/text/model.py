@@ -247,18 +247,31 @@ def draw_token(logits: torch.Tensor, temperature: float, top_p: float,
     ``temperature=0`` is greedy; ``banned`` ids are never drawn. Draws come from the CPU
     ``generator`` (reproducible on any device).
     """
-    logits = logits.float().clone()
-    if banned:
-        logits[:, list(banned)] = float("-inf")
+    if temperature > 0 and top_p < 1.0:  # by blocks of rows that stay in the CPU cache
+        block = _DRAW_ROWS if logits.device.type == "cpu" else max(len(logits), 1)
+        return torch.cat([_nucleus_draw(_scaled(rows, temperature, banned), top_p, generator)
+                          for rows in logits.split(block)])
+    logits = _scaled(logits, 1.0, banned)
     if temperature <= 0:
         return logits.argmax(dim=-1)
-    if top_p < 1.0:
-        return _nucleus_draw(logits / temperature, top_p, generator)
     probs = (logits / temperature).softmax(dim=-1)
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
 
 
-#: How many likeliest tokens :func:`_nucleus_draw` sorts first, in turn; a row whose
+def _scaled(logits: torch.Tensor, temperature: float, banned: tuple[int, ...]) -> torch.Tensor:
+    """A float32 copy of ``logits`` divided by ``temperature``, ``banned`` ids at -inf."""
+    out = logits.to(torch.float32, copy=True)
+    if banned:
+        out[:, list(banned)] = float("-inf")
+    return out if temperature == 1 else out.div_(temperature)
+
+
+#: Rows of logits drawn together: a block of the vocabulary-wide passes stays in the CPU
+#: cache (the passes over 256 rows of 49,152 logits at once were bound by memory).
+_DRAW_ROWS = 8
+
+
+#: How many likeliest tokens :func:`_sorted_nucleus_draw` sorts first, in turn; a row whose
 #: candidates hold less than the nucleus mass goes on to the next size, the last is a full
 #: sort (a 49,152-way sort of every row at every token dominated the HF sampling).
 _NUCLEUS_CANDIDATES = (256, 2048)
@@ -280,13 +293,14 @@ def _nucleus_draw(logits: torch.Tensor, top_p: float,
     probs = logits.softmax(dim=-1)
     out = torch.empty(n, dtype=torch.long, device=logits.device)
     rows = torch.arange(n, device=logits.device)
+    zero = torch.zeros((), dtype=probs.dtype, device=probs.device)
     for _ in range(_REJECTION_ROUNDS):  # a draw from the whole distribution, kept when in
-        part = probs[rows]              # the nucleus: the mass likelier than it <= top_p
-        cdf = part.cumsum(dim=-1)
+        part = probs if len(rows) == n else probs[rows]  # the nucleus: the mass likelier
+        cdf = part.cumsum(dim=-1)                         # than it is at most top_p
         uniform = torch.rand(len(rows), generator=generator, dtype=torch.float64)
         at = torch.searchsorted(cdf, (uniform.to(cdf) * cdf[:, -1])[:, None],
                                 right=True).clamp_(max=vocab - 1)
-        mass = (part * (part > part.gather(1, at))).sum(dim=-1)
+        mass = torch.where(part > part.gather(1, at), part, zero).sum(dim=-1)
         inside = mass <= top_p
         out[rows[inside]] = at[inside].squeeze(1)
         rows = rows[~inside]

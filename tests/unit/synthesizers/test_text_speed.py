@@ -144,3 +144,33 @@ def test_nucleus_from_candidates_is_the_full_sort_nucleus(scale):
         [logits.softmax(-1)[r, list(nucleus[r])].sum() for r in range(3)])
     freq = (draws == top).double().mean(0)
     assert torch.all((freq - share).abs() < 4 * torch.sqrt(share * (1 - share) / 400) + 0.01)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_sampling_precision_follows_the_device(llama_dir, monkeypatch, native):
+    from dpsynth._util import device
+
+    monkeypatch.setattr(device, "_CPU_BF16", [native])
+    assert device.fast_bfloat16(torch.device("cpu")) is native
+    df, schema = frame()
+    synth = DPTextSynthesizer(epsilon=math.inf, model_dir=llama_dir, lora_rank=2, epochs=1,
+                              batch_size=16, random_state=0).fit(df, schema)
+    backend = synth.backend_
+    assert backend.sample_precision == "auto"
+    sampler = backend._sampler()
+    assert (sampler is not backend.module.lm) is native
+    assert next(sampler.parameters()).dtype == (torch.bfloat16 if native else torch.float32)
+
+
+def test_micro_batches_group_records_of_similar_length():
+    from dpsynth.synthesizers.text.microbatch import ChunkedLoss
+
+    lengths = [10, 2, 9, 3, 8, 1]
+    batch = torch.zeros((len(lengths), 2, 12), dtype=torch.long)
+    for i, k in enumerate(lengths):
+        batch[i, 0, :k + 1] = i + 1
+        batch[i, 1, 1:k + 1] = 1
+    chunks = ChunkedLoss(lambda part, crit: None, None, batch, 2, "float32")._chunks()
+    got = [sorted(lengths[int(r) - 1] for r in c[:, 0, 0]) for c in chunks]
+    assert got == [[1, 2], [3, 8], [9, 10]]
+    assert torch.equal(torch.cat(chunks)[:, 0, 0].sort().values, batch[:, 0, 0].sort().values)
