@@ -174,3 +174,24 @@ def test_micro_batches_group_records_of_similar_length():
     got = [sorted(lengths[int(r) - 1] for r in c[:, 0, 0]) for c in chunks]
     assert got == [[1, 2], [3, 8], [9, 10]]
     assert torch.equal(torch.cat(chunks)[:, 0, 0].sort().values, batch[:, 0, 0].sort().values)
+
+
+def test_cli_lora_layers_reaches_the_saved_model(llama_dir, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from dpsynth.commands.text import register
+
+    root = typer.Typer()
+    root.callback()(lambda: None)
+    register(root)
+    df, schema = frame()
+    df.to_csv(tmp_path / "t.csv", index=False)
+    schema.save(tmp_path / "s.yaml")
+    result = CliRunner().invoke(root, [
+        "text", "fit", str(tmp_path / "t.csv"), "--schema", str(tmp_path / "s.yaml"),
+        "--out", str(tmp_path / "m"), "--model-dir", llama_dir, "--lora-rank", "2",
+        "--lora-layers", "1", "--epsilon", "3", "--epochs", "0.5", "--batch-size", "16",
+        "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    assert BaseSynthesizer.load(tmp_path / "m").backend_.lora_layers == 1
