@@ -53,4 +53,32 @@ def resolve_device(device: str, owner: str, *, strict: bool = True) -> torch.dev
     return parsed
 
 
-__all__ = ["device_problems", "resolve_device"]
+def fast_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CUDA device that supports it, or a
+    CPU with the AVX512-BF16 or AMX-BF16 instructions (read from ``/proc/cpuinfo``; other
+    CPUs emulate bfloat16, more slowly than float32)."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    return _cpu_bf16()
+
+
+_CPU_BF16: list[bool] = []
+
+
+def _cpu_bf16() -> bool:
+    if not _CPU_BF16:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as info:
+                flags = next((line.split(":", 1)[1].split() for line in info
+                              if line.startswith("flags")), [])
+        except OSError:
+            flags = []
+        _CPU_BF16.append("avx512_bf16" in flags or "amx_bf16" in flags)
+    return _CPU_BF16[0]
+
+
+__all__ = ["device_problems", "fast_bfloat16", "resolve_device"]

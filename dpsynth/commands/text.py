@@ -77,6 +77,9 @@ def fit(
     lora_targets: Annotated[str, typer.Option(
         help="Modules with LoRA adapters: all-linear or names, e.g. q_proj,v_proj.")
     ] = "all-linear",
+    lora_layers: Annotated[int | None, typer.Option(
+        help="LoRA adapters only in the top K decoder blocks (faster steps: the backward "
+        "pass stops early; default: every block).")] = None,
     micro_batch_size: Annotated[int | None, typer.Option(
         help="Records per physical chunk of a logical batch (memory bound; default 16 for "
         "an HF model).")] = None,
@@ -156,7 +159,8 @@ def fit(
         frame = read_table(data, schema=table_schema)
         params = _text_params(model_dir, pretrained, lora_rank, trainable, epochs, batch_size,
                               max_length, learning_rate, True)
-        params.update(lora_targets=lora_targets, micro_batch_size=micro_batch_size,
+        params.update(lora_targets=lora_targets, lora_layers=lora_layers,
+                      micro_batch_size=micro_batch_size,
                       precision="bfloat16" if precision == "bf16" else precision)
         if topics:
             params.update(topics=topics, topic_fraction=topic_fraction)

@@ -30,6 +30,10 @@ def param_problems(synth: Any) -> list[str]:
                                                or synth.micro_batch_size < 1):
         out.append(str(param_error("micro_batch_size", "None or an integer >= 1",
                                    synth.micro_batch_size, owner)))
+    layers = synth.lora_layers
+    if layers is not None and (not number(layers, True) or layers < 1):
+        out.append(str(param_error("lora_layers", "None (every block) or an integer >= 1",
+                                   layers, owner)))
     targets = synth.lora_targets
     if not isinstance(targets, str) or not [t for t in targets.split(",") if t.strip()]:
         out.append(str(param_error("lora_targets", "'all-linear' or comma-separated module "

@@ -18,8 +18,10 @@ import json
 import logging
 import math
 import os
+import re
 import warnings
 from collections.abc import Sequence
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +56,14 @@ def _import_transformers() -> Any:
 ALL_LINEAR = "all-linear"
 
 
-def _lora(model: nn.Module, rank: int, seed: int,
-          targets: str = ALL_LINEAR) -> tuple[nn.Module, int]:
+def _lora(model: nn.Module, rank: int, seed: int, targets: str = ALL_LINEAR,
+          layers: int | None = None) -> tuple[nn.Module, int]:
     """Wrap ``model`` with LoRA adapters when peft is installed (rank 0 or no peft: as is).
 
     ``targets``: ``"all-linear"`` or comma-separated module names (``"q_proj,v_proj"``).
+    ``layers``: adapt only the top ``layers`` decoder blocks (``None``: every block). The
+    backward pass then stops at the lowest adapted block, so a step costs about a forward
+    pass plus ``layers / n_layers`` of a backward pass.
     """
     if rank == 0:
         return model, 0
@@ -67,8 +72,10 @@ def _lora(model: nn.Module, rank: int, seed: int,
     except ModuleNotFoundError:
         logger.warning("peft is not installed: fine-tuning every weight instead of LoRA")
         return model, 0
+    modules = (_target_modules(targets) if layers is None
+               else _top_block_modules(model, targets, int(layers)))
     config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
-                        target_modules=_target_modules(targets), bias="none")
+                        target_modules=modules, bias="none")
     # peft draws its initial adapters from the global generator: leave the caller's state as
     # it was, then draw LoRA's A matrices again from a generator seeded by ``seed`` (peft's
     # own rule: Kaiming-uniform with a = sqrt(5); B starts at zero).
@@ -81,6 +88,39 @@ def _lora(model: nn.Module, rank: int, seed: int,
             if ".lora_A." in name:
                 nn.init.kaiming_uniform_(param, a=math.sqrt(5), generator=gen)
     return wrapped, rank
+
+
+def n_blocks(lm: nn.Module) -> int:
+    """Number of decoder blocks of a causal LM (from its config)."""
+    cfg = _base(lm).config
+    for name in ("num_hidden_layers", "n_layer", "num_layers"):
+        found = getattr(cfg, name, None)
+        if isinstance(found, int) and found > 0:
+            return found
+    raise ModelFormatError("The model's config names no number of layers "
+                           "(num_hidden_layers or n_layer): lora_layers cannot apply.")
+
+
+_BLOCK = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
+
+
+def _top_block_modules(model: nn.Module, targets: str, layers: int) -> list[str]:
+    """Full names of the ``targets`` modules inside the top ``layers`` decoder blocks."""
+    first = n_blocks(model) - layers
+    wanted = None if targets == ALL_LINEAR else set(_target_modules(targets))
+    out = []
+    for name, module in model.named_modules():
+        block = _BLOCK.search(f".{name}.")
+        if block is None or int(block.group(1)) < first:
+            continue
+        if not (isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"):
+            continue
+        if wanted is None or name.rsplit(".", 1)[-1] in wanted:
+            out.append(name)
+    if not out:
+        raise ParameterError(f"No module {targets!r} in the top {layers} blocks of the "
+                             "model: check lora_targets.")
+    return out
 
 
 def _target_modules(targets: str) -> str | list[str]:
@@ -109,6 +149,19 @@ class _Logits(nn.Module):
         return self.lm(**kwargs).logits
 
 
+def cache_keyword(lm: nn.Module) -> str:
+    """The forward keyword of ``lm``'s key/value cache: transformers 5 renamed
+    ``past_key_values`` to ``cache`` (the old name still works, with a warning)."""
+    names = inspect.signature(_base(lm).forward).parameters
+    return "cache" if "cache" in names else "past_key_values"
+
+
+def cache_of(out: Any) -> Any:
+    """The key/value cache of a forward's output, under either name."""
+    found = getattr(out, "cache", None)
+    return found if found is not None else out.past_key_values
+
+
 def _base(lm: nn.Module) -> nn.Module:
     get = getattr(lm, "get_base_model", None)
     return get() if get is not None else lm
@@ -120,12 +173,19 @@ class HFBackend:
     kind = "hf"
 
     def __init__(self, lm: nn.Module, tokenizer: Any, model_dir: str, lora_rank: int, *,
-                 lora_targets: str = ALL_LINEAR, record_format: str = records.PLAIN):
+                 lora_targets: str = ALL_LINEAR, record_format: str = records.PLAIN,
+                 lora_layers: int | None = None):
         self.wrapper = _Logits(lm)
         self.tokenizer = tokenizer
         self.model_dir = model_dir
         self.lora_rank = lora_rank
         self.lora_targets = lora_targets
+        self.lora_layers = lora_layers
+        #: Weights of the sampling loop: ``"float32"``, ``"bfloat16"`` (a merged copy in
+        #: bfloat16, see :meth:`_sampler`) or ``"auto"`` (bfloat16 where the device computes
+        #: it natively, see :func:`~dpsynth._util.device.fast_bfloat16`).
+        self.sample_precision = "float32"
+        self._sampling_copy: tuple[Any, nn.Module] | None = None
         self.record_format = record_format
         eos = tokenizer.eos_token_id
         if eos is None:
@@ -144,8 +204,10 @@ class HFBackend:
 
     @classmethod
     def load(cls, model_dir: str, *, lora_rank: int, seed: int,
-             lora_targets: str = ALL_LINEAR, record_format: str = records.PLAIN) -> HFBackend:
-        """Load from ``model_dir`` (local files only), in training mode, with LoRA if asked."""
+             lora_targets: str = ALL_LINEAR, record_format: str = records.PLAIN,
+             lora_layers: int | None = None) -> HFBackend:
+        """Load from ``model_dir`` (local files only), in training mode, with LoRA if asked
+        (on the top ``lora_layers`` blocks only when given)."""
         path = Path(model_dir)
         if not (path / "config.json").is_file():
             raise ParameterError(f"The 'model_dir' {model_dir!r} must be a local Hugging Face "
@@ -159,9 +221,14 @@ class HFBackend:
         except (OSError, ValueError) as exc:
             raise ModelFormatError(f"Cannot load a causal LM from {model_dir}: {exc}") from None
         lm.train()  # from_pretrained returns eval mode; Opacus needs training mode
-        lm, used = _lora(lm, lora_rank, seed, lora_targets)
+        if lora_layers is not None and not 1 <= int(lora_layers) <= n_blocks(lm):
+            raise ParameterError(f"lora_layers must be None or an integer in [1, "
+                                 f"{n_blocks(lm)}] (the blocks of the model in {model_dir}), "
+                                 f"got {lora_layers!r}.")
+        lm, used = _lora(lm, lora_rank, seed, lora_targets, lora_layers)
         return cls(lm, tokenizer, str(path.resolve()), used, lora_targets=lora_targets,
-                   record_format=record_format)
+                   record_format=record_format,
+                   lora_layers=None if not used or lora_layers is None else int(lora_layers))
 
     @property
     def module(self) -> nn.Module:
@@ -196,29 +263,71 @@ class HFBackend:
             out[i, 1, first:len(ids)] = 1
         return out
 
+    def _sampler(self) -> nn.Module:
+        """The model the sampling loop runs: the trained one, or with ``sample_precision
+        "bfloat16"`` a copy with the adapters merged into the weights and every weight in
+        bfloat16 (kept until a weight or the device changes).
+
+        Casting the weights once is what makes bfloat16 pay off when decoding: autocast
+        casts every frozen weight again at each token (frozen weights are not in its cache),
+        which made autocast decoding slower than float32 (``docs/benchmarks.md``).
+        """
+        lm = self.wrapper.lm
+        params = list(lm.parameters())
+        if self.sample_precision == "auto":
+            from dpsynth._util.device import fast_bfloat16
+
+            if not fast_bfloat16(params[0].device):
+                return lm
+        elif self.sample_precision != "bfloat16":
+            return lm
+        key = (params[0].device, tuple(p._version for p in params if p.requires_grad),
+               tuple(p.data_ptr() for p in params if p.requires_grad))
+        if self._sampling_copy is None or self._sampling_copy[0] != key:
+            self._sampling_copy = None  # free the old copy first
+            copy = deepcopy(lm)
+            merge = getattr(copy, "merge_and_unload", None)
+            if merge is not None:
+                copy = merge()
+            self._sampling_copy = (key, copy.to(torch.bfloat16).eval())
+        return self._sampling_copy[1]
+
     @torch.no_grad()
     def generate(self, head: str, n: int, *, max_length: int, temperature: float,
                  top_p: float, generator: torch.Generator) -> list[str]:
-        lm = self.wrapper.lm
-        lm.eval()
+        self.wrapper.lm.eval()
+        lm = self._sampler()
         device = next(lm.parameters()).device
         prompt = torch.tensor([self.bos, *self._ids(self._head(head))],
                               device=device).expand(n, -1)
-        out = lm(input_ids=prompt.contiguous(), use_cache=True)
-        past, logits = out.past_key_values, out.logits[:, -1]
+        keyword = cache_keyword(lm)
+        names = inspect.signature(_base(lm).forward).parameters
+        last = {"logits_to_keep": 1} if "logits_to_keep" in names else {}
+        out = lm(input_ids=prompt[:1].contiguous(), use_cache=True, **last)  # one shared
+        past, logits = cache_of(out), out.logits[:, -1].expand(n, -1)      # prompt, once
+        if hasattr(past, "batch_repeat_interleave"):
+            past.batch_repeat_interleave(n)
+        else:  # a cache that cannot be copied across rows: the prompt for every row
+            out = lm(input_ids=prompt.contiguous(), use_cache=True, **last)
+            past, logits = cache_of(out), out.logits[:, -1]
         banned = self.banned
         steps = min(max_length + 1, self.max_tokens() - prompt.shape[1])
         drawn = torch.full((n, max(steps, 0)), self.eos, dtype=torch.long, device=device)
-        done = torch.zeros(n, dtype=torch.bool, device=device)
+        live = torch.arange(n, device=device)  # rows still writing (the cache's rows)
+        done = torch.zeros(n, dtype=torch.bool, device=device)  # a cache that cannot drop
         for step in range(steps):
             nxt = draw_token(logits, temperature, top_p, generator, banned=banned)
             nxt = torch.where(done, torch.full_like(nxt, self.eos), nxt)
-            drawn[:, step] = nxt
+            drawn[live, step] = nxt
             done |= nxt == self.eos
             if bool(done.all()) or step == steps - 1:
                 break
-            out = lm(input_ids=nxt[:, None], past_key_values=past, use_cache=True)
-            past, logits = out.past_key_values, out.logits[:, -1]
+            if bool(done.any()) and hasattr(past, "batch_select_indices"):
+                going = torch.nonzero(~done).squeeze(1)  # finished rows leave the batch
+                past.batch_select_indices(going)
+                live, nxt, done = live[going], nxt[going], done[going]
+            out = lm(input_ids=nxt[:, None], use_cache=True, **{keyword: past})
+            past, logits = cache_of(out), out.logits[:, -1]
         texts = []
         for row in drawn.cpu().tolist():
             end = row.index(self.eos) if self.eos in row else len(row)
@@ -234,7 +343,7 @@ class HFBackend:
                   for name, p in self.wrapper.lm.named_parameters() if p.requires_grad}
         state = {"backend": self.kind, "model_dir": self.model_dir,
                  "lora_rank": self.lora_rank, "lora_targets": self.lora_targets,
-                 "record_format": self.record_format}
+                 "lora_layers": self.lora_layers, "record_format": self.record_format}
         card = Path(self.model_dir) / "dpsynth_model_card.json"
         if card.is_file():  # the base model's licence, pretraining corpus and DP caveat
             state["base_model_card"] = json.loads(card.read_text(encoding="utf-8"))
@@ -244,7 +353,8 @@ class HFBackend:
     def from_state(cls, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> HFBackend:
         backend = cls.load(str(state["model_dir"]), lora_rank=int(state["lora_rank"]), seed=0,
                            lora_targets=str(state.get("lora_targets", ALL_LINEAR)),
-                           record_format=str(state.get("record_format", records.LEGACY)))
+                           record_format=str(state.get("record_format", records.LEGACY)),
+                           lora_layers=_optional_int(state.get("lora_layers")))
         params = dict(backend.wrapper.lm.named_parameters())
         saved = {k.removeprefix("model."): v for k, v in arrays.items()
                  if k.startswith("model.")}
@@ -259,6 +369,10 @@ class HFBackend:
                                            f"model's is {tuple(params[name].shape)}.")
                 params[name].copy_(torch.from_numpy(value.copy()))
         return backend
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 __all__ = ["HFBackend"]

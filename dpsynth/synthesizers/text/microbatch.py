@@ -39,7 +39,13 @@ class ChunkedLoss:
         self.losses: list[torch.Tensor] = []
 
     def _chunks(self) -> list[torch.Tensor]:
-        return list(torch.split(self.batch, self.chunk))
+        """The batch's records by length, in chunks: each chunk is padded only to its own
+        longest record (the clipped sum, the loss and so the step do not depend on the
+        order of the records)."""
+        weights = self.batch[:, 1]
+        positions = torch.arange(weights.shape[1], device=weights.device)
+        last = ((weights != 0) * positions).amax(dim=1)
+        return list(torch.split(self.batch[torch.argsort(last, stable=True)], self.chunk))
 
     def _forward(self, part: torch.Tensor) -> Any:
         with autocast(self.batch.device, self.precision):

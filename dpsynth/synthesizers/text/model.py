@@ -247,19 +247,102 @@ def draw_token(logits: torch.Tensor, temperature: float, top_p: float,
     ``temperature=0`` is greedy; ``banned`` ids are never drawn. Draws come from the CPU
     ``generator`` (reproducible on any device).
     """
-    logits = logits.float().clone()
-    if banned:
-        logits[:, list(banned)] = float("-inf")
+    if temperature > 0 and top_p < 1.0:  # by blocks of rows that stay in the CPU cache
+        block = _DRAW_ROWS if logits.device.type == "cpu" else max(len(logits), 1)
+        return torch.cat([_nucleus_draw(_scaled(rows, temperature, banned), top_p, generator)
+                          for rows in logits.split(block)])
+    logits = _scaled(logits, 1.0, banned)
     if temperature <= 0:
         return logits.argmax(dim=-1)
     probs = (logits / temperature).softmax(dim=-1)
-    if top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        drop = sorted_p.cumsum(dim=-1) - sorted_p > top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(1, order, sorted_p)
-    probs = probs / probs.sum(dim=-1, keepdim=True)
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+
+
+def _scaled(logits: torch.Tensor, temperature: float, banned: tuple[int, ...]) -> torch.Tensor:
+    """A float32 copy of ``logits`` divided by ``temperature``, ``banned`` ids at -inf."""
+    out = logits.to(torch.float32, copy=True)
+    if banned:
+        out[:, list(banned)] = float("-inf")
+    return out if temperature == 1 else out.div_(temperature)
+
+
+#: Rows of logits drawn together: a block of the vocabulary-wide passes stays in the CPU
+#: cache (the passes over 256 rows of 49,152 logits at once were bound by memory).
+_DRAW_ROWS = 8
+
+
+#: How many likeliest tokens :func:`_sorted_nucleus_draw` sorts first, in turn; a row whose
+#: candidates hold less than the nucleus mass goes on to the next size, the last is a full
+#: sort (a 49,152-way sort of every row at every token dominated the HF sampling).
+_NUCLEUS_CANDIDATES = (256, 2048)
+
+
+def _nucleus_draw(logits: torch.Tensor, top_p: float,
+                  generator: torch.Generator) -> torch.Tensor:
+    """One token per row of ``logits``, drawn from the row's top-``top_p`` nucleus.
+
+    The nucleus of Holtzman et al. ("The Curious Case of Neural Text Degeneration", ICLR
+    2020): the likeliest tokens in order while the mass before them is at most ``top_p``,
+    renormalised (tokens tied at its edge are all in). A token drawn from the whole
+    distribution is in the nucleus exactly when the tokens likelier than it hold at most
+    ``top_p``; so a draw from the whole distribution, kept when it is inside and drawn again
+    otherwise, is a draw from the renormalised nucleus (rejection sampling), without
+    sorting the vocabulary. Uniforms come from the CPU ``generator``.
+    """
+    n, vocab = logits.shape
+    probs = logits.softmax(dim=-1)
+    out = torch.empty(n, dtype=torch.long, device=logits.device)
+    rows = torch.arange(n, device=logits.device)
+    zero = torch.zeros((), dtype=probs.dtype, device=probs.device)
+    for _ in range(_REJECTION_ROUNDS):  # a draw from the whole distribution, kept when in
+        part = probs if len(rows) == n else probs[rows]  # the nucleus: the mass likelier
+        cdf = part.cumsum(dim=-1)                         # than it is at most top_p
+        uniform = torch.rand(len(rows), generator=generator, dtype=torch.float64)
+        at = torch.searchsorted(cdf, (uniform.to(cdf) * cdf[:, -1])[:, None],
+                                right=True).clamp_(max=vocab - 1)
+        mass = torch.where(part > part.gather(1, at), part, zero).sum(dim=-1)
+        inside = mass <= top_p
+        out[rows[inside]] = at[inside].squeeze(1)
+        rows = rows[~inside]
+        if not len(rows):
+            return out
+    logits = logits[rows]
+    rest = _sorted_nucleus_draw(logits, top_p, generator)
+    out[rows] = rest
+    return out
+
+
+#: Rejection rounds of :func:`_nucleus_draw` before the rows left are drawn by sorting (a
+#: round keeps a row with probability its nucleus mass, about ``top_p``).
+_REJECTION_ROUNDS = 4
+
+
+def _sorted_nucleus_draw(logits: torch.Tensor, top_p: float,
+                         generator: torch.Generator) -> torch.Tensor:
+    """:func:`_nucleus_draw` by sorting the likeliest candidates (see the module's
+    ``_NUCLEUS_CANDIDATES``), for rows whose nucleus is small."""
+    n, vocab = logits.shape
+    uniform = torch.rand(n, generator=generator, dtype=torch.float64).to(logits.device)
+    log_total = torch.logsumexp(logits, dim=-1, keepdim=True)
+    out = torch.empty(n, dtype=torch.long, device=logits.device)
+    rows = torch.arange(n, device=logits.device)
+    for k in (*(c for c in _NUCLEUS_CANDIDATES if c < vocab), vocab):
+        part = logits[rows]
+        top, order = part.topk(k, dim=-1) if k < vocab else part.sort(dim=-1,
+                                                                        descending=True)
+        kept = (top.double() - log_total[rows].double()).exp()
+        settled = kept.sum(dim=-1) > top_p if k < vocab else torch.ones_like(
+            kept[:, 0], dtype=torch.bool)
+        kept = kept[settled]
+        kept = kept.masked_fill(kept.cumsum(dim=-1) - kept > top_p, 0.0)
+        cdf = kept.cumsum(dim=-1)
+        at = torch.searchsorted(cdf, (uniform[rows[settled]] * cdf[:, -1])[:, None],
+                                right=True).clamp_(max=k - 1)
+        out[rows[settled]] = order[settled].gather(1, at).squeeze(1)
+        rows = rows[~settled]
+        if not len(rows):
+            break
+    return out
 
 
 @torch.no_grad()

@@ -106,6 +106,7 @@ from dpsynth.accounting import Event, NoiseSource, PureDPEvent, pld_epsilon
 from dpsynth.accounting.analysis import PLD_INTERVAL
 from dpsynth.errors import PrivacyError
 from dpsynth.synthesizers.text import codec
+from dpsynth.synthesizers.text.hf import cache_keyword, cache_of
 
 #: How the token draws and the sparse-vector runs are described in the ledger.
 MECHANISM = "exponential (clipped-logit softmax)"
@@ -277,13 +278,12 @@ class HFSession:
         self.mask = mask.to(device)
         self.position = (self.mask.cumsum(-1) - 1).clamp(min=0)
         names = inspect.signature(lm.forward).parameters
-        # transformers 5 renamed past_key_values to cache (the old name warns)
-        self.cache_kw = "cache" if "cache" in names else "past_key_values"
+        self.cache_kw = cache_keyword(lm)  # transformers 5's cache= or past_key_values=
         extra = {"logits_to_keep": 1} if "logits_to_keep" in names else {}  # last logits only
         with torch.no_grad():
             out = lm(input_ids=ids.to(device), attention_mask=self.mask,
                      position_ids=self.position, use_cache=True, **extra)
-        self.past, self._logits = _cache_of(out), out.logits[:, -1].float()
+        self.past, self._logits = cache_of(out), out.logits[:, -1].float()
         self.position = self.position[:, -1:]
 
     def logits(self) -> torch.Tensor:
@@ -301,12 +301,7 @@ class HFSession:
         self.position = self.position + 1
         out = self.lm(input_ids=tokens[:, None].to(self.mask.device), attention_mask=self.mask,
                       position_ids=self.position, use_cache=True, **{self.cache_kw: self.past})
-        self.past, self._logits = _cache_of(out), out.logits[:, -1].float()
-
-
-def _cache_of(out: Any) -> Any:
-    found = getattr(out, "cache", None)
-    return found if found is not None else out.past_key_values
+        self.past, self._logits = cache_of(out), out.logits[:, -1].float()
 
 
 class HFPredictor:

@@ -125,6 +125,10 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
     lora_targets:
         Modules that get LoRA adapters: ``"all-linear"`` or comma-separated module names
         (``"q_proj,v_proj"``: fewer noisy coordinates under DP).
+    lora_layers:
+        Adapters only in the top ``lora_layers`` decoder blocks of a ``model_dir`` model
+        (``None``: every block). The backward pass stops at the lowest adapted block, so a
+        training step costs less (see ``docs/benchmarks.md``, "Text speed on CPU").
     micro_batch_size:
         Records per physical chunk of a logical DP-SGD batch (virtual batches, see
         :mod:`~dpsynth.synthesizers.text.microbatch`): the clipped sums of the chunks are
@@ -166,6 +170,10 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
     precision:
         ``"float32"`` or ``"bfloat16"`` (autocast of the forward pass: about twice as fast
         on CPUs with AVX512-BF16 and on recent GPUs; the clipping bound holds either way).
+        A ``model_dir`` model samples from a copy whose weights (adapters merged) are cast
+        to bfloat16 once, with ``"bfloat16"`` and, with ``"float32"`` too, where the device
+        computes bfloat16 natively (CPUs with AVX512-BF16 or AMX, CUDA): sampling is
+        post-processing and its log-likelihoods moved by about 0.002 nats per token.
     """
 
     default_max_length = DEFAULT_MAX_LENGTH
@@ -185,8 +193,8 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
                  discovery_fraction: float = 0.1, max_length: int | None = None,
                  pretrained: str | None = "byte-small", model_dir: str | None = None,
                  lora_rank: int = 8, lora_targets: str = "all-linear",
-                 micro_batch_size: int | None = None, trainable: str = "auto",
-                 epochs: float = 3.0,
+                 lora_layers: int | None = None, micro_batch_size: int | None = None,
+                 trainable: str = "auto", epochs: float = 3.0,
                  batch_size: int = 128, max_grad_norm: float = 1.0,
                  learning_rate: float | None = None,
                  control_fraction: float = 0.05, release_controls: bool = True,
@@ -205,6 +213,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         self.model_dir = model_dir
         self.lora_rank = lora_rank
         self.lora_targets = lora_targets
+        self.lora_layers = lora_layers
         self.micro_batch_size = micro_batch_size
         self.trainable = trainable
         self.control_fraction = control_fraction
@@ -437,9 +446,20 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         if self.model_dir is not None:
             from dpsynth.synthesizers.text.hf import HFBackend
 
-            return HFBackend.load(str(self.model_dir), lora_rank=int(self.lora_rank), seed=seed,
-                                  lora_targets=str(self.lora_targets))
+            backend = HFBackend.load(str(self.model_dir), lora_rank=int(self.lora_rank),
+                                     seed=seed, lora_targets=str(self.lora_targets),
+                                     lora_layers=(None if self.lora_layers is None
+                                                  else int(self.lora_layers)))
+            backend.sample_precision = self._sample_precision()
+            return backend
         return ByteBackend.create(self.pretrained, self._scratch_config(), seed)
+
+    def _sample_precision(self) -> str:
+        """An HF model samples from bfloat16 weights with ``precision="bfloat16"`` and, as
+        ``"auto"``, where the device computes bfloat16 natively (sampling is
+        post-processing; on held-out tweets the NLL moved by about 0.002 nats per token,
+        see ``docs/benchmarks.md``, "Text speed on CPU")."""
+        return "bfloat16" if self.precision == "bfloat16" else "auto"
 
     # -- sampling and scoring -------------------------------------------------------------
     def _sample(self, n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -535,7 +555,9 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         if state.get("backend") == "hf":
             from dpsynth.synthesizers.text.hf import HFBackend
 
-            backend: TextBackend = HFBackend.from_state(state, arrays)
+            loaded = HFBackend.from_state(state, arrays)
+            loaded.sample_precision = self._sample_precision()
+            backend: TextBackend = loaded
         else:
             backend = ByteBackend.from_state(state, arrays)
         self.device_ = resolve_device(self.device, type(self).__name__, strict=False)

@@ -1,0 +1,197 @@
+"""The CPU speed levers of HF text models (issue 17): adapters in the top blocks only,
+sampling from a merged bfloat16 copy, and the nucleus drawn from the likeliest candidates.
+
+Logic only, on the tiny random llama model (no timing; the speed is measured by
+``benchmarks/bench_text_speed.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+pytest.importorskip("tokenizers")
+
+import tiny_models  # noqa: E402
+
+from dpsynth.errors import ParameterError  # noqa: E402
+from dpsynth.schema import Column, Schema  # noqa: E402
+from dpsynth.synthesizers import BaseSynthesizer  # noqa: E402
+from dpsynth.synthesizers.text import DPTextSynthesizer  # noqa: E402
+from dpsynth.synthesizers.text import model as text_model  # noqa: E402
+from dpsynth.synthesizers.text.hf import HFBackend, n_blocks  # noqa: E402
+
+TEXTS = ["the printer is broken again", "please reset my password", "my invoice is wrong"]
+
+pytestmark = pytest.mark.usefixtures("no_network")  # one torch thread: conftest
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    return tiny_models.write_tiny_model(tmp_path_factory.mktemp("lm"), "llama",
+                                        texts=TEXTS * 5)
+
+
+def frame() -> tuple[pd.DataFrame, Schema]:
+    df = pd.DataFrame({"kind": ["hw", "acct", "bill"] * 20, "text": TEXTS * 20})
+    schema = Schema((Column("kind", "categorical", categories=("hw", "acct", "bill")),
+                     Column("text", "text", max_length=16)))
+    return df, schema
+
+
+def _adapted_blocks(backend: HFBackend) -> set[int]:
+    names = [n for n, p in backend.module.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n for n in names)
+    return {int(n.split(".layers.")[1].split(".")[0]) for n in names}
+
+
+def test_adapters_only_in_the_top_blocks(llama_dir):
+    every = HFBackend.load(llama_dir, lora_rank=2, seed=0)
+    depth = n_blocks(every.module.lm)
+    assert depth >= 2 and _adapted_blocks(every) == set(range(depth))
+    top = HFBackend.load(llama_dir, lora_rank=2, seed=0, lora_layers=1)
+    assert _adapted_blocks(top) == {depth - 1}
+    assert top.lora_layers == 1
+    names = {n.rsplit(".", 2)[0] for n, p in top.module.named_parameters() if p.requires_grad}
+    assert any("mlp" in n for n in names) and any("self_attn" in n for n in names)
+    attention = HFBackend.load(llama_dir, lora_rank=2, seed=0, lora_layers=1,
+                               lora_targets="q_proj,v_proj")
+    assert _adapted_blocks(attention) == {depth - 1}
+    assert all(("q_proj" in n or "v_proj" in n) for n, p in
+               attention.module.named_parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("layers", [0, -1, 1.5, "2"])
+def test_invalid_lora_layers_is_a_parameter_error(llama_dir, layers):
+    df, schema = frame()
+    with pytest.raises(ParameterError, match="lora_layers"):
+        DPTextSynthesizer(epsilon=math.inf, model_dir=llama_dir, lora_rank=2,
+                          lora_layers=layers, epochs=1, batch_size=16).fit(df, schema)
+
+
+def test_more_lora_layers_than_blocks_is_a_parameter_error(llama_dir):
+    with pytest.raises(ParameterError, match="lora_layers"):
+        HFBackend.load(llama_dir, lora_rank=2, seed=0, lora_layers=99)
+
+
+def test_lora_layers_and_bfloat16_sampling_survive_save_and_load(llama_dir, tmp_path):
+    df, schema = frame()
+    synth = DPTextSynthesizer(epsilon=3.0, model_dir=llama_dir, lora_rank=2, lora_layers=1,
+                              epochs=1, batch_size=16, precision="bfloat16",
+                              random_state=0).fit(df, schema)
+    assert synth.backend_.lora_layers == 1 and synth.grad_sample_mode_ == "bookkeeping"
+    out = synth.sample(6, random_state=0)
+    assert out.text.map(lambda t: isinstance(t, str)).all()
+    synth.save(tmp_path / "fitted")
+    again = BaseSynthesizer.load(tmp_path / "fitted")
+    assert again.backend_.lora_layers == 1
+    assert again.backend_.sample_precision == "bfloat16"
+    assert _adapted_blocks(again.backend_) == _adapted_blocks(synth.backend_)
+    assert again.sample(6, random_state=0).equals(out)
+    assert np.allclose(again.score_records(df.head(5)), synth.score_records(df.head(5)),
+                       atol=1e-5)
+
+
+def test_bfloat16_sampling_copy_merges_the_adapters_and_follows_the_weights(llama_dir):
+    backend = HFBackend.load(llama_dir, lora_rank=2, seed=0)
+    backend.sample_precision = "bfloat16"
+    copy = backend._sampler()
+    assert all(p.dtype == torch.bfloat16 for p in copy.parameters())
+    assert not any("lora_" in n for n, _ in copy.named_parameters())  # merged
+    assert backend._sampler() is copy  # kept while the weights stay
+    assert all(p.dtype == torch.float32 for p in backend.module.parameters())  # untouched
+    coded = torch.from_numpy(backend.code(TEXTS, [""] * 3, 16))
+    with torch.no_grad():
+        want = backend.module(coded[:, 0])
+        got = copy(input_ids=coded[:, 0]).logits.float()
+    assert torch.allclose(got.log_softmax(-1), want.log_softmax(-1), atol=0.1)
+    with torch.no_grad():  # a training step changes an adapter: a new copy
+        next(p for n, p in backend.module.named_parameters() if ".lora_B." in n).add_(0.5)
+    assert backend._sampler() is not copy
+    vocab = len(backend.tokenizer)
+    texts = backend.generate("", 8, max_length=10, temperature=1.0, top_p=0.9,
+                             generator=torch.Generator().manual_seed(0))
+    assert len(texts) == 8 and all(isinstance(t, str) for t in texts)
+    ids = [i for t in texts for i in backend._ids(t)]
+    assert all(0 <= i < vocab for i in ids)
+    backend.sample_precision = "float32"
+    assert backend._sampler() is backend.module.lm
+
+
+def _exact_nucleus(logits: torch.Tensor, top_p: float) -> list[set[int]]:
+    probs = logits.softmax(-1)
+    ordered, order = probs.sort(-1, descending=True)
+    keep = ordered.cumsum(-1) - ordered <= top_p
+    return [set(order[r][keep[r]].tolist()) for r in range(len(logits))]
+
+
+@pytest.mark.parametrize("scale", [0.2, 1.5, 4.0])  # full sort, 2,048 and 256 candidates
+def test_nucleus_from_candidates_is_the_full_sort_nucleus(scale):
+    logits = torch.randn(3, 3000, generator=torch.Generator().manual_seed(0)) * scale
+    nucleus = _exact_nucleus(logits, 0.9)
+    gen = torch.Generator().manual_seed(1)
+    draws = torch.stack([text_model.draw_token(logits, 1.0, 0.9, gen) for _ in range(400)])
+    for r in range(3):
+        assert set(draws[:, r].tolist()) <= nucleus[r]
+    top = logits.softmax(-1).argmax(-1)  # the likeliest token at its renormalised share
+    share = logits.softmax(-1).max(-1).values / torch.tensor(
+        [logits.softmax(-1)[r, list(nucleus[r])].sum() for r in range(3)])
+    freq = (draws == top).double().mean(0)
+    assert torch.all((freq - share).abs() < 4 * torch.sqrt(share * (1 - share) / 400) + 0.01)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_sampling_precision_follows_the_device(llama_dir, monkeypatch, native):
+    from dpsynth._util import device
+
+    monkeypatch.setattr(device, "_CPU_BF16", [native])
+    assert device.fast_bfloat16(torch.device("cpu")) is native
+    df, schema = frame()
+    synth = DPTextSynthesizer(epsilon=math.inf, model_dir=llama_dir, lora_rank=2, epochs=1,
+                              batch_size=16, random_state=0).fit(df, schema)
+    backend = synth.backend_
+    assert backend.sample_precision == "auto"
+    sampler = backend._sampler()
+    assert (sampler is not backend.module.lm) is native
+    assert next(sampler.parameters()).dtype == (torch.bfloat16 if native else torch.float32)
+
+
+def test_micro_batches_group_records_of_similar_length():
+    from dpsynth.synthesizers.text.microbatch import ChunkedLoss
+
+    lengths = [10, 2, 9, 3, 8, 1]
+    batch = torch.zeros((len(lengths), 2, 12), dtype=torch.long)
+    for i, k in enumerate(lengths):
+        batch[i, 0, :k + 1] = i + 1
+        batch[i, 1, 1:k + 1] = 1
+    chunks = ChunkedLoss(lambda part, crit: None, None, batch, 2, "float32")._chunks()
+    got = [sorted(lengths[int(r) - 1] for r in c[:, 0, 0]) for c in chunks]
+    assert got == [[1, 2], [3, 8], [9, 10]]
+    assert torch.equal(torch.cat(chunks)[:, 0, 0].sort().values, batch[:, 0, 0].sort().values)
+
+
+def test_cli_lora_layers_reaches_the_saved_model(llama_dir, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from dpsynth.commands.text import register
+
+    root = typer.Typer()
+    root.callback()(lambda: None)
+    register(root)
+    df, schema = frame()
+    df.to_csv(tmp_path / "t.csv", index=False)
+    schema.save(tmp_path / "s.yaml")
+    result = CliRunner().invoke(root, [
+        "text", "fit", str(tmp_path / "t.csv"), "--schema", str(tmp_path / "s.yaml"),
+        "--out", str(tmp_path / "m"), "--model-dir", llama_dir, "--lora-rank", "2",
+        "--lora-layers", "1", "--epsilon", "3", "--epochs", "0.5", "--batch-size", "16",
+        "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    assert BaseSynthesizer.load(tmp_path / "m").backend_.lora_layers == 1
