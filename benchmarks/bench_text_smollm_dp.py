@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -32,15 +31,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_text import load_split, schema_for  # noqa: E402
+from bench_text_smollm import peak_rss_gb  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.synthesizers.text import DPTextSynthesizer, smollm  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_smollm_dp.json"
-
-
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def main() -> None:
