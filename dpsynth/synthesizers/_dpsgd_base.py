@@ -284,7 +284,7 @@ class DPSGDSynthesizer(BaseSynthesizer):
         learning rate over the run: ``"constant"`` or ``"cosine"`` (see :func:`lr_scheduler`).
         """
         batch = int(batch_size) if batch_size is not None else self._batch_size(len(rows))
-        if plan is None or recorder is None:
+        if plan is None or recorder is None:  # not runs_private(...), spelled for mypy
             q = batch / len(rows)
             steps = _dpsgd.steps_for(float(self.epochs), q)
             loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(
@@ -343,6 +343,12 @@ class DPSGDSynthesizer(BaseSynthesizer):
         return log, training.mode
 
 
+def runs_private(plan: DPSGDPlan | None, recorder: SpendRecorder | None) -> bool:
+    """Whether :meth:`DPSGDSynthesizer._train` runs DP-SGD (a plan and a recorder) or the
+    plain, non-private reference."""
+    return plan is not None and recorder is not None
+
+
 #: Learning rate schedules over a training run (``schedule=`` of ``_train``).
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -374,4 +380,5 @@ def _unwrap(wrapped: Any) -> None:
             method()
 
 
-__all__ = ["DPSGDSynthesizer", "Objective", "autocast", "make_step", "number", "trainable"]
+__all__ = ["DPSGDSynthesizer", "Objective", "autocast", "make_step", "number", "runs_private",
+           "trainable"]

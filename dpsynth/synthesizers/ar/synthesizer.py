@@ -37,6 +37,7 @@ from dpsynth.synthesizers._dpsgd_base import (
     DPSGDSynthesizer,
     Objective,
     number,
+    runs_private,
 )
 from dpsynth.synthesizers.ar import sampling
 from dpsynth.synthesizers.ar.model import ARConfig, RowLoss, build_model
@@ -160,7 +161,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
                               "bfloat16" if device.type == "cuda" else "float32")
         log, mode = self._train(model, rows, objective, plan=dpsgd, recorder=recorder,
                                 noise=noise, learning_rate=self._learning_rate(
-                                    dpsgd is not None and recorder is not None),
+                                    runs_private(dpsgd, recorder)),
                                 name="dpar", sampling=sampling_source, rep=rep,
                                 batch_size=batch, schedule=str(self.lr_schedule))
         self.grad_sample_mode_ = mode
