@@ -196,7 +196,9 @@ class HFBackend:
         pad = tokenizer.pad_token_id
         self.pad = int(pad if pad is not None else eos)
         self.banned: tuple[int, ...] = (self.pad,) if self.pad != self.eos else ()
-        if record_format == records.PLAIN:
+        #: What a record's text is coded behind (a space in the current plain format).
+        self.lead = records.text_lead(record_format)
+        if record_format in records.PLAIN_FORMATS:
             plain = records.separator(tokenizer)
             if plain is not None:  # the BOS/EOS are chat-template tokens: plain separators
                 self.bos, self.eos = plain
@@ -245,13 +247,24 @@ class HFBackend:
 
     def _head(self, head: str) -> str:
         """The record header as the model reads it (plain text, see :mod:`.records`)."""
-        return records.plain_header(head) if self.record_format == records.PLAIN else head
+        if self.record_format in records.PLAIN_FORMATS:
+            return records.plain_header(head, self.record_format)
+        return head
+
+    def text_ids(self, text: str, max_length: int) -> list[int]:
+        """The first ``max_length`` token ids of a record's text, behind its lead."""
+        return self._ids(self.lead + text)[:max_length]
+
+    def decode_text(self, ids: Sequence[int]) -> str:
+        """A record's text from its token ids (the lead removed)."""
+        text = str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+        return text[len(self.lead):] if self.lead and text.startswith(self.lead) else text
 
     def code(self, texts: Sequence[str], headers: Sequence[str], max_length: int) -> np.ndarray:
         rows = []
         for head, text in zip(headers, texts, strict=True):
             h = self._ids(self._head(head))
-            t = self._ids(text)[:max_length]
+            t = self.text_ids(text, max_length)
             rows.append(([self.bos, *h, *t, self.eos], 1 + len(h)))
         room = self.max_tokens()
         length = min(room, max((len(ids) for ids, _ in rows), default=2))
@@ -331,7 +344,7 @@ class HFBackend:
         texts = []
         for row in drawn.cpu().tolist():
             end = row.index(self.eos) if self.eos in row else len(row)
-            texts.append(self.tokenizer.decode(row[:end], skip_special_tokens=True))
+            texts.append(self.decode_text(row[:end]))
         return texts
 
     def to(self, device: torch.device) -> None:

@@ -319,14 +319,14 @@ class HFPredictor:
         new = [b.bos, *b._ids(b._head(head))]
         if example is None:
             return new
-        shown = [b.bos, *b._ids(b._head(head)), *b._ids(example)[:max_length], b.eos]
+        shown = [b.bos, *b._ids(b._head(head)), *b.text_ids(example, max_length), b.eos]
         return shown + (new[1:] if b.bos == b.eos else new)
 
     def open(self, prompts: list[list[int]]) -> HFSession:
         return HFSession(self.lm, prompts, int(self.backend.pad), self.device)
 
     def decode(self, ids: list[int]) -> str:
-        return str(self.backend.tokenizer.decode(ids, skip_special_tokens=True))
+        return str(self.backend.decode_text(ids))
 
     def max_tokens(self) -> int:
         return int(self.backend.max_tokens())

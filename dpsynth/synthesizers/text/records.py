@@ -8,6 +8,13 @@ written as plain text between document separators::
     <|endoftext|>kind: billing
     text: my invoice is wrong<|endoftext|>
 
+The header ends at ``text:`` and the record's text is coded with its leading space (`` my
+invoice…``). A byte-pair tokenizer joins a word to the space before it (``Ġmy``); a header
+that ended with the space left it as a token of its own, after which the pretrained model
+expects a word *without* a space: digits, code, dates (measured on SmolLM2: its first tokens
+after ``text: `` were ``1``, ``2020``, ``1e29``…). Models saved with that older format
+(:data:`PLAIN_V1`) keep it.
+
 The separator is the tokenizer's end-of-text token when the beginning-of-sequence token is part
 of its chat template, else its own BOS/EOS as before. Sampling never draws another special
 token, so no chat-template token can appear in a sample.
@@ -20,20 +27,29 @@ from typing import Any
 from dpsynth.synthesizers.text import codec
 
 #: Format tag saved with a fitted model (models saved before it used the byte codec's header).
-PLAIN = "plain-v1"
+PLAIN = "plain-v2"
+#: The first plain format: the header ended with ``text: `` and the text had no leading space.
+PLAIN_V1 = "plain-v1"
+PLAIN_FORMATS = (PLAIN, PLAIN_V1)
 LEGACY = "codec"
 TEXT_FIELD = "text"
 _END_OF_TEXT = ("<|endoftext|>", "</s>", "<eos>")
 
 
-def plain_header(head: str) -> str:
-    """The byte codec's header ``k=v<US>k2=v2<RS>`` as ``k: v\\nk2: v2\\ntext: ``."""
+def plain_header(head: str, record_format: str = PLAIN) -> str:
+    """The byte codec's header ``k=v<US>k2=v2<RS>`` as ``k: v\\nk2: v2\\ntext:`` (with a
+    trailing space in :data:`PLAIN_V1`)."""
     lines = []
     body = head.removesuffix(codec.HEADER_END)
     for field in body.split(codec.FIELD_SEP) if body else ():
         key, _, value = field.partition("=")
         lines.append(f"{key}: {value}\n")
-    return "".join(lines) + f"{TEXT_FIELD}: "
+    return "".join(lines) + f"{TEXT_FIELD}:" + (" " if record_format == PLAIN_V1 else "")
+
+
+def text_lead(record_format: str) -> str:
+    """What the record's text is coded behind: a space in :data:`PLAIN`, else nothing."""
+    return " " if record_format == PLAIN else ""
 
 
 def _chat_tokens(tokenizer: Any) -> set[str]:
@@ -68,4 +84,5 @@ def banned_ids(tokenizer: Any, end: int) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
-__all__ = ["LEGACY", "PLAIN", "banned_ids", "plain_header", "separator"]
+__all__ = ["LEGACY", "PLAIN", "PLAIN_FORMATS", "PLAIN_V1", "banned_ids", "plain_header",
+           "separator", "text_lead"]

@@ -98,6 +98,8 @@ def test_records_are_plain_text_and_no_chat_token_is_ever_drawn(tiny_dir):
     coded = backend.code(["hello there"], [synth._headers(df.head(1))[0]], 16)
     decoded = tokenizer.decode(coded[0, 0][coded[0, 0] != backend.pad].tolist())
     assert decoded == "<|endoftext|>kind: hw\ntext: hello there<|endoftext|>"
+    tokens = tokenizer.convert_ids_to_tokens(coded[0, 0].tolist())
+    assert tokens[tokens.index("text") + 1:][:2] == [":", "Ġhello"]  # no lone space token
     chat_ids = {tokenizer.convert_tokens_to_ids(t) for t in CHAT}
     assert chat_ids <= set(backend.banned) and backend.eos not in backend.banned
     assert not chat_ids & set(coded[0, 0].tolist())
@@ -167,8 +169,19 @@ def test_plain_header_reads_like_text():
     from dpsynth.synthesizers.text import codec
 
     assert records.plain_header(codec.header({"topic": "sport", "lang": "en"})) == \
-        "topic: sport\nlang: en\ntext: "
-    assert records.plain_header("") == "text: "
+        "topic: sport\nlang: en\ntext:"
+    assert records.plain_header("") == "text:"
+    assert records.plain_header("", records.PLAIN_V1) == "text: "  # models saved before
+
+
+def test_text_is_coded_behind_its_space_and_decoded_without_it(tiny_dir):
+    new = HFBackend.load(tiny_dir, lora_rank=0, seed=0)
+    old = HFBackend.load(tiny_dir, lora_rank=0, seed=0, record_format=records.PLAIN_V1)
+    for text in ("Just watched it!", " two spaces", "\nline"):
+        ids = new.text_ids(text, 64)
+        assert new.decode_text(ids) == text and old.decode_text(old.text_ids(text, 64)) == text
+    assert new.tokenizer.convert_ids_to_tokens(new.text_ids("Just", 4)) == ["ĠJust"]
+    assert old.tokenizer.convert_ids_to_tokens(old.text_ids("Just", 4)) == ["Just"]
 
 
 def test_text_fit_without_model_dir_picks_smollm2(smollm_dir):
