@@ -152,12 +152,12 @@ def quality(real: pd.DataFrame, synthetic: pd.DataFrame, train: pd.DataFrame,
 
 def audits(synth: DPTextSynthesizer, train: pd.DataFrame, holdout: pd.DataFrame,
            synthetic: pd.DataFrame, canaries: list, repeats: list, donor: str,
-           rng: np.random.Generator) -> dict[str, Any]:
+           rng: np.random.Generator, n_candidates: int = 2000) -> dict[str, Any]:
     def score(texts: list[str]) -> np.ndarray:
         return synth.score_records(pd.DataFrame({"source": donor, "text": texts}))
 
     found = exposures(score, canaries, [r > 0 for r in repeats], digits=6,
-                      template=DEFAULT_TEMPLATE, n_candidates=2000, rng=rng)
+                      template=DEFAULT_TEMPLATE, n_candidates=n_candidates, rng=rng)
     by_repeat = {str(r): {"rank": float(np.mean([e.rank_exposure for e, k in
                                                  zip(found, repeats, strict=True) if k == r])),
                           "fitted": float(np.mean([e.fitted_exposure for e, k in
@@ -168,7 +168,7 @@ def audits(synth: DPTextSynthesizer, train: pd.DataFrame, holdout: pd.DataFrame,
                           random_state=0)
     verb = verbatim_reproduction(train.text, synthetic.text, holdout.text, random_state=0)
     pii = pii_reproduction(train.text, synthetic.text, holdout.text)
-    return {"canary_exposure": by_repeat, "max_measurable_exposure": math.log2(2001),
+    return {"canary_exposure": by_repeat, "max_measurable_exposure": math.log2(n_candidates + 1),
             "mia": _auc(mia), "mia_reference": _auc(ref),
             "verbatim": verb.to_dict(), "pii": pii.to_dict()}
 
