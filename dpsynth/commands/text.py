@@ -58,6 +58,18 @@ def _text_params(model_dir: Path | None, pretrained: str | None, lora_rank: int,
     return params
 
 
+def _lora_layers(value: str) -> int | str | None:
+    """``--lora-layers``: ``auto``, ``all`` (every block, ``None``) or an integer K."""
+    word = value.strip().lower()
+    if word in ("auto", "all"):
+        return None if word == "all" else "auto"
+    try:
+        return int(word)
+    except ValueError:
+        raise fail(f"--lora-layers must be auto, all or an integer, not {value!r}",
+                   EXIT_USAGE) from None
+
+
 @text_app.command("fit")
 def fit(
     data: Annotated[Path, typer.Argument(help="Private table with one text column.")],
@@ -75,11 +87,13 @@ def fit(
     lora_rank: Annotated[int, typer.Option(help="LoRA rank of an HF model (0: all "
                                            "weights).")] = 8,
     lora_targets: Annotated[str, typer.Option(
-        help="Modules with LoRA adapters: all-linear or names, e.g. q_proj,v_proj.")
-    ] = "all-linear",
-    lora_layers: Annotated[int | None, typer.Option(
+        help="Modules with LoRA adapters: auto, all-linear or names, e.g. q_proj,v_proj "
+        "(auto: q_proj,v_proj when the model has them, else all-linear; from Yu et al., "
+        "ICLR 2022).")] = "auto",
+    lora_layers: Annotated[str, typer.Option(
         help="LoRA adapters only in the top K decoder blocks (faster steps: the backward "
-        "pass stops early; default: every block).")] = None,
+        "pass stops early): an integer K, all (every block) or auto (the top min(8, "
+        "blocks); see docs/benchmarks.md, 'Text speed on CPU').")] = "auto",
     micro_batch_size: Annotated[int | None, typer.Option(
         help="Records per physical chunk of a logical batch (memory bound; default 16 for "
         "an HF model).")] = None,
@@ -93,8 +107,9 @@ def fit(
     max_length: Annotated[int | None, typer.Option(help="Text bytes/tokens kept per "
                                                    "record.")] = None,
     learning_rate: Annotated[float | None, typer.Option(
-        help="Adam learning rate (default: 4e-3 for a subset of the byte model, else "
-        "1e-3).")] = None,
+        help="Adam learning rate (default: 2e-2 for an HF model with LoRA under DP, tuned "
+        "on tweets by benchmarks/tune_text_smollm.py; 4e-3 for a subset of the byte model; "
+        "else 1e-3).")] = None,
     topics: Annotated[int, typer.Option(
         help="DP topic clusters of the text as a control code (the CTCL-style recipe for a "
         "corpus without a label): number of topics K >= 2, 0 = off.")] = 0,
@@ -159,7 +174,7 @@ def fit(
         frame = read_table(data, schema=table_schema)
         params = _text_params(model_dir, pretrained, lora_rank, trainable, epochs, batch_size,
                               max_length, learning_rate, True)
-        params.update(lora_targets=lora_targets, lora_layers=lora_layers,
+        params.update(lora_targets=lora_targets, lora_layers=_lora_layers(lora_layers),
                       micro_batch_size=micro_batch_size,
                       precision="bfloat16" if precision == "bf16" else precision)
         if topics:

@@ -31,13 +31,13 @@ def param_problems(synth: Any) -> list[str]:
         out.append(str(param_error("micro_batch_size", "None or an integer >= 1",
                                    synth.micro_batch_size, owner)))
     layers = synth.lora_layers
-    if layers is not None and (not number(layers, True) or layers < 1):
-        out.append(str(param_error("lora_layers", "None (every block) or an integer >= 1",
-                                   layers, owner)))
+    if layers is not None and layers != "auto" and (not number(layers, True) or layers < 1):
+        out.append(str(param_error("lora_layers", "'auto' (the top min(8, blocks)), None "
+                                   "(every block) or an integer >= 1", layers, owner)))
     targets = synth.lora_targets
     if not isinstance(targets, str) or not [t for t in targets.split(",") if t.strip()]:
-        out.append(str(param_error("lora_targets", "'all-linear' or comma-separated module "
-                                   "names", targets, owner)))
+        out.append(str(param_error("lora_targets", "'auto', 'all-linear' or comma-separated "
+                                   "module names", targets, owner)))
     if not number(synth.control_fraction) or not 0 < synth.control_fraction < 1:
         out.append(str(param_error("control_fraction", "a float in (0, 1)",
                                    synth.control_fraction, owner)))

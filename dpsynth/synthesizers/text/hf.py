@@ -20,7 +20,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,33 @@ def _import_transformers() -> Any:
 
 #: ``lora_targets`` value adapting every linear layer (peft's own keyword).
 ALL_LINEAR = "all-linear"
+#: ``lora_targets`` / ``lora_layers`` value resolved from the model when it is loaded
+#: (:func:`auto_lora_targets`, :func:`auto_lora_layers`).
+AUTO = "auto"
+#: What ``lora_targets="auto"`` adapts in a model that has both: the attention's query and
+#: value projections (Hu et al., ICLR 2022; Yu et al., ICLR 2022), the fewest noisy
+#: coordinates under DP.
+ATTENTION_TARGETS = "q_proj,v_proj"
+#: ``lora_layers="auto"``: adapters in the top 8 blocks at most (the speed measurement of
+#: ``docs/benchmarks.md``, "Text speed on CPU").
+AUTO_LORA_LAYERS = 8
+
+
+def auto_lora_targets(module_names: Iterable[str]) -> str:
+    """``lora_targets="auto"`` for a model with these module names: ``"q_proj,v_proj"``
+    when modules named both ``q_proj`` and ``v_proj`` exist (llama, SmolLM2, Mistral...),
+    else ``"all-linear"`` (GPT-2's fused ``c_attn``...)."""
+    leaves = {name.rsplit(".", 1)[-1] for name in module_names}
+    return ATTENTION_TARGETS if {"q_proj", "v_proj"} <= leaves else ALL_LINEAR
+
+
+def auto_lora_layers(lm: nn.Module) -> int | None:
+    """``lora_layers="auto"``: the top ``min(8, blocks)`` blocks (``None``, every block,
+    when the config names no number of blocks)."""
+    try:
+        return min(AUTO_LORA_LAYERS, n_blocks(lm))
+    except ModelFormatError:
+        return None
 
 
 def _lora(model: nn.Module, rank: int, seed: int, targets: str = ALL_LINEAR,
@@ -207,9 +234,11 @@ class HFBackend:
     @classmethod
     def load(cls, model_dir: str, *, lora_rank: int, seed: int,
              lora_targets: str = ALL_LINEAR, record_format: str = records.PLAIN,
-             lora_layers: int | None = None) -> HFBackend:
+             lora_layers: int | str | None = None) -> HFBackend:
         """Load from ``model_dir`` (local files only), in training mode, with LoRA if asked
-        (on the top ``lora_layers`` blocks only when given)."""
+        (on the top ``lora_layers`` blocks only when given). ``"auto"`` targets or layers
+        are resolved from the loaded model (:func:`auto_lora_targets`,
+        :func:`auto_lora_layers`) and the backend records the resolved values."""
         path = Path(model_dir)
         if not (path / "config.json").is_file():
             raise ParameterError(f"The 'model_dir' {model_dir!r} must be a local Hugging Face "
@@ -223,14 +252,18 @@ class HFBackend:
         except (OSError, ValueError) as exc:
             raise ModelFormatError(f"Cannot load a causal LM from {model_dir}: {exc}") from None
         lm.train()  # from_pretrained returns eval mode; Opacus needs training mode
-        if lora_layers is not None and not 1 <= int(lora_layers) <= n_blocks(lm):
-            raise ParameterError(f"lora_layers must be None or an integer in [1, "
+        if lora_targets == AUTO:
+            lora_targets = auto_lora_targets(name for name, _ in lm.named_modules())
+        layers = auto_lora_layers(lm) if lora_layers == AUTO else lora_layers
+        if layers is not None and (not isinstance(layers, int) or isinstance(layers, bool)
+                                   or not 1 <= layers <= n_blocks(lm)):
+            raise ParameterError(f"lora_layers must be None, 'auto' or an integer in [1, "
                                  f"{n_blocks(lm)}] (the blocks of the model in {model_dir}), "
                                  f"got {lora_layers!r}.")
-        lm, used = _lora(lm, lora_rank, seed, lora_targets, lora_layers)
+        lm, used = _lora(lm, lora_rank, seed, lora_targets, layers)
         return cls(lm, tokenizer, str(path.resolve()), used, lora_targets=lora_targets,
                    record_format=record_format,
-                   lora_layers=None if not used or lora_layers is None else int(lora_layers))
+                   lora_layers=None if not used or layers is None else int(layers))
 
     @property
     def module(self) -> nn.Module:

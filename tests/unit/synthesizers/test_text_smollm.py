@@ -16,12 +16,18 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+import tiny_models  # noqa: E402
+from cli_app import cli_app  # noqa: E402
+
+from dpsynth.errors import ParameterError  # noqa: E402
 from dpsynth.schema import Column, Schema  # noqa: E402
+from dpsynth.synthesizers import BaseSynthesizer  # noqa: E402
 from dpsynth.synthesizers._bookkeeping import BookkeepingClipper, BookkeepingCriterion  # noqa: E402
-from dpsynth.synthesizers.text import DPTextSynthesizer, records, smollm  # noqa: E402
+from dpsynth.synthesizers.text import DPTextSynthesizer, hf, records, smollm  # noqa: E402
 from dpsynth.synthesizers.text.hf import HFBackend  # noqa: E402
 from dpsynth.synthesizers.text.microbatch import ChunkedLoss  # noqa: E402
 from dpsynth.synthesizers.text.model import RecordNLL, split_batch  # noqa: E402
+from dpsynth.synthesizers.text.synthesizer import HF_DP_LEARNING_RATE  # noqa: E402
 
 TEXTS = ["the printer is broken again", "please reset my password", "my invoice is wrong",
          "Just watched the debate. Great night!"]
@@ -211,3 +217,120 @@ def test_plain_micro_batches_give_the_whole_batch_gradient(tiny_dir):
     ChunkedLoss(loss, RecordNLL(), rows, 4, "float32").backward()
     assert all(torch.allclose(p.grad, e, atol=1e-6) for p, e in zip(params, expected,
                                                                     strict=True))
+
+
+# -- the HF defaults: auto targets and layers, the tuned DP learning rate --------------------
+
+def test_auto_targets_are_the_attention_projections_when_the_model_has_both():
+    llama = ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
+             "model.layers.0.self_attn.v_proj", "model.layers.0.mlp.up_proj", "lm_head"]
+    gpt2 = ["transformer.h.0.attn.c_attn", "transformer.h.0.attn.c_proj",
+            "transformer.h.0.mlp.c_fc", "lm_head"]
+    assert hf.auto_lora_targets(llama) == "q_proj,v_proj"
+    assert hf.auto_lora_targets(gpt2) == "all-linear"
+    assert hf.auto_lora_targets(n for n in llama if "v_proj" not in n) == "all-linear"
+
+
+def test_auto_targets_adapt_every_linear_layer_of_gpt2(tmp_path):
+    pytest.importorskip("peft")
+    pytest.importorskip("tokenizers")
+    gpt2_dir = tiny_models.write_tiny_model(tmp_path, "gpt2", texts=TEXTS * 5)
+    backend = HFBackend.load(gpt2_dir, lora_rank=2, seed=0, lora_targets="auto",
+                             lora_layers="auto")
+    assert backend.lora_targets == "all-linear" and backend.lora_layers == 2
+    adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1]
+               for n, p in backend.module.named_parameters() if p.requires_grad}
+    assert {"c_attn", "c_proj", "c_fc"} <= adapted
+
+
+def test_auto_defaults_resolve_on_llama_and_survive_save_and_load(tiny_dir, tmp_path):
+    pytest.importorskip("peft")
+    df, schema = frame()
+    synth = DPTextSynthesizer(epsilon=3.0, model_dir=tiny_dir, lora_rank=2, epochs=0.5,
+                              batch_size=16, random_state=0)
+    assert synth.lora_targets == "auto" and synth.lora_layers == "auto"
+    synth.fit(df, schema)
+    backend = synth.backend_
+    assert backend.lora_targets == "q_proj,v_proj"
+    assert backend.lora_layers == 2 == min(hf.AUTO_LORA_LAYERS, hf.n_blocks(backend.module.lm))
+    names = [n for n, p in backend.module.named_parameters() if p.requires_grad]
+    assert names and all(("q_proj" in n or "v_proj" in n) and "lora_" in n for n in names)
+    assert synth.learning_rate_ == HF_DP_LEARNING_RATE
+    synth.save(tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "manifest.json").read_text())["state"]
+    assert (saved["lora_targets"], saved["lora_layers"]) == ("q_proj,v_proj", 2)
+    again = BaseSynthesizer.load(tmp_path / "m")
+    assert (again.backend_.lora_targets, again.backend_.lora_layers) == ("q_proj,v_proj", 2)
+    assert again.learning_rate_ == HF_DP_LEARNING_RATE
+    assert again.sample(4, random_state=0).equals(synth.sample(4, random_state=0))
+
+
+def test_a_model_saved_with_explicit_values_loads_as_saved(tiny_dir):
+    pytest.importorskip("peft")
+    fitted = HFBackend.load(tiny_dir, lora_rank=2, seed=0)  # all-linear, every block
+    state, arrays = fitted.state()
+    state.pop("lora_layers")  # saved before lora_layers existed
+    again = HFBackend.from_state(state, arrays)
+    assert (again.lora_targets, again.lora_layers) == ("all-linear", None)
+    blocks = {int(n.split(".layers.")[1].split(".")[0])
+              for n, p in again.module.named_parameters() if p.requires_grad}
+    assert blocks == {0, 1}
+
+
+@pytest.mark.parametrize("epsilon,rank,expected", [
+    (3.0, 2, HF_DP_LEARNING_RATE), (math.inf, 2, 1e-3), (3.0, 0, 1e-3)])
+def test_the_automatic_learning_rate_of_an_hf_model(tiny_dir, epsilon, rank, expected):
+    pytest.importorskip("peft")
+    df, schema = frame()
+    synth = DPTextSynthesizer(epsilon=epsilon, model_dir=tiny_dir, lora_rank=rank, epochs=0.3,
+                              batch_size=8, random_state=0).fit(df, schema)
+    assert synth.learning_rate_ == expected
+    assert synth.backend_.lora_layers == (2 if rank else None)
+    explicit = DPTextSynthesizer(epsilon=epsilon, model_dir=tiny_dir, lora_rank=rank,
+                                 learning_rate=5e-4)
+    assert explicit._learning_rate("all", synth.backend_) == 5e-4
+
+
+@pytest.mark.parametrize("name,value", [
+    ("lora_layers", "x"), ("lora_layers", "2"), ("lora_layers", 0), ("lora_targets", ""),
+    ("lora_targets", " , "), ("lora_targets", None)])
+def test_bad_lora_values_are_parameter_errors(tiny_dir, name, value):
+    df, schema = frame()
+    with pytest.raises(ParameterError, match=name):
+        DPTextSynthesizer(epsilon=3.0, model_dir=tiny_dir, lora_rank=2, epochs=0.3,
+                          batch_size=8, **{name: value}).fit(df, schema)
+
+
+@pytest.mark.parametrize("flag,expected", [(None, 2), ("all", None), ("1", 1)])
+def test_cli_lora_layers_auto_all_or_k(tiny_dir, tmp_path, flag, expected):
+    pytest.importorskip("peft")
+    from typer.testing import CliRunner
+
+    from dpsynth.commands.text import register
+
+    df, schema = frame()
+    df.to_csv(tmp_path / "t.csv", index=False)
+    schema.save(tmp_path / "s.yaml")
+    args = ["text", "fit", str(tmp_path / "t.csv"), "--schema", str(tmp_path / "s.yaml"),
+            "--out", str(tmp_path / "m"), "--model-dir", tiny_dir, "--lora-rank", "2",
+            "--epsilon", "3", "--epochs", "0.3", "--batch-size", "8", "--seed", "0",
+            *(() if flag is None else ("--lora-layers", flag))]
+    result = CliRunner().invoke(cli_app(register), args)
+    assert result.exit_code == 0, result.output
+    backend = BaseSynthesizer.load(tmp_path / "m").backend_
+    assert backend.lora_layers == expected and backend.lora_targets == "q_proj,v_proj"
+
+
+def test_cli_lora_layers_rejects_a_word(tiny_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from dpsynth.commands.text import register
+
+    df, schema = frame()
+    df.to_csv(tmp_path / "t.csv", index=False)
+    schema.save(tmp_path / "s.yaml")
+    result = CliRunner().invoke(cli_app(register), [
+        "text", "fit", str(tmp_path / "t.csv"), "--schema", str(tmp_path / "s.yaml"),
+        "--out", str(tmp_path / "m"), "--model-dir", tiny_dir, "--lora-layers", "top"])
+    assert result.exit_code == 2 and "--lora-layers" in result.output
+    assert not (tmp_path / "m").exists()
