@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--micro-batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--learning-rate", type=float, default=2e-2)
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--lora-layers", type=int, default=8)
     parser.add_argument("--lora-targets", default="q_proj,v_proj")
