@@ -142,6 +142,8 @@ def main() -> None:
     results["classifier_real_to_real_same_size"] = tq.text_classifier_score(
         train.text[:n], train.source[:n], holdout.text, holdout.source)
     results["real_vs_real"] = tq.text_quality(holdout.text.tolist(), train.text[:n].tolist())
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=float))  # kept if the audit fails
     if planted is not None:
         cpu = time.process_time()
         results["audit"] = audits(synth, train, holdout, frame, *planted, rng,

@@ -633,13 +633,26 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
     def reference_losses(self, frame: pd.DataFrame) -> np.ndarray:
         """Mean NLL of each record under the public checkpoint this model was fine-tuned from.
 
-        Byte model only; it calibrates loss membership inference (``CalibratedScorer``).
+        A byte model fine-tuned from a shipped checkpoint, or a ``model_dir`` model (its
+        folder reloaded as it was, with no adapter). It calibrates loss membership inference
+        (``CalibratedScorer``; Carlini et al., "Membership Inference Attacks From First
+        Principles", IEEE S&P 2022, use a reference model the same way).
         """
         self._check_fitted()
-        if self.model_dir is not None or self.pretrained is None:
-            raise param_error("pretrained", "a byte model fine-tuned from a public checkpoint",
-                              self.pretrained, "reference_losses")
-        backend = ByteBackend.create(self.pretrained, self._scratch_config(), 0)
+        backend: TextBackend
+        if isinstance(self.backend_, ByteBackend):
+            if self.pretrained is None:
+                raise param_error("pretrained", "a byte model fine-tuned from a public "
+                                  "checkpoint, or a model_dir model", self.pretrained,
+                                  "reference_losses")
+            backend = ByteBackend.create(self.pretrained, self._scratch_config(), 0)
+        else:
+            from dpsynth.synthesizers.text.hf import HFBackend
+
+            tuned = self.backend_
+            assert isinstance(tuned, HFBackend)
+            backend = HFBackend.load(tuned.model_dir, lora_rank=0, seed=0,
+                                     record_format=tuned.record_format)
         backend.to(self.device_)
         texts = frame[self.text_column_].fillna("").astype(str).tolist()
         return backend_nll(backend, backend.code(texts, self._headers(self._with_topics(frame)),

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -334,3 +335,17 @@ def test_cli_lora_layers_rejects_a_word(tiny_dir, tmp_path):
         "--out", str(tmp_path / "m"), "--model-dir", tiny_dir, "--lora-layers", "top"])
     assert result.exit_code == 2 and "--lora-layers" in result.output
     assert not (tmp_path / "m").exists()
+
+
+def test_reference_losses_of_an_hf_model_are_those_of_its_base(tiny_dir):
+    pytest.importorskip("peft")
+    df, schema = frame()
+    synth = DPTextSynthesizer(epsilon=float("inf"), model_dir=tiny_dir, lora_rank=2,
+                              micro_batch_size=8, epochs=4, batch_size=16,
+                              learning_rate=5e-2, random_state=0).fit(df, schema)
+    reference = synth.reference_losses(df.head(8))
+    tuned = synth.score_records(df.head(8))
+    assert not np.allclose(reference, tuned, atol=1e-3)  # the adapters moved the losses
+    with synth.backend_.wrapper.lm.disable_adapter():   # the base model: adapters off
+        base = synth.score_records(df.head(8))
+    np.testing.assert_allclose(reference, base, rtol=1e-5, atol=1e-5)
