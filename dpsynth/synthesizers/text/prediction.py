@@ -319,7 +319,7 @@ class HFPredictor:
         new = [b.bos, *b._ids(b._head(head))]
         if example is None:
             return new
-        shown = [b.bos, *b._ids(b._head(head)), *b.text_ids(example, max_length), b.eos]
+        shown = [*new, *b.text_ids(example, max_length), b.eos]
         return shown + (new[1:] if b.bos == b.eos else new)
 
     def open(self, prompts: list[list[int]]) -> HFSession:

@@ -633,10 +633,11 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
     def reference_losses(self, frame: pd.DataFrame) -> np.ndarray:
         """Mean NLL of each record under the public checkpoint this model was fine-tuned from.
 
-        A byte model fine-tuned from a shipped checkpoint, or a ``model_dir`` model (its
-        folder reloaded as it was, with no adapter). It calibrates loss membership inference
-        (``CalibratedScorer``; Carlini et al., "Membership Inference Attacks From First
-        Principles", IEEE S&P 2022, use a reference model the same way).
+        A byte model fine-tuned from a shipped checkpoint, or a ``model_dir`` model (with
+        its LoRA adapters switched off; a fully fine-tuned one reloads its folder). It
+        calibrates loss membership inference (``CalibratedScorer``; Carlini et al.,
+        "Membership Inference Attacks From First Principles", IEEE S&P 2022, use a reference
+        model the same way).
         """
         self._check_fitted()
         backend: TextBackend
@@ -651,6 +652,10 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
 
             tuned = self.backend_
             assert isinstance(tuned, HFBackend)
+            adapters_off = getattr(tuned.wrapper.lm, "disable_adapter", None)
+            if adapters_off is not None:  # LoRA (peft): the base model is the adapters off
+                with adapters_off():
+                    return self.score_records(frame)
             backend = HFBackend.load(tuned.model_dir, lora_rank=0, seed=0,
                                      record_format=tuned.record_format)
         backend.to(self.device_)

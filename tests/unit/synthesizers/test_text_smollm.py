@@ -349,3 +349,17 @@ def test_reference_losses_of_an_hf_model_are_those_of_its_base(tiny_dir):
     with synth.backend_.wrapper.lm.disable_adapter():   # the base model: adapters off
         base = synth.score_records(df.head(8))
     np.testing.assert_allclose(reference, base, rtol=1e-5, atol=1e-5)
+
+
+def test_reference_losses_of_a_fully_fine_tuned_hf_model_reload_its_base(tiny_dir):
+    from dpsynth.synthesizers.text.backend import backend_nll
+
+    df, schema = frame()
+    synth = DPTextSynthesizer(epsilon=float("inf"), model_dir=tiny_dir, lora_rank=0,
+                              epochs=4, batch_size=16, learning_rate=5e-2,
+                              random_state=0).fit(df, schema)
+    reference = synth.reference_losses(df.head(8))
+    assert not np.allclose(reference, synth.score_records(df.head(8)), atol=1e-3)
+    base = HFBackend.load(tiny_dir, lora_rank=0, seed=0)
+    coded = base.code(df.text.tolist()[:8], synth._headers(df.head(8)), synth.max_length_)
+    np.testing.assert_allclose(reference, backend_nll(base, coded), rtol=1e-5, atol=1e-5)
