@@ -39,7 +39,8 @@ Epsilon = Annotated[float, typer.Option(help="Privacy budget ε (> 0; 'inf' = no
 
 
 def _text_params(model_dir: Path | None, pretrained: str | None, lora_rank: int,
-                 trainable: str, epochs: float, batch_size: int, max_length: int | None,
+                 trainable: str, epochs: float, batch_size: int | None,
+                 max_length: int | None,
                  learning_rate: float | None, progress: bool) -> dict[str, Any]:
     params: dict[str, Any] = {"lora_rank": lora_rank, "trainable": trainable, "epochs": epochs,
                               "batch_size": batch_size, "max_length": max_length,
@@ -98,12 +99,15 @@ def fit(
         help="Records per physical chunk of a logical batch (memory bound; default 16 for "
         "an HF model).")] = None,
     precision: Annotated[str, typer.Option(
-        help="float32 or bf16 (bfloat16 autocast, CPU and CUDA).")] = "float32",
+        help="auto, float32 or bf16 (bfloat16 autocast, CPU and CUDA; auto: bf16 for an HF "
+        "model where the device computes bfloat16 natively, else float32).")] = "auto",
     trainable: Annotated[str, typer.Option(
         help="Byte-model parameters to fine-tune: auto, all, norms-biases, norms-biases-io "
         "(auto: norms-biases-io with DP from a checkpoint, else all).")] = "auto",
     epochs: Annotated[float, typer.Option(help="Expected passes over the records.")] = 3.0,
-    batch_size: Annotated[int, typer.Option(help="Expected (Poisson) batch size.")] = 128,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Expected (Poisson) batch size (default: a quarter of the records, at most 512 "
+        "for an HF model, 128 for the byte model).")] = None,
     max_length: Annotated[int | None, typer.Option(help="Text bytes/tokens kept per "
                                                    "record.")] = None,
     learning_rate: Annotated[float | None, typer.Option(
@@ -231,7 +235,9 @@ def canary(
     repeats: Annotated[int, typer.Option(help="Times each canary is inserted.")] = 1,
     canaries: Annotated[int, typer.Option(help="Canaries inserted (as many are controls).")] = 8,
     epochs: Annotated[float, typer.Option(help="Expected passes over the records.")] = 3.0,
-    batch_size: Annotated[int, typer.Option(help="Expected (Poisson) batch size.")] = 128,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Expected (Poisson) batch size (default: a quarter of the records, at most 512 "
+        "for an HF model, 128 for the byte model).")] = None,
     exposed_bits: Annotated[float, typer.Option(
         help="A canary counts as exposed when its exposure reaches this (bits).")] = 4.0,
     max_risk: MaxRisk = 0.05,

@@ -59,9 +59,9 @@ def param_problems(synth: Any) -> list[str]:
         out.append(str(param_error("trainable", "'auto' or 'all' with model_dir (its "
                                    "parameter-efficient mode is lora_rank)", synth.trainable,
                                    owner)))
-    if synth.precision not in ("float32", "bfloat16"):
-        out.append(str(param_error("precision", "'float32' or 'bfloat16'", synth.precision,
-                                   owner)))
+    if synth.precision not in ("auto", "float32", "bfloat16"):
+        out.append(str(param_error("precision", "'auto', 'float32' or 'bfloat16'",
+                                   synth.precision, owner)))
     if not isinstance(synth.release_controls, bool):
         out.append(str(param_error("release_controls", "a bool", synth.release_controls,
                                    owner)))

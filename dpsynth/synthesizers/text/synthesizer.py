@@ -84,6 +84,13 @@ DEFAULT_MICRO_BATCH = 16
 HF_DP_LEARNING_RATE = 2e-2
 #: Automatic learning rate of a ``model_dir`` model without DP or without LoRA (not tuned).
 HF_LEARNING_RATE = 1e-3
+#: Largest automatic Poisson batch (``batch_size=None``) of a ``model_dir`` model: the DP
+#: fine-tuning recipes that get a signal through use large logical batches (Li et al., ICLR
+#: 2022; Yu et al., ICLR 2022); 512 records at 6,000 is the benchmarked sampling rate, and a
+#: batch of 512 in micro-batches stays within 5.2 GB (``docs/benchmarks.md``).
+HF_BATCH = 512
+#: Largest automatic batch of the byte model (its earlier fixed default).
+BYTE_BATCH = 128
 
 
 @dataclass(frozen=True)
@@ -158,13 +165,15 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         ``"all"`` from scratch and without DP. A ``model_dir`` model takes ``"auto"`` or
         ``"all"``; its parameter-efficient mode is ``lora_rank``.
     epochs, batch_size, max_grad_norm, learning_rate:
-        DP-SGD schedule: ``ceil(epochs / q)`` steps at Poisson rate ``q = batch_size / n``,
-        per-record clipping norm, Adam learning rate (``None``: 4e-3 when fine-tuning a
-        subset of the byte model, else 1e-3, tuned on held-out tweets, see
-        ``docs/benchmarks.md``; for a ``model_dir`` model with LoRA under DP
-        ``HF_DP_LEARNING_RATE`` = 2e-2, swept on the declared tuning tweets with the
-        default targets and layers, ``benchmarks/tune_text_smollm.py``; 1e-3 without DP or
-        without LoRA).
+        DP-SGD schedule: ``ceil(epochs / q)`` steps at Poisson rate ``q = batch_size / n``
+        (``batch_size=None``, the default: a quarter of the records, at most 512 for a
+        ``model_dir`` model, since large logical batches are what gets a signal through the
+        noise, and at most 128 for the byte model), per-record clipping norm, and the Adam
+        learning rate (``None``: 4e-3 when fine-tuning a subset of the byte model, else
+        1e-3, tuned on held-out tweets, see ``docs/benchmarks.md``; for a ``model_dir``
+        model with LoRA under DP ``HF_DP_LEARNING_RATE`` = 2e-2, swept on the declared
+        tuning tweets with the default targets and layers,
+        ``benchmarks/tune_text_smollm.py``; 1e-3 without DP or without LoRA).
     control_fraction:
         Share of epsilon and delta for releasing the control-code distribution.
     topics:
@@ -185,8 +194,10 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         ``"auto"`` (book-keeping for the byte model, Opacus ``hooks`` for HF models),
         ``"bookkeeping"``, ``"hooks"`` or ``"ghost"``.
     precision:
-        ``"float32"`` or ``"bfloat16"`` (autocast of the forward pass: about twice as fast
-        on CPUs with AVX512-BF16 and on recent GPUs; the clipping bound holds either way).
+        ``"float32"``, ``"bfloat16"`` (autocast of the forward pass: about twice as fast
+        on CPUs with AVX512-BF16 and on recent GPUs; the clipping bound holds either way) or
+        ``"auto"`` (default): bfloat16 for a ``model_dir`` model on such a device, else
+        float32; the fitted model records the resolved value as ``precision_``.
         A ``model_dir`` model samples from a copy whose weights (adapters merged) are cast
         to bfloat16 once, with ``"bfloat16"`` and, with ``"float32"`` too, where the device
         computes bfloat16 natively (CPUs with AVX512-BF16 or AMX, CUDA): sampling is
@@ -208,6 +219,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
     train_purpose: ClassVar[str] = TRAIN_PURPOSE
     fallback_clipping: ClassVar[str] = "hooks"  # functorch handles any layer of an HF model
     automatic_learning_rate: ClassVar[bool] = True
+    automatic_batch_size: ClassVar[bool] = True
     supported_kinds: ClassVar[tuple[str, ...]] = ("text", "categorical", "ordinal")
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
@@ -217,14 +229,14 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
                  lora_rank: int = 8, lora_targets: str = "auto",
                  lora_layers: int | str | None = "auto", micro_batch_size: int | None = None,
                  trainable: str = "auto", epochs: float = 3.0,
-                 batch_size: int = 128, max_grad_norm: float = 1.0,
+                 batch_size: int | None = None, max_grad_norm: float = 1.0,
                  learning_rate: float | None = None,
                  control_fraction: float = 0.05, release_controls: bool = True,
                  topics: int = 0, topic_fraction: float = 0.1,
                  temperature: float = 1.0, top_p: float = 0.95, d_model: int = 128,
                  n_layers: int = 4, n_heads: int = 4, device: str = "auto",
                  progress: bool = False, grad_sample_mode: str = "auto",
-                 precision: str = "float32"):
+                 precision: str = "auto"):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
                          secure_mode=secure_mode, discovery_fraction=discovery_fraction,
                          epochs=epochs, batch_size=batch_size, max_grad_norm=max_grad_norm,
@@ -344,9 +356,9 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         headers = [codec.header(dict(zip(controls, domain[c], strict=True))) for c in cells]
         rows = torch.from_numpy(backend.code(texts, headers, self.max_length_)).to(device)
         chunk = self._micro_batch(backend, text_plan is not None)
-        objective = Objective(RecordNLL(), chunked_loss(_record_loss, chunk,
-                                                        str(self.precision)),
-                              str(self.precision))
+        self.precision_ = self._precision(device)
+        objective = Objective(RecordNLL(), chunked_loss(_record_loss, chunk, self.precision_),
+                              self.precision_)
         log, self.grad_sample_mode_ = self._train(
             backend.module, rows, objective,
             plan=None if text_plan is None else text_plan.training, recorder=recorder,
@@ -484,6 +496,26 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         layers = self.lora_layers
         return layers if layers is None or isinstance(layers, str) else int(layers)
 
+    def _batch_size(self, n_rows: int) -> int:
+        """``batch_size=None``: a quarter of the records, at most ``HF_BATCH`` (512) for a
+        ``model_dir`` model and ``BYTE_BATCH`` (128) for the byte model (see the class
+        docstring); no data is read, the row count is treated as public."""
+        if self.batch_size is None:
+            cap = HF_BATCH if self.model_dir is not None else BYTE_BATCH
+            return max(1, min(cap, n_rows // 4))
+        return super()._batch_size(n_rows)
+
+    def _precision(self, device: torch.device) -> str:
+        """``precision="auto"``: bfloat16 autocast for a ``model_dir`` model on a device that
+        computes bfloat16 natively, else float32 (the byte model's speed-up from bfloat16 was
+        not measured)."""
+        if self.precision != "auto":
+            return str(self.precision)
+        from dpsynth._util.device import fast_bfloat16
+
+        fast = self.model_dir is not None and fast_bfloat16(device)
+        return "bfloat16" if fast else "float32"
+
     def _sample_precision(self) -> str:
         """An HF model samples from bfloat16 weights with ``precision="bfloat16"`` and, as
         ``"auto"``, where the device computes bfloat16 natively (sampling is
@@ -566,7 +598,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             "text_column": self.text_column_, "control_columns": list(self.control_columns_),
             "max_length": self.max_length_, "steps_run": self.steps_run_,
             "grad_sample_mode": self.grad_sample_mode_, "trainable": self.trainable_,
-            "learning_rate": self.learning_rate_,
+            "learning_rate": self.learning_rate_, "precision": self.precision_,
             "trainable_parameters": self.trainable_parameters_,
             "empty_batches": self.empty_batches_, "loss_history": self.loss_history_,
             "controls": None if self.controls_ is None else self.controls_.to_state(),
@@ -602,6 +634,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         self.empty_batches_ = int(state.get("empty_batches", 0))
         self.trainable_ = str(state.get("trainable", "all"))
         self.learning_rate_ = float(state.get("learning_rate", math.nan))
+        self.precision_ = str(state.get("precision", "float32"))  # models saved before "auto"
         self.trainable_parameters_ = int(state.get("trainable_parameters", 0))
         self.loss_history_ = [float(v) for v in state.get("loss_history", [])]
         controls = state.get("controls")

@@ -52,6 +52,7 @@ def test_local_model_round_trip(tmp_path, arch, lora):
     assert out.text.map(lambda t: isinstance(t, str)).all()
     synth.save(tmp_path / "fitted")
     again = BaseSynthesizer.load(tmp_path / "fitted")
+    assert again.precision_ == synth.precision_ in ("float32", "bfloat16")
     assert again.sample(4, random_state=0).equals(out)
     assert np.allclose(again.score_records(df.head(5)), synth.score_records(df.head(5)),
                        atol=1e-5)
@@ -90,3 +91,23 @@ def test_adapters_start_from_the_seed_and_leave_the_global_generator_alone(tmp_p
     assert first and all(torch.equal(first[n], again[n]) for n in first)
     assert not all(torch.equal(first[n], other[n]) for n in first)
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_automatic_batch_and_precision(monkeypatch):
+    """``batch_size=None``: a quarter of the records, at most 512 for a model_dir model and
+    128 for the byte model; ``precision="auto"``: bfloat16 only for a model_dir model on a
+    device that computes it natively."""
+    import dpsynth._util.device as device
+
+    hf, byte = DPTextSynthesizer(model_dir="m"), DPTextSynthesizer()
+    assert (hf._batch_size(6000), hf._batch_size(1000), hf._batch_size(3)) == (512, 250, 1)
+    assert (byte._batch_size(6000), byte._batch_size(400)) == (128, 100)
+    assert DPTextSynthesizer(model_dir="m", batch_size=64)._batch_size(6000) == 64
+    cpu = torch.device("cpu")
+    for fast in (True, False):
+        monkeypatch.setattr(device, "fast_bfloat16", lambda _d, fast=fast: fast)
+        assert hf._precision(cpu) == ("bfloat16" if fast else "float32")
+        assert byte._precision(cpu) == "float32"
+        assert DPTextSynthesizer(model_dir="m", precision="float32")._precision(cpu) == "float32"
+    with pytest.raises(ParameterError, match="precision"):
+        DPTextSynthesizer(precision="half").fit(*frame())
