@@ -53,6 +53,11 @@ from dpsynth.synthesizers.text.hf import HFBackend  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "text_private_prediction.json"
 
 
+def plain_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The command-line arguments as JSON values (paths as strings)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
 def cpu() -> float:
     return time.process_time()
 
@@ -139,7 +144,7 @@ def svt_compare(args: argparse.Namespace, model_dir: str, train: pd.DataFrame,
     """Private prediction without and with the sparse-vector test for public tokens, same
     settings and seed, then the public-only baseline, all in one process."""
     schema = schema_for(args.max_length)
-    results: dict[str, Any] = {"args": vars(args)}
+    results: dict[str, Any] = {"args": plain_args(args)}
     variants = {"without_svt": {}, "with_svt": {
         "private_tokens": args.private_tokens, "svt_threshold": args.svt_threshold,
         "svt_fraction": args.svt_fraction}}
@@ -213,6 +218,9 @@ def main() -> None:
                         "(results in text_private_prediction_svt.json)")
     parser.add_argument("--private-tokens", type=int, default=8)
     parser.add_argument("--svt-threshold", type=float, default=2.0)
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="results of the main run (the reference and --svt-compare "
+                        "runs keep their own files)")
     parser.add_argument("--svt-fraction", type=float, default=0.5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -234,7 +242,7 @@ def main() -> None:
         batch_rows=args.batch_rows, progress=True, random_state=0)
     plan = synth.plan_budget(schema, len(train))
     print(plan.summary())
-    results: dict[str, Any] = {"args": vars(args), "plan": {
+    results: dict[str, Any] = {"args": plain_args(args), "plan": {
         "group_size": plan.detail.group_size, "temperature": plan.detail.temperature,
         "token_epsilon": plan.detail.token_epsilon, "draws_per_group": plan.detail.draws,
         "delta": plan.budget.delta}}
@@ -258,8 +266,8 @@ def main() -> None:
         results["private_prediction"]["cpu_s_per_record"] / base["cpu_s_per_record"])
     results["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     results["copies_of_training_text"] = int(len(set(texts) & set(train.text)))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, default=float))
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=float))
     for part in ("private_prediction", "baseline_public_only"):
         shown = {k: v for k, v in results[part].items() if k not in ("samples", "quality")}
         q = results[part]["quality"]
