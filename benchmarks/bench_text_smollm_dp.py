@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--n-candidates", type=int, default=1000,
                         help="reference sequences per canary (exposure up to log2(n + 1))")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--save", type=Path, default=None,
+                        help="also save the fitted model in this directory")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model_dir = smollm.default_model_dir()
@@ -128,6 +130,8 @@ def main() -> None:
                       "trainable_parameters": synth.trainable_parameters_,
                       "peak_rss_gb": peak_rss_gb()}
     print(json.dumps(results["fit"]), flush=True)
+    if args.save is not None:
+        synth.save(args.save)
     cpu, wall = time.process_time(), time.perf_counter()
     frame = synth.sample(args.n_synthetic, random_state=1)
     results["sample"] = {"cpu_s_per_record": (time.process_time() - cpu) / args.n_synthetic,
