@@ -39,7 +39,7 @@ Epsilon = Annotated[float, typer.Option(help="Privacy budget ε (> 0; 'inf' = no
 
 
 def _text_params(model_dir: Path | None, pretrained: str | None, lora_rank: int,
-                 trainable: str, epochs: float, batch_size: int | None,
+                 trainable: str, epochs: float | None, batch_size: int | None,
                  max_length: int | None,
                  learning_rate: float | None, progress: bool) -> dict[str, Any]:
     params: dict[str, Any] = {"lora_rank": lora_rank, "trainable": trainable, "epochs": epochs,
@@ -104,7 +104,9 @@ def fit(
     trainable: Annotated[str, typer.Option(
         help="Byte-model parameters to fine-tune: auto, all, norms-biases, norms-biases-io "
         "(auto: norms-biases-io with DP from a checkpoint, else all).")] = "auto",
-    epochs: Annotated[float, typer.Option(help="Expected passes over the records.")] = 3.0,
+    epochs: Annotated[float | None, typer.Option(
+        help="Expected passes over the records (default: 4 for an HF model with LoRA under "
+        "DP, chosen on declared tuning tweets; else 3).")] = None,
     batch_size: Annotated[int | None, typer.Option(
         help="Expected (Poisson) batch size (default: a quarter of the records, at most 512 "
         "for an HF model, 128 for the byte model).")] = None,

@@ -107,10 +107,13 @@ class DPSGDSynthesizer(BaseSynthesizer):
     #: Whether ``batch_size=None`` is allowed: ``min(max_automatic_batch, n_rows // 4)``.
     automatic_batch_size: ClassVar[bool] = False
     max_automatic_batch: ClassVar[int] = 512
+    #: Whether ``epochs=None`` (the subclass picks, see :meth:`_epochs`) is allowed.
+    automatic_epochs: ClassVar[bool] = False
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,
-                 discovery_fraction: float = 0.1, epochs: float = 20, batch_size: int | None = 256,
+                 discovery_fraction: float = 0.1, epochs: float | None = 20,
+                 batch_size: int | None = 256,
                  max_grad_norm: float = 1.0, learning_rate: float | None = 1e-3,
                  device: str = "auto", progress: bool = False, grad_sample_mode: str = "auto"):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
@@ -131,7 +134,8 @@ class DPSGDSynthesizer(BaseSynthesizer):
         for name, integer in (("epochs", False), ("batch_size", True),
                               ("max_grad_norm", False)):
             value = getattr(self, name)
-            if name == "batch_size" and value is None and self.automatic_batch_size:
+            if value is None and ((name == "batch_size" and self.automatic_batch_size)
+                                  or (name == "epochs" and self.automatic_epochs)):
                 continue
             if not number(value, integer) or value <= 0:
                 out.append(str(param_error(name, "an integer >= 1" if integer else
@@ -182,10 +186,17 @@ class DPSGDSynthesizer(BaseSynthesizer):
                               self.batch_size, type(self).__name__)
         return int(self.batch_size)
 
+    def _epochs(self) -> float:
+        """Expected passes over the rows (``epochs``; a subclass with ``automatic_epochs``
+        resolves ``None``)."""
+        if self.epochs is None:
+            raise param_error("epochs", "a finite float > 0", None, type(self).__name__)
+        return float(self.epochs)
+
     def _schedule(self, n_rows: int) -> tuple[float, int]:
         """Sampling rate and number of steps for ``n_rows`` rows (no data is read)."""
         q = self._batch_size(n_rows) / n_rows
-        return q, _dpsgd.steps_for(float(self.epochs), q)
+        return q, _dpsgd.steps_for(self._epochs(), q)
 
     def _resolve_device(self, *, strict: bool = True) -> torch.device:
         """The training device (this process' own GPU when ``distributed``)."""
@@ -286,7 +297,7 @@ class DPSGDSynthesizer(BaseSynthesizer):
         batch = int(batch_size) if batch_size is not None else self._batch_size(len(rows))
         if plan is None or recorder is None:  # not runs_private(...), spelled for mypy
             q = batch / len(rows)
-            steps = _dpsgd.steps_for(float(self.epochs), q)
+            steps = _dpsgd.steps_for(self._epochs(), q)
             loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(
                 len(rows), batch, steps, noise))
             optimizer = torch.optim.Adam(trainable(module), lr=learning_rate)

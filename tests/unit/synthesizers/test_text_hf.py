@@ -93,7 +93,7 @@ def test_adapters_start_from_the_seed_and_leave_the_global_generator_alone(tmp_p
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
-def test_automatic_batch_and_precision(monkeypatch):
+def test_automatic_batch_epochs_and_precision(monkeypatch):
     """``batch_size=None``: a quarter of the records, at most 512 for a model_dir model and
     128 for the byte model; ``precision="auto"``: bfloat16 only for a model_dir model on a
     device that computes it natively."""
@@ -103,6 +103,15 @@ def test_automatic_batch_and_precision(monkeypatch):
     assert (hf._batch_size(6000), hf._batch_size(1000), hf._batch_size(3)) == (512, 250, 1)
     assert (byte._batch_size(6000), byte._batch_size(400)) == (128, 100)
     assert DPTextSynthesizer(model_dir="m", batch_size=64)._batch_size(6000) == 64
+    # epochs=None: 4 for an HF model with LoRA under DP, else 3 (and as given)
+    assert (hf._epochs(), byte._epochs()) == (4.0, 3.0)
+    assert DPTextSynthesizer(model_dir="m", epsilon=math.inf)._epochs() == 3.0
+    assert DPTextSynthesizer(model_dir="m", lora_rank=0)._epochs() == 3.0
+    assert DPTextSynthesizer(model_dir="m", epochs=1.5)._epochs() == 1.5
+    from dpsynth.synthesizers.dpvae import DPVAESynthesizer
+
+    assert any("epochs" in m for m in DPVAESynthesizer(epochs=None)._dpsgd_problems())
+    assert not any("epochs" in m for m in hf._dpsgd_problems())
     cpu = torch.device("cpu")
     for fast in (True, False):
         monkeypatch.setattr(device, "fast_bfloat16", lambda _d, fast=fast: fast)
