@@ -116,6 +116,10 @@ def fit(
         help="Adam learning rate (default: 2e-2 for an HF model with LoRA under DP, tuned "
         "on tweets by benchmarks/tune_text_smollm.py; 4e-3 for a subset of the byte model; "
         "else 1e-3).")] = None,
+    guidance: Annotated[float, typer.Option(
+        help="Control guidance at sampling, w >= 0 (0: off): records of different control "
+        "values are pushed apart (classifier-free guidance against the released control "
+        "mix; post-processing, one decoding stream per control cell; HF models).")] = 0.0,
     topics: Annotated[int, typer.Option(
         help="DP topic clusters of the text as a control code (the CTCL-style recipe for a "
         "corpus without a label): number of topics K >= 2, 0 = off.")] = 0,
@@ -190,6 +194,8 @@ def fit(
         plain = all(c.kind in (*CATEGORY_KINDS, "text") for c in table_schema.data_columns)
         synth: Any
         if method == "private-prediction":
+            if guidance:
+                raise fail("--guidance applies to --method dp-sgd", EXIT_USAGE)
             if table_synthesizer is not None or not plain:
                 raise fail("--method private-prediction writes one text column with "
                            "categorical controls; the table has other columns", EXIT_USAGE)
@@ -202,8 +208,12 @@ def fit(
                 max_length=max_length, model_dir=params.get("model_dir"),
                 pretrained=params["pretrained"], progress=True)
         elif table_synthesizer is None and plain:
-            synth = DPTextSynthesizer(**shared, **params)
+            synth = DPTextSynthesizer(**shared, **params, guidance=guidance)
         else:
+            if guidance:
+                raise fail("--guidance needs a table of one text column and categorical "
+                           "controls (the control distribution it guides against)",
+                           EXIT_USAGE)
             synth = TabularTextSynthesizer(**shared, table_synthesizer=table_synthesizer or "aim",
                                            text_params=params)
         recorder = recorder_for(ledger, dataset, frame, table_schema)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dpsynth.errors import param_error
@@ -46,6 +47,10 @@ def param_problems(synth: Any) -> list[str]:
                                    synth.temperature, owner)))
     if not number(synth.top_p) or not 0 < synth.top_p <= 1:
         out.append(str(param_error("top_p", "a float in (0, 1]", synth.top_p, owner)))
+    guidance = getattr(synth, "guidance", 0.0)
+    if not number(guidance) or not 0 <= guidance < math.inf:
+        out.append(str(param_error("guidance", "a finite float >= 0 (0: off)", guidance,
+                                   owner)))
     if synth.pretrained is not None and not isinstance(synth.pretrained, str):
         out.append(str(param_error("pretrained", "None, a checkpoint name or a path",
                                    synth.pretrained, owner)))

@@ -90,6 +90,8 @@ HF_LEARNING_RATE = 1e-3
 #: more were not tried (an epoch costs about 2 CPU-minutes per 1,000 records here), nor was
 #: the learning rate swept again at 4 epochs.
 HF_DP_EPOCHS = 4.0
+#: Most control cells ``guidance`` decodes against (one decoding stream per cell).
+MAX_GUIDED_CELLS = 16
 #: Automatic epochs otherwise (the byte model's earlier fixed default).
 BYTE_EPOCHS = 3.0
 #: Largest automatic Poisson batch (``batch_size=None``) of a ``model_dir`` model: the DP
@@ -199,6 +201,15 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         control values, as in :class:`~dpsynth.synthesizers.text.tabular.TabularTextSynthesizer`).
     temperature, top_p:
         Sampling temperature and nucleus mass.
+    guidance:
+        Control guidance of a ``model_dir`` model at sampling (``0``, the default: off):
+        each token of a record with control values ``c`` is drawn from ``log p(x | c) + w
+        (log p(x | c) - log sum_c' pi(c') p(x | c'))``, ``pi`` the released control
+        histogram: classifier-free guidance (Ho and Salimans, 2021; Sanchez et al., 2023)
+        against the control-marginal mixture, which makes records of different control
+        values differ more (a fine-tune under DP learns the difference only faintly). Post-
+        processing (no budget); it costs one decoding stream per control cell, so it needs
+        at most ``MAX_GUIDED_CELLS`` (16) cells. It can be set after fitting.
     device, progress, grad_sample_mode:
         ``"auto"`` uses CUDA when present; progress bar on stderr; per-record clipping:
         ``"auto"`` (book-keeping for the byte model, Opacus ``hooks`` for HF models),
@@ -244,7 +255,8 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
                  learning_rate: float | None = None,
                  control_fraction: float = 0.05, release_controls: bool = True,
                  topics: int = 0, topic_fraction: float = 0.1,
-                 temperature: float = 1.0, top_p: float = 0.95, d_model: int = 128,
+                 temperature: float = 1.0, top_p: float = 0.95, guidance: float = 0.0,
+                 d_model: int = 128,
                  n_layers: int = 4, n_heads: int = 4, device: str = "auto",
                  progress: bool = False, grad_sample_mode: str = "auto",
                  precision: str = "auto"):
@@ -267,6 +279,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         self.topic_fraction = topic_fraction
         self.temperature = temperature
         self.top_p = top_p
+        self.guidance = guidance
         self.d_model = d_model
         self.n_layers = n_layers
         self.n_heads = n_heads
@@ -285,7 +298,25 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             raise param_error("topics", f"0 when the table has a column named "
                               f"{TOPIC_COLUMN!r} (the topic's control code)", self.topics,
                               type(self).__name__)
+        self._check_guidance(schema)
         self._check_length(schema)
+
+    def _check_guidance(self, schema: Schema) -> None:
+        """``guidance`` is usable by this model on this schema (checked before any budget is
+        spent; sampling checks again, since it can be set after fitting)."""
+        if not self.guidance:
+            return
+        owner = type(self).__name__
+        if self.model_dir is None or not self.release_controls:
+            raise param_error("guidance", "0 unless the model is an HF model (model_dir) that "
+                              "releases its control distribution", self.guidance, owner)
+        _, controls = self._columns(schema)
+        sizes = [len(schema[c].categories or ()) for c in controls]
+        cells = math.prod(sizes) * (int(self.topics) or 1)
+        if all(sizes) and cells > MAX_GUIDED_CELLS:
+            raise param_error("guidance", f"0 with more than {MAX_GUIDED_CELLS} control cells "
+                              f"(one decoding stream each; this schema has {cells})",
+                              self.guidance, owner)
 
     def _check_length(self, schema: Schema) -> None:
         """The longest header plus ``max_length`` must fit the byte model (public check)."""
@@ -565,6 +596,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         self._check_fitted()
         rng = np.random.default_rng(random_state)
         heads = self._headers(self._draw_topics(controls, rng))
+        guiding = self._guiding()
         out: list[str] = [""] * len(heads)
         done = 0
         with progress_bar(bool(self.progress), "sampling text", len(heads)) as tick:
@@ -576,13 +608,32 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
                     texts = self.backend_.generate(
                         head, len(chunk), max_length=self.max_length_,
                         temperature=float(self.temperature), top_p=float(self.top_p),
-                        generator=gen)
+                        generator=gen, **guiding)
                     for i, t in zip(chunk, texts, strict=True):
                         out[i] = t
                     done += len(chunk)
                     if tick is not None:
                         tick(done, len(heads))
         return out
+
+    def _guiding(self) -> dict[str, Any]:
+        """The ``generate`` arguments of ``guidance`` (none when it is off)."""
+        w = self.guidance  # may be set after fitting
+        raise_if_problems(param_problems(self), type(self).__name__)
+        if float(w) == 0:
+            return {}
+        controls, owner = self.controls_, type(self).__name__
+        if self.backend_.kind != "hf" or controls is None:
+            raise param_error("guidance", "0 unless the model is an HF model (model_dir) "
+                              "that released its control distribution", w, owner)
+        if len(controls.domain) > MAX_GUIDED_CELLS:
+            raise param_error("guidance", f"0 with more than {MAX_GUIDED_CELLS} control cells "
+                              f"(one decoding stream each; this model has "
+                              f"{len(controls.domain)})", w, owner)
+        columns = list(controls.columns)
+        guide = [(codec.header(dict(zip(columns, cell, strict=True))), float(p))
+                 for cell, p in zip(controls.domain, controls.probs, strict=True)]
+        return {"guide": guide, "guidance": float(w)}
 
     def score_records(self, frame: pd.DataFrame) -> np.ndarray:
         """Mean negative log-likelihood per text byte/token of each record (nats).

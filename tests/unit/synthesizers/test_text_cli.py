@@ -47,6 +47,18 @@ def test_text_fit_saves_a_model(tmp_path, app):
     assert manifest["synthesizer"] == "dptext" and manifest["privacy"]["epsilon"] <= 3.0
 
 
+@pytest.mark.parametrize("extra,says", [
+    (["--method", "private-prediction"], "dp-sgd"),
+    (["--pretrained", "byte-small"], "HF model")])
+def test_text_fit_refuses_guidance_it_cannot_use(tmp_path, app, extra, says):
+    """Refused before anything is fitted or saved."""
+    data, schema = write(tmp_path)
+    result = CliRunner().invoke(app, ["text", "fit", data, "--schema", schema, "--out",
+                                      str(tmp_path / "m"), "--guidance", "1", *extra])
+    assert result.exit_code == 2, result.output
+    assert says in result.output and not (tmp_path / "m").exists()
+
+
 def test_text_fit_rejects_missing_model_dir(tmp_path, app):
     data, schema = write(tmp_path)
     result = CliRunner().invoke(app, ["text", "fit", data, "--schema", schema, "--out",

@@ -120,3 +120,58 @@ def test_automatic_batch_epochs_and_precision(monkeypatch):
         assert DPTextSynthesizer(model_dir="m", precision="float32")._precision(cpu) == "float32"
     with pytest.raises(ParameterError, match="precision"):
         DPTextSynthesizer(precision="half").fit(*frame())
+
+
+def test_guided_scores_follow_the_formula():
+    """log p(x|c) + w (log p(x|c) - log sum_j pi_j p(x|c_j)); w = 0 is the plain model and
+    the weights' scale does not matter."""
+    from dpsynth.synthesizers.text.hf import _guided
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 7, generator=gen), torch.randn(3, 7, generator=gen)
+    la, lb = a.log_softmax(-1), b.log_softmax(-1)
+    log_w = torch.tensor([0.25, 0.75]).log()
+    want = la + 1.5 * (la - torch.logaddexp(la + log_w[0], lb + log_w[1]))
+    assert torch.allclose(_guided([a, b], log_w, 1.5), want, atol=1e-6)
+    assert torch.allclose(_guided([a, b], log_w, 0.0), la, atol=1e-6)
+    scaled = _guided([a, b], log_w + 3.0, 1.5)
+    assert torch.allclose(scaled.softmax(-1), want.softmax(-1), atol=1e-6)
+    # guidance pushes towards tokens the condition favours over the mixture
+    assert ((scaled.softmax(-1) - la.softmax(-1)) * (la - lb)).sum() > 0
+
+
+def test_guidance_samples_and_is_checked(tmp_path):
+    pytest.importorskip("peft")
+    model_dir = write_tiny_model(tmp_path / "lm", "llama")
+    df, schema = frame()
+    synth = DPTextSynthesizer(epsilon=math.inf, model_dir=model_dir, lora_rank=4, epochs=2,
+                              batch_size=16, random_state=0).fit(df, schema)
+    plain = synth.sample(6, random_state=3)
+    backend = synth.backend_
+    head = synth._headers(plain.head(1))[0]
+    kwargs = {"max_length": 8, "temperature": 1.0, "top_p": 1.0}
+    alone = backend.generate(head, 4, generator=torch.Generator().manual_seed(5), **kwargs)
+    itself = backend.generate(head, 4, generator=torch.Generator().manual_seed(5),
+                              guide=[(head, 1.0)], guidance=2.0, **kwargs)
+    assert itself == alone  # guiding against the condition alone changes nothing
+    synth.guidance = 3.0
+    guided = synth.sample(6, random_state=3)
+    assert guided.kind.equals(plain.kind) and not guided.text.equals(plain.text)
+    synth.save(tmp_path / "fitted")
+    assert BaseSynthesizer.load(tmp_path / "fitted").sample(6, random_state=3).equals(guided)
+    synth.guidance = -1.0
+    with pytest.raises(ParameterError, match="guidance"):
+        synth.sample(2)
+    byte = DPTextSynthesizer(epsilon=3.0, pretrained=None, guidance=1.0, random_state=0)
+    with pytest.raises(ParameterError, match="HF model"):  # refused before spending
+        byte.fit(df, schema)
+    byte = DPTextSynthesizer(epsilon=math.inf, pretrained=None, epochs=0.2, batch_size=16,
+                             d_model=16, n_layers=1, n_heads=2, random_state=0)
+    byte.fit(df, schema).guidance = 1.0
+    with pytest.raises(ParameterError, match="HF model"):
+        byte.sample(2)
+    wide = pd.DataFrame({"kind": [f"k{i % 20}" for i in range(60)], "text": TEXTS * 20})
+    many = Schema((Column("kind", "categorical", categories=tuple(f"k{i}" for i in range(20))),
+                   Column("text", "text", max_length=16)))
+    with pytest.raises(ParameterError, match="20"):
+        DPTextSynthesizer(epsilon=3.0, model_dir=model_dir, guidance=1.0).fit(wide, many)
