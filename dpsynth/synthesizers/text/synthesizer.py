@@ -406,6 +406,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             plan=None if text_plan is None else text_plan.training, recorder=recorder,
             noise=noise, learning_rate=self.learning_rate_, name="text model")
         self.steps_run_, self.empty_batches_ = log.steps_run, log.empty_batches
+        self.epochs_, self.batch_size_ = self._epochs(), self._batch_size(len(rows))
         self.loss_history_ = list(log.epoch_losses)
         self.backend_: TextBackend = backend
         self.device_ = device
@@ -669,6 +670,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             "max_length": self.max_length_, "steps_run": self.steps_run_,
             "grad_sample_mode": self.grad_sample_mode_, "trainable": self.trainable_,
             "learning_rate": self.learning_rate_, "precision": self.precision_,
+            "epochs": self.epochs_, "batch_size": self.batch_size_,
             "trainable_parameters": self.trainable_parameters_,
             "empty_batches": self.empty_batches_, "loss_history": self.loss_history_,
             "controls": None if self.controls_ is None else self.controls_.to_state(),
@@ -705,6 +707,8 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         self.trainable_ = str(state.get("trainable", "all"))
         self.learning_rate_ = float(state.get("learning_rate", math.nan))
         self.precision_ = str(state.get("precision", "float32"))  # models saved before "auto"
+        self.epochs_ = float(state.get("epochs", math.nan))  # the resolved values
+        self.batch_size_ = int(state.get("batch_size", 0))
         self.trainable_parameters_ = int(state.get("trainable_parameters", 0))
         self.loss_history_ = [float(v) for v in state.get("loss_history", [])]
         controls = state.get("controls")

@@ -53,6 +53,7 @@ def test_local_model_round_trip(tmp_path, arch, lora):
     synth.save(tmp_path / "fitted")
     again = BaseSynthesizer.load(tmp_path / "fitted")
     assert again.precision_ == synth.precision_ in ("float32", "bfloat16")
+    assert (again.epochs_, again.batch_size_) == (synth.epochs_, synth.batch_size_) == (1.0, 16)
     assert again.sample(4, random_state=0).equals(out)
     assert np.allclose(again.score_records(df.head(5)), synth.score_records(df.head(5)),
                        atol=1e-5)
