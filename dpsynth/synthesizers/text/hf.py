@@ -374,7 +374,7 @@ class HFBackend:
         ``[(header, weight), ...]`` of control headers, every token is drawn from
         ``log p(x | head) + w (log p(x | head) - log sum_j weight_j p(x | header_j))``.
 
-        That is classifier-free guidance (Ho and Salimans, 2021, arXiv 2207.12598; for
+        That is classifier-free guidance (Ho and Salimans, 2022, arXiv 2207.12598; for
         language models Sanchez et al., 2023, arXiv 2306.17806) with the control-marginal
         mixture as the unconditional model: it sharpens what sets a control value apart
         from the others. It uses only the fitted model and released weights, so it is

