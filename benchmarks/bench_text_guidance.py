@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import load_split  # noqa: E402
+from bench_text import load_split, plain_args  # noqa: E402
 from bench_text_smollm_dp import review_split  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
@@ -56,8 +56,7 @@ def main() -> None:
     train, holdout = split(6000, 1000, 0)
     synth: Any = BaseSynthesizer.load(args.model)
     out = args.out or RESULTS / f"text_guidance_{args.corpus}.json"
-    results: dict[str, Any] = {"args": {k: str(v) if isinstance(v, Path) else v
-                                        for k, v in vars(args).items()},
+    results: dict[str, Any] = {"args": plain_args(args),
                                "privacy": synth.privacy_.to_dict() if synth.privacy_ else None,
                                "runs": []}
     m = min(args.n_quality, args.n_synthetic)

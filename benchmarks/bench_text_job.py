@@ -35,7 +35,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import load_split, schema_for  # noqa: E402
+from bench_text import load_split, plain_args, schema_for  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
 
@@ -72,8 +72,7 @@ def main() -> None:
     schema_for(args.max_length).save(schema)
     cli = str(Path(sys.executable).with_name("dpsynth"))
     model, synthetic = args.work / "model", args.work / "synthetic.csv"
-    results: dict[str, Any] = {"args": {k: str(v) if isinstance(v, Path) else v
-                                        for k, v in vars(args).items()}}
+    results: dict[str, Any] = {"args": plain_args(args)}
     results["fit"] = timed([cli, "text", "fit", str(data), "--schema", str(schema),
                             "--epsilon", f"{args.eps:g}", "--out", str(model),
                             *(["--guidance", f"{args.guidance:g}"] if args.guidance else [])])

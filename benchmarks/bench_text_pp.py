@@ -44,18 +44,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import load_split, schema_for  # noqa: E402
+from bench_text import load_split, plain_args, schema_for  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.synthesizers.text import PrivatePredictionSynthesizer, codec, smollm  # noqa: E402
 from dpsynth.synthesizers.text.hf import HFBackend  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_private_prediction.json"
-
-
-def plain_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The command-line arguments as JSON values (paths as strings)."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
 
 
 def cpu() -> float:

@@ -45,7 +45,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import audits, load_split, plant, random_split, schema_for  # noqa: E402
+from bench_text import (  # noqa: E402
+    audits,
+    load_split,
+    plain_args,
+    plant,
+    random_split,
+    schema_for,
+)
 from bench_text_smollm import peak_rss_gb  # noqa: E402
 
 from dpsynth.errors import ParameterError  # noqa: E402
@@ -114,8 +121,7 @@ def main() -> None:
     if args.audit:
         data, canaries, repeats, donor = plant(train, rng)
         planted = (canaries, repeats, donor)
-    results: dict[str, Any] = {"args": {k: (str(v) if isinstance(v, Path) else v)
-                                        for k, v in vars(args).items()}}
+    results: dict[str, Any] = {"args": plain_args(args)}
     synth = DPTextSynthesizer(
         epsilon=args.eps, delta=args.delta, model_dir=str(model_dir),
         lora_rank=args.lora_rank, lora_targets=args.lora_targets, lora_layers=args.lora_layers,

@@ -305,9 +305,8 @@ class HFBackend:
     def code(self, texts: Sequence[str], headers: Sequence[str], max_length: int) -> np.ndarray:
         rows = []
         for head, text in zip(headers, texts, strict=True):
-            h = self._ids(self._head(head))
-            t = self.text_ids(text, max_length)
-            rows.append(([self.bos, *h, *t, self.eos], 1 + len(h)))
+            start = self.prompt_ids(head)
+            rows.append(([*start, *self.text_ids(text, max_length), self.eos], len(start)))
         room = self.max_tokens()
         length = min(room, max((len(ids) for ids, _ in rows), default=2))
         out = np.zeros((len(rows), 2, length), dtype=np.int64)
@@ -351,8 +350,7 @@ class HFBackend:
                 ) -> tuple[Any, torch.Tensor]:
         """The key/value cache and next-token logits of ``n`` rows after header ``head``."""
         device = next(lm.parameters()).device
-        prompt = torch.tensor([self.bos, *self._ids(self._head(head))],
-                              device=device).expand(n, -1)
+        prompt = torch.tensor(self.prompt_ids(head), device=device).expand(n, -1)
         out = lm(input_ids=prompt[:1].contiguous(), use_cache=True, **last)  # one shared
         past, logits = cache_of(out), out.logits[:, -1].expand(n, -1)      # prompt, once
         if hasattr(past, "batch_repeat_interleave"):
@@ -362,9 +360,9 @@ class HFBackend:
             past, logits = cache_of(out), out.logits[:, -1]
         return past, logits
 
-    def prompt_length(self, head: str) -> int:
-        """Tokens before a record's text: the start token and the header."""
-        return 1 + len(self._ids(self._head(head)))
+    def prompt_ids(self, head: str) -> list[int]:
+        """The tokens before a record's text: the start token and the header."""
+        return [self.bos, *self._ids(self._head(head))]
 
     @torch.no_grad()
     def generate(self, head: str, n: int, *, max_length: int, temperature: float,
@@ -386,16 +384,18 @@ class HFBackend:
         keyword = cache_keyword(lm)
         names = inspect.signature(_base(lm).forward).parameters
         last = {"logits_to_keep": 1} if "logits_to_keep" in names else {}
-        guided = guidance > 0 and sum(w for _, w in guide) > 0
-        heads = [head, *dict.fromkeys(h for h, _ in guide if h != head)] if guided else [head]
+        weights = {head: 0.0}  # the conditional stream first, then the other guide headers
+        for h, w in guide:
+            weights[h] = weights.get(h, 0.0) + w
+        guided = guidance > 0 and sum(weights.values()) > 0
+        heads = list(weights) if guided else [head]
         streams = [self._stream(lm, h, n, last) for h in heads]
         pasts, logits = [p for p, _ in streams], [lg for _, lg in streams]
-        log_w = torch.tensor([math.log(w) if w > 0 else -math.inf for w in
-                              (sum(w for h2, w in guide if h2 == h) for h in heads)],
-                             device=device) if guided else None
+        log_w = torch.tensor([weights[h] for h in heads], device=device).log() if guided \
+            else None
         banned = self.banned
-        steps = min(max_length + 1, self.max_tokens() - max(self.prompt_length(h)
-                                                            for h in heads))
+        longest = max(len(self.prompt_ids(h)) for h in heads)
+        steps = min(max_length + 1, self.max_tokens() - longest)
         drawn = torch.full((n, max(steps, 0)), self.eos, dtype=torch.long, device=device)
         live = torch.arange(n, device=device)  # rows still writing (the caches' rows)
         done = torch.zeros(n, dtype=torch.bool, device=device)  # a cache that cannot drop

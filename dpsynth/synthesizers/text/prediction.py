@@ -316,7 +316,7 @@ class HFPredictor:
 
     def prompt(self, head: str, example: str | None, max_length: int) -> list[int]:
         b = self.backend
-        new = [b.bos, *b._ids(b._head(head))]
+        new = b.prompt_ids(head)
         if example is None:
             return new
         shown = [*new, *b.text_ids(example, max_length), b.eos]

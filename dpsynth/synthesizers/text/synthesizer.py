@@ -306,16 +306,21 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         spent; sampling checks again, since it can be set after fitting)."""
         if not self.guidance:
             return
-        owner = type(self).__name__
-        if self.model_dir is None or not self.release_controls:
-            raise param_error("guidance", "0 unless the model is an HF model (model_dir) that "
-                              "releases its control distribution", self.guidance, owner)
         _, controls = self._columns(schema)
         sizes = [len(schema[c].categories or ()) for c in controls]
-        cells = math.prod(sizes) * (int(self.topics) or 1)
-        if all(sizes) and cells > MAX_GUIDED_CELLS:
+        cells = math.prod(sizes) * (int(self.topics) or 1) if all(sizes) else None
+        self._refuse_guidance(self.model_dir is not None and self.release_controls, cells)
+
+    def _refuse_guidance(self, usable: bool, cells: int | None) -> None:
+        """Raise when ``guidance`` cannot apply: ``usable`` says the model is an HF model with
+        a released control distribution; ``cells`` counts them (``None``: not known yet)."""
+        owner = type(self).__name__
+        if not usable:
+            raise param_error("guidance", "0 unless the model is an HF model (model_dir) that "
+                              "releases its control distribution", self.guidance, owner)
+        if cells is not None and cells > MAX_GUIDED_CELLS:
             raise param_error("guidance", f"0 with more than {MAX_GUIDED_CELLS} control cells "
-                              f"(one decoding stream each; this schema has {cells})",
+                              f"(one decoding stream each; this model has {cells})",
                               self.guidance, owner)
 
     def _check_length(self, schema: Schema) -> None:
@@ -623,14 +628,10 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         raise_if_problems(param_problems(self), type(self).__name__)
         if float(w) == 0:
             return {}
-        controls, owner = self.controls_, type(self).__name__
-        if self.backend_.kind != "hf" or controls is None:
-            raise param_error("guidance", "0 unless the model is an HF model (model_dir) "
-                              "that released its control distribution", w, owner)
-        if len(controls.domain) > MAX_GUIDED_CELLS:
-            raise param_error("guidance", f"0 with more than {MAX_GUIDED_CELLS} control cells "
-                              f"(one decoding stream each; this model has "
-                              f"{len(controls.domain)})", w, owner)
+        controls = self.controls_
+        self._refuse_guidance(self.backend_.kind == "hf" and controls is not None,
+                              None if controls is None else len(controls.domain))
+        assert controls is not None
         columns = list(controls.columns)
         guide = [(codec.header(dict(zip(columns, cell, strict=True))), float(p))
                  for cell, p in zip(controls.domain, controls.probs, strict=True)]
