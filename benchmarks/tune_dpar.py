@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from dpsynth.evaluate import average_tvd, tstr_auc  # noqa: E402
 
-TUNING_TABLES = ("hmda", "fertility")
+TUNING_TABLES = ("hmda", "fertility", "randhie-wide")
 DPAR_KEYS = ("learning_rate", "lr_schedule", "epochs", "batch_size", "d_model", "n_heads",
              "n_layers", "n_bins")
 
