@@ -9,11 +9,11 @@ speaker's words are on both sides. It is neither evaluation corpus (the Android/
 tweets, the Rotten Tomatoes snippets).
 
 One DP fit at ``--eps`` with the library's defaults for SmolLM2 (``epochs``, batch, learning
-rate, precision: all automatic), then for each ``--guidance`` weight ``w`` the same
-``--n-synthetic`` draws (seed 1) are scored against the held-out pieces: the accuracy of a
-classifier trained on the synthetic pieces and tested on the real held-out ones (the
-measure issue 17 sets a target on), MAUVE of the first ``--n-quality`` and CPU-seconds per
-record.
+rate, precision: all automatic; ``--epochs`` and ``--batch-size`` override two), then for
+each ``--guidance`` weight ``w`` the same ``--n-synthetic`` draws (seed 1) are scored
+against the held-out pieces: the accuracy of a classifier trained on the synthetic pieces and
+tested on the real held-out ones (the measure issue 17 sets a target on), MAUVE of the first
+``--n-quality`` and CPU-seconds per record.
 
     python benchmarks/tune_text_guidance.py --guidance 0 1 2 3 --save /tmp/convention
 
@@ -70,6 +70,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eps", type=float, default=8.0)
     parser.add_argument("--guidance", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
+    parser.add_argument("--epochs", type=float, default=None,
+                        help="default: the library's automatic epochs")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: the library's automatic batch")
     parser.add_argument("--n-synthetic", type=int, default=1000)
     parser.add_argument("--n-quality", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
@@ -95,6 +99,7 @@ def main() -> None:
         if model_dir is None:
             raise SystemExit(f"SmolLM2 is not installed: {smollm.INSTALL_HINT}")
         synth = DPTextSynthesizer(epsilon=args.eps, model_dir=str(model_dir), progress=True,
+                                  epochs=args.epochs, batch_size=args.batch_size,
                                   random_state=0)
         cpu = time.process_time()
         synth.fit(train, schema)
