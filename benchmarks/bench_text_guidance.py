@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -66,22 +67,30 @@ def main() -> None:
         train.text[:args.n_synthetic], train.source[:args.n_synthetic], holdout.text,
         holdout.source)
     for w in args.guidance:
-        synth.guidance = w
-        cpu = time.process_time()
-        frame = synth.sample(args.n_synthetic, random_state=1)
-        took = (time.process_time() - cpu) / args.n_synthetic
-        quality = tq.text_quality(holdout.text.tolist(), frame.text[:m].tolist(),
-                                  reference=train.text.tolist())
-        run = {"guidance": w, "cpu_s_per_record": took,
-               "quality": {k: v for k, v in quality.items() if not isinstance(v, list)},
-               "classifier_synthetic_to_real": tq.text_classifier_score(
-                   frame.text, frame.source, holdout.text, holdout.source),
-               "samples": [f"[{s}] {t}" for s, t in zip(frame.source[:10], frame.text[:10],
-                                                        strict=True)]}
-        results["runs"].append(run)
-        print(json.dumps({k: v for k, v in run.items() if k != "samples"}, default=float),
-              flush=True)
+        results["runs"].append(guided_run(synth, w, args.n_synthetic, m, train, holdout))
         out.write_text(json.dumps(results, indent=2, default=float))
+
+
+def guided_run(synth: Any, w: float, n: int, m: int, train: pd.DataFrame,
+               holdout: pd.DataFrame) -> dict[str, Any]:
+    """``n`` draws (seed 1) of ``synth`` at guidance ``w``, scored against ``holdout``:
+    text quality of the first ``m``, the classifier trained on all ``n`` (synthetic → real),
+    CPU-seconds per record and ten samples. The summary is printed."""
+    synth.guidance = w
+    cpu = time.process_time()
+    frame = synth.sample(n, random_state=1)
+    took = (time.process_time() - cpu) / n
+    quality = tq.text_quality(holdout.text.tolist(), frame.text[:m].tolist(),
+                              reference=train.text.tolist())
+    run = {"guidance": w, "cpu_s_per_record": took,
+           "quality": {k: v for k, v in quality.items() if not isinstance(v, list)},
+           "classifier_synthetic_to_real": tq.text_classifier_score(
+               frame.text, frame.source, holdout.text, holdout.source),
+           "samples": [f"[{s}] {t}" for s, t in zip(frame.source[:10], frame.text[:10],
+                                                    strict=True)]}
+    print(json.dumps({k: v for k, v in run.items() if k != "samples"}, default=float),
+          flush=True)
+    return run
 
 
 if __name__ == "__main__":

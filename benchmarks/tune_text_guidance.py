@@ -37,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_text import plain_args  # noqa: E402
+from bench_text_guidance import guided_run  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.schema import Column, Schema  # noqa: E402
@@ -109,21 +110,7 @@ def main() -> None:
         if args.save is not None:
             synth.save(args.save)
     for w in args.guidance:
-        synth.guidance = w
-        cpu = time.process_time()
-        frame = synth.sample(args.n_synthetic, random_state=1)
-        took = (time.process_time() - cpu) / args.n_synthetic
-        quality = tq.text_quality(holdout.text.tolist(), frame.text[:m].tolist(),
-                                  reference=train.text.tolist())
-        run = {"guidance": w, "cpu_s_per_record": took,
-               "mauve": quality.get("mauve"),
-               "classifier_synthetic_to_real": tq.text_classifier_score(
-                   frame.text, frame.source, holdout.text, holdout.source),
-               "samples": [f"[{s}] {t}" for s, t in zip(frame.source[:10], frame.text[:10],
-                                                        strict=True)]}
-        results["runs"].append(run)
-        print(json.dumps({k: v for k, v in run.items() if k != "samples"}, default=float),
-              flush=True)
+        results["runs"].append(guided_run(synth, w, args.n_synthetic, m, train, holdout))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2, default=float))
 
