@@ -1,9 +1,11 @@
-"""Tuning runs of ``dpar`` on the declared tuning tables only (``AER::HMDA``, ``AER::Fertility``).
+"""Tuning runs of ``dpar`` on the declared tuning tables only (HMDA, Fertility, randhie-wide).
 
-The tables are those of :mod:`bench_table_models` (named there before any tuning); nothing
-here reads an evaluation table. Each configuration is a JSON object of ``dpar`` parameters,
-fitted on the 80 % split of seeds ``0 .. seeds - 1`` and scored as in the benchmark (TVD
-against the training rows, TSTR on the real 20 %); the line printed is the mean over seeds.
+The tables are those of :mod:`bench_table_models` (``AER::HMDA``, ``AER::Fertility`` and,
+from the sixth session, the wide ``sampleSelection::RandHIE``; each named there before any
+tuning on it); nothing here reads an evaluation table. Each configuration is a JSON object
+of ``dpar`` parameters, fitted on the 80 % split of seeds ``0 .. seeds - 1`` and scored as
+in the benchmark (TVD against the training rows, TSTR on the real 20 %); the line printed is
+the mean over seeds.
 
 Two special keys:
 
@@ -18,7 +20,10 @@ Two special keys:
     OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
         '[{"learning_rate": 0.01, "lr_schedule": "constant"}, {"lr_schedule": "cosine"}]' 3
 
-Results of the 2026-12-05 runs: ``benchmarks/results/dpar_tuning_schedule.jsonl``.
+Results of the 2026-12-05 runs: ``benchmarks/results/dpar_tuning_schedule.jsonl`` and
+``benchmarks/results/dpar_tuning_session6.jsonl`` (the latter's EMA, factorised-embedding and
+column-order lines ran on the experimental code in ``dpar_tuning_session6_experiments.patch``,
+not in the library).
 """
 
 from __future__ import annotations
