@@ -75,6 +75,17 @@ def random_split(t: pd.DataFrame, n_train: int, n_holdout: int,
             t.iloc[order[n_train:n_train + n_holdout]].reset_index(drop=True))
 
 
+def smollm_dir() -> Path:
+    """The local SmolLM2 folder (converted from the installed wheel once), or exit saying how
+    to install it."""
+    from dpsynth.synthesizers.text import smollm
+
+    model_dir = smollm.default_model_dir()
+    if model_dir is None:
+        raise SystemExit(f"SmolLM2 is not installed: {smollm.INSTALL_HINT}")
+    return model_dir
+
+
 def plain_args(args: argparse.Namespace) -> dict[str, Any]:
     """Command-line arguments as JSON values (paths as strings), for a results file."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}

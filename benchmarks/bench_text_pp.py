@@ -44,10 +44,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import load_split, plain_args, schema_for  # noqa: E402
+from bench_text import load_split, plain_args, schema_for, smollm_dir  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
-from dpsynth.synthesizers.text import PrivatePredictionSynthesizer, codec, smollm  # noqa: E402
+from dpsynth.synthesizers.text import PrivatePredictionSynthesizer, codec  # noqa: E402
 from dpsynth.synthesizers.text.hf import HFBackend  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_private_prediction.json"
@@ -219,9 +219,7 @@ def main() -> None:
     parser.add_argument("--svt-fraction", type=float, default=0.5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model_dir = smollm.default_model_dir()
-    if model_dir is None:
-        raise SystemExit(f"SmolLM2 is not installed: {smollm.INSTALL_HINT}")
+    model_dir = smollm_dir()
     train, holdout = load_split(args.n_train, args.n_holdout, seed=0)
     schema = schema_for(args.max_length)
     if args.reference_group_size:

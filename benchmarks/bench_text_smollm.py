@@ -35,10 +35,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import load_split, schema_for  # noqa: E402
+from bench_text import load_split, schema_for, smollm_dir  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
-from dpsynth.synthesizers.text import DPTextSynthesizer, smollm  # noqa: E402
+from dpsynth.synthesizers.text import DPTextSynthesizer  # noqa: E402
 from dpsynth.synthesizers.text.hf import HFBackend  # noqa: E402
 from dpsynth.synthesizers.text.model import RecordNLL, split_batch  # noqa: E402
 
@@ -103,9 +103,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model_dir = smollm.default_model_dir()
-    if model_dir is None:
-        raise SystemExit(f"SmolLM2 is not installed: {smollm.INSTALL_HINT}")
+    model_dir = smollm_dir()
     train, holdout = load_split(args.n_train, args.n_holdout, seed=0)
     results: dict[str, Any] = {"args": vars(args)}
     results.update(throughput(str(model_dir), train))

