@@ -71,6 +71,29 @@ def param_problems(synth: Any) -> list[str]:
         out.append(str(param_error("release_controls", "a bool", synth.release_controls,
                                    owner)))
     out.extend(_topic_problems(synth, owner))
+    out.extend(_label_problems(synth, owner))
+    return out
+
+
+def _label_problems(synth: Any, owner: str) -> list[str]:
+    """``labeller`` ('auto', True or False) and ``label_fraction`` (room for the rest)."""
+    if not hasattr(synth, "labeller"):
+        return []
+    out: list[str] = []
+    if synth.labeller not in ("auto", True, False) or isinstance(synth.labeller, (int, float)) \
+            and not isinstance(synth.labeller, bool):
+        out.append(str(param_error("labeller", "'auto', True or False", synth.labeller,
+                                   owner)))
+    share = synth.label_fraction
+    if not number(share) or not 0 < share < 1:
+        out.append(str(param_error("label_fraction", "a float in (0, 1)", share, owner)))
+    elif synth.labeller is not False:
+        others = [f for f in (synth.control_fraction,
+                              synth.topic_fraction if synth.topics else 0.0) if number(f)]
+        if sum(others) + share >= 1:
+            out.append(str(param_error("label_fraction", "a float with the control, topic "
+                                       "and label fractions summing below 1 (the rest "
+                                       "trains the model)", share, owner)))
     return out
 
 

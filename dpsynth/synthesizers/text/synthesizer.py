@@ -50,6 +50,14 @@ from dpsynth.synthesizers.text.controls import (
     cell_index,
     control_domain,
 )
+from dpsynth.synthesizers.text.labeller import (
+    LABEL_PURPOSE,
+    MAX_LABEL_CELLS,
+    LabelModel,
+    embed,
+    embedder_kind,
+    plan_labels,
+)
 from dpsynth.synthesizers.text.microbatch import chunked_loss
 from dpsynth.synthesizers.text.model import (
     RecordNLL,
@@ -106,18 +114,20 @@ MAX_GUIDED_CELLS = 16
 @dataclass(frozen=True)
 class TextPlan:
     """The text model's plan: DP topic clusters (if asked), the control-code histogram (if
-    released), then DP-SGD."""
+    released), the DP label model (if on), then DP-SGD."""
 
     controls: GaussianEvent | None
     training: DPSGDPlan
     topics: GaussianEvent | None = None
+    labels: DPSGDPlan | None = None
 
     @property
     def spends(self) -> tuple[PlannedSpend, ...]:
         first = () if self.topics is None else (PlannedSpend(TOPIC_PURPOSE, self.topics),)
         second = () if self.controls is None else (PlannedSpend(CONTROL_PURPOSE,
                                                                 self.controls),)
-        return (*first, *second, *self.training.spends)
+        third = () if self.labels is None else self.labels.spends
+        return (*first, *second, *third, *self.training.spends)
 
 
 def _record_loss(module: Any, criterion: Any, batch: torch.Tensor) -> Any:
@@ -196,6 +206,18 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         fine-tuning and nothing here yet measures that the generated text gains from it.
     topic_fraction:
         Share of epsilon and delta for the DP k-means (with ``topics``).
+    labeller:
+        Re-assign the control values drawn for a batch of synthetic records among the
+        generated texts with a DP label model (see :mod:`~dpsynth.synthesizers.text.labeller`):
+        a softmax regression from a public sentence embedding to the control combinations,
+        trained with DP-SGD on ``label_fraction`` of the budget (PATE's idea, Papernot et
+        al., ICLR 2017). The drawn values keep the released histogram; which text gets which
+        value follows the text. ``"auto"`` (default): on when the controls are released and
+        their declared combinations number 2 to 64; ``True``: required (an error otherwise);
+        ``False``: off. On by default because on the declared labelled tuning corpus a
+        classifier trained on the synthetic text gained from it (``docs/benchmarks.md``).
+    label_fraction:
+        Share of epsilon and delta for the label model (with ``labeller``).
     release_controls:
         Release the control distribution (``False`` when another generator supplies the
         control values, as in :class:`~dpsynth.synthesizers.text.tabular.TabularTextSynthesizer`).
@@ -255,6 +277,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
                  learning_rate: float | None = None,
                  control_fraction: float = 0.05, release_controls: bool = True,
                  topics: int = 0, topic_fraction: float = 0.1,
+                 labeller: bool | str = "auto", label_fraction: float = 0.125,
                  temperature: float = 1.0, top_p: float = 0.95, guidance: float = 0.0,
                  d_model: int = 128,
                  n_layers: int = 4, n_heads: int = 4, device: str = "auto",
@@ -277,6 +300,8 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         self.release_controls = release_controls
         self.topics = topics
         self.topic_fraction = topic_fraction
+        self.labeller = labeller
+        self.label_fraction = label_fraction
         self.temperature = temperature
         self.top_p = top_p
         self.guidance = guidance
@@ -360,8 +385,27 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             share = float(self.control_fraction)
             controls = GaussianEvent(calibrate_gaussian(budget.epsilon * share,
                                                         budget.delta * share))
-        before = (*prior_events, *(e for e in (topics, controls) if e is not None))
-        return TextPlan(controls, self._plan_dpsgd(n_rows, budget, before), topics)
+        labels = plan_labels(budget, float(self.label_fraction)) \
+            if self._labels_on(schema) else None
+        before = (*prior_events, *(e for e in (topics, controls) if e is not None),
+                  *(() if labels is None else (labels.event,)))
+        return TextPlan(controls, self._plan_dpsgd(n_rows, budget, before), topics, labels)
+
+    def _labels_on(self, schema: Schema) -> bool:
+        """Whether the fit trains the DP label model (``labeller``): the controls are
+        released and their declared domain has 2 to ``MAX_LABEL_CELLS`` cells."""
+        if self.labeller is False:
+            return False
+        controls = self._columns(schema)[1]
+        declared = all(schema[c].categories for c in controls)
+        cells = len(control_domain(schema, controls)) if controls and declared else 0
+        usable = bool(self.release_controls) and 2 <= cells <= MAX_LABEL_CELLS
+        if self.labeller is True and not usable:
+            raise param_error("labeller", f"'auto' or False for this table: the label model "
+                              f"needs released controls (release_controls=True) over 2 to "
+                              f"{MAX_LABEL_CELLS} declared control combinations", True,
+                              type(self).__name__)
+        return usable
 
     # -- fitting --------------------------------------------------------------------------
     def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
@@ -374,6 +418,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         self.max_length_ = self._text_length(schema)
         domain = control_domain(schema, controls)
         cells = cell_index(data, controls, domain)
+        user_cells, n_user_cells = cells, len(domain)
         texts = data[text].fillna("").astype(str).tolist()
         self.topics_: Topics | None = None
         self._embedder: Embedder | None = None
@@ -391,6 +436,8 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             cells = cells * k + topic
         self.controls_ = self._release_controls(cells, controls, domain, text_plan, recorder,
                                                 noise)
+        self.labels_ = self._fit_labels(texts, user_cells, n_user_cells, schema, text_plan,
+                                        recorder, noise)
         if backend is None:
             backend = self._new_backend(_dpsgd.torch_seed(noise))
             backend.to(device)
@@ -462,6 +509,23 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             return ControlDistribution.release(cells, controls, domain,
                                                sigma=plan.controls.noise_multiplier,
                                                noise=noise)
+
+    def _fit_labels(self, texts: list[str], cells: np.ndarray, n_cells: int, schema: Schema,
+                    plan: TextPlan | None, recorder: SpendRecorder | None,
+                    noise: NoiseSource) -> LabelModel | None:
+        """The DP label model of the control cells given the text (see :mod:`.labeller`)."""
+        private = plan is not None and recorder is not None
+        on = plan.labels is not None if private and plan is not None else \
+            self._labels_on(schema)
+        if not on:
+            return None
+        kind = embedder_kind()
+        x = embed(texts, kind)  # a public embedding: nothing is released by it alone
+        if not private:
+            return LabelModel.fit(x, cells, n_cells, kind, plan=None, noise=noise)
+        assert plan is not None and plan.labels is not None and recorder is not None
+        with recorder.spend(LABEL_PURPOSE, plan.labels.event):
+            return LabelModel.fit(x, cells, n_cells, kind, plan=plan.labels, noise=noise)
 
     def _cluster(self, backend: TextBackend, texts: list[str], plan: TextPlan | None,
                  recorder: SpendRecorder | None, noise: NoiseSource
@@ -590,7 +654,23 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
                               for j, c in enumerate(self.controls_.columns)},
                              index=pd.RangeIndex(n_rows))  # a corpus without controls too
         frame[self.text_column_] = self.generate_text(frame, random_state=rng)
+        if getattr(self, "labels_", None) is not None:
+            frame = self._relabel(frame, cells)
         return frame if self.topics_ is None else frame.drop(columns=[TOPIC_COLUMN])
+
+    def _relabel(self, frame: pd.DataFrame, cells: np.ndarray) -> pd.DataFrame:
+        """The drawn control values permuted among the generated texts by the DP label model
+        (post-processing; the multiset of values drawn is unchanged)."""
+        assert self.labels_ is not None and self.controls_ is not None
+        k = 1 if self.topics_ is None else self.topics_.k
+        domain = self.controls_.domain[::k]  # the user's control combinations
+        user = np.asarray(cells, dtype=np.int64) // k
+        x = embed(frame[self.text_column_].tolist(), self.labels_.embedder)
+        moved = self.labels_.assign(x, user)
+        out = frame.copy()
+        for j, c in enumerate(self.control_columns_):
+            out[c] = [domain[i][j] for i in moved]
+        return out
 
     def generate_text(self, controls: pd.DataFrame, *,
                       random_state: int | np.random.Generator | None = None) -> list[str]:
@@ -675,12 +755,15 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             "trainable_parameters": self.trainable_parameters_,
             "empty_batches": self.empty_batches_, "loss_history": self.loss_history_,
             "controls": None if self.controls_ is None else self.controls_.to_state(),
+            "labels": None if self.labels_ is None else self.labels_.to_state(),
             "topics": None if self.topics_ is None else {
                 **self.topics_.to_state(),
                 "card": self.topics_.describe(self._topic_shares())},
         })
         if self.controls_ is not None:
             arrays["controls.probs"] = self.controls_.probs
+        if self.labels_ is not None:
+            arrays["labels.weights"] = self.labels_.weights
         if self.topics_ is not None:
             arrays["topics.centres"] = self.topics_.centres
             arrays["topics.projection"] = self.topics_.projection
@@ -715,6 +798,9 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         controls = state.get("controls")
         self.controls_ = (None if controls is None else
                           ControlDistribution.from_state(controls, arrays["controls.probs"]))
+        labels = state.get("labels")  # absent from models saved before the label model
+        self.labels_ = (None if labels is None else
+                        LabelModel.from_state(labels, arrays["labels.weights"]))
         topics = state.get("topics")
         self.topics_ = (None if topics is None else
                         Topics.from_state(topics, arrays["topics.centres"],
