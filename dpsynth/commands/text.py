@@ -125,6 +125,13 @@ def fit(
         "corpus without a label): number of topics K >= 2, 0 = off.")] = 0,
     topic_fraction: Annotated[float, typer.Option(
         help="Share of ε and δ for the DP k-means of the topics.")] = 0.1,
+    labeller: Annotated[str, typer.Option(
+        help="DP label model: auto, on or off. It re-assigns the control values drawn for the "
+        "synthetic records among the generated texts by a DP-trained classifier of the text, "
+        "keeping the released histogram (auto: on when the controls have 2 to 64 "
+        "combinations).")] = "auto",
+    label_fraction: Annotated[float, typer.Option(
+        help="Share of ε and δ for the DP label model.")] = 0.125,
     table_synthesizer: Annotated[str | None, typer.Option(
         help="Generator of the other columns when the table has more than text and "
         "categorical controls (aim, mst, dpvae).")] = None,
@@ -189,6 +196,10 @@ def fit(
                       precision="bfloat16" if precision == "bf16" else precision)
         if topics:
             params.update(topics=topics, topic_fraction=topic_fraction)
+        choice = {"auto": "auto", "on": True, "off": False}.get(labeller.strip().lower())
+        if choice is None:
+            raise fail(f"--labeller must be auto, on or off, not {labeller!r}", EXIT_USAGE)
+        labelling: dict[str, Any] = {"labeller": choice, "label_fraction": label_fraction}
         shared: dict[str, Any] = {"epsilon": epsilon, "delta": delta, "random_state": seed,
                   "secure_mode": secure}
         plain = all(c.kind in (*CATEGORY_KINDS, "text") for c in table_schema.data_columns)
@@ -208,7 +219,7 @@ def fit(
                 max_length=max_length, model_dir=params.get("model_dir"),
                 pretrained=params["pretrained"], progress=True)
         elif table_synthesizer is None and plain:
-            synth = DPTextSynthesizer(**shared, **params, guidance=guidance)
+            synth = DPTextSynthesizer(**shared, **params, **labelling, guidance=guidance)
         else:
             if guidance:
                 raise fail("--guidance needs a table of one text column and categorical "

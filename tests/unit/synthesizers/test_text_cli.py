@@ -59,6 +59,24 @@ def test_text_fit_refuses_guidance_it_cannot_use(tmp_path, app, extra, says):
     assert says in result.output and not (tmp_path / "m").exists()
 
 
+def test_text_fit_labeller_option(tmp_path, app):
+    """``--labeller off`` plans no label model; a word it does not know is refused before
+    anything is fitted or saved."""
+    data, schema = write(tmp_path)
+    base = ["text", "fit", data, "--schema", schema, "--epsilon", "3", "--epochs", "0.5",
+            "--batch-size", "64", "--seed", "0", "--pretrained", "byte-small"]
+    bad = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "bad"), "--labeller", "yes"])
+    assert bad.exit_code == 2 and "--labeller" in bad.output
+    assert not (tmp_path / "bad").exists()
+    for word, spends in (("off", False), ("on", True)):
+        out = tmp_path / word
+        result = CliRunner().invoke(app, [*base, "--out", str(out), "--labeller", word])
+        assert result.exit_code == 0, result.output
+        state = json.loads((out / "manifest.json").read_text())
+        purposes = [s["purpose"] for s in state["privacy"]["spends"]]
+        assert ("labels:dptext" in purposes) is spends, purposes
+
+
 def test_text_fit_rejects_missing_model_dir(tmp_path, app):
     data, schema = write(tmp_path)
     result = CliRunner().invoke(app, ["text", "fit", data, "--schema", schema, "--out",

@@ -146,7 +146,7 @@ def test_guidance_samples_and_is_checked(tmp_path):
     model_dir = write_tiny_model(tmp_path / "lm", "llama")
     df, schema = frame()
     synth = DPTextSynthesizer(epsilon=math.inf, model_dir=model_dir, lora_rank=4, epochs=2,
-                              batch_size=16, random_state=0).fit(df, schema)
+                              batch_size=16, random_state=0, labeller=False).fit(df, schema)
     plain = synth.sample(6, random_state=3)
     backend = synth.backend_
     head = synth._headers(plain.head(1))[0]

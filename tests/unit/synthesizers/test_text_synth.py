@@ -14,6 +14,7 @@ from dpsynth.errors import BudgetExceededError, NotFittedError, ParameterError
 from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers import SYNTHESIZERS, BaseSynthesizer
 from dpsynth.synthesizers.text import DPTextSynthesizer
+from dpsynth.synthesizers.text.labeller import LABEL_PURPOSE, plan_labels
 from dpsynth.synthesizers.text.synthesizer import CONTROL_PURPOSE, TRAIN_PURPOSE
 
 TINY = {"pretrained": None, "d_model": 32, "n_layers": 1, "n_heads": 2, "batch_size": 32,
@@ -60,9 +61,10 @@ def test_private_fit_plans_and_spends_both_mechanisms():
     synth = DPTextSynthesizer(epsilon=2.0, delta=1e-4, epochs=1, random_state=0, **TINY)
     synth.fit(df, schema, ledger=session)
     purposes = [s.purpose for s in session.spends]
-    assert purposes == [CONTROL_PURPOSE, TRAIN_PURPOSE]
+    assert purposes == [CONTROL_PURPOSE, LABEL_PURPOSE, TRAIN_PURPOSE]
     assert isinstance(session.spends[0].event, GaussianEvent)
-    train = session.spends[1].event
+    assert session.spends[1].event == plan_labels(Budget(2.0, 1e-4), 0.125).event
+    train = session.spends[2].event
     assert isinstance(train, SubsampledGaussianEvent)
     assert synth.steps_run_ == train.steps == math.ceil(1 / (32 / len(df)))
     assert synth.privacy_.epsilon <= 2.0 + 1e-6
