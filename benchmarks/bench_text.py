@@ -86,6 +86,43 @@ def smollm_dir() -> Path:
     return model_dir
 
 
+def draw_and_label(synth: Any, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``n`` records of a fitted text synthesizer as drawn (control values from the released
+    histogram) and as sampled (the same records after its DP label model's re-assignment;
+    the same frame when it has none), from one sampling pass."""
+    from dpsynth.synthesizers.text.controls import cell_index
+
+    labels = getattr(synth, "labels_", None)
+    synth.labels_ = None
+    try:
+        drawn = synth.sample(n, random_state=seed)
+    finally:
+        synth.labels_ = labels
+    if labels is None:
+        return drawn, drawn
+    cells = cell_index(drawn, list(synth.control_columns_), list(synth.controls_.domain))
+    return drawn, synth._relabel(drawn, cells)
+
+
+def label_model_scores(synth: Any, drawn: pd.DataFrame, holdout: pd.DataFrame,
+                       column: str = "source") -> dict[str, Any] | None:
+    """What the DP label model adds: its own accuracy on the real holdout and the classifier
+    trained on the records as drawn (``None`` without a label model)."""
+    from dpsynth.evaluate import text as tq
+    from dpsynth.synthesizers.text.labeller import embed
+
+    labels = getattr(synth, "labels_", None)
+    if labels is None:
+        return None
+    x = embed(holdout.text.tolist(), labels.embedder)
+    guess = [synth.controls_.domain[i][0] for i in labels.log_probs(x).argmax(1)]
+    return {"embedder": labels.embedder,
+            "accuracy_on_real_holdout": float(np.mean(np.array(guess, dtype=object) ==
+                                                      holdout[column].to_numpy())),
+            "classifier_as_drawn": tq.text_classifier_score(
+                drawn.text, drawn[column], holdout.text, holdout[column])}
+
+
 def plain_args(args: argparse.Namespace) -> dict[str, Any]:
     """Command-line arguments as JSON values (paths as strings), for a results file."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}

@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import load_split, plain_args  # noqa: E402
+from bench_text import draw_and_label, label_model_scores, load_split, plain_args  # noqa: E402
 from bench_text_smollm_dp import review_split  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
@@ -78,7 +78,7 @@ def guided_run(synth: Any, w: float, n: int, m: int, train: pd.DataFrame,
     CPU-seconds per record and ten samples. The summary is printed."""
     synth.guidance = w
     cpu = time.process_time()
-    frame = synth.sample(n, random_state=1)
+    drawn, frame = draw_and_label(synth, n, seed=1)
     took = (time.process_time() - cpu) / n
     quality = tq.text_quality(holdout.text.tolist(), frame.text[:m].tolist(),
                               reference=train.text.tolist())
@@ -86,6 +86,7 @@ def guided_run(synth: Any, w: float, n: int, m: int, train: pd.DataFrame,
            "quality": {k: v for k, v in quality.items() if not isinstance(v, list)},
            "classifier_synthetic_to_real": tq.text_classifier_score(
                frame.text, frame.source, holdout.text, holdout.source),
+           "label_model": label_model_scores(synth, drawn, holdout),
            "samples": [f"[{s}] {t}" for s, t in zip(frame.source[:10], frame.text[:10],
                                                     strict=True)]}
     print(json.dumps({k: v for k, v in run.items() if k != "samples"}, default=float),

