@@ -513,19 +513,18 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
     def _fit_labels(self, texts: list[str], cells: np.ndarray, n_cells: int, schema: Schema,
                     plan: TextPlan | None, recorder: SpendRecorder | None,
                     noise: NoiseSource) -> LabelModel | None:
-        """The DP label model of the control cells given the text (see :mod:`.labeller`)."""
+        """The DP label model of the control cells given the text (see :mod:`.labeller`):
+        as planned under DP, else (no DP) when ``labeller`` applies to ``schema``."""
         private = plan is not None and recorder is not None
-        on = plan.labels is not None if private and plan is not None else \
-            self._labels_on(schema)
-        if not on:
+        wanted = plan.labels if plan is not None and recorder is not None else None
+        if (wanted is None) if private else not self._labels_on(schema):
             return None
         kind = embedder_kind()
         x = embed(texts, kind)  # a public embedding: nothing is released by it alone
-        if not private:
+        if wanted is None or recorder is None:
             return LabelModel.fit(x, cells, n_cells, kind, plan=None, noise=noise)
-        assert plan is not None and plan.labels is not None and recorder is not None
-        with recorder.spend(LABEL_PURPOSE, plan.labels.event):
-            return LabelModel.fit(x, cells, n_cells, kind, plan=plan.labels, noise=noise)
+        with recorder.spend(LABEL_PURPOSE, wanted.event):
+            return LabelModel.fit(x, cells, n_cells, kind, plan=wanted, noise=noise)
 
     def _cluster(self, backend: TextBackend, texts: list[str], plan: TextPlan | None,
                  recorder: SpendRecorder | None, noise: NoiseSource
