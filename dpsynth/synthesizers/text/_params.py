@@ -80,8 +80,7 @@ def _label_problems(synth: Any, owner: str) -> list[str]:
     if not hasattr(synth, "labeller"):
         return []
     out: list[str] = []
-    if synth.labeller not in ("auto", True, False) or isinstance(synth.labeller, (int, float)) \
-            and not isinstance(synth.labeller, bool):
+    if not (isinstance(synth.labeller, bool) or synth.labeller == "auto"):
         out.append(str(param_error("labeller", "'auto', True or False", synth.labeller,
                                    owner)))
     share = synth.label_fraction

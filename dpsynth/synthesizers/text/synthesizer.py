@@ -397,8 +397,9 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         if self.labeller is False:
             return False
         controls = self._columns(schema)[1]
+        sizes = [len(schema[c].categories or ()) + bool(schema[c].nullable) for c in controls]
         declared = all(schema[c].categories for c in controls)
-        cells = len(control_domain(schema, controls)) if controls and declared else 0
+        cells = math.prod(sizes) if controls and declared else 0  # without listing them
         usable = bool(self.release_controls) and 2 <= cells <= MAX_LABEL_CELLS
         if self.labeller is True and not usable:
             raise param_error("labeller", f"'auto' or False for this table: the label model "
@@ -516,7 +517,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         """The DP label model of the control cells given the text (see :mod:`.labeller`):
         as planned under DP, else (no DP) when ``labeller`` applies to ``schema``."""
         private = plan is not None and recorder is not None
-        wanted = plan.labels if plan is not None and recorder is not None else None
+        wanted = plan.labels if private and plan is not None else None
         if (wanted is None) if private else not self._labels_on(schema):
             return None
         kind = embedder_kind()
