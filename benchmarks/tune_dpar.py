@@ -16,6 +16,11 @@ Two special keys:
   (post-processing of a DP release), then fine-tuned with DP-SGD at ``(1 - s) * epsilon`` on
   the real rows (basic composition; delta split in halves). It was tried as a way to help
   small tables and not kept (``docs/benchmarks.md``).
+* ``{"prior": "marginals", "share": s, ...}``: an **experiment not in the library** (eighth
+  session): every column's 1-way histogram of dpar's tokens is released by one Gaussian
+  mechanism at ``(s * epsilon, delta / 2)`` (L2 sensitivity ``sqrt(columns)``; counts floored
+  at 1), each head's bias starts at the centred log of its noisy histogram, and dpar trains
+  with DP-SGD at ``((1 - s) * epsilon, delta / 2)`` (basic composition). Not kept.
 
     OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
         '[{"learning_rate": 0.01, "lr_schedule": "constant"}, {"lr_schedule": "cosine"}]' 3
@@ -63,6 +68,8 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
         return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
                                **kw).fit(train, table.schema)
     share = float(cfg["share"])
+    if cfg["prior"] == "marginals":
+        return _marginal_prior(table, train, kw, eps, share, seed)
     prior = create(cfg["prior"], epsilon=eps * share, delta=bench.DELTA / 2,
                    random_state=seed).fit(train, table.schema)
     fake = prior.sample(len(train), random_state=seed + 1)
@@ -74,6 +81,43 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
     def build(config: Any, torch_seed: int | None) -> Any:  # start from the warm weights
         model = original(config, torch_seed)
         model.load_state_dict(weights)
+        return model
+
+    ar.build_model = build
+    try:
+        return DPARSynthesizer(epsilon=eps * (1 - share), delta=bench.DELTA / 2,
+                               random_state=seed, **kw).fit(train, table.schema)
+    finally:
+        ar.build_model = original
+
+
+def _marginal_prior(table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
+                    share: float, seed: int) -> Any:
+    """dpar whose heads start from DP 1-way histograms (the ``"marginals"`` prior above)."""
+    import torch
+
+    from dpsynth.accounting.calibrate import calibrate_gaussian
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+    from dpsynth.synthesizers.ar import synthesizer as ar
+    from dpsynth.synthesizers.ar.tokens import TableTokenizer
+
+    tokens = TableTokenizer(int(kw.get("n_bins", 64))).fit(table.schema).transform(train)
+    std = calibrate_gaussian(eps * share, bench.DELTA / 2) * math.sqrt(tokens.shape[1])
+    rng = np.random.default_rng(seed + 99)
+    logs = []
+    for j, size in enumerate(TableTokenizer(int(kw.get("n_bins", 64))).fit(
+            table.schema).vocab_sizes):
+        counts = np.bincount(tokens[:, j], minlength=size) + rng.normal(0.0, std, size)
+        p = np.maximum(counts, 1.0)
+        logs.append(torch.tensor(np.log(p / p.sum()), dtype=torch.float32))
+    original = ar.build_model
+
+    def build(config: Any, torch_seed: int | None) -> Any:  # heads start at the histograms
+        model = original(config, torch_seed)
+        if torch_seed is not None:
+            with torch.no_grad():
+                for head, lp in zip(model.heads, logs, strict=True):
+                    head.bias.copy_(lp - lp.mean())
         return model
 
     ar.build_model = build

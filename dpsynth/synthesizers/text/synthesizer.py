@@ -136,6 +136,15 @@ def _record_loss(module: Any, criterion: Any, batch: torch.Tensor) -> Any:
     return criterion(module(inputs), target)
 
 
+def _spending(recorder: SpendRecorder | None, purpose: str, event: Any
+              ) -> contextlib.AbstractContextManager[Any]:
+    """The recorder's spend of ``event`` for ``purpose``; nothing to spend without one
+    (no DP, or nothing planned for that purpose)."""
+    if recorder is None or event is None:
+        return contextlib.nullcontext()
+    return recorder.spend(purpose, event)
+
+
 @register
 class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
     """DP-SGD fine-tuned language model for a table of one text column plus control columns.
@@ -503,13 +512,12 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
                           noise: NoiseSource) -> ControlDistribution | None:
         if not self.release_controls:
             return None
-        if plan is None or recorder is None or plan.controls is None:
-            # no DP, or no control column (one cell, probability 1): nothing to release
-            return ControlDistribution.release(cells, controls, domain, sigma=None, noise=None)
-        with recorder.spend(CONTROL_PURPOSE, plan.controls):
-            return ControlDistribution.release(cells, controls, domain,
-                                               sigma=plan.controls.noise_multiplier,
-                                               noise=noise)
+        # no DP, or no control column (one cell, probability 1): exact, nothing to spend
+        event = plan.controls if plan is not None and recorder is not None else None
+        with _spending(recorder, CONTROL_PURPOSE, event):
+            return ControlDistribution.release(
+                cells, controls, domain, sigma=None if event is None else event.noise_multiplier,
+                noise=None if event is None else noise)
 
     def _fit_labels(self, texts: list[str], cells: np.ndarray, n_cells: int, schema: Schema,
                     plan: TextPlan | None, recorder: SpendRecorder | None,
@@ -522,9 +530,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             return None
         kind = embedder_kind()
         x = embed(texts, kind)  # a public embedding: nothing is released by it alone
-        if wanted is None or recorder is None:
-            return LabelModel.fit(x, cells, n_cells, kind, plan=None, noise=noise)
-        with recorder.spend(LABEL_PURPOSE, wanted.event):
+        with _spending(recorder, LABEL_PURPOSE, None if wanted is None else wanted.event):
             return LabelModel.fit(x, cells, n_cells, kind, plan=wanted, noise=noise)
 
     def _cluster(self, backend: TextBackend, texts: list[str], plan: TextPlan | None,
@@ -534,14 +540,11 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         embedder = self._fit_embedder(backend)
         raw = embedder.embed(texts)
         rng = np.random.default_rng(_dpsgd.torch_seed(noise))  # public: not the data
-        sigma: float | None = None  # the non-private reference: exact Lloyd steps
-        spend: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if plan is not None and recorder is not None and plan.topics is not None:
-            sigma = plan.topics.noise_multiplier
-            spend = recorder.spend(TOPIC_PURPOSE, plan.topics)
-        with spend:
-            return cluster(embedder, raw, int(self.topics), sigma=sigma, noise=noise, rng=rng,
-                           iterations=DEFAULT_ITERATIONS)
+        event = plan.topics if plan is not None and recorder is not None else None
+        with _spending(recorder, TOPIC_PURPOSE, event):  # None: exact Lloyd steps (no DP)
+            return cluster(embedder, raw, int(self.topics),
+                           sigma=None if event is None else event.noise_multiplier,
+                           noise=noise, rng=rng, iterations=DEFAULT_ITERATIONS)
 
     def _fit_embedder(self, backend: TextBackend) -> Embedder:
         """The public embedding: the HF model before fine-tuning, else hashed words."""
