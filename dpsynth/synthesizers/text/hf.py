@@ -31,9 +31,16 @@ from torch import nn
 
 from dpsynth.errors import ModelFormatError, ParameterError
 from dpsynth.synthesizers.text import records
+from dpsynth.synthesizers.text.kvcache import preallocate
 from dpsynth.synthesizers.text.model import draw_token
 
 logger = logging.getLogger(__name__)
+
+#: Finished rows leave the decoding batch once they are at least 1 / _DROP_SHARE of it.
+_DROP_SHARE = 8
+#: Positions reserved ahead in the key/value cache at first (it doubles when full): most
+#: records end long before ``max_length``, and 512 rows of 256 positions would take 1.6 GB.
+_CACHE_STEP = 64
 
 
 def _offline() -> None:
@@ -396,9 +403,11 @@ class HFBackend:
         banned = self.banned
         longest = max(len(self.prompt_ids(h)) for h in heads)
         steps = min(max_length + 1, self.max_tokens() - longest)
+        for past in pasts:  # written in place from here on, not copied at each token
+            preallocate(past, longest + min(max(steps, 0), _CACHE_STEP))
         drawn = torch.full((n, max(steps, 0)), self.eos, dtype=torch.long, device=device)
         live = torch.arange(n, device=device)  # rows still writing (the caches' rows)
-        done = torch.zeros(n, dtype=torch.bool, device=device)  # a cache that cannot drop
+        done = torch.zeros(n, dtype=torch.bool, device=device)  # finished, still in the cache
         for step in range(steps):
             scores = logits[0] if log_w is None else _guided(logits, log_w, guidance)
             nxt = draw_token(scores, temperature, top_p, generator, banned=banned)
@@ -407,8 +416,11 @@ class HFBackend:
             done |= nxt == self.eos
             if bool(done.all()) or step == steps - 1:
                 break
-            if bool(done.any()) and hasattr(pasts[0], "batch_select_indices"):
-                going = torch.nonzero(~done).squeeze(1)  # finished rows leave the batch
+            if _DROP_SHARE * int(done.sum()) >= len(done) \
+                    and hasattr(pasts[0], "batch_select_indices"):
+                # finished rows leave the batch once they are an eighth of it: dropping copies
+                # the whole cache, so it waits; until then they decode end tokens unused
+                going = torch.nonzero(~done).squeeze(1)
                 for past in pasts:
                     past.batch_select_indices(going)
                 live, nxt, done = live[going], nxt[going], done[going]

@@ -249,7 +249,7 @@ def draw_token(logits: torch.Tensor, temperature: float, top_p: float,
     """
     if temperature > 0 and top_p < 1.0:  # by blocks of rows that stay in the CPU cache
         block = _DRAW_ROWS if logits.device.type == "cpu" else max(len(logits), 1)
-        return torch.cat([_nucleus_draw(_scaled(rows, temperature, banned), top_p, generator)
+        return torch.cat([_nucleus_draw(rows, temperature, banned, top_p, generator)
                           for rows in logits.split(block)])
     logits = _scaled(logits, 1.0, banned)
     if temperature <= 0:
@@ -277,9 +277,10 @@ _DRAW_ROWS = 8
 _NUCLEUS_CANDIDATES = (256, 2048)
 
 
-def _nucleus_draw(logits: torch.Tensor, top_p: float,
-                  generator: torch.Generator) -> torch.Tensor:
-    """One token per row of ``logits``, drawn from the row's top-``top_p`` nucleus.
+def _nucleus_draw(logits: torch.Tensor, temperature: float, banned: tuple[int, ...],
+                  top_p: float, generator: torch.Generator) -> torch.Tensor:
+    """One token per row of ``logits`` at ``temperature`` (> 0), drawn from the row's
+    top-``top_p`` nucleus, ``banned`` ids never.
 
     The nucleus of Holtzman et al. ("The Curious Case of Neural Text Degeneration", ICLR
     2020): the likeliest tokens in order while the mass before them is at most ``top_p``,
@@ -287,29 +288,86 @@ def _nucleus_draw(logits: torch.Tensor, top_p: float,
     distribution is in the nucleus exactly when the tokens likelier than it hold at most
     ``top_p``; so a draw from the whole distribution, kept when it is inside and drawn again
     otherwise, is a draw from the renormalised nucleus (rejection sampling), without
-    sorting the vocabulary. Uniforms come from the CPU ``generator``.
+    sorting the vocabulary. The tokens likelier than a token of probability ``p`` hold at
+    most ``1 - p``, so a draw with ``p >= 1 - top_p`` is kept without summing them. Uniforms
+    come from the CPU ``generator``.
     """
     n, vocab = logits.shape
-    probs = logits.softmax(dim=-1)
+    scaled = logits if temperature == 1 else logits.to(torch.float32).div(temperature)
+    probs = scaled.softmax(dim=-1, dtype=torch.float32)
+    total = torch.ones(n, dtype=probs.dtype, device=probs.device)
+    if banned:  # removed after the softmax: the rest keep their ratios, summing to total
+        ids = list(banned)
+        total = total - probs[:, ids].sum(dim=-1)
+        probs[:, ids] = 0.0
     out = torch.empty(n, dtype=torch.long, device=logits.device)
     rows = torch.arange(n, device=logits.device)
-    zero = torch.zeros((), dtype=probs.dtype, device=probs.device)
     for _ in range(_REJECTION_ROUNDS):  # a draw from the whole distribution, kept when in
-        part = probs if len(rows) == n else probs[rows]  # the nucleus: the mass likelier
-        cdf = part.cumsum(dim=-1)                         # than it is at most top_p
+        part, row_total = (probs, total) if len(rows) == n else (probs[rows], total[rows])
+        cap = row_total * top_p  # the nucleus: the mass likelier than the token at most cap
         uniform = torch.rand(len(rows), generator=generator, dtype=torch.float64)
-        at = torch.searchsorted(cdf, (uniform.to(cdf) * cdf[:, -1])[:, None],
-                                right=True).clamp_(max=vocab - 1)
-        mass = torch.where(part > part.gather(1, at), part, zero).sum(dim=-1)
-        inside = mass <= top_p
+        at = inverse_cdf(part, uniform.to(device=part.device))
+        p_at = part.gather(1, at).squeeze(1)
+        inside = p_at >= row_total - cap  # in for sure, without summing the likelier ones
+        unsure = torch.nonzero(~inside & (p_at > 0)).squeeze(1)
+        if len(unsure):
+            inside[unsure] = _mass_above(part, unsure, p_at) <= cap[unsure]
+        inside &= p_at > 0
         out[rows[inside]] = at[inside].squeeze(1)
         rows = rows[~inside]
         if not len(rows):
             return out
-    logits = logits[rows]
-    rest = _sorted_nucleus_draw(logits, top_p, generator)
-    out[rows] = rest
+    out[rows] = _sorted_nucleus_draw(_scaled(logits[rows], temperature, banned), top_p,
+                                     generator)
     return out
+
+
+def _mass_above(probs: torch.Tensor, rows: torch.Tensor, p_at: torch.Tensor) -> torch.Tensor:
+    """For each index ``r`` in ``rows``: the sum of ``probs[r]`` over entries above
+    ``p_at[r]``. On a CPU one fused threshold pass per row (a masked ``where`` over the
+    block was several times slower); elsewhere one masked pass over all the rows."""
+    if probs.device.type != "cpu":
+        sub = probs[rows]
+        return torch.where(sub > p_at[rows, None], sub, torch.zeros_like(sub)).sum(dim=-1)
+    return torch.stack([torch.nn.functional.threshold(probs[r], float(p_at[r]), 0.0).sum()
+                        for r in rows.tolist()])
+
+
+#: Width of the blocks of :func:`inverse_cdf`.
+_CDF_BLOCK = 256
+
+
+def inverse_cdf(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """``(rows, 1)`` indices: in each row of ``probs`` ``(rows, vocab)`` (non-negative, not
+    necessarily normalised), the first index whose running sum exceeds ``uniform`` times the
+    row's total: a draw from the row's distribution for a uniform in [0, 1).
+
+    In two levels, so no pass runs serially over the whole vocabulary (a cumulative sum over
+    49,152 probabilities is one long dependency chain): the sums of blocks of ``_CDF_BLOCK``
+    entries (vectorised), the running sum over the blocks, then the running sum inside the
+    one block where the target falls. An index of zero probability is never returned
+    unless the row's total is zero.
+    """
+    rows, vocab = probs.shape
+    width = _CDF_BLOCK
+    full = vocab // width * width
+    sums = [probs[:, :full].reshape(rows, -1, width).sum(dim=-1)] if full else []
+    if full < vocab:
+        sums.append(probs[:, full:].sum(dim=-1, keepdim=True))
+    block_cdf = torch.cat(sums, dim=1).cumsum(dim=-1)
+    target = uniform.to(block_cdf.dtype)[:, None] * block_cdf[:, -1:]
+    n_blocks = block_cdf.shape[1]
+    block = torch.searchsorted(block_cdf, target, right=True).clamp_(max=n_blocks - 1)
+    before = torch.where(block > 0, block_cdf.gather(1, (block - 1).clamp_(min=0)),
+                         torch.zeros_like(target))
+    span = block * width + torch.arange(width, device=probs.device)  # (rows, width)
+    inner = probs.gather(1, span.clamp(max=vocab - 1))
+    inner = torch.where(span < vocab, inner, torch.zeros_like(inner)).cumsum(dim=-1)
+    pos = torch.searchsorted(inner, target - before, right=True)
+    # rounding may put the target past the block's last entry: take its last non-zero one
+    last = (inner < inner[:, -1:]).sum(dim=-1, keepdim=True)
+    pos = torch.minimum(pos, last)
+    return (block * width + pos).clamp_(max=vocab - 1)
 
 
 #: Rejection rounds of :func:`_nucleus_draw` before the rows left are drawn by sorting (a

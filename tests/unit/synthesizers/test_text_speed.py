@@ -195,3 +195,61 @@ def test_cli_lora_layers_reaches_the_saved_model(llama_dir, tmp_path):
         "--seed", "0"])
     assert result.exit_code == 0, result.output
     assert BaseSynthesizer.load(tmp_path / "m").backend_.lora_layers == 1
+
+
+def test_preallocated_cache_gives_the_dynamic_caches_logits(llama_dir):
+    """The in-place key/value cache holds the same values as transformers' growing one:
+    the same logits at every step, through a growth past its first size and a dropped row."""
+    from transformers import AutoModelForCausalLM
+
+    from dpsynth.synthesizers.text.hf import cache_keyword, cache_of
+    from dpsynth.synthesizers.text.kvcache import preallocate
+
+    lm = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32).eval()
+    key = cache_keyword(lm)
+    gen = torch.Generator().manual_seed(0)
+    prompt = torch.randint(3, lm.config.vocab_size, (3, 4), generator=gen)
+    with torch.no_grad():
+        plain = cache_of(lm(input_ids=prompt, use_cache=True))
+        fixed = cache_of(lm(input_ids=prompt, use_cache=True))
+        assert preallocate(fixed, 6)  # 4 prompt positions + 2: it must grow on the way
+        assert not preallocate(object(), 6)
+        rows = 3
+        for step in range(6):
+            if step == 3:  # the middle row leaves the batch
+                keep = torch.tensor([0, 2])
+                plain.batch_select_indices(keep)
+                fixed.batch_select_indices(keep)
+                rows = 2
+            tok = torch.randint(3, lm.config.vocab_size, (rows, 1), generator=gen)
+            a = lm(input_ids=tok, use_cache=True, **{key: plain}).logits
+            b = lm(input_ids=tok, use_cache=True, **{key: fixed}).logits
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        assert fixed.get_seq_length() == plain.get_seq_length() == 10
+
+
+@pytest.mark.parametrize("vocab", [49152, 259, 100])
+def test_inverse_cdf_is_the_running_sum_search(vocab):
+    """The two-level draw picks the index a full running sum would (exact dyadic sums), and
+    never one of zero probability."""
+    gen = torch.Generator().manual_seed(vocab)
+    probs = torch.randint(0, 16, (32, vocab), generator=gen).float() / 1024
+    probs[:, ::5] = 0.0
+    uniform = torch.randint(0, 4096, (32,), generator=gen).double() / 4096
+    got = text_model.inverse_cdf(probs, uniform)
+    cdf = probs.double().cumsum(-1)
+    want = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True)
+    assert torch.equal(got, want.clamp(max=vocab - 1))
+    assert bool((probs.gather(1, got) > 0).all())
+
+
+def test_nucleus_renormalises_after_banned_tokens():
+    """A banned token is never drawn even when it holds most of the mass; the nucleus is
+    taken among the others (here all three, tied)."""
+    logits = torch.tensor([[10.0, 0.0, 0.0, 0.0]] * 4)
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([text_model.draw_token(logits, 1.0, 0.9, gen, banned=(0,))
+                         for _ in range(300)])
+    assert set(draws.flatten().tolist()) == {1, 2, 3}
+    freq = torch.bincount(draws.flatten(), minlength=4)[1:].double() / draws.numel()
+    assert torch.all((freq - 1 / 3).abs() < 0.05)
