@@ -14,7 +14,7 @@ other special layer is left as it is, and a cache without layers is not touched.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import torch
 
@@ -36,11 +36,12 @@ def preallocate(cache: Any, capacity: int) -> bool:
         return False
     fixed = _fixed_layer_class(base)
     swapped = True
-    for i, layer in enumerate(layers):
-        layer = cast(Any, layer)
-        if type(layer) is fixed:
+    for i in range(len(layers)):
+        layer: Any = layers[i]
+        kind: Any = type(layer)
+        if kind is fixed:
             continue
-        if type(layer) is not base or not layer.is_initialized or layer.keys is None \
+        if kind is not base or not layer.is_initialized or layer.keys is None \
                 or layer.keys.dim() != 4 or layer.keys.shape[-2] > capacity:
             swapped = False
             continue
