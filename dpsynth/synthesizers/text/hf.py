@@ -31,7 +31,7 @@ from torch import nn
 
 from dpsynth.errors import ModelFormatError, ParameterError
 from dpsynth.synthesizers.text import records
-from dpsynth.synthesizers.text.kvcache import preallocate
+from dpsynth.synthesizers.text.kvcache import preallocate, reuse_logits, reusing_logits
 from dpsynth.synthesizers.text.model import draw_token
 
 logger = logging.getLogger(__name__)
@@ -350,7 +350,9 @@ class HFBackend:
             merge = getattr(copy, "merge_and_unload", None)
             if merge is not None:
                 copy = merge()
-            self._sampling_copy = (key, copy.to(torch.bfloat16).eval())
+            copy = copy.to(torch.bfloat16).eval()
+            reuse_logits(copy)  # its logits go into reused buffers while decoding
+            self._sampling_copy = (key, copy)
         return self._sampling_copy[1]
 
     def _stream(self, lm: nn.Module, head: str, n: int, last: dict[str, Any]
@@ -387,8 +389,6 @@ class HFBackend:
         """
         self.wrapper.lm.eval()
         lm = self._sampler()
-        device = next(lm.parameters()).device
-        keyword = cache_keyword(lm)
         names = inspect.signature(_base(lm).forward).parameters
         last = {"logits_to_keep": 1} if "logits_to_keep" in names else {}
         weights = {head: 0.0}  # the conditional stream first, then the other guide headers
@@ -396,10 +396,27 @@ class HFBackend:
             weights[h] = weights.get(h, 0.0) + w
         guided = guidance > 0 and sum(weights.values()) > 0
         heads = list(weights) if guided else [head]
+        with reusing_logits(lm, len(heads) + 1):  # a step's logits live until the next step's
+            drawn = self._decode(lm, heads, weights if guided else None, n, last,
+                                 max_length=max_length, temperature=temperature, top_p=top_p,
+                                 generator=generator, guidance=guidance)
+        texts = []
+        for row in drawn.cpu().tolist():
+            end = row.index(self.eos) if self.eos in row else len(row)
+            texts.append(self.decode_text(row[:end]))
+        return texts
+
+    def _decode(self, lm: nn.Module, heads: list[str], weights: dict[str, float] | None,
+                n: int, last: dict[str, Any], *, max_length: int, temperature: float,
+                top_p: float, generator: torch.Generator, guidance: float) -> torch.Tensor:
+        """The token ids ``(n, steps)`` of :meth:`generate`'s loop (the end token after a
+        record's end); ``weights`` of the guide headers when guided."""
+        device = next(lm.parameters()).device
+        keyword = cache_keyword(lm)
         streams = [self._stream(lm, h, n, last) for h in heads]
         pasts, logits = [p for p, _ in streams], [lg for _, lg in streams]
-        log_w = torch.tensor([weights[h] for h in heads], device=device).log() if guided \
-            else None
+        log_w = None if weights is None else torch.tensor(
+            [weights[h] for h in heads], device=device).log()
         banned = self.banned
         longest = max(len(self.prompt_ids(h)) for h in heads)
         steps = min(max_length + 1, self.max_tokens() - longest)
@@ -427,11 +444,7 @@ class HFBackend:
             outs = [lm(input_ids=nxt[:, None], use_cache=True, **{keyword: past})
                     for past in pasts]
             pasts, logits = [cache_of(o) for o in outs], [o.logits[:, -1] for o in outs]
-        texts = []
-        for row in drawn.cpu().tolist():
-            end = row.index(self.eos) if self.eos in row else len(row)
-            texts.append(self.decode_text(row[:end]))
-        return texts
+        return drawn
 
     def to(self, device: torch.device) -> None:
         self.wrapper.to(device)

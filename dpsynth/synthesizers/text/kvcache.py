@@ -1,4 +1,5 @@
-"""A key/value cache written in place, for dpsynth's own decoding loop.
+"""Buffers reused from token to token by dpsynth's own decoding loop: a key/value cache
+written in place, and an output layer that writes its logits into a few reused tensors.
 
 transformers' ``DynamicLayer`` grows each layer's keys and values by concatenation, so every
 decoded token copies the whole cache of every layer: at a few hundred rows and a few dozen
@@ -10,13 +11,76 @@ The values are the same; only where they live changes.
 
 Only plain full-attention layers (exactly ``DynamicLayer``) are swapped: a sliding-window or
 other special layer is left as it is, and a cache without layers is not touched.
+
+The logits of a decoding step are rows by vocabulary (512 x 49,152 bfloat16 is 50 MB). A
+new tensor that large is mapped fresh from the operating system at every token, and first
+touching its pages cost as much as the output layer's product itself
+(``docs/benchmarks.md``). :class:`ReusedLogits` replaces the output layer of the sampling
+copy; inside :func:`reusing_logits` it writes into a ring of buffers, so a step's logits stay
+valid until ``slots`` more forward passes have run.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch import nn
+
+
+class ReusedLogits(nn.Module):
+    """An ``nn.Linear`` output layer that, while :func:`reusing_logits` is active, writes its
+    output into a ring of reused buffers (the same values as the layer it replaces)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.weight = linear.weight  # the same parameters (tied ones stay tied)
+        self.bias = linear.bias
+        self._ring: list[torch.Tensor | None] = []
+        self._next = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._ring or x.dtype != self.weight.dtype or x.device != self.weight.device:
+            return nn.functional.linear(x, self.weight, self.bias)
+        flat = x.reshape(-1, x.shape[-1])
+        rows, width = flat.shape[0], self.weight.shape[0]
+        buf = self._ring[self._next]
+        if buf is None or buf.shape[0] < rows:
+            buf = self._ring[self._next] = flat.new_empty((rows, width))
+        self._next = (self._next + 1) % len(self._ring)
+        out = buf[:rows]
+        torch.mm(flat, self.weight.t(), out=out)
+        if self.bias is not None:
+            out.add_(self.bias)
+        return out.view(*x.shape[:-1], width)
+
+
+@contextlib.contextmanager
+def reusing_logits(model: nn.Module, slots: int) -> Iterator[None]:
+    """While active, ``model``'s :class:`ReusedLogits` output layer (if it has one) reuses
+    ``slots`` buffers: a forward's logits are overwritten by the ``slots``-th next one."""
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if get is not None else None
+    if not isinstance(head, ReusedLogits):
+        yield
+        return
+    head._ring, head._next = [None] * max(1, slots), 0
+    try:
+        yield
+    finally:
+        head._ring = []
+
+
+def reuse_logits(model: nn.Module) -> None:
+    """Give ``model`` (a copy used only for sampling) a :class:`ReusedLogits` output layer
+    when its output layer is a plain ``nn.Linear``."""
+    get = getattr(model, "get_output_embeddings", None)
+    put = getattr(model, "set_output_embeddings", None)
+    head = get() if get is not None else None
+    if put is not None and type(head) is nn.Linear:
+        put(ReusedLogits(head))
 
 
 def _dynamic_layer() -> type | None:
@@ -118,4 +182,4 @@ def _fixed_layer_class(base: type) -> type:
     return FixedLayer
 
 
-__all__ = ["preallocate"]
+__all__ = ["ReusedLogits", "preallocate", "reuse_logits", "reusing_logits"]

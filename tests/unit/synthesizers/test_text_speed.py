@@ -253,3 +253,51 @@ def test_nucleus_renormalises_after_banned_tokens():
     assert set(draws.flatten().tolist()) == {1, 2, 3}
     freq = torch.bincount(draws.flatten(), minlength=4)[1:].double() / draws.numel()
     assert torch.all((freq - 1 / 3).abs() < 0.05)
+
+
+def test_reused_logits_are_the_output_layers_and_live_for_their_slots():
+    from dpsynth.synthesizers.text.kvcache import ReusedLogits
+
+    gen = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(8, 50)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(50, 8, generator=gen))
+        linear.bias.copy_(torch.randn(50, generator=gen))
+    head = ReusedLogits(linear)
+    x = [torch.randn(4, 1, 8, generator=gen) for _ in range(3)]
+    with torch.no_grad():
+        plain = [linear(v) for v in x]
+        torch.testing.assert_close(head(x[0]), plain[0])  # no ring: a plain layer
+        head._ring, head._next = [None, None], 0  # what reusing_logits(model, 2) sets
+        first = head(x[0])
+        second = head(x[1])
+        torch.testing.assert_close(first, plain[0])  # still valid after one more forward
+        torch.testing.assert_close(second, plain[1])
+        third = head(x[2])  # the third overwrites the first's buffer
+        torch.testing.assert_close(third, plain[2])
+        assert third.data_ptr() == first.data_ptr()
+
+
+@pytest.mark.parametrize("guided", [False, True])
+def test_reused_logits_do_not_change_the_samples(llama_dir, monkeypatch, guided):
+    """Decoding with the ring of reused logits buffers (one or two streams) draws the same
+    texts as with a new tensor at every step."""
+    from dpsynth.synthesizers.text import hf, kvcache
+
+    backend = HFBackend.load(llama_dir, lora_rank=2, seed=0)
+    backend.sample_precision = "bfloat16"
+    head = "source=a\x1e"
+    kwargs = dict(max_length=12, temperature=1.0, top_p=0.9,
+                  guide=[(head, 0.5), ("source=b\x1e", 0.5)] if guided else (),
+                  guidance=2.0 if guided else 0.0)
+    assert isinstance(backend._sampler().get_output_embeddings(), kvcache.ReusedLogits)
+    reused = backend.generate(head, 16, generator=torch.Generator().manual_seed(3), **kwargs)
+
+    def fresh_every_time(model, slots):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(hf, "reusing_logits", fresh_every_time)
+    plain = backend.generate(head, 16, generator=torch.Generator().manual_seed(3), **kwargs)
+    assert reused == plain
