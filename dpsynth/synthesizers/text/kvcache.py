@@ -23,6 +23,7 @@ valid until ``slots`` more forward passes have run.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,9 +41,11 @@ class ReusedLogits(nn.Module):
         self.bias = linear.bias
         self._ring: list[torch.Tensor | None] = []
         self._next = 0
+        self._owner: int | None = None  # the thread whose decoding loop holds the ring
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._ring or x.dtype != self.weight.dtype or x.device != self.weight.device:
+        if not self._ring or self._owner != threading.get_ident() \
+                or x.dtype != self.weight.dtype or x.device != self.weight.device:
             return nn.functional.linear(x, self.weight, self.bias)
         flat = x.reshape(-1, x.shape[-1])
         rows, width = flat.shape[0], self.weight.shape[0]
@@ -60,17 +63,28 @@ class ReusedLogits(nn.Module):
 @contextlib.contextmanager
 def reusing_logits(model: nn.Module, slots: int) -> Iterator[None]:
     """While active, ``model``'s :class:`ReusedLogits` output layer (if it has one) reuses
-    ``slots`` buffers: a forward's logits are overwritten by the ``slots``-th next one."""
+    ``slots`` buffers: a forward's logits are overwritten by the ``slots``-th next one.
+    Only the calling thread's forwards use them, and only the outermost loop's: a nested
+    or concurrent loop gets a new tensor per forward, as without the ring."""
     get = getattr(model, "get_output_embeddings", None)
-    head = get() if get is not None else None
-    if not isinstance(head, ReusedLogits):
+    found = get() if get is not None else None
+    head = found if isinstance(found, ReusedLogits) else None
+    with _RING_LOCK:
+        mine = head is not None and head._owner is None
+        if head is not None and mine:
+            head._ring, head._next = [None] * max(1, slots), 0
+            head._owner = threading.get_ident()
+    if head is None or not mine:
         yield
         return
-    head._ring, head._next = [None] * max(1, slots), 0
     try:
         yield
     finally:
-        head._ring = []
+        with _RING_LOCK:
+            head._ring, head._owner = [], None
+
+
+_RING_LOCK = threading.Lock()
 
 
 def reuse_logits(model: nn.Module) -> None:

@@ -8,6 +8,7 @@ Logic only, on the tiny random llama model (no timing; the speed is measured by
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pandas as pd
@@ -269,6 +270,7 @@ def test_reused_logits_are_the_output_layers_and_live_for_their_slots():
         plain = [linear(v) for v in x]
         torch.testing.assert_close(head(x[0]), plain[0])  # no ring: a plain layer
         head._ring, head._next = [None, None], 0  # what reusing_logits(model, 2) sets
+        head._owner = threading.get_ident()
         first = head(x[0])
         second = head(x[1])
         torch.testing.assert_close(first, plain[0])  # still valid after one more forward
@@ -301,3 +303,28 @@ def test_reused_logits_do_not_change_the_samples(llama_dir, monkeypatch, guided)
     monkeypatch.setattr(hf, "reusing_logits", fresh_every_time)
     plain = backend.generate(head, 16, generator=torch.Generator().manual_seed(3), **kwargs)
     assert reused == plain
+
+
+def test_reused_logits_serve_only_the_outermost_loop_of_one_thread():
+    from dpsynth.synthesizers.text.kvcache import ReusedLogits, reusing_logits
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = ReusedLogits(torch.nn.Linear(4, 6))
+
+        def get_output_embeddings(self):
+            return self.head
+
+    model, x = Model(), torch.ones(2, 4)
+    seen: list[int] = []
+    with torch.no_grad(), reusing_logits(model, 1):
+        a, b = model.head(x), model.head(x)
+        assert a.data_ptr() == b.data_ptr()  # one slot: the same buffer
+        with reusing_logits(model, 1):  # nested: no ring of its own, the outer one's stays
+            assert model.head._owner == threading.get_ident()
+        other = threading.Thread(target=lambda: seen.append(model.head(x).data_ptr()))
+        other.start()
+        other.join()
+        assert seen and seen[0] != a.data_ptr()  # another thread: a new tensor
+    assert model.head._ring == [] and model.head._owner is None

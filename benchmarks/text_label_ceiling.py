@@ -1,0 +1,189 @@
+"""Where the reviews' classifier gap comes from (issue 17): the labels or the texts?
+
+On a saved DP text model with a label model (``bench_text_smollm_dp.py --save DIR``), one
+pool of ``2 n`` records is drawn as the model writes them (control values from the released
+histogram, no re-assignment), and the benchmark's classifier (TF-IDF + logistic regression,
+``dpsynth.evaluate.text.text_classifier_score``) is trained on ``n`` of them and tested on
+the real holdout, with the control values assigned in these ways:
+
+* ``as drawn``: the values the text was generated under;
+* ``permuted``: the library's way, the DP label model's permutation (both halves of the pool);
+* ``selected``: ``n`` of the ``2 n`` (or ``1.5 n``) records kept, and the drawn values
+  assigned to them, greedily by the label model's centred log-probability (over-generation
+  and selection: post-processing, the texts the teacher is surest of);
+* ``all k n, permuted``: more records (``--pool-factor`` F: a pool of ``F n``), each block
+  of ``n`` permuted, for ``k = 2 .. F``;
+* ``non-private teachers``: the permutation by a teacher fitted **without DP** on the real
+  training labels (an upper bound on what a better label model could give: MiniLM, and
+  SmolLM2's mean-pooled hidden states at three depths).
+
+Real → real at ``n``, ``2 n`` and all training records is the reference. This is a
+diagnosis, not a release path: the non-private teachers read the private labels.
+
+    python benchmarks/text_label_ceiling.py --model DIR --corpus reviews [--n 2000]
+        [--pool-factor 4] [--out benchmarks/results/text_label_ceiling_reviews.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_text import load_split  # noqa: E402
+from bench_text_smollm_dp import review_split  # noqa: E402
+
+from dpsynth.evaluate import text as tq  # noqa: E402
+from dpsynth.synthesizers.text import DPTextSynthesizer, smollm  # noqa: E402
+from dpsynth.synthesizers.text.controls import cell_index  # noqa: E402
+from dpsynth.synthesizers.text.labeller import assign_cells, embed  # noqa: E402
+
+
+def select(log_probs: np.ndarray, drawn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a larger pool kept for the ``drawn`` cells, and their cells: (row, cell) pairs
+    in decreasing centred log-probability, each taken while the row is free and the cell
+    has copies left."""
+    k = log_probs.shape[1]
+    left = np.bincount(drawn, minlength=k)
+    centred = log_probs - log_probs.mean(axis=1, keepdims=True)
+    out = np.full(len(log_probs), -1)
+    need = len(drawn)
+    for flat in np.argsort(-centred.ravel(), kind="stable"):
+        row, cell = divmod(int(flat), k)
+        if out[row] < 0 and left[cell] > 0:
+            out[row], left[cell], need = cell, left[cell] - 1, need - 1
+            if need == 0:
+                break
+    keep = np.nonzero(out >= 0)[0]
+    return keep, out[keep]
+
+
+@torch.no_grad()
+def smollm_features(texts: list[str], layers: tuple[int, ...]) -> np.ndarray:
+    """Mean-pooled hidden states of the untrained SmolLM2 at ``layers`` (public model)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = str(smollm.default_model_dir())
+    tok = AutoTokenizer.from_pretrained(path)
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
+    tok.padding_side = "right"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    out = []
+    for i in range(0, len(texts), 64):
+        batch = tok(texts[i:i + 64], return_tensors="pt", padding=True, truncation=True,
+                    max_length=64)
+        hidden = lm.model(**batch, output_hidden_states=True).hidden_states
+        mask = batch["attention_mask"][..., None].float()
+        out.append(torch.cat([(hidden[j].float() * mask).sum(1) / mask.sum(1)
+                              for j in layers], -1))
+    return torch.cat(out).numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--corpus", choices=("tweets", "reviews"), default="reviews")
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--pool-factor", type=int, default=2,
+                        help="records drawn: this many times n (at least 2)")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).resolve().parent / "results" /
+                        "text_label_ceiling_reviews.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from sklearn.linear_model import LogisticRegression
+
+    split = review_split if args.corpus == "reviews" else load_split
+    train, hold = split(6000, 1000, seed=0)
+    synth = DPTextSynthesizer.load(args.model)
+    labels = synth.labels_
+    if labels is None:
+        raise SystemExit(f"{args.model} has no label model")
+    synth.labels_ = None
+    n, factor = args.n, max(2, args.pool_factor)
+    cpu = time.process_time()
+    pool = synth.sample(factor * n, random_state=args.seed)
+    sample_cpu = time.process_time() - cpu
+    cells = cell_index(pool, list(synth.control_columns_), list(synth.controls_.domain))
+    names = [synth.controls_.domain[i][0] for i in range(labels.cells)]
+    texts = pool.text.to_numpy()
+    x = embed(pool.text.tolist(), labels.embedder)
+    lp = labels.log_probs(x)
+    results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
+                               "sample_cpu_s": sample_cpu, "rows": []}
+
+    def score(rows: np.ndarray, assigned: np.ndarray, name: str, mauve: bool = False) -> None:
+        found = tq.text_classifier_score(texts[rows], [names[c] for c in assigned],
+                                         hold.text, hold.source)
+        row: dict[str, Any] = {"way": name, "records": len(rows),
+                               "accuracy": found["accuracy"],
+                               "first_cell_share": float(np.mean(assigned == 0))}
+        if mauve:
+            row["mauve_first_500"] = tq.text_quality(
+                hold.text.tolist(), list(texts[rows][:500]),
+                reference=train.text.tolist())["mauve"]
+        results["rows"].append(row)
+        print(json.dumps(row), flush=True)
+
+    halves = [np.arange(n), np.arange(n, 2 * n)]
+    for h, rows in enumerate(halves):
+        score(rows, cells[rows], f"half {h}, as drawn")
+        score(rows, assign_cells(lp[rows], cells[rows]), f"half {h}, permuted", mauve=h == 0)
+    for share in (2.0, 1.5):
+        rows, assigned = select(lp[:int(share * n)], cells[:n])
+        score(rows, assigned, f"{n} selected of {int(share * n)}", mauve=True)
+    blocks = np.concatenate([assign_cells(lp[i:i + n], cells[i:i + n])
+                             for i in range(0, factor * n, n)])
+    for k in range(2, factor + 1):
+        score(np.arange(k * n), blocks[:k * n], f"all {k * n}, each block of {n} permuted")
+    y = train.source.to_numpy()
+    y_hold = hold.source.to_numpy()
+
+    def teacher(train_x: np.ndarray, hold_x: np.ndarray, pool_x: np.ndarray,
+                name: str) -> None:
+        clf = LogisticRegression(max_iter=3000).fit(train_x, y)
+        acc = float(np.mean(clf.predict(hold_x) == y_hold))
+        order = [list(clf.classes_).index(v) for v in names]
+        assigned = assign_cells(clf.predict_log_proba(pool_x)[:, order], cells[:n])
+        found = tq.text_classifier_score(texts[:n], [names[c] for c in assigned],
+                                         hold.text, hold.source)
+        row = {"way": f"non-private teacher: {name}", "teacher_accuracy_on_real": acc,
+               "records": n, "accuracy": found["accuracy"]}
+        results["rows"].append(row)
+        print(json.dumps(row), flush=True)
+
+    teacher(embed(train.text.tolist(), labels.embedder),
+            embed(hold.text.tolist(), labels.embedder), x[:n], labels.embedder)
+    depths = (10, 20, 30)
+    feats = [smollm_features(t, depths) for t in
+             (train.text.tolist(), hold.text.tolist(), pool.text[:n].tolist())]
+    mu, sd = feats[0].mean(0), feats[0].std(0) + 1e-6
+    width = feats[0].shape[1] // len(depths)
+    for j, depth in enumerate(depths):
+        cut = slice(width * j, width * (j + 1))
+        teacher(*[(f[:, cut] - mu[cut]) / sd[cut] for f in feats],
+                f"SmolLM2 layer {depth}, mean-pooled")
+    for m in (n, 2 * n, len(train)):
+        found = tq.text_classifier_score(train.text[:m], train.source[:m], hold.text,
+                                         hold.source)
+        row = {"way": "real -> real", "records": m, "accuracy": found["accuracy"]}
+        results["rows"].append(row)
+        print(json.dumps(row), flush=True)
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
