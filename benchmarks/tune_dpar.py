@@ -58,7 +58,6 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
     """The fitted synthesizer of one configuration."""
     from dpsynth.synthesizers import create
     from dpsynth.synthesizers.ar import DPARSynthesizer
-    from dpsynth.synthesizers.ar import synthesizer as ar
 
     if cfg.get("only"):
         return create(cfg["only"], epsilon=eps * cfg.get("share", 1.0), delta=bench.DELTA,
@@ -76,17 +75,29 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
     warm = DPARSynthesizer(epsilon=math.inf, random_state=seed,
                            **{**kw, "epochs": 20}).fit(fake, table.schema)
     weights = warm.model_.state_dict()
+    return _fit_from(lambda model: model.load_state_dict(weights),  # the warm weights
+                     table, train, kw, eps * (1 - share), seed)
+
+
+def _fit_from(start: Any, table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
+              seed: int) -> Any:
+    """dpar at ``(eps, delta / 2)`` whose new model is first passed to ``start(model)``
+    (``build_model`` patched for the one fit)."""
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+    from dpsynth.synthesizers.ar import synthesizer as ar
+
     original = ar.build_model
 
-    def build(config: Any, torch_seed: int | None) -> Any:  # start from the warm weights
+    def build(config: Any, torch_seed: int | None) -> Any:
         model = original(config, torch_seed)
-        model.load_state_dict(weights)
+        if torch_seed is not None:  # not when a saved model is loaded
+            start(model)
         return model
 
     ar.build_model = build
     try:
-        return DPARSynthesizer(epsilon=eps * (1 - share), delta=bench.DELTA / 2,
-                               random_state=seed, **kw).fit(train, table.schema)
+        return DPARSynthesizer(epsilon=eps, delta=bench.DELTA / 2, random_state=seed,
+                               **kw).fit(train, table.schema)
     finally:
         ar.build_model = original
 
@@ -97,35 +108,24 @@ def _marginal_prior(table: bench.Table, train: Any, kw: dict[str, Any], eps: flo
     import torch
 
     from dpsynth.accounting.calibrate import calibrate_gaussian
-    from dpsynth.synthesizers.ar import DPARSynthesizer
-    from dpsynth.synthesizers.ar import synthesizer as ar
     from dpsynth.synthesizers.ar.tokens import TableTokenizer
 
-    tokens = TableTokenizer(int(kw.get("n_bins", 64))).fit(table.schema).transform(train)
+    tokenizer = TableTokenizer(int(kw.get("n_bins", 64))).fit(table.schema)
+    tokens = tokenizer.transform(train)
     std = calibrate_gaussian(eps * share, bench.DELTA / 2) * math.sqrt(tokens.shape[1])
     rng = np.random.default_rng(seed + 99)
     logs = []
-    for j, size in enumerate(TableTokenizer(int(kw.get("n_bins", 64))).fit(
-            table.schema).vocab_sizes):
+    for j, size in enumerate(tokenizer.vocab_sizes):
         counts = np.bincount(tokens[:, j], minlength=size) + rng.normal(0.0, std, size)
         p = np.maximum(counts, 1.0)
         logs.append(torch.tensor(np.log(p / p.sum()), dtype=torch.float32))
-    original = ar.build_model
 
-    def build(config: Any, torch_seed: int | None) -> Any:  # heads start at the histograms
-        model = original(config, torch_seed)
-        if torch_seed is not None:
-            with torch.no_grad():
-                for head, lp in zip(model.heads, logs, strict=True):
-                    head.bias.copy_(lp - lp.mean())
-        return model
+    def start(model: Any) -> None:  # the heads' biases at the centred log-histograms
+        with torch.no_grad():
+            for head, lp in zip(model.heads, logs, strict=True):
+                head.bias.copy_(lp - lp.mean())
 
-    ar.build_model = build
-    try:
-        return DPARSynthesizer(epsilon=eps * (1 - share), delta=bench.DELTA / 2,
-                               random_state=seed, **kw).fit(train, table.schema)
-    finally:
-        ar.build_model = original
+    return _fit_from(start, table, train, kw, eps * (1 - share), seed)
 
 
 def score(table: bench.Table, cfg: dict[str, Any], eps: float, seed: int) -> dict[str, Any]:
