@@ -48,20 +48,9 @@ from dpsynth.synthesizers.text.labeller import assign_cells, embed  # noqa: E402
 
 
 def select(log_probs: np.ndarray, drawn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of a larger pool kept for the ``drawn`` cells, and their cells: (row, cell) pairs
-    in decreasing centred log-probability, each taken while the row is free and the cell
-    has copies left."""
-    k = log_probs.shape[1]
-    left = np.bincount(drawn, minlength=k)
-    centred = log_probs - log_probs.mean(axis=1, keepdims=True)
-    out = np.full(len(log_probs), -1)
-    need = len(drawn)
-    for flat in np.argsort(-centred.ravel(), kind="stable"):
-        row, cell = divmod(int(flat), k)
-        if out[row] < 0 and left[cell] > 0:
-            out[row], left[cell], need = cell, left[cell] - 1, need - 1
-            if need == 0:
-                break
+    """Rows of a larger pool kept for the ``drawn`` cells, and their cells (the label model's
+    greedy assignment, with a surplus of rows)."""
+    out = assign_cells(log_probs, drawn, surplus=True)
     keep = np.nonzero(out >= 0)[0]
     return keep, out[keep]
 

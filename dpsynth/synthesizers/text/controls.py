@@ -10,6 +10,7 @@ removing a record), negative counts are set to zero and the rest normalised: pos
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,14 +25,22 @@ from dpsynth.schema import Schema
 MAX_CELLS = 100_000
 
 
+def _values(schema: Schema, name: str) -> list[Any]:
+    """The declared categories of column ``name``, and ``None`` if it is nullable."""
+    col = schema[name]
+    cats = list(col.categories or ())
+    return cats + [None] if col.nullable else cats
+
+
+def domain_size(schema: Schema, columns: Sequence[str]) -> int:
+    """How many combinations :func:`control_domain` lists, without listing them."""
+    return math.prod(len(_values(schema, name)) for name in columns)
+
+
 def control_domain(schema: Schema, columns: Sequence[str]) -> list[tuple[Any, ...]]:
     """Every combination of the declared categories of ``columns`` (``None`` if nullable)."""
-    values = []
-    for name in columns:
-        col = schema[name]
-        cats = list(col.categories or ())
-        values.append(cats + [None] if col.nullable else cats)
-    size = int(np.prod([len(v) for v in values])) if values else 1
+    values = [_values(schema, name) for name in columns]
+    size = domain_size(schema, columns)
     if size > MAX_CELLS:
         raise ParameterError(f"The control columns {list(columns)} have {size} combinations; "
                              f"at most {MAX_CELLS} are supported. Use fewer control columns.")

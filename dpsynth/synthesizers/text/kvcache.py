@@ -130,6 +130,13 @@ def preallocate(cache: Any, capacity: int) -> bool:
 _FIXED: dict[type, type] = {}
 
 
+def _grown(buffer: torch.Tensor, size: int) -> torch.Tensor:
+    """``buffer`` ``(rows, heads, positions, dim)`` with room for ``size`` positions."""
+    out = buffer.new_empty((*buffer.shape[:2], size, buffer.shape[-1]))
+    out[:, :, :buffer.shape[2]] = buffer
+    return out
+
+
 def _fixed_layer_class(base: type) -> type:
     """The in-place layer class, built once on transformers' ``DynamicLayer`` (imported
     lazily: transformers is an optional dependency)."""
@@ -160,12 +167,9 @@ def _fixed_layer_class(base: type) -> type:
                    *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
             t = key_states.shape[-2]
             end = self._filled + t
-            if end > self._keys.shape[2]:  # past the planned length: grow as the base does
-                grow = max(end, 2 * self._keys.shape[2]) - self._keys.shape[2]
-                self._keys = torch.cat([self._keys, self._keys.new_empty(
-                    (*self._keys.shape[:2], grow, self._keys.shape[-1]))], dim=2)
-                self._values = torch.cat([self._values, self._values.new_empty(
-                    (*self._values.shape[:2], grow, self._values.shape[-1]))], dim=2)
+            if end > self._keys.shape[2]:  # past the planned length: double it
+                size = max(end, 2 * self._keys.shape[2])
+                self._keys, self._values = _grown(self._keys, size), _grown(self._values, size)
             self._keys[:, :, self._filled:end] = key_states
             self._values[:, :, self._filled:end] = value_states
             self._filled = end

@@ -169,28 +169,33 @@ def _clipped_sum(x: np.ndarray, resid: np.ndarray) -> np.ndarray:
     return np.asarray((x * factor[:, None]).T @ resid)
 
 
-def assign_cells(log_probs: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+def assign_cells(log_probs: np.ndarray, drawn: np.ndarray, *,
+                 surplus: bool = False) -> np.ndarray:
     """Permute ``drawn`` among the rows of ``log_probs`` ``(n, cells)``: the (row, cell) pairs
     in decreasing centred log-probability, each taken while the row is free and the cell has
-    drawn copies left. The multiset of cells is unchanged."""
+    drawn copies left. The multiset of cells is unchanged.
+
+    With ``surplus=True`` there may be more rows than drawn cells: the rows left without a
+    cell get -1 (choosing which texts to keep, as ``benchmarks/text_label_ceiling.py`` does).
+    """
     lp = np.asarray(log_probs, dtype=np.float64)
     n, k = lp.shape
     drawn = np.asarray(drawn, dtype=np.int64)
-    if len(drawn) != n:
+    if len(drawn) > n or len(drawn) < n and not surplus:
         raise ParameterError(f"{len(drawn)} drawn cells for {n} texts.")
     left = np.bincount(drawn, minlength=k)
     if len(left) > k:
         raise ParameterError(f"A drawn cell is outside the label model's {k} cells.")
     out = np.full(n, -1, dtype=np.int64)
     centred = lp - lp.mean(axis=1, keepdims=True)
-    free = n
+    unplaced = len(drawn)
     for flat in np.argsort(-centred.ravel(), kind="stable"):
         row, cell = divmod(int(flat), k)
         if out[row] < 0 and left[cell] > 0:
             out[row] = cell
             left[cell] -= 1
-            free -= 1
-            if free == 0:
+            unplaced -= 1
+            if unplaced == 0:
                 break
     return out
 

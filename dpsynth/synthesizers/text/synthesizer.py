@@ -49,6 +49,7 @@ from dpsynth.synthesizers.text.controls import (
     ControlDistribution,
     cell_index,
     control_domain,
+    domain_size,
 )
 from dpsynth.synthesizers.text.labeller import (
     LABEL_PURPOSE,
@@ -134,6 +135,12 @@ def _record_loss(module: Any, criterion: Any, batch: torch.Tensor) -> Any:
     """Mean per-record negative log-likelihood of a batch of coded records."""
     inputs, target = split_batch(batch)
     return criterion(module(inputs), target)
+
+
+def _planned(plan: TextPlan | None, recorder: SpendRecorder | None, part: str) -> Any:
+    """``plan``'s ``part`` (``"topics"``, ``"controls"``, ``"labels"``) under DP (a plan and
+    a recorder); ``None`` without DP or when nothing is planned for it."""
+    return getattr(plan, part) if plan is not None and recorder is not None else None
 
 
 def _spending(recorder: SpendRecorder | None, purpose: str, event: Any
@@ -406,9 +413,8 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         if self.labeller is False:
             return False
         controls = self._columns(schema)[1]
-        sizes = [len(schema[c].categories or ()) + bool(schema[c].nullable) for c in controls]
         declared = all(schema[c].categories for c in controls)
-        cells = math.prod(sizes) if controls and declared else 0  # without listing them
+        cells = domain_size(schema, controls) if controls and declared else 0
         usable = bool(self.release_controls) and 2 <= cells <= MAX_LABEL_CELLS
         if self.labeller is True and not usable:
             raise param_error("labeller", f"'auto' or False for this table: the label model "
@@ -513,7 +519,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         if not self.release_controls:
             return None
         # no DP, or no control column (one cell, probability 1): exact, nothing to spend
-        event = plan.controls if plan is not None and recorder is not None else None
+        event = _planned(plan, recorder, "controls")
         with _spending(recorder, CONTROL_PURPOSE, event):
             return ControlDistribution.release(
                 cells, controls, domain, sigma=None if event is None else event.noise_multiplier,
@@ -525,7 +531,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         """The DP label model of the control cells given the text (see :mod:`.labeller`):
         as planned under DP, else (no DP) when ``labeller`` applies to ``schema``."""
         private = plan is not None and recorder is not None
-        wanted = plan.labels if private and plan is not None else None
+        wanted = _planned(plan, recorder, "labels")
         if (wanted is None) if private else not self._labels_on(schema):
             return None
         kind = embedder_kind()
@@ -540,7 +546,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         embedder = self._fit_embedder(backend)
         raw = embedder.embed(texts)
         rng = np.random.default_rng(_dpsgd.torch_seed(noise))  # public: not the data
-        event = plan.topics if plan is not None and recorder is not None else None
+        event = _planned(plan, recorder, "topics")
         with _spending(recorder, TOPIC_PURPOSE, event):  # None: exact Lloyd steps (no DP)
             return cluster(embedder, raw, int(self.topics),
                            sigma=None if event is None else event.noise_multiplier,

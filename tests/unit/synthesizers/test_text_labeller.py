@@ -144,3 +144,11 @@ def test_bad_parameters_are_refused(params, match):
     df, schema = pets(50)
     with pytest.raises(ParameterError, match=match):
         DPTextSynthesizer(epsilon=4.0, delta=1e-4, **{**TINY, **params}).fit(df, schema)
+
+
+def test_assignment_with_a_surplus_keeps_the_surest_rows():
+    lp = np.log(np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]))
+    out = assign_cells(lp, np.array([0, 1]), surplus=True)
+    assert out.tolist() == [-1, 0, 1, -1]
+    with pytest.raises(ParameterError, match="drawn cells"):
+        assign_cells(lp[:1], np.array([0, 1]), surplus=True)
