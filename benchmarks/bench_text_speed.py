@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_text import load_split, schema_for, smollm_dir  # noqa: E402
 
 from dpsynth.synthesizers import _dpsgd  # noqa: E402
-from dpsynth.synthesizers.text import DPTextSynthesizer  # noqa: E402
+from dpsynth.synthesizers.text import DPTextSynthesizer, hf  # noqa: E402
 from dpsynth.synthesizers.text.backend import backend_nll  # noqa: E402
 from dpsynth.synthesizers.text.hf import HFBackend  # noqa: E402
 
@@ -70,37 +71,55 @@ class _Counted:
 
 
 def train_speed(model_dir: str, train: pd.DataFrame, *, eps: float, batch: int, steps: int,
-                max_length: int, precision: str, layers: int | None) -> dict[str, Any]:
-    """DP-SGD target tokens per CPU-second of one fit (its training steps only)."""
+                max_length: int, precision: str, layers: int | None, fused: bool = False,
+                micro_batch: int | None = None) -> dict[str, Any]:
+    """DP-SGD target tokens per CPU-second of one fit (its training steps only).
+
+    ``fused``: the frozen head applied inside the loss, chunk by chunk (the library's way
+    since the ninth session, :mod:`dpsynth.synthesizers.text.headloss`); otherwise the model
+    returns its logits and the loss is taken on them, as in the trial.
+    ``micro_batch``: records per physical chunk (default: the whole batch).
+    """
     tally, spent = [0], [0.0]
     real_loader, real_train = _dpsgd.batch_loader, DPTextSynthesizer._train
+    real_head = hf.frozen_head
 
     def loader(*args: Any, **kwargs: Any) -> Any:
         return _Counted(real_loader(*args, **kwargs), tally)
 
+    system = [0.0, 0]
+
     def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
-        start = time.process_time()
+        start, usage = time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
         try:
             return real_train(self, *args, **kwargs)
         finally:
             spent[0] += time.process_time() - start
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            system[0] += after.ru_stime - usage.ru_stime
+            system[1] += after.ru_minflt - usage.ru_minflt
 
     synth = DPTextSynthesizer(
         epsilon=eps, model_dir=model_dir, lora_rank=8, lora_targets="all-linear",
-        lora_layers=layers, micro_batch_size=batch, batch_size=batch,
+        lora_layers=layers, micro_batch_size=micro_batch or batch, batch_size=batch,
         epochs=steps * batch / len(train), learning_rate=1e-3, max_length=max_length,
         precision=precision, random_state=0)
     _dpsgd.batch_loader = loader  # type: ignore[assignment]
     DPTextSynthesizer._train = timed  # type: ignore[method-assign]
+    if not fused:
+        hf.frozen_head = lambda lm: None  # type: ignore[assignment]
     try:
         synth.fit(train, schema_for(max_length))
     finally:
         _dpsgd.batch_loader = real_loader  # type: ignore[assignment]
         DPTextSynthesizer._train = real_train  # type: ignore[method-assign]
-    return {"precision": precision, "lora_layers": layers, "steps": synth.steps_run_,
+        hf.frozen_head = real_head  # type: ignore[assignment]
+    return {"precision": precision, "lora_layers": layers, "fused_head": fused,
+            "micro_batch": micro_batch or batch, "steps": synth.steps_run_,
             "epsilon": synth.privacy_.epsilon if synth.privacy_ else None,
             "trainable": synth.trainable_parameters_, "target_tokens": tally[0],
             "train_cpu_s": spent[0], "tokens_per_cpu_s": tally[0] / spent[0],
+            "system_cpu_s": system[0], "minor_page_faults": system[1],
             "mode": synth.grad_sample_mode_}
 
 
@@ -197,6 +216,8 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=64)
     parser.add_argument("--eps", type=float, default=8.0)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--micro-batch-size", type=int, default=None,
+                        help="records per physical chunk (default: the whole batch)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=48)
     parser.add_argument("--n-samples", type=int, default=32)
@@ -207,21 +228,28 @@ def main() -> None:
     args = parser.parse_args()
     model_dir = smollm_dir()
     train, holdout = load_split(args.n_train, 32, seed=0)
-    configs: list[tuple[str, int | None]] = [("float32", None), ("bfloat16", None),
-                                             *(("bfloat16", k) for k in args.lora_layers)]
+    configs: list[tuple[str, int | None, bool]] = [
+        ("float32", None, False), ("bfloat16", None, False),
+        *(("bfloat16", k, False) for k in args.lora_layers),
+        *(("bfloat16", k, True) for k in args.lora_layers)]
     results: dict[str, Any] = {"args": vars(args), "rows": []}
     for threads in args.threads:
         torch.set_num_threads(threads)
         row: dict[str, Any] = {"threads": threads, "training": []}
-        for precision, layers in [] if args.sampling_only else configs:
+        for precision, layers, fused in [] if args.sampling_only else configs:
             found = train_speed(str(model_dir), train, eps=args.eps, batch=args.batch_size,
                                 steps=args.steps, max_length=args.max_length,
-                                precision=precision, layers=layers)
+                                precision=precision, layers=layers, fused=fused,
+                                micro_batch=args.micro_batch_size)
             row["training"].append(found)
             base = row["training"][0]["tokens_per_cpu_s"]
-            print(f"threads {threads} train {precision:8s} layers {layers}: "
+            print(f"threads {threads} train {precision:8s} layers {layers} "
+                  f"{'fused head' if fused else 'logits'}: "
                   f"{found['tokens_per_cpu_s']:.1f} tokens/CPU-s "
-                  f"({found['tokens_per_cpu_s'] / base:.2f}x trial)", flush=True)
+                  f"({found['tokens_per_cpu_s'] / base:.2f}x trial), "
+                  f"of which system {found['system_cpu_s']:.1f} s "
+                  f"({found['minor_page_faults']} page faults)",
+                  flush=True)
         row["sampling"] = sample_speed(str(model_dir), args.n_samples, args.max_length,
                                        holdout)
         s = row["sampling"]

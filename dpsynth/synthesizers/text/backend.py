@@ -1,9 +1,9 @@
 """Language-model backends of the text synthesizer: the byte model, or a local HF model.
 
 A backend codes records (header + text) as stacked token ids and loss weights, exposes the
-``nn.Module`` that DP-SGD trains (``module(tokens) -> logits``), samples continuations of a
-header and scores records. The synthesizer does the privacy work (planning, sampling of
-batches, noise); the backend only knows its model.
+``nn.Module`` that DP-SGD trains and the loss of its output (``criterion``), samples
+continuations of a header and scores records. The synthesizer does the privacy work
+(planning, sampling of batches, noise); the backend only knows its model.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dpsynth.errors import ModelFormatError
 from dpsynth.synthesizers.text import codec
 from dpsynth.synthesizers.text.model import (
     ByteTransformer,
+    RecordNLL,
     TransformerConfig,
     build_model,
     record_nll,
@@ -33,6 +34,10 @@ class TextBackend(Protocol):
 
     @property
     def module(self) -> nn.Module: ...
+
+    def criterion(self) -> Any:
+        """The per-record loss of :attr:`module`'s output (``__call__(out, target)``, with a
+        ``reduction`` attribute, as :class:`~dpsynth.synthesizers.text.model.RecordNLL`)."""
 
     def max_tokens(self) -> int:
         """Longest sequence the model accepts."""
@@ -85,6 +90,9 @@ class ByteBackend:
     def module(self) -> nn.Module:
         return self.model
 
+    def criterion(self) -> RecordNLL:
+        return RecordNLL()
+
     def max_tokens(self) -> int:
         return self.model.cfg.max_positions
 
@@ -124,7 +132,8 @@ def backend_nll(backend: TextBackend, stacked: np.ndarray, batch_size: int = 256
     """Mean NLL per target token of each coded record (nats), any backend."""
     module = backend.module
     device = next(module.parameters()).device
-    return record_nll(module, torch.from_numpy(stacked).to(device), batch_size).numpy()
+    return record_nll(module, torch.from_numpy(stacked).to(device), batch_size,
+                      criterion=backend.criterion()).numpy()
 
 
 __all__ = ["ByteBackend", "TextBackend", "backend_nll"]

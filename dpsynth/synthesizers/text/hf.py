@@ -7,6 +7,11 @@ Models", ICLR 2022), the parameter-efficient DP fine-tuning of Yu et al. ("Diffe
 Private Fine-tuning of Language Models", ICLR 2022); otherwise every weight is trained.
 transformers and peft are optional dependencies (the ``text`` extra).
 
+With the output layer frozen (LoRA adapters, or tied embeddings left as they are), training
+and scoring run the model up to its last hidden states and apply the head inside the loss, a
+chunk of positions at a time (:mod:`~dpsynth.synthesizers.text.headloss`): no logits tensor
+of the whole micro-batch is formed.
+
 Sampling is dpsynth's own loop over the model's key/value cache, so that its randomness comes
 from the synthesizer's generator rather than torch's global one (which ``generate`` uses).
 """
@@ -31,8 +36,9 @@ from torch import nn
 
 from dpsynth.errors import ModelFormatError, ParameterError
 from dpsynth.synthesizers.text import records
+from dpsynth.synthesizers.text.headloss import HeadRecordNLL
 from dpsynth.synthesizers.text.kvcache import preallocate, reuse_logits, reusing_logits
-from dpsynth.synthesizers.text.model import draw_token
+from dpsynth.synthesizers.text.model import RecordNLL, draw_token
 
 logger = logging.getLogger(__name__)
 
@@ -174,13 +180,48 @@ class _Logits(nn.Module):
         self.lm = lm
         self._positions = "position_ids" in inspect.signature(_base(lm).forward).parameters
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def _inputs(self, tokens: torch.Tensor) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"input_ids": tokens, "use_cache": False}
         if self._positions:
             b, t = tokens.shape
             kwargs["position_ids"] = torch.arange(t, device=tokens.device).expand(
                 b, t).contiguous()
-        return self.lm(**kwargs).logits
+        return kwargs
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.lm(**self._inputs(tokens)).logits
+        return logits
+
+
+class _Hidden(_Logits):
+    """``forward(tokens) -> last hidden states`` ``(B, T, width)`` of the same causal LM: its
+    logits are ``hidden @ head.T``, applied by the loss
+    (:class:`~dpsynth.synthesizers.text.headloss.HeadRecordNLL`)."""
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        base: Any = _base(self.lm)
+        decoder = base.get_decoder()
+        hidden: torch.Tensor = decoder(**self._inputs(tokens)).last_hidden_state
+        return hidden
+
+
+#: Model types whose causal-LM forward is exactly ``logits = lm_head(decoder(...))`` (no
+#: bias, scaling or soft-capping after the head), so the head can be fused with the loss.
+FUSED_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "gpt2"})
+
+
+def frozen_head(lm: nn.Module) -> nn.Parameter | None:
+    """The output layer's weight when the loss may apply it itself: a frozen, bias-free
+    linear head of a model type in :data:`FUSED_HEAD_TYPES`; otherwise ``None``."""
+    base: Any = _base(lm)
+    if getattr(base.config, "model_type", None) not in FUSED_HEAD_TYPES:
+        return None
+    head = base.get_output_embeddings()
+    if (type(head) is not nn.Linear or head.bias is not None or head.weight.requires_grad
+            or getattr(base, "get_decoder", None) is None):
+        return None
+    weight: nn.Parameter = head.weight
+    return weight
 
 
 def cache_keyword(lm: nn.Module) -> str:
@@ -219,6 +260,7 @@ class HFBackend:
                  lora_targets: str = ALL_LINEAR, record_format: str = records.PLAIN,
                  lora_layers: int | None = None):
         self.wrapper = _Logits(lm)
+        self._hidden = _Hidden(lm)
         self.tokenizer = tokenizer
         self.model_dir = model_dir
         self.lora_rank = lora_rank
@@ -283,7 +325,16 @@ class HFBackend:
 
     @property
     def module(self) -> nn.Module:
-        return self.wrapper
+        """What DP-SGD trains: the LM up to its last hidden states when the frozen head is
+        fused with the loss (see :meth:`criterion`), else the LM with its logits."""
+        return self._hidden if frozen_head(self.wrapper.lm) is not None else self.wrapper
+
+    def criterion(self) -> RecordNLL | HeadRecordNLL:
+        """The per-record loss of :attr:`module`'s output: the head fused with the loss in
+        chunks (:mod:`~dpsynth.synthesizers.text.headloss`: no logits tensor of the whole
+        batch) when the head is frozen, else :class:`RecordNLL` on the logits."""
+        head = frozen_head(self.wrapper.lm)
+        return RecordNLL() if head is None else HeadRecordNLL(head)
 
     def max_tokens(self) -> int:
         cfg = _base(self.wrapper.lm).config

@@ -404,9 +404,13 @@ def _sorted_nucleus_draw(logits: torch.Tensor, top_p: float,
 
 
 @torch.no_grad()
-def record_nll(model: nn.Module, stacked: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Mean NLL per target byte of each record of ``stacked`` ``(n, 2, length)`` (nats)."""
-    criterion = RecordNLL()
+def record_nll(model: nn.Module, stacked: torch.Tensor, batch_size: int = 256, *,
+               criterion: Any = None) -> torch.Tensor:
+    """Mean NLL per target token of each record of ``stacked`` ``(n, 2, length)`` (nats).
+
+    ``criterion``: the loss of ``model``'s output (default :class:`RecordNLL`, on logits).
+    """
+    criterion = RecordNLL() if criterion is None else criterion
     criterion.reduction = "none"
     out = []
     was_training = model.training

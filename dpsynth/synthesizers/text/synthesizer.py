@@ -61,7 +61,6 @@ from dpsynth.synthesizers.text.labeller import (
 )
 from dpsynth.synthesizers.text.microbatch import chunked_loss
 from dpsynth.synthesizers.text.model import (
-    RecordNLL,
     TransformerConfig,
     select_trainable,
     split_batch,
@@ -467,8 +466,8 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         rows = torch.from_numpy(backend.code(texts, headers, self.max_length_)).to(device)
         chunk = self._micro_batch(backend, text_plan is not None)
         self.precision_ = self._precision(device)
-        objective = Objective(RecordNLL(), chunked_loss(_record_loss, chunk, self.precision_),
-                              self.precision_)
+        objective = Objective(backend.criterion(),
+                              chunked_loss(_record_loss, chunk, self.precision_), self.precision_)
         log, self.grad_sample_mode_ = self._train(
             backend.module, rows, objective,
             plan=None if text_plan is None else text_plan.training, recorder=recorder,

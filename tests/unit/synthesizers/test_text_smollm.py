@@ -27,7 +27,7 @@ from dpsynth.synthesizers._bookkeeping import BookkeepingClipper, BookkeepingCri
 from dpsynth.synthesizers.text import DPTextSynthesizer, hf, records, smollm  # noqa: E402
 from dpsynth.synthesizers.text.hf import HFBackend  # noqa: E402
 from dpsynth.synthesizers.text.microbatch import ChunkedLoss  # noqa: E402
-from dpsynth.synthesizers.text.model import RecordNLL, split_batch  # noqa: E402
+from dpsynth.synthesizers.text.model import split_batch  # noqa: E402
 from dpsynth.synthesizers.text.synthesizer import HF_DP_LEARNING_RATE  # noqa: E402
 
 TEXTS = ["the printer is broken again", "please reset my password", "my invoice is wrong",
@@ -125,7 +125,7 @@ def test_micro_batches_add_up_to_the_whole_batch(tiny_dir):
     clipper = BookkeepingClipper(backend.module, 0.05)
     clipper.attach()
     try:
-        criterion = BookkeepingCriterion(RecordNLL(), clipper)
+        criterion = BookkeepingCriterion(backend.criterion(), clipper)
 
         def loss(part, crit):
             inputs, target = split_batch(part)
@@ -211,11 +211,11 @@ def test_plain_micro_batches_give_the_whole_batch_gradient(tiny_dir):
         inputs, target = split_batch(part)
         return crit(backend.module(inputs), target)
 
-    loss(rows, RecordNLL()).backward()
+    loss(rows, backend.criterion()).backward()
     expected = [p.grad.clone() for p in params]
     for p in params:
         p.grad = None
-    ChunkedLoss(loss, RecordNLL(), rows, 4, "float32").backward()
+    ChunkedLoss(loss, backend.criterion(), rows, 4, "float32").backward()
     assert all(torch.allclose(p.grad, e, atol=1e-6) for p, e in zip(params, expected,
                                                                     strict=True))
 
