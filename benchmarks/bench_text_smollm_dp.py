@@ -105,6 +105,9 @@ def main() -> None:
     parser.add_argument("--n-candidates", type=int, default=1000,
                         help="reference sequences per canary (exposure up to log2(n + 1))")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--classifier-sizes", type=int, nargs="*", default=[],
+                        help="also train the classifier on the first K synthetic records (and "
+                        "on K real ones) for each K given")
     parser.add_argument("--save", type=Path, default=None,
                         help="also save the fitted model in this directory")
     args = parser.parse_args()
@@ -158,6 +161,13 @@ def main() -> None:
     results["classifier_real_to_real_same_size"] = tq.text_classifier_score(
         train.text[:n], train.source[:n], holdout.text, holdout.source)
     results["real_vs_real"] = tq.text_quality(holdout.text.tolist(), train.text[:m].tolist())
+    results["classifier_by_size"] = {
+        k: {"synthetic_to_real": tq.text_classifier_score(
+                frame.text[:k], frame.source[:k], holdout.text, holdout.source),
+            "real_to_real": tq.text_classifier_score(
+                train.text[:k], train.source[:k], holdout.text, holdout.source)}
+        for k in args.classifier_sizes if k <= min(len(frame), len(train))}
+    print("classifier_by_size", json.dumps(results["classifier_by_size"]), flush=True)
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=float))  # kept if the audit fails
     if planted is not None:

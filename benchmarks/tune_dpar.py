@@ -22,6 +22,16 @@ Two special keys:
   at 1), each head's bias starts at the centred log of its noisy histogram, and dpar trains
   with DP-SGD at ``((1 - s) * epsilon, delta / 2)`` (basic composition). Not kept.
 
+* ``{"sampling": [[t, m], ...], ...}``: an **experiment not in the library** (ninth session):
+  each fitted model is sampled once per pair, with the next-column distributions raised to
+  the power ``1 / t`` (temperature ``t``) and, for ``m > 0``, tokens below ``m`` times the
+  likeliest one dropped (min-p truncation), both post-processing; one line per pair. Not kept.
+
+* ``{"adam_bc": g, ...}``: an **experiment not in the library** (ninth session): Adam with
+  the bias correction of DP-AdamBC (Tang et al., AAAI 2024): the noise's known variance per
+  coordinate, ``(sigma C / B)^2``, is subtracted from Adam's second-moment estimate, floored
+  at ``g`` times that variance. Not kept.
+
     OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
         '[{"learning_rate": 0.01, "lr_schedule": "constant"}, {"lr_schedule": "cosine"}]' 3
 
@@ -39,9 +49,11 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
 import bench_table_models as bench  # noqa: E402
@@ -63,6 +75,10 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
         return create(cfg["only"], epsilon=eps * cfg.get("share", 1.0), delta=bench.DELTA,
                       random_state=seed).fit(train, table.schema)
     kw = {k: v for k, v in cfg.items() if k in DPAR_KEYS}
+    if cfg.get("adam_bc"):
+        with _bias_corrected(float(cfg["adam_bc"])):
+            return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
+                                   **kw).fit(train, table.schema)
     if not cfg.get("prior"):
         return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
                                **kw).fit(train, table.schema)
@@ -77,6 +93,53 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
     weights = warm.model_.state_dict()
     return _fit_from(lambda model: model.load_state_dict(weights),  # the warm weights
                      table, train, kw, eps * (1 - share), seed)
+
+
+@contextlib.contextmanager
+def _bias_corrected(floor: float) -> Iterator[None]:
+    """dpar's DP-SGD steps through DP-AdamBC (the ``"adam_bc"`` key above)."""
+    import torch
+
+    from dpsynth.synthesizers import _dpsgd_base
+
+    phi2 = [0.0]
+    real_train, real_adam = _dpsgd_base.DPSGDSynthesizer._train_private, torch.optim.Adam
+
+    def train(self: Any, module: Any, rows: Any, objective: Any, plan: Any, *args: Any,
+              **kwargs: Any) -> Any:
+        # after plan: noise, learning_rate, name, sampling, rep, batch, schedule
+        batch = kwargs["batch"] if "batch" in kwargs else args[5]
+        phi2[0] = (plan.noise_multiplier * float(self.max_grad_norm) / batch) ** 2
+        return real_train(self, module, rows, objective, plan, *args, **kwargs)
+
+    class AdamBC(torch.optim.Optimizer):
+        def __init__(self, params: Any, lr: float):
+            super().__init__(params, {"lr": lr})
+
+        @torch.no_grad()
+        def step(self, closure: Any = None) -> None:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    st = self.state[p]
+                    if not st:
+                        st.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+                    st["t"] += 1
+                    st["m"].mul_(0.9).add_(p.grad, alpha=0.1)
+                    st["v"].mul_(0.999).addcmul_(p.grad, p.grad, value=0.001)
+                    m_hat = st["m"] / (1 - 0.9 ** st["t"])
+                    v_hat = st["v"] / (1 - 0.999 ** st["t"])
+                    denom = (v_hat - phi2[0]).clamp_min(floor * phi2[0]).sqrt()
+                    p.addcdiv_(m_hat, denom, value=-group["lr"])
+
+    _dpsgd_base.DPSGDSynthesizer._train_private = train  # type: ignore[method-assign]
+    torch.optim.Adam = AdamBC  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        _dpsgd_base.DPSGDSynthesizer._train_private = real_train  # type: ignore[method-assign]
+        torch.optim.Adam = real_adam  # type: ignore[misc]
 
 
 def _fit_from(start: Any, table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
@@ -128,18 +191,54 @@ def _marginal_prior(table: bench.Table, train: Any, kw: dict[str, Any], eps: flo
     return _fit_from(start, table, train, kw, eps * (1 - share), seed)
 
 
-def score(table: bench.Table, cfg: dict[str, Any], eps: float, seed: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def _sharpened(temperature: float, min_p: float) -> Iterator[None]:
+    """dpar's draws at ``temperature`` with min-p truncation (the ``"sampling"`` key)."""
+    import torch
+
+    from dpsynth.synthesizers.ar import sampling
+
+    original = sampling._draw_chunk
+
+    def draw(model: Any, fixed: Any, gen: Any) -> Any:
+        n, t = fixed.shape
+        tokens = fixed.clamp(min=0).clone()
+        for j in range(t):
+            logp = torch.log_softmax(model.heads[j](model.hidden(tokens, j + 1)[:, j]).float(),
+                                     dim=-1)
+            p = torch.softmax(logp / temperature, dim=-1)
+            if min_p > 0:
+                p = torch.where(p >= min_p * p.amax(dim=-1, keepdim=True), p, 0.0)
+            drawn = torch.multinomial(p, 1, generator=gen).squeeze(1)
+            tokens[:, j] = torch.where(fixed[:, j] == sampling.FREE, drawn,
+                                       fixed[:, j].clamp(min=0))
+        return tokens, torch.zeros(n, dtype=torch.float64)
+
+    sampling._draw_chunk = draw
+    try:
+        yield
+    finally:
+        sampling._draw_chunk = original
+
+
+def score(table: bench.Table, cfg: dict[str, Any], eps: float, seed: int
+          ) -> list[dict[str, Any]]:
+    """One score per sampling variant (one unless ``cfg`` has the ``"sampling"`` key)."""
     train, test = bench.split(table, seed)
     cpu = time.process_time()
     synth = fit(table, train, cfg, eps, seed)
     cpu = time.process_time() - cpu
-    rows = synth.sample(len(train), random_state=seed)
     s = table.schema
-    return {"tvd1": average_tvd(train, rows, s, way=1),
-            "tvd2": average_tvd(train, rows, s, way=2),
-            "tvd3": average_tvd(train, rows, s, way=3, max_marginals=200),
-            "tstr": tstr_auc(rows, test, s, table.target, positive=table.positive),
-            "cpu": cpu}
+    out = []
+    for temperature, min_p in cfg.get("sampling", [[1.0, 0.0]]):
+        with _sharpened(float(temperature), float(min_p)):
+            rows = synth.sample(len(train), random_state=seed)
+        out.append({"tvd1": average_tvd(train, rows, s, way=1),
+                    "tvd2": average_tvd(train, rows, s, way=2),
+                    "tvd3": average_tvd(train, rows, s, way=3, max_marginals=200),
+                    "tstr": tstr_auc(rows, test, s, table.target, positive=table.positive),
+                    "cpu": cpu})
+    return out
 
 
 def main() -> None:
@@ -154,10 +253,13 @@ def main() -> None:
     torch.set_num_threads(1)
     table = bench.LOADERS[args.table]()
     for cfg in json.loads(args.configs):
-        runs = [score(table, cfg, args.epsilon, seed) for seed in range(args.seeds)]
-        mean = {k: round(float(np.mean([r[k] for r in runs])), 4) for k in runs[0]}
-        print(json.dumps({"data": args.table, "eps": args.epsilon, "cfg": cfg, **mean,
-                          "tstr_all": [round(r["tstr"], 4) for r in runs]}), flush=True)
+        scored = [score(table, cfg, args.epsilon, seed) for seed in range(args.seeds)]
+        for i, variant in enumerate(cfg.get("sampling", [None])):
+            runs = [per_seed[i] for per_seed in scored]
+            mean = {k: round(float(np.mean([r[k] for r in runs])), 4) for k in runs[0]}
+            shown = cfg if variant is None else {**cfg, "sampling": variant}
+            print(json.dumps({"data": args.table, "eps": args.epsilon, "cfg": shown, **mean,
+                              "tstr_all": [round(r["tstr"], 4) for r in runs]}), flush=True)
 
 
 if __name__ == "__main__":

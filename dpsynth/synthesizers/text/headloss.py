@@ -98,6 +98,18 @@ def head_nll(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) 
     return out
 
 
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast runs products in on ``device_type`` now, ``None`` when it is off
+    (the per-device calls are PyTorch 2.4's; the older ones before)."""
+    if hasattr(torch, "get_autocast_dtype"):
+        on = torch.is_autocast_enabled(device_type)
+        return torch.get_autocast_dtype(device_type) if on else None
+    if device_type == "cpu":  # pragma: no cover - PyTorch < 2.4
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    return (torch.get_autocast_gpu_dtype()  # pragma: no cover - PyTorch < 2.4
+            if torch.is_autocast_enabled() else None)
+
+
 class HeadRecordNLL:
     """:class:`~dpsynth.synthesizers.text.model.RecordNLL` for a model that returns its last
     hidden states: the frozen ``head`` weight ``(vocab, width)`` is applied here, fused with
@@ -126,9 +138,7 @@ class HeadRecordNLL:
     def __call__(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         b, t, width = hidden.shape
         ids, weights = target[:, 0], target[:, 1].to(torch.float32)
-        device = hidden.device.type
-        dtype = (torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device)
-                 else hidden.dtype)
+        dtype = _autocast_dtype(hidden.device.type) or hidden.dtype
         keep = torch.nonzero(weights.reshape(-1)).squeeze(1)
         nll = head_nll(hidden.reshape(-1, width)[keep], self._weight(dtype),
                        ids.reshape(-1)[keep])
