@@ -165,3 +165,29 @@ def test_a_trainable_head_keeps_the_logits_path(tiny):
     assert backend.module is backend.wrapper
     assert isinstance(backend.criterion(), RecordNLL)
     assert hf.frozen_head(backend.wrapper.lm) is None
+
+
+def test_every_clipping_mode_trains_through_the_fused_head(tmp_path):
+    """Book-keeping, Opacus ghost clipping and Opacus hooks all train through the fused loss
+    (the module returns hidden states, the criterion applies the head), and the same seed
+    gives them the same training losses."""
+    pytest.importorskip("peft")
+    import pandas as pd
+    import tiny_models
+
+    from dpsynth.schema import Column, Schema
+    from dpsynth.synthesizers.text import DPTextSynthesizer
+
+    folder = tiny_models.write_tiny_model(tmp_path, "llama", texts=TEXTS)
+    df = pd.DataFrame({"source": ["a", "b"] * 12, "text": (TEXTS * 4)})
+    schema = Schema((Column("source", "categorical", categories=("a", "b")),
+                     Column("text", "text", max_length=16)))
+    losses = {}
+    for mode in ("bookkeeping", "ghost", "hooks"):
+        synth = DPTextSynthesizer(epsilon=8, model_dir=folder, grad_sample_mode=mode, epochs=1,
+                                  batch_size=8, max_length=16, random_state=0, labeller=False)
+        synth.fit(df, schema)
+        assert synth.grad_sample_mode_ == mode
+        losses[mode] = synth.loss_history_
+    assert losses["ghost"] == pytest.approx(losses["bookkeeping"], abs=1e-3)
+    assert losses["hooks"] == pytest.approx(losses["bookkeeping"], abs=1e-3)
