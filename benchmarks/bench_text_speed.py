@@ -6,8 +6,11 @@ records, ε, batch and seed for every configuration; CPU-seconds by ``time.proce
 * **DP training**: target tokens per CPU-second of the DP-SGD steps of a
   :class:`DPTextSynthesizer` fit on real tweets (``dslabs::trump_tweets``, the corpus of
   ``bench_text_smollm.py``), model loading excluded. The trial's configuration: LoRA rank 8
-  on every linear layer of every block, float32, batch 16. The others add bfloat16 autocast
-  (``precision="bfloat16"``) and adapters only in the top K blocks (``lora_layers=K``).
+  on every linear layer of every block, float32, batch 16, the loss taken on the logits. The
+  others add bfloat16 autocast (``precision="bfloat16"``), adapters only in the top K blocks
+  (``lora_layers=K``) and, in the last rows, the frozen head applied inside the loss a chunk
+  of positions at a time (``dpsynth/synthesizers/text/headloss.py``, the library's way for
+  models with a frozen head); system CPU-seconds and page faults are reported beside.
 * **Sampling**: CPU-seconds per tweet of one batch of ``--n-samples`` tweets continuing the
   same header, with the key/value cache. The trial's way is the sampling loop as it was
   (copied below: float32 weights with the LoRA adapters unmerged, a full 49,152-way sort per
