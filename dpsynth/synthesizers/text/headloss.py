@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from dpsynth.synthesizers.text.model import reduce_records
+
 #: Bytes of one chunk's float32 logits: under glibc's 32 MB mmap ceiling, so the buffers
 #: come from the heap and are reused instead of being mapped and faulted in anew.
 CHUNK_BYTES = 24 << 20
@@ -144,10 +146,7 @@ class HeadRecordNLL:
                        ids.reshape(-1)[keep])
         summed = torch.zeros(b, dtype=torch.float32, device=hidden.device).index_add(
             0, keep // t, nll * weights.reshape(-1)[keep])
-        per_record = summed / weights.sum(dim=1).clamp_min(1.0)
-        if self.reduction == "none":
-            return per_record
-        return per_record.sum() if self.reduction == "sum" else per_record.mean()
+        return reduce_records(summed, weights, self.reduction)
 
 
 __all__ = ["CHUNK_BYTES", "HeadRecordNLL", "head_nll"]

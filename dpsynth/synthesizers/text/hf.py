@@ -260,7 +260,10 @@ class HFBackend:
                  lora_targets: str = ALL_LINEAR, record_format: str = records.PLAIN,
                  lora_layers: int | None = None):
         self.wrapper = _Logits(lm)
-        self._hidden = _Hidden(lm)
+        #: The frozen head the loss applies itself (``None``: the loss takes the logits); which
+        #: weights train is settled by loading, so this is decided once.
+        self._frozen = frozen_head(lm)
+        self._hidden = _Hidden(lm) if self._frozen is not None else None
         self.tokenizer = tokenizer
         self.model_dir = model_dir
         self.lora_rank = lora_rank
@@ -327,14 +330,13 @@ class HFBackend:
     def module(self) -> nn.Module:
         """What DP-SGD trains: the LM up to its last hidden states when the frozen head is
         fused with the loss (see :meth:`criterion`), else the LM with its logits."""
-        return self._hidden if frozen_head(self.wrapper.lm) is not None else self.wrapper
+        return self.wrapper if self._hidden is None else self._hidden
 
     def criterion(self) -> RecordNLL | HeadRecordNLL:
         """The per-record loss of :attr:`module`'s output: the head fused with the loss in
         chunks (:mod:`~dpsynth.synthesizers.text.headloss`: no logits tensor of the whole
         batch) when the head is frozen, else :class:`RecordNLL` on the logits."""
-        head = frozen_head(self.wrapper.lm)
-        return RecordNLL() if head is None else HeadRecordNLL(head)
+        return RecordNLL() if self._frozen is None else HeadRecordNLL(self._frozen)
 
     def max_tokens(self) -> int:
         cfg = _base(self.wrapper.lm).config

@@ -195,10 +195,17 @@ class RecordNLL(nn.Module):
         ids, weights = target[:, 0], target[:, 1].to(logits.dtype)
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids.reshape(-1),
                               reduction="none").view_as(weights)
-        per_record = (nll * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
-        if self.reduction == "none":
-            return per_record
-        return per_record.sum() if self.reduction == "sum" else per_record.mean()
+        return reduce_records((nll * weights).sum(dim=1), weights, self.reduction)
+
+
+def reduce_records(summed: torch.Tensor, weights: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Each record's weighted NLL ``summed`` ``(B,)`` over its own weights ``(B, T)`` (a mean
+    per target token), then reduced as ``reduction`` says: ``"none"``, ``"sum"`` or
+    ``"mean"``."""
+    per_record = summed / weights.sum(dim=1).clamp_min(1.0)
+    if reduction == "none":
+        return per_record
+    return per_record.sum() if reduction == "sum" else per_record.mean()
 
 
 def split_batch(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -432,6 +439,7 @@ __all__ = [
     "build_model",
     "draw_token",
     "record_nll",
+    "reduce_records",
     "sample_continuations",
     "select_trainable",
     "split_batch",
