@@ -193,6 +193,12 @@ class DPSGDSynthesizer(BaseSynthesizer):
             raise param_error("epochs", "a finite float > 0", None, type(self).__name__)
         return float(self.epochs)
 
+    def _plain_steps(self, sample_rate: float) -> int:
+        """Steps of the non-private run (``epsilon=inf``) at ``sample_rate``: those of the
+        private run by default; a subclass with automatic epochs may train longer there,
+        where no budget limits the steps."""
+        return _dpsgd.steps_for(self._epochs(), sample_rate)
+
     def _schedule(self, n_rows: int) -> tuple[float, int]:
         """Sampling rate and number of steps for ``n_rows`` rows (no data is read)."""
         q = self._batch_size(n_rows) / n_rows
@@ -285,7 +291,7 @@ class DPSGDSynthesizer(BaseSynthesizer):
                schedule: str = "constant") -> tuple[_dpsgd.TrainingLog, str]:
         """Train ``module`` on ``rows``: the training log and the clipping that ran.
 
-        Without a ``plan`` (``epsilon=inf``) the same number of steps runs on shuffled
+        Without a ``plan`` (``epsilon=inf``) :meth:`_plain_steps` steps run on shuffled
         fixed-size batches, unclipped and without noise (clipping ``"none"``). With one, the
         DP-SGD run is recorded through ``recorder`` (by the leader alone when distributed)
         and must run exactly the planned number of steps. ``sampling`` draws the batches
@@ -297,7 +303,7 @@ class DPSGDSynthesizer(BaseSynthesizer):
         batch = int(batch_size) if batch_size is not None else self._batch_size(len(rows))
         if plan is None or recorder is None:  # not runs_private(...), spelled for mypy
             q = batch / len(rows)
-            steps = _dpsgd.steps_for(self._epochs(), q)
+            steps = self._plain_steps(q)
             loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(
                 len(rows), batch, steps, noise))
             optimizer = torch.optim.Adam(trainable(module), lr=learning_rate)

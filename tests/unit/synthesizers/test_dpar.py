@@ -258,3 +258,18 @@ def test_automatic_learning_rate_differs_with_and_without_noise():
     assert synth._learning_rate(True) == DPARSynthesizer.DP_LEARNING_RATE == 3e-2
     assert synth._learning_rate(False) == DPARSynthesizer.PLAIN_LEARNING_RATE == 1e-2
     assert DPARSynthesizer(learning_rate=0.5)._learning_rate(True) == 0.5
+
+
+def test_automatic_epochs_train_a_small_plain_reference_longer():
+    """epochs=None: DP_EPOCHS passes, under DP-SGD exactly; without DP at least
+    PLAIN_MIN_STEPS steps, and a given number of epochs is used as given."""
+    df, schema = _table(n=200)
+    small = dict(d_model=8, n_layers=1, n_heads=2, batch_size=50)  # q = 1/4: 80 steps
+    private = DPARSynthesizer(epsilon=1.0, random_state=0, **small).fit(df, schema)
+    assert private.epochs is None
+    assert private.steps_run_ == math.ceil(DPARSynthesizer.DP_EPOCHS * 4) == 80
+    plain = DPARSynthesizer(epsilon=math.inf, random_state=0, **small).fit(df, schema)
+    assert plain.steps_run_ == DPARSynthesizer.PLAIN_MIN_STEPS == 250
+    given = DPARSynthesizer(epsilon=math.inf, random_state=0, epochs=20, **small)
+    assert given.fit(df, schema).steps_run_ == 80
+    assert DPARSynthesizer()._plain_steps(0.001) == 20_000  # 20 passes are more than 250
