@@ -32,6 +32,14 @@ Two special keys:
   coordinate, ``(sigma C / B)^2``, is subtracted from Adam's second-moment estimate, floored
   at ``g`` times that variance. Not kept.
 
+* ``{"smooth": k, ...}``: an **experiment not in the library** (tenth session): every ordered
+  column (numeric, datetime, integer, ordinal) with more than ``k`` values gets, instead of
+  one embedding row and one head weight row per value, ``k`` fixed Gaussian bumps over the
+  value order mapped by one learned matrix (plus one learned row per column for the
+  embedding, and one learned bias per token for the head). Not kept.
+
+``max_grad_norm`` is tunable too (tenth session: no effect from 0.1 to 10).
+
     OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
         '[{"learning_rate": 0.01, "lr_schedule": "constant"}, {"lr_schedule": "cosine"}]' 3
 
@@ -63,7 +71,7 @@ from dpsynth.evaluate import average_tvd, tstr_auc  # noqa: E402
 
 TUNING_TABLES = ("hmda", "fertility", "randhie-wide")
 DPAR_KEYS = ("learning_rate", "lr_schedule", "epochs", "batch_size", "d_model", "n_heads",
-             "n_layers", "n_bins")
+             "n_layers", "n_bins", "max_grad_norm")
 
 
 def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: int) -> Any:
@@ -75,6 +83,10 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
         return create(cfg["only"], epsilon=eps * cfg.get("share", 1.0), delta=bench.DELTA,
                       random_state=seed).fit(train, table.schema)
     kw = {k: v for k, v in cfg.items() if k in DPAR_KEYS}
+    if cfg.get("smooth"):
+        with _smooth_ordered(int(cfg["smooth"])):
+            return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
+                                   **kw).fit(train, table.schema)
     if cfg.get("adam_bc"):
         with _bias_corrected(float(cfg["adam_bc"])):
             return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
@@ -93,6 +105,111 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
     weights = warm.model_.state_dict()
     return _fit_from(lambda model: model.load_state_dict(weights),  # the warm weights
                      table, train, kw, eps * (1 - share), seed)
+
+
+def _rbf(n: int, k: int) -> Any:
+    """``(n, k)`` Gaussian bumps at ``k`` evenly spaced centres over ``n`` ordered values."""
+    x = (np.arange(n) + 0.5) / n
+    centres = np.linspace(0.0, 1.0, k)
+    return np.exp(-0.5 * ((x[:, None] - centres[None, :]) * (k - 1)) ** 2)
+
+
+@contextlib.contextmanager
+def _smooth_ordered(k: int) -> Iterator[None]:
+    """dpar with smooth embeddings and heads for ordered columns (the ``"smooth"`` key)."""
+    import torch
+    from torch import nn
+
+    from dpsynth.synthesizers._init import gpt2_init
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+    from dpsynth.synthesizers.ar import synthesizer as ar
+    from dpsynth.synthesizers.ar.model import ARTransformer
+
+    codecs: list[Any] = []
+    real_config, real_build = DPARSynthesizer._config, ar.build_model
+
+    def config(self: Any) -> Any:
+        codecs[:] = self.tokenizer_.codecs_
+        return real_config(self)
+
+    class SmoothHead(nn.Module):
+        def __init__(self, d: int, basis: Any, vocab: int):
+            super().__init__()
+            self.lin = nn.Linear(d, basis.shape[1], device="meta")
+            self.tok = nn.Linear(1, vocab, bias=False, device="meta")
+            self.basis_np = basis
+
+        def forward(self, h: Any) -> Any:
+            ones = torch.ones(h.shape[0], 1, dtype=h.dtype, device=h.device)
+            return self.lin(h) @ self.phi_t + self.tok(ones)
+
+    class SmoothAR(ARTransformer):
+        def __init__(self, cfg: Any):
+            super().__init__(cfg)
+            d, sizes = cfg.d_model, cfg.vocab_sizes
+            ordered = [j for j, c in enumerate(codecs)
+                       if (c.kind in ("numeric", "integer", "datetime", "ordinal"))
+                       and c.n_values > k]
+            index = np.arange(sum(sizes) + 1)
+            feat = np.zeros((sum(sizes) + 1, k * len(ordered)), np.float32)
+            kept: list[int] = []
+            for j in range(len(sizes)):
+                for t in range(sizes[j]):
+                    g = self.offsets[j] + t
+                    if j in ordered and t < codecs[j].n_values:
+                        if t == 0:
+                            kept.append(g)
+                        index[g] = -1 - j  # resolved below: one shared row per column
+                    else:
+                        kept.append(g)
+            kept.append(sum(sizes))
+            remap = {g: i for i, g in enumerate(kept)}
+            for j in ordered:
+                b = ordered.index(j)
+                n = codecs[j].n_values
+                feat[self.offsets[j]:self.offsets[j] + n, b * k:(b + 1) * k] = _rbf(n, k)
+            self.index_np = np.array([remap[g] if index[g] >= 0 else
+                                      remap[self.offsets[-1 - index[g]]] for g in
+                                      range(len(index))])
+            self.feat_np = feat
+            self.tokens = nn.Embedding(len(kept), d, device="meta")
+            self.smooth_in = nn.Linear(max(1, feat.shape[1]), d, bias=False, device="meta")
+            self.heads = nn.ModuleList(
+                SmoothHead(d, np.vstack([_rbf(codecs[j].n_values, k),
+                                         np.zeros((sizes[j] - codecs[j].n_values, k))]),
+                           sizes[j]) if j in ordered else nn.Linear(d, sizes[j], device="meta")
+                for j in range(len(sizes)))
+
+        def hidden(self, tokens: Any, n: int) -> Any:
+            b = tokens.shape[0]
+            device = tokens.device
+            start = torch.full((b, 1), self.start_token, dtype=torch.long, device=device)
+            shift = torch.tensor(self.offsets[:n - 1], dtype=torch.long, device=device)
+            ids = torch.cat([start, tokens[:, :n - 1] + shift], dim=1)
+            pos = torch.arange(n, device=device).expand(b, n)
+            h = (self.tokens(self.index[ids]) + self.smooth_in(self.feat[ids])
+                 + self.position(pos))
+            for block in self.blocks:
+                h = block(h)
+            return self.norm(h)
+
+    def build(cfg: Any, seed: int | None) -> Any:
+        model = SmoothAR(cfg).to_empty(device="cpu")
+        if seed is not None:
+            gpt2_init(model, seed, cfg.n_layers, ("proj", "fc2"))
+        model.register_buffer("index", torch.from_numpy(model.index_np))
+        model.register_buffer("feat", torch.from_numpy(model.feat_np))
+        for head in model.heads:
+            if isinstance(head, SmoothHead):
+                head.register_buffer("phi_t", torch.from_numpy(
+                    np.ascontiguousarray(head.basis_np.T)).float())
+        return model
+
+    DPARSynthesizer._config, ar.build_model = config, build  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DPARSynthesizer._config, ar.build_model = real_config, real_build  # type: ignore
 
 
 @contextlib.contextmanager
