@@ -40,6 +40,10 @@ Two special keys:
   value order mapped by one learned matrix (plus one learned row per column for the
   embedding, and one learned bias per token for the head). Not kept.
 
+* ``{"col_weight": p, ...}``: an **experiment not in the library** (tenth session): column
+  ``j``'s cross-entropy in the row loss weighted by ``log(v_j) ** -p`` (mean weight 1, ``v_j``
+  its vocabulary size). Not kept.
+
 ``max_grad_norm`` is tunable too (tenth session: no effect from 0.1 to 10).
 
     OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
@@ -85,6 +89,10 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
         return create(cfg["only"], epsilon=eps * cfg.get("share", 1.0), delta=bench.DELTA,
                       random_state=seed).fit(train, table.schema)
     kw = {k: v for k, v in cfg.items() if k in DPAR_KEYS}
+    if cfg.get("col_weight"):
+        with _column_weights(float(cfg["col_weight"])):
+            return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
+                                   **kw).fit(train, table.schema)
     if cfg.get("smooth"):
         with _smooth_ordered(int(cfg["smooth"])):
             return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
@@ -107,6 +115,35 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
     weights = warm.model_.state_dict()
     return _fit_from(lambda model: model.load_state_dict(weights),  # the warm weights
                      table, train, kw, eps * (1 - share), seed)
+
+
+@contextlib.contextmanager
+def _column_weights(power: float) -> Iterator[None]:
+    """dpar's row loss with column ``j``'s cross-entropy weighted by ``log(v_j) ** -power``
+    (``v_j`` its vocabulary; the ``"col_weight"`` key)."""
+    import torch
+    import torch.nn.functional as F
+
+    from dpsynth.synthesizers.ar import synthesizer as ar
+
+    real = ar.RowLoss
+
+    class Weighted(real):  # type: ignore[misc, valid-type]
+        def forward(self, logits: Any, tokens: Any) -> Any:
+            weights = [math.log(max(2, z.shape[-1])) ** -power for z in logits]
+            scale = len(weights) / sum(weights)  # mean weight 1
+            per_row = sum(scale * w * F.cross_entropy(z.float(), tokens[:, j], reduction="none")
+                          for j, (w, z) in enumerate(zip(weights, logits, strict=True)))
+            assert isinstance(per_row, torch.Tensor)
+            if self.reduction == "none":
+                return per_row
+            return per_row.sum() if self.reduction == "sum" else per_row.mean()
+
+    ar.RowLoss = Weighted
+    try:
+        yield
+    finally:
+        ar.RowLoss = real
 
 
 def _rbf(n: int, k: int) -> Any:
