@@ -182,6 +182,18 @@ def _smooth_ordered(k: int) -> Iterator[None]:
             ones = torch.ones(h.shape[0], 1, dtype=h.dtype, device=h.device)
             return self.lin(h) @ self.phi_t + self.tok(ones)
 
+    class SmoothEmbed(nn.Module):
+        """Token embeddings: a shared row per ordered column plus its bumps' projection."""
+
+        def __init__(self, rows: int, width: int, d: int, index: Any, feat: Any):
+            super().__init__()
+            self.emb = nn.Embedding(rows, d, device="meta")
+            self.lin = nn.Linear(max(1, width), d, bias=False, device="meta")
+            self.index_np, self.feat_np = index, feat
+
+        def forward(self, ids: Any) -> Any:
+            return self.emb(self.index[ids]) + self.lin(self.feat[ids])
+
     class SmoothAR(ARTransformer):
         def __init__(self, cfg: Any):
             super().__init__(cfg)
@@ -207,37 +219,22 @@ def _smooth_ordered(k: int) -> Iterator[None]:
                 b = ordered.index(j)
                 n = codecs[j].n_values
                 feat[self.offsets[j]:self.offsets[j] + n, b * k:(b + 1) * k] = _rbf(n, k)
-            self.index_np = np.array([remap[g] if index[g] >= 0 else
-                                      remap[self.offsets[-1 - index[g]]] for g in
-                                      range(len(index))])
-            self.feat_np = feat
-            self.tokens = nn.Embedding(len(kept), d, device="meta")
-            self.smooth_in = nn.Linear(max(1, feat.shape[1]), d, bias=False, device="meta")
+            self.tokens = SmoothEmbed(  # type: ignore[assignment]
+                len(kept), feat.shape[1], d,
+                np.array([remap[g] if index[g] >= 0 else remap[self.offsets[-1 - index[g]]]
+                          for g in range(len(index))]), feat)
             self.heads = nn.ModuleList(
                 SmoothHead(d, np.vstack([_rbf(codecs[j].n_values, k),
                                          np.zeros((sizes[j] - codecs[j].n_values, k))]),
                            sizes[j]) if j in ordered else nn.Linear(d, sizes[j], device="meta")
                 for j in range(len(sizes)))
 
-        def hidden(self, tokens: Any, n: int) -> Any:
-            b = tokens.shape[0]
-            device = tokens.device
-            start = torch.full((b, 1), self.start_token, dtype=torch.long, device=device)
-            shift = torch.tensor(self.offsets[:n - 1], dtype=torch.long, device=device)
-            ids = torch.cat([start, tokens[:, :n - 1] + shift], dim=1)
-            pos = torch.arange(n, device=device).expand(b, n)
-            h = (self.tokens(self.index[ids]) + self.smooth_in(self.feat[ids])
-                 + self.position(pos))
-            for block in self.blocks:
-                h = block(h)
-            return self.norm(h)
-
     def build(cfg: Any, seed: int | None) -> Any:
         model = SmoothAR(cfg).to_empty(device="cpu")
         if seed is not None:
             gpt2_init(model, seed, cfg.n_layers, ("proj", "fc2"))
-        model.register_buffer("index", torch.from_numpy(model.index_np))
-        model.register_buffer("feat", torch.from_numpy(model.feat_np))
+        model.tokens.register_buffer("index", torch.from_numpy(model.tokens.index_np))
+        model.tokens.register_buffer("feat", torch.from_numpy(model.tokens.feat_np))
         for head in model.heads:
             if isinstance(head, SmoothHead):
                 head.register_buffer("phi_t", torch.from_numpy(
