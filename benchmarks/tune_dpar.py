@@ -44,6 +44,9 @@ Two special keys:
   ``j``'s cross-entropy in the row loss weighted by ``log(v_j) ** -p`` (mean weight 1, ``v_j``
   its vocabulary size). Not kept.
 
+* ``{"exact_max": m, ...}``: an **experiment not in the library** (tenth session): integer
+  columns with at most ``m`` values keep a token per value whatever ``n_bins`` is. Not kept.
+
 ``max_grad_norm`` is tunable too (tenth session: no effect from 0.1 to 10).
 
     OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
@@ -89,6 +92,10 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
         return create(cfg["only"], epsilon=eps * cfg.get("share", 1.0), delta=bench.DELTA,
                       random_state=seed).fit(train, table.schema)
     kw = {k: v for k, v in cfg.items() if k in DPAR_KEYS}
+    if cfg.get("exact_max"):
+        with _exact_integers(int(cfg["exact_max"])):
+            return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
+                                   **kw).fit(train, table.schema)
     if cfg.get("col_weight"):
         with _column_weights(float(cfg["col_weight"])):
             return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
@@ -115,6 +122,28 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
     weights = warm.model_.state_dict()
     return _fit_from(lambda model: model.load_state_dict(weights),  # the warm weights
                      table, train, kw, eps * (1 - share), seed)
+
+
+@contextlib.contextmanager
+def _exact_integers(most: int) -> Iterator[None]:
+    """Integer columns with at most ``most`` values get a token per value whatever
+    ``n_bins`` is (the ``"exact_max"`` key)."""
+    from dpsynth.synthesizers.ar import tokens
+
+    real = tokens.codec_for
+
+    def codec_for(col: Any, n_bins: int) -> Any:
+        if col.kind == "integer":
+            lo, hi = col.bound_values()
+            if math.floor(hi) - math.ceil(lo) + 1 <= most:
+                return real(col, max(n_bins, most))
+        return real(col, n_bins)
+
+    tokens.codec_for = codec_for
+    try:
+        yield
+    finally:
+        tokens.codec_for = real
 
 
 @contextlib.contextmanager
