@@ -36,6 +36,16 @@ from dpsynth.synthesizers.text.model import reduce_records
 #: Bytes of one chunk's float32 logits: under glibc's 32 MB mmap ceiling, so the buffers
 #: come from the heap and are reused instead of being mapped and faulted in anew.
 CHUNK_BYTES = 24 << 20
+#: The same on a GPU, whose caching allocator reuses blocks of any size and whose matrix
+#: products want more rows than a CPU's: 256 MB, about 1,365 positions of SmolLM2's
+#: vocabulary (not measured on a GPU: none was lent to this project when it was written).
+CUDA_CHUNK_BYTES = 256 << 20
+
+
+def chunk_rows(n: int, vocab: int, device_type: str) -> int:
+    """Positions per chunk of ``n`` over a ``vocab``-entry head on ``device_type``."""
+    budget = CUDA_CHUNK_BYTES if device_type == "cuda" else CHUNK_BYTES
+    return max(1, min(n, budget // (4 * vocab)))
 
 
 class _HeadNLL(torch.autograd.Function):
@@ -52,7 +62,7 @@ class _HeadNLL(torch.autograd.Function):
         nll = torch.empty(n, dtype=torch.float32, device=hidden.device)
         grad = (torch.empty((n, width), dtype=hidden.dtype, device=hidden.device)
                 if want_grad else None)
-        rows = max(1, min(n, CHUNK_BYTES // (4 * vocab)))
+        rows = chunk_rows(n, vocab, hidden.device.type)
         buf = torch.empty((rows, vocab), dtype=torch.float32, device=hidden.device)
         cast = (torch.empty((rows, vocab), dtype=weight.dtype, device=hidden.device)
                 if low else None)
@@ -149,4 +159,4 @@ class HeadRecordNLL:
         return reduce_records(summed, weights, self.reduction)
 
 
-__all__ = ["CHUNK_BYTES", "HeadRecordNLL", "head_nll"]
+__all__ = ["CHUNK_BYTES", "CUDA_CHUNK_BYTES", "HeadRecordNLL", "chunk_rows", "head_nll"]

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from dpsynth.synthesizers._bookkeeping import BookkeepingClipper, BookkeepingCriterion
 from dpsynth.synthesizers.text import headloss
-from dpsynth.synthesizers.text.headloss import HeadRecordNLL, head_nll
+from dpsynth.synthesizers.text.headloss import HeadRecordNLL, chunk_rows, head_nll
 from dpsynth.synthesizers.text.model import RecordNLL, split_batch
 
 TEXTS = ["the printer is broken again", "please reset my password", "my invoice is wrong",
@@ -191,3 +191,28 @@ def test_every_clipping_mode_trains_through_the_fused_head(tmp_path):
         losses[mode] = synth.loss_history_
     assert losses["ghost"] == pytest.approx(losses["bookkeeping"], abs=1e-3)
     assert losses["hooks"] == pytest.approx(losses["bookkeeping"], abs=1e-3)
+
+
+def test_chunks_are_larger_on_a_gpu_and_never_empty():
+    """24 MB of float32 logits per chunk on a CPU (128 positions of SmolLM2's 49,152
+    entries), 256 MB on CUDA; at least one position, at most all of them."""
+    assert chunk_rows(10_000, 49_152, "cpu") == 128
+    assert chunk_rows(10_000, 49_152, "cuda") == 1365
+    assert chunk_rows(5, 49_152, "cuda") == 5
+    assert chunk_rows(10, 10**9, "cpu") == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_head_nll_on_cuda_in_one_large_chunk():
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(300, 16, generator=gen).cuda().requires_grad_()
+    weight = torch.randn(1000, 16, generator=gen).cuda()
+    targets = torch.randint(0, 1000, (300,), generator=gen).cuda()
+    nll = head_nll(hidden, weight, targets)
+    nll.sum().backward()
+    got = hidden.grad.clone()
+    hidden.grad = None
+    ref = F.cross_entropy(hidden @ weight.T, targets, reduction="none")
+    ref.sum().backward()
+    assert torch.allclose(nll, ref, atol=1e-4)
+    assert torch.allclose(got, hidden.grad, atol=1e-4)
