@@ -66,8 +66,8 @@ class DPARSynthesizer(DPSGDSynthesizer):
         ``None`` (default): ``DP_EPOCHS`` (20); at ``epsilon=inf`` as many, but at least
         ``PLAIN_MIN_STEPS`` (250) steps, so that a small table's non-private reference is
         trained to convergence (20 passes are 80 steps on a table of 1,000 rows; on the
-        tuning table HMDA the plain model's TSTR rose from 0.764 at 80 steps to 0.783 at
-        240 and no further at 480). A given number is always used as given.
+        tuning table HMDA the plain model's TSTR rose from 0.764 at 81 steps to 0.783 at
+        241 and no further at 481). A given number is always used as given.
     batch_size:
         Expected (Poisson) batch size; at most the number of rows. ``None`` (default):
         ``min(512, n // 4)`` for ``n`` rows (the row count is treated as public).
