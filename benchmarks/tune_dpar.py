@@ -47,6 +47,13 @@ Two special keys:
 * ``{"exact_max": m, ...}``: an **experiment not in the library** (tenth session): integer
   columns with at most ``m`` values keep a token per value whatever ``n_bins`` is. Not kept.
 
+* ``{"hybrid": "mst" | "aim", "share": s, "pool": k, "step": e, ...}``: an **experiment not
+  in the library** (tenth session): the marginal model at ``(s * epsilon, delta / 2)`` keeps
+  its noisy measurements, dpar is fitted at ``((1 - s) * epsilon, delta / 2)``, a pool of
+  ``k`` times the rows is drawn from it and its weights are fitted to the noisy counts by
+  mirror descent (step ``e``, each count weighted by its inverse noise variance); rows are
+  drawn by weight. Not kept.
+
 ``max_grad_norm`` is tunable too (tenth session: no effect from 0.1 to 10).
 
     OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
@@ -92,6 +99,8 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
         return create(cfg["only"], epsilon=eps * cfg.get("share", 1.0), delta=bench.DELTA,
                       random_state=seed).fit(train, table.schema)
     kw = {k: v for k, v in cfg.items() if k in DPAR_KEYS}
+    if cfg.get("hybrid"):
+        return _raked(table, train, kw, cfg, eps, seed)
     if cfg.get("exact_max"):
         with _exact_integers(int(cfg["exact_max"])):
             return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
@@ -122,6 +131,62 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
     weights = warm.model_.state_dict()
     return _fit_from(lambda model: model.load_state_dict(weights),  # the warm weights
                      table, train, kw, eps * (1 - share), seed)
+
+
+class _Pool:
+    """Rows drawn with replacement from a weighted pool (``sample`` as a synthesizer's)."""
+
+    def __init__(self, rows: Any, weights: Any):
+        self.rows, self.weights = rows, weights
+
+    def sample(self, n: int, random_state: int | None = None) -> Any:
+        rng = np.random.default_rng(random_state)
+        p = self.weights / self.weights.sum()
+        keep = rng.choice(len(self.rows), size=n, replace=True, p=p)
+        return self.rows.iloc[keep].reset_index(drop=True)
+
+
+def _raked(table: bench.Table, train: Any, kw: dict[str, Any], cfg: dict[str, Any],
+           eps: float, seed: int) -> Any:
+    """dpar's rows reweighted to a marginal model's noisy measurements (``"hybrid"``)."""
+    from dpsynth.synthesizers import create
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+    from dpsynth.synthesizers.marginal.binning import encode_table
+    from dpsynth.synthesizers.marginal.compress import compress_codes
+
+    share = float(cfg["share"])
+    marg = create(cfg["hybrid"], epsilon=eps * share, delta=bench.DELTA / 2,
+                  random_state=seed, keep_measurements=True).fit(train, table.schema)
+    dpar = DPARSynthesizer(epsilon=eps * (1 - share), delta=bench.DELTA / 2,
+                           random_state=seed, **kw).fit(train, table.schema)
+    pool = dpar.sample(int(cfg.get("pool", 10)) * len(train), random_state=seed + 7)
+    raw = encode_table(marg.codecs_, pool)
+    raw_domain = [c.size for c in marg.codecs_]
+    merged = compress_codes(raw, marg.merges_, raw_domain)
+    merged_domain = [m.size for m in marg.merges_]
+    n_first = len(raw_domain)
+    total = float(len(train))
+    cells, targets, stds = [], [], []
+    for i, m in enumerate(marg.noisy_measurements_):
+        codes, domain = (raw, raw_domain) if i < n_first else (merged, merged_domain)
+        attrs = list(m.attrs)
+        shape = [int(domain[a]) for a in attrs]
+        cells.append(np.ravel_multi_index(codes[:, attrs].T, shape))
+        targets.append(np.asarray(m.values, float).ravel())
+        stds.append(np.broadcast_to(np.asarray(m.std, float), targets[-1].shape).ravel())
+    # Mirror descent on the pool's weights: the noisy counts weighted by their noise
+    # (soft constraints, as Private-PGM fits them), not matched exactly.
+    logw = np.zeros(len(pool))
+    for _ in range(int(cfg.get("iterations", 300))):
+        p = np.exp(logw - logw.max())
+        p /= p.sum()
+        grad = np.zeros(len(pool))
+        for cell, y, sd in zip(cells, targets, stds, strict=True):
+            now = np.bincount(cell, weights=p, minlength=len(y)) * total
+            grad += ((now - y) / sd ** 2)[cell]
+        logw -= float(cfg.get("step", 0.5)) * grad / max(np.abs(grad).max(), 1e-12)
+    weights = np.exp(logw - logw.max())
+    return _Pool(pool, weights)
 
 
 @contextlib.contextmanager
