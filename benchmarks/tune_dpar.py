@@ -101,22 +101,15 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
     kw = {k: v for k, v in cfg.items() if k in DPAR_KEYS}
     if cfg.get("hybrid"):
         return _raked(table, train, kw, cfg, eps, seed)
-    if cfg.get("exact_max"):
-        with _exact_integers(int(cfg["exact_max"])):
-            return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
-                                   **kw).fit(train, table.schema)
-    if cfg.get("col_weight"):
-        with _column_weights(float(cfg["col_weight"])):
-            return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
-                                   **kw).fit(train, table.schema)
-    if cfg.get("smooth"):
-        with _smooth_ordered(int(cfg["smooth"])):
-            return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
-                                   **kw).fit(train, table.schema)
-    if cfg.get("adam_bc"):
-        with _bias_corrected(float(cfg["adam_bc"])):
-            return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
-                                   **kw).fit(train, table.schema)
+    patches = {"exact_max": lambda v: _exact_integers(int(v)),
+               "col_weight": lambda v: _column_weights(float(v)),
+               "smooth": lambda v: _smooth_ordered(int(v)),
+               "adam_bc": lambda v: _bias_corrected(float(v))}
+    for key, patch in patches.items():  # the experiments that patch dpar for one fit
+        if cfg.get(key):
+            with patch(cfg[key]):
+                return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
+                                       **kw).fit(train, table.schema)
     if not cfg.get("prior"):
         return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
                                **kw).fit(train, table.schema)
