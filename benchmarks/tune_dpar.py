@@ -100,7 +100,7 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
                       random_state=seed).fit(train, table.schema)
     kw = {k: v for k, v in cfg.items() if k in DPAR_KEYS}
     if cfg.get("hybrid"):
-        return _raked(table, train, kw, cfg, eps, seed)
+        return _reweighted(table, train, kw, cfg, eps, seed)
     patches = {"exact_max": lambda v: _exact_integers(int(v)),
                "col_weight": lambda v: _column_weights(float(v)),
                "smooth": lambda v: _smooth_ordered(int(v)),
@@ -139,7 +139,7 @@ class _Pool:
         return self.rows.iloc[keep].reset_index(drop=True)
 
 
-def _raked(table: bench.Table, train: Any, kw: dict[str, Any], cfg: dict[str, Any],
+def _reweighted(table: bench.Table, train: Any, kw: dict[str, Any], cfg: dict[str, Any],
            eps: float, seed: int) -> Any:
     """dpar's rows reweighted to a marginal model's noisy measurements (``"hybrid"``)."""
     from dpsynth.synthesizers import create
@@ -288,28 +288,27 @@ def _smooth_ordered(k: int) -> Iterator[None]:
             ordered = [j for j, c in enumerate(codecs)
                        if (c.kind in ("numeric", "integer", "datetime", "ordinal"))
                        and c.n_values > k]
-            index = np.arange(sum(sizes) + 1)
-            feat = np.zeros((sum(sizes) + 1, k * len(ordered)), np.float32)
-            kept: list[int] = []
+            index: list[int] = []  # the embedding row of every token
+            rows = 0
             for j in range(len(sizes)):
+                shared = None  # one row for all the value tokens of an ordered column
                 for t in range(sizes[j]):
-                    g = self.offsets[j] + t
                     if j in ordered and t < codecs[j].n_values:
-                        if t == 0:
-                            kept.append(g)
-                        index[g] = -1 - j  # resolved below: one shared row per column
+                        if shared is None:
+                            shared, rows = rows, rows + 1
+                        index.append(shared)
                     else:
-                        kept.append(g)
-            kept.append(sum(sizes))
-            remap = {g: i for i, g in enumerate(kept)}
+                        index.append(rows)
+                        rows += 1
+            index.append(rows)  # the start token
+            rows += 1
+            feat = np.zeros((sum(sizes) + 1, k * len(ordered)), np.float32)
             for j in ordered:
                 b = ordered.index(j)
                 n = codecs[j].n_values
                 feat[self.offsets[j]:self.offsets[j] + n, b * k:(b + 1) * k] = _rbf(n, k)
             self.tokens = SmoothEmbed(  # type: ignore[assignment]
-                len(kept), feat.shape[1], d,
-                np.array([remap[g] if index[g] >= 0 else remap[self.offsets[-1 - index[g]]]
-                          for g in range(len(index))]), feat)
+                rows, feat.shape[1], d, np.array(index), feat)
             self.heads = nn.ModuleList(
                 SmoothHead(d, np.vstack([_rbf(codecs[j].n_values, k),
                                          np.zeros((sizes[j] - codecs[j].n_values, k))]),

@@ -64,19 +64,18 @@ class _HeadNLL(torch.autograd.Function):
                 if want_grad else None)
         rows = chunk_rows(n, vocab, hidden.device.type)
         buf = torch.empty((rows, vocab), dtype=torch.float32, device=hidden.device)
-        cast = (torch.empty((rows, vocab), dtype=weight.dtype, device=hidden.device)
-                if low else None)
+        # The products run in the weight's dtype: into ``buf`` itself when that is float32,
+        # else into a buffer of their own, copied to and from ``buf``.
+        prod = (torch.empty((rows, vocab), dtype=weight.dtype, device=hidden.device)
+                if low else buf)
         with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, n, rows):
                 stop = min(n, start + rows)
                 m = stop - start
-                h = hidden[start:stop].to(weight.dtype)
                 logits = buf[:m]
-                if cast is not None:
-                    torch.mm(h, weight.t(), out=cast[:m])
-                    logits.copy_(cast[:m])
-                else:
-                    torch.mm(h, weight.t(), out=logits)
+                torch.mm(hidden[start:stop].to(weight.dtype), weight.t(), out=prod[:m])
+                if low:
+                    logits.copy_(prod[:m])
                 tgt = targets[start:stop, None]
                 picked = logits.gather(1, tgt).squeeze(1)
                 top = logits.amax(dim=1, keepdim=True)
@@ -87,11 +86,9 @@ class _HeadNLL(torch.autograd.Function):
                     continue
                 logits.div_(total)                          # softmax
                 logits.scatter_add_(1, tgt, torch.full_like(picked[:, None], -1.0))
-                if cast is not None:
-                    cast[:m].copy_(logits)
-                    grad[start:stop] = torch.mm(cast[:m], weight)
-                else:
-                    grad[start:stop] = torch.mm(logits, weight)
+                if low:
+                    prod[:m].copy_(logits)
+                grad[start:stop] = torch.mm(prod[:m], weight)
         if grad is not None:
             ctx.save_for_backward(grad)
         return nll
