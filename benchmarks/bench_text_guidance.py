@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +73,11 @@ def main() -> None:
 
 
 def guided_run(synth: Any, w: float, n: int, m: int, train: pd.DataFrame,
-               holdout: pd.DataFrame) -> dict[str, Any]:
+               holdout: pd.DataFrame, sizes: Sequence[int] = ()) -> dict[str, Any]:
     """``n`` draws (seed 1) of ``synth`` at guidance ``w``, scored against ``holdout``:
-    text quality of the first ``m``, the classifier trained on all ``n`` (synthetic → real),
-    CPU-seconds per record and ten samples. The summary is printed."""
+    text quality of the first ``m``, the classifier trained on all ``n`` (synthetic → real)
+    and on the first ``k`` for each of ``sizes``, CPU-seconds per record and ten samples.
+    The summary is printed."""
     synth.guidance = w
     cpu = time.process_time()
     drawn, frame = draw_and_label(synth, n, seed=1)
@@ -86,6 +88,10 @@ def guided_run(synth: Any, w: float, n: int, m: int, train: pd.DataFrame,
            "quality": {k: v for k, v in quality.items() if not isinstance(v, list)},
            "classifier_synthetic_to_real": tq.text_classifier_score(
                frame.text, frame.source, holdout.text, holdout.source),
+           "classifier_synthetic_to_real_first": {
+               str(k): tq.text_classifier_score(frame.text[:k], frame.source[:k],
+                                                holdout.text, holdout.source)
+               for k in sizes if k < n},
            "label_model": label_model_scores(synth, drawn, holdout),
            "samples": [f"[{s}] {t}" for s, t in zip(frame.source[:10], frame.text[:10],
                                                     strict=True)]}
