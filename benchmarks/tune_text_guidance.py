@@ -112,6 +112,8 @@ def main() -> None:
                         help="sampling temperatures (default: the library's)")
     parser.add_argument("--classifier-sizes", type=int, nargs="*", default=[],
                         help="also train the classifier on the first K synthetic records")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="tokens per record (default: the library's)")
     parser.add_argument("--n-synthetic", type=int, default=1000)
     parser.add_argument("--n-quality", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
@@ -137,7 +139,8 @@ def main() -> None:
         synth: Any = BaseSynthesizer.load(args.model)
     else:
         schema = Schema((Column("source", "categorical", categories=labels),
-                         Column("text", "text")), name=args.corpus)
+                         Column("text", "text", max_length=args.max_length)),
+                        name=args.corpus)
         model_dir = smollm_dir()
         synth = DPTextSynthesizer(epsilon=args.eps, model_dir=str(model_dir), progress=True,
                                   epochs=args.epochs, batch_size=args.batch_size,
