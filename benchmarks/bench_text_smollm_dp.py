@@ -108,6 +108,13 @@ def main() -> None:
     parser.add_argument("--classifier-sizes", type=int, nargs="*", default=[],
                         help="also train the classifier on the first K synthetic records (and "
                         "on K real ones) for each K given")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="control guidance at sampling (default: the library's)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sampling temperature (default: the library's)")
+    parser.add_argument("--compare", nargs="*", default=[], metavar="W:T",
+                        help="also draw the same records at guidance W and temperature T, "
+                        "scored as in tune_text_guidance.py (a paired comparison on one fit)")
     parser.add_argument("--save", type=Path, default=None,
                         help="also save the fitted model in this directory")
     args = parser.parse_args()
@@ -143,6 +150,11 @@ def main() -> None:
     print(json.dumps(results["fit"]), flush=True)
     if args.save is not None:
         synth.save(args.save)
+    if args.guidance is not None:
+        synth.guidance = args.guidance
+    if args.temperature is not None:
+        synth.temperature = args.temperature
+    results["guidance"], results["temperature"] = synth.guidance, synth.temperature
     cpu, wall = time.process_time(), time.perf_counter()
     drawn, frame = draw_and_label(synth, args.n_synthetic, seed=1)
     results["sample"] = {"cpu_s_per_record": (time.process_time() - cpu) / args.n_synthetic,
@@ -168,6 +180,18 @@ def main() -> None:
                 train.text[:k], train.source[:k], holdout.text, holdout.source)}
         for k in args.classifier_sizes if k <= min(len(frame), len(train))}
     print("classifier_by_size", json.dumps(results["classifier_by_size"]), flush=True)
+    from bench_text_guidance import guided_run  # imports this module: not at the top
+
+    chosen = synth.guidance, synth.temperature
+    results["compare"] = []
+    for pair in args.compare:
+        args.out.parent.mkdir(exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2, default=float))
+        w, t = (float(v) for v in pair.split(":"))
+        synth.temperature = t
+        results["compare"].append({"temperature": t, **guided_run(
+            synth, w, args.n_synthetic, m, train, holdout, args.classifier_sizes)})
+    synth.guidance, synth.temperature = chosen
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=float))  # kept if the audit fails
     if planted is not None:
