@@ -22,6 +22,10 @@ diagnosis, not a release path: the non-private teachers read the private labels.
 
     python benchmarks/text_label_ceiling.py --model DIR --corpus reviews [--n 2000]
         [--pool-factor 4] [--out benchmarks/results/text_label_ceiling_reviews.json]
+
+``--corpus finefoods`` reads the declared tuning reviews of ``tune_text_guidance.py`` (a model
+saved by ``tune_text_guidance.py --corpus finefoods --save DIR``); ``--no-teachers`` stops after
+the selection rows (no non-private teachers, no real → real rows).
 """
 
 from __future__ import annotations
@@ -80,7 +84,11 @@ def smollm_features(texts: list[str], layers: tuple[int, ...]) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--corpus", choices=("tweets", "reviews"), default="reviews")
+    parser.add_argument("--corpus", choices=("tweets", "reviews", "finefoods"),
+                        default="reviews", help="finefoods: the declared tuning reviews of "
+                        "tune_text_guidance.py")
+    parser.add_argument("--no-teachers", action="store_true",
+                        help="skip the non-private teachers (the selection question only)")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--pool-factor", type=int, default=2,
                         help="records drawn: this many times n (at least 2)")
@@ -93,8 +101,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from sklearn.linear_model import LogisticRegression
 
-    split = review_split if args.corpus == "reviews" else load_split
-    train, hold = split(6000, 1000, seed=0)
+    if args.corpus == "finefoods":
+        from tune_text_guidance import finefoods_split
+
+        train, hold = finefoods_split()
+    else:
+        split = review_split if args.corpus == "reviews" else load_split
+        train, hold = split(6000, 1000, seed=0)
     synth = DPTextSynthesizer.load(args.model)
     labels = synth.labels_
     if labels is None:
@@ -138,6 +151,11 @@ def main() -> None:
         score(np.arange(k * n), blocks[:k * n], f"all {k * n}, each block of {n} permuted")
     y = train.source.to_numpy()
     y_hold = hold.source.to_numpy()
+    if args.no_teachers:
+        args.out.parent.mkdir(exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+        print(f"wrote {args.out}")
+        return
 
     def teacher(train_x: np.ndarray, hold_x: np.ndarray, pool_x: np.ndarray,
                 name: str) -> None:
