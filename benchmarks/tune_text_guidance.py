@@ -157,8 +157,8 @@ def main() -> None:
         for w in args.guidance:
             results["runs"].append({"temperature": t, **guided_run(
                 synth, w, args.n_synthetic, m, train, holdout, args.classifier_sizes)})
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2, default=float))
+            args.out.parent.mkdir(parents=True, exist_ok=True)  # after every run
+            args.out.write_text(json.dumps(results, indent=2, default=float))
 
 
 if __name__ == "__main__":
