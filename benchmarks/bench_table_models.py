@@ -157,6 +157,16 @@ def _flag(name: str) -> Column:
     return _cat(name, (0, 1))
 
 
+def _both_ways(name: str, flag: str, test: Mask
+               ) -> tuple[tuple[str, Mask, Mask], tuple[str, Mask, Mask]]:
+    """The two implication checks ``flag = yes <=> test(rows)``, labelled ``name``."""
+    def yes(d: pd.DataFrame) -> np.ndarray:
+        return np.asarray(d[flag].astype(str).to_numpy() == "yes")
+
+    return ((f"{flag} => {name}", yes, test),
+            (f"{name} => {flag}", test, yes))
+
+
 def split(table: Table, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The benchmark's 80/20 split of ``table`` (seeded): training rows (index reset), test rows."""
     train = table.df.sample(frac=0.8, random_state=seed)
@@ -224,12 +234,7 @@ def load_cps1988() -> Table:
         Column("region", "categorical", categories=("northeast", "midwest", "south", "west")),
         _yes_no("parttime"), _yes_no("college"),
     ), name="cps1988")
-    checks = (
-        ("college => educ>=16", lambda d: d["college"].astype(str).to_numpy() == "yes",
-         lambda d: d["education"].to_numpy() >= 16),
-        ("educ>=16 => college", lambda d: d["education"].to_numpy() >= 16,
-         lambda d: d["college"].astype(str).to_numpy() == "yes"),
-    )
+    checks = _both_ways("educ>=16", "college", lambda d: d["education"].to_numpy() >= 16)
     return Table(df[schema.names], schema, "parttime", "yes", checks)
 
 
@@ -240,12 +245,8 @@ def load_wage() -> Table:
     df = df[[c.name for c in schema.data_columns]].copy()
     df["married"] = np.where(df["maritl"].astype(str) == "2. Married", "yes", "no")
     schema = Schema((*schema.data_columns, _yes_no("married")), name="wage")
-    checks = (
-        ("married => maritl", lambda d: d["married"].astype(str).to_numpy() == "yes",
-         lambda d: d["maritl"].astype(str).to_numpy() == "2. Married"),
-        ("maritl => married", lambda d: d["maritl"].astype(str).to_numpy() == "2. Married",
-         lambda d: d["married"].astype(str).to_numpy() == "yes"),
-    )
+    checks = _both_ways("maritl", "married",
+                        lambda d: d["maritl"].astype(str).to_numpy() == "2. Married")
     return Table(df, schema, "health_ins", "1. Yes", checks)
 
 
@@ -289,16 +290,6 @@ def load_swisslabor() -> Table:
          lambda d: d["oldkids"].to_numpy() == 0),
     )
     return Table(df[schema.names], schema, "participation", "yes", checks)
-
-
-def _both_ways(name: str, flag: str, test: Mask
-               ) -> tuple[tuple[str, Mask, Mask], tuple[str, Mask, Mask]]:
-    """The two implication checks ``flag = yes <=> test(rows)``, labelled ``name``."""
-    def yes(d: pd.DataFrame) -> np.ndarray:
-        return np.asarray(d[flag].astype(str).to_numpy() == "yes")
-
-    return ((f"{flag} => {name}", yes, test),
-            (f"{name} => {flag}", test, yes))
 
 
 def load_affairs() -> Table:
@@ -356,13 +347,11 @@ def load_adult_wide() -> Table:
             columns.append(_yes_no(flag))
     schema = Schema(tuple(columns), name="adult-wide")
 
-    def pair(flag: str, name: str, code: int) -> tuple[tuple[str, Mask, Mask], ...]:
-        on = lambda d: d[flag].astype(str).to_numpy() == "yes"  # noqa: E731
-        eq = lambda d: d[name].to_numpy() == code  # noqa: E731
-        return ((f"{flag} => {name}", on, eq), (f"{name} => {flag}", eq, on))
-
-    checks = (*base.implications[:1], *pair("relationship=2", "relationship", 2),
-              *pair("marital-status=0", "marital-status", 0))
+    checks = (*base.implications[:1],
+              *_both_ways("relationship", "relationship=2",
+                          lambda d: d["relationship"].to_numpy() == 2),
+              *_both_ways("marital-status", "marital-status=0",
+                          lambda d: d["marital-status"].to_numpy() == 0))
     return Table(df[schema.names], schema, base.target, base.positive, checks)
 
 

@@ -24,8 +24,8 @@ diagnosis, not a release path: the non-private teachers read the private labels.
         [--pool-factor 4] [--out benchmarks/results/text_label_ceiling_reviews.json]
 
 ``--corpus finefoods`` reads the declared tuning reviews of ``tune_text_guidance.py`` (a model
-saved by ``tune_text_guidance.py --corpus finefoods --save DIR``); ``--no-teachers`` stops after
-the selection rows (no non-private teachers, no real → real rows).
+saved by ``tune_text_guidance.py --corpus finefoods --save DIR``); ``--no-teachers`` skips the
+non-private teachers (the selection rows and real → real only).
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def main() -> None:
                         default="reviews", help="finefoods: the declared tuning reviews of "
                         "tune_text_guidance.py")
     parser.add_argument("--no-teachers", action="store_true",
-                        help="skip the non-private teachers (the selection question only)")
+                        help="skip the non-private teachers (the selection rows and real -> "
+                        "real only)")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--pool-factor", type=int, default=2,
                         help="records drawn: this many times n (at least 2)")
@@ -151,11 +152,6 @@ def main() -> None:
         score(np.arange(k * n), blocks[:k * n], f"all {k * n}, each block of {n} permuted")
     y = train.source.to_numpy()
     y_hold = hold.source.to_numpy()
-    if args.no_teachers:
-        args.out.parent.mkdir(exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-        print(f"wrote {args.out}")
-        return
 
     def teacher(train_x: np.ndarray, hold_x: np.ndarray, pool_x: np.ndarray,
                 name: str) -> None:
@@ -170,17 +166,18 @@ def main() -> None:
         results["rows"].append(row)
         print(json.dumps(row), flush=True)
 
-    teacher(embed(train.text.tolist(), labels.embedder),
-            embed(hold.text.tolist(), labels.embedder), x[:n], labels.embedder)
-    depths = (10, 20, 30)
-    feats = [smollm_features(t, depths) for t in
-             (train.text.tolist(), hold.text.tolist(), pool.text[:n].tolist())]
-    mu, sd = feats[0].mean(0), feats[0].std(0) + 1e-6
-    width = feats[0].shape[1] // len(depths)
-    for j, depth in enumerate(depths):
-        cut = slice(width * j, width * (j + 1))
-        teacher(*[(f[:, cut] - mu[cut]) / sd[cut] for f in feats],
-                f"SmolLM2 layer {depth}, mean-pooled")
+    if not args.no_teachers:
+        teacher(embed(train.text.tolist(), labels.embedder),
+                embed(hold.text.tolist(), labels.embedder), x[:n], labels.embedder)
+        depths = (10, 20, 30)
+        feats = [smollm_features(t, depths) for t in
+                 (train.text.tolist(), hold.text.tolist(), pool.text[:n].tolist())]
+        mu, sd = feats[0].mean(0), feats[0].std(0) + 1e-6
+        width = feats[0].shape[1] // len(depths)
+        for j, depth in enumerate(depths):
+            cut = slice(width * j, width * (j + 1))
+            teacher(*[(f[:, cut] - mu[cut]) / sd[cut] for f in feats],
+                    f"SmolLM2 layer {depth}, mean-pooled")
     for m in (n, 2 * n, len(train)):
         found = tq.text_classifier_score(train.text[:m], train.source[:m], hold.text,
                                          hold.source)
