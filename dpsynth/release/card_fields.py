@@ -153,7 +153,7 @@ def _generator(plan: ReleasePlan, last: AttemptOutcome | None) -> GeneratorSecti
     return GeneratorSection(synth.name, __version__,
                             f"{type(synth).__module__}.{type(synth).__qualname__}",
                             synth.get_params(), getattr(synth, "fitted_at_", None),
-                            type(synth).defaults_tuned_on)
+                            type(synth).defaults_tuned_on, synth.resolved_params())
 
 
 def _source(facts: ReleaseFacts, status: Status) -> SourceSection:

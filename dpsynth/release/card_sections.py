@@ -78,18 +78,32 @@ class GeneratorSection(_Section):
     params: Mapping[str, Any] | None = None
     fitted_at: str | None = None
     defaults_tuned_on: str | None = None
+    #: The parameters as the fit ran them: ``params`` with automatic values resolved
+    #: (``epochs=None`` -> the passes made, ``device="auto"`` -> ``"cpu"``, ...).
+    resolved_params: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         if self.class_path is None:
             return {"name": self.name, "dpsynth_version": self.dpsynth_version}
-        return {"name": self.name, "class": self.class_path,
-                "dpsynth_version": self.dpsynth_version, "params": plain(self.params or {}),
-                "fitted_at": self.fitted_at, "defaults_tuned_on": self.defaults_tuned_on}
+        out = {"name": self.name, "class": self.class_path,
+               "dpsynth_version": self.dpsynth_version, "params": plain(self.params or {}),
+               "fitted_at": self.fitted_at, "defaults_tuned_on": self.defaults_tuned_on}
+        if self.resolved_params is not None:  # cards written before it read back as they were
+            out["resolved_params"] = plain(self.resolved_params)
+        return out
+
+    def automatic(self) -> dict[str, Any]:
+        """The resolved value of every parameter the fit chose (those given as ``None`` or
+        ``"auto"``, and the values a fit adds, such as its number of steps)."""
+        given = dict(self.params or {})
+        return {k: v for k, v in dict(self.resolved_params or {}).items()
+                if k not in given or given[k] != v}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GeneratorSection:
         return cls(str(data["name"]), str(data["dpsynth_version"]), data.get("class"),
-                   data.get("params"), data.get("fitted_at"), data.get("defaults_tuned_on"))
+                   data.get("params"), data.get("fitted_at"), data.get("defaults_tuned_on"),
+                   data.get("resolved_params"))  # None in cards written before it
 
 
 @dataclass(frozen=True)

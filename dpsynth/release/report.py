@@ -332,6 +332,7 @@ def _provenance(card: DatasetCard) -> str:
     cols = "".join(f"<tr><td>{_e(c['name'])}</td><td>{_e(c['kind'])}</td>"
                    f"<td>{_e(_domain(c))}</td></tr>" for c in card.schema.get("columns", []))
     ptext = ", ".join(f"{k}={v!r}" for k, v in (card.generator.params or {}).items())
+    chose = ", ".join(f"{k}={v!r}" for k, v in card.generator.automatic().items())
     return (
         "<h2>8. Provenance and reproduction</h2>"
         f"<p><b>Source</b> {_e(src.dataset)}: {_fig(src.n_rows, 'source.n_rows', '{}')} rows "
@@ -339,6 +340,7 @@ def _provenance(card: DatasetCard) -> str:
         f"{_fig(src.n_holdout, 'source.n_holdout', '{}')} held out); "
         f"fingerprint <code>{_e(src.fingerprint)}</code>.</p>"
         f"<p><b>Generator</b> {_e(card.generator.name)} ({_e(ptext)})."
+        + (f" The fit chose its automatic settings as: {_e(chose)}." if chose else "")
         + (f" Its defaults were chosen on {_e(card.generator.defaults_tuned_on)}."
            if card.generator.defaults_tuned_on else "") + "</p>"
         f"<p><b>Synthetic rows</b> {_fig(syn.n_rows, 'synthetic.n_rows', '{}')}, synthetic "

@@ -233,6 +233,24 @@ class DPSGDSynthesizer(BaseSynthesizer):
         return DPSGDPlan(self.train_purpose, q, steps, sigma)
 
     # -- what a run leaves behind ---------------------------------------------------------
+    def _note_schedule(self, batch: int, sample_rate: float, steps: int,
+                       learning_rate: float) -> None:
+        """Keep the schedule a training run is about to follow (:meth:`_resolved`)."""
+        self.schedule_ = {"epochs": round(float(steps) * float(sample_rate), 3),
+                          "batch_size": int(batch), "learning_rate": float(learning_rate),
+                          "steps": int(steps)}
+
+    def _resolved(self) -> dict[str, Any]:
+        """The schedule that ran (``epochs`` as the expected passes it made: ``steps``
+        times the sampling rate), the device and the clipping, once fitted."""
+        out: dict[str, Any] = {**super()._resolved(), **getattr(self, "schedule_", {})}
+        if hasattr(self, "device_"):
+            out["device"] = str(self.device_)
+        mode = getattr(self, "grad_sample_mode_", "")
+        if mode:
+            out["grad_sample_mode"] = mode
+        return out
+
     def _record_run(self, log: _dpsgd.TrainingLog, rep: _distributed.Replica | None) -> None:
         """The fitted attributes every DP-SGD model reports about its training run."""
         self.world_size_ = 1 if rep is None else rep.world_size
@@ -244,12 +262,13 @@ class DPSGDSynthesizer(BaseSynthesizer):
     def _run_state(self) -> dict[str, Any]:
         """The training-run part of the saved state (see :meth:`_restore_run`)."""
         return {"steps_run": self.steps_run_, "empty_batches": self.empty_batches_,
-                "loss_history": self.loss_history_}
+                "loss_history": self.loss_history_, "schedule": dict(self.schedule_)}
 
     def _restore_run(self, state: dict[str, Any]) -> None:
         self.steps_run_ = int(state["steps_run"])
         self.empty_batches_ = int(state.get("empty_batches", 0))
         self.loss_history_ = [float(v) for v in state.get("loss_history", [])]
+        self.schedule_ = dict(state.get("schedule") or {})  # {} for models saved before it
 
     @staticmethod
     def _weight_arrays(model: nn.Module) -> dict[str, np.ndarray]:
@@ -304,6 +323,7 @@ class DPSGDSynthesizer(BaseSynthesizer):
         if plan is None or recorder is None:  # not runs_private(...), spelled for mypy
             q = batch / len(rows)
             steps = self._plain_steps(q)
+            self._note_schedule(batch, q, steps, learning_rate)
             loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(
                 len(rows), batch, steps, noise))
             optimizer = torch.optim.Adam(trainable(module), lr=learning_rate)
@@ -314,6 +334,7 @@ class DPSGDSynthesizer(BaseSynthesizer):
                 empty_step=lambda: None, steps_per_epoch=_dpsgd.steps_for(1.0, q),
                 progress=bool(self.progress), description=f"{name} (non-private)",
                 after_step=lr_scheduler(optimizer, schedule, steps)), "none"
+        self._note_schedule(batch, plan.sample_rate, plan.steps, learning_rate)
         spend = (recorder.spend(plan.purpose, plan.event) if rep is None or rep.leader
                  else contextlib.nullcontext())
         with spend:

@@ -161,6 +161,18 @@ class BaseSynthesizer:
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.parameter_names()}
 
+    def resolved_params(self) -> dict[str, Any]:
+        """The parameters as the fit ran them: :meth:`get_params` with every automatic value
+        (``None`` or ``"auto"`` where a model allows it) replaced by the one the fit chose,
+        as the dataset card records them. An unfitted model's are its :meth:`get_params`."""
+        return {**self.get_params(), **self._resolved()}
+
+    def _resolved(self) -> dict[str, Any]:
+        """What the fit resolved (see :meth:`resolved_params`): here ``delta``, once
+        fitted with ``delta=None``; subclasses add their own."""
+        report = getattr(self, "privacy_", None)
+        return {"delta": report.delta} if report is not None and self.delta is None else {}
+
     def _validate_params(self) -> None:
         owner = type(self).__name__
         eps = self.epsilon

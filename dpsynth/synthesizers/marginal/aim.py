@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 
@@ -108,6 +109,12 @@ class AIMSynthesizer(MarginalSynthesizer):
             out.append(str(param_error("rounds", "None or an integer >= 1", r,
                                        "AIMSynthesizer")))
         return out + share_problems(self.select_share, self.first_share, "AIMSynthesizer")
+
+    def _resolved(self) -> dict[str, Any]:
+        out = super()._resolved()
+        if hasattr(self, "codecs_"):  # fitted: one column per codec
+            out["rounds"] = self._n_rounds(len(self.codecs_))
+        return out
 
     def _n_rounds(self, n_columns: int) -> int:
         if self.rounds is not None:

@@ -408,6 +408,13 @@ class PrivatePredictionSynthesizer(OneTextColumn, BaseSynthesizer):
         pick = np.sort(rng.choice(len(pool), n_rows, replace=False))
         return pool.iloc[pick].reset_index(drop=True)
 
+    def _resolved(self) -> dict[str, Any]:
+        out = super()._resolved()
+        if hasattr(self, "group_size_"):  # fitted
+            out.update(group_size=self.group_size_, temperature=self.temperature_,
+                       max_length=self.max_length_)
+        return out
+
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state = {
             "text_column": self.text_column_, "control_columns": list(self.control_columns_),

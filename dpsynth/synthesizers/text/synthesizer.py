@@ -752,6 +752,22 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit first.")
 
     # -- persistence ----------------------------------------------------------------------
+    def _resolved(self) -> dict[str, Any]:
+        """The values the fit chose (see :meth:`resolved_params`), from the fitted
+        attributes a saved model keeps too; ``epochs`` is the passes the schedule made
+        (steps times the sampling rate), as for the table models."""
+        if not hasattr(self, "backend_"):
+            return super()._resolved()
+        out: dict[str, Any] = {
+            "max_length": self.max_length_, "epochs": self.epochs_,
+            "batch_size": self.batch_size_, "learning_rate": self.learning_rate_,
+            "steps": self.steps_run_, "precision": self.precision_,
+            "trainable": self.trainable_, "labeller": self.labels_ is not None}
+        for key in ("model_dir", "lora_targets", "lora_layers"):  # a model_dir model's
+            if getattr(self.backend_, key, None) is not None:
+                out[key] = getattr(self.backend_, key)
+        return {**out, **super()._resolved()}
+
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state, arrays = self.backend_.state()
         state.update({
@@ -762,6 +778,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             "epochs": self.epochs_, "batch_size": self.batch_size_,
             "trainable_parameters": self.trainable_parameters_,
             "empty_batches": self.empty_batches_, "loss_history": self.loss_history_,
+            "schedule": dict(getattr(self, "schedule_", {})),
             "controls": None if self.controls_ is None else self.controls_.to_state(),
             "labels": None if self.labels_ is None else self.labels_.to_state(),
             "topics": None if self.topics_ is None else {
@@ -803,6 +820,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         self.batch_size_ = int(state.get("batch_size", 0))
         self.trainable_parameters_ = int(state.get("trainable_parameters", 0))
         self.loss_history_ = [float(v) for v in state.get("loss_history", [])]
+        self.schedule_ = dict(state.get("schedule") or {})  # {} for models saved before it
         controls = state.get("controls")
         self.controls_ = (None if controls is None else
                           ControlDistribution.from_state(controls, arrays["controls.probs"]))

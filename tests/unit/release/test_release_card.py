@@ -132,3 +132,20 @@ def test_dotted_access():
 def test_shipped_flag():
     assert _card().shipped
     assert not _card(decision="reject").shipped
+
+
+def test_resolved_parameters_round_trip_and_show_in_the_report():
+    from dpsynth.release.report import render_report
+
+    generator = GeneratorSection("dpar", "0.1.0", "dpsynth.synthesizers.ar.DPARSynthesizer",
+                                 {"epsilon": 1.0, "epochs": None, "d_model": 32},
+                                 "2026-01-02", "HMDA",
+                                 {"epsilon": 1.0, "epochs": 20.04, "d_model": 32, "steps": 81})
+    card = _card(generator=generator)
+    again = DatasetCard.from_yaml(card.to_yaml())
+    assert again == card and again.generator.automatic() == {"epochs": 20.04, "steps": 81}
+    html = render_report(card)
+    assert "The fit chose its automatic settings as: epochs=20.04, steps=81." in html
+    # a card without them (written before the field) renders as before
+    assert "The fit chose" not in render_report(_card())
+    assert "resolved_params" not in _card().to_dict()["generator"]

@@ -54,6 +54,13 @@ def test_local_model_round_trip(tmp_path, arch, lora):
     again = BaseSynthesizer.load(tmp_path / "fitted")
     assert again.precision_ == synth.precision_ in ("float32", "bfloat16")
     assert (again.epochs_, again.batch_size_) == (synth.epochs_, synth.batch_size_) == (1.0, 16)
+    ran = synth.resolved_params()
+    assert ran["precision"] == synth.precision_ and ran["steps"] == synth.steps_run_ > 0
+    assert ran["batch_size"] == 16 and ran["model_dir"] == synth.backend_.model_dir
+    assert ran["epochs"] == pytest.approx(synth.steps_run_ * 16 / len(df), abs=1e-3)
+    if lora:
+        assert ran["lora_targets"] == synth.backend_.lora_targets != "auto"
+    assert again.resolved_params() == ran
     assert again.sample(4, random_state=0).equals(out)
     assert np.allclose(again.score_records(df.head(5)), synth.score_records(df.head(5)),
                        atol=1e-5)

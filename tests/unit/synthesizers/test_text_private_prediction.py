@@ -226,6 +226,9 @@ def test_round_trip_and_sampling_the_generated_records(tiny_dir, tmp_path):
     synth.save(tmp_path / "m")
     again = BaseSynthesizer.load(tmp_path / "m")
     assert again.sample(4, random_state=2).equals(rows) and again.privacy_ == synth.privacy_
+    ran = synth.resolved_params()
+    assert ran["temperature"] == synth.temperature_ and ran["group_size"] == 10
+    assert ran["delta"] == synth.privacy_.delta and again.resolved_params() == ran
     with pytest.raises(ParameterError, match="at most the 6 records generated"):
         synth.sample(7)
 
