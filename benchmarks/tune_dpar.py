@@ -60,6 +60,8 @@ Two special keys:
 
 * ``{"weight_decay": w, ...}``: an **experiment not in the library** (twelfth session):
   AdamW with decoupled weight decay ``w`` in place of Adam. Not kept.
+* ``{"sgd": m, "learning_rate": r, ...}``: an **experiment not in the library** (twelfth
+  session): SGD with momentum ``m`` at rate ``r`` in place of Adam.
 
 Tables with numeric columns of at most 20 distinct training values (``randhie-wide``) also
 get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favours finer bins
@@ -117,7 +119,8 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
                "col_weight": lambda v: _column_weights(float(v)),
                "smooth": lambda v: _smooth_ordered(int(v)),
                "adam_bc": lambda v: _bias_corrected(float(v)),
-               "weight_decay": lambda v: _decoupled_decay(float(v))}
+               "weight_decay": lambda v: _decoupled_decay(float(v)),
+               "sgd": lambda v: _heavy_ball(float(v))}
     for key, patch in patches.items():  # the experiments that patch dpar for one fit
         if cfg.get(key):
             with patch(cfg[key]):
@@ -361,6 +364,25 @@ def _decoupled_decay(decay: float) -> Iterator[None]:
         return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
 
     torch.optim.Adam = adamw  # type: ignore[misc, assignment]
+    try:
+        yield
+    finally:
+        torch.optim.Adam = real_adam  # type: ignore[misc]
+
+
+@contextlib.contextmanager
+def _heavy_ball(momentum: float) -> Iterator[None]:
+    """dpar's optimiser as SGD with (heavy-ball) momentum ``momentum`` (the ``"sgd"`` key):
+    no per-coordinate normalisation, so a coordinate the noise alone moves takes steps of
+    the noise's size, not Adam's full-size steps."""
+    import torch
+
+    real_adam = torch.optim.Adam
+
+    def sgd(params: Any, lr: float) -> Any:
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+
+    torch.optim.Adam = sgd  # type: ignore[misc, assignment]
     try:
         yield
     finally:
