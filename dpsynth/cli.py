@@ -192,6 +192,9 @@ def fit(
                       f"{synth.clipped_ or 'none'}")
         out.print(f"Fitted {name} on {synth.n_rows_} rows in "
                   f"{time.perf_counter() - start:.1f} s; model saved to {out_dir}")
+        chose = ", ".join(f"{k}={v!r}" for k, v in synth.automatic_params().items())
+        if chose:
+            out.print(f"Settings the fit chose: {chose}", highlight=False)
         _print_privacy(synth)
 
 

@@ -167,6 +167,13 @@ class BaseSynthesizer:
         as the dataset card records them. An unfitted model's are its :meth:`get_params`."""
         return {**self.get_params(), **self._resolved()}
 
+    def automatic_params(self) -> dict[str, Any]:
+        """The entries of :meth:`resolved_params` that :meth:`get_params` does not hold as
+        they are: what the fit chose (``dpsynth fit`` prints them)."""
+        given = self.get_params()
+        return {k: v for k, v in self.resolved_params().items()
+                if k not in given or given[k] != v}
+
     def _resolved(self) -> dict[str, Any]:
         """What the fit resolved (see :meth:`resolved_params`): here ``delta``, once
         fitted with ``delta=None``; subclasses add their own."""

@@ -65,6 +65,7 @@ def test_fit_then_sample(wage, tmp_path):
                     "--synthesizer", "dpvae", "--epochs", "1", "--seed", "0")
     assert fitted.exit_code == 0, fitted.output
     assert "Privacy spent: ε =" in fitted.output
+    assert "Settings the fit chose: " in fitted.output and "steps=" in fitted.output
     out = tmp_path / "synthetic.csv"
     sampled = invoke("sample", model, "--n-rows", "50", "--out", out, "--seed", "1")
     assert sampled.exit_code == 0, sampled.output

@@ -26,6 +26,7 @@ def table():
 def test_unfitted_model_resolves_nothing():
     synth = DPARSynthesizer()
     assert synth.resolved_params() == synth.get_params()
+    assert synth.automatic_params() == {}
 
 
 def test_dpar_records_its_automatic_schedule(table, tmp_path):
@@ -44,6 +45,8 @@ def test_dpar_records_its_automatic_schedule(table, tmp_path):
     assert ran["device"] == "cpu" and ran["grad_sample_mode"] == "bookkeeping"
     assert ran["delta"] == synth.privacy_.delta
     assert ran["epsilon"] == 1.0  # what was given stays as given
+    chose = synth.automatic_params()
+    assert chose["steps"] == ran["steps"] and "epsilon" not in chose and "n_bins" not in chose
     again = BaseSynthesizer.load(synth.save(tmp_path / "m"))
     assert again.resolved_params() == ran
 
