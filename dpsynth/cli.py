@@ -26,6 +26,7 @@ from dpsynth.commands._common import (
     console,
     fail,
     out,
+    print_chosen,
 )
 
 PRIVACY_HELP = (
@@ -192,9 +193,7 @@ def fit(
                       f"{synth.clipped_ or 'none'}")
         out.print(f"Fitted {name} on {synth.n_rows_} rows in "
                   f"{time.perf_counter() - start:.1f} s; model saved to {out_dir}")
-        chose = ", ".join(f"{k}={v!r}" for k, v in synth.automatic_params().items())
-        if chose:
-            out.print(f"Settings the fit chose: {chose}", highlight=False)
+        print_chosen(synth)
         _print_privacy(synth)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from dpsynth.errors import (
     PrivacyError,
     SchemaError,
 )
+
+if TYPE_CHECKING:
+    from dpsynth.synthesizers.base import BaseSynthesizer
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -100,3 +103,10 @@ def print_table(table: object) -> None:
         out.print(table)
     else:
         Console(file=out.file, width=max(out.width, 200), soft_wrap=True).print(table)
+
+
+def print_chosen(synth: BaseSynthesizer) -> None:
+    """One line with the settings a fit chose for its automatic parameters, if any."""
+    chose = ", ".join(f"{k}={v!r}" for k, v in synth.automatic_params().items())
+    if chose:
+        out.print(f"Settings the fit chose: {chose}", highlight=False)

@@ -26,6 +26,7 @@ from dpsynth.commands._common import (
     cli_errors,
     fail,
     out,
+    print_chosen,
 )
 
 if TYPE_CHECKING:
@@ -234,6 +235,7 @@ def fit(
             synth.save(out_dir)
         out.print(f"Fitted {synth.name} on {len(frame)} records in "
                   f"{time.perf_counter() - start:.1f} s; model saved to {out_dir}")
+        print_chosen(synth)
         if synth.privacy_ is None:
             out.print("No differential privacy (ε = ∞): reference run only.")
         else:

@@ -45,6 +45,8 @@ def test_text_fit_saves_a_model(tmp_path, app):
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["synthesizer"] == "dptext" and manifest["privacy"]["epsilon"] <= 3.0
+    assert "Settings the fit chose: " in result.output and "trainable=" in result.output
+    assert manifest["state"]["schedule"]["batch_size"] == 64
 
 
 @pytest.mark.parametrize("extra,says", [
