@@ -119,8 +119,8 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
                "col_weight": lambda v: _column_weights(float(v)),
                "smooth": lambda v: _smooth_ordered(int(v)),
                "adam_bc": lambda v: _bias_corrected(float(v)),
-               "weight_decay": lambda v: _decoupled_decay(float(v)),
-               "sgd": lambda v: _heavy_ball(float(v))}
+               "weight_decay": lambda v: _optimiser("weight_decay", float(v)),
+               "sgd": lambda v: _optimiser("sgd", float(v))}
     for key, patch in patches.items():  # the experiments that patch dpar for one fit
         if cfg.get(key):
             with patch(cfg[key]):
@@ -352,37 +352,22 @@ def _smooth_ordered(k: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _decoupled_decay(decay: float) -> Iterator[None]:
-    """dpar's optimiser as AdamW with decoupled weight decay ``decay`` (the
-    ``"weight_decay"`` key): coordinates whose clipped signal is below the noise take
-    Adam steps of full size in random directions, and the decay pulls them back."""
+def _optimiser(kind: str, value: float) -> Iterator[None]:
+    """dpar's Adam replaced for one fit: ``"weight_decay"`` is AdamW with decoupled decay
+    ``value`` (a coordinate whose clipped signal is below the noise takes full-size Adam
+    steps in random directions, and the decay pulls it back); ``"sgd"`` is SGD with
+    heavy-ball momentum ``value`` (no per-coordinate normalisation, so such a coordinate
+    moves by the noise's size, not the learning rate's)."""
     import torch
 
     real_adam = torch.optim.Adam
 
-    def adamw(params: Any, lr: float) -> Any:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+    def make(params: Any, lr: float) -> Any:
+        if kind == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=value)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=value)
 
-    torch.optim.Adam = adamw  # type: ignore[misc, assignment]
-    try:
-        yield
-    finally:
-        torch.optim.Adam = real_adam  # type: ignore[misc]
-
-
-@contextlib.contextmanager
-def _heavy_ball(momentum: float) -> Iterator[None]:
-    """dpar's optimiser as SGD with (heavy-ball) momentum ``momentum`` (the ``"sgd"`` key):
-    no per-coordinate normalisation, so a coordinate the noise alone moves takes steps of
-    the noise's size, not Adam's full-size steps."""
-    import torch
-
-    real_adam = torch.optim.Adam
-
-    def sgd(params: Any, lr: float) -> Any:
-        return torch.optim.SGD(params, lr=lr, momentum=momentum)
-
-    torch.optim.Adam = sgd  # type: ignore[misc, assignment]
+    torch.optim.Adam = make  # type: ignore[misc, assignment]
     try:
         yield
     finally:
