@@ -167,6 +167,18 @@ def _both_ways(name: str, flag: str, test: Mask
             (f"{name} => {flag}", test, yes))
 
 
+def few_valued_numeric(schema: Schema, train: pd.DataFrame, most: int = 20
+                       ) -> tuple[list[str], Schema]:
+    """The numeric columns with at most ``most`` distinct training values, and the schema of
+    the others. Every generator here decodes a bin by a uniform draw inside it, which smears
+    such a column's spikes over the evaluation's bins, the finer the generator's bins the
+    less (``randhie_artifacts.py``); TVDs over the other columns leave that artifact out."""
+    few = [c.name for c in schema.data_columns
+           if c.kind == "numeric" and train[c.name].nunique() <= most]
+    rest = Schema(tuple(c for c in schema.data_columns if c.name not in few), name="rest")
+    return few, rest
+
+
 def split(table: Table, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The benchmark's 80/20 split of ``table`` (seeded): training rows (index reset), test rows."""
     train = table.df.sample(frac=0.8, random_state=seed)

@@ -182,26 +182,27 @@ def main() -> None:
     print("classifier_by_size", json.dumps(results["classifier_by_size"]), flush=True)
     from bench_text_guidance import guided_run  # imports this module: not at the top
 
-    chosen = synth.guidance, synth.temperature
-    results["compare"] = []
-    for pair in args.compare:
+    def save() -> None:
         args.out.parent.mkdir(exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2, default=float))
+
+    chosen = synth.guidance, synth.temperature
+    results["compare"] = []
+    save()  # kept if a comparison or the audit fails
+    for pair in args.compare:
         w, t = (float(v) for v in pair.split(":"))
         synth.temperature = t
         results["compare"].append({"temperature": t, **guided_run(
             synth, w, args.n_synthetic, m, train, holdout, args.classifier_sizes)})
+        save()
     synth.guidance, synth.temperature = chosen
-    args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float))  # kept if the audit fails
     if planted is not None:
         cpu = time.process_time()
         results["audit"] = audits(synth, train, holdout, frame, *planted, rng,
                                   n_candidates=args.n_candidates)
         results["audit"]["cpu_s"] = time.process_time() - cpu
         print("audit", json.dumps(results["audit"], default=float)[:1500], flush=True)
-    args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float))
+    save()
     for key in ("fit", "sample", "classifier_synthetic_to_real",
                 "classifier_real_to_real_same_size"):
         print(key, results[key])

@@ -28,7 +28,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dpsynth.evaluate import average_tvd, discretize, marginal_tvd  # noqa: E402
-from dpsynth.schema import Schema  # noqa: E402
 from dpsynth.synthesizers import create  # noqa: E402
 from dpsynth.synthesizers.ar import DPARSynthesizer  # noqa: E402, F401  (registers "dpar")
 
@@ -39,11 +38,8 @@ def main() -> None:
     torch.set_num_threads(1)
     table = bench.load_randhie_wide()
     train, _ = bench.split(table, 0)
-    few = [c.name for c in table.schema.data_columns
-           if c.kind == "numeric" and train[c.name].nunique() <= 20]
-    keep = [c for c in table.schema.data_columns if c.name not in few]
-    names = [c.name for c in keep]
-    rest = Schema(tuple(keep), name="rest")
+    few, rest = bench.few_valued_numeric(table.schema, train)
+    names = rest.names
     real = discretize(train, table.schema)  # the evaluation's bins, as in average_tvd
     out: dict[str, object] = {"few_valued_numeric": few}
     for gen in ("mst", "dpar", "aim"):

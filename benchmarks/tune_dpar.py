@@ -97,7 +97,6 @@ import bench_table_models as bench  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dpsynth.evaluate import average_tvd, tstr_auc  # noqa: E402
-from dpsynth.schema import Schema  # noqa: E402
 
 TUNING_TABLES = ("hmda", "fertility", "randhie-wide", "affairs", "houseprices")
 DPAR_KEYS = ("learning_rate", "lr_schedule", "epochs", "batch_size", "d_model", "n_heads",
@@ -508,12 +507,8 @@ def score(table: bench.Table, cfg: dict[str, Any], eps: float, seed: int
     synth = fit(table, train, cfg, eps, seed)
     cpu = time.process_time() - cpu
     s = table.schema
-    # Numeric columns with at most 20 distinct training values are smeared by every
-    # generator's bin decoding (the sixth session's artifact): "tvd3_rest" leaves them out.
-    few = {c.name for c in s.data_columns
-           if c.kind == "numeric" and train[c.name].nunique() <= 20}
-    rest = Schema(tuple(c for c in s.data_columns if c.name not in few), name="rest")
-    names = list(rest.names)
+    few, rest = bench.few_valued_numeric(s, train)  # "tvd3_rest" leaves the few out
+    names = rest.names
     out = []
     for temperature, min_p in cfg.get("sampling", [[1.0, 0.0]]):
         with _sharpened(float(temperature), float(min_p)):

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from dpsynth._util.params import chosen
 from dpsynth.accounting import Budget
 
 
@@ -95,9 +96,7 @@ class GeneratorSection(_Section):
     def automatic(self) -> dict[str, Any]:
         """The resolved value of every parameter the fit chose (those given as ``None`` or
         ``"auto"``, and the values a fit adds, such as its number of steps)."""
-        given = dict(self.params or {})
-        return {k: v for k, v in dict(self.resolved_params or {}).items()
-                if k not in given or given[k] != v}
+        return chosen(self.params or {}, self.resolved_params or {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GeneratorSection:

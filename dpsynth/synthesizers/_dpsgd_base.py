@@ -237,13 +237,14 @@ class DPSGDSynthesizer(BaseSynthesizer):
                        learning_rate: float) -> None:
         """Keep the schedule a training run is about to follow (:meth:`_resolved`)."""
         self.schedule_ = {"epochs": round(float(steps) * float(sample_rate), 3),
-                          "batch_size": int(batch), "learning_rate": float(learning_rate),
-                          "steps": int(steps)}
+                          "batch_size": int(batch), "learning_rate": float(learning_rate)}
 
     def _resolved(self) -> dict[str, Any]:
-        """The schedule that ran (``epochs`` as the expected passes it made: ``steps``
-        times the sampling rate), the device and the clipping, once fitted."""
+        """The schedule that ran (``epochs`` as the expected passes it made: the steps
+        times the sampling rate), its steps, the device and the clipping, once fitted."""
         out: dict[str, Any] = {**super()._resolved(), **getattr(self, "schedule_", {})}
+        if hasattr(self, "steps_run_"):
+            out["steps"] = self.steps_run_
         if hasattr(self, "device_"):
             out["device"] = str(self.device_)
         mode = getattr(self, "grad_sample_mode_", "")

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from dpsynth._util.jsonable import to_jsonable
+from dpsynth._util.params import chosen
 from dpsynth._version import __version__
 from dpsynth.accounting import (
     ACCOUNTANT,
@@ -170,9 +171,7 @@ class BaseSynthesizer:
     def automatic_params(self) -> dict[str, Any]:
         """The entries of :meth:`resolved_params` that :meth:`get_params` does not hold as
         they are: what the fit chose (``dpsynth fit`` prints them)."""
-        given = self.get_params()
-        return {k: v for k, v in self.resolved_params().items()
-                if k not in given or given[k] != v}
+        return chosen(self.get_params(), self.resolved_params())
 
     def _resolved(self) -> dict[str, Any]:
         """What the fit resolved (see :meth:`resolved_params`): here ``delta``, once

@@ -753,15 +753,14 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
 
     # -- persistence ----------------------------------------------------------------------
     def _resolved(self) -> dict[str, Any]:
-        """The values the fit chose (see :meth:`resolved_params`), from the fitted
-        attributes a saved model keeps too; ``epochs`` is the passes the schedule made
-        (steps times the sampling rate), as for the table models."""
+        """The values the fit chose (see :meth:`resolved_params`): the schedule, steps,
+        device and clipping as for every DP-SGD model, plus the text model's own (a model
+        saved before the schedule was kept gives its batch and rate from its attributes)."""
         if not hasattr(self, "backend_"):
             return super()._resolved()
         out: dict[str, Any] = {
-            "max_length": self.max_length_, "epochs": self.epochs_,
-            "batch_size": self.batch_size_, "learning_rate": self.learning_rate_,
-            "steps": self.steps_run_, "precision": self.precision_,
+            "max_length": self.max_length_, "batch_size": self.batch_size_,
+            "learning_rate": self.learning_rate_, "precision": self.precision_,
             "trainable": self.trainable_, "labeller": self.labels_ is not None}
         for key in ("model_dir", "lora_targets", "lora_layers"):  # a model_dir model's
             if getattr(self.backend_, key, None) is not None:
