@@ -33,6 +33,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,20 @@ def label_model_scores(synth: Any, drawn: pd.DataFrame, holdout: pd.DataFrame,
                                                       holdout[column].to_numpy())),
             "classifier_as_drawn": tq.text_classifier_score(
                 drawn.text, drawn[column], holdout.text, holdout[column])}
+
+
+def classifier_by_size(frame: pd.DataFrame, train: pd.DataFrame, holdout: pd.DataFrame,
+                       sizes: Sequence[int], column: str = "source") -> dict[int, Any]:
+    """For each ``k`` of ``sizes`` (at most both lengths): the benchmark's classifier trained
+    on the first ``k`` synthetic records and on the first ``k`` real ones, tested on
+    ``holdout``."""
+    from dpsynth.evaluate import text as tq
+
+    return {k: {"synthetic_to_real": tq.text_classifier_score(
+                    frame.text[:k], frame[column][:k], holdout.text, holdout[column]),
+                "real_to_real": tq.text_classifier_score(
+                    train.text[:k], train[column][:k], holdout.text, holdout[column])}
+            for k in sizes if k <= min(len(frame), len(train))}
 
 
 def plain_args(args: argparse.Namespace) -> dict[str, Any]:

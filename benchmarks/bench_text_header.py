@@ -41,10 +41,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import draw_and_label, label_model_scores, plain_args, smollm_dir  # noqa: E402
+from bench_text import (  # noqa: E402
+    classifier_by_size,
+    draw_and_label,
+    label_model_scores,
+    plain_args,
+    smollm_dir,
+)
+from bench_text_partition import add_run_args, split  # noqa: E402
 from bench_text_smollm import peak_rss_gb  # noqa: E402
-from bench_text_smollm_dp import review_split  # noqa: E402
-from tune_text_guidance import finefoods_split  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.schema import Column, Schema  # noqa: E402
@@ -73,21 +78,11 @@ def main() -> None:
     parser.add_argument("--corpus", choices=sorted(SHOWN), default="finefoods")
     parser.add_argument("--eps", type=float, default=8.0)
     parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--n-synthetic", type=int, default=2000)
-    parser.add_argument("--n-quality", type=int, default=500)
-    parser.add_argument("--classifier-sizes", type=int, nargs="*", default=[])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--save", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--limit", type=int, default=None,
-                        help="keep the first K training records (a smoke run)")
+    add_run_args(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = args.out or RESULTS / f"text_header_{args.corpus}.json"
-    train, holdout = (finefoods_split() if args.corpus == "finefoods"
-                      else review_split(6000, 1000, seed=0))
-    if args.limit is not None:
-        train = train.head(args.limit).reset_index(drop=True)
+    train, holdout = split(args.corpus, args.limit)
     shown = SHOWN[args.corpus]
     back = {v: k for k, v in shown.items()}
     data = pd.DataFrame({COLUMN: train.source.map(shown), "text": train.text})
@@ -116,12 +111,8 @@ def main() -> None:
     results["quality"] = {k: v for k, v in quality.items() if not isinstance(v, list)}
     results["classifier_synthetic_to_real"] = tq.text_classifier_score(
         frame.text, frame.source, holdout.text, holdout.source)
-    results["classifier_by_size"] = {
-        k: {"synthetic_to_real": tq.text_classifier_score(
-                frame.text[:k], frame.source[:k], holdout.text, holdout.source),
-            "real_to_real": tq.text_classifier_score(
-                train.text[:k], train.source[:k], holdout.text, holdout.source)}
-        for k in args.classifier_sizes if k <= min(len(frame), len(train))}
+    results["classifier_by_size"] = classifier_by_size(frame, train, holdout,
+                                                       args.classifier_sizes)
     results["samples"] = [f"[{s}] {t}" for s, t in zip(frame.source[:10], frame.text[:10],
                                                        strict=True)]
     print(json.dumps({k: results[k] for k in ("label_model", "classifier_synthetic_to_real",

@@ -44,7 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import plain_args, smollm_dir  # noqa: E402
+from bench_text import classifier_by_size, plain_args, smollm_dir  # noqa: E402
 from bench_text_smollm import peak_rss_gb  # noqa: E402
 from bench_text_smollm_dp import review_split  # noqa: E402
 from tune_text_guidance import finefoods_split  # noqa: E402
@@ -59,10 +59,24 @@ RESULTS = Path(__file__).resolve().parent / "results"
 COUNT_SHARE = 0.05
 
 
-def split(corpus: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    if corpus == "reviews":
-        return review_split(6000, 1000, seed=0)
-    return finefoods_split()
+def split(corpus: str, limit: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The fine-food (tuning) or Rotten Tomatoes (evaluation) split as ``source``/``text``,
+    the training part cut to its first ``limit`` records when given (a smoke run)."""
+    train, holdout = finefoods_split() if corpus == "finefoods" else review_split(
+        6000, 1000, seed=0)
+    return (train if limit is None else train.head(limit).reset_index(drop=True)), holdout
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The options this benchmark shares with ``bench_text_header.py``."""
+    parser.add_argument("--n-synthetic", type=int, default=2000)
+    parser.add_argument("--n-quality", type=int, default=500)
+    parser.add_argument("--classifier-sizes", type=int, nargs="*", default=[])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--save", type=Path, default=None, help="save the fitted model(s) here")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--limit", type=int, default=None,
+                        help="keep the first K training records (a smoke run)")
 
 
 def part_model(schema: Schema, n_rows: int, counts: GaussianEvent, eps: float,
@@ -89,21 +103,11 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=8.0)
     parser.add_argument("--delta", type=float, default=1e-5)
     parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--n-synthetic", type=int, default=2000)
-    parser.add_argument("--n-quality", type=int, default=500)
-    parser.add_argument("--classifier-sizes", type=int, nargs="*", default=[])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--save", type=Path, default=None,
-                        help="save each label's model in DIR/<label>")
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--limit", type=int, default=None,
-                        help="keep the first K training records (a smoke run)")
+    add_run_args(parser)  # --save DIR: each label's model in DIR/<label>
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = args.out or RESULTS / f"text_partition_{args.corpus}.json"
-    train, holdout = split(args.corpus)
-    if args.limit is not None:
-        train = train.head(args.limit).reset_index(drop=True)
+    train, holdout = split(args.corpus, args.limit)
     labels = sorted(train.source.unique())
     results: dict[str, Any] = {"args": plain_args(args), "n_train": len(train),
                                "n_holdout": len(holdout), "labels": labels, "fits": {}}
@@ -152,12 +156,8 @@ def main() -> None:
                                          reference=train.text.tolist())
     results["classifier_synthetic_to_real"] = tq.text_classifier_score(
         frame.text, frame.source, holdout.text, holdout.source)
-    results["classifier_by_size"] = {
-        k: {"synthetic_to_real": tq.text_classifier_score(
-                frame.text[:k], frame.source[:k], holdout.text, holdout.source),
-            "real_to_real": tq.text_classifier_score(
-                train.text[:k], train.source[:k], holdout.text, holdout.source)}
-        for k in args.classifier_sizes if k <= min(len(frame), len(train))}
+    results["classifier_by_size"] = classifier_by_size(frame, train, holdout,
+                                                       args.classifier_sizes)
     results["samples"] = frame.head(10).to_dict("records")
     print(json.dumps({k: results[k] for k in ("epsilon_pld", "classifier_synthetic_to_real",
                                               "classifier_by_size")}, default=float),

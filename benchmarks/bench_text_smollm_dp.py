@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_text import (  # noqa: E402
     audits,
+    classifier_by_size,
     draw_and_label,
     label_model_scores,
     load_split,
@@ -173,12 +174,8 @@ def main() -> None:
     results["classifier_real_to_real_same_size"] = tq.text_classifier_score(
         train.text[:n], train.source[:n], holdout.text, holdout.source)
     results["real_vs_real"] = tq.text_quality(holdout.text.tolist(), train.text[:m].tolist())
-    results["classifier_by_size"] = {
-        k: {"synthetic_to_real": tq.text_classifier_score(
-                frame.text[:k], frame.source[:k], holdout.text, holdout.source),
-            "real_to_real": tq.text_classifier_score(
-                train.text[:k], train.source[:k], holdout.text, holdout.source)}
-        for k in args.classifier_sizes if k <= min(len(frame), len(train))}
+    results["classifier_by_size"] = classifier_by_size(frame, train, holdout,
+                                                       args.classifier_sizes)
     print("classifier_by_size", json.dumps(results["classifier_by_size"]), flush=True)
     from bench_text_guidance import guided_run  # imports this module: not at the top
 
