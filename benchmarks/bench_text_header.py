@@ -61,15 +61,16 @@ SHOWN = {"finefoods": {"great": "positive", "other": "negative"},
          "reviews": {"fresh": "positive", "rotten": "negative"}}
 
 
-def model(corpus: str, eps: float) -> DPTextSynthesizer:
-    """The DP recipe of the earlier run on ``corpus`` (see the module docstring)."""
+def model(corpus: str, eps: float, max_length: int) -> DPTextSynthesizer:
+    """The DP recipe of the earlier run on ``corpus`` (see the module docstring); the fine
+    foods take ``max_length`` from the schema, as that run did."""
     if corpus == "finefoods":
         return DPTextSynthesizer(epsilon=eps, model_dir=str(smollm_dir()), progress=True,
                                  random_state=0)
     return DPTextSynthesizer(
         epsilon=eps, delta=1e-5, model_dir=str(smollm_dir()), lora_rank=8,
         lora_targets="q_proj,v_proj", lora_layers=8, micro_batch_size=32, epochs=4.0,
-        batch_size=512, learning_rate=2e-2, max_length=64, precision="bfloat16",
+        batch_size=512, learning_rate=2e-2, max_length=max_length, precision="bfloat16",
         progress=True, random_state=0)
 
 
@@ -89,7 +90,7 @@ def main() -> None:
     schema = Schema((Column(COLUMN, "categorical", categories=tuple(sorted(back))),
                      Column("text", "text", max_length=args.max_length)), name=args.corpus)
     results: dict[str, Any] = {"args": plain_args(args), "shown": shown}
-    synth = model(args.corpus, args.eps)
+    synth = model(args.corpus, args.eps, args.max_length)
     cpu, wall = time.process_time(), time.perf_counter()
     synth.fit(data, schema)
     results["fit"] = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall,

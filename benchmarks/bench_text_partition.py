@@ -12,7 +12,9 @@ Gaussian histogram first (5 % of the budget, as the library's control histogram)
 model is then fitted at the largest ε whose plan composes with the histogram (PLD) to the
 target, with the library's defaults for SmolLM2, and the
 synthetic records of each label are drawn from its own model in the released proportions.
-No label model is needed, so its 12.5 % share goes to the fine-tune.
+No label model is needed, so its 12.5 % share goes to the fine-tune. Each part's schedule is
+planned from its own row count, treated as public here as the library treats a table's row
+count (a measurement, not a release path: a release would plan from the released counts).
 
 Declared before any run (2026-12-06, thirteenth session): the lever is judged on the tuning
 corpus (``--corpus finefoods``, the eleventh session's ``modeldata::small_fine_foods``), against
