@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_text import plain_args, smollm_dir  # noqa: E402
 from tune_text_guidance import finefoods_split  # noqa: E402
 
+from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.synthesizers.text import codec  # noqa: E402
 from dpsynth.synthesizers.text.backend import backend_nll  # noqa: E402
 from dpsynth.synthesizers.text.hf import HFBackend  # noqa: E402
@@ -50,19 +51,6 @@ FINEFOODS = [
     ["rating", {"great": "5 stars", "other": "1 to 4 stars"}],
     ["verdict", {"great": "great", "other": "not great"}],
 ]
-
-
-def classifier(texts: list[str], labels: list[str]) -> Any:
-    """The benchmark's classifier (TF-IDF + logistic regression), fitted on real texts."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    model = make_pipeline(  # the settings of dpsynth.evaluate.text.text_classifier_score
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True,
-                        max_features=50_000),
-        LogisticRegression(max_iter=2000, C=2.0, random_state=0))
-    return model.fit(texts, labels)
 
 
 def main() -> None:
@@ -80,7 +68,7 @@ def main() -> None:
     train, holdout = finefoods_split()
     scored = holdout.head(args.n_score)
     labels = sorted(train.source.unique())
-    judge = classifier(train.text.tolist(), train.source.tolist())
+    judge = tq.text_classifier().fit(train.text.tolist(), train.source.tolist())
     backend = HFBackend.load(str(smollm_dir()), lora_rank=0, seed=0)
     backend.module.eval()
     results: dict[str, Any] = {"args": plain_args(args), "labels": labels,

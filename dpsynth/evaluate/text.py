@@ -217,6 +217,19 @@ def _pairwise_chunked(p: np.ndarray, q: np.ndarray, chunk: int = 512) -> np.ndar
 
 
 # -- utility --------------------------------------------------------------------------------
+def text_classifier(random_state: int = 0) -> Any:
+    """The unfitted classifier of :func:`text_classifier_score`: TF-IDF of character 2- to
+    4-grams within words, then logistic regression (a scikit-learn pipeline)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True,
+                        max_features=50_000),
+        LogisticRegression(max_iter=2000, C=2.0, random_state=random_state))
+
+
 def text_classifier_score(train_texts: Sequence[str], train_labels: Sequence[Any],
                           test_texts: Sequence[str], test_labels: Sequence[Any], *,
                           random_state: int = 0) -> dict[str, float]:
@@ -225,10 +238,7 @@ def text_classifier_score(train_texts: Sequence[str], train_labels: Sequence[Any
     Use synthetic train text and real test text for train-synthetic-test-real, and real
     text for both as the reference. A training set with a single label predicts it.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.pipeline import make_pipeline
 
     x_train, x_test = _nonempty(train_texts, "text_classifier_score"), _nonempty(
         test_texts, "text_classifier_score", "test_texts")
@@ -238,10 +248,7 @@ def text_classifier_score(train_texts: Sequence[str], train_labels: Sequence[Any
     if len(set(y_train)) < 2:
         pred = [y_train[0]] * len(y_test)
     else:
-        model = make_pipeline(
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2,
-                            sublinear_tf=True, max_features=50_000),
-            LogisticRegression(max_iter=2000, C=2.0, random_state=random_state))
+        model = text_classifier(random_state)
         pred = list(model.fit(x_train, y_train).predict(x_test))
     return {"accuracy": float(accuracy_score(y_test, pred)),
             "macro_f1": float(f1_score(y_test, pred, average="macro"))}
@@ -304,6 +311,7 @@ __all__ = [
     "length_stats",
     "mauve_score",
     "self_bleu",
+    "text_classifier",
     "text_classifier_score",
     "text_quality",
     "tokenize",

@@ -263,8 +263,7 @@ class DPSGDSynthesizer(BaseSynthesizer):
     def _run_state(self) -> dict[str, Any]:
         """The training-run part of the saved state (see :meth:`_restore_run`)."""
         return {"steps_run": self.steps_run_, "empty_batches": self.empty_batches_,
-                "loss_history": self.loss_history_,
-                "schedule": dict(getattr(self, "schedule_", {}))}
+                "loss_history": self.loss_history_, "schedule": dict(self.schedule_)}
 
     def _restore_run(self, state: dict[str, Any]) -> None:
         self.steps_run_ = int(state["steps_run"])

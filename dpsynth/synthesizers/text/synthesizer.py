@@ -777,7 +777,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             "epochs": self.epochs_, "batch_size": self.batch_size_,
             "trainable_parameters": self.trainable_parameters_,
             "empty_batches": self.empty_batches_, "loss_history": self.loss_history_,
-            "schedule": dict(getattr(self, "schedule_", {})),
+            "schedule": dict(self.schedule_),
             "controls": None if self.controls_ is None else self.controls_.to_state(),
             "labels": None if self.labels_ is None else self.labels_.to_state(),
             "topics": None if self.topics_ is None else {
