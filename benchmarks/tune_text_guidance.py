@@ -30,6 +30,18 @@ tested on the real held-out ones (the measure issue 17 sets a target on), MAUVE 
 same draws' seed), and ``--classifier-sizes`` also trains the classifier on the first K
 synthetic records (and K real ones).
 
+Lever declared on 2026-12-06 (fourteenth session) before any run: **8 epochs in place of 4**
+(twice the DP-SGD steps at the same ε, noise recalibrated by the plan). Why: the records as
+drawn carry almost none of the label (fine foods 0.640 against a majority of 0.658), so the
+classifier's accuracy comes from the label model sorting texts the model writes as a whole;
+a closer fit of the text itself (MAUVE rose with the epochs on the tuning tweets, 1 to 4,
+and on the speeches, 4 to 8) may make those texts teach more. Rule: judged on fine foods
+against the three draws of the default (0.693 / 0.698 / 0.713, MAUVE 0.593); a gain counts
+only above the best of them with MAUVE not lower. The reviews run once with 6,000 records
+and are reported whatever they show; the library's default changes only on a gain here.
+
+    python benchmarks/tune_text_guidance.py --corpus finefoods --eps 8 --epochs 8 --max-length 64 --guidance 0 --temperature 1.0 --n-synthetic 2000 --classifier-sizes 1000 --threads 1 --out benchmarks/results/text_guidance_tuning_finefoods_epochs8.json
+
 ``--model DIR`` samples a model saved by an earlier run instead of fitting.
 Results: ``benchmarks/results/text_guidance_tuning.json`` (the speeches) and
 ``benchmarks/results/text_guidance_tuning_finefoods.json``.
