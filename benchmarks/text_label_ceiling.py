@@ -23,6 +23,9 @@ by the DP label model, as the library permutes synthetic ones. Against real → 
 measures what the label model's errors cost the classifier with no synthetic text involved;
 against ``permuted`` it measures what the synthetic texts cost on top of that.
 
+``--temperature T`` draws the pool at sampling temperature ``T`` instead of the saved
+model's (post-processing: the same fit, other draws).
+
 Real → real at ``n``, ``2 n`` and all training records is the reference. This is a
 diagnosis, not a release path: the non-private teachers read the private labels.
 
