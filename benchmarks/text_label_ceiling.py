@@ -146,7 +146,8 @@ def main() -> None:
     cpu = time.process_time()
     pool = synth.sample(factor * n, random_state=args.seed)
     sample_cpu = time.process_time() - cpu
-    cells = cell_index(pool, list(synth.control_columns_), list(synth.controls_.domain))
+    columns, domain = list(synth.control_columns_), list(synth.controls_.domain)
+    cells = cell_index(pool, columns, domain)
     names = [synth.controls_.domain[i][0] for i in range(labels.cells)]
     texts = pool.text.to_numpy()
     x = embed(pool.text.tolist(), labels.embedder)
@@ -212,8 +213,8 @@ def main() -> None:
 
         train_x = embed(train.text.tolist(), labels.embedder)
         hold_x = embed(hold.text.tolist(), labels.embedder)
-        train_cells = np.array([names.index(str(v)) for v in train.source])
-        hold_cells = np.array([names.index(str(v)) for v in hold.source])
+        train_cells, hold_cells = cell_index(train, columns, domain), cell_index(
+            hold, columns, domain)
         budget = Budget(float(synth.privacy_.target_epsilon), float(synth.privacy_.delta))
         for j, fraction in enumerate(args.label_fractions):
             refit = LabelModel.fit(train_x, train_cells, labels.cells, labels.embedder,
@@ -232,9 +233,10 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     if args.teacher_on_real:
         real_texts = train.text.to_numpy()[:n]
-        real_cells = np.array([names.index(str(v)) for v in train.source.to_numpy()[:n]])
-        real_assigned = assign_cells(labels.log_probs(embed(list(real_texts),
-                                                            labels.embedder)), real_cells)
+        real_cells = cell_index(train.head(n), columns, domain)
+        real_x = (train_x[:n] if args.label_fractions  # embedded above: not again
+                  else embed(list(real_texts), labels.embedder))
+        real_assigned = assign_cells(labels.log_probs(real_x), real_cells)
         found = tq.text_classifier_score(real_texts, [names[c] for c in real_assigned],
                                          hold.text, hold.source)
         row = {"way": "real texts, permuted by the DP label model", "records": n,

@@ -9,9 +9,9 @@ benchmark's classifier (``dpsynth.evaluate.text.text_classifier_score``) is trai
 holdout:
 
 * ``real``: as they are (real → real);
-* ``real, synthetic vocabulary``: every word that no synthetic review uses deleted, so that
-  the real texts keep only the vocabulary the synthetic ones have;
-* ``real, as many words deleted at random``: a control that deletes the same share of the
+* ``real, words the synthetic reviews never use deleted``: so that the real texts keep only
+  the vocabulary the synthetic ones have;
+* ``real, as many tokens deleted at random``: a control that deletes the same share of the
   tokens, chosen at random (seeded), so that what is measured is *which* words go, not how
   many.
 
@@ -66,7 +66,7 @@ def main() -> None:
     vocab = {w for t in synthetic for w in words(t)}
     real_tokens = [w for t in train.text for w in words(t)]
     outside = float(np.mean([w not in vocab for w in real_tokens]))
-    real_types = {w for w in real_tokens}
+    real_types = set(real_tokens)
     rng = np.random.default_rng(args.seed)
 
     def score(texts: list[str]) -> float:
@@ -74,7 +74,7 @@ def main() -> None:
                                         hold.source)["accuracy"]
 
     narrowed = [keep_words(t, vocab.__contains__) for t in train.text]
-    at_random = [" ".join(w for w in words(t) if rng.random() >= outside) for t in train.text]
+    at_random = [keep_words(t, lambda _: rng.random() >= outside) for t in train.text]
     results: dict[str, Any] = {
         "results_file": args.results.name,
         "synthetic_records": len(synthetic),
