@@ -116,6 +116,8 @@ def main() -> None:
     parser.add_argument("--compare", nargs="*", default=[], metavar="W:T",
                         help="also draw the same records at guidance W and temperature T, "
                         "scored as in tune_text_guidance.py (a paired comparison on one fit)")
+    parser.add_argument("--label-fraction", type=float, default=None,
+                        help="the DP label model's share of the budget (default: the library's)")
     parser.add_argument("--save", type=Path, default=None,
                         help="also save the fitted model in this directory")
     args = parser.parse_args()
@@ -139,7 +141,8 @@ def main() -> None:
         lora_rank=args.lora_rank, lora_targets=args.lora_targets, lora_layers=args.lora_layers,
         micro_batch_size=args.micro_batch_size, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate,
-        max_length=args.max_length, precision="bfloat16", progress=True, random_state=0)
+        max_length=args.max_length, precision="bfloat16", progress=True, random_state=0,
+        **({} if args.label_fraction is None else {"label_fraction": args.label_fraction}))
     cpu, wall = time.process_time(), time.perf_counter()
     synth.fit(data, schema)
     results["fit"] = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall,

@@ -59,6 +59,27 @@ reviews' 8-epoch fit is then sampled at the same temperatures and reported whate
         --temperature 1.1 1.2 --n-synthetic 2000 --classifier-sizes 1000 --threads 1 \\
         --out benchmarks/results/text_guidance_tuning_finefoods_epochs8_hot.json
 
+A third lever, declared on 2026-12-06 (fifteenth session) before any run: **a quarter of the
+budget for the DP label model** (``--label-fraction 0.25`` in place of the library's 1/8), the
+text model refitted on the rest of ε = 8 with the default 4 epochs. Why: refitting only the
+label model of the 8-epoch fits at 1/4 (``text_label_ceiling.py --label-fractions``, over
+budget, a diagnosis) raised its accuracy on real fine foods from 0.736 to 0.767 and the
+classifier from 0.714-0.719 to 0.734-0.735 (reviews 0.674 to 0.678-0.686); the label model's
+errors cost the reviews' classifier 0.022 (``--teacher-on-real``). Here the text model pays for
+it (ε for the text falls), so the gain may shrink or vanish. Rule: judged on fine foods
+against the three draws of the default (0.693 / 0.698 / 0.713); a gain counts only above the
+best of them, with MAUVE not below 0.57 (the default's 0.593 less 0.02, about three times the
+gap between two default draws, 0.593 and 0.586: the text's share of ε is smaller, so a small
+fall is expected and accepted). The reviews are fitted once at 6,000 records (4 epochs,
+``bench_text_smollm_dp.py --label-fraction 0.25``) and reported whatever they show, with a
+second draw from the saved fit (``text_label_ceiling.py``'s permuted pool); the library's
+default changes only on a gain here.
+
+    python benchmarks/tune_text_guidance.py --corpus finefoods --eps 8 --label-fraction 0.25 \\
+        --max-length 64 --guidance 0 --temperature 1.0 --n-synthetic 2000 \\
+        --classifier-sizes 1000 --threads 1 --save DIR \\
+        --out benchmarks/results/text_guidance_tuning_finefoods_labels4.json
+
 ``--model DIR`` samples a model saved by an earlier run instead of fitting.
 Results: ``benchmarks/results/text_guidance_tuning.json`` (the speeches) and
 ``benchmarks/results/text_guidance_tuning_finefoods.json``.
@@ -137,6 +158,8 @@ def main() -> None:
                         help="default: the library's automatic epochs")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="default: the library's automatic batch")
+    parser.add_argument("--label-fraction", type=float, default=None,
+                        help="the DP label model's share of the budget (default: the library's)")
     parser.add_argument("--temperature", type=float, nargs="+", default=None,
                         help="sampling temperatures (default: the library's)")
     parser.add_argument("--classifier-sizes", type=int, nargs="*", default=[],
@@ -171,9 +194,10 @@ def main() -> None:
                          Column("text", "text", max_length=args.max_length)),
                         name=args.corpus)
         model_dir = smollm_dir()
+        share = {} if args.label_fraction is None else {"label_fraction": args.label_fraction}
         synth = DPTextSynthesizer(epsilon=args.eps, model_dir=str(model_dir), progress=True,
                                   epochs=args.epochs, batch_size=args.batch_size,
-                                  random_state=0)
+                                  random_state=0, **share)
         cpu = time.process_time()
         synth.fit(train, schema)
         results["fit"] = {"cpu_s": time.process_time() - cpu, "steps": synth.steps_run_,
