@@ -50,6 +50,7 @@ from bench_text import (  # noqa: E402
 )
 from bench_text_partition import add_run_args, split  # noqa: E402
 from bench_text_smollm import peak_rss_gb  # noqa: E402
+from bench_text_smollm_dp import build_parser, recipe  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.schema import Column, Schema  # noqa: E402
@@ -62,16 +63,14 @@ SHOWN = {"finefoods": {"great": "positive", "other": "negative"},
 
 
 def model(corpus: str, eps: float, max_length: int) -> DPTextSynthesizer:
-    """The DP recipe of the earlier run on ``corpus`` (see the module docstring); the fine
-    foods take ``max_length`` from the schema, as that run did."""
+    """The DP recipe of the earlier run on ``corpus`` (see the module docstring): the reviews
+    take ``bench_text_smollm_dp.py``'s, the fine foods the library's defaults with
+    ``max_length`` from the schema, as those runs did."""
     if corpus == "finefoods":
         return DPTextSynthesizer(epsilon=eps, model_dir=str(smollm_dir()), progress=True,
                                  random_state=0)
-    return DPTextSynthesizer(
-        epsilon=eps, delta=1e-5, model_dir=str(smollm_dir()), lora_rank=8,
-        lora_targets="q_proj,v_proj", lora_layers=8, micro_batch_size=32, epochs=4.0,
-        batch_size=512, learning_rate=2e-2, max_length=max_length, precision="bfloat16",
-        progress=True, random_state=0)
+    return recipe(build_parser().parse_args(["--eps", str(eps), "--max-length",
+                                             str(max_length)]))
 
 
 def main() -> None:

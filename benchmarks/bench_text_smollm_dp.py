@@ -87,16 +87,21 @@ def review_split(n_train: int, n_holdout: int, seed: int) -> tuple[pd.DataFrame,
     return random_split(t, n_train, n_holdout, seed)
 
 
-def fit(args: argparse.Namespace, data: pd.DataFrame,
-        schema: Schema) -> tuple[DPTextSynthesizer, dict[str, Any]]:
-    """The DP fine-tune of SmolLM2 that ``args`` describe, and its cost."""
-    synth = DPTextSynthesizer(
+def recipe(args: argparse.Namespace) -> DPTextSynthesizer:
+    """The DP fine-tune of SmolLM2 that ``args`` (this script's options) describe, unfitted."""
+    return DPTextSynthesizer(
         epsilon=args.eps, delta=args.delta, model_dir=str(smollm_dir()),
         lora_rank=args.lora_rank, lora_targets=args.lora_targets, lora_layers=args.lora_layers,
         micro_batch_size=args.micro_batch_size, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         max_length=args.max_length, precision="bfloat16", progress=True, random_state=0,
         **({} if args.label_fraction is None else {"label_fraction": args.label_fraction}))
+
+
+def fit(args: argparse.Namespace, data: pd.DataFrame,
+        schema: Schema) -> tuple[DPTextSynthesizer, dict[str, Any]]:
+    """:func:`recipe` fitted on ``data``, and its cost."""
+    synth = recipe(args)
     cpu, wall = time.process_time(), time.perf_counter()
     synth.fit(data, schema)
     return synth, {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall,
@@ -107,7 +112,8 @@ def fit(args: argparse.Namespace, data: pd.DataFrame,
                    "peak_rss_gb": peak_rss_gb()}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """This script's options; their defaults are the reviews' and tweets' DP recipe."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, default=6000)
     parser.add_argument("--n-holdout", type=int, default=1000)
@@ -150,6 +156,11 @@ def main() -> None:
                         help="random_state of the synthetic records' draw")
     parser.add_argument("--save", type=Path, default=None,
                         help="also save the fitted model in this directory")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     if args.model is not None and (args.audit or args.save is not None):
         parser.error("--model samples a saved model: it takes neither --audit nor --save")
