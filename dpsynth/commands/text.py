@@ -132,7 +132,7 @@ def fit(
         "keeping the released histogram (auto: on when the controls have 2 to 64 "
         "combinations).")] = "auto",
     label_fraction: Annotated[float, typer.Option(
-        help="Share of ε and δ for the DP label model.")] = 0.125,
+        help="Share of ε and δ for the DP label model.")] = 0.5,
     table_synthesizer: Annotated[str | None, typer.Option(
         help="Generator of the other columns when the table has more than text and "
         "categorical controls (aim, mst, dpvae).")] = None,

@@ -86,14 +86,21 @@ def _label_problems(synth: Any, owner: str) -> list[str]:
     share = synth.label_fraction
     if not number(share) or not 0 < share < 1:
         out.append(str(param_error("label_fraction", "a float in (0, 1)", share, owner)))
-    elif synth.labeller is not False:
-        others = [f for f in (synth.control_fraction,
-                              synth.topic_fraction if synth.topics else 0.0) if number(f)]
-        if sum(others) + share >= 1:
-            out.append(str(param_error("label_fraction", "a float with the control, topic "
-                                       "and label fractions summing below 1 (the rest "
-                                       "trains the model)", share, owner)))
+    elif synth.labeller is True:  # 'auto' is checked at planning, when the table is known
+        out.extend(label_share_problems(synth, owner))
     return out
+
+
+def label_share_problems(synth: Any, owner: str) -> list[str]:
+    """The control, topic and label fractions must leave room for the text model."""
+    share = synth.label_fraction
+    others = [f for f in (synth.control_fraction,
+                          synth.topic_fraction if synth.topics else 0.0) if number(f)]
+    if sum(others) + share < 1:
+        return []
+    return [str(param_error("label_fraction", "a float with the control, topic and label "
+                            "fractions summing below 1 (the rest trains the model; or "
+                            "labeller=False)", share, owner))]
 
 
 def _topic_problems(synth: Any, owner: str) -> list[str]:

@@ -146,6 +146,24 @@ def test_bad_parameters_are_refused(params, match):
         DPTextSynthesizer(epsilon=4.0, delta=1e-4, **{**TINY, **params}).fit(df, schema)
 
 
+def test_the_label_share_is_checked_only_where_the_label_model_trains():
+    df, schema = pets(50)
+    crowded = {"control_fraction": 0.5, "label_fraction": 0.5}  # nothing left for the text
+    text_only = Schema((Column("text", "text", max_length=32),))
+    plan = DPTextSynthesizer(epsilon=4.0, delta=1e-4, **{**TINY, **crowded}).plan_budget(
+        text_only, len(df))  # 'auto' and no controls: no label model, no complaint
+    assert plan.detail.labels is None
+    session = BudgetSession(Budget(4.0, 1e-4))
+    synth = DPTextSynthesizer(epsilon=4.0, delta=1e-4, **{**TINY, **crowded})
+    with pytest.raises(ParameterError, match="labeller=False"):
+        synth.fit(df, schema, ledger=session)
+    assert session.spends == () and not hasattr(synth, "backend_")  # refused before a spend
+    with pytest.raises(ParameterError, match="label_fraction"):  # True: refused at once
+        DPTextSynthesizer(labeller=True, **{**TINY, **crowded})._validate_params()
+    DPTextSynthesizer(epsilon=4.0, delta=1e-4, labeller=False, random_state=0,
+                      **{**TINY, **crowded}).fit(df, schema)  # off: the shares are fine
+
+
 def test_assignment_with_a_surplus_keeps_the_surest_rows():
     lp = np.log(np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]))
     out = assign_cells(lp, np.array([0, 1]), surplus=True)

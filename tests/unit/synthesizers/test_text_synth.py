@@ -63,7 +63,7 @@ def test_private_fit_plans_and_spends_both_mechanisms():
     purposes = [s.purpose for s in session.spends]
     assert purposes == [CONTROL_PURPOSE, LABEL_PURPOSE, TRAIN_PURPOSE]
     assert isinstance(session.spends[0].event, GaussianEvent)
-    assert session.spends[1].event == plan_labels(Budget(2.0, 1e-4), 0.125).event
+    assert session.spends[1].event == plan_labels(Budget(2.0, 1e-4), 0.5).event
     train = session.spends[2].event
     assert isinstance(train, SubsampledGaussianEvent)
     assert synth.steps_run_ == train.steps == math.ceil(1 / (32 / len(df)))
@@ -74,8 +74,8 @@ def test_private_fit_plans_and_spends_both_mechanisms():
 
 def test_control_distribution_is_released_with_noise():
     df, schema = tickets(400)
-    tight = DPTextSynthesizer(epsilon=0.5, epochs=0.1, control_fraction=0.5, random_state=0,
-                              **TINY).fit(df, schema)
+    tight = DPTextSynthesizer(epsilon=0.5, epochs=0.1, control_fraction=0.5, label_fraction=0.25,
+                              random_state=0, **TINY).fit(df, schema)
     exact = DPTextSynthesizer(epsilon=math.inf, epochs=0.1, random_state=0,
                               **TINY).fit(df, schema)
     truth = (df.kind == "billing").mean()
