@@ -236,8 +236,8 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         chosen on the declared fine-food tuning reviews at epsilon = 8 (the classifier on
         three draws 0.725 against 0.701 at 1/8; ``docs/benchmarks.md``): the shares are
         composed by PLD, and the label model's many small steps cost the text model little
-        (its noise multiplier rises 7 % at epsilon = 8, 13 % at epsilon = 1 against no label
-        model).
+        (with 6,000 records its noise multiplier rises 7 % at epsilon = 8 and 13 % at
+        epsilon = 1 against no label model).
     release_controls:
         Release the control distribution (``False`` when another generator supplies the
         control values, as in :class:`~dpsynth.synthesizers.text.tabular.TabularTextSynthesizer`).
