@@ -99,8 +99,9 @@ def label_share_problems(synth: Any, owner: str) -> list[str]:
     if sum(others) + share < 1:
         return []
     return [str(param_error("label_fraction", "a float with the control, topic and label "
-                            "fractions summing below 1 (the rest trains the model; or "
-                            "labeller=False)", share, owner))]
+                            "fractions summing below 1 (the rest trains the model; or turn "
+                            "the label model off: labeller=False, --labeller off)", share,
+                            owner))]
 
 
 def _topic_problems(synth: Any, owner: str) -> list[str]:
