@@ -27,7 +27,8 @@ against ``permuted`` it measures what the synthetic texts cost on top of that.
 refits the DP label model on the training texts at each fraction ``F`` of the model's ε and δ,
 with the library's plan (:func:`~dpsynth.synthesizers.text.labeller.plan_labels`) and a fresh
 seed, and permutes both halves of the same pool with it. The text model is not refitted, so a
-fraction above the model's own (1/8) would make the whole release cost more than its ε: a
+fraction above the saved model's own (1/8 in the fits it was run on; the library's default
+is 1/2 since the fifteenth session) would make the whole release cost more than its ε: a
 diagnosis of what a better DP label model would give, not a release path. Why: the label
 model costs the classifier 0.022 on the reviews (``--teacher-on-real``), more than the 0.006
 the five default draws miss issue 17's target by.
