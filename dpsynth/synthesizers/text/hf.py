@@ -429,10 +429,13 @@ class HFBackend:
     @torch.no_grad()
     def generate(self, head: str, n: int, *, max_length: int, temperature: float,
                  top_p: float, generator: torch.Generator,
-                 guide: Sequence[tuple[str, float]] = (), guidance: float = 0.0) -> list[str]:
+                 guide: Sequence[tuple[str, float]] = (), guidance: float = 0.0,
+                 bias: torch.Tensor | None = None) -> list[str]:
         """``n`` texts after header ``head``; with ``guidance`` w > 0 and ``guide``, a mixture
         ``[(header, weight), ...]`` of control headers, every token is drawn from
         ``log p(x | head) + w (log p(x | head) - log sum_j weight_j p(x | header_j))``.
+        ``bias``, a ``(vocab,)`` tensor, is added to every step's next-token scores before
+        the temperature (a fixed logit offset per token; none by default).
 
         That is classifier-free guidance (Ho and Salimans, 2022, arXiv 2207.12598; for
         language models Sanchez et al., 2023, arXiv 2306.17806) with the control-marginal
@@ -452,7 +455,7 @@ class HFBackend:
         with reusing_logits(lm, len(heads) + 1):  # a step's logits live until the next step's
             drawn = self._decode(lm, heads, weights if guided else None, n, last,
                                  max_length=max_length, temperature=temperature, top_p=top_p,
-                                 generator=generator, guidance=guidance)
+                                 generator=generator, guidance=guidance, bias=bias)
         texts = []
         for row in drawn.cpu().tolist():
             end = row.index(self.eos) if self.eos in row else len(row)
@@ -461,10 +464,13 @@ class HFBackend:
 
     def _decode(self, lm: nn.Module, heads: list[str], weights: dict[str, float] | None,
                 n: int, last: dict[str, Any], *, max_length: int, temperature: float,
-                top_p: float, generator: torch.Generator, guidance: float) -> torch.Tensor:
+                top_p: float, generator: torch.Generator, guidance: float,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
         """The token ids ``(n, steps)`` of :meth:`generate`'s loop (the end token after a
         record's end); ``weights`` of the guide headers when guided."""
         device = next(lm.parameters()).device
+        if bias is not None:
+            bias = bias.to(device=device, dtype=torch.float32)
         keyword = cache_keyword(lm)
         streams = [self._stream(lm, h, n, last) for h in heads]
         pasts, logits = [p for p, _ in streams], [lg for _, lg in streams]
@@ -480,6 +486,8 @@ class HFBackend:
         done = torch.zeros(n, dtype=torch.bool, device=device)  # finished, still in the cache
         for step in range(steps):
             scores = logits[0] if log_w is None else _guided(logits, log_w, guidance)
+            if bias is not None:
+                scores = scores.float() + bias
             nxt = draw_token(scores, temperature, top_p, generator, banned=banned)
             nxt = torch.where(done, torch.full_like(nxt, self.eos), nxt)
             drawn[live, step] = nxt

@@ -183,3 +183,28 @@ def test_guidance_samples_and_is_checked(tmp_path):
                    Column("text", "text", max_length=16)))
     with pytest.raises(ParameterError, match="20"):
         DPTextSynthesizer(epsilon=3.0, model_dir=model_dir, guidance=1.0).fit(wide, many)
+
+
+def test_a_decoding_bias_moves_the_draws_and_zero_changes_nothing(tmp_path):
+    """``generate``'s ``bias`` is added to the next-token scores: a zero bias draws what no
+    bias draws, and a large bias on one token makes it every token drawn."""
+    model_dir = write_tiny_model(tmp_path / "lm", "llama")
+    df, schema = frame()
+    synth = DPTextSynthesizer(epsilon=math.inf, model_dir=model_dir, lora_rank=0, epochs=1,
+                              batch_size=16, random_state=0, labeller=False).fit(df, schema)
+    backend = synth.backend_
+    head = synth._headers(df.head(1))[0]
+    kwargs = {"max_length": 6, "temperature": 1.0, "top_p": 0.9}
+    plain = backend.generate(head, 5, generator=torch.Generator().manual_seed(2), **kwargs)
+    vocab = backend.wrapper.lm.get_output_embeddings().weight.shape[0]
+    zero = backend.generate(head, 5, generator=torch.Generator().manual_seed(2),
+                            bias=torch.zeros(vocab), **kwargs)
+    assert zero == plain
+    word = backend._ids(" printer")[0]
+    push = torch.zeros(vocab)
+    push[word] = 100.0
+    pushed = backend.generate(head, 5, generator=torch.Generator().manual_seed(2), bias=push,
+                              **kwargs)
+    piece = backend.decode_text([word])
+    assert pushed != plain
+    assert all(t.count(piece.strip()) >= 5 for t in pushed), pushed
