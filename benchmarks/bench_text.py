@@ -143,6 +143,11 @@ def plain_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
 
 
+def given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The arguments ``names`` that were given (not ``None``), as keyword arguments."""
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
 def schema_for(max_length: int) -> Schema:
     return Schema((Column("source", "categorical", categories=SOURCES),
                    Column("text", "text", max_length=max_length)), name="tweets")

@@ -54,6 +54,7 @@ from bench_text import (  # noqa: E402
     audits,
     classifier_by_size,
     draw_and_label,
+    given,
     label_model_scores,
     load_split,
     plain_args,
@@ -96,7 +97,7 @@ def recipe(args: argparse.Namespace) -> DPTextSynthesizer:
         micro_batch_size=args.micro_batch_size, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         max_length=args.max_length, precision="bfloat16", progress=True, random_state=0,
-        **({} if args.label_fraction is None else {"label_fraction": args.label_fraction}))
+        **given(args, "label_fraction"))
 
 
 def fit(args: argparse.Namespace, data: pd.DataFrame,

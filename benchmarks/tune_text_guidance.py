@@ -150,7 +150,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import plain_args, smollm_dir  # noqa: E402
+from bench_text import given, plain_args, smollm_dir  # noqa: E402
 from bench_text_guidance import guided_run  # noqa: E402
 from text_lexicon import lexicon_bias, lexicon_scores, steered, top_words  # noqa: E402
 
@@ -247,10 +247,9 @@ def main() -> None:
                          Column("text", "text", max_length=args.max_length)),
                         name=args.corpus)
         model_dir = smollm_dir()
-        share = {} if args.label_fraction is None else {"label_fraction": args.label_fraction}
         synth = DPTextSynthesizer(epsilon=args.eps, model_dir=str(model_dir), progress=True,
                                   epochs=args.epochs, batch_size=args.batch_size,
-                                  random_state=0, **share)
+                                  random_state=0, **given(args, "label_fraction"))
         cpu = time.process_time()
         synth.fit(train, schema)
         results["fit"] = {"cpu_s": time.process_time() - cpu, "steps": synth.steps_run_,
