@@ -121,6 +121,11 @@ def fit(
         help="Control guidance at sampling, w >= 0 (0: off): records of different control "
         "values are pushed apart (classifier-free guidance against the released control "
         "mix; post-processing, one decoding stream per control cell; HF models).")] = 0.0,
+    steering: Annotated[float, typer.Option(
+        help="Lexicon steering at sampling, in standard deviations (0: off): the DP label "
+        "model's scores of single words are added to the next-token scores of the records "
+        "written for each control value (post-processing; HF models with the label "
+        "model).")] = 0.35,
     topics: Annotated[int, typer.Option(
         help="DP topic clusters of the text as a control code (the CTCL-style recipe for a "
         "corpus without a label): number of topics K >= 2, 0 = off.")] = 0,
@@ -220,7 +225,8 @@ def fit(
                 max_length=max_length, model_dir=params.get("model_dir"),
                 pretrained=params["pretrained"], progress=True)
         elif table_synthesizer is None and plain:
-            synth = DPTextSynthesizer(**shared, **params, **labelling, guidance=guidance)
+            synth = DPTextSynthesizer(**shared, **params, **labelling, guidance=guidance,
+                                      steering=steering)
         else:
             if guidance:
                 raise fail("--guidance needs a table of one text column and categorical "

@@ -51,6 +51,10 @@ def param_problems(synth: Any) -> list[str]:
     if not number(guidance) or not 0 <= guidance < math.inf:
         out.append(str(param_error("guidance", "a finite float >= 0 (0: off)", guidance,
                                    owner)))
+    steering = getattr(synth, "steering", 0.0)
+    if not number(steering) or not 0 <= steering < math.inf:
+        out.append(str(param_error("steering", "a finite float >= 0 (0: off)", steering,
+                                   owner)))
     if synth.pretrained is not None and not isinstance(synth.pretrained, str):
         out.append(str(param_error("pretrained", "None, a checkpoint name or a path",
                                    synth.pretrained, owner)))

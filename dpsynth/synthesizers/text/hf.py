@@ -422,6 +422,12 @@ class HFBackend:
             past, logits = cache_of(out), out.logits[:, -1]
         return past, logits
 
+    @property
+    def vocab_size(self) -> int:
+        """Entries of the model's next-token scores (the output embedding's rows)."""
+        lm: Any = _base(self.wrapper.lm)
+        return int(lm.get_output_embeddings().weight.shape[0])
+
     def prompt_ids(self, head: str) -> list[int]:
         """The tokens before a record's text: the start token and the header."""
         return [self.bos, *self._ids(self._head(head))]
