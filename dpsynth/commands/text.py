@@ -251,6 +251,8 @@ def fit(
             words = " ".join(entry.get("words", []))
             out.print(f"topic {entry['topic']}: {entry.get('share', 0.0):.1%}"
                       f"{'  ' + words if words else ''}")
+        for value, favoured in getattr(synth, "steering_words", dict)().items():
+            out.print(f"steering toward {value}: {' '.join(favoured)}")
 
 
 MaxRisk = Annotated[float, typer.Option(

@@ -502,6 +502,9 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         self.backend_: TextBackend = backend
         self.device_ = device
         backend.module.eval()
+        self.lexicon_ = None  # a refit scores the words with its own label model
+        if self._steers():
+            self._lexicon()  # once, saved with the model (post-processing)
 
     def _micro_batch(self, backend: TextBackend, private: bool) -> int | None:
         """Records per physical chunk (``None``: whole batches; see ``micro_batch_size``)."""

@@ -199,3 +199,25 @@ def test_canary_audit_command_scores_canaries_as_an_attack(tmp_path, app):
     found = json.loads((tmp_path / "c.json").read_text())
     assert found["result"]["attack"] == "text_canary_exposure"
     assert found["result"]["verdict"] == "no risk found" and len(found["exposures"]) == 4
+
+
+def test_text_fit_steering_option(tmp_path, app):
+    """``--steering`` reaches the model and the words it favours are printed; a negative
+    strength is refused before anything is saved."""
+    pytest.importorskip("transformers")
+    import tiny_models
+
+    data, schema = write(tmp_path)
+    texts = pd.read_csv(data).text.tolist()
+    lm = tiny_models.write_tiny_model(tmp_path / "lm", "llama", texts=texts)
+    base = ["text", "fit", data, "--schema", schema, "--epsilon", "inf", "--epochs", "1",
+            "--batch-size", "64", "--seed", "0", "--model-dir", lm, "--lora-rank", "0",
+            "--labeller", "on"]
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "m"), "--steering", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert "steering toward a:" in result.output and "steering toward b:" in result.output
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["params"]["steering"] == 0.5
+    bad = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "bad"), "--steering", "-1"])
+    assert bad.exit_code != 0 and "steering" in bad.output
+    assert not (tmp_path / "bad").exists()
