@@ -64,7 +64,6 @@ from bench_text import (  # noqa: E402
     smollm_dir,
 )
 from bench_text_smollm import peak_rss_gb  # noqa: E402
-from text_lexicon import lexicon_bias, lexicon_scores, steered, top_words  # noqa: E402
 
 from dpsynth.errors import ParameterError  # noqa: E402
 from dpsynth.evaluate import text as tq  # noqa: E402
@@ -158,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="random_state of the synthetic records' draw")
     parser.add_argument("--save", type=Path, default=None,
                         help="also save the fitted model in this directory")
-    parser.add_argument("--lexicon", type=float, default=0.0,
-                        help="lexicon steering strength of the draw (text_lexicon.py; 0: none)")
+    parser.add_argument("--lexicon", type=float, default=None,
+                        help="lexicon steering of the draw (the model's steering; default: "
+                        "the model's own, the library's default for a new fit)")
     return parser
 
 
@@ -197,14 +197,12 @@ def main() -> None:
     if args.temperature is not None:
         synth.temperature = args.temperature
     results["guidance"], results["temperature"] = synth.guidance, synth.temperature
-    bias = None
-    if args.lexicon:
-        scores = lexicon_scores(synth)
-        results["lexicon_top_words"] = top_words(scores)
-        bias = lexicon_bias(synth, args.lexicon, scores)
+    if args.lexicon is not None:
+        synth.steering = args.lexicon
+    results["steering"] = synth.steering
+    results["steering_words"] = synth.steering_words(15)
     cpu, wall = time.process_time(), time.perf_counter()
-    with steered(synth, bias):
-        drawn, frame = draw_and_label(synth, args.n_synthetic, seed=args.draw_seed)
+    drawn, frame = draw_and_label(synth, args.n_synthetic, seed=args.draw_seed)
     results["sample"] = {"cpu_s_per_record": (time.process_time() - cpu) / args.n_synthetic,
                          "wall_s": time.perf_counter() - wall, "peak_rss_gb": peak_rss_gb()}
     print(json.dumps(results["sample"]), flush=True)

@@ -63,7 +63,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_text import load_split  # noqa: E402
 from bench_text_smollm_dp import review_split  # noqa: E402
-from text_lexicon import lexicon_bias, steered  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.synthesizers.text import DPTextSynthesizer, smollm  # noqa: E402
@@ -121,8 +120,9 @@ def main() -> None:
                         "model's budget (a diagnosis: the text model is not refitted)")
     parser.add_argument("--temperature", type=float, default=None,
                         help="sampling temperature (default: the saved model's)")
-    parser.add_argument("--lexicon", type=float, default=0.0,
-                        help="lexicon steering strength of the pool (text_lexicon.py; 0: none)")
+    parser.add_argument("--lexicon", type=float, default=None,
+                        help="lexicon steering of the pool (the model's steering; default: "
+                        "the model's own)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path,
@@ -143,14 +143,14 @@ def main() -> None:
     labels = synth.labels_
     if labels is None:
         raise SystemExit(f"{args.model} has no label model")
-    bias = lexicon_bias(synth, args.lexicon) if args.lexicon else None
-    synth.labels_ = None
+    if args.lexicon is not None:
+        synth.steering = args.lexicon
+    synth._relabel = lambda frame, cells: frame  # the pool as written: no re-assignment
     if args.temperature is not None:
         synth.temperature = args.temperature
     n, factor = args.n, max(2, args.pool_factor)
     cpu = time.process_time()
-    with steered(synth, bias):
-        pool = synth.sample(factor * n, random_state=args.seed)
+    pool = synth.sample(factor * n, random_state=args.seed)
     sample_cpu = time.process_time() - cpu
     columns, domain = list(synth.control_columns_), list(synth.controls_.domain)
     cells = cell_index(pool, columns, domain)

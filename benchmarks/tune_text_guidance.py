@@ -110,21 +110,22 @@ Result of the fourth lever (kept: the library's default is now 1/2): fine foods 
 0.693, level with the five draws at 1/8).
 
 A fifth lever, declared on 2026-12-06 (sixteenth session) before any run at these settings:
-**lexicon steering** (``--lexicon BETA``, ``benchmarks/text_lexicon.py``): the DP label model
-scores every word-start token of the vocabulary as a one-word text, and when decoding for a
-label each token's score gets ``BETA`` times its standardised score for that label added (post-
-processing of the released label model; no budget). Why: the records as drawn carry almost
-none of their label (0.56-0.65) while the label model tells the labels apart on real text
-(0.75-0.78), and the synthetic texts' word use costs the reviews' classifier about 0.03
-(fourteenth session); steering puts the label model's sentiment words into the texts written
-for each label. Rule, on a fit of the library's defaults (label model at 1/2) refitted this
-session: the seed-1 draw here at ``BETA`` = 0.5, 1 and 2; the ``BETA`` of highest accuracy
+**lexicon steering** (``--lexicon BETA``; then ``benchmarks/text_lexicon.py``, now the
+library's ``steering``, :mod:`dpsynth.synthesizers.text.steering`, the same scores): the DP
+label model scores every word-start token of the vocabulary as a one-word text, and when
+decoding for a label each token's score gets ``BETA`` times its standardised score for that
+label added (post-processing of the released label model; no budget). Why: the records as drawn
+carry almost none of their label (0.56-0.65) while the label model tells the labels apart on
+real text (0.75-0.78), and the synthetic texts' word use costs the reviews' classifier about
+0.03 (fourteenth session); steering puts the label model's sentiment words into the texts
+written for each label. Rule, on a fit of the library's defaults (label model at 1/2) refitted
+this session: the seed-1 draw here at ``BETA`` = 0.5, 1 and 2; the ``BETA`` of highest accuracy
 among those with MAUVE at least 0.54 gets two more draws (the permuted halves of
-``text_label_ceiling.py --pool-factor 2 --no-teachers --lexicon BETA``). A gain counts when
-the mean of its three draws is above the best of the same fit's three unsteered draws and
-their mean MAUVE is at least 0.54. The reviews' fit gets the same three draws at that
-``BETA`` and at 0 (6,000 records) and is reported whatever it shows; the library gains the
-steering only on a gain here.
+``text_label_ceiling.py --pool-factor 2 --no-teachers --lexicon BETA``). A gain counts when the
+mean of its three draws is above the best of the same fit's three unsteered draws and their
+mean MAUVE is at least 0.54. The reviews' fit gets the same three draws at that ``BETA`` and at
+0 (6,000 records) and is reported whatever it shows; the library gains the steering only on a
+gain here.
 
     python benchmarks/tune_text_guidance.py --corpus finefoods --model DIR --guidance 0 \
         --lexicon 0.5 1 2 --n-synthetic 2000 --classifier-sizes 1000 --threads 1 \
@@ -184,7 +185,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_text import given, plain_args, smollm_dir  # noqa: E402
 from bench_text_guidance import guided_run  # noqa: E402
-from text_lexicon import lexicon_bias, lexicon_scores, steered, top_words  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.schema import Column, Schema  # noqa: E402
@@ -252,8 +252,9 @@ def main() -> None:
     parser.add_argument("--n-synthetic", type=int, default=1000)
     parser.add_argument("--n-quality", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--lexicon", type=float, nargs="+", default=[0.0],
-                        help="lexicon steering strengths (text_lexicon.py; 0: none)")
+    parser.add_argument("--lexicon", type=float, nargs="+", default=None,
+                        help="lexicon steering strengths (the model's steering; default: the "
+                        "model's own, the library's default for a new fit)")
     parser.add_argument("--model", type=Path, default=None, help="sample this saved model")
     parser.add_argument("--save", type=Path, default=None, help="save the fitted model here")
     parser.add_argument("--out", type=Path, default=None)
@@ -289,18 +290,16 @@ def main() -> None:
         print(json.dumps(results["fit"]), flush=True)
         if args.save is not None:
             synth.save(args.save)
-    scores = lexicon_scores(synth) if any(args.lexicon) else None
-    if scores is not None:
-        results["lexicon_top_words"] = top_words(scores)
-        print(json.dumps(results["lexicon_top_words"]), flush=True)
-    for beta in args.lexicon:
-        bias = lexicon_bias(synth, beta, scores) if beta else None
+    for beta in args.lexicon or [synth.steering]:
+        synth.steering = beta
+        if beta and "lexicon_top_words" not in results:
+            results["lexicon_top_words"] = synth.steering_words(15)
+            print(json.dumps(results["lexicon_top_words"]), flush=True)
         for t in args.temperature or [synth.temperature]:
             synth.temperature = t
             for w in args.guidance:
-                with steered(synth, bias):
-                    run = guided_run(synth, w, args.n_synthetic, m, train, holdout,
-                                     args.classifier_sizes)
+                run = guided_run(synth, w, args.n_synthetic, m, train, holdout,
+                                 args.classifier_sizes)
                 results["runs"].append({"temperature": t, "lexicon": beta, **run})
                 args.out.parent.mkdir(parents=True, exist_ok=True)  # after every run
                 args.out.write_text(json.dumps(results, indent=2, default=float))
