@@ -93,14 +93,14 @@ def draw_and_label(synth: Any, n: int, seed: int) -> tuple[pd.DataFrame, pd.Data
     the same frame when it has none), from one sampling pass."""
     from dpsynth.synthesizers.text.controls import cell_index
 
-    labels = getattr(synth, "labels_", None)
-    synth.labels_ = None
+    if getattr(synth, "labels_", None) is None:
+        drawn = synth.sample(n, random_state=seed)
+        return drawn, drawn
+    synth._relabel = lambda frame, cells: frame  # as drawn (the label model still steers)
     try:
         drawn = synth.sample(n, random_state=seed)
     finally:
-        synth.labels_ = labels
-    if labels is None:
-        return drawn, drawn
+        del synth._relabel
     cells = cell_index(drawn, list(synth.control_columns_), list(synth.controls_.domain))
     return drawn, synth._relabel(drawn, cells)
 
