@@ -3,10 +3,10 @@
 A language model fine-tuned under DP learns the corpus' style but only faintly how a control
 value (a review's verdict) shapes the text: the records it writes for one value are hardly
 told apart from those for another. The DP label model (:mod:`.labeller`) tells the values
-apart on real text far better. Weighted decoding with a word-level attribute scorer (Ghazvin-
-ejad et al., "Hafez: an interactive poetry generation system", ACL 2017 demos; the bag-of-words
-attribute model of Dathathri et al., "Plug and Play Language Models", ICLR 2020) carries that
-knowledge into the text:
+apart on real text far better. Weighted decoding with a word-level attribute scorer
+(Ghazvininejad et al., "Hafez: an interactive poetry generation system", ACL 2017 demos; the
+bag-of-words attribute model of Dathathri et al., "Plug and Play Language Models", ICLR 2020)
+carries that knowledge into the text:
 
 * every token of the model's vocabulary that starts a word (a leading space, then at least
   ``MIN_LETTERS`` ASCII letters) is embedded as that word alone with the label model's
