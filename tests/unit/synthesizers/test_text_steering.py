@@ -110,6 +110,29 @@ def test_steering_writes_the_favoured_words_into_the_cell_it_steers(tmp_path):
     assert np.array_equal(again.lexicon_, synth.lexicon_)
     again.steering = 4.0
     assert again.generate_text(acct, random_state=4) == steered
+    again.lexicon_ = None  # computed again from what the saved model holds, no records
+    assert np.array_equal(again._lexicon(), synth.lexicon_)
+
+
+def test_steering_spends_nothing(tmp_path):
+    """A private fit plans and charges the same spends with steering on and off."""
+    from dpsynth.accounting import Budget, BudgetSession
+
+    model_dir = tiny_models.write_tiny_model(tmp_path / "lm", "llama", texts=TEXTS * 5)
+    df = pd.DataFrame({"kind": ["hw", "acct", "bill"] * 20, "text": TEXTS * 20})
+    schema = Schema((Column("kind", "categorical", categories=("hw", "acct", "bill")),
+                     Column("text", "text", max_length=12)))
+    spends = []
+    for strength in (0.0, 0.35):
+        session = BudgetSession(Budget(4.0, 1e-4))
+        synth = DPTextSynthesizer(epsilon=4.0, delta=1e-4, model_dir=model_dir, lora_rank=0,
+                                  epochs=1, batch_size=16, random_state=0, labeller=True,
+                                  steering=strength)
+        synth.fit(df, schema, ledger=session)
+        synth.sample(6, random_state=0)
+        spends.append([(s.purpose, s.event) for s in session.spends])
+        assert (synth.lexicon_ is not None) is bool(strength)  # scored at the end of the fit
+    assert spends[0] == spends[1] and len(spends[0]) >= 3
 
 
 def test_steering_has_no_effect_without_a_label_model_and_is_checked(tmp_path):
