@@ -618,8 +618,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         assert self.controls_ is not None
         k = self.topics_.k
         probs = self.controls_.probs.reshape(-1, k)
-        base = [combo[:-1] for combo in self.controls_.domain[::k]]
-        cells = cell_index(frame, list(self.control_columns_), base)
+        cells = cell_index(frame, list(self.control_columns_), self._user_domain())
         drawn = []
         for cell in cells:
             p = probs[cell]
@@ -693,13 +692,20 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             frame = self._relabel(frame, cells)
         return frame if self.topics_ is None else frame.drop(columns=[TOPIC_COLUMN])
 
+    def _user_domain(self) -> list[tuple[Any, ...]]:
+        """The user's control combinations: the released domain without the topic (each
+        combination is followed by its ``k`` topics there), in the label model's order."""
+        assert self.controls_ is not None
+        k = 1 if self.topics_ is None else self.topics_.k
+        width = len(self.control_columns_)
+        return [combo[:width] for combo in self.controls_.domain[::k]]
+
     def _relabel(self, frame: pd.DataFrame, cells: np.ndarray) -> pd.DataFrame:
         """The drawn control values permuted among the generated texts by the DP label model
         (post-processing; the multiset of values drawn is unchanged)."""
-        assert self.labels_ is not None and self.controls_ is not None
-        k = 1 if self.topics_ is None else self.topics_.k
-        domain = self.controls_.domain[::k]  # the user's control combinations
-        user = np.asarray(cells, dtype=np.int64) // k
+        assert self.labels_ is not None
+        domain = self._user_domain()
+        user = np.asarray(cells, dtype=np.int64) // (1 if self.topics_ is None else self.topics_.k)
         x = embed(frame[self.text_column_].tolist(), self.labels_.embedder)
         moved = self.labels_.assign(x, user)
         out = frame.copy()
@@ -752,10 +758,8 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         under ``steering``; empty when it does not apply."""
         if not self._steers():
             return {}
-        assert self.labels_ is not None and self.controls_ is not None
         scores = self._lexicon()
-        k = 1 if self.topics_ is None else self.topics_.k
-        user = cell_index(controls, list(self.control_columns_), self.controls_.domain[::k])
+        user = cell_index(controls, list(self.control_columns_), self._user_domain())
         first = {h: c for h, c in zip(heads, user.tolist(), strict=True)}  # any row of h
         return {h: torch.from_numpy(float(self.steering) * scores[c]) for h, c in first.items()}
 
@@ -777,9 +781,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         self._check_fitted()
         if not self._steers():
             return {}
-        assert self.controls_ is not None
-        k_topics = 1 if self.topics_ is None else self.topics_.k
-        names = [", ".join(str(v) for v in combo) for combo in self.controls_.domain[::k_topics]]
+        names = [", ".join(str(v) for v in combo) for combo in self._user_domain()]
         tokenizer: Any = getattr(self.backend_, "tokenizer", None)
         return dict(zip(names, top_words(self._lexicon(), tokenizer, k), strict=True))
 

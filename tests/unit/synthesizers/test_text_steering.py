@@ -161,3 +161,20 @@ def test_the_command_line_default_is_the_library_default():
     assert cli == lib == DEFAULT_STRENGTH
     shares = inspect.signature(fit).parameters["label_fraction"].default
     assert shares == inspect.signature(DPTextSynthesizer).parameters["label_fraction"].default
+
+
+def test_steering_with_topics_steers_by_the_users_control_values(tmp_path):
+    """With DP topics the released cells carry a topic too; steering and its word list
+    follow the label model's cells, the user's control values alone."""
+    model_dir = tiny_models.write_tiny_model(tmp_path / "lm", "llama", texts=TEXTS * 5)
+    df = pd.DataFrame({"kind": ["hw", "acct", "bill"] * 20, "text": TEXTS * 20})
+    schema = Schema((Column("kind", "categorical", categories=("hw", "acct", "bill")),
+                     Column("text", "text", max_length=12)))
+    synth = DPTextSynthesizer(epsilon=math.inf, model_dir=model_dir, lora_rank=0, epochs=1,
+                              batch_size=16, random_state=0, topics=2, labeller=True,
+                              steering=0.35).fit(df, schema)
+    assert synth.topics_ is not None and synth.labels_ is not None
+    assert synth.resolved_params()["steering"] == 0.35
+    assert set(synth.steering_words(3)) == {"hw", "acct", "bill"}
+    out = synth.sample(9, random_state=0)
+    assert len(out) == 9 and set(out.kind) <= {"hw", "acct", "bill"}
