@@ -61,7 +61,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_text import load_split  # noqa: E402
+from bench_text import as_drawn, load_split  # noqa: E402
 from bench_text_smollm_dp import review_split  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
@@ -145,12 +145,12 @@ def main() -> None:
         raise SystemExit(f"{args.model} has no label model")
     if args.lexicon is not None:
         synth.steering = args.lexicon
-    synth._relabel = lambda frame, cells: frame  # the pool as written: no re-assignment
     if args.temperature is not None:
         synth.temperature = args.temperature
     n, factor = args.n, max(2, args.pool_factor)
     cpu = time.process_time()
-    pool = synth.sample(factor * n, random_state=args.seed)
+    with as_drawn(synth):  # the pool as written: no re-assignment
+        pool = synth.sample(factor * n, random_state=args.seed)
     sample_cpu = time.process_time() - cpu
     columns, domain = list(synth.control_columns_), list(synth.controls_.domain)
     cells = cell_index(pool, columns, domain)
