@@ -99,6 +99,37 @@ def as_drawn(synth: Any) -> Iterator[None]:
         del synth._relabel
 
 
+#: Word scores for steering (``--lexicon-source``): the library's (``label-words``), read
+#: from a pool of the model's own records (``context``), or the mean of the two (``mixed``).
+LEXICON_SOURCES = ("label-words", "context", "mixed")
+
+
+def set_lexicon_source(synth: Any, source: str, pool: int = 2000, seed: int = 7) -> None:
+    """Replace ``synth``'s steering word scores by those of ``source`` (lever 7 of
+    ``tune_text_guidance.py``): ``pool`` records drawn unsteered (seed ``seed``, public),
+    scored by the DP label model, read by :func:`~dpsynth.synthesizers.text.steering.
+    context_lexicon`. Post-processing: only released outputs are read."""
+    from dpsynth.synthesizers.text.labeller import embed
+    from dpsynth.synthesizers.text.steering import context_lexicon
+
+    if source == "label-words":
+        return
+    if source not in LEXICON_SOURCES:
+        raise SystemExit(f"unknown lexicon source {source!r}")
+    words = synth._lexicon()
+    steering, synth.steering = synth.steering, 0.0
+    try:
+        with as_drawn(synth):
+            drawn = synth.sample(pool, random_state=seed)
+    finally:
+        synth.steering = steering
+    texts = drawn[synth.text_column_].tolist()
+    lp = synth.labels_.log_probs(embed(texts, synth.labels_.embedder))
+    backend = synth.backend_
+    context = context_lexicon(lp, texts, backend.tokenizer, backend.vocab_size)
+    synth.lexicon_ = context if source == "context" else (words + context) / 2
+
+
 def draw_and_label(synth: Any, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``n`` records of a fitted text synthesizer as drawn (control values from the released
     histogram) and as sampled (the same records after its DP label model's re-assignment;

@@ -51,6 +51,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_text import (  # noqa: E402
+    LEXICON_SOURCES,
     audits,
     classifier_by_size,
     draw_and_label,
@@ -61,6 +62,7 @@ from bench_text import (  # noqa: E402
     plant,
     random_split,
     schema_for,
+    set_lexicon_source,
     smollm_dir,
 )
 from bench_text_smollm import peak_rss_gb  # noqa: E402
@@ -160,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lexicon", type=float, default=None,
                         help="lexicon steering of the draw (the model's steering; default: "
                         "the model's own, the library's default for a new fit)")
+    parser.add_argument("--lexicon-source", choices=LEXICON_SOURCES, default="label-words",
+                        help="steering's word scores: the library's (label-words), read from "
+                        "2,000 unsteered records (context) or their mean (mixed); lever 7")
     return parser
 
 
@@ -200,6 +205,8 @@ def main() -> None:
     if args.lexicon is not None:
         synth.steering = args.lexicon
     results["steering"] = synth.steering
+    results["lexicon_source"] = args.lexicon_source
+    set_lexicon_source(synth, args.lexicon_source)
     results["steering_words"] = synth.steering_words(15)
     cpu, wall = time.process_time(), time.perf_counter()
     drawn, frame = draw_and_label(synth, args.n_synthetic, seed=args.draw_seed)

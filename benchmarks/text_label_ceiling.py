@@ -61,7 +61,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_text import as_drawn, load_split  # noqa: E402
+from bench_text import LEXICON_SOURCES, as_drawn, load_split, set_lexicon_source  # noqa: E402
 from bench_text_smollm_dp import review_split  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
@@ -123,6 +123,9 @@ def main() -> None:
     parser.add_argument("--lexicon", type=float, default=None,
                         help="lexicon steering of the pool (the model's steering; default: "
                         "the model's own)")
+    parser.add_argument("--lexicon-source", choices=LEXICON_SOURCES, default="label-words",
+                        help="steering's word scores: the library's (label-words), read from "
+                        "2,000 unsteered records (context) or their mean (mixed); lever 7")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path,
@@ -147,6 +150,7 @@ def main() -> None:
         synth.steering = args.lexicon
     if args.temperature is not None:
         synth.temperature = args.temperature
+    set_lexicon_source(synth, args.lexicon_source)
     n, factor = args.n, max(2, args.pool_factor)
     cpu = time.process_time()
     with as_drawn(synth):  # the pool as written: no re-assignment

@@ -26,6 +26,7 @@ as before. The default strength was chosen on the declared fine-food tuning corp
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -79,3 +80,44 @@ def top_words(scores: np.ndarray, tokenizer: Any, k: int = 10) -> list[list[str]
     """The ``k`` words each cell's steering favours most (for the model card)."""
     return [[tokenizer.decode([int(i)]).strip() for i in np.argsort(-row)[:k]]
             for row in scores]
+
+
+#: Pseudo-count that shrinks a rarely written word's score towards 0 (``context_lexicon``).
+CONTEXT_PRIOR = 10.0
+#: Standardised context scores are clipped to this magnitude.
+CONTEXT_CLIP = 4.0
+
+
+def context_lexicon(log_probs: np.ndarray, texts: Sequence[str], tokenizer: Any, vocab: int,
+                    prior: float = CONTEXT_PRIOR) -> np.ndarray:
+    """Word scores ``(cells, vocab)`` read from the label model's view of whole texts.
+
+    ``texts`` are records the fitted model wrote (public once released) and ``log_probs``
+    the label model's log-probabilities of each; a word-start token's score for cell ``c``
+    is the mean centred log-probability of ``c`` over the texts that contain it, less its
+    mean over all texts, shrunk by ``prior`` pseudo-texts at that mean; each cell's scores
+    are divided by their standard deviation over the words written, clipped to
+    ``CONTEXT_CLIP``, and 0 for words never written. Post-processing of released outputs.
+    """
+    lp = np.asarray(log_probs, dtype=np.float64)
+    z = lp - lp.mean(axis=1, keepdims=True)
+    ids, _ = word_start_tokens(tokenizer, vocab)
+    scored = np.zeros(vocab, dtype=bool)
+    scored[ids] = True
+    count = np.zeros(vocab)
+    total = np.zeros((z.shape[1], vocab))
+    encoded = tokenizer([" " + str(t) for t in texts], add_special_tokens=False)["input_ids"]
+    for row, tokens in zip(z, encoded, strict=True):
+        seen = np.unique(np.asarray(tokens, dtype=np.int64))
+        seen = seen[(seen < vocab) & scored[np.minimum(seen, vocab - 1)]]
+        count[seen] += 1
+        total[:, seen] += row[:, None]
+    centre = z.mean(axis=0)[:, None] if len(z) else np.zeros((z.shape[1], 1))
+    score = (total - count * centre) / (count + prior)
+    out = np.zeros((z.shape[1], vocab), dtype=np.float32)
+    written = count > 0
+    if written.sum() < 2:
+        return out
+    spread = np.maximum(score[:, written].std(axis=1, keepdims=True), 1e-12)
+    out[:, written] = np.clip(score[:, written] / spread, -CONTEXT_CLIP, CONTEXT_CLIP)
+    return out
