@@ -14,7 +14,13 @@ from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers import BaseSynthesizer
 from dpsynth.synthesizers.text import DPTextSynthesizer
 from dpsynth.synthesizers.text.labeller import HASHED, LabelModel, _features, embed
-from dpsynth.synthesizers.text.steering import lexicon, top_words, word_start_tokens
+from dpsynth.synthesizers.text.steering import (
+    CONTEXT_CLIP,
+    context_lexicon,
+    lexicon,
+    top_words,
+    word_start_tokens,
+)
 
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
@@ -178,3 +184,35 @@ def test_steering_with_topics_steers_by_the_users_control_values(tmp_path):
     assert set(synth.steering_words(3)) == {"hw", "acct", "bill"}
     out = synth.sample(9, random_state=0)
     assert len(out) == 9 and set(out.kind) <= {"hw", "acct", "bill"}
+
+
+class WordPieces(Pieces):
+    """``Pieces`` that also encodes texts word by word (each word ``w`` is the piece " w")."""
+
+    def __call__(self, texts: list[str], add_special_tokens: bool = False) -> dict:
+        ids = {p: i for i, p in enumerate(self.pieces)}
+        return {"input_ids": [[ids[f" {w}"] for w in t.split()] for t in texts]}
+
+
+def test_context_scores_follow_the_label_model_over_the_texts_a_word_is_written_in():
+    pieces = [" meow", " purr", " woof", " bark", " the", " lamp", " rare", "ow"]
+    rng = np.random.default_rng(1)
+    pets = rng.integers(0, 2, 300)
+    texts = [" ".join([*rng.choice(WORDS["cat" if p == 0 else "dog"][:2], 2), "the"])
+             for p in pets]
+    texts[0] += " rare"  # written once, in a text read as a cat's
+    sure = np.log(np.where(np.eye(2)[pets] == 1, 0.9, 0.1))  # the label model's view
+    scores = context_lexicon(sure, texts, WordPieces(pieces), len(pieces) + 2)
+    assert scores.shape == (2, len(pieces) + 2) and scores.dtype == np.float32
+    cat, dog = scores
+    at = {w: pieces.index(f" {w}") for w in ("meow", "purr", "woof", "bark", "the", "rare")}
+    for w in ("meow", "purr"):
+        assert cat[at[w]] > 1 > -1 > dog[at[w]]
+    for w in ("woof", "bark"):
+        assert dog[at[w]] > 1 > -1 > cat[at[w]]
+    assert abs(cat[at["the"]]) < 0.2  # written in every text: neutral
+    assert 0 < cat[at["rare"]] < cat[at["meow"]] / 2  # shrunk: one text is weak evidence
+    assert not scores[:, [pieces.index(" lamp"), pieces.index("ow"), 8, 9]].any()
+    assert np.abs(scores).max() <= CONTEXT_CLIP
+    flat = context_lexicon(np.zeros((300, 2)), texts, WordPieces(pieces), len(pieces))
+    assert not flat.any()  # a label model that tells nothing apart: no steering
