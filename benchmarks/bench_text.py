@@ -99,9 +99,10 @@ def as_drawn(synth: Any) -> Iterator[None]:
         del synth._relabel
 
 
-#: Word scores for steering (``--lexicon-source``): the library's (``label-words``), read
-#: from a pool of the model's own records (``context``), or the mean of the two (``mixed``).
-LEXICON_SOURCES = ("label-words", "context", "mixed")
+#: Word scores for steering (``--lexicon-source``): the model's own (``model``: the
+#: library's, or those saved with it), read from a pool of the model's records (``context``)
+#: or the mean of the two (``mixed``); lever 8's ``counts`` and ``counts-mixed`` need a fit.
+LEXICON_SOURCES = ("model", "context", "mixed", "counts", "counts-mixed")
 
 
 def set_lexicon_source(synth: Any, source: str, pool: int = 2000, seed: int = 7) -> None:
@@ -112,10 +113,10 @@ def set_lexicon_source(synth: Any, source: str, pool: int = 2000, seed: int = 7)
     from dpsynth.synthesizers.text.labeller import embed
     from dpsynth.synthesizers.text.steering import context_lexicon
 
-    if source == "label-words":
+    if source in ("model", "counts", "counts-mixed"):  # counts: see save_with_counts
         return
-    if source not in LEXICON_SOURCES:
-        raise SystemExit(f"unknown lexicon source {source!r}")
+    if source not in ("context", "mixed"):
+        raise SystemExit(f"lexicon source {source!r} needs a fit with --counts-eps")
     words = synth._lexicon()
     steering, synth.steering = synth.steering, 0.0
     try:
@@ -128,6 +129,47 @@ def set_lexicon_source(synth: Any, source: str, pool: int = 2000, seed: int = 7)
     backend = synth.backend_
     context = context_lexicon(lp, texts, backend.tokenizer, backend.vocab_size)
     synth.lexicon_ = context if source == "context" else (words + context) / 2
+
+
+def counts_lexicons(synth: Any, train: pd.DataFrame, epsilon: float, delta: float,
+                    seed: int = 0, column: str = "source") -> dict[str, np.ndarray]:
+    """Lever 8 of ``tune_text_guidance.py``: steering word scores from DP word counts of the
+    training texts per label (:func:`~dpsynth.synthesizers.text.steering.noisy_word_counts`
+    at ``(epsilon, delta)``, a Gaussian mechanism outside the fit's own budget; the scripts
+    fit the model at the rest), alone (``counts``) and averaged with the model's own
+    (``counts-mixed``)."""
+    from dpsynth.accounting import NoiseSource, calibrate_gaussian
+    from dpsynth.synthesizers.text.controls import cell_index
+    from dpsynth.synthesizers.text.steering import (
+        counts_lexicon,
+        noisy_word_counts,
+        word_sets,
+        word_start_tokens,
+    )
+
+    backend = synth.backend_
+    tokenizer, vocab = backend.tokenizer, backend.vocab_size
+    domain = synth._user_domain()
+    cells = cell_index(train, [column], domain)
+    sigma = calibrate_gaussian(epsilon, delta)
+    noisy = noisy_word_counts(word_sets(train.text.tolist(), tokenizer, vocab), cells,
+                              len(domain), word_start_tokens(tokenizer, vocab)[0], vocab,
+                              sigma=sigma, noise=NoiseSource.create(seed, False))
+    counts = counts_lexicon(noisy, sigma)
+    return {"counts": counts, "counts-mixed": (synth._lexicon() + counts) / 2}
+
+
+def save_with_counts(synth: Any, save: Path | None, lexicons: dict[str, np.ndarray],
+                     source: str) -> None:
+    """Save ``synth`` at ``save`` with its own word scores and at ``save-NAME`` with each
+    of ``lexicons``; then steer with ``source``'s scores when it names one of them."""
+    own = synth._lexicon()
+    if save is not None:
+        synth.save(save)
+        for name, scores in lexicons.items():
+            synth.lexicon_ = scores
+            synth.save(save.with_name(f"{save.name}-{name}"))
+    synth.lexicon_ = lexicons.get(source, own)
 
 
 def draw_and_label(synth: Any, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

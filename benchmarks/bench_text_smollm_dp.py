@@ -54,6 +54,7 @@ from bench_text import (  # noqa: E402
     LEXICON_SOURCES,
     audits,
     classifier_by_size,
+    counts_lexicons,
     draw_and_label,
     given,
     label_model_scores,
@@ -61,6 +62,7 @@ from bench_text import (  # noqa: E402
     plain_args,
     plant,
     random_split,
+    save_with_counts,
     schema_for,
     set_lexicon_source,
     smollm_dir,
@@ -162,17 +164,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lexicon", type=float, default=None,
                         help="lexicon steering of the draw (the model's steering; default: "
                         "the model's own, the library's default for a new fit)")
-    parser.add_argument("--lexicon-source", choices=LEXICON_SOURCES, default="label-words",
-                        help="steering's word scores: the library's (label-words), read from "
-                        "2,000 unsteered records (context) or their mean (mixed); lever 7")
+    parser.add_argument("--lexicon-source", choices=LEXICON_SOURCES, default="model",
+                        help="steering's word scores: the model's own (model), read from "
+                        "2,000 unsteered records (context) or their mean (mixed), lever 7; "
+                        "from DP word counts (counts, counts-mixed; with --counts-eps), lever 8")
+    parser.add_argument("--counts-eps", type=float, default=None,
+                        help="lever 8: DP word counts at this epsilon (and its share of delta), "
+                        "the model fitted at the rest; --save also writes SAVE-counts and "
+                        "SAVE-counts-mixed")
     return parser
 
 
 def main() -> None:
     parser = build_parser()
     args = parser.parse_args()
-    if args.model is not None and (args.audit or args.save is not None):
-        parser.error("--model samples a saved model: it takes neither --audit nor --save")
+    if args.model is not None and (args.audit or args.save is not None or args.counts_eps):
+        parser.error("--model samples a saved model: it takes neither --audit, --save nor "
+                     "--counts-eps")
+    if args.lexicon_source.startswith("counts") and not args.counts_eps:
+        parser.error("--lexicon-source counts needs --counts-eps (a saved counts model "
+                     "steers with its own: --lexicon-source model)")
     torch.set_num_threads(args.threads)
     if args.corpus == "tweets":
         train, holdout = load_split(args.n_train, args.n_holdout, seed=0)
@@ -193,10 +204,14 @@ def main() -> None:
                           "epsilon": synth.privacy_.epsilon if synth.privacy_ else None,
                           "loss_history": synth.loss_history_}
     else:
-        synth, results["fit"] = fit(args, data, schema)
+        counts_eps = args.counts_eps or 0.0
+        synth, results["fit"] = fit(argparse.Namespace(**{
+            **vars(args), "eps": args.eps - counts_eps,
+            "delta": args.delta * (1 - counts_eps / args.eps)}), data, schema)
     print(json.dumps(results["fit"]), flush=True)
-    if args.save is not None:
-        synth.save(args.save)
+    lexicons = counts_lexicons(synth, data, args.counts_eps, args.delta * args.counts_eps /
+                               args.eps) if args.counts_eps and args.model is None else {}
+    save_with_counts(synth, args.save, lexicons, args.lexicon_source)
     if args.guidance is not None:
         synth.guidance = args.guidance
     if args.temperature is not None:

@@ -123,9 +123,10 @@ def main() -> None:
     parser.add_argument("--lexicon", type=float, default=None,
                         help="lexicon steering of the pool (the model's steering; default: "
                         "the model's own)")
-    parser.add_argument("--lexicon-source", choices=LEXICON_SOURCES, default="label-words",
-                        help="steering's word scores: the library's (label-words), read from "
-                        "2,000 unsteered records (context) or their mean (mixed); lever 7")
+    parser.add_argument("--lexicon-source", choices=LEXICON_SOURCES, default="model",
+                        help="steering's word scores: the model's own (model), read from "
+                        "2,000 unsteered records (context) or their mean (mixed), lever 7; "
+                        "from DP word counts (counts, counts-mixed; with --counts-eps), lever 8")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path,

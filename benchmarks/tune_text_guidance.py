@@ -192,6 +192,44 @@ library's steering changes only on a gain here.
         --pool-factor 2 --no-teachers --lexicon-source S --threads 1 \
         --out benchmarks/results/text_lexicon_source_selection_finefoods_S.json
 
+Result of the seventh lever (not kept): fine foods, three draws each, accuracy (mean) and
+MAUVE (mean): ``context`` 0.775 / 0.738 / 0.757 (0.757), 0.562 / 0.552 (0.557); ``mixed``
+0.756 / 0.764 / 0.756 (0.759), 0.601 / 0.567 (0.584); neither reaches 0.777 (the library's
+own scores: 0.767). The favoured words are the corpus's (enjoy, love, delicious, recommend
+against nothing, didn, bad, but also pounds, jar, milk). The reviews got only the seed-1
+draw of each source (the two further draws were dropped for time, the lever having failed).
+
+An eighth lever, declared on 2026-12-06 (seventeenth session) before any run: **steering word
+scores from DP word counts of the training texts** (``--counts-eps 1 --lexicon-source
+counts`` and ``counts-mixed``; :func:`~dpsynth.synthesizers.text.steering.noisy_word_counts`
+and :func:`~dpsynth.synthesizers.text.steering.counts_lexicon`). Why: the critics' own verdict
+words, counted in the real texts of each label, rather than a model's reading of words
+(levers 6 and 7). Each training record adds ``1 / sqrt(m)`` for each of its ``m`` distinct
+word-start tokens to its label's row (L2 sensitivity 1); a Gaussian mechanism at ``(1,
+delta / 8)`` adds noise to every (label, word) entry, and the model is fitted with the
+library's defaults at ``(7, 7 delta / 8)`` (basic composition: the release stays within
+``(8, delta)``, delta the library's default for the table); words whose noisy total is above
+4 noise deviations (177 on fine foods) get the smoothed log ratio of their share in a label
+to the label's share, standardised and clipped to +-4; others 0. ``counts-mixed`` averages
+these with the library's own scores (the fit's label model). The counts' ε, threshold and
+strength (0.35) are fixed, not swept. Rule, as for lever 7: three draws per source on fine
+foods (the fitting run's seed-1 draw with ``--lexicon-source S``, then the two permuted halves
+of ``text_label_ceiling.py`` on ``DIR-S``); a source gains when its mean accuracy is at least
+0.777 and its mean MAUVE at least 0.54. The reviews are fitted the same way
+(``bench_text_smollm_dp.py --counts-eps 1``, 6,000 records) and get the same three draws per
+source, reported whatever they show; the library changes only on a gain here.
+
+    python benchmarks/tune_text_guidance.py --corpus finefoods --eps 8 --counts-eps 1 \
+        --lexicon-source S --max-length 64 --guidance 0 --temperature 1.0 \
+        --n-synthetic 2000 --classifier-sizes 1000 --threads 1 --save DIR \
+        --out benchmarks/results/text_counts_finefoods_S.json
+    python benchmarks/tune_text_guidance.py --corpus finefoods --model DIR-S2 --guidance 0 \
+        --n-synthetic 2000 --classifier-sizes 1000 --threads 1 \
+        --out benchmarks/results/text_counts_finefoods_S2.json
+    python benchmarks/text_label_ceiling.py --model DIR-S --corpus finefoods --n 2000 \
+        --pool-factor 2 --no-teachers --threads 1 \
+        --out benchmarks/results/text_counts_selection_finefoods_S.json
+
 ``--model DIR`` samples a model saved by an earlier run instead of fitting.
 Results: ``benchmarks/results/text_guidance_tuning.json`` (the speeches) and
 ``benchmarks/results/text_guidance_tuning_finefoods.json``.
@@ -214,13 +252,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_text import (  # noqa: E402
     LEXICON_SOURCES,
+    counts_lexicons,
     given,
     plain_args,
+    save_with_counts,
     set_lexicon_source,
     smollm_dir,
 )
 from bench_text_guidance import guided_run  # noqa: E402
 
+from dpsynth.accounting.budget import default_delta  # noqa: E402
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.schema import Column, Schema  # noqa: E402
 from dpsynth.synthesizers import BaseSynthesizer  # noqa: E402
@@ -290,13 +331,21 @@ def main() -> None:
     parser.add_argument("--lexicon", type=float, nargs="+", default=None,
                         help="lexicon steering strengths (the model's steering; default: the "
                         "model's own, the library's default for a new fit)")
-    parser.add_argument("--lexicon-source", choices=LEXICON_SOURCES, default="label-words",
-                        help="steering's word scores: the library's (label-words), read from "
-                        "2,000 unsteered records (context) or their mean (mixed); lever 7")
+    parser.add_argument("--lexicon-source", choices=LEXICON_SOURCES, default="model",
+                        help="steering's word scores: the model's own (model), read from "
+                        "2,000 unsteered records (context) or their mean (mixed), lever 7; "
+                        "from DP word counts (counts, counts-mixed; with --counts-eps), lever 8")
+    parser.add_argument("--counts-eps", type=float, default=None,
+                        help="lever 8: DP word counts at this epsilon (and its share of delta), "
+                        "the model fitted at the rest; --save also writes SAVE-counts and "
+                        "SAVE-counts-mixed")
     parser.add_argument("--model", type=Path, default=None, help="sample this saved model")
     parser.add_argument("--save", type=Path, default=None, help="save the fitted model here")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.lexicon_source.startswith("counts") and not args.counts_eps:
+        parser.error("--lexicon-source counts needs --counts-eps (a saved counts model "
+                     "steers with its own: --lexicon-source model)")
     torch.set_num_threads(args.threads)
     if args.out is None:
         args.out = RESULTS if args.corpus == "convention" else RESULTS.with_name(
@@ -318,7 +367,11 @@ def main() -> None:
                          Column("text", "text", max_length=args.max_length)),
                         name=args.corpus)
         model_dir = smollm_dir()
-        synth = DPTextSynthesizer(epsilon=args.eps, model_dir=str(model_dir), progress=True,
+        counts_eps = args.counts_eps or 0.0
+        delta = default_delta(len(train))  # the library's, split with the counts
+        synth = DPTextSynthesizer(epsilon=args.eps - counts_eps, model_dir=str(model_dir),
+                                  delta=delta * (1 - counts_eps / args.eps) if counts_eps
+                                  else None, progress=True,
                                   epochs=args.epochs, batch_size=args.batch_size,
                                   random_state=0, **given(args, "label_fraction"))
         cpu = time.process_time()
@@ -326,8 +379,9 @@ def main() -> None:
         results["fit"] = {"cpu_s": time.process_time() - cpu, "steps": synth.steps_run_,
                           "epsilon": synth.privacy_.epsilon if synth.privacy_ else None}
         print(json.dumps(results["fit"]), flush=True)
-        if args.save is not None:
-            synth.save(args.save)
+        lexicons = counts_lexicons(synth, train, counts_eps, delta * counts_eps / args.eps) \
+            if counts_eps else {}
+        save_with_counts(synth, args.save, lexicons, args.lexicon_source)
     set_lexicon_source(synth, args.lexicon_source)
     for beta in args.lexicon or [synth.steering]:
         synth.steering = beta

@@ -101,15 +101,9 @@ def context_lexicon(log_probs: np.ndarray, texts: Sequence[str], tokenizer: Any,
     """
     lp = np.asarray(log_probs, dtype=np.float64)
     z = lp - lp.mean(axis=1, keepdims=True)
-    ids, _ = word_start_tokens(tokenizer, vocab)
-    scored = np.zeros(vocab, dtype=bool)
-    scored[ids] = True
     count = np.zeros(vocab)
     total = np.zeros((z.shape[1], vocab))
-    encoded = tokenizer([" " + str(t) for t in texts], add_special_tokens=False)["input_ids"]
-    for row, tokens in zip(z, encoded, strict=True):
-        seen = np.unique(np.asarray(tokens, dtype=np.int64))
-        seen = seen[(seen < vocab) & scored[np.minimum(seen, vocab - 1)]]
+    for row, seen in zip(z, word_sets(texts, tokenizer, vocab), strict=True):
         count[seen] += 1
         total[:, seen] += row[:, None]
     centre = z.mean(axis=0)[:, None] if len(z) else np.zeros((z.shape[1], 1))
@@ -120,4 +114,67 @@ def context_lexicon(log_probs: np.ndarray, texts: Sequence[str], tokenizer: Any,
         return out
     spread = np.maximum(score[:, written].std(axis=1, keepdims=True), 1e-12)
     out[:, written] = np.clip(score[:, written] / spread, -CONTEXT_CLIP, CONTEXT_CLIP)
+    return out
+
+
+#: A word is scored from its noisy counts when their sum over the cells is above this many
+#: standard deviations of its noise (``counts_lexicon``): about one word in 30,000 without
+#: any count passes by chance.
+COUNT_THRESHOLD = 4.0
+
+
+def word_sets(texts: Sequence[str], tokenizer: Any, vocab: int) -> list[np.ndarray]:
+    """The distinct word-start tokens (see :func:`word_start_tokens`) of each text."""
+    ids, _ = word_start_tokens(tokenizer, vocab)
+    scored = np.zeros(vocab, dtype=bool)
+    scored[ids] = True
+    encoded = tokenizer([" " + str(t) for t in texts], add_special_tokens=False)["input_ids"]
+    out = []
+    for tokens in encoded:
+        seen = np.unique(np.asarray(tokens, dtype=np.int64))
+        seen = seen[seen < vocab]
+        out.append(seen[scored[seen]])
+    return out
+
+
+def noisy_word_counts(sets: Sequence[np.ndarray], cells: np.ndarray, n_cells: int,
+                      scored: np.ndarray, vocab: int, *, sigma: float,
+                      noise: Any) -> np.ndarray:
+    """Each record's words, counted in its cell's row with weight ``1 / sqrt(m)`` (``m``
+    its distinct scored words: one record moves the table by L2 norm at most 1), plus
+    Gaussian noise of std ``sigma`` on every (cell, scored word) entry: the Gaussian mechanism
+    (Dwork and Roth, "The algorithmic foundations of differential privacy", 2014, thm. A.1;
+    calibrated by the PLD accountant). Unscored tokens stay 0."""
+    table = np.zeros((n_cells, vocab))
+    for words, cell in zip(sets, np.asarray(cells, dtype=np.int64), strict=True):
+        if len(words):
+            table[cell, words] += 1.0 / np.sqrt(len(words))
+    scored = np.asarray(scored, dtype=np.int64)
+    out = np.zeros_like(table)
+    out[:, scored] = table[:, scored] + noise.normal(n_cells * len(scored), scale=sigma
+                                                     ).reshape(n_cells, len(scored))
+    return out
+
+
+def counts_lexicon(noisy: np.ndarray, sigma: float,
+                   threshold: float = COUNT_THRESHOLD) -> np.ndarray:
+    """Word scores ``(cells, vocab)`` from :func:`noisy_word_counts` (post-processing).
+
+    A word whose noisy total is above ``threshold`` noise deviations is scored by the log of
+    its share in each cell over that cell's share of all such words, both smoothed by
+    ``sigma`` pseudo-counts; each cell's scores are divided by their standard deviation over
+    the scored words and clipped to ``CONTEXT_CLIP``; other words get 0.
+    """
+    noisy = np.asarray(noisy, dtype=np.float64)
+    cells = noisy.shape[0]
+    out = np.zeros(noisy.shape, dtype=np.float32)
+    keep = noisy.sum(axis=0) > threshold * sigma * np.sqrt(cells)
+    if keep.sum() < 2:
+        return out
+    pos = np.maximum(noisy[:, keep], 0.0)
+    prior = (pos.sum(axis=1) + sigma) / (pos.sum() + cells * sigma)
+    share = (pos + sigma * prior[:, None]) / (pos.sum(axis=0) + sigma)
+    score = np.log(share / prior[:, None])
+    spread = np.maximum(score.std(axis=1, keepdims=True), 1e-12)
+    out[:, keep] = np.clip(score / spread, -CONTEXT_CLIP, CONTEXT_CLIP)
     return out
