@@ -17,8 +17,11 @@ from dpsynth.synthesizers.text.labeller import HASHED, LabelModel, _features, em
 from dpsynth.synthesizers.text.steering import (
     CONTEXT_CLIP,
     context_lexicon,
+    counts_lexicon,
     lexicon,
+    noisy_word_counts,
     top_words,
+    word_sets,
     word_start_tokens,
 )
 
@@ -187,11 +190,13 @@ def test_steering_with_topics_steers_by_the_users_control_values(tmp_path):
 
 
 class WordPieces(Pieces):
-    """``Pieces`` that also encodes texts word by word (each word ``w`` is the piece " w")."""
+    """``Pieces`` that also encodes texts word by word (each word ``w`` is the piece " w",
+    else the piece "w")."""
 
     def __call__(self, texts: list[str], add_special_tokens: bool = False) -> dict:
         ids = {p: i for i, p in enumerate(self.pieces)}
-        return {"input_ids": [[ids[f" {w}"] for w in t.split()] for t in texts]}
+        return {"input_ids": [[ids.get(f" {w}", ids.get(w)) for w in t.split()]
+                              for t in texts]}
 
 
 def test_context_scores_follow_the_label_model_over_the_texts_a_word_is_written_in():
@@ -216,3 +221,40 @@ def test_context_scores_follow_the_label_model_over_the_texts_a_word_is_written_
     assert np.abs(scores).max() <= CONTEXT_CLIP
     flat = context_lexicon(np.zeros((300, 2)), texts, WordPieces(pieces), len(pieces))
     assert not flat.any()  # a label model that tells nothing apart: no steering
+
+
+def test_noisy_word_counts_move_by_at_most_one_record_norm_and_leave_unscored_tokens():
+    pieces = [" meow", " purr", " woof", " bark", " the", "ow"]
+    texts = ["meow purr the", "woof the", "bark", "ow"]
+    sets = word_sets(texts, WordPieces(pieces), len(pieces) + 1)
+    assert [s.tolist() for s in sets] == [[0, 1, 4], [2, 4], [3], []]  # "ow": no word
+    scored, _ = word_start_tokens(WordPieces(pieces), len(pieces) + 1)
+    cells = np.array([0, 1, 1, 0])
+    silent = NoiseSource.create(0, False)
+    exact = noisy_word_counts(sets, cells, 2, scored, len(pieces) + 1, sigma=0.0, noise=silent)
+    assert exact[0, [0, 1, 4]] == pytest.approx([3 ** -0.5] * 3)
+    assert exact[1, [2, 4, 3]] == pytest.approx([2 ** -0.5, 2 ** -0.5, 1.0])
+    for drop in range(len(texts)):  # a neighbour without one record: L2 distance <= 1
+        keep = [i for i in range(len(texts)) if i != drop]
+        other = noisy_word_counts([sets[i] for i in keep], cells[keep], 2, scored,
+                                  len(pieces) + 1, sigma=0.0, noise=silent)
+        assert np.linalg.norm(exact - other) <= 1 + 1e-9
+    noisy = noisy_word_counts(sets, cells, 2, scored, len(pieces) + 1, sigma=2.0,
+                              noise=NoiseSource.create(1, False))
+    assert not noisy[:, [5, 6]].any() and np.abs(noisy[:, scored] - exact[:, scored]).max() > 0
+
+
+def test_count_scores_favour_each_label_words_and_ignore_noise_alone():
+    rng = np.random.default_rng(3)
+    noisy = rng.normal(0, 1.0, (2, 1000))  # 1,000 words never written: noise only
+    noisy[0, :4] += [80, 60, 5, 40]  # cat words; the third is below the threshold
+    noisy[1, 4:6] += [70, 50]  # dog words
+    noisy[:, 6] += [40, 40]  # written as often for either label
+    scores = counts_lexicon(noisy, sigma=1.0)
+    cat, dog = scores
+    assert cat[0] > 1 and cat[1] > 1 and cat[3] > 1 and dog[4] > 1 and dog[5] > 1
+    assert dog[0] < 0 and cat[4] < 0
+    assert cat[2] == 0 and abs(cat[6]) < min(cat[0], cat[1])
+    assert np.count_nonzero(cat[7:]) <= 2  # noise alone is rarely above 4 deviations
+    assert np.abs(scores).max() <= CONTEXT_CLIP
+    assert not counts_lexicon(rng.normal(0, 1.0, (2, 50)), sigma=1.0).any()
