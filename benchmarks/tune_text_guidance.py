@@ -209,8 +209,9 @@ word-start tokens to its label's row (L2 sensitivity 1); a Gaussian mechanism at
 delta / 8)`` adds noise to every (label, word) entry, and the model is fitted with the
 library's defaults at ``(7, 7 delta / 8)`` (basic composition: the release stays within
 ``(8, delta)``, delta the library's default for the table); words whose noisy total is above
-4 noise deviations (177 on fine foods) get the smoothed log ratio of their share in a label
-to the label's share, standardised and clipped to +-4; others 0. ``counts-mixed`` averages
+4 noise deviations (177 on fine foods) get their smoothed centred log shares over the
+labels less the labels' own (for two labels, half the word's log odds over the labels' log
+odds), standardised and clipped to +-4; others 0. ``counts-mixed`` averages
 these with the library's own scores (the fit's label model). The counts' ε, threshold and
 strength (0.35) are fixed, not swept. Rule, as for lever 7: three draws per source on fine
 foods (the fitting run's seed-1 draw with ``--lexicon-source S``, then the two permuted halves

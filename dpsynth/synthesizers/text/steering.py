@@ -160,10 +160,11 @@ def counts_lexicon(noisy: np.ndarray, sigma: float,
                    threshold: float = COUNT_THRESHOLD) -> np.ndarray:
     """Word scores ``(cells, vocab)`` from :func:`noisy_word_counts` (post-processing).
 
-    A word whose noisy total is above ``threshold`` noise deviations is scored by the log of
-    its share in each cell over that cell's share of all such words, both smoothed by
-    ``sigma`` pseudo-counts; each cell's scores are divided by their standard deviation over
-    the scored words and clipped to ``CONTEXT_CLIP``; other words get 0.
+    A word whose noisy total is above ``threshold`` noise deviations is scored by the centred
+    log of its share in each cell (smoothed by ``sigma`` pseudo-counts spread as the cells'
+    shares of all such words), less the centred log of those shares: for two cells, half the
+    word's log odds over the cells' log odds. Each cell's scores are divided by their standard
+    deviation over the scored words and clipped to ``CONTEXT_CLIP``; other words get 0.
     """
     noisy = np.asarray(noisy, dtype=np.float64)
     cells = noisy.shape[0]
@@ -173,8 +174,8 @@ def counts_lexicon(noisy: np.ndarray, sigma: float,
         return out
     pos = np.maximum(noisy[:, keep], 0.0)
     prior = (pos.sum(axis=1) + sigma) / (pos.sum() + cells * sigma)
-    share = (pos + sigma * prior[:, None]) / (pos.sum(axis=0) + sigma)
-    score = np.log(share / prior[:, None])
+    log_share = np.log((pos + sigma * prior[:, None]) / (pos.sum(axis=0) + sigma))
+    score = (log_share - log_share.mean(axis=0)) - (np.log(prior) - np.log(prior).mean())[:, None]
     spread = np.maximum(score.std(axis=1, keepdims=True), 1e-12)
     out[:, keep] = np.clip(score / spread, -CONTEXT_CLIP, CONTEXT_CLIP)
     return out
