@@ -51,10 +51,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_text import (  # noqa: E402
-    LEXICON_SOURCES,
     audits,
     classifier_by_size,
-    counts_lexicons,
     draw_and_label,
     given,
     label_model_scores,
@@ -62,12 +60,16 @@ from bench_text import (  # noqa: E402
     plain_args,
     plant,
     random_split,
-    save_with_counts,
     schema_for,
-    set_lexicon_source,
     smollm_dir,
 )
 from bench_text_smollm import peak_rss_gb  # noqa: E402
+from text_lexicon_sources import (  # noqa: E402
+    LEXICON_SOURCES,
+    counts_lexicons,
+    save_with_counts,
+    set_lexicon_source,
+)
 
 from dpsynth.errors import ParameterError  # noqa: E402
 from dpsynth.evaluate import text as tq  # noqa: E402
@@ -244,7 +246,10 @@ def main() -> None:
     results["classifier_by_size"] = classifier_by_size(frame, train, holdout,
                                                        args.classifier_sizes)
     print("classifier_by_size", json.dumps(results["classifier_by_size"]), flush=True)
-    from bench_text_guidance import guided_run  # imports this module: not at the top
+    # bench_text_guidance imports this module: not at the top, and as this very module (a
+    # second copy read from disk would fail on files edited since this run started)
+    sys.modules.setdefault("bench_text_smollm_dp", sys.modules[__name__])
+    from bench_text_guidance import guided_run
 
     def save() -> None:
         args.out.parent.mkdir(exist_ok=True)

@@ -61,8 +61,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_text import LEXICON_SOURCES, as_drawn, load_split, set_lexicon_source  # noqa: E402
+from bench_text import as_drawn, load_split  # noqa: E402
 from bench_text_smollm_dp import review_split  # noqa: E402
+from text_lexicon_sources import LEXICON_SOURCES, set_lexicon_source  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.synthesizers.text import DPTextSynthesizer, smollm  # noqa: E402

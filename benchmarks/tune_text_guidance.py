@@ -251,16 +251,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_text import (  # noqa: E402
+from bench_text import given, plain_args, smollm_dir  # noqa: E402
+from bench_text_guidance import guided_run  # noqa: E402
+from text_lexicon_sources import (  # noqa: E402
     LEXICON_SOURCES,
     counts_lexicons,
-    given,
-    plain_args,
     save_with_counts,
     set_lexicon_source,
-    smollm_dir,
 )
-from bench_text_guidance import guided_run  # noqa: E402
 
 from dpsynth.accounting.budget import default_delta  # noqa: E402
 from dpsynth.evaluate import text as tq  # noqa: E402
