@@ -65,7 +65,7 @@ from bench_text import (  # noqa: E402
 )
 from bench_text_smollm import peak_rss_gb  # noqa: E402
 from text_lexicon_sources import (  # noqa: E402
-    LEXICON_SOURCES,
+    add_source_options,
     counts_lexicons,
     save_with_counts,
     set_lexicon_source,
@@ -166,14 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lexicon", type=float, default=None,
                         help="lexicon steering of the draw (the model's steering; default: "
                         "the model's own, the library's default for a new fit)")
-    parser.add_argument("--lexicon-source", choices=LEXICON_SOURCES, default="model",
-                        help="steering's word scores: the model's own (model), read from "
-                        "2,000 unsteered records (context) or their mean (mixed), lever 7; "
-                        "from DP word counts (counts, counts-mixed; with --counts-eps), lever 8")
-    parser.add_argument("--counts-eps", type=float, default=None,
-                        help="lever 8: DP word counts at this epsilon (and its share of delta), "
-                        "the model fitted at the rest; --save also writes SAVE-counts and "
-                        "SAVE-counts-mixed")
+    add_source_options(parser, fits=True)
     return parser
 
 

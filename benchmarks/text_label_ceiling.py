@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_text import as_drawn, load_split  # noqa: E402
 from bench_text_smollm_dp import review_split  # noqa: E402
-from text_lexicon_sources import LEXICON_SOURCES, set_lexicon_source  # noqa: E402
+from text_lexicon_sources import add_source_options, set_lexicon_source  # noqa: E402
 
 from dpsynth.evaluate import text as tq  # noqa: E402
 from dpsynth.synthesizers.text import DPTextSynthesizer, smollm  # noqa: E402
@@ -124,10 +124,7 @@ def main() -> None:
     parser.add_argument("--lexicon", type=float, default=None,
                         help="lexicon steering of the pool (the model's steering; default: "
                         "the model's own)")
-    parser.add_argument("--lexicon-source", choices=LEXICON_SOURCES, default="model",
-                        help="steering's word scores: the model's own (model), read from "
-                        "2,000 unsteered records (context) or their mean (mixed), lever 7; "
-                        "from DP word counts (counts, counts-mixed; with --counts-eps), lever 8")
+    add_source_options(parser, fits=False)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path,

@@ -12,6 +12,7 @@ session).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,19 @@ def counts_lexicon(noisy: np.ndarray, sigma: float,
 LEXICON_SOURCES = ("model", "context", "mixed", "counts", "counts-mixed")
 
 
+def add_source_options(parser: argparse.ArgumentParser, *, fits: bool) -> None:
+    """``--lexicon-source`` and, for a script that fits (``fits``), ``--counts-eps``."""
+    parser.add_argument("--lexicon-source", choices=LEXICON_SOURCES, default="model",
+                        help="steering's word scores: the model's own (model), read from "
+                        "2,000 unsteered records (context) or their mean (mixed), lever 7; "
+                        "from DP word counts (counts, counts-mixed; with --counts-eps), lever 8")
+    if fits:
+        parser.add_argument("--counts-eps", type=float, default=None,
+                            help="lever 8: DP word counts at this epsilon (and its share of "
+                            "delta), the model fitted at the rest; --save also writes "
+                            "SAVE-counts and SAVE-counts-mixed")
+
+
 def set_lexicon_source(synth: Any, source: str, pool: int = 2000, seed: int = 7) -> None:
     """Replace ``synth``'s steering word scores by those of ``source`` (lever 7 of
     ``tune_text_guidance.py``): ``pool`` records drawn unsteered (seed ``seed``, public),
@@ -178,9 +192,12 @@ def save_with_counts(synth: Any, save: Path | None, lexicons: dict[str, np.ndarr
                      source: str) -> None:
     """Save ``synth`` at ``save`` with its own word scores and at ``save-NAME`` with each
     of ``lexicons``; then steer with ``source``'s scores when it names one of them."""
-    own = synth._lexicon()
     if save is not None:
         synth.save(save)
+    if not lexicons:  # no counts: the model as fitted (it may not steer at all)
+        return
+    own = synth._lexicon()
+    if save is not None:
         for name, scores in lexicons.items():
             synth.lexicon_ = scores
             synth.save(save.with_name(f"{save.name}-{name}"))

@@ -197,7 +197,9 @@ MAUVE (mean): ``context`` 0.775 / 0.738 / 0.757 (0.757), 0.562 / 0.552 (0.557); 
 0.756 / 0.764 / 0.756 (0.759), 0.601 / 0.567 (0.584); neither reaches 0.777 (the library's
 own scores: 0.767). The favoured words are the corpus's (enjoy, love, delicious, recommend
 against nothing, didn, bad, but also pounds, jar, milk). The reviews got only the seed-1
-draw of each source (the two further draws were dropped for time, the lever having failed).
+draw of each source (the two further draws were dropped for time, the lever having failed):
+0.703 (context) and 0.701 (mixed) at 6,000 records; their MAUVE was lost when both runs
+crashed while saving (``docs/benchmarks.md``).
 
 An eighth lever, declared on 2026-12-06 (seventeenth session) before any run: **steering word
 scores from DP word counts of the training texts** (``--counts-eps 1 --lexicon-source
@@ -231,6 +233,12 @@ source, reported whatever they show; the library changes only on a gain here.
         --pool-factor 2 --no-teachers --threads 1 \
         --out benchmarks/results/text_counts_selection_finefoods_S.json
 
+Result of the eighth lever (not kept): fine foods, three draws each, accuracy (mean) and
+MAUVE (mean): ``counts`` 0.721 / 0.719 / 0.734 (0.725), 0.639 / 0.549 (0.594);
+``counts-mixed`` 0.745 / 0.748 / 0.759 (0.751), 0.471 / 0.632 (0.552). At ε = 1 the counts
+score only the frequent words (177), many of them topical (shipping, package, years). The
+reviews, reported as they came, are in ``docs/benchmarks.md`` (seventeenth session).
+
 ``--model DIR`` samples a model saved by an earlier run instead of fitting.
 Results: ``benchmarks/results/text_guidance_tuning.json`` (the speeches) and
 ``benchmarks/results/text_guidance_tuning_finefoods.json``.
@@ -254,7 +262,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_text import given, plain_args, smollm_dir  # noqa: E402
 from bench_text_guidance import guided_run  # noqa: E402
 from text_lexicon_sources import (  # noqa: E402
-    LEXICON_SOURCES,
+    add_source_options,
     counts_lexicons,
     save_with_counts,
     set_lexicon_source,
@@ -330,14 +338,7 @@ def main() -> None:
     parser.add_argument("--lexicon", type=float, nargs="+", default=None,
                         help="lexicon steering strengths (the model's steering; default: the "
                         "model's own, the library's default for a new fit)")
-    parser.add_argument("--lexicon-source", choices=LEXICON_SOURCES, default="model",
-                        help="steering's word scores: the model's own (model), read from "
-                        "2,000 unsteered records (context) or their mean (mixed), lever 7; "
-                        "from DP word counts (counts, counts-mixed; with --counts-eps), lever 8")
-    parser.add_argument("--counts-eps", type=float, default=None,
-                        help="lever 8: DP word counts at this epsilon (and its share of delta), "
-                        "the model fitted at the rest; --save also writes SAVE-counts and "
-                        "SAVE-counts-mixed")
+    add_source_options(parser, fits=True)
     parser.add_argument("--model", type=Path, default=None, help="sample this saved model")
     parser.add_argument("--save", type=Path, default=None, help="save the fitted model here")
     parser.add_argument("--out", type=Path, default=None)

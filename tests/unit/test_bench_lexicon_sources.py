@@ -27,21 +27,15 @@ from text_lexicon_sources import (  # noqa: E402
 WORDS = {"cat": ("meow", "purr", "whiskers", "litter"), "dog": ("woof", "bark", "fetch", "leash")}
 
 
-class WordPieces:
-    """A stand-in tokenizer: token ``i`` decodes to ``pieces[i]``; texts are encoded word by
-    word (each word ``w`` is the piece " w", else the piece "w")."""
-
-    def __init__(self, pieces: list[str]):
-        self.pieces = pieces
-
-    def __len__(self) -> int:
-        return len(self.pieces)
+class WordPieces(list):
+    """A stand-in tokenizer over a list of pieces: token ``i`` decodes to the ``i``-th; texts
+    are encoded word by word (each word ``w`` is the piece " w", else the piece "w")."""
 
     def decode(self, ids: list[int]) -> str:
-        return "".join(self.pieces[i] for i in ids)
+        return "".join(self[i] for i in ids)
 
     def __call__(self, texts: list[str], add_special_tokens: bool = False) -> dict:
-        ids = {p: i for i, p in enumerate(self.pieces)}
+        ids = {p: i for i, p in enumerate(self)}
         return {"input_ids": [[ids.get(f" {w}", ids.get(w)) for w in t.split()]
                               for t in texts]}
 

@@ -178,4 +178,3 @@ def test_steering_with_topics_steers_by_the_users_control_values(tmp_path):
     assert set(synth.steering_words(3)) == {"hw", "acct", "bill"}
     out = synth.sample(9, random_state=0)
     assert len(out) == 9 and set(out.kind) <= {"hw", "acct", "bill"}
-
