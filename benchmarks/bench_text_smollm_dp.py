@@ -66,9 +66,11 @@ from bench_text import (  # noqa: E402
 from bench_text_smollm import peak_rss_gb  # noqa: E402
 from text_lexicon_sources import (  # noqa: E402
     add_source_options,
+    check_source_options,
     counts_lexicons,
     save_with_counts,
     set_lexicon_source,
+    split_budget,
 )
 
 from dpsynth.errors import ParameterError  # noqa: E402
@@ -176,9 +178,7 @@ def main() -> None:
     if args.model is not None and (args.audit or args.save is not None or args.counts_eps):
         parser.error("--model samples a saved model: it takes neither --audit, --save nor "
                      "--counts-eps")
-    if args.lexicon_source.startswith("counts") and not args.counts_eps:
-        parser.error("--lexicon-source counts needs --counts-eps (a saved counts model "
-                     "steers with its own: --lexicon-source model)")
+    check_source_options(parser, args)
     torch.set_num_threads(args.threads)
     if args.corpus == "tweets":
         train, holdout = load_split(args.n_train, args.n_holdout, seed=0)
@@ -199,13 +199,11 @@ def main() -> None:
                           "epsilon": synth.privacy_.epsilon if synth.privacy_ else None,
                           "loss_history": synth.loss_history_}
     else:
-        counts_eps = args.counts_eps or 0.0
-        synth, results["fit"] = fit(argparse.Namespace(**{
-            **vars(args), "eps": args.eps - counts_eps,
-            "delta": args.delta * (1 - counts_eps / args.eps)}), data, schema)
+        (eps, delta), counts = split_budget(args.eps, args.delta, args.counts_eps)
+        synth, results["fit"] = fit(argparse.Namespace(**{**vars(args), "eps": eps,
+                                                          "delta": delta}), data, schema)
     print(json.dumps(results["fit"]), flush=True)
-    lexicons = counts_lexicons(synth, data, args.counts_eps, args.delta * args.counts_eps /
-                               args.eps) if args.counts_eps and args.model is None else {}
+    lexicons = counts_lexicons(synth, data, *counts) if args.counts_eps else {}
     save_with_counts(synth, args.save, lexicons, args.lexicon_source)
     if args.guidance is not None:
         synth.guidance = args.guidance

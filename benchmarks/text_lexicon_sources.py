@@ -43,7 +43,8 @@ def context_lexicon(log_probs: np.ndarray, texts: Sequence[str], tokenizer: Any,
     z = lp - lp.mean(axis=1, keepdims=True)
     count = np.zeros(vocab)
     total = np.zeros((z.shape[1], vocab))
-    for row, seen in zip(z, word_sets(texts, tokenizer, vocab), strict=True):
+    scored = word_start_tokens(tokenizer, vocab)[0]
+    for row, seen in zip(z, word_sets(texts, tokenizer, vocab, scored), strict=True):
         count[seen] += 1
         total[:, seen] += row[:, None]
     centre = z.mean(axis=0)[:, None] if len(z) else np.zeros((z.shape[1], 1))
@@ -63,9 +64,10 @@ def context_lexicon(log_probs: np.ndarray, texts: Sequence[str], tokenizer: Any,
 COUNT_THRESHOLD = 4.0
 
 
-def word_sets(texts: Sequence[str], tokenizer: Any, vocab: int) -> list[np.ndarray]:
-    """The distinct word-start tokens (see :func:`word_start_tokens`) of each text."""
-    ids, _ = word_start_tokens(tokenizer, vocab)
+def word_sets(texts: Sequence[str], tokenizer: Any, vocab: int,
+              ids: np.ndarray) -> list[np.ndarray]:
+    """The distinct tokens among ``ids`` (the word-start tokens, :func:`word_start_tokens`)
+    of each text."""
     scored = np.zeros(vocab, dtype=bool)
     scored[ids] = True
     encoded = tokenizer([" " + str(t) for t in texts], add_special_tokens=False)["input_ids"]
@@ -140,6 +142,21 @@ def add_source_options(parser: argparse.ArgumentParser, *, fits: bool) -> None:
                             "SAVE-counts and SAVE-counts-mixed")
 
 
+def check_source_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--lexicon-source counts`` needs the counts measured by this run (``--counts-eps``)."""
+    if args.lexicon_source.startswith("counts") and not getattr(args, "counts_eps", None):
+        parser.error("--lexicon-source counts needs --counts-eps (a saved counts model "
+                     "steers with its own: --lexicon-source model)")
+
+
+def split_budget(epsilon: float, delta: float, counts_eps: float | None
+                 ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The model's ``(epsilon, delta)`` and the counts' when ``counts_eps`` of ``epsilon``
+    (and the same share of ``delta``) go to the counts (basic composition)."""
+    share = (counts_eps or 0.0) / epsilon
+    return (epsilon * (1 - share), delta * (1 - share)), (epsilon * share, delta * share)
+
+
 def set_lexicon_source(synth: Any, source: str, pool: int = 2000, seed: int = 7) -> None:
     """Replace ``synth``'s steering word scores by those of ``source`` (lever 7 of
     ``tune_text_guidance.py``): ``pool`` records drawn unsteered (seed ``seed``, public),
@@ -181,9 +198,10 @@ def counts_lexicons(synth: Any, train: pd.DataFrame, epsilon: float, delta: floa
     domain = synth._user_domain()
     cells = cell_index(train, [column], domain)
     sigma = calibrate_gaussian(epsilon, delta)
-    noisy = noisy_word_counts(word_sets(train.text.tolist(), tokenizer, vocab), cells,
-                              len(domain), word_start_tokens(tokenizer, vocab)[0], vocab,
-                              sigma=sigma, noise=NoiseSource.create(seed, False))
+    scored = word_start_tokens(tokenizer, vocab)[0]  # decodes the whole vocabulary: once
+    noisy = noisy_word_counts(word_sets(train.text.tolist(), tokenizer, vocab, scored), cells,
+                              len(domain), scored, vocab, sigma=sigma,
+                              noise=NoiseSource.create(seed, False))
     counts = counts_lexicon(noisy, sigma)
     return {"counts": counts, "counts-mixed": (synth._lexicon() + counts) / 2}
 

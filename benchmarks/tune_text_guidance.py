@@ -163,27 +163,27 @@ draws each, accuracy (mean) and MAUVE (mean): ``BETA`` = 0.25: 0.738 / 0.744 / 0
 0.766 / 0.764 / 0.771 (0.767), 0.465 / 0.499 (0.482, below 0.54). Unsteered: 0.726 / 0.732 /
 0.718 (0.725), 0.537 / 0.659 (0.598).
 
-A seventh lever, declared on 2026-12-06 (seventeenth session) before any run: **steering
-word scores read from the model's own records** (``--lexicon-source context`` and ``mixed``;
-:func:`~dpsynth.synthesizers.text.steering.context_lexicon`). Why: on the reviews the steered
-classifier stops rising between 4,000 and 6,000 records (0.701, 0.701), and the words steering
-favours are MiniLM's reading of single words (notable, renowned, uplifting ...), not the
-critics' own. Scoring instead the words the DP model itself writes, as the label model reads
-the whole texts they occur in, should favour the corpus's own verdict words. Post-processing:
-a pool of 2,000 unsteered records (seed 7) from the saved fit, each scored by the DP label
-model; a word-start token's score for a label is the mean centred log-probability of the texts
-containing it less the pool's mean, shrunk by 10 pseudo-texts, divided by the standard
-deviation over the words written and clipped to +-4; words never written get 0. ``mixed`` is
-the mean of these scores and the library's. Pool size, seed, shrinkage, clip and strength
-(the library's 0.35) are fixed, not swept. Rule, on lever 6's fits: three draws per source on
-fine foods (the seed-1 draw of the command below and the two permuted halves of
-``text_label_ceiling.py --pool-factor 2 --no-teachers --lexicon-source S``); a source gains
-when its mean accuracy is at least 0.777 (the library default's mean, 0.767, plus 0.01, the
-standard error of a difference of two three-draw means; the earlier rule, above the best
-default draw, 0.781, would ask for a mean within 0.008 of real -> real, 0.789) and its mean
-MAUVE is at least 0.54; of two that gain, the higher mean accuracy wins. The reviews' fit gets
-the same three draws for both sources (6,000 records) and is reported whatever they show; the
-library's steering changes only on a gain here.
+A seventh lever, declared on 2026-12-06 (seventeenth session) before any run: **steering word
+scores read from the model's own records** (``--lexicon-source context`` and ``mixed``;
+:func:`text_lexicon_sources.context_lexicon`, first written in the library). Why: on the
+reviews the steered classifier stops rising between 4,000 and 6,000 records (0.701, 0.701),
+and the words steering favours are MiniLM's reading of single words (notable, renowned,
+uplifting ...), not the critics' own. Scoring instead the words the DP model itself writes, as
+the label model reads the whole texts they occur in, should favour the corpus's own verdict
+words. Post-processing: a pool of 2,000 unsteered records (seed 7) from the saved fit, each
+scored by the DP label model; a word-start token's score for a label is the mean centred
+log-probability of the texts containing it less the pool's mean, shrunk by 10 pseudo-texts,
+divided by the standard deviation over the words written and clipped to +-4; words never
+written get 0. ``mixed`` is the mean of these scores and the library's. Pool size, seed,
+shrinkage, clip and strength (the library's 0.35) are fixed, not swept. Rule, on lever 6's
+fits: three draws per source on fine foods (the seed-1 draw of the command below and the two
+permuted halves of ``text_label_ceiling.py --pool-factor 2 --no-teachers --lexicon-source
+S``); a source gains when its mean accuracy is at least 0.777 (the library default's mean,
+0.767, plus 0.01, the standard error of a difference of two three-draw means; the earlier
+rule, above the best default draw, 0.781, would ask for a mean within 0.008 of real -> real,
+0.789) and its mean MAUVE is at least 0.54; of two that gain, the higher mean accuracy wins.
+The reviews' fit gets the same three draws for both sources (6,000 records) and is reported
+whatever they show; the library's steering changes only on a gain here.
 
     python benchmarks/tune_text_guidance.py --corpus finefoods --model DIR --guidance 0 \
         --lexicon-source S --n-synthetic 2000 --classifier-sizes 1000 --threads 1 \
@@ -202,25 +202,25 @@ draw of each source (the two further draws were dropped for time, the lever havi
 crashed while saving (``docs/benchmarks.md``).
 
 An eighth lever, declared on 2026-12-06 (seventeenth session) before any run: **steering word
-scores from DP word counts of the training texts** (``--counts-eps 1 --lexicon-source
-counts`` and ``counts-mixed``; :func:`~dpsynth.synthesizers.text.steering.noisy_word_counts`
-and :func:`~dpsynth.synthesizers.text.steering.counts_lexicon`). Why: the critics' own verdict
-words, counted in the real texts of each label, rather than a model's reading of words
-(levers 6 and 7). Each training record adds ``1 / sqrt(m)`` for each of its ``m`` distinct
-word-start tokens to its label's row (L2 sensitivity 1); a Gaussian mechanism at ``(1,
-delta / 8)`` adds noise to every (label, word) entry, and the model is fitted with the
-library's defaults at ``(7, 7 delta / 8)`` (basic composition: the release stays within
-``(8, delta)``, delta the library's default for the table); words whose noisy total is above
-4 noise deviations (177 on fine foods) get their smoothed centred log shares over the
-labels less the labels' own (for two labels, half the word's log odds over the labels' log
-odds), standardised and clipped to +-4; others 0. ``counts-mixed`` averages
-these with the library's own scores (the fit's label model). The counts' ε, threshold and
-strength (0.35) are fixed, not swept. Rule, as for lever 7: three draws per source on fine
-foods (the fitting run's seed-1 draw with ``--lexicon-source S``, then the two permuted halves
-of ``text_label_ceiling.py`` on ``DIR-S``); a source gains when its mean accuracy is at least
-0.777 and its mean MAUVE at least 0.54. The reviews are fitted the same way
-(``bench_text_smollm_dp.py --counts-eps 1``, 6,000 records) and get the same three draws per
-source, reported whatever they show; the library changes only on a gain here.
+scores from DP word counts of the training texts** (``--counts-eps 1 --lexicon-source counts``
+and ``counts-mixed``; :func:`text_lexicon_sources.noisy_word_counts` and
+:func:`text_lexicon_sources.counts_lexicon`, first written in the library). Why: the critics'
+own verdict words, counted in the real texts of each label, rather than a model's reading of
+words (levers 6 and 7). Each training record adds ``1 / sqrt(m)`` for each of its ``m``
+distinct word-start tokens to its label's row (L2 sensitivity 1); a Gaussian mechanism at
+``(1, delta / 8)`` adds noise to every (label, word) entry, and the model is fitted with the
+library's defaults at ``(7, 7 delta / 8)`` (basic composition: the release stays within ``(8,
+delta)``, delta the library's default for the table); words whose noisy total is above 4 noise
+deviations (177 on fine foods) get their smoothed centred log shares over the labels less the
+labels' own (for two labels, half the word's log odds over the labels' log odds), standardised
+and clipped to +-4; others 0. ``counts-mixed`` averages these with the library's own scores
+(the fit's label model). The counts' ε, threshold and strength (0.35) are fixed, not swept.
+Rule, as for lever 7: three draws per source on fine foods (the fitting run's seed-1 draw with
+``--lexicon-source S``, then the two permuted halves of ``text_label_ceiling.py`` on
+``DIR-S``); a source gains when its mean accuracy is at least 0.777 and its mean MAUVE at
+least 0.54. The reviews are fitted the same way (``bench_text_smollm_dp.py --counts-eps 1``,
+6,000 records) and get the same three draws per source, reported whatever they show; the
+library changes only on a gain here.
 
     python benchmarks/tune_text_guidance.py --corpus finefoods --eps 8 --counts-eps 1 \
         --lexicon-source S --max-length 64 --guidance 0 --temperature 1.0 \
@@ -263,9 +263,11 @@ from bench_text import given, plain_args, smollm_dir  # noqa: E402
 from bench_text_guidance import guided_run  # noqa: E402
 from text_lexicon_sources import (  # noqa: E402
     add_source_options,
+    check_source_options,
     counts_lexicons,
     save_with_counts,
     set_lexicon_source,
+    split_budget,
 )
 
 from dpsynth.accounting.budget import default_delta  # noqa: E402
@@ -343,9 +345,7 @@ def main() -> None:
     parser.add_argument("--save", type=Path, default=None, help="save the fitted model here")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    if args.lexicon_source.startswith("counts") and not args.counts_eps:
-        parser.error("--lexicon-source counts needs --counts-eps (a saved counts model "
-                     "steers with its own: --lexicon-source model)")
+    check_source_options(parser, args)
     torch.set_num_threads(args.threads)
     if args.out is None:
         args.out = RESULTS if args.corpus == "convention" else RESULTS.with_name(
@@ -367,11 +367,11 @@ def main() -> None:
                          Column("text", "text", max_length=args.max_length)),
                         name=args.corpus)
         model_dir = smollm_dir()
-        counts_eps = args.counts_eps or 0.0
-        delta = default_delta(len(train))  # the library's, split with the counts
-        synth = DPTextSynthesizer(epsilon=args.eps - counts_eps, model_dir=str(model_dir),
-                                  delta=delta * (1 - counts_eps / args.eps) if counts_eps
-                                  else None, progress=True,
+        # the library's delta, split with the counts (None: the library chooses it)
+        (eps, delta), counts = split_budget(args.eps, default_delta(len(train)),
+                                            args.counts_eps)
+        synth = DPTextSynthesizer(epsilon=eps, model_dir=str(model_dir),
+                                  delta=delta if args.counts_eps else None, progress=True,
                                   epochs=args.epochs, batch_size=args.batch_size,
                                   random_state=0, **given(args, "label_fraction"))
         cpu = time.process_time()
@@ -379,8 +379,7 @@ def main() -> None:
         results["fit"] = {"cpu_s": time.process_time() - cpu, "steps": synth.steps_run_,
                           "epsilon": synth.privacy_.epsilon if synth.privacy_ else None}
         print(json.dumps(results["fit"]), flush=True)
-        lexicons = counts_lexicons(synth, train, counts_eps, delta * counts_eps / args.eps) \
-            if counts_eps else {}
+        lexicons = counts_lexicons(synth, train, *counts) if args.counts_eps else {}
         save_with_counts(synth, args.save, lexicons, args.lexicon_source)
     set_lexicon_source(synth, args.lexicon_source)
     for beta in args.lexicon or [synth.steering]:

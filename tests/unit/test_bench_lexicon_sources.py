@@ -67,9 +67,9 @@ def test_context_scores_follow_the_label_model_over_the_texts_a_word_is_written_
 def test_noisy_word_counts_move_by_at_most_one_record_norm_and_leave_unscored_tokens():
     pieces = [" meow", " purr", " woof", " bark", " the", "ow"]
     texts = ["meow purr the", "woof the", "bark", "ow"]
-    sets = word_sets(texts, WordPieces(pieces), len(pieces) + 1)
-    assert [s.tolist() for s in sets] == [[0, 1, 4], [2, 4], [3], []]  # "ow": no word
     scored, _ = word_start_tokens(WordPieces(pieces), len(pieces) + 1)
+    sets = word_sets(texts, WordPieces(pieces), len(pieces) + 1, scored)
+    assert [s.tolist() for s in sets] == [[0, 1, 4], [2, 4], [3], []]  # "ow": no word
     cells = np.array([0, 1, 1, 0])
     silent = NoiseSource.create(0, False)
     exact = noisy_word_counts(sets, cells, 2, scored, len(pieces) + 1, sigma=0.0, noise=silent)

@@ -692,20 +692,23 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             frame = self._relabel(frame, cells)
         return frame if self.topics_ is None else frame.drop(columns=[TOPIC_COLUMN])
 
+    def _topics_per_cell(self) -> int:
+        """Released cells per user control combination: its ``k`` topics, else 1."""
+        return 1 if self.topics_ is None else self.topics_.k
+
     def _user_domain(self) -> list[tuple[Any, ...]]:
         """The user's control combinations: the released domain without the topic (each
         combination is followed by its ``k`` topics there), in the label model's order."""
         assert self.controls_ is not None
-        k = 1 if self.topics_ is None else self.topics_.k
         width = len(self.control_columns_)
-        return [combo[:width] for combo in self.controls_.domain[::k]]
+        return [combo[:width] for combo in self.controls_.domain[::self._topics_per_cell()]]
 
     def _relabel(self, frame: pd.DataFrame, cells: np.ndarray) -> pd.DataFrame:
         """The drawn control values permuted among the generated texts by the DP label model
         (post-processing; the multiset of values drawn is unchanged)."""
         assert self.labels_ is not None
         domain = self._user_domain()
-        user = np.asarray(cells, dtype=np.int64) // (1 if self.topics_ is None else self.topics_.k)
+        user = np.asarray(cells, dtype=np.int64) // self._topics_per_cell()
         x = embed(frame[self.text_column_].tolist(), self.labels_.embedder)
         moved = self.labels_.assign(x, user)
         out = frame.copy()
