@@ -33,8 +33,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,29 +87,14 @@ def smollm_dir() -> Path:
     return model_dir
 
 
-@contextmanager
-def as_drawn(synth: Any) -> Iterator[None]:
-    """Within the block, ``synth.sample`` keeps the control values drawn for each record:
-    the DP label model does not re-assign them (it still steers the writing)."""
-    synth._relabel = lambda frame, cells: frame
-    try:
-        yield
-    finally:
-        del synth._relabel
-
-
 def draw_and_label(synth: Any, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``n`` records of a fitted text synthesizer as drawn (control values from the released
     histogram) and as sampled (the same records after its DP label model's re-assignment;
     the same frame when it has none), from one sampling pass."""
-    from dpsynth.synthesizers.text.controls import cell_index
-
-    with as_drawn(synth):
-        drawn = synth.sample(n, random_state=seed)
+    drawn = synth.sample(n, random_state=seed, relabel=False)
     if getattr(synth, "labels_", None) is None:
         return drawn, drawn
-    cells = cell_index(drawn, list(synth.control_columns_), list(synth.controls_.domain))
-    return drawn, synth._relabel(drawn, cells)
+    return drawn, synth.relabel(drawn)
 
 
 def label_model_scores(synth: Any, drawn: pd.DataFrame, holdout: pd.DataFrame,

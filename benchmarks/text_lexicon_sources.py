@@ -162,8 +162,6 @@ def set_lexicon_source(synth: Any, source: str, pool: int = 2000, seed: int = 7)
     ``tune_text_guidance.py``): ``pool`` records drawn unsteered (seed ``seed``, public),
     scored by the DP label model, read by :func:`context_lexicon`. Post-processing: only
     released outputs are read."""
-    from bench_text import as_drawn
-
     from dpsynth.synthesizers.text.labeller import embed
 
     if source in ("model", "counts", "counts-mixed"):  # counts: see save_with_counts
@@ -173,8 +171,7 @@ def set_lexicon_source(synth: Any, source: str, pool: int = 2000, seed: int = 7)
     words = synth._lexicon()
     steering, synth.steering = synth.steering, 0.0
     try:
-        with as_drawn(synth):
-            drawn = synth.sample(pool, random_state=seed)
+        drawn = synth.sample(pool, random_state=seed, relabel=False)
     finally:
         synth.steering = steering
     texts = drawn[synth.text_column_].tolist()

@@ -134,6 +134,8 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
     kw = {k: v for k, v in cfg.items() if k in DPAR_KEYS}
     if cfg.get("hybrid"):
         return _reweighted(table, train, kw, cfg, eps, seed)
+    if cfg.get("anchor"):
+        return _anchored(table, train, kw, cfg, eps, seed)
     patches = {"exact_max": lambda v: _exact_integers(int(v)),
                "col_weight": lambda v: _column_weights(float(v)),
                "smooth": lambda v: _smooth_ordered(int(v)),
@@ -461,6 +463,59 @@ def _fit_from(start: Any, table: bench.Table, train: Any, kw: dict[str, Any], ep
                                **kw).fit(train, table.schema)
     finally:
         ar.build_model = original
+
+
+def _anchored(table: bench.Table, train: Any, kw: dict[str, Any], cfg: dict[str, Any],
+              eps: float, seed: int) -> Any:
+    """dpar whose DP-SGD steps each carry rows drawn from a marginal model (``"anchor"``)."""
+    import torch
+
+    from dpsynth.synthesizers import _dpsgd, _dpsgd_base, create
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+
+    share = float(cfg["share"])
+    prior = create(cfg["anchor"], epsilon=eps * share, delta=bench.DELTA / 2,
+                   random_state=seed).fit(train, table.schema)
+    fake = prior.sample(len(train), random_state=seed + 1)
+    ratio = float(cfg.get("public", 1.0))
+    real_train, real_batches = (_dpsgd_base.DPSGDSynthesizer._train_private,
+                                _dpsgd.FastPoissonBatches)
+
+    def train_private(self: Any, module: Any, rows: Any, objective: Any, plan: Any,
+                      noise: Any, learning_rate: float, name: str, sampling: Any, rep: Any,
+                      batch: int, schedule: str = "constant") -> Any:
+        public = torch.from_numpy(self.tokenizer_.transform(fake)).to(rows.device)
+        n_private, k = len(rows), min(len(public), max(1, round(ratio * batch)))
+        rng = np.random.default_rng(seed + 7)
+
+        class Mixed(real_batches):  # type: ignore[misc, valid-type]
+            def __init__(inner, n_rows: int, *args: Any, **kwargs: Any):
+                super().__init__(n_private, *args, **kwargs)  # the private rows alone
+
+            def __iter__(inner) -> Iterator[np.ndarray]:
+                for private in real_batches.__iter__(inner):
+                    drawn = rng.choice(len(public), size=k, replace=False)
+                    yield np.concatenate([private, n_private + drawn])
+
+        _dpsgd.FastPoissonBatches = Mixed
+        try:
+            return real_train(self, module, torch.cat([rows, public]), objective, plan,
+                              noise, learning_rate, name, sampling, rep, batch, schedule)
+        finally:
+            _dpsgd.FastPoissonBatches = real_batches
+
+    _dpsgd_base.DPSGDSynthesizer._train_private = train_private  # type: ignore[method-assign]
+    try:
+        if not cfg.get("warm"):
+            return DPARSynthesizer(epsilon=eps * (1 - share), delta=bench.DELTA / 2,
+                                   random_state=seed, **kw).fit(train, table.schema)
+        warm = DPARSynthesizer(epsilon=math.inf, random_state=seed,
+                               **{**kw, "learning_rate": None}).fit(fake, table.schema)
+        weights = warm.model_.state_dict()
+        return _fit_from(lambda model: model.load_state_dict(weights), table, train, kw,
+                         eps * (1 - share), seed)
+    finally:
+        _dpsgd_base.DPSGDSynthesizer._train_private = real_train  # type: ignore[method-assign]
 
 
 def _marginal_prior(table: bench.Table, train: Any, kw: dict[str, Any], eps: float,

@@ -16,7 +16,7 @@ import datetime as _dt
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -416,12 +416,19 @@ class BaseSynthesizer:
     def sample(self, n_rows: int, *,
                random_state: int | np.random.Generator | None = None) -> pd.DataFrame:
         """Draw ``n_rows`` synthetic rows (post-processing: no privacy cost)."""
+        return self._sample_checked(self._sample, n_rows, random_state)
+
+    def _sample_checked(self, draw: Callable[[int, np.random.Generator], pd.DataFrame],
+                        n_rows: int, random_state: int | np.random.Generator | None
+                        ) -> pd.DataFrame:
+        """:meth:`sample` with ``draw`` in place of :meth:`_sample` (a subclass's sampling
+        options): the checks, the generator and the schema's column order."""
         if not hasattr(self, "schema_"):
             raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit first.")
         if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows <= 0:
             raise param_error("n_rows", "an integer > 0", n_rows, type(self).__name__)
         rng = np.random.default_rng(random_state)
-        out = self._sample(int(n_rows), rng)
+        out = draw(int(n_rows), rng)
         return out[[c.name for c in self.schema_.data_columns]].reset_index(drop=True)
 
     def sample_to(self, path: str | Path, n_rows: int, *,

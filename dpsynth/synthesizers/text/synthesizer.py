@@ -21,6 +21,7 @@ installed).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from dpsynth.accounting.session import SpendRecorder
 from dpsynth.errors import NotFittedError, ParameterError, param_error, raise_if_problems
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import _dpsgd
-from dpsynth.synthesizers._dpsgd_base import DPSGDSynthesizer, Objective
+from dpsynth.synthesizers._dpsgd_base import DPSGDSynthesizer, Objective, number
 from dpsynth.synthesizers.base import register
 from dpsynth.synthesizers.plan import DPSGDPlan, FitPlan, PlannedSpend
 from dpsynth.synthesizers.text import codec
@@ -343,7 +344,8 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         self.n_heads = n_heads
         self.precision = precision
 
-    #: The label model's word scores for ``steering`` (computed at first use, then saved).
+    #: The label model's word scores for ``steering`` (computed at the first steered record or
+    #: the first save, then saved with the model).
     lexicon_: np.ndarray | None = None
 
     # -- parameters and schema ------------------------------------------------------------
@@ -502,9 +504,8 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         self.backend_: TextBackend = backend
         self.device_ = device
         backend.module.eval()
-        self.lexicon_ = None  # a refit scores the words with its own label model
-        if self._steers():
-            self._lexicon()  # once, saved with the model (post-processing)
+        self.lexicon_ = None  # a refit scores the words with its own label model: at the
+        # first steered record or when saved, whichever comes first
 
     def _micro_batch(self, backend: TextBackend, private: bool) -> int | None:
         """Records per physical chunk (``None``: whole batches; see ``micro_batch_size``)."""
@@ -678,7 +679,22 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         return "bfloat16" if self.precision == "bfloat16" else "auto"
 
     # -- sampling and scoring -------------------------------------------------------------
-    def _sample(self, n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
+    def sample(self, n_rows: int, *, random_state: int | np.random.Generator | None = None,
+               relabel: bool = True) -> pd.DataFrame:
+        """Draw ``n_rows`` synthetic records (post-processing: no privacy cost).
+
+        With a DP label model, the control values drawn from the released histogram are
+        re-assigned among the generated texts (:meth:`relabel`); ``relabel=False`` keeps the
+        value each record was written for (the records as written: a diagnosis of what the
+        fine-tuned model alone carries of its control values; ``steering`` still applies).
+        """
+        if not isinstance(relabel, bool):
+            raise param_error("relabel", "a bool", relabel, type(self).__name__)
+        return self._sample_checked(functools.partial(self._sample, relabel=relabel), n_rows,
+                                    random_state)
+
+    def _sample(self, n_rows: int, rng: np.random.Generator, *,
+                relabel: bool = True) -> pd.DataFrame:
         if self.controls_ is None:
             raise NotFittedError("This text model was fitted without its own control "
                                  "distribution (release_controls=False); generate through "
@@ -688,8 +704,8 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
                               for j, c in enumerate(self.controls_.columns)},
                              index=pd.RangeIndex(n_rows))  # a corpus without controls too
         frame[self.text_column_] = self.generate_text(frame, random_state=rng)
-        if getattr(self, "labels_", None) is not None:
-            frame = self._relabel(frame, cells)
+        if relabel and getattr(self, "labels_", None) is not None:
+            frame = self._relabel(frame, cells // self._topics_per_cell())
         return frame if self.topics_ is None else frame.drop(columns=[TOPIC_COLUMN])
 
     def _topics_per_cell(self) -> int:
@@ -703,12 +719,38 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         width = len(self.control_columns_)
         return [combo[:width] for combo in self.controls_.domain[::self._topics_per_cell()]]
 
-    def _relabel(self, frame: pd.DataFrame, cells: np.ndarray) -> pd.DataFrame:
-        """The drawn control values permuted among the generated texts by the DP label model
-        (post-processing; the multiset of values drawn is unchanged)."""
+    def relabel(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with its control values permuted among its texts by the DP label model.
+
+        The multiset of values is kept; which text gets which value follows the label
+        model's reading of the text (post-processing: no privacy cost). ``frame`` needs the
+        text column and the control columns, with values of the declared domain; for
+        instance records drawn with ``sample(n, relabel=False)``.
+        """
+        self._check_fitted()
+        owner = type(self).__name__
+        if getattr(self, "labels_", None) is None:
+            raise ParameterError(f"This {owner} has no DP label model to relabel with (it was "
+                                 "fitted with labeller=False, or the labeller did not apply).")
+        columns = [*self.control_columns_, self.text_column_]
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise param_error("frame", f"a frame with the columns {columns}",
+                              f"missing {missing}", owner)
+        try:
+            cells = cell_index(frame, list(self.control_columns_), self._user_domain())
+        except KeyError as err:
+            raise param_error("frame", "control values of the declared domain",
+                              f"{err.args[0]!r} in {list(self.control_columns_)}",
+                              owner) from None
+        return self._relabel(frame, cells)
+
+    def _relabel(self, frame: pd.DataFrame, user: np.ndarray) -> pd.DataFrame:
+        """The control values of ``user`` (indices into :meth:`_user_domain`) permuted among
+        the texts of ``frame`` by the DP label model (the multiset is unchanged)."""
         assert self.labels_ is not None
         domain = self._user_domain()
-        user = np.asarray(cells, dtype=np.int64) // self._topics_per_cell()
+        user = np.asarray(user, dtype=np.int64)
         x = embed(frame[self.text_column_].tolist(), self.labels_.embedder)
         moved = self.labels_.assign(x, user)
         out = frame.copy()
@@ -724,6 +766,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         is drawn from the released histogram given the row's control values.
         """
         self._check_fitted()
+        raise_if_problems(param_problems(self), type(self).__name__)  # may be set after fitting
         rng = np.random.default_rng(random_state)
         drawn = self._draw_topics(controls, rng)
         heads = self._headers(drawn)
@@ -749,11 +792,16 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
                         tick(done, len(heads))
         return out
 
+    def _can_steer(self) -> bool:
+        """Whether the model can steer (a DP label model, released controls, an HF model),
+        whatever ``steering`` is."""
+        return getattr(self, "labels_", None) is not None and self.controls_ is not None \
+            and self.backend_.kind == "hf"
+
     def _steers(self) -> bool:
-        """Whether ``steering`` applies: on, with a DP label model and an HF model."""
-        raise_if_problems(param_problems(self), type(self).__name__)
-        return bool(float(self.steering)) and getattr(self, "labels_", None) is not None \
-            and self.controls_ is not None and self.backend_.kind == "hf"
+        """Whether ``steering`` applies: on and :meth:`_can_steer` (the callers have checked
+        the parameters)."""
+        return self._can_steer() and bool(float(self.steering))
 
     def _steering_bias(self, controls: pd.DataFrame, heads: list[str]
                        ) -> dict[str, torch.Tensor]:
@@ -782,6 +830,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
         """The ``k`` words ``steering`` favours most for each control combination (the
         label model's word scores; empty when steering does not apply)."""
         self._check_fitted()
+        raise_if_problems(param_problems(self), type(self).__name__)
         if not self._steers():
             return {}
         names = [", ".join(str(v) for v in combo) for combo in self._user_domain()]
@@ -790,8 +839,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
 
     def _guiding(self) -> dict[str, Any]:
         """The ``generate`` arguments of ``guidance`` (none when it is off)."""
-        w = self.guidance  # may be set after fitting
-        raise_if_problems(param_problems(self), type(self).__name__)
+        w = self.guidance  # may be set after fitting (checked by the caller)
         if float(w) == 0:
             return {}
         controls = self.controls_
@@ -840,11 +888,18 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             "max_length": self.max_length_, "batch_size": self.batch_size_,
             "learning_rate": self.learning_rate_, "precision": self.precision_,
             "trainable": self.trainable_, "labeller": self.labels_ is not None,
-            "steering": float(self.steering) if self._steers() else 0.0}
+            "steering": self._steering_given()}
         for key in ("model_dir", "lora_targets", "lora_layers"):  # a model_dir model's
             if getattr(self.backend_, key, None) is not None:
                 out[key] = getattr(self.backend_, key)
         return {**out, **super()._resolved()}
+
+    def _steering_given(self) -> Any:
+        """``steering`` as it applies (0 where the model cannot steer); a value set after
+        fitting is reported as given, valid or not (sampling is where it is refused)."""
+        if not self._can_steer():
+            return 0.0
+        return float(self.steering) if number(self.steering) else self.steering
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state, arrays = self.backend_.state()
@@ -867,6 +922,9 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             arrays["controls.probs"] = self.controls_.probs
         if self.labels_ is not None:
             arrays["labels.weights"] = self.labels_.weights
+        if self.lexicon_ is None and self._can_steer() and number(self.steering) \
+                and 0 < float(self.steering) < math.inf:
+            self._lexicon()  # once, so that a saved model samples without scoring again
         if self.lexicon_ is not None:
             arrays["labels.lexicon"] = self.lexicon_
         if self.topics_ is not None:

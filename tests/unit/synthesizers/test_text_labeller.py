@@ -111,13 +111,35 @@ def test_sampling_reassigns_the_drawn_values_by_the_text():
     synth = DPTextSynthesizer(epsilon=math.inf, random_state=0, **TINY).fit(df, schema)
     real, _ = pets(200, seed=7)
     shuffled = real.assign(pet=real.pet.sample(frac=1.0, random_state=3).to_numpy())
-    cells = (shuffled.pet == "dog").to_numpy().astype(int)
-    moved = synth._relabel(shuffled, cells)
+    moved = synth.relabel(shuffled)
     assert moved.pet.value_counts().equals(shuffled.pet.value_counts())  # same multiset
     assert (shuffled.pet == real.pet).mean() < 0.7
     assert (moved.pet == real.pet).mean() > 0.95  # the text decides who gets which value
+    assert moved.text.equals(shuffled.text) and shuffled.pet.ne(real.pet).any()  # a copy
     out = synth.sample(30, random_state=1)
     assert list(out.columns) == ["pet", "text"] and set(out.pet) <= {"cat", "dog"}
+
+
+def test_records_as_written_are_the_sampled_ones_before_relabelling():
+    df, schema = pets()
+    synth = DPTextSynthesizer(epsilon=math.inf, random_state=0, **TINY).fit(df, schema)
+    written = synth.sample(40, random_state=5, relabel=False)
+    sampled = synth.sample(40, random_state=5)
+    assert written.text.equals(sampled.text)  # one draw, two ways to label it
+    assert synth.relabel(written).equals(sampled)
+    assert sorted(written.pet) == sorted(sampled.pet)
+    for bad, match in ((written.drop(columns=["pet"]), "missing"),
+                       (written.assign(pet="horse"), "declared domain")):
+        with pytest.raises(ParameterError, match=match):
+            synth.relabel(bad)
+    with pytest.raises(ParameterError, match="relabel"):
+        synth.sample(4, relabel="no")
+    plain = DPTextSynthesizer(epsilon=math.inf, random_state=0, labeller=False,
+                              **TINY).fit(df, schema)
+    with pytest.raises(ParameterError, match="no DP label model"):
+        plain.relabel(written)
+    assert plain.sample(8, random_state=1, relabel=False).equals(
+        plain.sample(8, random_state=1))  # nothing to re-assign
 
 
 def test_off_and_inapplicable_settings():

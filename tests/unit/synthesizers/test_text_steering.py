@@ -112,6 +112,15 @@ def test_steering_writes_the_favoured_words_into_the_cell_it_steers(tmp_path):
     assert again.generate_text(acct, random_state=4) == steered
     again.lexicon_ = None  # computed again from what the saved model holds, no records
     assert np.array_equal(again._lexicon(), synth.lexicon_)
+    unsampled = support_model(tmp_path / "unsampled")
+    assert unsampled.lexicon_ is None
+    unsampled.save(tmp_path / "unsampled-model")  # scored once, so the saved model has them
+    assert np.array_equal(BaseSynthesizer.load(tmp_path / "unsampled-model").lexicon_,
+                          synth.lexicon_)
+    off = support_model(tmp_path / "off")
+    off.steering = 0.0
+    off.save(tmp_path / "off-model")  # steering off: nothing to score
+    assert off.lexicon_ is None and BaseSynthesizer.load(tmp_path / "off-model").lexicon_ is None
 
 
 def test_steering_spends_nothing(tmp_path):
@@ -129,9 +138,10 @@ def test_steering_spends_nothing(tmp_path):
                                   epochs=1, batch_size=16, random_state=0, labeller=True,
                                   steering=strength)
         synth.fit(df, schema, ledger=session)
+        assert synth.lexicon_ is None  # the fit does not score the words
         synth.sample(6, random_state=0)
         spends.append([(s.purpose, s.event) for s in session.spends])
-        assert (synth.lexicon_ is not None) is bool(strength)  # scored at the end of the fit
+        assert (synth.lexicon_ is not None) is bool(strength)  # scored at first use
     assert spends[0] == spends[1] and len(spends[0]) >= 3
 
 
@@ -146,6 +156,13 @@ def test_steering_has_no_effect_without_a_label_model_and_is_checked(tmp_path):
         synth.steering = bad
         with pytest.raises(ParameterError, match="steering"):
             synth.generate_text(acct, random_state=1)
+    with_labels = support_model(tmp_path / "labelled")
+    with_labels.steering = "strong"  # set after fitting: reported as given, refused at sampling
+    assert with_labels.resolved_params()["steering"] == "strong"
+    for call in (lambda: with_labels.generate_text(acct, random_state=1),
+                 lambda: with_labels.steering_words(3)):
+        with pytest.raises(ParameterError, match="steering"):
+            call()
     with pytest.raises(ParameterError, match="steering"):
         DPTextSynthesizer(steering=-0.5)._validate_params()
 
