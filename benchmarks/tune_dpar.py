@@ -81,7 +81,7 @@ Two special keys:
   ``randhie-wide`` at epsilon 4, seed 0, with ``s`` in {0.5, 0.3} and ``r`` = 1, and with
   ``"warm"`` at ``s`` = 0.5; a setting goes on (seed 1, then the wide evaluation tables)
   only if it beats aim at epsilon 4 on both the 39-column 3-way TVD (0.106) and TSTR
-  (0.687) on seed 0.
+  (0.687) on seed 0. Not kept: 0.107-0.131 and 0.590-0.678 (``docs/benchmarks.md``).
 
 Tables with numeric columns of at most 20 distinct training values (``randhie-wide``) also
 get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favours finer bins
