@@ -100,6 +100,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
@@ -543,6 +544,8 @@ def main() -> None:
     parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 4.0, math.inf])
     parser.add_argument("--params", default="{}", help="JSON overrides for dpar")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rows", type=int, default=None,
+                        help="cut each table to this many rows (seeded) before the split")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
@@ -556,11 +559,15 @@ def main() -> None:
     saved = json.loads(args.out.read_text()) if args.out.is_file() else []
     for name in args.datasets:
         table = LOADERS[name]()
+        if args.rows is not None and args.rows < len(table.df):
+            cut = table.df.sample(n=args.rows, random_state=1000 + args.seed)
+            table = dataclasses.replace(table, df=cut.reset_index(drop=True))
         for gen in args.generators:
             for eps in ([math.inf] if gen == "dpar-ref" else args.epsilons):
                 if gen in ("aim", "mst") and not math.isfinite(eps):
                     continue
-                record = {"dataset": name, **run_one(table, gen, eps, args.seed, overrides)}
+                record = {"dataset": name, **run_one(table, gen, eps, args.seed, overrides),
+                          **({} if args.rows is None else {"rows": len(table.df)})}
                 print(json.dumps(record), flush=True)
                 saved.append(record)
                 args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,11 @@ Two special keys:
   only if it beats aim at epsilon 4 on both the 39-column 3-way TVD (0.106) and TSTR
   (0.687) on seed 0. Not kept: 0.107-0.131 and 0.590-0.678 (``docs/benchmarks.md``).
 
+* ``{"rows": n, ...}`` (eighteenth session): the table is first cut to ``n`` rows (seeded by
+  the seed), then split 80/20 as usual. Not a lever but a measurement: how many rows dpar
+  needs to come within reach of aim at the same epsilon, on a tuning table (Fertility), for
+  the README's advice on when to choose which.
+
 Tables with numeric columns of at most 20 distinct training values (``randhie-wide``) also
 get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favours finer bins
 (``randhie_artifacts.py``).
@@ -107,6 +112,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
@@ -577,6 +583,9 @@ def _sharpened(temperature: float, min_p: float) -> Iterator[None]:
 def score(table: bench.Table, cfg: dict[str, Any], eps: float, seed: int
           ) -> list[dict[str, Any]]:
     """One score per sampling variant (one unless ``cfg`` has the ``"sampling"`` key)."""
+    if cfg.get("rows"):
+        cut = table.df.sample(n=int(cfg["rows"]), random_state=1000 + seed)
+        table = dataclasses.replace(table, df=cut.reset_index(drop=True))
     train, test = bench.split(table, seed)
     cpu = time.process_time()
     synth = fit(table, train, cfg, eps, seed)
