@@ -75,7 +75,6 @@ from bench_text_smollm import peak_rss_gb  # noqa: E402
 from text_lexicon_sources import (  # noqa: E402
     add_source_options,
     check_source_options,
-    counts_lexicons,
     save_with_counts,
     set_lexicon_source,
     split_budget,
@@ -204,6 +203,7 @@ def main() -> None:
         data, canaries, repeats, donor = plant(train, rng)
         planted = (canaries, repeats, donor)
     results: dict[str, Any] = {"args": plain_args(args)}
+    counts = None  # lever 8's budget, when this run fits with --counts-eps
     if args.model is not None:
         synth = BaseSynthesizer.load(args.model)
         results["fit"] = {"model": str(args.model), "steps": synth.steps_run_,
@@ -214,8 +214,7 @@ def main() -> None:
         synth, results["fit"] = fit(argparse.Namespace(**{**vars(args), "eps": eps,
                                                           "delta": delta}), data, schema)
     print(json.dumps(results["fit"]), flush=True)
-    lexicons = counts_lexicons(synth, data, *counts) if args.counts_eps else {}
-    save_with_counts(synth, args.save, lexicons, args.lexicon_source)
+    save_with_counts(synth, args.save, args.lexicon_source, data, counts)
     if args.guidance is not None:
         synth.guidance = args.guidance
     if args.temperature is not None:

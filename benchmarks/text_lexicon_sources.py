@@ -150,10 +150,13 @@ def check_source_options(parser: argparse.ArgumentParser, args: argparse.Namespa
 
 
 def split_budget(epsilon: float, delta: float, counts_eps: float | None
-                 ) -> tuple[tuple[float, float], tuple[float, float]]:
+                 ) -> tuple[tuple[float, float], tuple[float, float] | None]:
     """The model's ``(epsilon, delta)`` and the counts' when ``counts_eps`` of ``epsilon``
-    (and the same share of ``delta``) go to the counts (basic composition)."""
-    share = (counts_eps or 0.0) / epsilon
+    (and the same share of ``delta``) go to the counts (basic composition); the counts'
+    are ``None`` without ``counts_eps``."""
+    if not counts_eps:
+        return (epsilon, delta), None
+    share = counts_eps / epsilon
     return (epsilon * (1 - share), delta * (1 - share)), (epsilon * share, delta * share)
 
 
@@ -203,10 +206,13 @@ def counts_lexicons(synth: Any, train: pd.DataFrame, epsilon: float, delta: floa
     return {"counts": counts, "counts-mixed": (synth._lexicon() + counts) / 2}
 
 
-def save_with_counts(synth: Any, save: Path | None, lexicons: dict[str, np.ndarray],
-                     source: str) -> None:
-    """Save ``synth`` at ``save`` with its own word scores and at ``save-NAME`` with each
-    of ``lexicons``; then steer with ``source``'s scores when it names one of them."""
+def save_with_counts(synth: Any, save: Path | None, source: str, train: pd.DataFrame,
+                     counts: tuple[float, float] | None) -> None:
+    """Measure lever 8's :func:`counts_lexicons` on ``train`` at ``counts`` (its epsilon and
+    delta; ``None``: no counts), save ``synth`` at ``save`` with its own word scores and at
+    ``save-NAME`` with each of the counts' ones; then steer with ``source``'s scores when it
+    names one of them."""
+    lexicons = counts_lexicons(synth, train, *counts) if counts is not None else {}
     if save is not None:
         synth.save(save)
     if not lexicons:  # no counts: the model as fitted (it may not steer at all)

@@ -159,15 +159,35 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
     share = float(cfg["share"])
     if cfg["prior"] == "marginals":
         return _marginal_prior(table, train, kw, eps, share, seed)
-    prior = create(cfg["prior"], epsilon=eps * share, delta=bench.DELTA / 2,
+    fake = _drawn_rows(cfg["prior"], table, train, eps * share, seed,
+                       int(cfg.get("fake_factor", 1)))
+    return _warm_fit(fake, table, train, kw, eps * (1 - share), seed,
+                     cfg.get("prior_epochs", 20))
+
+
+def _drawn_rows(name: str, table: bench.Table, train: Any, eps: float, seed: int,
+                factor: int = 1) -> Any:
+    """``factor`` times the training rows drawn from generator ``name`` fitted at
+    ``(eps, delta / 2)`` (post-processing of its release)."""
+    from dpsynth.synthesizers import create
+
+    prior = create(name, epsilon=eps, delta=bench.DELTA / 2,
                    random_state=seed).fit(train, table.schema)
-    fake = prior.sample(len(train) * int(cfg.get("fake_factor", 1)), random_state=seed + 1)
+    return prior.sample(len(train) * factor, random_state=seed + 1)
+
+
+def _warm_fit(fake: Any, table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
+              seed: int, epochs: float | None) -> Any:
+    """dpar trained without noise on ``fake`` (``epochs`` passes, the automatic plain rate),
+    then fine-tuned with DP-SGD at ``(eps, delta / 2)`` on ``train`` from those weights."""
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+
     warm = DPARSynthesizer(epsilon=math.inf, random_state=seed,
-                           **{**kw, "epochs": cfg.get("prior_epochs", 20),
-                              "learning_rate": None}).fit(fake, table.schema)
+                           **{**kw, "epochs": epochs, "learning_rate": None}
+                           ).fit(fake, table.schema)
     weights = warm.model_.state_dict()
     return _fit_from(lambda model: model.load_state_dict(weights),  # the warm weights
-                     table, train, kw, eps * (1 - share), seed)
+                     table, train, kw, eps, seed)
 
 
 class _Pool:
@@ -476,13 +496,11 @@ def _anchored(table: bench.Table, train: Any, kw: dict[str, Any], cfg: dict[str,
     """dpar whose DP-SGD steps each carry rows drawn from a marginal model (``"anchor"``)."""
     import torch
 
-    from dpsynth.synthesizers import _dpsgd, _dpsgd_base, create
+    from dpsynth.synthesizers import _dpsgd, _dpsgd_base
     from dpsynth.synthesizers.ar import DPARSynthesizer
 
     share = float(cfg["share"])
-    prior = create(cfg["anchor"], epsilon=eps * share, delta=bench.DELTA / 2,
-                   random_state=seed).fit(train, table.schema)
-    fake = prior.sample(len(train), random_state=seed + 1)
+    fake = _drawn_rows(cfg["anchor"], table, train, eps * share, seed)
     ratio = float(cfg.get("public", 1.0))
     real_train, real_batches = (_dpsgd_base.DPSGDSynthesizer._train_private,
                                 _dpsgd.FastPoissonBatches)
@@ -515,11 +533,7 @@ def _anchored(table: bench.Table, train: Any, kw: dict[str, Any], cfg: dict[str,
         if not cfg.get("warm"):
             return DPARSynthesizer(epsilon=eps * (1 - share), delta=bench.DELTA / 2,
                                    random_state=seed, **kw).fit(train, table.schema)
-        warm = DPARSynthesizer(epsilon=math.inf, random_state=seed,
-                               **{**kw, "learning_rate": None}).fit(fake, table.schema)
-        weights = warm.model_.state_dict()
-        return _fit_from(lambda model: model.load_state_dict(weights), table, train, kw,
-                         eps * (1 - share), seed)
+        return _warm_fit(fake, table, train, kw, eps * (1 - share), seed, kw.get("epochs"))
     finally:
         _dpsgd_base.DPSGDSynthesizer._train_private = real_train  # type: ignore[method-assign]
 

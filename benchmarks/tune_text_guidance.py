@@ -264,7 +264,6 @@ from bench_text_guidance import guided_run  # noqa: E402
 from text_lexicon_sources import (  # noqa: E402
     add_source_options,
     check_source_options,
-    counts_lexicons,
     save_with_counts,
     set_lexicon_source,
     split_budget,
@@ -371,7 +370,7 @@ def main() -> None:
         (eps, delta), counts = split_budget(args.eps, default_delta(len(train)),
                                             args.counts_eps)
         synth = DPTextSynthesizer(epsilon=eps, model_dir=str(model_dir),
-                                  delta=delta if args.counts_eps else None, progress=True,
+                                  delta=delta if counts else None, progress=True,
                                   epochs=args.epochs, batch_size=args.batch_size,
                                   random_state=0, **given(args, "label_fraction"))
         cpu = time.process_time()
@@ -379,8 +378,7 @@ def main() -> None:
         results["fit"] = {"cpu_s": time.process_time() - cpu, "steps": synth.steps_run_,
                           "epsilon": synth.privacy_.epsilon if synth.privacy_ else None}
         print(json.dumps(results["fit"]), flush=True)
-        lexicons = counts_lexicons(synth, train, *counts) if args.counts_eps else {}
-        save_with_counts(synth, args.save, lexicons, args.lexicon_source)
+        save_with_counts(synth, args.save, args.lexicon_source, train, counts)
     set_lexicon_source(synth, args.lexicon_source)
     for beta in args.lexicon or [synth.steering]:
         synth.steering = beta

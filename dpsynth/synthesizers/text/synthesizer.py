@@ -922,8 +922,7 @@ class DPTextSynthesizer(OneTextColumn, DPSGDSynthesizer):
             arrays["controls.probs"] = self.controls_.probs
         if self.labels_ is not None:
             arrays["labels.weights"] = self.labels_.weights
-        if self.lexicon_ is None and self._can_steer() and number(self.steering) \
-                and 0 < float(self.steering) < math.inf:
+        if self.lexicon_ is None and not param_problems(self) and self._steers():
             self._lexicon()  # once, so that a saved model samples without scoring again
         if self.lexicon_ is not None:
             arrays["labels.lexicon"] = self.lexicon_
