@@ -180,6 +180,15 @@ def few_valued_numeric(schema: Schema, train: pd.DataFrame, most: int = 20
     return few, rest
 
 
+def cut(table: Table, rows: int, seed: int) -> Table:
+    """``table`` with ``rows`` of its rows drawn without replacement (seeded by ``seed``;
+    the table itself when it has no more), to measure a generator against the table's size."""
+    if rows >= len(table.df):
+        return table
+    picked = table.df.sample(n=rows, random_state=1000 + seed)
+    return dataclasses.replace(table, df=picked.reset_index(drop=True))
+
+
 def split(table: Table, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The benchmark's 80/20 split of ``table`` (seeded): training rows (index reset), test rows."""
     train = table.df.sample(frac=0.8, random_state=seed)
@@ -559,9 +568,8 @@ def main() -> None:
     saved = json.loads(args.out.read_text()) if args.out.is_file() else []
     for name in args.datasets:
         table = LOADERS[name]()
-        if args.rows is not None and args.rows < len(table.df):
-            cut = table.df.sample(n=args.rows, random_state=1000 + args.seed)
-            table = dataclasses.replace(table, df=cut.reset_index(drop=True))
+        if args.rows is not None:
+            table = cut(table, args.rows, args.seed)
         for gen in args.generators:
             for eps in ([math.inf] if gen == "dpar-ref" else args.epsilons):
                 if gen in ("aim", "mst") and not math.isfinite(eps):

@@ -112,7 +112,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
@@ -598,8 +597,7 @@ def score(table: bench.Table, cfg: dict[str, Any], eps: float, seed: int
           ) -> list[dict[str, Any]]:
     """One score per sampling variant (one unless ``cfg`` has the ``"sampling"`` key)."""
     if cfg.get("rows"):
-        cut = table.df.sample(n=int(cfg["rows"]), random_state=1000 + seed)
-        table = dataclasses.replace(table, df=cut.reset_index(drop=True))
+        table = bench.cut(table, int(cfg["rows"]), seed)
     train, test = bench.split(table, seed)
     cpu = time.process_time()
     synth = fit(table, train, cfg, eps, seed)
