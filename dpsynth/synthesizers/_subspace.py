@@ -35,6 +35,7 @@ loss can be written for one row works; nothing here knows about tables.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -81,7 +82,9 @@ class RowGradients:
         weights = {n: p.detach() for n, p in self.params.items()}
         parts = []
         for start in range(0, len(rows), CHUNK):
-            g = self._per_row(weights, rows[start:start + CHUNK])
+            with warnings.catch_warnings():  # attention's backward has no batching rule yet
+                warnings.filterwarnings("ignore", message="There is a performance drop")
+                g = self._per_row(weights, rows[start:start + CHUNK])
             parts.append(torch.cat([g[n].reshape(len(g[n]), -1).float() for n in self.params],
                                    dim=1))
         return torch.cat(parts)

@@ -216,6 +216,11 @@ class DPARSynthesizer(DPSGDSynthesizer):
             return float(self.learning_rate)
         return self.DP_LEARNING_RATE if private else self.PLAIN_LEARNING_RATE
 
+    def _note_schedule(self, batch: int, sample_rate: float, steps: int,
+                       learning_rate: float) -> None:
+        super()._note_schedule(batch, sample_rate, steps, learning_rate)
+        self.schedule_["subspace"] = 0  # the dimension the run used; a private run sets it
+
     def _subspace_dim(self, noise_multiplier: float, module: nn.Module, batch: int,
                       rep: _distributed.Replica | None) -> int:
         """The subspace's dimension for this run (0: plain DP-SGD); see ``subspace``."""
