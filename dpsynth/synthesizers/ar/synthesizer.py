@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from dpsynth.accounting import NoiseSource
 from dpsynth.accounting.session import SpendRecorder
@@ -32,19 +31,16 @@ from dpsynth.errors import (
     raise_if_problems,
 )
 from dpsynth.schema import BOUNDED_KINDS, Schema
-from dpsynth.synthesizers import _distributed, _dpsgd, _subspace
+from dpsynth.synthesizers import _dpsgd
 from dpsynth.synthesizers._dpsgd_base import (
     LR_SCHEDULES,
     DPSGDSynthesizer,
     Objective,
-    lr_scheduler,
     number,
     runs_private,
-    trainable,
 )
 from dpsynth.synthesizers.ar import sampling
-from dpsynth.synthesizers.ar.model import ARConfig, ARTransformer, RowLoss, build_model
-from dpsynth.synthesizers.ar.sampling import FREE, draw_tokens
+from dpsynth.synthesizers.ar.model import ARConfig, RowLoss, build_model
 from dpsynth.synthesizers.ar.tokens import TableTokenizer
 from dpsynth.synthesizers.base import register
 from dpsynth.synthesizers.plan import DPSGDPlan, FitPlan
@@ -100,17 +96,6 @@ class DPARSynthesizer(DPSGDSynthesizer):
     grad_sample_mode:
         ``"auto"`` / ``"bookkeeping"`` (default: book-keeping clipping, near plain cost),
         ``"ghost"`` or ``"hooks"`` (Opacus); all clip the same per-row gradients.
-    subspace:
-        DP-SGD in the span of the model's own per-row gradients
-        (:mod:`~dpsynth.synthesizers._subspace`): every ``SUBSPACE_EVERY`` steps ``k`` rows
-        are drawn from the current model, and each step's clipping and noise happen in the
-        ``k``-dimensional span of their gradients, so the noise's norm grows with ``sqrt(k)``
-        rather than with the square root of the parameter count. The accounting is that of
-        plain DP-SGD. ``None``: never; an integer ``k >= 1``: always, with ``k`` probe rows;
-        ``"auto"``: with ``SUBSPACE_PROBES`` rows when plain DP-SGD's noise share,
-        ``sigma sqrt(d) / B``, is at least ``SUBSPACE_MIN_NOISE_SHARE`` (small tables at small
-        epsilon), and never in a data-parallel run. It costs per-row gradients (several times
-        a plain step).
     distributed:
         Train data-parallel over the processes of an initialised ``torch.distributed`` job
         (``torchrun``): every process calls ``fit`` with the same table, schema and
@@ -141,11 +126,6 @@ class DPARSynthesizer(DPSGDSynthesizer):
     #: The automatic learning rates with and without DP-SGD (``learning_rate=None``).
     DP_LEARNING_RATE: ClassVar[float] = 3e-2
     PLAIN_LEARNING_RATE: ClassVar[float] = 1e-2
-    #: ``subspace="auto"``: probe rows (the subspace's dimension), the steps between two
-    #: bases, and the noise share from which the subspace is used.
-    SUBSPACE_PROBES: ClassVar[int] = 512
-    SUBSPACE_EVERY: ClassVar[int] = 10
-    SUBSPACE_MIN_NOISE_SHARE: ClassVar[float] = 1.6
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,
@@ -155,8 +135,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
                  n_bins: int = 64,
                  d_model: int = 32, n_layers: int = 1, n_heads: int = 4, device: str = "auto",
                  progress: bool = False, grad_sample_mode: str = "auto",
-                 distributed: bool = False, lr_schedule: str = "cosine",
-                 subspace: int | str | None = None):
+                 distributed: bool = False, lr_schedule: str = "cosine"):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
                          secure_mode=secure_mode, discovery_fraction=discovery_fraction,
                          epochs=epochs, batch_size=batch_size,
@@ -168,7 +147,6 @@ class DPARSynthesizer(DPSGDSynthesizer):
         self.n_heads = n_heads
         self.distributed = distributed
         self.lr_schedule = lr_schedule
-        self.subspace = subspace
 
     # -- parameters -----------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -215,50 +193,6 @@ class DPARSynthesizer(DPSGDSynthesizer):
         if self.learning_rate is not None:
             return float(self.learning_rate)
         return self.DP_LEARNING_RATE if private else self.PLAIN_LEARNING_RATE
-
-    def _note_schedule(self, batch: int, sample_rate: float, steps: int,
-                       learning_rate: float) -> None:
-        super()._note_schedule(batch, sample_rate, steps, learning_rate)
-        self.schedule_["subspace"] = 0  # the dimension the run used; a private run sets it
-
-    def _subspace_dim(self, noise_multiplier: float, module: nn.Module, batch: int,
-                      rep: _distributed.Replica | None) -> int:
-        """The subspace's dimension for this run (0: plain DP-SGD); see ``subspace``."""
-        if self.subspace is None:
-            return 0
-        if self.subspace != "auto":
-            return int(self.subspace)
-        d = sum(p.numel() for p in trainable(module))
-        share = _subspace.noise_share(noise_multiplier, d, batch)
-        if rep is not None or share < self.SUBSPACE_MIN_NOISE_SHARE:
-            return 0
-        return self.SUBSPACE_PROBES
-
-    def _train_private(self, module: nn.Module, rows: torch.Tensor, objective: Objective,
-                       plan: DPSGDPlan, noise: NoiseSource, learning_rate: float, name: str,
-                       sampling: NoiseSource, rep: _distributed.Replica | None, batch: int,
-                       schedule: str = "constant") -> tuple[_dpsgd.TrainingLog, str]:
-        k = self._subspace_dim(plan.noise_multiplier, module, batch, rep)
-        self.schedule_["subspace"] = k
-        if not k:
-            return super()._train_private(module, rows, objective, plan, noise, learning_rate,
-                                          name, sampling, rep, batch, schedule)
-        gen = torch.Generator(device=rows.device).manual_seed(_dpsgd.torch_seed(noise))
-        free = np.full((k, rows.shape[1]), FREE, np.int64)
-        assert isinstance(module, ARTransformer)
-
-        def probes() -> torch.Tensor:  # rows of the current model: no private data
-            return torch.from_numpy(draw_tokens(module, free, gen)[0]).to(rows.device)
-
-        log = _subspace.train_projected(
-            module, rows, _row_nll, probes, sample_rate=plan.sample_rate, steps=plan.steps,
-            noise_multiplier=plan.noise_multiplier, max_grad_norm=float(self.max_grad_norm),
-            batch=batch, noise_fn=_dpsgd.make_noise_fn(noise, rows.device), sampling=sampling,
-            learning_rate=learning_rate,
-            after_step=lambda opt: lr_scheduler(opt, schedule, plan.steps),
-            every=self.SUBSPACE_EVERY, progress=bool(self.progress),
-            description=f"{name} DP-SGD in {k} dimensions (σ={plan.noise_multiplier:.3g})")
-        return log, "subspace"
 
     # -- sampling -------------------------------------------------------------------------
     def _generator(self, rng: np.random.Generator) -> torch.Generator:
@@ -356,13 +290,6 @@ def _row_loss(module: Any, criterion: Any, batch: torch.Tensor) -> torch.Tensor:
     return criterion(module(batch), batch)
 
 
-def _row_nll(forward: Any, batch: torch.Tensor) -> torch.Tensor:
-    """Each row's negative log-likelihood (the subspace run's per-row loss)."""
-    loss = RowLoss()
-    loss.reduction = "none"
-    return loss(forward(batch), batch)
-
-
 def _param_problems(synth: DPARSynthesizer) -> list[ParameterError]:
     """Every invalid dpar parameter: the shared DP-SGD ones and the model's own."""
     owner = type(synth).__name__
@@ -371,12 +298,6 @@ def _param_problems(synth: DPARSynthesizer) -> list[ParameterError]:
         value = getattr(synth, name)
         if not number(value, True) or value <= 0:
             out.append(param_error(name, "an integer >= 1", value, owner))
-    sub = synth.subspace
-    if sub is not None and sub != "auto" and (not number(sub, True) or int(sub) < 1):
-        out.append(param_error("subspace", "None, 'auto' or an integer >= 1", sub, owner))
-    elif number(sub, True) and synth.distributed:
-        out.append(param_error("subspace", "None or 'auto' with distributed=True (a "
-                               "data-parallel run has no subspace)", sub, owner))
     if synth.lr_schedule not in LR_SCHEDULES:
         out.append(param_error("lr_schedule", " or ".join(map(repr, LR_SCHEDULES)),
                                synth.lr_schedule, owner))
