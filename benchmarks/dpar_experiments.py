@@ -1,0 +1,588 @@
+"""The experiments of :mod:`tune_dpar`, none of them in the library.
+
+Each function fits ``dpar`` (or patches it for one fit) in a way the library does not; the
+keys that select them, why each was tried, the rule declared before its runs and what it
+gave are in :mod:`tune_dpar`'s docstring, and the figures in ``docs/benchmarks.md``. Only
+tuning tables reach them: :mod:`tune_dpar` refuses the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import bench_table_models as bench
+import numpy as np
+
+
+def drawn_rows(name: str, table: bench.Table, train: Any, eps: float, seed: int,
+               factor: int = 1) -> Any:
+    """``factor`` times the training rows drawn from generator ``name`` fitted at
+    ``(eps, delta / 2)`` (post-processing of its release)."""
+    from dpsynth.synthesizers import create
+
+    prior = create(name, epsilon=eps, delta=bench.DELTA / 2,
+                   random_state=seed).fit(train, table.schema)
+    return prior.sample(len(train) * factor, random_state=seed + 1)
+
+
+def warm_fit(fake: Any, table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
+             seed: int, epochs: float | None) -> Any:
+    """dpar trained without noise on ``fake`` (``epochs`` passes, the automatic plain rate),
+    then fine-tuned with DP-SGD at ``(eps, delta / 2)`` on ``train`` from those weights."""
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+
+    warm = DPARSynthesizer(epsilon=math.inf, random_state=seed,
+                           **{**kw, "epochs": epochs, "learning_rate": None}
+                           ).fit(fake, table.schema)
+    weights = warm.model_.state_dict()
+    return fit_from(lambda model: model.load_state_dict(weights),  # the warm weights
+                    table, train, kw, eps, seed)
+
+
+class _Pool:
+    """Rows drawn with replacement from a weighted pool (``sample`` as a synthesizer's)."""
+
+    def __init__(self, rows: Any, weights: Any):
+        self.rows, self.weights = rows, weights
+
+    def sample(self, n: int, random_state: int | None = None) -> Any:
+        rng = np.random.default_rng(random_state)
+        p = self.weights / self.weights.sum()
+        keep = rng.choice(len(self.rows), size=n, replace=True, p=p)
+        return self.rows.iloc[keep].reset_index(drop=True)
+
+
+def reweighted(table: bench.Table, train: Any, kw: dict[str, Any], cfg: dict[str, Any],
+               eps: float, seed: int) -> Any:
+    """dpar's rows reweighted to a marginal model's noisy measurements (``"hybrid"``)."""
+    from dpsynth.synthesizers import create
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+    from dpsynth.synthesizers.marginal.binning import encode_table
+    from dpsynth.synthesizers.marginal.compress import compress_codes
+
+    share = float(cfg["share"])
+    marg = create(cfg["hybrid"], epsilon=eps * share, delta=bench.DELTA / 2,
+                  random_state=seed, keep_measurements=True).fit(train, table.schema)
+    dpar = DPARSynthesizer(epsilon=eps * (1 - share), delta=bench.DELTA / 2,
+                           random_state=seed, **kw).fit(train, table.schema)
+    pool = dpar.sample(int(cfg.get("pool", 10)) * len(train), random_state=seed + 7)
+    raw = encode_table(marg.codecs_, pool)
+    raw_domain = [c.size for c in marg.codecs_]
+    merged = compress_codes(raw, marg.merges_, raw_domain)
+    merged_domain = [m.size for m in marg.merges_]
+    n_first = len(raw_domain)
+    total = float(len(train))
+    cells, targets, stds = [], [], []
+    for i, m in enumerate(marg.noisy_measurements_):
+        codes, domain = (raw, raw_domain) if i < n_first else (merged, merged_domain)
+        attrs = list(m.attrs)
+        shape = [int(domain[a]) for a in attrs]
+        cells.append(np.ravel_multi_index(codes[:, attrs].T, shape))
+        targets.append(np.asarray(m.values, float).ravel())
+        stds.append(np.broadcast_to(np.asarray(m.std, float), targets[-1].shape).ravel())
+    # Mirror descent on the pool's weights: the noisy counts weighted by their noise
+    # (soft constraints, as Private-PGM fits them), not matched exactly.
+    logw = np.zeros(len(pool))
+    for _ in range(int(cfg.get("iterations", 300))):
+        p = np.exp(logw - logw.max())
+        p /= p.sum()
+        grad = np.zeros(len(pool))
+        for cell, y, sd in zip(cells, targets, stds, strict=True):
+            now = np.bincount(cell, weights=p, minlength=len(y)) * total
+            grad += ((now - y) / sd ** 2)[cell]
+        logw -= float(cfg.get("step", 0.5)) * grad / max(np.abs(grad).max(), 1e-12)
+    weights = np.exp(logw - logw.max())
+    return _Pool(pool, weights)
+
+
+@contextlib.contextmanager
+def exact_integers(most: int) -> Iterator[None]:
+    """Integer columns with at most ``most`` values get a token per value whatever
+    ``n_bins`` is (the ``"exact_max"`` key)."""
+    from dpsynth.synthesizers.ar import tokens
+
+    real = tokens.codec_for
+
+    def codec_for(col: Any, n_bins: int) -> Any:
+        if col.kind == "integer":
+            lo, hi = col.bound_values()
+            if math.floor(hi) - math.ceil(lo) + 1 <= most:
+                return real(col, max(n_bins, most))
+        return real(col, n_bins)
+
+    tokens.codec_for = codec_for
+    try:
+        yield
+    finally:
+        tokens.codec_for = real
+
+
+@contextlib.contextmanager
+def column_weights(power: float) -> Iterator[None]:
+    """dpar's row loss with column ``j``'s cross-entropy weighted by ``log(v_j) ** -power``
+    (``v_j`` its vocabulary; the ``"col_weight"`` key)."""
+    import torch
+    import torch.nn.functional as F
+
+    from dpsynth.synthesizers.ar import synthesizer as ar
+
+    real = ar.RowLoss
+
+    class Weighted(real):  # type: ignore[misc, valid-type]
+        def forward(self, logits: Any, tokens: Any) -> Any:
+            weights = [math.log(max(2, z.shape[-1])) ** -power for z in logits]
+            scale = len(weights) / sum(weights)  # mean weight 1
+            per_row = sum(scale * w * F.cross_entropy(z.float(), tokens[:, j], reduction="none")
+                          for j, (w, z) in enumerate(zip(weights, logits, strict=True)))
+            assert isinstance(per_row, torch.Tensor)
+            if self.reduction == "none":
+                return per_row
+            return per_row.sum() if self.reduction == "sum" else per_row.mean()
+
+    ar.RowLoss = Weighted
+    try:
+        yield
+    finally:
+        ar.RowLoss = real
+
+
+def _rbf(n: int, k: int) -> Any:
+    """``(n, k)`` Gaussian bumps at ``k`` evenly spaced centres over ``n`` ordered values."""
+    x = (np.arange(n) + 0.5) / n
+    centres = np.linspace(0.0, 1.0, k)
+    return np.exp(-0.5 * ((x[:, None] - centres[None, :]) * (k - 1)) ** 2)
+
+
+@contextlib.contextmanager
+def smooth_ordered(k: int) -> Iterator[None]:
+    """dpar with smooth embeddings and heads for ordered columns (the ``"smooth"`` key)."""
+    import torch
+    from torch import nn
+
+    from dpsynth.synthesizers._init import gpt2_init
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+    from dpsynth.synthesizers.ar import synthesizer as ar
+    from dpsynth.synthesizers.ar.model import ARTransformer
+
+    codecs: list[Any] = []
+    real_config, real_build = DPARSynthesizer._config, ar.build_model
+
+    def config(self: Any) -> Any:
+        codecs[:] = self.tokenizer_.codecs_
+        return real_config(self)
+
+    class SmoothHead(nn.Module):
+        def __init__(self, d: int, basis: Any, vocab: int):
+            super().__init__()
+            self.lin = nn.Linear(d, basis.shape[1], device="meta")
+            self.tok = nn.Linear(1, vocab, bias=False, device="meta")
+            self.basis_np = basis
+
+        def forward(self, h: Any) -> Any:
+            ones = torch.ones(h.shape[0], 1, dtype=h.dtype, device=h.device)
+            return self.lin(h) @ self.phi_t + self.tok(ones)
+
+    class SmoothEmbed(nn.Module):
+        """Token embeddings: a shared row per ordered column plus its bumps' projection."""
+
+        def __init__(self, rows: int, width: int, d: int, index: Any, feat: Any):
+            super().__init__()
+            self.emb = nn.Embedding(rows, d, device="meta")
+            self.lin = nn.Linear(max(1, width), d, bias=False, device="meta")
+            self.index_np, self.feat_np = index, feat
+
+        def forward(self, ids: Any) -> Any:
+            return self.emb(self.index[ids]) + self.lin(self.feat[ids])
+
+    class SmoothAR(ARTransformer):
+        def __init__(self, cfg: Any):
+            super().__init__(cfg)
+            d, sizes = cfg.d_model, cfg.vocab_sizes
+            ordered = [j for j, c in enumerate(codecs)
+                       if (c.kind in ("numeric", "integer", "datetime", "ordinal"))
+                       and c.n_values > k]
+            index: list[int] = []  # the embedding row of every token
+            rows = 0
+            for j in range(len(sizes)):
+                shared = None  # one row for all the value tokens of an ordered column
+                for t in range(sizes[j]):
+                    if j in ordered and t < codecs[j].n_values:
+                        if shared is None:
+                            shared, rows = rows, rows + 1
+                        index.append(shared)
+                    else:
+                        index.append(rows)
+                        rows += 1
+            index.append(rows)  # the start token
+            rows += 1
+            feat = np.zeros((sum(sizes) + 1, k * len(ordered)), np.float32)
+            for j in ordered:
+                b = ordered.index(j)
+                n = codecs[j].n_values
+                feat[self.offsets[j]:self.offsets[j] + n, b * k:(b + 1) * k] = _rbf(n, k)
+            self.tokens = SmoothEmbed(  # type: ignore[assignment]
+                rows, feat.shape[1], d, np.array(index), feat)
+            self.heads = nn.ModuleList(
+                SmoothHead(d, np.vstack([_rbf(codecs[j].n_values, k),
+                                         np.zeros((sizes[j] - codecs[j].n_values, k))]),
+                           sizes[j]) if j in ordered else nn.Linear(d, sizes[j], device="meta")
+                for j in range(len(sizes)))
+
+    def build(cfg: Any, seed: int | None) -> Any:
+        model = SmoothAR(cfg).to_empty(device="cpu")
+        if seed is not None:
+            gpt2_init(model, seed, cfg.n_layers, ("proj", "fc2"))
+        model.tokens.register_buffer("index", torch.from_numpy(model.tokens.index_np))
+        model.tokens.register_buffer("feat", torch.from_numpy(model.tokens.feat_np))
+        for head in model.heads:
+            if isinstance(head, SmoothHead):
+                head.register_buffer("phi_t", torch.from_numpy(
+                    np.ascontiguousarray(head.basis_np.T)).float())
+        return model
+
+    DPARSynthesizer._config, ar.build_model = config, build  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DPARSynthesizer._config, ar.build_model = real_config, real_build  # type: ignore
+
+
+@contextlib.contextmanager
+def optimiser(kind: str, value: float) -> Iterator[None]:
+    """dpar's Adam replaced for one fit: ``"weight_decay"`` is AdamW with decoupled decay
+    ``value`` (a coordinate whose clipped signal is below the noise takes full-size Adam
+    steps in random directions, and the decay pulls it back); ``"sgd"`` is SGD with
+    heavy-ball momentum ``value`` (no per-coordinate normalisation, so such a coordinate
+    moves by the noise's size, not the learning rate's)."""
+    import torch
+
+    real_adam = torch.optim.Adam
+
+    def make(params: Any, lr: float) -> Any:
+        if kind == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=value)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=value)
+
+    torch.optim.Adam = make  # type: ignore[misc, assignment]
+    try:
+        yield
+    finally:
+        torch.optim.Adam = real_adam  # type: ignore[misc]
+
+
+@contextlib.contextmanager
+def bias_corrected(floor: float) -> Iterator[None]:
+    """dpar's DP-SGD steps through DP-AdamBC (the ``"adam_bc"`` key of tune_dpar)."""
+    import torch
+
+    from dpsynth.synthesizers import _dpsgd_base
+
+    phi2 = [0.0]
+    real_train, real_adam = _dpsgd_base.DPSGDSynthesizer._train_private, torch.optim.Adam
+
+    def train(self: Any, module: Any, rows: Any, objective: Any, plan: Any, *args: Any,
+              **kwargs: Any) -> Any:
+        # after plan: noise, learning_rate, name, sampling, rep, batch, schedule
+        batch = kwargs["batch"] if "batch" in kwargs else args[5]
+        phi2[0] = (plan.noise_multiplier * float(self.max_grad_norm) / batch) ** 2
+        return real_train(self, module, rows, objective, plan, *args, **kwargs)
+
+    class AdamBC(torch.optim.Optimizer):
+        def __init__(self, params: Any, lr: float):
+            super().__init__(params, {"lr": lr})
+
+        @torch.no_grad()
+        def step(self, closure: Any = None) -> None:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    st = self.state[p]
+                    if not st:
+                        st.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+                    st["t"] += 1
+                    st["m"].mul_(0.9).add_(p.grad, alpha=0.1)
+                    st["v"].mul_(0.999).addcmul_(p.grad, p.grad, value=0.001)
+                    m_hat = st["m"] / (1 - 0.9 ** st["t"])
+                    v_hat = st["v"] / (1 - 0.999 ** st["t"])
+                    denom = (v_hat - phi2[0]).clamp_min(floor * phi2[0]).sqrt()
+                    p.addcdiv_(m_hat, denom, value=-group["lr"])
+
+    _dpsgd_base.DPSGDSynthesizer._train_private = train  # type: ignore[method-assign]
+    torch.optim.Adam = AdamBC  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        _dpsgd_base.DPSGDSynthesizer._train_private = real_train  # type: ignore[method-assign]
+        torch.optim.Adam = real_adam  # type: ignore[misc]
+
+
+def fit_from(start: Any, table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
+             seed: int) -> Any:
+    """dpar at ``(eps, delta / 2)`` whose new model is first passed to ``start(model)``
+    (``build_model`` patched for the one fit)."""
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+    from dpsynth.synthesizers.ar import synthesizer as ar
+
+    original = ar.build_model
+
+    def build(config: Any, torch_seed: int | None) -> Any:
+        model = original(config, torch_seed)
+        if torch_seed is not None:  # not when a saved model is loaded
+            start(model)
+        return model
+
+    ar.build_model = build
+    try:
+        return DPARSynthesizer(epsilon=eps, delta=bench.DELTA / 2, random_state=seed,
+                               **kw).fit(train, table.schema)
+    finally:
+        ar.build_model = original
+
+
+def anchored(table: bench.Table, train: Any, kw: dict[str, Any], cfg: dict[str, Any],
+             eps: float, seed: int) -> Any:
+    """dpar whose DP-SGD steps each carry rows drawn from a marginal model (``"anchor"``)."""
+    import torch
+
+    from dpsynth.synthesizers import _dpsgd, _dpsgd_base
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+
+    share = float(cfg["share"])
+    fake = drawn_rows(cfg["anchor"], table, train, eps * share, seed)
+    ratio = float(cfg.get("public", 1.0))
+    real_train, real_batches = (_dpsgd_base.DPSGDSynthesizer._train_private,
+                                _dpsgd.FastPoissonBatches)
+
+    def train_private(self: Any, module: Any, rows: Any, objective: Any, plan: Any,
+                      noise: Any, learning_rate: float, name: str, sampling: Any, rep: Any,
+                      batch: int, schedule: str = "constant") -> Any:
+        public = torch.from_numpy(self.tokenizer_.transform(fake)).to(rows.device)
+        n_private, k = len(rows), min(len(public), max(1, round(ratio * batch)))
+        rng = np.random.default_rng(seed + 7)
+
+        class Mixed(real_batches):  # type: ignore[misc, valid-type]
+            def __init__(inner, n_rows: int, *args: Any, **kwargs: Any):
+                super().__init__(n_private, *args, **kwargs)  # the private rows alone
+
+            def __iter__(inner) -> Iterator[np.ndarray]:
+                for private in real_batches.__iter__(inner):
+                    drawn = rng.choice(len(public), size=k, replace=False)
+                    yield np.concatenate([private, n_private + drawn])
+
+        _dpsgd.FastPoissonBatches = Mixed
+        try:
+            return real_train(self, module, torch.cat([rows, public]), objective, plan,
+                              noise, learning_rate, name, sampling, rep, batch, schedule)
+        finally:
+            _dpsgd.FastPoissonBatches = real_batches
+
+    _dpsgd_base.DPSGDSynthesizer._train_private = train_private  # type: ignore[method-assign]
+    try:
+        if not cfg.get("warm"):
+            return DPARSynthesizer(epsilon=eps * (1 - share), delta=bench.DELTA / 2,
+                                   random_state=seed, **kw).fit(train, table.schema)
+        return warm_fit(fake, table, train, kw, eps * (1 - share), seed, kw.get("epochs"))
+    finally:
+        _dpsgd_base.DPSGDSynthesizer._train_private = real_train  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def projected(k: int, basis: Any, every: int, probes: int, seed: int) -> Iterator[None]:
+    """dpar's DP-SGD steps in a ``k``-dimensional gradient subspace (the ``"project"`` key);
+    ``basis`` is ``"self"``, ``"oracle"`` or a frame of released rows to probe with."""
+    import torch
+    import torch.nn.functional as F
+    from torch.func import functional_call, grad, vmap
+
+    from dpsynth.synthesizers import _dpsgd, _dpsgd_base
+    from dpsynth.synthesizers.ar import sampling as ar_sampling
+
+    if isinstance(basis, str) and basis not in ("self", "oracle"):
+        raise ValueError(f"basis must be 'self', 'oracle' or rows, not {basis!r}")
+    real_train = _dpsgd_base.DPSGDSynthesizer._train_private
+
+    def train_private(self: Any, module: Any, rows: Any, objective: Any, plan: Any,
+                      noise: Any, learning_rate: float, name: str, sampling: Any,
+                      rep: Any, batch: int, schedule: str = "constant") -> Any:
+        params = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        names = list(params)
+
+        def row_loss(weights: Any, x: Any) -> Any:
+            logits = functional_call(module, weights, (x[None],))
+            return sum(F.cross_entropy(z.float(), x[None, j]) for j, z in enumerate(logits))
+
+        per_row = vmap(grad(row_loss), in_dims=(None, 0))
+
+        def flat(x: Any) -> Any:  # (len(x), d) per-row gradients, in chunks of 256 rows
+            weights = {n: p.detach() for n, p in params.items()}
+            parts = []
+            for start in range(0, len(x), 256):
+                g = per_row(weights, x[start:start + 256])
+                parts.append(torch.cat([g[n].reshape(len(g[n]), -1) for n in names], 1))
+            return torch.cat(parts)
+
+        optimizer = torch.optim.Adam(list(params.values()), lr=learning_rate)
+        after_step = _dpsgd_base.lr_scheduler(optimizer, schedule, plan.steps)
+        noise_fn = _dpsgd.make_noise_fn(noise, rows.device)
+        gen = torch.Generator().manual_seed(seed + 11)
+        clip, std = float(self.max_grad_norm), plan.noise_multiplier * float(self.max_grad_norm)
+        log = _dpsgd.TrainingLog()
+        basis_p: Any = None
+        for t, idx in enumerate(_dpsgd.FastPoissonBatches(len(rows), plan.sample_rate,
+                                                           plan.steps, sampling)):
+            if t % every == 0:
+                if not isinstance(basis, str):  # released rows
+                    pool = torch.from_numpy(self.tokenizer_.transform(basis))
+                    probe = pool[torch.randperm(len(pool), generator=gen)[:probes]]
+                elif basis == "self":
+                    free = np.full((probes, rows.shape[1]), ar_sampling.FREE, np.int64)
+                    probe = torch.from_numpy(ar_sampling.draw_tokens(module, free, gen)[0])
+                else:  # the private rows themselves: a diagnostic without privacy
+                    probe = rows[torch.randperm(len(rows), generator=gen)[:probes]]
+                g = flat(probe)
+                basis_p = torch.svd_lowrank(g, q=min(k, *g.shape), niter=2)[2]  # (d, k)
+            total = torch.zeros(basis_p.shape[1])
+            if len(idx):
+                z = flat(rows[torch.from_numpy(np.asarray(idx))]) @ basis_p
+                z = z * (clip / z.norm(dim=1, keepdim=True).clamp_min(clip))
+                total = z.sum(0)
+                log.rows_seen += len(idx)
+            else:
+                log.empty_batches += 1
+            step = basis_p @ (total + noise_fn(total, std)) / batch
+            offset = 0
+            for n in names:
+                p = params[n]
+                p.grad = step[offset:offset + p.numel()].view_as(p).clone()
+                offset += p.numel()
+            optimizer.step()
+            if after_step is not None:
+                after_step()
+            log.steps_run += 1
+        return log, "projected"
+
+    _dpsgd_base.DPSGDSynthesizer._train_private = train_private  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        _dpsgd_base.DPSGDSynthesizer._train_private = real_train  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def pairwise(scale: float) -> Iterator[None]:
+    """dpar with a direct pairwise term beside the transformer (the ``"pairwise"`` key)."""
+    import torch
+    from torch import nn
+
+    from dpsynth.synthesizers._init import gpt2_init
+    from dpsynth.synthesizers.ar import model as ar_model
+    from dpsynth.synthesizers.ar import sampling as ar_sampling
+    from dpsynth.synthesizers.ar import synthesizer as ar
+
+    class Pairwise(ar_model.ARTransformer):
+        def __init__(self, config: Any):
+            super().__init__(config)
+            sizes = config.vocab_sizes
+            self.pair = nn.ModuleList(nn.Embedding(max(1, self.offsets[j]), sizes[j],
+                                                   device="meta")
+                                      for j in range(1, len(sizes)))
+
+        def pair_logits(self, tokens: Any, j: int) -> Any:
+            shift = torch.tensor(self.offsets[:j], dtype=torch.long, device=tokens.device)
+            return scale * self.pair[j - 1](tokens[:, :j] + shift).sum(dim=1)
+
+        def forward(self, tokens: Any) -> Any:
+            logits = super().forward(tokens)
+            return [z if j == 0 else z + self.pair_logits(tokens, j)
+                    for j, z in enumerate(logits)]
+
+    def build(config: Any, seed: int | None) -> Any:
+        model = Pairwise(config).to_empty(device="cpu")
+        if seed is not None:
+            gpt2_init(model, seed, config.n_layers, ("proj", "fc2"))
+            for table in model.pair.children():
+                nn.init.zeros_(table.weight)
+        return model
+
+    def draw(model: Any, fixed: Any, gen: Any) -> Any:
+        n, t = fixed.shape
+        tokens = fixed.clamp(min=0).clone()
+        logw = torch.zeros(n, dtype=torch.float64, device=fixed.device)
+        for j in range(t):
+            z = model.heads[j](model.hidden(tokens, j + 1)[:, j])
+            if j:
+                z = z + model.pair_logits(tokens, j)
+            logp = torch.log_softmax(z.float(), dim=-1)
+            free = fixed[:, j] == ar_sampling.FREE
+            drawn = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)
+            tokens[:, j] = torch.where(free, drawn, fixed[:, j].clamp(min=0))
+            given = logp.gather(1, tokens[:, j:j + 1]).squeeze(1).double()
+            logw += torch.where(free, torch.zeros_like(given), given)
+        return tokens, logw
+
+    real_build, real_draw = ar.build_model, ar_sampling._draw_chunk
+    ar.build_model, ar_sampling._draw_chunk = build, draw
+    try:
+        yield
+    finally:
+        ar.build_model, ar_sampling._draw_chunk = real_build, real_draw
+
+
+def marginal_prior(table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
+                   share: float, seed: int) -> Any:
+    """dpar whose heads start from DP 1-way histograms (the ``"marginals"`` prior of tune_dpar)."""
+    import torch
+
+    from dpsynth.accounting.calibrate import calibrate_gaussian
+    from dpsynth.synthesizers.ar.tokens import TableTokenizer
+
+    tokenizer = TableTokenizer(int(kw.get("n_bins", 64))).fit(table.schema)
+    tokens = tokenizer.transform(train)
+    std = calibrate_gaussian(eps * share, bench.DELTA / 2) * math.sqrt(tokens.shape[1])
+    rng = np.random.default_rng(seed + 99)
+    logs = []
+    for j, size in enumerate(tokenizer.vocab_sizes):
+        counts = np.bincount(tokens[:, j], minlength=size) + rng.normal(0.0, std, size)
+        p = np.maximum(counts, 1.0)
+        logs.append(torch.tensor(np.log(p / p.sum()), dtype=torch.float32))
+
+    def start(model: Any) -> None:  # the heads' biases at the centred log-histograms
+        with torch.no_grad():
+            for head, lp in zip(model.heads, logs, strict=True):
+                head.bias.copy_(lp - lp.mean())
+
+    return fit_from(start, table, train, kw, eps * (1 - share), seed)
+
+
+@contextlib.contextmanager
+def sharpened(temperature: float, min_p: float) -> Iterator[None]:
+    """dpar's draws at ``temperature`` with min-p truncation (the ``"sampling"`` key)."""
+    import torch
+
+    from dpsynth.synthesizers.ar import sampling
+
+    original = sampling._draw_chunk
+
+    def draw(model: Any, fixed: Any, gen: Any) -> Any:
+        n, t = fixed.shape
+        tokens = fixed.clamp(min=0).clone()
+        for j in range(t):
+            logp = torch.log_softmax(model.heads[j](model.hidden(tokens, j + 1)[:, j]).float(),
+                                     dim=-1)
+            p = torch.softmax(logp / temperature, dim=-1)
+            if min_p > 0:
+                p = torch.where(p >= min_p * p.amax(dim=-1, keepdim=True), p, 0.0)
+            drawn = torch.multinomial(p, 1, generator=gen).squeeze(1)
+            tokens[:, j] = torch.where(fixed[:, j] == sampling.FREE, drawn,
+                                       fixed[:, j].clamp(min=0))
+        return tokens, torch.zeros(n, dtype=torch.float64)
+
+    sampling._draw_chunk = draw
+    try:
+        yield
+    finally:
+        sampling._draw_chunk = original
