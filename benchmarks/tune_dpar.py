@@ -172,6 +172,9 @@ Two special keys:
   at 1e-3, ``k`` = 512, on randhie-wide at epsilon 4 (seed 0) and HMDA at epsilon 1 (3
   seeds); it goes on (randhie-wide seed 1, then adult-wide and loans-wide at epsilon 4) only
   if it beats aim on randhie-wide on both the 39-column 3-way TVD (0.106) and TSTR (0.687).
+  *Runs:* randhie-wide 0.112 (39 columns) and TSTR 0.654, against the warm start alone's
+  0.109 / 0.682 and aim's 0.106 / 0.687, for 1,635 CPU-s; HMDA 0.116 / 0.512 (the warm
+  start alone 0.119 / 0.472, aim 0.096 / 0.669). The rule fails. Not kept.
 
 * ``{"pairwise": m, ...}``: an **experiment not in the library** (nineteenth session,
   declared with its rule before any run): every column ``j`` gets, besides its head on the
