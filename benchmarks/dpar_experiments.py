@@ -395,11 +395,11 @@ def projected(k: int, basis: Any, every: int, probes: int, seed: int) -> Iterato
     """dpar's DP-SGD steps in a ``k``-dimensional gradient subspace (the ``"project"`` key);
     ``basis`` is ``"self"``, ``"oracle"`` or a frame of released rows to probe with."""
     import torch
-    import torch.nn.functional as F
     from torch.func import functional_call, grad, vmap
 
     from dpsynth.synthesizers import _dpsgd, _dpsgd_base
     from dpsynth.synthesizers.ar import sampling as ar_sampling
+    from dpsynth.synthesizers.ar.model import RowLoss
 
     if isinstance(basis, str) and basis not in ("self", "oracle"):
         raise ValueError(f"basis must be 'self', 'oracle' or rows, not {basis!r}")
@@ -411,9 +411,8 @@ def projected(k: int, basis: Any, every: int, probes: int, seed: int) -> Iterato
         params = {n: p for n, p in module.named_parameters() if p.requires_grad}
         names = list(params)
 
-        def row_loss(weights: Any, x: Any) -> Any:
-            logits = functional_call(module, weights, (x[None],))
-            return sum(F.cross_entropy(z.float(), x[None, j]) for j, z in enumerate(logits))
+        def row_loss(weights: Any, x: Any) -> Any:  # one row's negative log-likelihood
+            return RowLoss()(functional_call(module, weights, (x[None],)), x[None])
 
         per_row = vmap(grad(row_loss), in_dims=(None, 0))
 
@@ -432,11 +431,12 @@ def projected(k: int, basis: Any, every: int, probes: int, seed: int) -> Iterato
         clip, std = float(self.max_grad_norm), plan.noise_multiplier * float(self.max_grad_norm)
         log = _dpsgd.TrainingLog()
         basis_p: Any = None
+        pool = (None if isinstance(basis, str)  # released rows, tokenised once
+                else torch.from_numpy(self.tokenizer_.transform(basis)))
         for t, idx in enumerate(_dpsgd.FastPoissonBatches(len(rows), plan.sample_rate,
                                                            plan.steps, sampling)):
             if t % every == 0:
-                if not isinstance(basis, str):  # released rows
-                    pool = torch.from_numpy(self.tokenizer_.transform(basis))
+                if pool is not None:
                     probe = pool[torch.randperm(len(pool), generator=gen)[:probes]]
                 elif basis == "self":
                     free = np.full((probes, rows.shape[1]), ar_sampling.FREE, np.int64)
@@ -480,7 +480,6 @@ def pairwise(scale: float) -> Iterator[None]:
 
     from dpsynth.synthesizers._init import gpt2_init
     from dpsynth.synthesizers.ar import model as ar_model
-    from dpsynth.synthesizers.ar import sampling as ar_sampling
     from dpsynth.synthesizers.ar import synthesizer as ar
 
     class Pairwise(ar_model.ARTransformer):
@@ -500,6 +499,10 @@ def pairwise(scale: float) -> Iterator[None]:
             return [z if j == 0 else z + self.pair_logits(tokens, j)
                     for j, z in enumerate(logits)]
 
+        def column_logits(self, tokens: Any, j: int) -> Any:  # what sampling draws from
+            z = super().column_logits(tokens, j)
+            return z if j == 0 else z + self.pair_logits(tokens, j)
+
     def build(config: Any, seed: int | None) -> Any:
         model = Pairwise(config).to_empty(device="cpu")
         if seed is not None:
@@ -508,28 +511,12 @@ def pairwise(scale: float) -> Iterator[None]:
                 nn.init.zeros_(table.weight)
         return model
 
-    def draw(model: Any, fixed: Any, gen: Any) -> Any:
-        n, t = fixed.shape
-        tokens = fixed.clamp(min=0).clone()
-        logw = torch.zeros(n, dtype=torch.float64, device=fixed.device)
-        for j in range(t):
-            z = model.heads[j](model.hidden(tokens, j + 1)[:, j])
-            if j:
-                z = z + model.pair_logits(tokens, j)
-            logp = torch.log_softmax(z.float(), dim=-1)
-            free = fixed[:, j] == ar_sampling.FREE
-            drawn = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)
-            tokens[:, j] = torch.where(free, drawn, fixed[:, j].clamp(min=0))
-            given = logp.gather(1, tokens[:, j:j + 1]).squeeze(1).double()
-            logw += torch.where(free, torch.zeros_like(given), given)
-        return tokens, logw
-
-    real_build, real_draw = ar.build_model, ar_sampling._draw_chunk
-    ar.build_model, ar_sampling._draw_chunk = build, draw
+    real_build = ar.build_model
+    ar.build_model = build
     try:
         yield
     finally:
-        ar.build_model, ar_sampling._draw_chunk = real_build, real_draw
+        ar.build_model = real_build
 
 
 def marginal_prior(table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
@@ -571,8 +558,7 @@ def sharpened(temperature: float, min_p: float) -> Iterator[None]:
         n, t = fixed.shape
         tokens = fixed.clamp(min=0).clone()
         for j in range(t):
-            logp = torch.log_softmax(model.heads[j](model.hidden(tokens, j + 1)[:, j]).float(),
-                                     dim=-1)
+            logp = torch.log_softmax(model.column_logits(tokens, j).float(), dim=-1)
             p = torch.softmax(logp / temperature, dim=-1)
             if min_p > 0:
                 p = torch.where(p >= min_p * p.amax(dim=-1, keepdim=True), p, 0.0)

@@ -96,6 +96,11 @@ class ARTransformer(nn.Module):
             h = block(h)
         return self.norm(h)
 
+    def column_logits(self, tokens: torch.Tensor, j: int) -> torch.Tensor:
+        """Logits ``(B, vocab_sizes[j])`` of column ``j`` given the tokens of columns ``< j``
+        (what sampling draws column ``j`` from)."""
+        return self.heads[j](self.hidden(tokens, j + 1)[:, j])
+
     def forward(self, tokens: torch.Tensor) -> list[torch.Tensor]:
         h = self.hidden(tokens, tokens.shape[1])
         return [head(h[:, j]) for j, head in enumerate(self.heads)]

@@ -48,8 +48,7 @@ def _draw_chunk(model: ARTransformer, fixed: torch.Tensor, gen: torch.Generator
     tokens = fixed.clamp(min=0).clone()
     logw = torch.zeros(n, dtype=torch.float64, device=fixed.device)
     for j in range(t):
-        h = model.hidden(tokens, j + 1)[:, j]
-        logp = torch.log_softmax(model.heads[j](h).float(), dim=-1)
+        logp = torch.log_softmax(model.column_logits(tokens, j).float(), dim=-1)
         free = fixed[:, j] == FREE
         drawn = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)
         tokens[:, j] = torch.where(free, drawn, fixed[:, j].clamp(min=0))
