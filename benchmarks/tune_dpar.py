@@ -223,7 +223,7 @@ get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favou
 
 The experiments' code is in :mod:`dpar_experiments` (split out in the nineteenth session; the
 defaults, ``"prior"``, ``"smooth"`` and ``"pairwise"`` lines on HMDA reproduce to the last
-digit after the split).
+digit after the split; the review then fixed the pairwise sampling, which changes that line).
 
 Results of the 2026-12-05 runs: ``benchmarks/results/dpar_tuning_schedule.jsonl`` and
 ``benchmarks/results/dpar_tuning_session6.jsonl`` (the latter's EMA, factorised-embedding and
