@@ -390,86 +390,174 @@ def anchored(table: bench.Table, train: Any, kw: dict[str, Any], cfg: dict[str, 
         _dpsgd_base.DPSGDSynthesizer._train_private = real_train  # type: ignore[method-assign]
 
 
-@contextlib.contextmanager
-def projected(k: int, basis: Any, every: int, probes: int, seed: int) -> Iterator[None]:
-    """dpar's DP-SGD steps in a ``k``-dimensional gradient subspace (the ``"project"`` key);
-    ``basis`` is ``"self"``, ``"oracle"`` or a frame of released rows to probe with."""
+def _per_row_gradients(module: Any) -> tuple[dict[str, Any], Any]:
+    """The module's trainable parameters, and a function of token rows ``x`` giving their
+    ``(len(x), d)`` per-row gradients of :class:`RowLoss` (``torch.func``, 256 rows at a
+    time), the parameters flattened in the order of the dict."""
     import torch
     from torch.func import functional_call, grad, vmap
 
-    from dpsynth.synthesizers import _dpsgd, _dpsgd_base
-    from dpsynth.synthesizers.ar import sampling as ar_sampling
     from dpsynth.synthesizers.ar.model import RowLoss
 
-    if isinstance(basis, str) and basis not in ("self", "oracle"):
-        raise ValueError(f"basis must be 'self', 'oracle' or rows, not {basis!r}")
+    params = {n: p for n, p in module.named_parameters() if p.requires_grad}
+    loss = RowLoss()
+
+    def row_loss(weights: Any, x: Any) -> Any:  # one row's negative log-likelihood
+        return loss(functional_call(module, weights, (x[None],)), x[None])
+
+    per_row = vmap(grad(row_loss), in_dims=(None, 0))
+
+    def flat(x: Any) -> Any:
+        weights = {n: p.detach() for n, p in params.items()}
+        parts = []
+        for start in range(0, len(x), 256):
+            g = per_row(weights, x[start:start + 256])
+            parts.append(torch.cat([g[n].reshape(len(g[n]), -1) for n in params], 1))
+        return torch.cat(parts)
+
+    return params, flat
+
+
+@contextlib.contextmanager
+def manual_private_steps(step_sum: Any, label: str) -> Iterator[None]:
+    """dpar's DP-SGD run replaced by a loop over per-row gradients, for one fit.
+
+    ``step_sum(self, module, rows, flat, t, x)`` gets the step's private token rows ``x``
+    (``None`` for an empty batch) and returns ``(total, lift)``: the sum of the rows' clipped
+    gradients in some space, each row of norm at most ``max_grad_norm`` there, and the map
+    from that space back to the flattened parameters. The loop adds the plan's noise
+    ``N(0, sigma^2 C^2 I)`` to ``total``, lifts it and divides by the expected batch, so the
+    plan's accounting holds whenever ``step_sum`` keeps each row within ``C``. Poisson
+    batches, Adam and the learning-rate schedule are dpar's own.
+    """
+    import torch
+
+    from dpsynth.synthesizers import _dpsgd, _dpsgd_base
+
     real_train = _dpsgd_base.DPSGDSynthesizer._train_private
 
     def train_private(self: Any, module: Any, rows: Any, objective: Any, plan: Any,
                       noise: Any, learning_rate: float, name: str, sampling: Any,
                       rep: Any, batch: int, schedule: str = "constant") -> Any:
-        params = {n: p for n, p in module.named_parameters() if p.requires_grad}
-        names = list(params)
-
-        def row_loss(weights: Any, x: Any) -> Any:  # one row's negative log-likelihood
-            return RowLoss()(functional_call(module, weights, (x[None],)), x[None])
-
-        per_row = vmap(grad(row_loss), in_dims=(None, 0))
-
-        def flat(x: Any) -> Any:  # (len(x), d) per-row gradients, in chunks of 256 rows
-            weights = {n: p.detach() for n, p in params.items()}
-            parts = []
-            for start in range(0, len(x), 256):
-                g = per_row(weights, x[start:start + 256])
-                parts.append(torch.cat([g[n].reshape(len(g[n]), -1) for n in names], 1))
-            return torch.cat(parts)
-
+        params, flat = _per_row_gradients(module)
         optimizer = torch.optim.Adam(list(params.values()), lr=learning_rate)
         after_step = _dpsgd_base.lr_scheduler(optimizer, schedule, plan.steps)
         noise_fn = _dpsgd.make_noise_fn(noise, rows.device)
-        gen = torch.Generator().manual_seed(seed + 11)
-        clip, std = float(self.max_grad_norm), plan.noise_multiplier * float(self.max_grad_norm)
+        std = plan.noise_multiplier * float(self.max_grad_norm)
         log = _dpsgd.TrainingLog()
-        basis_p: Any = None
-        pool = (None if isinstance(basis, str)  # released rows, tokenised once
-                else torch.from_numpy(self.tokenizer_.transform(basis)))
         for t, idx in enumerate(_dpsgd.FastPoissonBatches(len(rows), plan.sample_rate,
                                                            plan.steps, sampling)):
-            if t % every == 0:
-                if pool is not None:
-                    probe = pool[torch.randperm(len(pool), generator=gen)[:probes]]
-                elif basis == "self":
-                    free = np.full((probes, rows.shape[1]), ar_sampling.FREE, np.int64)
-                    probe = torch.from_numpy(ar_sampling.draw_tokens(module, free, gen)[0])
-                else:  # the private rows themselves: a diagnostic without privacy
-                    probe = rows[torch.randperm(len(rows), generator=gen)[:probes]]
-                g = flat(probe)
-                basis_p = torch.svd_lowrank(g, q=min(k, *g.shape), niter=2)[2]  # (d, k)
-            total = torch.zeros(basis_p.shape[1])
-            if len(idx):
-                z = flat(rows[torch.from_numpy(np.asarray(idx))]) @ basis_p
-                z = z * (clip / z.norm(dim=1, keepdim=True).clamp_min(clip))
-                total = z.sum(0)
-                log.rows_seen += len(idx)
-            else:
+            x = rows[torch.from_numpy(np.asarray(idx))] if len(idx) else None
+            total, lift = step_sum(self, module, rows, flat, t, x)
+            if x is None:
                 log.empty_batches += 1
-            step = basis_p @ (total + noise_fn(total, std)) / batch
+            else:
+                log.rows_seen += len(idx)
+            step = lift(total + noise_fn(total, std)) / batch
             offset = 0
-            for n in names:
-                p = params[n]
+            for p in params.values():
                 p.grad = step[offset:offset + p.numel()].view_as(p).clone()
                 offset += p.numel()
             optimizer.step()
             if after_step is not None:
                 after_step()
             log.steps_run += 1
-        return log, "projected"
+        return log, label
 
     _dpsgd_base.DPSGDSynthesizer._train_private = train_private  # type: ignore[method-assign]
     try:
         yield
     finally:
         _dpsgd_base.DPSGDSynthesizer._train_private = real_train  # type: ignore[method-assign]
+
+
+def projected(k: int, basis: Any, every: int, probes: int, seed: int
+              ) -> contextlib.AbstractContextManager[None]:
+    """dpar's DP-SGD steps in a ``k``-dimensional gradient subspace (the ``"project"`` key);
+    ``basis`` is ``"self"``, ``"oracle"`` or a frame of released rows to probe with."""
+    import torch
+
+    from dpsynth.synthesizers.ar import sampling as ar_sampling
+
+    if isinstance(basis, str) and basis not in ("self", "oracle"):
+        raise ValueError(f"basis must be 'self', 'oracle' or rows, not {basis!r}")
+    gen = torch.Generator().manual_seed(seed + 11)
+    state: dict[str, Any] = {}
+
+    def step_sum(self: Any, module: Any, rows: Any, flat: Any, t: int, x: Any) -> Any:
+        if "pool" not in state:  # released rows, tokenised once
+            state["pool"] = (None if isinstance(basis, str)
+                             else torch.from_numpy(self.tokenizer_.transform(basis)))
+        if t % every == 0:
+            pool = state["pool"]
+            if pool is not None:
+                probe = pool[torch.randperm(len(pool), generator=gen)[:probes]]
+            elif basis == "self":
+                free = np.full((probes, rows.shape[1]), ar_sampling.FREE, np.int64)
+                probe = torch.from_numpy(ar_sampling.draw_tokens(module, free, gen)[0])
+            else:  # the private rows themselves: a diagnostic without privacy
+                probe = rows[torch.randperm(len(rows), generator=gen)[:probes]]
+            g = flat(probe)
+            state["basis"] = torch.svd_lowrank(g, q=min(k, *g.shape), niter=2)[2]  # (d, k)
+        basis_p = state["basis"]
+        total = torch.zeros(basis_p.shape[1])
+        if x is not None:
+            z = flat(x) @ basis_p
+            clip = float(self.max_grad_norm)
+            total = (z * (clip / z.norm(dim=1, keepdim=True).clamp_min(clip))).sum(0)
+        return total, lambda v: basis_p @ v
+
+    return manual_private_steps(step_sum, "projected")
+
+
+def column_groups(model: Any) -> Any:
+    """Group of each flattened trainable coordinate of an ``ARTransformer`` (in the order of
+    :func:`_per_row_gradients`): ``j`` for column ``j``'s head and the token-embedding rows
+    of its values, ``len(heads)`` for the rest (start token, positions, blocks, final norm)."""
+    import torch
+
+    trunk = len(model.heads)
+    parts = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("heads."):
+            parts.append(torch.full((p.numel(),), int(name.split(".")[1])))
+        elif name == "tokens.weight":
+            owner = torch.full((p.shape[0],), trunk)  # the start token stays in the trunk
+            for j, (offset, size) in enumerate(zip(model.offsets, model.config.vocab_sizes,
+                                                   strict=True)):
+                owner[offset:offset + size] = j
+            parts.append(owner.repeat_interleave(p.shape[1]))
+        else:
+            parts.append(torch.full((p.numel(),), trunk))
+    return torch.cat(parts)
+
+
+def grouped(power: float) -> contextlib.AbstractContextManager[None]:
+    """dpar with group-wise clipping, a group per column and one for the trunk, group ``g``
+    clipped to ``C d_g^power / sqrt(sum_h d_h^(2 power))`` (the ``"group_clip"`` key)."""
+    import torch
+
+    state: dict[str, Any] = {}
+
+    def step_sum(self: Any, module: Any, rows: Any, flat: Any, t: int, x: Any) -> Any:
+        if "groups" not in state:
+            groups = column_groups(module)
+            sizes = torch.bincount(groups).double()
+            weights = sizes ** power
+            state["groups"] = groups
+            state["n"] = len(sizes)
+            state["clips"] = (float(self.max_grad_norm) * weights / weights.norm()).float()
+        groups, clips = state["groups"], state["clips"]
+        if x is None:
+            return torch.zeros(len(groups)), lambda v: v
+        g = flat(x)  # (B, d)
+        norms = torch.zeros(len(g), state["n"]).index_add_(1, groups, g * g).sqrt()
+        scale = (clips / norms.clamp_min(1e-12)).clamp(max=1.0)  # (B, groups)
+        return (g * scale[:, groups]).sum(0), lambda v: v
+
+    return manual_private_steps(step_sum, "grouped")
 
 
 @contextlib.contextmanager
