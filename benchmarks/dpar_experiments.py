@@ -534,18 +534,21 @@ def column_groups(model: Any) -> Any:
     return torch.cat(parts)
 
 
-def grouped(power: float) -> contextlib.AbstractContextManager[None]:
+def grouped(power: float | None) -> contextlib.AbstractContextManager[None]:
     """dpar with group-wise clipping, a group per column and one for the trunk, group ``g``
-    clipped to ``C d_g^power / sqrt(sum_h d_h^(2 power))`` (the ``"group_clip"`` key)."""
+    clipped to ``C d_g^power / sqrt(sum_h d_h^(2 power))`` (the ``"group_clip"`` key);
+    ``power=None`` clips the whole gradient as one group, through the same loop."""
     import torch
 
     state: dict[str, Any] = {}
 
     def step_sum(self: Any, module: Any, rows: Any, flat: Any, t: int, x: Any) -> Any:
-        if "groups" not in state:
+        if "groups" not in state:  # power None: one group (the plain clip, a control)
             groups = column_groups(module)
+            if power is None:
+                groups = torch.zeros_like(groups)
             sizes = torch.bincount(groups).double()
-            weights = sizes ** power
+            weights = sizes ** (power or 0.0)
             state["groups"] = groups
             state["n"] = len(sizes)
             state["clips"] = (float(self.max_grad_norm) * weights / weights.norm()).float()
