@@ -247,7 +247,12 @@ Two special keys:
   (3 seeds), Affairs and HousePrices (8 seeds) at epsilon 1, with the group-wise clipping
   lever's first gate (lower 3-way TVD on all three, pooled TSTR +0.02); a value that passes
   would next need a rule by noise share, set on Fertility and randhie-wide, before any
-  evaluation table.
+  evaluation table. *Runs:* 5 and 10 passes are worse on 3-way TVD on HMDA (0.178, 0.143)
+  and Affairs (0.488, 0.443). **Amendment, declared before its runs:** the other way, ``e``
+  in {40, 80} (HMDA at 40 gave 0.120 / 0.536 in the third session, against 0.130 / 0.510,
+  and was left at 20 for Fertility's TSTR and the CPU), under the same gate; what passes
+  would become a floor on DP steps for small tables (like ``PLAIN_MIN_STEPS``), set on
+  Fertility and randhie-wide, where 20 passes are already many steps.
 
 * ``{"rows": n, ...}`` (eighteenth session): the table is first cut to ``n`` rows (seeded by
   the seed), then split 80/20 as usual. Not a lever but a measurement: how many rows dpar
