@@ -238,6 +238,14 @@ Two special keys:
   whatever they show. ``"group_clip": "one"`` is the control: the whole gradient as one group
   through the same loop (per-row gradients from ``torch.func``), which should give the
   defaults' figures (declared after the first runs, before its own).
+  *Runs:* the control reproduces the defaults to the fourth digit (HMDA 0.1297 / 0.5098,
+  Affairs 0.4132 / 0.5197). 3-way TVD at ``a`` = 0 / 0.5 against the defaults: HMDA 0.253 /
+  0.162 (0.130), Affairs 0.438 / 0.394 (0.413), HousePrices 0.397 / 0.321 (0.320); pooled
+  TSTR 0.545 / 0.556 (0.531). TSTR rises, but the TVD is worse on HMDA at both and the
+  first gate fails. Not kept. ``dpar_gradient_shares.py`` shows why: the plain clip already
+  gives each column's group about the same share of a row's squared gradient (2-8 %, flags
+  included) and the trunk about 55 %; equal clips (``a`` = 0) cut the trunk to 7 %, and clips
+  by size (``a`` = 0.5) cut the flags from about 2 % to 0.5 %.
 
 * ``{"epochs": e}`` at epsilon 1 on the small tuning tables (twentieth session, declared
   with its rule before any run): ``DP_EPOCHS`` (20) was chosen on HMDA and Fertility against
@@ -253,6 +261,10 @@ Two special keys:
   and was left at 20 for Fertility's TSTR and the CPU), under the same gate; what passes
   would become a floor on DP steps for small tables (like ``PLAIN_MIN_STEPS``), set on
   Fertility and randhie-wide, where 20 passes are already many steps.
+  *Amendment runs:* 40 / 80 passes give 3-way TVD HMDA 0.118 / 0.119, Affairs 0.4135 /
+  0.410 (defaults 0.4132), HousePrices 0.304 / 0.310, pooled TSTR 0.547 / 0.543 against
+  0.531. 80 passes lower the TVD on all three, but TSTR gains 0.012, short of 0.02; 40
+  passes are level on Affairs. The gate fails. Not kept.
 
 * ``{"rows": n, ...}`` (eighteenth session): the table is first cut to ``n`` rows (seeded by
   the seed), then split 80/20 as usual. Not a lever but a measurement: how many rows dpar
