@@ -636,6 +636,25 @@ def marginal_prior(table: bench.Table, train: Any, kw: dict[str, Any], eps: floa
     return fit_from(start, table, train, kw, eps * (1 - share), seed)
 
 
+def reordered(table: bench.Table, train: Any, kw: dict[str, Any], how: str, eps: float,
+              seed: int) -> Any:
+    """dpar fitted with its columns in another order (the ``"order"`` key): ``"ascending"``
+    sorts them by vocabulary size, smallest first, ties in schema order."""
+    import dataclasses
+
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+    from dpsynth.synthesizers.ar.tokens import TableTokenizer
+
+    if how != "ascending":
+        raise ValueError(f"order must be 'ascending', not {how!r}")
+    tokenizer = TableTokenizer(int(kw.get("n_bins", 64))).fit(table.schema)
+    sizes = dict(zip(tokenizer.names, tokenizer.vocab_sizes, strict=True))
+    columns = sorted(table.schema.columns, key=lambda c: sizes.get(c.name, 0))  # stable
+    schema = dataclasses.replace(table.schema, columns=tuple(columns))
+    return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
+                           **kw).fit(train[schema.names], schema)
+
+
 @contextlib.contextmanager
 def sharpened(temperature: float, min_p: float) -> Iterator[None]:
     """dpar's draws at ``temperature`` with min-p truncation (the ``"sampling"`` key)."""
