@@ -280,6 +280,9 @@ Two special keys:
   epsilon 1 first: lower 3-way TVD on all three and pooled TSTR +0.02; then Fertility at
   epsilon 1 and randhie-wide at epsilon 4 may lose at most 0.005 of 3-way TVD and 0.01 of
   TSTR; then the small evaluation tables, 3 seeds, reported whatever they show).
+  *Runs:* 3-way TVD HMDA 0.126 (defaults 0.130), Affairs 0.431 (0.413), HousePrices 0.312
+  (0.320); pooled TSTR 0.520 against 0.531. Worse on Affairs and on TSTR: the first gate
+  fails. Not kept.
 
 * ``{"rows": n, ...}`` (eighteenth session): the table is first cut to ``n`` rows (seeded by
   the seed), then split 80/20 as usual. Not a lever but a measurement: how many rows dpar
