@@ -284,6 +284,13 @@ Two special keys:
   (0.320); pooled TSTR 0.520 against 0.531. Worse on Affairs and on TSTR: the first gate
   fails. Not kept.
 
+* ``{"oversample": k, ...}`` (twentieth session): ``k`` times the training rows are drawn
+  and scored. Not a lever but a measurement: how much of dpar's TVD is the noise of drawing
+  rows one by one (i.i.d.), which a ``k``-times larger sample cuts by ``sqrt(k)``. aim draws
+  by rounded ancestral sampling (counts per group rounded from their expectations), dpar by
+  plain ancestral sampling; if the gap shrank much at ``k`` = 10, a rounding sampler for
+  dpar would be worth building.
+
 * ``{"rows": n, ...}`` (eighteenth session): the table is first cut to ``n`` rows (seeded by
   the seed), then split 80/20 as usual. Not a lever but a measurement: how many rows dpar
   needs to come within reach of aim at the same epsilon, on a tuning table (Fertility), for
@@ -404,7 +411,8 @@ def score(table: bench.Table, cfg: dict[str, Any], eps: float, seed: int
     out = []
     for temperature, min_p in cfg.get("sampling", [[1.0, 0.0]]):
         with exp.sharpened(float(temperature), float(min_p)):
-            rows = synth.sample(len(train), random_state=seed)
+            rows = synth.sample(len(train) * int(cfg.get("oversample", 1)),
+                                random_state=seed)
         out.append({"tvd1": average_tvd(train, rows, s, way=1),
                     "tvd2": average_tvd(train, rows, s, way=2),
                     "tvd3": average_tvd(train, rows, s, way=3, max_marginals=200),
