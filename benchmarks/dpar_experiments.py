@@ -419,7 +419,8 @@ def _per_row_gradients(module: Any) -> tuple[dict[str, Any], Any]:
 
 
 @contextlib.contextmanager
-def manual_private_steps(step_sum: Any, label: str) -> Iterator[None]:
+def manual_private_steps(step_sum: Any, label: str, noise_scale: float = 1.0
+                         ) -> Iterator[None]:
     """dpar's DP-SGD run replaced by a loop over per-row gradients, for one fit.
 
     ``step_sum(self, module, rows, flat, t, x)`` gets the step's private token rows ``x``
@@ -428,7 +429,8 @@ def manual_private_steps(step_sum: Any, label: str) -> Iterator[None]:
     from that space back to the flattened parameters. The loop adds the plan's noise
     ``N(0, sigma^2 C^2 I)`` to ``total``, lifts it and divides by the expected batch, so the
     plan's accounting holds whenever ``step_sum`` keeps each row within ``C``. Poisson
-    batches, Adam and the learning-rate schedule are dpar's own.
+    batches, Adam and the learning-rate schedule are dpar's own. ``noise_scale`` multiplies
+    the noise: anything but 1 is a diagnostic **without the plan's privacy**.
     """
     import torch
 
@@ -443,7 +445,7 @@ def manual_private_steps(step_sum: Any, label: str) -> Iterator[None]:
         optimizer = torch.optim.Adam(list(params.values()), lr=learning_rate)
         after_step = _dpsgd_base.lr_scheduler(optimizer, schedule, plan.steps)
         noise_fn = _dpsgd.make_noise_fn(noise, rows.device)
-        std = plan.noise_multiplier * float(self.max_grad_norm)
+        std = plan.noise_multiplier * float(self.max_grad_norm) * noise_scale
         log = _dpsgd.TrainingLog()
         for t, idx in enumerate(_dpsgd.FastPoissonBatches(len(rows), plan.sample_rate,
                                                            plan.steps, sampling)):
@@ -534,10 +536,12 @@ def column_groups(model: Any) -> Any:
     return torch.cat(parts)
 
 
-def grouped(power: float | None) -> contextlib.AbstractContextManager[None]:
+def grouped(power: float | None, noise_scale: float = 1.0
+            ) -> contextlib.AbstractContextManager[None]:
     """dpar with group-wise clipping, a group per column and one for the trunk, group ``g``
     clipped to ``C d_g^power / sqrt(sum_h d_h^(2 power))`` (the ``"group_clip"`` key);
-    ``power=None`` clips the whole gradient as one group, through the same loop."""
+    ``power=None`` clips the whole gradient as one group, through the same loop;
+    ``noise_scale`` as in :func:`manual_private_steps` (a diagnostic without privacy)."""
     import torch
 
     state: dict[str, Any] = {}
@@ -560,7 +564,7 @@ def grouped(power: float | None) -> contextlib.AbstractContextManager[None]:
         scale = (clips / norms.clamp_min(1e-12)).clamp(max=1.0)  # (B, groups)
         return (g * scale[:, groups]).sum(0), lambda v: v
 
-    return manual_private_steps(step_sum, "grouped")
+    return manual_private_steps(step_sum, "grouped", noise_scale)
 
 
 @contextlib.contextmanager

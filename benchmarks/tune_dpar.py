@@ -303,6 +303,19 @@ Two special keys:
   HMDA dpar 0.510 → 0.585, aim 0.669 → 0.705. dpar gains 0.013 more than aim, short of
   0.02: the benchmark keeps one TSTR.
 
+* ``{"group_clip": "one", "noise_scale": f}``: a **diagnostic without privacy** (twentieth
+  session, declared before its runs): the plan's DP-SGD steps (Poisson batches, the clip,
+  the schedule) with the noise multiplied by ``f``. ``f`` = 0 trains with the clip and no
+  noise. It splits the gap between dpar under DP and dpar without DP (no clip, no noise)
+  into the clip's part and the noise's. Every row's gradient is clipped here (norms of 30-60
+  against 1, ``dpar_gradient_shares.py``), so the update is a mean of per-row directions that
+  weighs every row alike, a biased estimate of the gradient (Chen, Wu and Hong, NeurIPS 2020).
+  If ``f`` = 0 lands far from the plain fit, the clip's bias is worth attacking (for instance
+  by error feedback, Zhang et al., "DiceSGD", ICLR 2024); if it lands near it, the noise is
+  the whole gap. Run: ``f`` in {0, 0.5} on HMDA at epsilon 1 (3 seeds), Fertility at epsilon 1
+  (seed 0) and randhie-wide at epsilon 4 (seed 0), beside dpar without DP (epsilon inf, same
+  seeds).
+
 * ``{"rows": n, ...}`` (eighteenth session): the table is first cut to ``n`` rows (seeded by
   the seed), then split 80/20 as usual. Not a lever but a measurement: how many rows dpar
   needs to come within reach of aim at the same epsilon, on a tuning table (Fertility), for
@@ -391,6 +404,11 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
                "pairwise": lambda v: exp.pairwise(float(v)),
                "group_clip": lambda v: exp.grouped(None if v == "one" else float(v)),
                "sgd": lambda v: exp.optimiser("sgd", float(v))}
+    if cfg.get("group_clip") is not None and "noise_scale" in cfg:  # a diagnostic, no privacy
+        v = cfg["group_clip"]
+        with exp.grouped(None if v == "one" else float(v), float(cfg["noise_scale"])):
+            return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
+                                   **kw).fit(train, table.schema)
     for key, patch in patches.items():  # the experiments that patch dpar for one fit
         if cfg.get(key) is not None and cfg[key] is not False:
             with patch(cfg[key]):
