@@ -314,7 +314,9 @@ Two special keys:
   by error feedback, Zhang et al., "DiceSGD", ICLR 2024); if it lands near it, the noise is
   the whole gap. Run: ``f`` in {0, 0.5} on HMDA at epsilon 1 (3 seeds), Fertility at epsilon 1
   (seed 0) and randhie-wide at epsilon 4 (seed 0), beside dpar without DP (epsilon inf, same
-  seeds).
+  seeds) and beside ``f`` = 0 with ``"max_grad_norm": 1e6`` (no row reaches the clip: plain
+  minibatch Adam on the plan's Poisson batches and schedule, which separates the schedule's
+  part from the clip's).
 
 * ``{"rows": n, ...}`` (eighteenth session): the table is first cut to ``n`` rows (seeded by
   the seed), then split 80/20 as usual. Not a lever but a measurement: how many rows dpar
