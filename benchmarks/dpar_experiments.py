@@ -659,6 +659,44 @@ def reordered(table: bench.Table, train: Any, kw: dict[str, Any], how: str, eps:
                            **kw).fit(train[schema.names], schema)
 
 
+def row_gradient_norms(module: Any, tokens: Any, chunk: int = 256) -> Any:
+    """Per-row gradient norms ``(len(tokens),)`` of :class:`RowLoss` at the module's weights."""
+    import torch
+
+    _, flat = _per_row_gradients(module)
+    return torch.cat([flat(tokens[i:i + chunk]).norm(dim=1)
+                      for i in range(0, len(tokens), chunk)])
+
+
+def debiased_rows(synth: Any, n_rows: int, factor: int, seed: int) -> Any:
+    """``n_rows`` rows of a fitted dpar, corrected for the clip's bias (the ``"debias"`` key).
+
+    A pool of ``factor * n_rows`` rows is drawn from the model, and ``n_rows`` of them are
+    kept by weighted sampling without replacement (Efraimidis and Spirakis, 2006) with weight
+    ``max(1, ||g(x)|| / C)``: ``g(x)`` the row's gradient of the row loss at the released
+    weights, ``C`` the clip. Why: when every row is clipped, DP-SGD's fixed point solves
+    ``sum_i w_i g_i = 0`` with ``w_i = min(1, C / ||g_i||)``, the maximum-likelihood fit of
+    the data reweighted by ``w``; if the model fits that reweighted distribution,
+    ``p_data(x)`` is proportional to ``p_model(x) / w(x)``, so resampling model draws by
+    ``1 / w`` undoes the reweighting. It reads only the released model (post-processing).
+    """
+    import torch
+
+    from dpsynth.synthesizers.ar import sampling as ar_sampling
+
+    gen = torch.Generator().manual_seed(seed + 23)
+    free = np.full((factor * n_rows, len(synth.tokenizer_.codecs_)), ar_sampling.FREE,
+                   np.int64)
+    tokens, _ = ar_sampling.draw_tokens(synth.model_, free, gen)
+    norms = row_gradient_norms(synth.model_, torch.from_numpy(tokens)).double().numpy()
+    weights = np.maximum(1.0, norms / float(synth.max_grad_norm))
+    rng = np.random.default_rng(seed + 29)
+    keys = np.log(rng.random(len(weights))) / weights  # the n largest: a weighted draw
+    keep = np.sort(np.argpartition(-keys, n_rows - 1)[:n_rows])
+    rows = synth.tokenizer_.inverse_transform(tokens[keep], rng)
+    return rows[[c.name for c in synth.schema_.data_columns]].reset_index(drop=True)
+
+
 @contextlib.contextmanager
 def sharpened(temperature: float, min_p: float) -> Iterator[None]:
     """dpar's draws at ``temperature`` with min-p truncation (the ``"sampling"`` key)."""
