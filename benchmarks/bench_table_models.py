@@ -92,12 +92,7 @@ TSTR = ROC-AUC on the real 20 % of gradient boosting trained on the synthetic ro
 (:func:`dpsynth.evaluate.tstr_auc`), beside TRTR (trained on the real 80 %). CPU seconds of
 ``fit`` alone, one torch / BLAS thread. ``dpar-ref`` is the non-private baseline: the same
 network at epsilon = inf trained for ``REF_EPOCHS`` epochs (to convergence); ``dpar`` at
-epsilon = inf runs the default schedule without noise. ``dpar-debias`` (twentieth session, an
-experiment not in the library; ``tune_dpar.py``'s ``"debias"`` key) is the same fit as
-``dpar``, its rows drawn with the clip's bias undone by resampling (``DEBIAS_FACTOR``
-candidates per row, weights from the rows' gradient norms) where the noise share is below
-``DEBIAS_GATE``; its records add the noise share, whether the correction ran, and the CPU
-seconds of the draw.
+epsilon = inf runs the default schedule without noise.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_table_models.py --datasets wage cps1988 adult
     python benchmarks/bench_table_models.py --markdown      # tables from the saved results
@@ -525,16 +520,10 @@ def broken(rows: pd.DataFrame, premise: Mask, conclusion: Mask) -> float:
     return float((p & ~conclusion(rows)).sum() / max(1, p.sum()))
 
 
-DEBIAS_GATE = 1.6  #: "dpar-debias" corrects the clip's bias below this noise share
-DEBIAS_FACTOR = 5  #: candidate rows drawn per kept row by "dpar-debias"
-
-
 def make(gen: str, eps: float, seed: int, overrides: dict[str, Any]) -> Any:
     from dpsynth.synthesizers import create
     from dpsynth.synthesizers.ar import DPARSynthesizer  # registers "dpar"
 
-    if gen == "dpar-debias":  # the same fit as "dpar"; run_one draws its rows otherwise
-        gen = "dpar"
     if gen == "dpar-ref":
         return DPARSynthesizer(epsilon=math.inf, delta=DELTA, random_state=seed,
                                **{**overrides, "epochs": REF_EPOCHS})
@@ -550,21 +539,9 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
     cpu, wall = time.process_time(), time.perf_counter()
     synth.fit(train, table.schema)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    debias: dict[str, Any] = {}
-    if gen == "dpar-debias":  # twentieth session's experiment (tune_dpar.py, "debias")
-        import dpar_experiments as exp
-
-        share = exp.noise_share(synth, len(train)) if math.isfinite(eps) else math.inf
-        used = share < DEBIAS_GATE
-        cpu2 = time.process_time()
-        rows = (exp.debiased_rows(synth, len(train), DEBIAS_FACTOR, seed) if used
-                else synth.sample(len(train), random_state=seed))
-        debias = {"noise_share": round(share, 3), "debiased": used,
-                  "sample_cpu_s": round(time.process_time() - cpu2, 1)}
-    else:
-        rows = synth.sample(len(train), random_state=seed)
+    rows = synth.sample(len(train), random_state=seed)
     s = table.schema
-    return {**debias,
+    return {
         "generator": gen, "epsilon": eps if gen != "dpar-ref" else math.inf,
         "params": overrides if gen.startswith("dpar") else {},
         "spent": None if synth.privacy_ is None else round(synth.privacy_.epsilon, 4),

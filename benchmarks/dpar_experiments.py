@@ -668,18 +668,6 @@ def row_gradient_norms(module: Any, tokens: Any, chunk: int = 256) -> Any:
                       for i in range(0, len(tokens), chunk)])
 
 
-def noise_share(synth: Any, n_rows: int) -> float:
-    """``sigma sqrt(d) / B`` of a fitted private dpar: the noise's norm in a step against a
-    clipped mean of norm at most 1, from public quantities (the plan, the model's size)."""
-    from dpsynth.accounting.calibrate import calibrate_dpsgd_noise
-
-    q, steps = synth._schedule(n_rows)
-    sigma = calibrate_dpsgd_noise(float(synth.epsilon), float(synth.privacy_.delta),
-                                  sample_rate=q, steps=steps, prior_events=[])
-    d = sum(p.numel() for p in synth.model_.parameters())
-    return float(sigma * math.sqrt(d) / synth._batch_size(n_rows))
-
-
 def debiased_rows(synth: Any, n_rows: int, factor: int, seed: int) -> Any:
     """``n_rows`` rows of a fitted dpar, corrected for the clip's bias (the ``"debias"`` key).
 
