@@ -674,7 +674,7 @@ def debiased_rows(synth: Any, n_rows: int, factor: int, seed: int) -> Any:
     A pool of ``factor * n_rows`` rows is drawn from the model, and ``n_rows`` of them are
     kept by weighted sampling without replacement (Efraimidis and Spirakis, 2006) with weight
     ``max(1, ||g(x)|| / C)``: ``g(x)`` the row's gradient of the row loss at the released
-    weights, ``C`` the clip. Why: when every row is clipped, DP-SGD's fixed point solves
+    weights, ``C`` the clip. Why: without the noise, DP-SGD's fixed point solves
     ``sum_i w_i g_i = 0`` with ``w_i = min(1, C / ||g_i||)``, the maximum-likelihood fit of
     the data reweighted by ``w``; if the model fits that reweighted distribution,
     ``p_data(x)`` is proportional to ``p_model(x) / w(x)``, so resampling model draws by

@@ -314,8 +314,8 @@ Two special keys:
   session, declared before its runs): the plan's DP-SGD steps (Poisson batches, the clip,
   the schedule) with the noise multiplied by ``f``. ``f`` = 0 trains with the clip and no
   noise. It splits the gap between dpar under DP and dpar without DP (no clip, no noise)
-  into the clip's part and the noise's. Every row's gradient is clipped here (norms of 30-60
-  against 1, ``dpar_gradient_shares.py``), so the update is a mean of per-row directions that
+  into the clip's part and the noise's. Rows' gradients are clipped here (median norms of
+  28-59 against 1, ``dpar_gradient_shares.py``), so the update is a mean of per-row directions that
   weighs every row alike, a biased estimate of the gradient (Chen, Wu and Hong, NeurIPS 2020).
   If ``f`` = 0 lands far from the plain fit, the clip's bias is worth attacking (for instance
   by error feedback, Zhang et al., "DiceSGD", ICLR 2024); if it lands near it, the noise is
@@ -332,7 +332,7 @@ Two special keys:
   ``max(1, ||g(x)|| / C)`` (the row's gradient norm at the released weights over the clip).
   Why: the clip diagnostic above found that on Fertility at epsilon 1 the clip alone (no
   noise) gives a 3-way TVD of 0.051 against 0.022 without it, at the same schedule: there the
-  clip, not the noise, is the gap. With every row clipped, DP-SGD converges where
+  clip, not the noise, is the gap. With (nearly) every row clipped, DP-SGD converges where
   ``sum_i g_i / ||g_i|| = 0``: the maximum-likelihood fit of the data reweighted by
   ``1 / ||g_i||``, which under-weights the rows the model fits worst (rare values, unusual
   combinations). Resampling model draws by ``||g(x)||`` undoes that weighting if the model
