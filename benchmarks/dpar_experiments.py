@@ -697,30 +697,34 @@ def debiased_rows(synth: Any, n_rows: int, factor: int, seed: int) -> Any:
     return rows[[c.name for c in synth.schema_.data_columns]].reset_index(drop=True)
 
 
+def sharpened(temperature: float, min_p: float) -> contextlib.AbstractContextManager[None]:
+    """dpar's draws at ``temperature`` with min-p truncation (the ``"sampling"`` key): for
+    the context, every ``ARTransformer``'s :meth:`column_logits`, which sampling draws
+    from, are divided by ``temperature`` and tokens below ``min_p`` times the likeliest one
+    masked out. Nothing is patched at (1, 0)."""
+    if (temperature, min_p) == (1.0, 0.0):
+        return contextlib.nullcontext()
+    return _sharpened_logits(temperature, min_p)
+
+
 @contextlib.contextmanager
-def sharpened(temperature: float, min_p: float) -> Iterator[None]:
-    """dpar's draws at ``temperature`` with min-p truncation (the ``"sampling"`` key)."""
+def _sharpened_logits(temperature: float, min_p: float) -> Iterator[None]:
     import torch
 
-    from dpsynth.synthesizers.ar import sampling
+    from dpsynth.synthesizers.ar.model import ARTransformer
 
-    original = sampling._draw_chunk
+    original = ARTransformer.column_logits
 
-    def draw(model: Any, fixed: Any, gen: Any) -> Any:
-        n, t = fixed.shape
-        tokens = fixed.clamp(min=0).clone()
-        for j in range(t):
-            logp = torch.log_softmax(model.column_logits(tokens, j).float(), dim=-1)
-            p = torch.softmax(logp / temperature, dim=-1)
-            if min_p > 0:
-                p = torch.where(p >= min_p * p.amax(dim=-1, keepdim=True), p, 0.0)
-            drawn = torch.multinomial(p, 1, generator=gen).squeeze(1)
-            tokens[:, j] = torch.where(fixed[:, j] == sampling.FREE, drawn,
-                                       fixed[:, j].clamp(min=0))
-        return tokens, torch.zeros(n, dtype=torch.float64)
+    def column_logits(self: Any, tokens: Any, j: int) -> Any:
+        z = original(self, tokens, j).float() / temperature
+        if min_p > 0:
+            logp = torch.log_softmax(z, dim=-1)
+            keep = logp >= logp.amax(dim=-1, keepdim=True) + math.log(min_p)
+            z = torch.where(keep, z, torch.full_like(z, -math.inf))
+        return z
 
-    sampling._draw_chunk = draw
+    ARTransformer.column_logits = column_logits  # type: ignore[method-assign]
     try:
         yield
     finally:
-        sampling._draw_chunk = original
+        ARTransformer.column_logits = original  # type: ignore[method-assign]

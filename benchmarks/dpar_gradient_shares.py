@@ -33,14 +33,13 @@ def shares(table_name: str, rows: int = 256) -> list[dict[str, object]]:
     import torch
 
     from dpsynth.synthesizers.ar import DPARSynthesizer
-    from dpsynth.synthesizers.ar.model import ARConfig, build_model
+    from dpsynth.synthesizers.ar.model import build_model
 
     table = bench.LOADERS[table_name]()
     train, _ = bench.split(table, 0)
     fitted = DPARSynthesizer(epsilon=float("inf"), random_state=0).fit(train, table.schema)
     tokens = torch.from_numpy(fitted.tokenizer_.transform(train))[:rows]
-    start = build_model(ARConfig(fitted.tokenizer_.vocab_sizes, fitted.d_model,
-                                 fitted.n_layers, fitted.n_heads), 0)
+    start = build_model(fitted._config(), 0)  # the fitted model's shape, fresh weights
     out = []
     for state, model in (("initial", start), ("trained without DP", fitted.model_)):
         groups = exp.column_groups(model)

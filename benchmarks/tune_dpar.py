@@ -406,6 +406,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
@@ -454,27 +455,20 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
                            int(cfg.get("probes", 512)), seed):
             return DPARSynthesizer(epsilon=eps * (1 - share), delta=delta, random_state=seed,
                                    **kw).fit(train, table.schema)
+    scale = float(cfg.get("noise_scale", 1.0))  # below 1: a diagnostic without privacy
     patches = {"exact_max": lambda v: exp.exact_integers(int(v)),
                "col_weight": lambda v: exp.column_weights(float(v)),
                "smooth": lambda v: exp.smooth_ordered(int(v)),
                "adam_bc": lambda v: exp.bias_corrected(float(v)),
                "weight_decay": lambda v: exp.optimiser("weight_decay", float(v)),
                "pairwise": lambda v: exp.pairwise(float(v)),
-               "group_clip": lambda v: exp.grouped(None if v == "one" else float(v)),
+               "group_clip": lambda v: exp.grouped(None if v == "one" else float(v), scale),
                "sgd": lambda v: exp.optimiser("sgd", float(v))}
-    if cfg.get("group_clip") is not None and "noise_scale" in cfg:  # a diagnostic, no privacy
-        v = cfg["group_clip"]
-        with exp.grouped(None if v == "one" else float(v), float(cfg["noise_scale"])):
+    chosen = [key for key in patches if cfg.get(key) is not None and cfg[key] is not False]
+    if chosen or not cfg.get("prior"):  # dpar itself, or patched for this one fit
+        with (patches[chosen[0]](cfg[chosen[0]]) if chosen else contextlib.nullcontext()):
             return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
                                    **kw).fit(train, table.schema)
-    for key, patch in patches.items():  # the experiments that patch dpar for one fit
-        if cfg.get(key) is not None and cfg[key] is not False:
-            with patch(cfg[key]):
-                return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
-                                       **kw).fit(train, table.schema)
-    if not cfg.get("prior"):
-        return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
-                               **kw).fit(train, table.schema)
     share = float(cfg["share"])
     if cfg["prior"] == "marginals":
         return exp.marginal_prior(table, train, kw, eps, share, seed)
