@@ -90,7 +90,9 @@ class ARTransformer(nn.Module):
         start = torch.full((b, 1), self.start_token, dtype=torch.long, device=device)
         shift = torch.tensor(self.offsets[:n - 1], dtype=torch.long, device=device)
         ids = torch.cat([start, tokens[:, :n - 1] + shift], dim=1)
-        pos = torch.arange(n, device=device).expand(b, n)
+        # contiguous: Opacus' ghost clipping views an embedding's indices, which a stride-0
+        # expand does not allow
+        pos = torch.arange(n, device=device).expand(b, n).contiguous()
         h = self.tokens(ids) + self.position(pos)
         for block in self.blocks:
             h = block(h)
