@@ -644,7 +644,9 @@ def reordered(table: bench.Table, train: Any, kw: dict[str, Any], how: str, eps:
               seed: int) -> Any:
     """dpar fitted with its columns in another order (the ``"order"`` key): ``"ascending"``
     sorts them by vocabulary size, smallest first, ties in schema order; ``"target_first"``
-    moves the benchmark's TSTR target to the front and keeps the rest in schema order."""
+    moves the benchmark's TSTR target to the front and keeps the rest in schema order;
+    ``"random:K"`` is a permutation drawn with seed ``K`` (a measurement of how much the order
+    alone moves the scores)."""
     import dataclasses
 
     from dpsynth.synthesizers.ar import DPARSynthesizer
@@ -656,8 +658,13 @@ def reordered(table: bench.Table, train: Any, kw: dict[str, Any], how: str, eps:
         columns = sorted(table.schema.columns, key=lambda c: sizes.get(c.name, 0))  # stable
     elif how == "target_first":
         columns = sorted(table.schema.columns, key=lambda c: c.name != table.target)  # stable
+    elif how.startswith("random:"):
+        perm = np.random.default_rng(int(how.split(":", 1)[1])).permutation(
+            len(table.schema.columns))
+        columns = [table.schema.columns[i] for i in perm]
     else:
-        raise ValueError(f"order must be 'ascending' or 'target_first', not {how!r}")
+        raise ValueError("order must be 'ascending', 'target_first' or 'random:K', "
+                         f"not {how!r}")
     schema = dataclasses.replace(table.schema, columns=tuple(columns))
     return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
                            **kw).fit(train[schema.names], schema)

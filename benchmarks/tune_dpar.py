@@ -321,6 +321,13 @@ Two special keys:
   the defaults' to the last digit; randhie-wide 39 columns 0.120 (0.1185), TSTR 0.572
   (0.629). **The amendment fails.** Not kept, and the evaluation tables were not run.
 
+* ``{"order": "random:K"}`` (twenty-first session): a **measurement, not a lever**: the
+  columns in a permutation drawn with seed ``K``. Target-first moved randhie-wide's target
+  from the fourth column to the first and its TSTR by 0.057, so the order alone may move
+  the scores as much as a seed does; this says how much, to read the order levers against.
+  Run: ``K`` = 0..9 on HMDA at epsilon 1 (3 seeds each) and ``K`` = 0..3 on randhie-wide at
+  epsilon 4 (seed 0); nothing is chosen on it.
+
 * ``{"oversample": k, ...}`` (twentieth session): ``k`` times the training rows are drawn
   and scored. Not a lever but a measurement: how much of dpar's TVD is the noise of drawing
   rows one by one (i.i.d.), which a ``k``-times larger sample cuts by ``sqrt(k)``. aim draws
