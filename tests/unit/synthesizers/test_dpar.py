@@ -124,10 +124,10 @@ def test_clipped_gradient_matches_per_row_reference():
         torch.testing.assert_close(p.grad, t / len(tokens), rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("mode", ["ghost", "hooks"])
-def test_opacus_modes_clip_every_row_as_a_loop_over_rows(mode):
-    """``grad_sample_mode="ghost"`` / ``"hooks"`` (Opacus) give the clipped sum of a loop over
-    rows too, with some rows clipped and some not."""
+@pytest.mark.parametrize("mode", ["bookkeeping", "ghost", "hooks"])
+def test_every_mode_clips_every_row_as_a_loop_over_rows(mode):
+    """Each ``grad_sample_mode`` (book-keeping, and Opacus' ghost and hooks) gives the clipped
+    sum of a loop over rows, with some rows clipped and some not."""
     from dpsynth.accounting import NoiseSource
 
     gen = torch.Generator().manual_seed(0)
