@@ -750,13 +750,15 @@ class _AnyOrderRows:
     def sample(self, n_rows: int, random_state: int | None = None) -> Any:
         import torch
 
+        from dpsynth.synthesizers.ar.sampling import CHUNK
+
         model, tokenizer = self.synth.model_, self.synth.tokenizer_
         gen = torch.Generator().manual_seed(int(random_state or 0) + 7)
         width = len(tokenizer.vocab_sizes)
         parts = []
         with torch.no_grad():
-            for start in range(0, n_rows, 8192):
-                n = min(8192, n_rows - start)
+            for start in range(0, n_rows, CHUNK):
+                n = min(CHUNK, n_rows - start)
                 perm = torch.argsort(torch.rand(n, width, generator=gen), dim=1)
                 tokens = torch.zeros(n, width, dtype=torch.long)
                 for t in range(width):
@@ -787,7 +789,6 @@ def any_order(table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
     """
     import torch
 
-    from dpsynth.synthesizers._init import gpt2_init
     from dpsynth.synthesizers.ar import DPARSynthesizer
     from dpsynth.synthesizers.ar import model as ar_model
     from dpsynth.synthesizers.ar import synthesizer as ar
@@ -802,10 +803,7 @@ def any_order(table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
             start = torch.full((b, 1), self.start_token, dtype=torch.long, device=tokens.device)
             read = perm[:, :n - 1]
             ids = torch.cat([start, tokens.gather(1, read) + shift[read]], dim=1)
-            h = self.tokens(ids) + self.position(perm.contiguous())
-            for block in self.blocks:
-                h = block(h)
-            return self.norm(h)
+            return self.encode(ids, perm.contiguous())  # the position ids name the column
 
         def forward(self, tokens: Any) -> Any:
             b, width = tokens.shape
@@ -816,13 +814,13 @@ def any_order(table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
             rows = torch.arange(b, device=tokens.device)
             return [head(h[rows, where[:, j]]) for j, head in enumerate(self.heads)]
 
+    real_build = ar.build_model
+
     def build(config: Any, torch_seed: int | None) -> Any:
-        model = AnyOrder(config).to_empty(device="cpu")
-        if torch_seed is not None:
-            gpt2_init(model, torch_seed, config.n_layers, ("proj", "fc2"))
+        model = real_build(config, torch_seed)  # dpar's own weights and initialisation
+        model.__class__ = AnyOrder  # the same parameters, read in other orders
         return model
 
-    real_build = ar.build_model
     ar.build_model = build
     try:
         synth = DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,

@@ -92,7 +92,10 @@ class ARTransformer(nn.Module):
         ids = torch.cat([start, tokens[:, :n - 1] + shift], dim=1)
         # contiguous: Opacus' ghost clipping views an embedding's indices, which a stride-0
         # expand does not allow
-        pos = torch.arange(n, device=device).expand(b, n).contiguous()
+        return self.encode(ids, torch.arange(n, device=device).expand(b, n).contiguous())
+
+    def encode(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """States ``(B, n, d)`` of input token ids and position ids, both ``(B, n)``."""
         h = self.tokens(ids) + self.position(pos)
         for block in self.blocks:
             h = block(h)
