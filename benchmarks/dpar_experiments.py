@@ -29,9 +29,9 @@ def drawn_rows(name: str, table: bench.Table, train: Any, eps: float, seed: int,
 
 
 def warm_fit(fake: Any, table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
-             seed: int, epochs: float | None) -> Any:
+             seed: int, epochs: float | None, delta: float = bench.DELTA / 2) -> Any:
     """dpar trained without noise on ``fake`` (``epochs`` passes, the automatic plain rate),
-    then fine-tuned with DP-SGD at ``(eps, delta / 2)`` on ``train`` from those weights."""
+    then fine-tuned with DP-SGD at ``(eps, delta)`` on ``train`` from those weights."""
     from dpsynth.synthesizers.ar import DPARSynthesizer
 
     warm = DPARSynthesizer(epsilon=math.inf, random_state=seed,
@@ -39,7 +39,47 @@ def warm_fit(fake: Any, table: bench.Table, train: Any, kw: dict[str, Any], eps:
                            ).fit(fake, table.schema)
     weights = warm.model_.state_dict()
     return fit_from(lambda model: model.load_state_dict(weights),  # the warm weights
-                    table, train, kw, eps, seed)
+                    table, train, kw, eps, seed, delta)
+
+
+def public_split(train: Any, share: float, seed: int) -> tuple[Any, Any]:
+    """``train`` cut into private rows and a seeded ``share`` of declared public rows (the
+    ``"opt_in"`` key): the opt-in rows of a population, released as they are."""
+    public = train.sample(frac=share, random_state=2000 + seed)
+    return train.drop(public.index).reset_index(drop=True), public.reset_index(drop=True)
+
+
+PUBLIC_USES = ("only", "warm", "anchor", "project")
+
+
+def public_fit(table: bench.Table, private: Any, public: Any, kw: dict[str, Any],
+               cfg: dict[str, Any], eps: float, seed: int) -> Any:
+    """dpar using declared public rows (the ``"use"`` key, ``+``-joined): ``"only"`` fits
+    them alone without noise (the private rows untouched); ``"warm"`` starts DP-SGD from the
+    weights trained on them without noise; ``"anchor"`` carries ``"ratio"`` times the
+    expected batch of them in every DP-SGD step; ``"project"`` runs DP-SGD in the span of
+    their gradients (``"project"`` dimensions). The private rows get the whole ``(eps,
+    delta)``: the public rows cost nothing."""
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+
+    uses = str(cfg["use"]).split("+")
+    if set(uses) - set(PUBLIC_USES) or ("anchor" in uses and "project" in uses):
+        raise ValueError(f"use must join {PUBLIC_USES} (not anchor with project): {uses}")
+    plain = {**kw, "epochs": cfg.get("public_epochs"), "learning_rate": None}
+    if "only" in uses:
+        return DPARSynthesizer(epsilon=math.inf, random_state=seed, **plain
+                               ).fit(public, table.schema)
+    with contextlib.ExitStack() as stack:
+        if "anchor" in uses:
+            stack.enter_context(mixed_steps(public, float(cfg.get("ratio", 1.0)), seed))
+        if "project" in uses:
+            stack.enter_context(projected(int(cfg["project"]), public, 10,
+                                          int(cfg.get("probes", 512)), seed))
+        if "warm" not in uses:
+            return DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
+                                   **kw).fit(private, table.schema)
+        return warm_fit(public, table, private, kw, eps, seed, cfg.get("public_epochs"),
+                        bench.DELTA)
 
 
 class _Pool:
@@ -321,8 +361,8 @@ def bias_corrected(floor: float) -> Iterator[None]:
 
 
 def fit_from(start: Any, table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
-             seed: int) -> Any:
-    """dpar at ``(eps, delta / 2)`` whose new model is first passed to ``start(model)``
+             seed: int, delta: float = bench.DELTA / 2) -> Any:
+    """dpar at ``(eps, delta)`` whose new model is first passed to ``start(model)``
     (``build_model`` patched for the one fit)."""
     from dpsynth.synthesizers.ar import DPARSynthesizer
     from dpsynth.synthesizers.ar import synthesizer as ar
@@ -337,30 +377,29 @@ def fit_from(start: Any, table: bench.Table, train: Any, kw: dict[str, Any], eps
 
     ar.build_model = build
     try:
-        return DPARSynthesizer(epsilon=eps, delta=bench.DELTA / 2, random_state=seed,
+        return DPARSynthesizer(epsilon=eps, delta=delta, random_state=seed,
                                **kw).fit(train, table.schema)
     finally:
         ar.build_model = original
 
 
-def anchored(table: bench.Table, train: Any, kw: dict[str, Any], cfg: dict[str, Any],
-             eps: float, seed: int) -> Any:
-    """dpar whose DP-SGD steps each carry rows drawn from a marginal model (``"anchor"``)."""
+@contextlib.contextmanager
+def mixed_steps(rows_in: Any, ratio: float, seed: int) -> Iterator[None]:
+    """dpar's DP-SGD steps each carrying ``round(ratio * B)`` of the released rows
+    ``rows_in`` (``B`` the expected private batch; drawn without replacement at each step by
+    a seeded generator), clipped like the private rows and sharing the step's noise; the
+    private rows' Poisson batches, and so the accounting, are unchanged. For one fit."""
     import torch
 
     from dpsynth.synthesizers import _dpsgd, _dpsgd_base
-    from dpsynth.synthesizers.ar import DPARSynthesizer
 
-    share = float(cfg["share"])
-    fake = drawn_rows(cfg["anchor"], table, train, eps * share, seed)
-    ratio = float(cfg.get("public", 1.0))
     real_train, real_batches = (_dpsgd_base.DPSGDSynthesizer._train_private,
                                 _dpsgd.FastPoissonBatches)
 
     def train_private(self: Any, module: Any, rows: Any, objective: Any, plan: Any,
                       noise: Any, learning_rate: float, name: str, sampling: Any, rep: Any,
                       batch: int, schedule: str = "constant") -> Any:
-        public = torch.from_numpy(self.tokenizer_.transform(fake)).to(rows.device)
+        public = torch.from_numpy(self.tokenizer_.transform(rows_in)).to(rows.device)
         n_private, k = len(rows), min(len(public), max(1, round(ratio * batch)))
         rng = np.random.default_rng(seed + 7)
 
@@ -382,12 +421,23 @@ def anchored(table: bench.Table, train: Any, kw: dict[str, Any], cfg: dict[str, 
 
     _dpsgd_base.DPSGDSynthesizer._train_private = train_private  # type: ignore[method-assign]
     try:
+        yield
+    finally:
+        _dpsgd_base.DPSGDSynthesizer._train_private = real_train  # type: ignore[method-assign]
+
+
+def anchored(table: bench.Table, train: Any, kw: dict[str, Any], cfg: dict[str, Any],
+             eps: float, seed: int) -> Any:
+    """dpar whose DP-SGD steps each carry rows drawn from a marginal model (``"anchor"``)."""
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+
+    share = float(cfg["share"])
+    fake = drawn_rows(cfg["anchor"], table, train, eps * share, seed)
+    with mixed_steps(fake, float(cfg.get("public", 1.0)), seed):
         if not cfg.get("warm"):
             return DPARSynthesizer(epsilon=eps * (1 - share), delta=bench.DELTA / 2,
                                    random_state=seed, **kw).fit(train, table.schema)
         return warm_fit(fake, table, train, kw, eps * (1 - share), seed, kw.get("epochs"))
-    finally:
-        _dpsgd_base.DPSGDSynthesizer._train_private = real_train  # type: ignore[method-assign]
 
 
 def _per_row_gradients(module: Any) -> tuple[dict[str, Any], Any]:
