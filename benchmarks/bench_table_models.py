@@ -126,6 +126,9 @@ RESULTS = HERE / "results" / "table_models.json"
 DELTA = 1e-5
 REF_EPOCHS = 60
 GENERATORS = ("dpar", "dpvae", "aim", "mst", "dpar-ref")
+#: With ``--opt-in``: dpar reading the declared public rows (``dpar_experiments.public_fit``,
+#: ``use`` joined by ``-`` in the name), an experiment not in the library.
+PUBLIC_GENERATORS = ("dpar-public-only", "dpar-public-warm", "dpar-public-warm-anchor")
 Mask = Callable[[pd.DataFrame], np.ndarray]
 
 
@@ -199,6 +202,14 @@ def split(table: Table, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The benchmark's 80/20 split of ``table`` (seeded): training rows (index reset), test rows."""
     train = table.df.sample(frac=0.8, random_state=seed)
     return train.reset_index(drop=True), table.df.drop(train.index)
+
+
+def opt_in_split(train: pd.DataFrame, share: float, seed: int
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``train`` cut into private rows and a seeded ``share`` of rows declared public (the
+    rows of people who opted in to publication), both with their index reset."""
+    public = train.sample(frac=share, random_state=2000 + seed)
+    return train.drop(public.index).reset_index(drop=True), public.reset_index(drop=True)
 
 
 def load_hmda() -> Table:
@@ -532,12 +543,26 @@ def make(gen: str, eps: float, seed: int, overrides: dict[str, Any]) -> Any:
 
 
 def run_one(table: Table, gen: str, eps: float, seed: int,
-            overrides: dict[str, Any]) -> dict[str, Any]:
-    """Fit one generator on the 80 % split and score it."""
+            overrides: dict[str, Any], opt_in: float | None = None) -> dict[str, Any]:
+    """Fit one generator on the 80 % split and score it. With ``opt_in``, that share of the
+    split is declared public (:func:`opt_in_split`): every generator fits the private rest,
+    which the TVDs and TRTR are read against, and only the ``dpar-public-*`` ones read the
+    public rows (``dpar_experiments.public_fit``)."""
     train, test = split(table, seed)
-    synth = make(gen, eps, seed, overrides)
+    public = None
+    if opt_in is not None:
+        train, public = opt_in_split(train, opt_in, seed)
+    elif gen.startswith("dpar-public-"):
+        raise SystemExit(f"{gen} needs --opt-in")
     cpu, wall = time.process_time(), time.perf_counter()
-    synth.fit(train, table.schema)
+    if gen.startswith("dpar-public-"):
+        import dpar_experiments as exp
+
+        use = gen.removeprefix("dpar-public-").replace("-", "+")
+        synth = exp.public_fit(table, train, public, dict(overrides), {"use": use}, eps, seed)
+    else:
+        synth = make(gen, eps, seed, overrides)
+        synth.fit(train, table.schema)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     rows = synth.sample(len(train), random_state=seed)
     s = table.schema
@@ -552,18 +577,22 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
         "trtr": round(tstr_auc(train, test, s, table.target, positive=table.positive), 4),
         "broken": {name: round(broken(rows, p, c), 4) for name, p, c in table.implications},
         "fit_cpu_s": round(cpu, 1), "fit_wall_s": round(wall, 1), "n_train": len(train),
+        **({} if public is None else {"opt_in": opt_in, "n_public": len(public)}),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["wage", "cps1988", "adult"])
-    parser.add_argument("--generators", nargs="+", default=list(GENERATORS))
+    parser.add_argument("--generators", nargs="+", default=list(GENERATORS),
+                        choices=GENERATORS + PUBLIC_GENERATORS)
     parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 4.0, math.inf])
     parser.add_argument("--params", default="{}", help="JSON overrides for dpar")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", type=int, default=None,
                         help="cut each table to this many rows (seeded) before the split")
+    parser.add_argument("--opt-in", type=float, default=None,
+                        help="declare this share of the training rows public (an experiment)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
@@ -580,10 +609,12 @@ def main() -> None:
         if args.rows is not None:
             table = cut(table, args.rows, args.seed)
         for gen in args.generators:
-            for eps in ([math.inf] if gen == "dpar-ref" else args.epsilons):
+            for eps in ([math.inf] if gen in ("dpar-ref", "dpar-public-only")
+                        else args.epsilons):
                 if gen in ("aim", "mst") and not math.isfinite(eps):
                     continue
-                record = {"dataset": name, **run_one(table, gen, eps, args.seed, overrides),
+                record = {"dataset": name, **run_one(table, gen, eps, args.seed, overrides,
+                                                     args.opt_in),
                           **({} if args.rows is None else {"rows": len(table.df)})}
                 print(json.dumps(record), flush=True)
                 saved.append(record)

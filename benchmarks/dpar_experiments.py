@@ -45,8 +45,7 @@ def warm_fit(fake: Any, table: bench.Table, train: Any, kw: dict[str, Any], eps:
 def public_split(train: Any, share: float, seed: int) -> tuple[Any, Any]:
     """``train`` cut into private rows and a seeded ``share`` of declared public rows (the
     ``"opt_in"`` key): the opt-in rows of a population, released as they are."""
-    public = train.sample(frac=share, random_state=2000 + seed)
-    return train.drop(public.index).reset_index(drop=True), public.reset_index(drop=True)
+    return bench.opt_in_split(train, share, seed)
 
 
 PUBLIC_USES = ("only", "warm", "anchor", "project")
