@@ -153,6 +153,10 @@ def fit(
         "--clip", help="Clip values outside the declared public bounds to them (row-local, no "
         "privacy cost; counts per column shown and saved with the model), instead of "
         "refusing them.")] = False,
+    public: Annotated[Path | None, typer.Option(
+        "--public", help="Rows you declare public (people who agreed to publication; same "
+        "schema, never rows of the private table), read without privacy to help the model "
+        "(dpar only). The guarantee covers the private table alone.")] = None,
 ) -> None:
     with cli_errors():
         from dpsynth.commands.budget import (
@@ -170,8 +174,10 @@ def fit(
         name = synthesizer or _default_synthesizer()
         synth = _make_synthesizer(name, epsilon=epsilon, delta=delta, seed=seed, secure=secure,
                                   extra={"epochs": epochs, "progress": True})
-        stream = None if clip else _streamed_input(data, synth, table_schema, ledger, dataset,
-                                                   delimiter, encoding)
+        public_rows = None if public is None else read_table(
+            public, schema=table_schema, delimiter=delimiter, encoding=encoding)
+        stream = None if clip or public is not None else _streamed_input(
+            data, synth, table_schema, ledger, dataset, delimiter, encoding)
         if stream is not None:  # read in batches: memory does not grow with the rows
             n_rows, frame_or_stream = stream.count_rows(), stream
             recorder = None if ledger is None and dataset is None else open_recorder(
@@ -186,8 +192,12 @@ def fit(
         _show_plan(synth, table_schema, n_rows, recorder)
         start = time.perf_counter()
         with spend_report(recorder):
-            synth.fit(frame_or_stream, table_schema, ledger=recorder, clip=clip)
+            synth.fit(frame_or_stream, table_schema, ledger=recorder, clip=clip,
+                      public=public_rows)
             synth.save(out_dir)
+        if synth.public_rows_:
+            out.print(f"Declared public rows read without privacy: {synth.public_rows_['rows']} "
+                      f"({synth.public_rows_['fingerprint'][:19]}...); saved with the model")
         if clip:
             out.print(f"Clipped to the declared bounds (no privacy cost), values per column: "
                       f"{synth.clipped_ or 'none'}")

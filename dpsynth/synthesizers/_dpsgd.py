@@ -298,6 +298,38 @@ class FastPoissonBatches(Sampler[np.ndarray]):
                 yield part - k * n
 
 
+class WithPublicRows(Sampler[np.ndarray]):
+    """The batches of ``private`` (indices below ``n_private``), each with ``per_step``
+    declared public rows appended (indices ``n_private + j``, ``j`` drawn without replacement
+    among ``n_public`` at each step from ``noise``).
+
+    The public rows are clipped like the private ones and share the step's noise; their
+    draws do not depend on the private rows, so each step stays the subsampled Gaussian
+    mechanism the accountant composes for the private rows (adaptive composition: the
+    public rows' gradients are a function of released weights and public data). A step
+    whose private batch is empty still carries the public rows, and its noise.
+    """
+
+    def __init__(self, private: Sampler[np.ndarray], n_private: int, n_public: int,
+                 per_step: int, noise: NoiseSource):
+        if not 1 <= per_step <= n_public:
+            raise ValueError(f"per_step must be in [1, {n_public}], not {per_step}")
+        self.private, self.n_private, self.n_public = private, n_private, n_public
+        self.per_step, self.noise = per_step, noise
+
+    def __len__(self) -> int:
+        return len(self.private)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for batch in self.private:
+            if self.per_step == self.n_public:
+                drawn = np.arange(self.n_public)
+            else:
+                keys = self.noise.uniform(self.n_public)
+                drawn = np.sort(np.argpartition(keys, self.per_step - 1)[:self.per_step])
+            yield np.concatenate([np.asarray(batch, np.int64), self.n_private + drawn])
+
+
 def bernoulli_positions(length: int, p: float, noise: NoiseSource) -> np.ndarray:
     """Sorted positions of the successes of ``length`` i.i.d. Bernoulli(``p``) trials."""
     if p >= 1.0:

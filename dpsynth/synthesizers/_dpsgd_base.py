@@ -21,10 +21,11 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Sampler
 
 from dpsynth._util.device import device_problems, resolve_device
 from dpsynth.accounting import Budget, Event, NoiseSource, SpendRecorder, calibrate_dpsgd_noise
-from dpsynth.errors import ModelFormatError, PrivacyError, param_error
+from dpsynth.errors import ModelFormatError, ParameterError, PrivacyError, param_error
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import _bookkeeping, _distributed, _dpsgd
 from dpsynth.synthesizers.base import BaseSynthesizer
@@ -107,6 +108,8 @@ class DPSGDSynthesizer(BaseSynthesizer):
     #: Whether ``batch_size=None`` is allowed: ``min(max_automatic_batch, n_rows // 4)``.
     automatic_batch_size: ClassVar[bool] = False
     max_automatic_batch: ClassVar[int] = 512
+    #: Declared public rows per DP-SGD step, as a share of the expected private batch.
+    PUBLIC_BATCH_RATIO: ClassVar[float] = 1.0
     #: Whether ``epochs=None`` (the subclass picks, see :meth:`_epochs`) is allowed.
     automatic_epochs: ClassVar[bool] = False
 
@@ -308,7 +311,8 @@ class DPSGDSynthesizer(BaseSynthesizer):
                plan: DPSGDPlan | None, recorder: SpendRecorder | None, noise: NoiseSource,
                learning_rate: float, name: str, sampling: NoiseSource | None = None,
                rep: _distributed.Replica | None = None, batch_size: int | None = None,
-               schedule: str = "constant") -> tuple[_dpsgd.TrainingLog, str]:
+               schedule: str = "constant", public: torch.Tensor | None = None,
+               plain_steps: int | None = None) -> tuple[_dpsgd.TrainingLog, str]:
         """Train ``module`` on ``rows``: the training log and the clipping that ran.
 
         Without a ``plan`` (``epsilon=inf``) :meth:`_plain_steps` steps run on shuffled
@@ -319,11 +323,17 @@ class DPSGDSynthesizer(BaseSynthesizer):
         expected global batch (default: :meth:`_batch_size` of ``rows``; pass it when
         ``rows`` is a replica's shard and the batch size is automatic). ``schedule`` is the
         learning rate over the run: ``"constant"`` or ``"cosine"`` (see :func:`lr_scheduler`).
+        ``public``: declared public rows, appended to every DP-SGD step
+        (:class:`~dpsynth.synthesizers._dpsgd.WithPublicRows`, ``PUBLIC_BATCH_RATIO`` times
+        the expected batch, or all of them if fewer) and, without DP, simply added to the
+        rows. ``plain_steps`` overrides :meth:`_plain_steps` for a run without DP.
         """
         batch = int(batch_size) if batch_size is not None else self._batch_size(len(rows))
         if plan is None or recorder is None:  # not runs_private(...), spelled for mypy
+            if public is not None:
+                rows = torch.cat([rows, public])
             q = batch / len(rows)
-            steps = self._plain_steps(q)
+            steps = self._plain_steps(q) if plain_steps is None else int(plain_steps)
             self._note_schedule(batch, q, steps, learning_rate)
             loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(
                 len(rows), batch, steps, noise))
@@ -341,7 +351,7 @@ class DPSGDSynthesizer(BaseSynthesizer):
         with spend:
             log, mode = self._train_private(module, rows, objective, plan, noise,
                                             learning_rate, name, sampling or noise, rep, batch,
-                                            schedule)
+                                            schedule, public)
         if log.steps_run != plan.steps:
             raise PrivacyError(f"internal error: ran {log.steps_run} DP-SGD steps, but "
                                f"{plan.steps} were planned and accounted for.")
@@ -350,9 +360,19 @@ class DPSGDSynthesizer(BaseSynthesizer):
     def _train_private(self, module: nn.Module, rows: torch.Tensor, objective: Objective,
                        plan: DPSGDPlan, noise: NoiseSource, learning_rate: float, name: str,
                        sampling: NoiseSource, rep: _distributed.Replica | None, batch: int,
-                       schedule: str = "constant") -> tuple[_dpsgd.TrainingLog, str]:
-        loader = _dpsgd.batch_loader(rows, _dpsgd.FastPoissonBatches(
-            len(rows), plan.sample_rate, plan.steps, sampling))
+                       schedule: str = "constant", public: torch.Tensor | None = None
+                       ) -> tuple[_dpsgd.TrainingLog, str]:
+        sampler: Sampler[np.ndarray] = _dpsgd.FastPoissonBatches(
+            len(rows), plan.sample_rate, plan.steps, sampling)
+        if public is not None:
+            if rep is not None:
+                raise ParameterError("declared public rows are not supported with "
+                                     "distributed training")
+            per_step = min(len(public), max(1, round(self.PUBLIC_BATCH_RATIO * batch)))
+            sampler = _dpsgd.WithPublicRows(sampler, len(rows), len(public), per_step,
+                                            sampling)
+            rows = torch.cat([rows, public])
+        loader = _dpsgd.batch_loader(rows, sampler)
         optimizer = torch.optim.Adam(trainable(module), lr=learning_rate)
         after_step = lr_scheduler(optimizer, schedule, plan.steps)  # before any wrapping
         noise_fn = _dpsgd.make_noise_fn(noise, rows.device)

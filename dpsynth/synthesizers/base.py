@@ -68,6 +68,9 @@ FORMAT_VERSION = 1
 #: What a manifest's ``fit_notes`` say about clipping (``fit(..., clip=True)``).
 _CLIP_NOTE = ("values outside the declared public bounds were clipped to them before the fit "
              "(row-local, no privacy cost); counts per column")
+#: What a manifest's ``fit_notes`` say about declared public rows (``fit(..., public=...)``).
+_PUBLIC_NOTE = ("rows the data holder declared public (people who agreed to publication) were "
+                "read without privacy; the privacy guarantee covers the private rows only")
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,8 @@ class BaseSynthesizer:
 
     # -- template fit -------------------------------------------------------------------
     def fit(self, data: pd.DataFrame | str | Path | StreamedTable | RayTable, schema: Schema, *,
-            ledger: SpendRecorder | None = None, clip: bool = False) -> Self:
+            ledger: SpendRecorder | None = None, clip: bool = False,
+            public: pd.DataFrame | None = None) -> Self:
         """Fit on private ``data`` whose public domain is ``schema``, spending through ``ledger``.
 
         The whole budget is planned and checked before the data is read; undeclared domains
@@ -219,6 +223,15 @@ class BaseSynthesizer:
         is kept in ``clipped_`` and saved in the model's manifest (``fit_notes``); without
         it, such values are refused (:class:`~dpsynth.errors.DataValidationError`). It needs
         the table in memory: a streamed input is then read whole.
+
+        ``public`` (synthesizers with ``accepts_public``, such as ``dpar``): rows of the same
+        schema that the data holder **declares public**, for instance those of people who
+        agreed to their publication. They are read without any privacy and must not be
+        among the private rows: the guarantee covers ``data`` alone, and ``epsilon`` is
+        spent on it as without them. They are checked like ``data`` (and clipped with
+        ``clip=True``) before anything is spent, refused if they are the private table itself,
+        and their count and fingerprint (:func:`dpsynth.accounting.fingerprint`) are kept in
+        ``public_rows_`` and the saved manifest (``fit_notes``).
         """
         self._validate_params()
         if ledger is not None and not self.is_private:
@@ -227,11 +240,12 @@ class BaseSynthesizer:
                                "model of ledgered data would bypass its cap. Refused before "
                                "reading the data.")
         self._checked_schema(schema)
+        public = self._checked_public(public, schema, clip)
         if not isinstance(data, pd.DataFrame):
             from dpsynth.data.stream import as_streamed
 
             stream = as_streamed(data)
-            if self.streams and not clip:
+            if self.streams and not clip and public is None:
                 self._fit_streamed(stream, schema, ledger=ledger)
                 return self
             data = stream.read_all(schema)
@@ -243,11 +257,13 @@ class BaseSynthesizer:
         schema.validate(data)
         self.clipped_ = clipped
         n = self._enough_rows(len(data))
+        if public is not None:
+            self._refuse_private_as_public(data, public, schema)
         data = data[[c.name for c in schema.data_columns]]
         noise = NoiseSource.create(self.random_state, bool(self.secure_mode))
         if not self.is_private:
             self._fit_declared(data, self._require_declared(schema), plan=None, recorder=None,
-                               noise=noise)
+                               noise=noise, public=public)
             self.privacy_ = None
             return self
 
@@ -258,9 +274,64 @@ class BaseSynthesizer:
             schema = run_discovery(data, schema, list(plan.discovery), noise=noise,
                                    recorder=recorder)
             data = map_to_domain(data, schema)  # clip / map unreleased values to "__other__"
-        self._fit_declared(data, schema, plan=plan, recorder=recorder, noise=noise)
+            if public is not None:  # into the released domain, like the private rows
+                public = map_to_domain(public, schema)
+        self._fit_declared(data, schema, plan=plan, recorder=recorder, noise=noise,
+                           public=public)
         self.privacy_ = self._privacy_report(plan, schema)
         return self
+
+    #: Whether :meth:`fit` takes declared public rows (``public=``); see :meth:`_fit`.
+    accepts_public: ClassVar[bool] = False
+
+    def _checked_public(self, public: pd.DataFrame | None, schema: Schema, clip: bool
+                        ) -> pd.DataFrame | None:
+        """The declared public rows checked against ``schema`` (clipped with ``clip``), their
+        count and digest kept in ``public_rows_``; ``None`` when there are none."""
+        self.public_rows_: dict[str, Any] | None = None
+        if public is None:
+            return None
+        owner = type(self).__name__
+        if not self.accepts_public:
+            raise param_error("public", "None: only synthesizers with accepts_public (dpar) "
+                              "read declared public rows", "a table", owner)
+        if not isinstance(public, pd.DataFrame):
+            raise param_error("public", "a pandas DataFrame of rows declared public",
+                              type(public).__name__, owner)
+        self._check_public_support()
+        if clip:
+            from dpsynth.release.clip import clip_to_bounds
+
+            public, _ = clip_to_bounds(public, schema)
+        try:
+            schema.validate(public)
+        except DataValidationError as exc:
+            raise DataValidationError([f"public rows: {p}" for p in exc.problems]) from None
+        if len(public) < 1:
+            raise DataValidationError(["public rows: the table is empty; pass public=None "
+                                       "when there are none"])
+        public = public[[c.name for c in schema.data_columns]].reset_index(drop=True)
+        from dpsynth.accounting import fingerprint
+
+        self.public_rows_ = {"rows": len(public), "fingerprint": fingerprint(public, schema)}
+        return public
+
+    def _check_public_support(self) -> None:
+        """Raise if this configuration cannot use public rows (called before any spend)."""
+
+    @staticmethod
+    def _refuse_private_as_public(data: pd.DataFrame, public: pd.DataFrame,
+                                  schema: Schema) -> None:
+        """Refuse public rows that are the private table itself (a likely mix-up that would
+        publish it), before anything is spent. Rows merely shared by both are allowed:
+        different people may have the same values."""
+        from dpsynth.accounting.fingerprint import content_hash
+
+        names = [c.name for c in schema.data_columns]
+        if len(public) == len(data) and content_hash(public[names]) == content_hash(data[names]):
+            raise PrivacyError("The public rows are the private table itself; declaring them "
+                               "public would publish it. Pass only rows whose owners agreed "
+                               "to publication. Refused before anything was spent.")
 
     def _enough_rows(self, n: int) -> int:
         """``n`` when it is at least 2 rows; warns once here for the non-private reference."""
@@ -329,8 +400,10 @@ class BaseSynthesizer:
         return self
 
     def _fit_declared(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
-                      recorder: SpendRecorder | None, noise: NoiseSource) -> None:
-        self._fit(data, schema, plan=plan, recorder=recorder, noise=noise)
+                      recorder: SpendRecorder | None, noise: NoiseSource,
+                      public: pd.DataFrame | None = None) -> None:
+        extra = {} if public is None else {"public": public}  # only accepts_public takes it
+        self._fit(data, schema, plan=plan, recorder=recorder, noise=noise, **extra)
         self._fitted(schema, len(data))
 
     def plan_budget(self, schema: Schema, n_rows: int, *, ledger: SpendRecorder | None = None
@@ -481,9 +554,15 @@ class BaseSynthesizer:
             "n_rows": self.n_rows_,
             "state": state,
         }
+        notes: dict[str, Any] = {}
         clipped = getattr(self, "clipped_", None)
         if clipped:  # only when --clip changed a value: other manifests stay as they were
-            manifest["fit_notes"] = {"clipped": dict(clipped), "note": _CLIP_NOTE}
+            notes.update({"clipped": dict(clipped), "note": _CLIP_NOTE})
+        public = getattr(self, "public_rows_", None)
+        if public:  # likewise only with declared public rows
+            notes["public_rows"] = {**public, "note": _PUBLIC_NOTE}
+        if notes:
+            manifest["fit_notes"] = notes
         return manifest, arrays
 
     @classmethod
@@ -522,6 +601,9 @@ class BaseSynthesizer:
         obj.n_rows_ = int(manifest["n_rows"])
         notes = manifest.get("fit_notes") or {}
         obj.clipped_ = {str(k): int(v) for k, v in dict(notes.get("clipped", {})).items()}
+        public = notes.get("public_rows")
+        obj.public_rows_ = (None if not public else {"rows": int(public["rows"]),
+                                                     "fingerprint": str(public["fingerprint"])})
         obj._set_state(dict(manifest["state"]), dict(arrays))
         return obj
 

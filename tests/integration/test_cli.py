@@ -73,6 +73,25 @@ def test_fit_then_sample(wage, tmp_path):
     assert len(rows) == 50 and "rownames" not in rows.columns
 
 
+def test_fit_with_declared_public_rows(wage, tmp_path):
+    data, schema = wage
+    df, _ = load_dataset("wage")
+    public = tmp_path / "opt_in.csv"
+    df.iloc[600:700].to_csv(public, index=False)  # rows not in the private file
+    fitted = invoke("fit", data, "--schema", schema, "--out", tmp_path / "m", "--epsilon", "1",
+                    "--synthesizer", "dpar", "--epochs", "1", "--seed", "0", "--public", public)
+    assert fitted.exit_code == 0, fitted.output
+    assert "Declared public rows read without privacy: 100" in fitted.output
+    assert "Privacy spent: ε =" in fitted.output
+    refused = invoke("fit", data, "--schema", schema, "--out", tmp_path / "a", "--epsilon",
+                     "1", "--synthesizer", "aim", "--seed", "0", "--public", public)
+    assert refused.exit_code == 2 and "'public'" in refused.output
+    assert not (tmp_path / "a").exists()
+    itself = invoke("fit", data, "--schema", schema, "--out", tmp_path / "s", "--epsilon", "1",
+                    "--synthesizer", "dpar", "--seed", "0", "--public", data)
+    assert itself.exit_code != 0 and "private table itself" in " ".join(itself.output.split())
+
+
 @pytest.mark.parametrize("args, needle", [
     (("--epsilon", "0"), "'epsilon'"),
     (("--epsilon", "-1"), "'epsilon'"),

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from dpsynth.accounting import NoiseSource
 from dpsynth.accounting.session import SpendRecorder
@@ -109,11 +110,29 @@ class DPARSynthesizer(DPSGDSynthesizer):
         rate, and the spend is the one-process spend. Needs book-keeping clipping, a finite
         epsilon and a fully declared schema. See ``docs/distributed.md``.
 
+    Declared public rows
+    --------------------
+    ``fit(data, schema, public=rows)`` takes rows of the same schema that the data holder
+    declares public (people who agreed to publication: the opt-in model of Avent et al.,
+    "BLENDER", USENIX Security 2017). The model is first trained on them without noise
+    (:meth:`_warm_start`), then DP-SGD runs on ``data`` with as many public rows as the
+    expected private batch (all of them if fewer) appended to every step, clipped like the
+    private rows and under the same noise, as in DP fine-tuning after public pre-training
+    (Yu et al., "Differentially private fine-tuning of language models", ICLR 2022). The
+    plan, the noise and the spend are those of ``data`` alone. On the small evaluation
+    tables at epsilon 1, with a random 10 % of the training rows declared public (8
+    seeds), dpar's TSTR went from 0.01-0.17 behind aim on the private rows to 0.003 behind
+    (CreditCard), 0.004 ahead (SwissLabor) and 0.032 behind (wage), while a model of the
+    public rows alone scored about as high: the public rows carry most of it. See
+    ``docs/benchmarks.md``. The public rows must be a fair sample of the population for that
+    to hold: rows of people who chose to publish may differ from the others.
+
     Examples
     --------
     >>> synth = DPARSynthesizer(epsilon=1.0, random_state=0).fit(df, schema)  # doctest: +SKIP
     >>> synth.sample(1000, random_state=1)                                    # doctest: +SKIP
     >>> synth.sample_conditional({"sex": "Female"}, 100)                      # doctest: +SKIP
+    >>> DPARSynthesizer(epsilon=1.0).fit(df, schema, public=opt_in_rows)      # doctest: +SKIP
     """
 
     name: ClassVar[str] = "dpar"
@@ -126,6 +145,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
     automatic_batch_size: ClassVar[bool] = True
     automatic_learning_rate: ClassVar[bool] = True
     automatic_epochs: ClassVar[bool] = True
+    accepts_public: ClassVar[bool] = True
     #: The automatic epochs (``epochs=None``), and the fewest steps of a plain run with them.
     DP_EPOCHS: ClassVar[float] = 20.0
     PLAIN_MIN_STEPS: ClassVar[int] = 250
@@ -164,8 +184,14 @@ class DPARSynthesizer(DPSGDSynthesizer):
                         int(self.n_heads))
 
     # -- fitting --------------------------------------------------------------------------
+    def _check_public_support(self) -> None:
+        if self.distributed:
+            raise param_error("public", "None with distributed=True (declared public rows "
+                              "are for one process)", "a table", type(self).__name__)
+
     def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
-             recorder: SpendRecorder | None, noise: NoiseSource) -> None:
+             recorder: SpendRecorder | None, noise: NoiseSource,
+             public: pd.DataFrame | None = None) -> None:
         device = self._resolve_device()
         self.tokenizer_ = TableTokenizer(int(self.n_bins)).fit(schema)
         rows = torch.from_numpy(self.tokenizer_.transform(data)).to(device)
@@ -175,15 +201,32 @@ class DPARSynthesizer(DPSGDSynthesizer):
         rows, sampling_source, rep = self._replicate(rows, dpsgd, noise)
         objective = Objective(RowLoss(), _row_loss,
                               "bfloat16" if device.type == "cuda" else "float32")
+        public_rows = None
+        if public is not None:
+            public_rows = torch.from_numpy(self.tokenizer_.transform(public)).to(device)
+            self._warm_start(model, public_rows, objective, noise)
         log, mode = self._train(model, rows, objective, plan=dpsgd, recorder=recorder,
                                 noise=noise, learning_rate=self._learning_rate(
                                     runs_private(dpsgd, recorder)),
                                 name="dpar", sampling=sampling_source, rep=rep,
-                                batch_size=batch, schedule=str(self.lr_schedule))
+                                batch_size=batch, schedule=str(self.lr_schedule),
+                                public=public_rows)
         self.grad_sample_mode_ = mode
         self._record_run(log, rep)
         self.device_ = device
         self.model_ = model.eval()
+
+    def _warm_start(self, model: nn.Module, public: torch.Tensor, objective: Objective,
+                    noise: NoiseSource) -> None:
+        """Train ``model`` without noise on the declared public rows, the starting point of
+        the run on the private rows: ``DP_EPOCHS`` passes (at least ``PLAIN_MIN_STEPS``
+        steps) at the automatic batch for their count and ``PLAIN_LEARNING_RATE``, whatever
+        the private run's ``epochs``, ``batch_size`` and ``learning_rate``."""
+        batch = max(1, min(self.max_automatic_batch, len(public) // 4))
+        steps = max(_dpsgd.steps_for(self.DP_EPOCHS, batch / len(public)), self.PLAIN_MIN_STEPS)
+        self._train(model, public, objective, plan=None, recorder=None, noise=noise,
+                    learning_rate=self.PLAIN_LEARNING_RATE, name="dpar, public rows",
+                    batch_size=batch, schedule=str(self.lr_schedule), plain_steps=steps)
 
     def _epochs(self) -> float:
         """``epochs``, or ``DP_EPOCHS`` when it is ``None``."""
