@@ -128,7 +128,8 @@ REF_EPOCHS = 60
 GENERATORS = ("dpar", "dpvae", "aim", "mst", "dpar-ref")
 #: With ``--opt-in``: dpar reading the declared public rows (``dpar_experiments.public_fit``,
 #: ``use`` joined by ``-`` in the name), an experiment not in the library.
-PUBLIC_GENERATORS = ("dpar-public-only", "dpar-public-warm", "dpar-public-warm-anchor")
+PUBLIC_GENERATORS = ("dpar-public", "dpar-public-only", "dpar-public-warm",
+                     "dpar-public-warm-anchor")
 Mask = Callable[[pd.DataFrame], np.ndarray]
 
 
@@ -546,16 +547,19 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
             overrides: dict[str, Any], opt_in: float | None = None) -> dict[str, Any]:
     """Fit one generator on the 80 % split and score it. With ``opt_in``, that share of the
     split is declared public (:func:`opt_in_split`): every generator fits the private rest,
-    which the TVDs and TRTR are read against, and only the ``dpar-public-*`` ones read the
-    public rows (``dpar_experiments.public_fit``)."""
+    which the TVDs and TRTR are read against, and only the ``dpar-public*`` ones read the
+    public rows: ``dpar-public`` through the library (``fit(..., public=...)``), the others
+    through ``dpar_experiments.public_fit``."""
     train, test = split(table, seed)
     public = None
     if opt_in is not None:
         train, public = opt_in_split(train, opt_in, seed)
-    elif gen.startswith("dpar-public-"):
+    elif gen.startswith("dpar-public"):
         raise SystemExit(f"{gen} needs --opt-in")
     cpu, wall = time.process_time(), time.perf_counter()
-    if gen.startswith("dpar-public-"):
+    if gen == "dpar-public":  # the library's fit(..., public=...)
+        synth = make("dpar", eps, seed, overrides).fit(train, table.schema, public=public)
+    elif gen.startswith("dpar-public-"):
         import dpar_experiments as exp
 
         use = gen.removeprefix("dpar-public-").replace("-", "+")
