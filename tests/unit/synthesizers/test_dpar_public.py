@@ -97,7 +97,7 @@ def test_with_public_rows_appends_distinct_public_indices_even_to_an_empty_batch
     sampler = _dpsgd.WithPublicRows(private, 10, 7, 3, NoiseSource.create(0, False))  # type: ignore[arg-type]
     batches = list(sampler)
     assert len(batches) == len(sampler) == 3
-    for mine, batch in zip(private, batches):
+    for mine, batch in zip(private, batches, strict=True):
         assert list(batch[:len(mine)]) == list(mine)
         drawn = batch[len(mine):]
         assert len(drawn) == 3 and len(set(drawn)) == 3 and all(10 <= i < 17 for i in drawn)
