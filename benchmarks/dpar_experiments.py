@@ -397,7 +397,9 @@ def mixed_steps(rows_in: Any, ratio: float, seed: int) -> Iterator[None]:
 
     def train_private(self: Any, module: Any, rows: Any, objective: Any, plan: Any,
                       noise: Any, learning_rate: float, name: str, sampling: Any, rep: Any,
-                      batch: int, schedule: str = "constant") -> Any:
+                      batch: int, schedule: str = "constant", declared: Any = None) -> Any:
+        if declared is not None:
+            raise ValueError("mixed_steps does not combine with the library's public rows")
         public = torch.from_numpy(self.tokenizer_.transform(rows_in)).to(rows.device)
         n_private, k = len(rows), min(len(public), max(1, round(ratio * batch)))
         rng = np.random.default_rng(seed + 7)
@@ -489,7 +491,10 @@ def manual_private_steps(step_sum: Any, label: str, noise_scale: float = 1.0
 
     def train_private(self: Any, module: Any, rows: Any, objective: Any, plan: Any,
                       noise: Any, learning_rate: float, name: str, sampling: Any,
-                      rep: Any, batch: int, schedule: str = "constant") -> Any:
+                      rep: Any, batch: int, schedule: str = "constant",
+                      declared: Any = None) -> Any:
+        if declared is not None:
+            raise ValueError(f"{label} does not combine with the library's public rows")
         params, flat = _per_row_gradients(module)
         optimizer = torch.optim.Adam(list(params.values()), lr=learning_rate)
         after_step = _dpsgd_base.lr_scheduler(optimizer, schedule, plan.steps)

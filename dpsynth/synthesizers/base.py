@@ -240,13 +240,14 @@ class BaseSynthesizer:
                                "model of ledgered data would bypass its cap. Refused before "
                                "reading the data.")
         self._checked_schema(schema)
-        public = self._checked_public(public, schema, clip)
+        public, public_record = self._checked_public(public, schema, clip)
         if not isinstance(data, pd.DataFrame):
             from dpsynth.data.stream import as_streamed
 
             stream = as_streamed(data)
             if self.streams and not clip and public is None:
                 self._fit_streamed(stream, schema, ledger=ledger)
+                self.public_rows_ = None
                 return self
             data = stream.read_all(schema)
         clipped: dict[str, int] = {}
@@ -264,7 +265,7 @@ class BaseSynthesizer:
         if not self.is_private:
             self._fit_declared(data, self._require_declared(schema), plan=None, recorder=None,
                                noise=noise, public=public)
-            self.privacy_ = None
+            self.privacy_, self.public_rows_ = None, public_record
             return self
 
         plan, recorder = self._reserve(schema, n, ledger)
@@ -279,18 +280,21 @@ class BaseSynthesizer:
         self._fit_declared(data, schema, plan=plan, recorder=recorder, noise=noise,
                            public=public)
         self.privacy_ = self._privacy_report(plan, schema)
+        self.public_rows_ = public_record
         return self
 
     #: Whether :meth:`fit` takes declared public rows (``public=``); see :meth:`_fit`.
     accepts_public: ClassVar[bool] = False
+    #: The declared public rows of the last successful fit: ``{"rows", "fingerprint"}``.
+    public_rows_: dict[str, Any] | None = None
 
     def _checked_public(self, public: pd.DataFrame | None, schema: Schema, clip: bool
-                        ) -> pd.DataFrame | None:
-        """The declared public rows checked against ``schema`` (clipped with ``clip``), their
-        count and digest kept in ``public_rows_``; ``None`` when there are none."""
-        self.public_rows_: dict[str, Any] | None = None
+                        ) -> tuple[pd.DataFrame | None, dict[str, Any] | None]:
+        """The declared public rows checked against ``schema`` (clipped with ``clip``) and
+        their record (count and fingerprint) for ``public_rows_``; ``None`` for both when
+        there are none."""
         if public is None:
-            return None
+            return None, None
         owner = type(self).__name__
         if not self.accepts_public:
             raise param_error("public", "None: only synthesizers with accepts_public (dpar) "
@@ -313,8 +317,7 @@ class BaseSynthesizer:
         public = public[[c.name for c in schema.data_columns]].reset_index(drop=True)
         from dpsynth.accounting import fingerprint
 
-        self.public_rows_ = {"rows": len(public), "fingerprint": fingerprint(public, schema)}
-        return public
+        return public, {"rows": len(public), "fingerprint": fingerprint(public, schema)}
 
     def _check_public_support(self) -> None:
         """Raise if this configuration cannot use public rows (called before any spend)."""
@@ -558,7 +561,7 @@ class BaseSynthesizer:
         clipped = getattr(self, "clipped_", None)
         if clipped:  # only when --clip changed a value: other manifests stay as they were
             notes.update({"clipped": dict(clipped), "note": _CLIP_NOTE})
-        public = getattr(self, "public_rows_", None)
+        public = self.public_rows_
         if public:  # likewise only with declared public rows
             notes["public_rows"] = {**public, "note": _PUBLIC_NOTE}
         if notes:

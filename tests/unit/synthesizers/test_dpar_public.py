@@ -147,6 +147,19 @@ def test_count_and_fingerprint_are_saved_with_the_model(tmp_path):
     assert BaseSynthesizer.load(tmp_path / "p").public_rows_ is None
 
 
+def test_the_record_is_that_of_the_last_successful_fit():
+    private, schema = _copied(200, seed=20)
+    public, _ = _copied(30, seed=21)
+    synth = DPARSynthesizer(epsilon=1.0, random_state=0, **FAST)
+    assert synth.public_rows_ is None
+    synth.fit(private, schema, public=public)
+    with pytest.raises(DataValidationError):  # a failed refit leaves the last record
+        synth.fit(private.assign(twin="zz"), schema, public=public.head(10))
+    assert synth.public_rows_["rows"] == 30
+    synth.fit(private, schema)  # a refit without public rows clears it
+    assert synth.public_rows_ is None
+
+
 # -- what is refused, before anything is spent -------------------------------------------------
 def _ledger(tmp_path: Any, rows: pd.DataFrame, schema: Schema) -> Ledger:
     ledger = Ledger(tmp_path / "l.sqlite")
