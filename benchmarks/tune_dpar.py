@@ -562,6 +562,14 @@ get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favou
   beside dpar and aim in the same invocation), reported whatever they show. It would go
   into the library only if it meets the small tables' TSTR targets there without raising
   the rules broken.
+  *Runs* (3-way TVD / TSTR at ``s`` = 0.3 / 0.5, against the defaults and aim): HMDA 0.123 /
+  0.454 and 0.118 / 0.459 (defaults 0.130 / 0.510, aim 0.096 / 0.669); Affairs 0.475 / 0.512
+  and 0.462 / 0.554 (0.413 / 0.520, aim 0.343 / 0.536); HousePrices 0.359 / 0.472 and 0.348 /
+  0.568 (0.320 / 0.550, aim 0.250 / 0.540). Pooled TSTR 0.486 and 0.545 against the
+  defaults' 0.531, and the TVD is worse by 0.03-0.06 on Affairs and HousePrices. **The rule
+  fails at both shares.** Not kept. Rows from aim at half the budget on 440-1,900 rows are
+  a poor prior, unlike real public rows: the budget they take costs DP-SGD more than they
+  give.
 
     OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
         '[{"learning_rate": 0.01, "lr_schedule": "constant"}, {"lr_schedule": "cosine"}]' 3
