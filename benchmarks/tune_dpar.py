@@ -538,8 +538,9 @@ get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favou
   private batch as declared, ``PUBLIC_BATCH_RATIO``); both ran on the evaluation tables
   (``docs/benchmarks.md``), where the library's version then ran on 8 seeds. One change
   from the declaration: the public rows' count and fingerprint are kept in the model's
-  manifest (``fit_notes``), not in the ledger, which records spends (the public rows cost
-  none), and ``release`` does not take public rows yet, so no card carries them.
+  manifest (``fit_notes``) and on the release card (``source.public_rows``, with
+  ``release(..., public=...)`` / ``dpsynth release --public``), not in the ledger, which
+  records spends (the public rows cost none).
 
 * ``{"anchor": "aim", "share": s, "public": 1.0, "warm": true}`` **on the small tables at
   epsilon 1** (twenty-second session, declared with its rule before any run). The eighteenth

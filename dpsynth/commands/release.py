@@ -109,6 +109,10 @@ def release_command(
     sample_rows: Annotated[int, typer.Option(
         help="With --stream: training, holdout and synthetic rows the evaluation and the "
              "audit read at most.")] = 100_000,
+    public: Annotated[Path | None, typer.Option(
+        "--public", help="Rows you declare public (people who agreed to publication; same "
+        "schema, never rows of DATA), read without privacy by the generator (dpar only); "
+        "their count and fingerprint go on the card.")] = None,
 ) -> None:
     """Release a private table as DP synthetic data, only if it passes the audit and the
     policy; writes the synthetic data, a dataset card and an HTML report. Exit 0 ship,
@@ -121,6 +125,9 @@ def release_command(
         from dpsynth.schema import Schema
 
         table_schema = Schema.load(schema)
+        public_rows = None if public is None else read_table(public, schema=table_schema)
+        if stream and public is not None:
+            raise fail("--public needs the table in memory: leave out --stream", EXIT_USAGE)
         if stream:  # read in batches by release itself
             frame: Any = _streamed(data, table_schema, synthesizer)
             n_rows_in = frame.count_rows() if cap_epsilon is not None else 0
@@ -153,7 +160,7 @@ def release_command(
                              invocation=command_line(ctx),
                              reject_rule_breaks=reject_rule_breaks, clip=clip,
                              generator_audit_fits=generator_audit_fits,
-                             sample_rows=sample_rows)
+                             sample_rows=sample_rows, public=public_rows)
         summary(result, out_dir)
     if not result.shipped:
         raise typer.Exit(EXIT_LEAK)

@@ -84,6 +84,8 @@ class ReleaseFacts:
     holdout_use: str | None = None
     #: Whether the table was read in batches (the rerun command then says ``--stream``).
     streamed: bool = False
+    #: Count and fingerprint of rows declared public and read by the generator, if any.
+    public_rows: Mapping[str, Any] | None = None
 
 
 def final_decision(attempts: Sequence[Attempt]) -> tuple[str, tuple[str, ...]]:
@@ -140,7 +142,10 @@ def _provenance(facts: ReleaseFacts) -> ProvenanceSection:
         plan.dataset, plan.epsilon, delta=plan.delta, synthesizer=plan.synth_name,
         target=plan.target, holdout_fraction=plan.holdout_fraction,
         time_column=plan.time_column, random_state=None if plan.secure else plan.seed,
-        secure=plan.secure)
+        secure=plan.secure,
+        public=(None if not facts.public_rows else
+                f"<{facts.public_rows['rows']} declared public rows, "
+                f"{facts.public_rows['fingerprint']}>"))
     found = new_provenance(call, seed=plan.seed, secure=plan.secure,
                            licence=plan.source_licence, description=plan.source_description)
     return replace(found, ledger_entries=facts.ledger_entries)
@@ -176,7 +181,7 @@ def _source(facts: ReleaseFacts, status: Status) -> SourceSection:
         status.dataset.privacy_unit,
         use + "; never used for training or domain discovery; read only by the evaluation "
         "(utility test set) and the audit (control). Only the aggregate figures of this card "
-        "are released about it.")
+        "are released about it.", public_rows=facts.public_rows)
 
 
 def _privacy(facts: ReleaseFacts, status: Status, book: Ledger) -> PrivacySection:

@@ -118,13 +118,25 @@ class SourceSection(_Section):
     holdout_fraction: float
     privacy_unit: str
     holdout_use: str
+    #: Rows the data holder declared public and the generator read without privacy:
+    #: ``{"rows", "fingerprint"}`` (absent from the card when there were none).
+    public_rows: Mapping[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if out.get("public_rows") is None:  # cards without public rows stay as they were
+            out.pop("public_rows", None)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SourceSection:
+        public = data.get("public_rows")
         return cls(str(data["dataset"]), str(data["fingerprint"]), data["content_hash"],
                    int(data["n_rows"]), int(data["n_train"]), int(data["n_holdout"]),
                    float(data["holdout_fraction"]), str(data["privacy_unit"]),
-                   str(data["holdout_use"]))
+                   str(data["holdout_use"]),
+                   None if not public else {"rows": int(public["rows"]),
+                                            "fingerprint": str(public["fingerprint"])})
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,8 @@ def release(data: pd.DataFrame | str | Path | StreamedTable, schema: Schema, *,
             source_description: str | None = None, invocation: str | None = None,
             reject_rule_breaks: bool = False, clip: bool = False,
             generator_audit_fits: int = 0,
-            sample_rows: int = DEFAULT_SAMPLE_ROWS) -> ReleaseResult:
+            sample_rows: int = DEFAULT_SAMPLE_ROWS,
+            public: pd.DataFrame | None = None) -> ReleaseResult:
     """Release ``data`` as DP synthetic data, gated by an evaluation, an audit and a policy.
 
     Parameters
@@ -211,6 +212,12 @@ def release(data: pd.DataFrame | str | Path | StreamedTable, schema: Schema, *,
     sample_rows:
         Streamed input only: the gate and the evidence read at most this many training rows,
         holdout rows and synthetic rows (samples drawn batch by batch; the card says so).
+    public:
+        Rows the data holder declares public (people who agreed to publication), for a
+        generator that reads them (``dpar``: see ``fit(..., public=...)``). They are checked
+        before anything is spent, are not part of the holdout, the evaluation or the audit,
+        and their count and fingerprint go on the card (``source.public_rows``); the
+        guarantee covers ``data`` alone. With them the table is read whole.
     """
     plan = ReleasePlan.build(
         schema, epsilon=epsilon, dataset=dataset, delta=delta, synthesizer=synthesizer,
@@ -226,17 +233,18 @@ def release(data: pd.DataFrame | str | Path | StreamedTable, schema: Schema, *,
         from dpsynth.release.streamed import as_stream, run_streamed, streams
 
         stream = as_stream(data)
-        if streams(plan, schema):
+        if streams(plan, schema) and public is None:
             return run_streamed(plan, stream, schema, out=folder, ledger=ledger, cap=cap,
                                 overwrite=overwrite, progress=progress)
         data = stream.read_all(schema, all_columns=True)
     return run_plan(plan, data, schema, out=folder, ledger=ledger, cap=cap,
-                    overwrite=overwrite, progress=progress)
+                    overwrite=overwrite, progress=progress, public=public)
 
 
 def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path | None,
              ledger: Ledger | str | Path | None, cap: Budget | None, overwrite: bool = False,
-             progress: StageProgressFn | None = None) -> ReleaseResult:
+             progress: StageProgressFn | None = None,
+             public: pd.DataFrame | None = None) -> ReleaseResult:
     """Carry out a validated :class:`ReleasePlan` on ``data`` (see :func:`release`)."""
     clipped: dict[str, int] = {}
     if plan.clip:
@@ -244,13 +252,30 @@ def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path
 
         data, clipped = clip_to_bounds(data, schema)
     schema.validate(data)
+    public, public_rows = _checked_public(plan, data, schema, public)
     if out is not None:
         check_out_dir(out, overwrite)
     train, holdout, extra = _split(plan, data, schema)
     identity = identify(data, schema)
     book, recorder = _open_ledger(ledger, plan.dataset, cap, data, schema, identity)
-    return carry_out(plan, Inputs(train, holdout, extra), schema, identity, book, recorder,
-                     out=out, overwrite=overwrite, progress=progress, clipped=clipped)
+    return carry_out(plan, Inputs(train, holdout, extra, public=public), schema, identity,
+                     book, recorder, out=out, overwrite=overwrite, progress=progress,
+                     clipped=clipped, public_rows=public_rows)
+
+
+def _checked_public(plan: ReleasePlan, data: pd.DataFrame, schema: Schema,
+                    public: pd.DataFrame | None
+                    ) -> tuple[pd.DataFrame | None, dict[str, Any] | None]:
+    """The declared public rows and their record, checked as the generator's ``fit`` checks
+    them (its support, the schema, not the private table itself), before anything is
+    opened or spent."""
+    if public is None:
+        return None, None
+    synth = plan.synthesizer(plan.epsilon, plan.delta, None, plan.secure)
+    public, record = synth._checked_public(public, schema, plan.clip)
+    assert public is not None
+    synth._refuse_private_as_public(data, public, schema)
+    return public, record
 
 
 @dataclass(frozen=True, eq=False)
@@ -274,6 +299,8 @@ class Inputs:
     compared_with: str | None = None
     tested_on: str | None = None
     holdout_use: str | None = None
+    #: Rows declared public, handed to the generator's ``fit`` (``None``: none).
+    public: pd.DataFrame | None = None
 
     @property
     def fit_on(self) -> Any:
@@ -299,7 +326,8 @@ class Inputs:
 def carry_out(plan: ReleasePlan, inputs: Inputs, schema: Schema, identity: DataIdentity,
               book: Ledger, recorder: LedgerRecorder, *, out: Path | None,
               overwrite: bool = False, progress: StageProgressFn | None = None,
-              clipped: Mapping[str, int] | None = None) -> ReleaseResult:
+              clipped: Mapping[str, int] | None = None,
+              public_rows: Mapping[str, Any] | None = None) -> ReleaseResult:
     """The generator audit, the attempts, the card and the bundle of a release whose inputs
     are validated and whose ledger is open (nothing is spent before this)."""
     before = book.status(plan.dataset).epsilon
@@ -322,7 +350,8 @@ def carry_out(plan: ReleasePlan, inputs: Inputs, schema: Schema, identity: DataI
                                    dict(clipped or {}), audit,
                                    n_synthetic=inputs.n_synthetic(plan) if chunked else None,
                                    holdout_use=inputs.holdout_use,
-                                   streamed=inputs.fit_data is not None), book)
+                                   streamed=inputs.fit_data is not None,
+                                   public_rows=public_rows), book)
     synthetic = None if last is None else last.synthetic
     synth = None if last is None else last.synthesizer
     figures = last.assessment.figures if last is not None else Figures()
@@ -483,7 +512,7 @@ def _attempt(plan: ReleasePlan, number: int, inputs: Inputs, schema: Schema,
     tick = progress or (lambda stage, done, total: None)
     tick(f"attempt {number}: fit {plan.synth_name}", 0, 1)
     try:
-        synth.fit(inputs.fit_on, schema, ledger=tagged)
+        synth.fit(inputs.fit_on, schema, ledger=tagged, public=inputs.public)
     except BudgetExceededError as exc:
         if number == 1:
             raise

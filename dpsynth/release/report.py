@@ -316,7 +316,10 @@ def _attempts(card: DatasetCard) -> str:
 
 
 def _coverage(card: DatasetCard) -> str:
-    items = [*card.privacy.not_covered_by_dp, card.source.holdout_use, *card.notes]
+    public = card.source.public_rows
+    items = [*card.privacy.not_covered_by_dp, card.source.holdout_use, *card.notes,
+             (f"{public['rows']} rows declared public by the data holder were read by the "
+              "generator without privacy; nothing is guaranteed about them") if public else ""]
     lis = "".join(f"<li>{_e(i)}</li>" for i in items if i)
     return ("<h2>7. What the guarantee covers</h2><p>The synthetic data (and the released model) "
             "are (ε, δ)-differentially private with respect to the private table: whatever "
@@ -338,7 +341,11 @@ def _provenance(card: DatasetCard) -> str:
         f"<p><b>Source</b> {_e(src.dataset)}: {_fig(src.n_rows, 'source.n_rows', '{}')} rows "
         f"({_fig(src.n_train, 'source.n_train', '{}')} for training, "
         f"{_fig(src.n_holdout, 'source.n_holdout', '{}')} held out); "
-        f"fingerprint <code>{_e(src.fingerprint)}</code>.</p>"
+        f"fingerprint <code>{_e(src.fingerprint)}</code>."
+        + (f" The generator also read {src.public_rows['rows']} rows the data holder declared "
+           f"public (fingerprint <code>{_e(src.public_rows['fingerprint'])}</code>), without "
+           "privacy; the guarantee covers the private table alone." if src.public_rows else "")
+        + "</p>"
         f"<p><b>Generator</b> {_e(card.generator.name)} ({_e(ptext)})."
         + (f" The fit chose its automatic settings as: {_e(chose)}." if chose else "")
         + (f" Its defaults were chosen on {_e(card.generator.defaults_tuned_on)}."

@@ -303,12 +303,15 @@ class BaseSynthesizer:
             raise param_error("public", "a pandas DataFrame of rows declared public",
                               type(public).__name__, owner)
         self._check_public_support()
+        ids = [c.name for c in schema.columns if c.kind == "identifier" and c.name in public]
+        public = public.drop(columns=ids)  # identifiers are never modelled, nor needed here
+        modelled = Schema(tuple(schema.data_columns), name=schema.name)
         if clip:
             from dpsynth.release.clip import clip_to_bounds
 
-            public, _ = clip_to_bounds(public, schema)
+            public, _ = clip_to_bounds(public, modelled)
         try:
-            schema.validate(public)
+            modelled.validate(public)
         except DataValidationError as exc:
             raise DataValidationError([f"public rows: {p}" for p in exc.problems]) from None
         if len(public) < 1:

@@ -269,3 +269,19 @@ def test_review_round_trip_records_the_share_on_the_card(files, tmp_path):
     sheet.to_csv(bundle / "review" / "review.csv", index=False)
     bad = runner.invoke(app, ["review", "import", str(bundle)])
     assert bad.exit_code == 2 and "yes or no" in bad.output
+
+
+def test_release_with_declared_public_rows(files, tmp_path):
+    rows, _ = load_dataset("wage")
+    private, public = tmp_path / "private.csv", tmp_path / "opt_in.csv"
+    rows.iloc[:2600].to_csv(private, index=False)
+    rows.iloc[2600:].to_csv(public, index=False)  # 400 rows that are not in the private file
+    streamed = _release({**files, "data": private}, tmp_path, "--cap-epsilon", "3",
+                        "--synthesizer", "dpar", "--public", str(public), "--stream")
+    assert streamed.exit_code == 2 and "--stream" in streamed.output
+    result = _release({**files, "data": private}, tmp_path, "--cap-epsilon", "3",
+                      "--synthesizer", "dpar", "--public", str(public), "--n-targets", "300")
+    assert result.exit_code in (0, 3), result.output
+    card = DatasetCard.load(tmp_path / "bundle")
+    assert card.source.public_rows["rows"] == 400 and card.source.n_rows == 2600
+    assert "--public" in card.provenance.invocation
