@@ -174,6 +174,9 @@ def fit(
         name = synthesizer or _default_synthesizer()
         synth = _make_synthesizer(name, epsilon=epsilon, delta=delta, seed=seed, secure=secure,
                                   extra={"epochs": epochs, "progress": True})
+        if public is not None and not synth.accepts_public:
+            raise fail(f"--public: {name} does not read declared public rows (dpar does)",
+                       EXIT_USAGE)
         public_rows = None if public is None else read_table(
             public, schema=table_schema, delimiter=delimiter, encoding=encoding)
         stream = None if clip or public is not None else _streamed_input(

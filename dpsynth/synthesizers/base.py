@@ -297,8 +297,9 @@ class BaseSynthesizer:
             return None, None
         owner = type(self).__name__
         if not self.accepts_public:
-            raise param_error("public", "None: only synthesizers with accepts_public (dpar) "
-                              "read declared public rows", "a table", owner)
+            readers = sorted(n for n, k in SYNTHESIZERS.items() if k.accepts_public)
+            raise param_error("public", f"None: only {', '.join(readers)} read(s) declared "
+                              "public rows", "a table", owner)
         if not isinstance(public, pd.DataFrame):
             raise param_error("public", "a pandas DataFrame of rows declared public",
                               type(public).__name__, owner)
