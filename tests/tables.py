@@ -53,3 +53,16 @@ def workers_table(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     hours[rng.random(n) < 0.05] = np.nan
     kids = np.minimum(3, (age - 17) // 15 + rng.integers(0, 2, n))
     return pd.DataFrame({"age": age, "hours": hours, "job": job, "kids": kids})
+
+
+def copied_table(n: int = 1500, seed: int = 0) -> tuple[pd.DataFrame, Schema]:
+    """``twin`` equals ``first`` in every row; ``noise`` is independent of both (a planted
+    dependency for the DP-SGD table models)."""
+    rng = np.random.default_rng(seed)
+    first = rng.choice(list("abcdef"), size=n, p=[0.3, 0.25, 0.2, 0.1, 0.1, 0.05])
+    df = pd.DataFrame({"noise": rng.integers(0, 5, n), "first": first, "twin": first})
+    levels = tuple("abcdef")
+    schema = Schema((Column("noise", "integer", lower=0, upper=4),
+                     Column("first", "categorical", categories=levels),
+                     Column("twin", "categorical", categories=levels)))
+    return df, schema

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tables import copied_table as _copied
 from tables import every_kind_table
 
 from dpsynth.errors import DataValidationError, NotFittedError, ParameterError
@@ -24,18 +25,6 @@ N_ROWS = 400
 
 def _table(seed: int = 0, n: int = N_ROWS) -> tuple[pd.DataFrame, Schema]:
     return every_kind_table(seed, n)
-
-
-def _copied(n: int = 1500, seed: int = 0) -> tuple[pd.DataFrame, Schema]:
-    """``twin`` equals ``first`` in every row; ``noise`` is independent of both."""
-    rng = np.random.default_rng(seed)
-    first = rng.choice(list("abcdef"), size=n, p=[0.3, 0.25, 0.2, 0.1, 0.1, 0.05])
-    df = pd.DataFrame({"noise": rng.integers(0, 5, n), "first": first, "twin": first})
-    levels = tuple("abcdef")
-    schema = Schema((Column("noise", "integer", lower=0, upper=4),
-                     Column("first", "categorical", categories=levels),
-                     Column("twin", "categorical", categories=levels)))
-    return df, schema
 
 
 @pytest.fixture(scope="module")

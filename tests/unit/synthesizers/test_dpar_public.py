@@ -10,27 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tables import copied_table as _copied
 
 from dpsynth.accounting import Budget, Ledger, NoiseSource
 from dpsynth.errors import DataValidationError, ParameterError, PrivacyError
-from dpsynth.schema import Column, Schema
+from dpsynth.schema import Schema
 from dpsynth.synthesizers import _dpsgd
 from dpsynth.synthesizers.ar import DPARSynthesizer
 from dpsynth.synthesizers.base import BaseSynthesizer, create
 
 FAST: dict[str, Any] = dict(epochs=4, batch_size=64, d_model=16, n_layers=1, n_heads=2)
-
-
-def _copied(n: int, seed: int) -> tuple[pd.DataFrame, Schema]:
-    """``twin`` equals ``first`` in every row; ``noise`` is independent of both."""
-    rng = np.random.default_rng(seed)
-    first = rng.choice(list("abcdef"), size=n, p=[0.3, 0.25, 0.2, 0.1, 0.1, 0.05])
-    df = pd.DataFrame({"noise": rng.integers(0, 5, n), "first": first, "twin": first})
-    levels = tuple("abcdef")
-    schema = Schema((Column("noise", "integer", lower=0, upper=4),
-                     Column("first", "categorical", categories=levels),
-                     Column("twin", "categorical", categories=levels)))
-    return df, schema
 
 
 def _agree(rows: pd.DataFrame) -> float:
