@@ -266,16 +266,12 @@ def run_plan(plan: ReleasePlan, data: pd.DataFrame, schema: Schema, *, out: Path
 def _checked_public(plan: ReleasePlan, data: pd.DataFrame, schema: Schema,
                     public: pd.DataFrame | None
                     ) -> tuple[pd.DataFrame | None, dict[str, Any] | None]:
-    """The declared public rows and their record, checked as the generator's ``fit`` checks
-    them (its support, the schema, not the private table itself), before anything is
-    opened or spent."""
+    """The declared public rows and their record, checked by the generator as its ``fit``
+    checks them, before the ledger is opened or anything spent."""
     if public is None:
         return None, None
     synth = plan.synthesizer(plan.epsilon, plan.delta, None, plan.secure)
-    public, record = synth._checked_public(public, schema, plan.clip)
-    assert public is not None
-    synth._refuse_private_as_public(data, public, schema)
-    return public, record
+    return synth.checked_public(public, schema, clip=plan.clip, private=data)
 
 
 @dataclass(frozen=True, eq=False)

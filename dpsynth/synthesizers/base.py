@@ -240,7 +240,7 @@ class BaseSynthesizer:
                                "model of ledgered data would bypass its cap. Refused before "
                                "reading the data.")
         self._checked_schema(schema)
-        public, public_record = self._checked_public(public, schema, clip)
+        public, public_record = self.checked_public(public, schema, clip=clip)
         if not isinstance(data, pd.DataFrame):
             from dpsynth.data.stream import as_streamed
 
@@ -288,11 +288,14 @@ class BaseSynthesizer:
     #: The declared public rows of the last successful fit: ``{"rows", "fingerprint"}``.
     public_rows_: dict[str, Any] | None = None
 
-    def _checked_public(self, public: pd.DataFrame | None, schema: Schema, clip: bool
-                        ) -> tuple[pd.DataFrame | None, dict[str, Any] | None]:
-        """The declared public rows checked against ``schema`` (clipped with ``clip``) and
-        their record (count and fingerprint) for ``public_rows_``; ``None`` for both when
-        there are none."""
+    def checked_public(self, public: pd.DataFrame | None, schema: Schema, *,
+                       clip: bool = False, private: pd.DataFrame | None = None
+                       ) -> tuple[pd.DataFrame | None, dict[str, Any] | None]:
+        """Declared public rows as :meth:`fit` takes them: checked against ``schema``'s
+        modelled columns (identifiers dropped; clipped with ``clip``), refused when this
+        synthesizer or configuration does not read them or when they are the ``private``
+        table itself, and their record (count and fingerprint) for ``public_rows_``.
+        ``(None, None)`` when there are none. Raises before anything is spent."""
         if public is None:
             return None, None
         owner = type(self).__name__
@@ -319,6 +322,8 @@ class BaseSynthesizer:
             raise DataValidationError(["public rows: the table is empty; pass public=None "
                                        "when there are none"])
         public = public[[c.name for c in schema.data_columns]].reset_index(drop=True)
+        if private is not None:
+            self._refuse_private_as_public(private, public, schema)
         from dpsynth.accounting import fingerprint
 
         return public, {"rows": len(public), "fingerprint": fingerprint(public, schema)}
