@@ -246,6 +246,9 @@ def summary(result: ReleaseResult, out_dir: Path) -> None:
               f"{p.release_epsilon:.3f} (δ = {p.release_delta:.2g}, PLD); dataset "
               f"{card.dataset!r} has {p.dataset_remaining:.3f} of its cap "
               f"{p.dataset_cap.epsilon:g} left.")
+    if card.source.public_rows:
+        out.print(f"Declared public rows read by the generator without privacy (on the card): "
+                  f"{card.source.public_rows['rows']}")
     if result.shipped:
         out.print(f"Synthetic data: {out_dir / 'synthetic.csv'} and "
                   f"{out_dir / 'synthetic.parquet'}")

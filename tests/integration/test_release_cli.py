@@ -282,6 +282,8 @@ def test_release_with_declared_public_rows(files, tmp_path):
     result = _release({**files, "data": private}, tmp_path, "--cap-epsilon", "3",
                       "--synthesizer", "dpar", "--public", str(public), "--n-targets", "300")
     assert result.exit_code in (0, 3), result.output
+    assert "Declared public rows read by the generator without privacy (on the card): 400" \
+        in " ".join(result.output.split())
     card = DatasetCard.load(tmp_path / "bundle")
     assert card.source.public_rows["rows"] == 400 and card.source.n_rows == 2600
     assert "--public" in card.provenance.invocation
