@@ -42,12 +42,6 @@ def warm_fit(fake: Any, table: bench.Table, train: Any, kw: dict[str, Any], eps:
                     table, train, kw, eps, seed, delta)
 
 
-def public_split(train: Any, share: float, seed: int) -> tuple[Any, Any]:
-    """``train`` cut into private rows and a seeded ``share`` of declared public rows (the
-    ``"opt_in"`` key): the opt-in rows of a population, released as they are."""
-    return bench.opt_in_split(train, share, seed)
-
-
 PUBLIC_USES = ("only", "warm", "anchor", "project")
 
 

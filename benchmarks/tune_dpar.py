@@ -679,7 +679,7 @@ def score(table: bench.Table, cfg: dict[str, Any], eps: float, seed: int
     train, test = bench.split(table, seed)
     public = None
     if cfg.get("opt_in"):  # the private rows are the rest, and the TVD is against them
-        train, public = exp.public_split(train, float(cfg["opt_in"]), seed)
+        train, public = bench.opt_in_split(train, float(cfg["opt_in"]), seed)
     import torch
 
     torch.manual_seed(seed)  # the experiments that draw from torch's global generator

@@ -179,11 +179,16 @@ class DPSGDSynthesizer(BaseSynthesizer):
                                            "docs/distributed.md)", True, owner)))
         return out
 
+    def _automatic_batch(self, n_rows: int) -> int:
+        """The batch of ``batch_size=None``: a quarter of the rows, at most
+        ``max_automatic_batch``."""
+        return max(1, min(self.max_automatic_batch, n_rows // 4))
+
     def _batch_size(self, n_rows: int) -> int:
         """The expected batch size for ``n_rows`` rows (no data is read; the row count is
         treated as public)."""
         if self.batch_size is None:
-            return max(1, min(self.max_automatic_batch, n_rows // 4))
+            return self._automatic_batch(n_rows)
         if self.batch_size > n_rows:
             raise param_error("batch_size", f"at most the number of rows ({n_rows})",
                               self.batch_size, type(self).__name__)

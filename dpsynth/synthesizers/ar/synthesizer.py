@@ -222,8 +222,8 @@ class DPARSynthesizer(DPSGDSynthesizer):
         the run on the private rows: ``DP_EPOCHS`` passes (at least ``PLAIN_MIN_STEPS``
         steps) at the automatic batch for their count and ``PLAIN_LEARNING_RATE``, whatever
         the private run's ``epochs``, ``batch_size`` and ``learning_rate``."""
-        batch = max(1, min(self.max_automatic_batch, len(public) // 4))
-        steps = max(_dpsgd.steps_for(self.DP_EPOCHS, batch / len(public)), self.PLAIN_MIN_STEPS)
+        batch = self._automatic_batch(len(public))
+        steps = self._automatic_plain_steps(batch / len(public))
         self._train(model, public, objective, plan=None, recorder=None, noise=noise,
                     learning_rate=self.PLAIN_LEARNING_RATE, name="dpar, public rows",
                     batch_size=batch, schedule=str(self.lr_schedule), plain_steps=steps)
@@ -234,8 +234,14 @@ class DPARSynthesizer(DPSGDSynthesizer):
 
     def _plain_steps(self, sample_rate: float) -> int:
         """With automatic epochs, at least ``PLAIN_MIN_STEPS`` steps without DP."""
-        steps = super()._plain_steps(sample_rate)
-        return steps if self.epochs is not None else max(steps, self.PLAIN_MIN_STEPS)
+        if self.epochs is None:
+            return self._automatic_plain_steps(sample_rate)
+        return super()._plain_steps(sample_rate)
+
+    def _automatic_plain_steps(self, sample_rate: float) -> int:
+        """Steps of a plain run with automatic epochs: ``DP_EPOCHS`` passes, at least
+        ``PLAIN_MIN_STEPS``."""
+        return max(_dpsgd.steps_for(self.DP_EPOCHS, sample_rate), self.PLAIN_MIN_STEPS)
 
     def _learning_rate(self, private: bool) -> float:
         """The given learning rate, or the automatic one for a private or plain run."""
