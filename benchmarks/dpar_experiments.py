@@ -876,3 +876,73 @@ def any_order(table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
     finally:
         ar.build_model = real_build
     return _AnyOrderRows(synth)
+
+
+@contextlib.contextmanager
+def mixture(components: int, init_std: float = 0.5) -> Iterator[None]:
+    """dpar's transformer replaced by a mixture of products (the ``"mixture"`` key).
+
+    ``p(x) = sum_k pi_k prod_j p_k(x_j)``: ``components`` latent classes, each with one
+    categorical distribution per column over dpar's tokens, the latent class model that
+    DPMPM synthesisers fit by Gibbs sampling (Si and Reiter, "Nonparametric Bayesian multiple
+    imputation for incomplete categorical variables in large-scale assessment surveys",
+    JEBS 2013), here fitted by DP-SGD on the log-likelihood. Every logit is one output of a
+    single ``nn.Linear(components, sum(vocab) + 1)`` read at the one-hot code of each class
+    (the last output is the class's prior logit), once per row, so book-keeping clips it as
+    it clips the transformer; the bias is the logits every class shares. The model is
+    written as the autoregressive factorisation ``p(x_j | x_<j) = sum_k p(k | x_<j) p_k(x_j)``,
+    so dpar's loss (the sum of the columns' cross-entropies), sampler and conditional
+    sampler use it unchanged. Weights N(0, ``init_std``^2) from the seeded generator, bias 0.
+    """
+    import torch
+    from torch import nn
+
+    from dpsynth.synthesizers.ar import synthesizer as ar
+
+    class Mixture(nn.Module):
+        def __init__(self, config: Any):
+            super().__init__()
+            self.config = config
+            sizes = config.vocab_sizes
+            self.spans = list(zip((0, *np.cumsum(sizes)[:-1].tolist()), sizes, strict=True))
+            self.table = nn.Linear(components, int(sum(sizes)) + 1, device="meta")
+
+        def _log_tables(self, b: int, device: Any) -> tuple[Any, list[Any]]:
+            """Log-priors ``(b, K)`` and each column's log-probabilities ``(b, K, v_j)``."""
+            eye = torch.eye(components, device=device).expand(b, components, components)
+            out = self.table(eye.contiguous()).float()
+            prior = torch.log_softmax(out[:, :, -1], dim=1)
+            return prior, [torch.log_softmax(out[:, :, s:s + v], dim=-1) for s, v in self.spans]
+
+        def _logits(self, tokens: Any, upto: int) -> list[Any]:
+            prefix, tables = self._log_tables(tokens.shape[0], tokens.device)
+            logits = []
+            for j in range(upto):
+                logits.append(torch.logsumexp(prefix[:, :, None] + tables[j], dim=1))
+                if j + 1 < upto:
+                    index = tokens[:, j].view(-1, 1, 1).expand(-1, components, 1)
+                    prefix = prefix + tables[j].gather(2, index).squeeze(2)
+            return logits
+
+        def forward(self, tokens: Any) -> Any:
+            return self._logits(tokens, tokens.shape[1])
+
+        def column_logits(self, tokens: Any, j: int) -> Any:  # what sampling draws from
+            return self._logits(tokens, j + 1)[j]
+
+    def build(config: Any, seed: int | None) -> Any:
+        model = Mixture(config).to_empty(device="cpu")
+        if seed is not None:
+            gen = torch.Generator().manual_seed(int(seed))
+            with torch.no_grad():
+                model.table.weight.copy_(torch.randn(model.table.weight.shape,
+                                                     generator=gen) * init_std)
+                model.table.bias.zero_()
+        return model
+
+    real_build = ar.build_model
+    ar.build_model = build
+    try:
+        yield
+    finally:
+        ar.build_model = real_build
