@@ -130,6 +130,9 @@ GENERATORS = ("dpar", "dpvae", "aim", "mst", "dpar-ref")
 #: ``use`` joined by ``-`` in the name), an experiment not in the library.
 PUBLIC_GENERATORS = ("dpar-public", "dpar-public-only", "dpar-public-warm",
                      "dpar-public-warm-anchor")
+#: Experiments, not in the library: dpar's network replaced by a mixture of 16 or 64
+#: products at rate 0.3 (``dpar_experiments.mixture``; declared in ``tune_dpar.py``).
+EXPERIMENT_GENERATORS = ("dpar-mixture16", "dpar-mixture64")
 Mask = Callable[[pd.DataFrame], np.ndarray]
 
 
@@ -564,6 +567,12 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
 
         use = gen.removeprefix("dpar-public-").replace("-", "+")
         synth = exp.public_fit(table, train, public, dict(overrides), {"use": use}, eps, seed)
+    elif gen in EXPERIMENT_GENERATORS:
+        import dpar_experiments as exp
+
+        with exp.mixture(int(gen.removeprefix("dpar-mixture"))):
+            synth = make("dpar", eps, seed, {**overrides, "learning_rate": 0.3})
+            synth.fit(train, table.schema)
     else:
         synth = make(gen, eps, seed, overrides)
         synth.fit(train, table.schema)
@@ -589,7 +598,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["wage", "cps1988", "adult"])
     parser.add_argument("--generators", nargs="+", default=list(GENERATORS),
-                        choices=GENERATORS + PUBLIC_GENERATORS)
+                        choices=GENERATORS + PUBLIC_GENERATORS + EXPERIMENT_GENERATORS)
     parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 4.0, math.inf])
     parser.add_argument("--params", default="{}", help="JSON overrides for dpar")
     parser.add_argument("--seed", type=int, default=0)
