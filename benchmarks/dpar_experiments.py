@@ -891,11 +891,13 @@ def mixture(components: int, init_std: float = 0.5) -> Iterator[None]:
     read once per row, so book-keeping clips them as it clips the transformer. (As declared
     this was ``nn.Linear(components, sum(vocab) + 1)`` read at each class's one-hot code:
     the same function and the same per-row gradients, the weight the classes' rows and the
-    bias the shared row, drawn alike; book-keeping's cost for the Linear grew with ``K``
-    squared, 26 CPU-seconds on HMDA at ``K`` = 64 against 4 at 16.) The model is
+    bias the shared row, drawn alike, but the noise drawn in other shapes. It was meant to
+    be faster and is not: 27.8 CPU-seconds on HMDA at ``K`` = 64 against 26.3, because the
+    cost is the per-row tables of ``K`` times the vocabulary, not the clipping.) The model is
     written as the autoregressive factorisation ``p(x_j | x_<j) = sum_k p(k | x_<j) p_k(x_j)``,
     so dpar's loss (the sum of the columns' cross-entropies), sampler and conditional
-    sampler use it unchanged. Weights N(0, ``init_std``^2) from the seeded generator, bias 0.
+    sampler use it unchanged. Class rows N(0, ``init_std``^2) from the seeded generator, the
+    shared row 0.
     """
     import torch
     from torch import nn
