@@ -696,6 +696,10 @@ get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favou
   and aim): the library would take the mixture at those bins for tables of at most 5,000
   rows if, over the six cells, its mean TSTR is above dpar's and its mean 3-way TVD and
   rules broken are not above dpar's.
+  *Runs* (HMDA, seeds 0-19, against the mixture at 64 bins: 3-way TVD 0.108, TSTR 0.576):
+  16 bins 0.181 / 0.617, paired TSTR gain +0.041 +- 0.027; 32 bins 0.103 / 0.569, -0.006 +-
+  0.022. **It fails:** the gain at 16 bins is under twice its standard error and its TVD
+  is 0.07 worse; 32 bins gains nothing. No evaluation run. Not kept.
 
     OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
         '[{"learning_rate": 0.01, "lr_schedule": "constant"}, {"lr_schedule": "cosine"}]' 3
