@@ -578,9 +578,10 @@ get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favou
   DPMPM synthesisers of Si and Reiter, JEBS 2013) over dpar's tokens, trained by the same
   DP-SGD (the plan, clip, Poisson batches and schedule are dpar's; only the network
   differs). Why it might help: twenty-two sessions of levers left the small tables
-  noise-bound. The transformer has 23,227 weights and row gradients of norm 28-59 clipped to
-  1; the mixture has ``K * (sum of vocabularies + 1)`` logits (about 3,700 on HMDA at
-  ``K`` = 16), each a direct log-probability, so the same clipped signal lands on far fewer
+  noise-bound. The transformer has 27,418 weights on HMDA and row gradients of norm 28-59
+  clipped to 1; the mixture has ``(K + 1) * (sum of vocabularies + 1)`` logits (4,811 on
+  HMDA at ``K`` = 16; both figures corrected after the runs, the rule unchanged), each a
+  direct log-probability, so the same clipped signal lands on far fewer
   coordinates. Latent classes also carry dependencies every column shares, such as the
   rules the benchmark checks. What it may cost: a mixture of products needs many classes
   for a sharp conditional of the target, so TSTR may trail the transformer where there is
@@ -662,7 +663,7 @@ get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favou
   before any run on an evaluation table): dpar fits the mixture of ``K`` = 64 products at
   rate 0.3 (the higher TSTR on HMDA's 20 seeds) when the training table has at most 5,000
   rows, and the transformer otherwise. The tuning tables do not pin the threshold: the
-  mixture won on HMDA (2,380 rows) and lost on randhie-wide (10,800 rows, 44 columns), and no
+  mixture won on HMDA (1,904 training rows) and lost on randhie-wide (12,000, 44 columns), and no
   tuning table lies between; 5,000 is fixed now, before any evaluation run. Fertility (37,500
   rows) and randhie-wide keep the transformer, so the second gate holds by construction.
   Run, fixed now: wage, CreditCard and SwissLabor at epsilon 1 and 4, seeds 0-7, the
