@@ -353,6 +353,20 @@ def bias_corrected(floor: float) -> Iterator[None]:
         torch.optim.Adam = real_adam  # type: ignore[misc]
 
 
+@contextlib.contextmanager
+def built_by(build: Any) -> Iterator[None]:
+    """dpar's network built by ``build(config, seed)`` in place of ``build_model`` for the
+    block (every experiment that changes the network patches it here)."""
+    from dpsynth.synthesizers.ar import synthesizer as ar
+
+    real_build = ar.build_model
+    ar.build_model = build
+    try:
+        yield
+    finally:
+        ar.build_model = real_build
+
+
 def fit_from(start: Any, table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
              seed: int, delta: float = bench.DELTA / 2) -> Any:
     """dpar at ``(eps, delta)`` whose new model is first passed to ``start(model)``
@@ -368,12 +382,9 @@ def fit_from(start: Any, table: bench.Table, train: Any, kw: dict[str, Any], eps
             start(model)
         return model
 
-    ar.build_model = build
-    try:
+    with built_by(build):
         return DPARSynthesizer(epsilon=eps, delta=delta, random_state=seed,
                                **kw).fit(train, table.schema)
-    finally:
-        ar.build_model = original
 
 
 @contextlib.contextmanager
@@ -623,7 +634,6 @@ def pairwise(scale: float) -> Iterator[None]:
 
     from dpsynth.synthesizers._init import gpt2_init
     from dpsynth.synthesizers.ar import model as ar_model
-    from dpsynth.synthesizers.ar import synthesizer as ar
 
     class Pairwise(ar_model.ARTransformer):
         def __init__(self, config: Any):
@@ -654,12 +664,8 @@ def pairwise(scale: float) -> Iterator[None]:
                 nn.init.zeros_(table.weight)
         return model
 
-    real_build = ar.build_model
-    ar.build_model = build
-    try:
+    with built_by(build):
         yield
-    finally:
-        ar.build_model = real_build
 
 
 def marginal_prior(table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
@@ -869,12 +875,9 @@ def any_order(table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
         model.__class__ = AnyOrder  # the same parameters, read in other orders
         return model
 
-    ar.build_model = build
-    try:
+    with built_by(build):
         synth = DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed,
                                 **kw).fit(train, table.schema)
-    finally:
-        ar.build_model = real_build
     return _AnyOrderRows(synth)
 
 
@@ -902,7 +905,6 @@ def mixture(components: int, init_std: float = 0.5) -> Iterator[None]:
     import torch
     from torch import nn
 
-    from dpsynth.synthesizers.ar import synthesizer as ar
 
     class Mixture(nn.Module):
         def __init__(self, config: Any):
@@ -955,9 +957,5 @@ def mixture(components: int, init_std: float = 0.5) -> Iterator[None]:
                 model.shared.weight.zero_()
         return model
 
-    real_build = ar.build_model
-    ar.build_model = build
-    try:
+    with built_by(build):
         yield
-    finally:
-        ar.build_model = real_build
