@@ -616,7 +616,8 @@ get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favou
   **The first gate fails for all four**: no pooled TSTR reaches 0.551. At rate 0.3 the
   3-way TVD falls on every table, by 0.02-0.055, most of the way to aim's (HMDA 0.102
   against the defaults' 0.130 and aim's 0.096). The same two rate-0.3 fits on HMDA with
-  the network written as an embedding (below) and therefore other noise draws gave 3-way
+  the network written as an embedding (``dpar_experiments.mixture``) and therefore other
+  noise draws gave 3-way
   TVD 0.106 / 0.112 and TSTR 0.558 / 0.520: on three seeds HMDA's TSTR moves by 0.03-0.1
   with the noise draw alone.
   *Amendment for the wide tables, declared after the first gate's runs and before any run
