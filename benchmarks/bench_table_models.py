@@ -570,12 +570,11 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
     elif gen in EXPERIMENT_GENERATORS:
         import dpar_experiments as exp
 
+        overrides = {**overrides, "learning_rate": 0.3}  # recorded with the result
         with exp.mixture(int(gen.removeprefix("dpar-mixture"))):
-            synth = make("dpar", eps, seed, {**overrides, "learning_rate": 0.3})
-            synth.fit(train, table.schema)
+            synth = make("dpar", eps, seed, overrides).fit(train, table.schema)
     else:
-        synth = make(gen, eps, seed, overrides)
-        synth.fit(train, table.schema)
+        synth = make(gen, eps, seed, overrides).fit(train, table.schema)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     rows = synth.sample(len(train), random_state=seed)
     s = table.schema
