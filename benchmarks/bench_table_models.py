@@ -131,8 +131,10 @@ GENERATORS = ("dpar", "dpvae", "aim", "mst", "dpar-ref")
 PUBLIC_GENERATORS = ("dpar-public", "dpar-public-only", "dpar-public-warm",
                      "dpar-public-warm-anchor")
 #: Experiments, not in the library: dpar's network replaced by a mixture of 16 or 64
-#: products at rate 0.3 (``dpar_experiments.mixture``; declared in ``tune_dpar.py``).
-EXPERIMENT_GENERATORS = ("dpar-mixture16", "dpar-mixture64")
+#: products at rate 0.3 (``dpar_experiments.mixture``), or joined with a mixture of 64
+#: products as a product of experts whose share of the clip is 50 or 80 % (mixture at rate
+#: 0.3; ``dpar_experiments.product_of_experts``); each declared in ``tune_dpar.py``.
+EXPERIMENT_GENERATORS = ("dpar-mixture16", "dpar-mixture64", "dpar-poe64-50", "dpar-poe64-80")
 Mask = Callable[[pd.DataFrame], np.ndarray]
 
 
@@ -567,6 +569,13 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
 
         use = gen.removeprefix("dpar-public-").replace("-", "+")
         synth = exp.public_fit(table, train, public, dict(overrides), {"use": use}, eps, seed)
+    elif gen.startswith("dpar-poe64-"):
+        import dpar_experiments as exp
+
+        share = int(gen.removeprefix("dpar-poe64-")) / 100
+        with exp.product_of_experts(64, share, 0.3):
+            synth = make("dpar", eps, seed, overrides).fit(train, table.schema)
+        overrides = {**overrides, "mix_share": share, "mix_rate": 0.3}  # recorded
     elif gen in EXPERIMENT_GENERATORS:
         import dpar_experiments as exp
 

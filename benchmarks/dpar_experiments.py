@@ -475,8 +475,8 @@ def _per_row_gradients(module: Any) -> tuple[dict[str, Any], Any]:
 
 
 @contextlib.contextmanager
-def manual_private_steps(step_sum: Any, label: str, noise_scale: float = 1.0
-                         ) -> Iterator[None]:
+def manual_private_steps(step_sum: Any, label: str, noise_scale: float = 1.0,
+                         make_optimizer: Any = None) -> Iterator[None]:
     """dpar's DP-SGD run replaced by a loop over per-row gradients, for one fit.
 
     ``step_sum(self, module, rows, flat, t, x)`` gets the step's private token rows ``x``
@@ -487,6 +487,8 @@ def manual_private_steps(step_sum: Any, label: str, noise_scale: float = 1.0
     plan's accounting holds whenever ``step_sum`` keeps each row within ``C``. Poisson
     batches, Adam and the learning-rate schedule are dpar's own. ``noise_scale`` multiplies
     the noise: anything but 1 is a diagnostic **without the plan's privacy**.
+    ``make_optimizer(params, learning_rate)`` (``params`` the dict of names to parameters)
+    replaces dpar's Adam at one rate, for experiments with parameter groups.
     """
     import torch
 
@@ -501,7 +503,8 @@ def manual_private_steps(step_sum: Any, label: str, noise_scale: float = 1.0
         if declared is not None:
             raise ValueError(f"{label} does not combine with the library's public rows")
         params, flat = _per_row_gradients(module)
-        optimizer = torch.optim.Adam(list(params.values()), lr=learning_rate)
+        optimizer = (torch.optim.Adam(list(params.values()), lr=learning_rate)
+                     if make_optimizer is None else make_optimizer(params, learning_rate))
         after_step = _dpsgd_base.lr_scheduler(optimizer, schedule, plan.steps)
         noise_fn = _dpsgd.make_noise_fn(noise, rows.device)
         std = plan.noise_multiplier * float(self.max_grad_norm) * noise_scale
@@ -613,17 +616,24 @@ def grouped(power: float | None, noise_scale: float = 1.0
             sizes = torch.bincount(groups).double()
             weights = sizes ** (power or 0.0)
             state["groups"] = groups
-            state["n"] = len(sizes)
             state["clips"] = (float(self.max_grad_norm) * weights / weights.norm()).float()
         groups, clips = state["groups"], state["clips"]
         if x is None:
             return torch.zeros(len(groups)), lambda v: v
-        g = flat(x)  # (B, d)
-        norms = torch.zeros(len(g), state["n"]).index_add_(1, groups, g * g).sqrt()
-        scale = (clips / norms.clamp_min(1e-12)).clamp(max=1.0)  # (B, groups)
-        return (g * scale[:, groups]).sum(0), lambda v: v
+        return group_clipped_sum(flat(x), groups, clips), lambda v: v
 
     return manual_private_steps(step_sum, "grouped", noise_scale)
+
+
+def group_clipped_sum(g: Any, groups: Any, clips: Any) -> Any:
+    """The sum over rows of per-row gradients ``g`` ``(B, d)`` with each row's coordinates of
+    group ``h`` (``groups`` ``(d,)``) clipped to norm ``clips[h]``: a row's whole clipped
+    gradient has norm at most ``||clips||``, the sensitivity the noise is calibrated to."""
+    import torch
+
+    norms = torch.zeros(len(g), len(clips)).index_add_(1, groups, g * g).sqrt()
+    scale = (clips / norms.clamp_min(1e-12)).clamp(max=1.0)  # (B, groups)
+    return (g * scale[:, groups]).sum(0)
 
 
 @contextlib.contextmanager
@@ -881,6 +891,73 @@ def any_order(table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
     return _AnyOrderRows(synth)
 
 
+def _mixture_type() -> Any:
+    """The mixture of products of :func:`mixture` as a module class (``Mixture(config, K)``),
+    defined on first use so that torch is imported late, like everywhere in this module."""
+    if "mixture" in _TYPES:
+        return _TYPES["mixture"]
+    import torch
+    from torch import nn
+
+    class Mixture(nn.Module):
+        def __init__(self, config: Any, components: int):
+            super().__init__()
+            self.config = config
+            self.components = components
+            sizes = config.vocab_sizes
+            self.spans = list(zip((0, *np.cumsum(sizes)[:-1].tolist()), sizes, strict=True))
+            width = int(sum(sizes)) + 1
+            self.classes = nn.Embedding(components, width, device="meta")
+            self.shared = nn.Embedding(1, width, device="meta")
+
+        def _log_tables(self, b: int, device: Any) -> tuple[Any, list[Any]]:
+            """Log-priors ``(b, K)`` and each column's log-probabilities ``(b, K, v_j)``."""
+            k = self.components
+            ids = torch.arange(k, device=device).expand(b, k).contiguous()
+            out = (self.classes(ids) + self.shared(torch.zeros_like(ids[:, :1]))).float()
+            prior = torch.log_softmax(out[:, :, -1], dim=1)
+            return prior, [torch.log_softmax(out[:, :, s:s + v], dim=-1) for s, v in self.spans]
+
+        def _logits(self, tokens: Any, upto: int) -> list[Any]:
+            prefix, tables = self._log_tables(tokens.shape[0], tokens.device)
+            logits = []
+            for j in range(upto):
+                logits.append(torch.logsumexp(prefix[:, :, None] + tables[j], dim=1))
+                if j + 1 < upto:
+                    index = tokens[:, j].view(-1, 1, 1).expand(-1, self.components, 1)
+                    prefix = prefix + tables[j].gather(2, index).squeeze(2)
+            return logits
+
+        def forward(self, tokens: Any) -> Any:
+            return self._logits(tokens, tokens.shape[1])
+
+        def column_logits(self, tokens: Any, j: int) -> Any:  # what sampling draws from
+            """Column ``j``'s conditional log-probabilities given columns ``< j``: the same
+            function as ``forward``'s, with the classes' tables read once for all rows (no
+            row gradients are needed when sampling)."""
+            prior, tables = self._log_tables(1, tokens.device)
+            prefix = prior.expand(tokens.shape[0], -1)
+            for i in range(j):
+                prefix = prefix + tables[i][0].T[tokens[:, i]]
+            return torch.logsumexp(prefix[:, :, None] + tables[j], dim=1)
+
+        def draw_init(self, seed: int, init_std: float) -> None:
+            """Class rows N(0, ``init_std``^2) from a generator seeded with ``seed`` (drawn
+            as the declared ``nn.Linear``'s weight was), the shared row 0."""
+            gen = torch.Generator().manual_seed(int(seed))
+            with torch.no_grad():
+                width = self.classes.weight.shape[1]
+                self.classes.weight.copy_(torch.randn(width, self.components,
+                                                      generator=gen).T * init_std)
+                self.shared.weight.zero_()
+
+    _TYPES["mixture"] = Mixture
+    return Mixture
+
+
+_TYPES: dict[str, Any] = {}
+
+
 @contextlib.contextmanager
 def mixture(components: int, init_std: float = 0.5) -> Iterator[None]:
     """dpar's transformer replaced by a mixture of products (the ``"mixture"`` key).
@@ -902,60 +979,88 @@ def mixture(components: int, init_std: float = 0.5) -> Iterator[None]:
     sampler use it unchanged. Class rows N(0, ``init_std``^2) from the seeded generator, the
     shared row 0.
     """
-    import torch
-    from torch import nn
-
-
-    class Mixture(nn.Module):
-        def __init__(self, config: Any):
-            super().__init__()
-            self.config = config
-            sizes = config.vocab_sizes
-            self.spans = list(zip((0, *np.cumsum(sizes)[:-1].tolist()), sizes, strict=True))
-            width = int(sum(sizes)) + 1
-            self.classes = nn.Embedding(components, width, device="meta")
-            self.shared = nn.Embedding(1, width, device="meta")
-
-        def _log_tables(self, b: int, device: Any) -> tuple[Any, list[Any]]:
-            """Log-priors ``(b, K)`` and each column's log-probabilities ``(b, K, v_j)``."""
-            ids = torch.arange(components, device=device).expand(b, components).contiguous()
-            out = (self.classes(ids) + self.shared(torch.zeros_like(ids[:, :1]))).float()
-            prior = torch.log_softmax(out[:, :, -1], dim=1)
-            return prior, [torch.log_softmax(out[:, :, s:s + v], dim=-1) for s, v in self.spans]
-
-        def _logits(self, tokens: Any, upto: int) -> list[Any]:
-            prefix, tables = self._log_tables(tokens.shape[0], tokens.device)
-            logits = []
-            for j in range(upto):
-                logits.append(torch.logsumexp(prefix[:, :, None] + tables[j], dim=1))
-                if j + 1 < upto:
-                    index = tokens[:, j].view(-1, 1, 1).expand(-1, components, 1)
-                    prefix = prefix + tables[j].gather(2, index).squeeze(2)
-            return logits
-
-        def forward(self, tokens: Any) -> Any:
-            return self._logits(tokens, tokens.shape[1])
-
-        def column_logits(self, tokens: Any, j: int) -> Any:  # what sampling draws from
-            """Column ``j``'s conditional log-probabilities given columns ``< j``: the same
-            function as ``forward``'s, with the classes' tables read once for all rows (no
-            row gradients are needed when sampling)."""
-            prior, tables = self._log_tables(1, tokens.device)
-            prefix = prior.expand(tokens.shape[0], -1)
-            for i in range(j):
-                prefix = prefix + tables[i][0].T[tokens[:, i]]
-            return torch.logsumexp(prefix[:, :, None] + tables[j], dim=1)
+    mixture_type = _mixture_type()
 
     def build(config: Any, seed: int | None) -> Any:
-        model = Mixture(config).to_empty(device="cpu")
+        model = mixture_type(config, components).to_empty(device="cpu")
         if seed is not None:
-            gen = torch.Generator().manual_seed(int(seed))
-            with torch.no_grad():
-                width = model.classes.weight.shape[1]  # the declared Linear's draws
-                model.classes.weight.copy_(torch.randn(width, components,
-                                                       generator=gen).T * init_std)
-                model.shared.weight.zero_()
+            model.draw_init(seed, init_std)
         return model
 
     with built_by(build):
+        yield
+
+
+@contextlib.contextmanager
+def product_of_experts(components: int, share: float, mix_rate: float,
+                       init_std: float = 0.5, noise_scale: float = 1.0) -> Iterator[None]:
+    """dpar's transformer and a mixture of ``components`` products as one product of experts
+    (the ``"poe"`` key).
+
+    Column ``j``'s conditional is ``p(x_j | x_<j) ∝ q_j(x_j | x_<j) exp(z_j(x_<j))``: the
+    mixture's exact conditional ``q_j`` (:func:`mixture`) times the exponentiated logits
+    ``z_j`` of dpar's transformer (a product of experts, Hinton, "Training products of
+    experts by minimizing contrastive divergence", Neural Computation 2002; here each
+    column's two factors are normalised together, so the likelihood stays exact). The
+    transformer starts as dpar's (its logits near 0), so the model starts near the mixture
+    and the transformer learns what the classes miss. Both are trained together by DP-SGD
+    with the plan's noise, on one clipped row gradient whose two parts are clipped apart:
+    the mixture's to ``C sqrt(share)`` and the transformer's to ``C sqrt(1 - share)``, so
+    the whole has norm at most ``C`` and the plan's accounting holds (group-wise clipping,
+    McMahan et al., "Learning differentially private recurrent language models", ICLR
+    2018). Adam runs the transformer at dpar's rate and the mixture at ``mix_rate``; the
+    schedule scales both. Per-row gradients come from ``torch.func``
+    (:func:`manual_private_steps`), not from book-keeping; ``noise_scale`` as there (anything
+    but 1 is a diagnostic without the plan's privacy).
+    """
+    import torch
+
+    from dpsynth.synthesizers._init import gpt2_init
+    from dpsynth.synthesizers.ar import model as ar_model
+
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"share must lie strictly between 0 and 1, not {share}")
+    mixture_type = _mixture_type()
+
+    class Experts(ar_model.ARTransformer):
+        def __init__(self, config: Any):
+            super().__init__(config)
+            self.mix = mixture_type(config, components)
+
+        def forward(self, tokens: Any) -> Any:
+            return [z + q for z, q in zip(super().forward(tokens), self.mix(tokens),
+                                          strict=True)]
+
+        def column_logits(self, tokens: Any, j: int) -> Any:
+            return super().column_logits(tokens, j) + self.mix.column_logits(tokens, j)
+
+    def build(config: Any, seed: int | None) -> Any:
+        model = Experts(config).to_empty(device="cpu")
+        if seed is not None:  # the transformer drawn as dpar's, then the mixture's own draw
+            gpt2_init(model, seed, config.n_layers, ("proj", "fc2"))
+            model.mix.draw_init(seed, init_std)
+        return model
+
+    state: dict[str, Any] = {}
+
+    def step_sum(self: Any, module: Any, rows: Any, flat: Any, t: int, x: Any) -> Any:
+        if "groups" not in state:  # 1 for the mixture's coordinates, 0 for the transformer's
+            parts = [torch.full((p.numel(),), int(name.startswith("mix.")))
+                     for name, p in module.named_parameters() if p.requires_grad]
+            state["groups"] = torch.cat(parts)
+            clip = float(self.max_grad_norm)
+            state["clips"] = torch.tensor([clip * math.sqrt(1.0 - share),
+                                           clip * math.sqrt(share)])
+        if x is None:
+            return torch.zeros(len(state["groups"])), lambda v: v
+        return group_clipped_sum(flat(x), state["groups"], state["clips"]), lambda v: v
+
+    def make_optimizer(params: dict[str, Any], learning_rate: float) -> Any:
+        mix = [p for name, p in params.items() if name.startswith("mix.")]
+        rest = [p for name, p in params.items() if not name.startswith("mix.")]
+        return torch.optim.Adam([{"params": rest, "lr": learning_rate},
+                                 {"params": mix, "lr": mix_rate}])
+
+    with built_by(build), manual_private_steps(step_sum, "product of experts", noise_scale,
+                                               make_optimizer):
         yield
