@@ -737,6 +737,11 @@ get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favou
   of at most 5,000 training rows and the transformer otherwise (the mixture's cost grows
   with ``K`` times the vocabulary, about 45 minutes per fit on randhie-wide, so the wide
   tables and Fertility keep the transformer by construction).
+  *Runs* (``benchmarks/results/dpar_tuning_session24.jsonl``; one process per share, seeds
+  0-19 in each): ``s`` = 0.5 gives 3-way TVD 0.112 and TSTR 0.569, paired gain over the
+  defaults +0.062 +- 0.022; ``s`` = 0.8 gives 0.112 and 0.570, +0.063 +- 0.018. **Both pass.**
+  Against the mixture alone (0.108 / 0.576) both are -0.006 (+- 0.027 and 0.025): on HMDA the
+  product is the mixture. ``s`` = 0.8 has the higher mean TSTR (by 0.0002) and goes on.
 
     OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
         '[{"learning_rate": 0.01, "lr_schedule": "constant"}, {"lr_schedule": "cosine"}]' 3
