@@ -891,73 +891,6 @@ def any_order(table: bench.Table, train: Any, kw: dict[str, Any], eps: float,
     return _AnyOrderRows(synth)
 
 
-def _mixture_type() -> Any:
-    """The mixture of products of :func:`mixture` as a module class (``Mixture(config, K)``),
-    defined on first use so that torch is imported late, like everywhere in this module."""
-    if "mixture" in _TYPES:
-        return _TYPES["mixture"]
-    import torch
-    from torch import nn
-
-    class Mixture(nn.Module):
-        def __init__(self, config: Any, components: int):
-            super().__init__()
-            self.config = config
-            self.components = components
-            sizes = config.vocab_sizes
-            self.spans = list(zip((0, *np.cumsum(sizes)[:-1].tolist()), sizes, strict=True))
-            width = int(sum(sizes)) + 1
-            self.classes = nn.Embedding(components, width, device="meta")
-            self.shared = nn.Embedding(1, width, device="meta")
-
-        def _log_tables(self, b: int, device: Any) -> tuple[Any, list[Any]]:
-            """Log-priors ``(b, K)`` and each column's log-probabilities ``(b, K, v_j)``."""
-            k = self.components
-            ids = torch.arange(k, device=device).expand(b, k).contiguous()
-            out = (self.classes(ids) + self.shared(torch.zeros_like(ids[:, :1]))).float()
-            prior = torch.log_softmax(out[:, :, -1], dim=1)
-            return prior, [torch.log_softmax(out[:, :, s:s + v], dim=-1) for s, v in self.spans]
-
-        def _logits(self, tokens: Any, upto: int) -> list[Any]:
-            prefix, tables = self._log_tables(tokens.shape[0], tokens.device)
-            logits = []
-            for j in range(upto):
-                logits.append(torch.logsumexp(prefix[:, :, None] + tables[j], dim=1))
-                if j + 1 < upto:
-                    index = tokens[:, j].view(-1, 1, 1).expand(-1, self.components, 1)
-                    prefix = prefix + tables[j].gather(2, index).squeeze(2)
-            return logits
-
-        def forward(self, tokens: Any) -> Any:
-            return self._logits(tokens, tokens.shape[1])
-
-        def column_logits(self, tokens: Any, j: int) -> Any:  # what sampling draws from
-            """Column ``j``'s conditional log-probabilities given columns ``< j``: the same
-            function as ``forward``'s, with the classes' tables read once for all rows (no
-            row gradients are needed when sampling)."""
-            prior, tables = self._log_tables(1, tokens.device)
-            prefix = prior.expand(tokens.shape[0], -1)
-            for i in range(j):
-                prefix = prefix + tables[i][0].T[tokens[:, i]]
-            return torch.logsumexp(prefix[:, :, None] + tables[j], dim=1)
-
-        def draw_init(self, seed: int, init_std: float) -> None:
-            """Class rows N(0, ``init_std``^2) from a generator seeded with ``seed`` (drawn
-            as the declared ``nn.Linear``'s weight was), the shared row 0."""
-            gen = torch.Generator().manual_seed(int(seed))
-            with torch.no_grad():
-                width = self.classes.weight.shape[1]
-                self.classes.weight.copy_(torch.randn(width, self.components,
-                                                      generator=gen).T * init_std)
-                self.shared.weight.zero_()
-
-    _TYPES["mixture"] = Mixture
-    return Mixture
-
-
-_TYPES: dict[str, Any] = {}
-
-
 @contextlib.contextmanager
 def mixture(components: int, init_std: float = 0.5) -> Iterator[None]:
     """dpar's transformer replaced by a mixture of products (the ``"mixture"`` key).
@@ -979,12 +912,12 @@ def mixture(components: int, init_std: float = 0.5) -> Iterator[None]:
     sampler use it unchanged. Class rows N(0, ``init_std``^2) from the seeded generator, the
     shared row 0.
     """
-    mixture_type = _mixture_type()
+    from dpsynth.synthesizers.ar.model import MixtureOfProducts
 
     def build(config: Any, seed: int | None) -> Any:
-        model = mixture_type(config, components).to_empty(device="cpu")
+        model = MixtureOfProducts(config.vocab_sizes, components).to_empty(device="cpu")
         if seed is not None:
-            model.draw_init(seed, init_std)
+            model.draw(seed, init_std)
         return model
 
     with built_by(build):
@@ -993,7 +926,7 @@ def mixture(components: int, init_std: float = 0.5) -> Iterator[None]:
 
 @contextlib.contextmanager
 def product_of_experts(components: int, share: float, mix_rate: float,
-                       init_std: float = 0.5, noise_scale: float = 1.0) -> Iterator[None]:
+                       noise_scale: float = 1.0) -> Iterator[None]:
     """dpar's transformer and a mixture of ``components`` products as one product of experts
     (the ``"poe"`` key).
 
@@ -1013,39 +946,25 @@ def product_of_experts(components: int, share: float, mix_rate: float,
     (:func:`manual_private_steps`), not from book-keeping; ``noise_scale`` as there (anything
     but 1 is a diagnostic without the plan's privacy).
     """
+    import dataclasses
+
     import torch
 
-    from dpsynth.synthesizers._init import gpt2_init
     from dpsynth.synthesizers.ar import model as ar_model
 
     if not 0.0 < share < 1.0:
         raise ValueError(f"share must lie strictly between 0 and 1, not {share}")
-    mixture_type = _mixture_type()
 
-    class Experts(ar_model.ARTransformer):
-        def __init__(self, config: Any):
-            super().__init__(config)
-            self.mix = mixture_type(config, components)
-
-        def forward(self, tokens: Any) -> Any:
-            return [z + q for z, q in zip(super().forward(tokens), self.mix(tokens),
-                                          strict=True)]
-
-        def column_logits(self, tokens: Any, j: int) -> Any:
-            return super().column_logits(tokens, j) + self.mix.column_logits(tokens, j)
-
-    def build(config: Any, seed: int | None) -> Any:
-        model = Experts(config).to_empty(device="cpu")
-        if seed is not None:  # the transformer drawn as dpar's, then the mixture's own draw
-            gpt2_init(model, seed, config.n_layers, ("proj", "fc2"))
-            model.mix.draw_init(seed, init_std)
-        return model
+    def build(config: Any, seed: int | None) -> Any:  # the library's network (same draws)
+        return ar_model.build_model(dataclasses.replace(
+            config, network="experts", n_classes=components, mixture_clip_share=share,
+            mixture_learning_rate=mix_rate), seed)
 
     state: dict[str, Any] = {}
 
     def step_sum(self: Any, module: Any, rows: Any, flat: Any, t: int, x: Any) -> Any:
         if "groups" not in state:  # 1 for the mixture's coordinates, 0 for the transformer's
-            parts = [torch.full((p.numel(),), int(name.startswith("mix.")))
+            parts = [torch.full((p.numel(),), int(name.startswith("mixture.")))
                      for name, p in module.named_parameters() if p.requires_grad]
             state["groups"] = torch.cat(parts)
             clip = float(self.max_grad_norm)
@@ -1056,8 +975,8 @@ def product_of_experts(components: int, share: float, mix_rate: float,
         return group_clipped_sum(flat(x), state["groups"], state["clips"]), lambda v: v
 
     def make_optimizer(params: dict[str, Any], learning_rate: float) -> Any:
-        mix = [p for name, p in params.items() if name.startswith("mix.")]
-        rest = [p for name, p in params.items() if not name.startswith("mix.")]
+        mix = [p for name, p in params.items() if name.startswith("mixture.")]
+        rest = [p for name, p in params.items() if not name.startswith("mixture.")]
         return torch.optim.Adam([{"params": rest, "lr": learning_rate},
                                  {"params": mix, "lr": mix_rate}])
 

@@ -207,6 +207,9 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: 
     ``grad_sample_mode`` is one of :data:`GRAD_SAMPLE_MODES`.
     """
     mode = resolve_grad_sample_mode(model, grad_sample_mode)
+    if mode != "bookkeeping" and getattr(model, "clip_groups", None) is not None:
+        raise ParameterError(f"This model clips its parameter groups apart, which only "
+                             f"grad_sample_mode='bookkeeping' supports; got {mode!r}.")
     if mode == "bookkeeping":
         return make_private_bookkeeping(
             model, optimizer, criterion, noise_multiplier=noise_multiplier,

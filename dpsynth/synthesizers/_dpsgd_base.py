@@ -67,6 +67,16 @@ def trainable(module: nn.Module) -> list[nn.Parameter]:
     return [p for p in module.parameters() if p.requires_grad]
 
 
+def make_optimizer(module: nn.Module, learning_rate: float) -> torch.optim.Optimizer:
+    """Adam over ``module``'s trainable parameters at ``learning_rate``, or over the
+    parameter groups of its ``optimizer_groups(learning_rate)`` when it defines one (a
+    network whose parts train at different rates)."""
+    groups = getattr(module, "optimizer_groups", None)
+    if groups is None:
+        return torch.optim.Adam(trainable(module), lr=learning_rate)
+    return torch.optim.Adam(groups(learning_rate))
+
+
 def make_step(module: Callable[..., Any], optimizer: Any, criterion: Callable[..., Any],
               objective: Objective, device: torch.device
               ) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -342,7 +352,7 @@ class DPSGDSynthesizer(BaseSynthesizer):
             self._note_schedule(batch, q, steps, learning_rate)
             loader = _dpsgd.batch_loader(rows, _dpsgd.ShuffledBatches(
                 len(rows), batch, steps, noise))
-            optimizer = torch.optim.Adam(trainable(module), lr=learning_rate)
+            optimizer = make_optimizer(module, learning_rate)
             module.train()
             return _dpsgd.run_steps(
                 loader, step=make_step(module, optimizer, objective.criterion, objective,
@@ -378,7 +388,7 @@ class DPSGDSynthesizer(BaseSynthesizer):
                                             sampling)
             rows = torch.cat([rows, public])
         loader = _dpsgd.batch_loader(rows, sampler)
-        optimizer = torch.optim.Adam(trainable(module), lr=learning_rate)
+        optimizer = make_optimizer(module, learning_rate)
         after_step = lr_scheduler(optimizer, schedule, plan.steps)  # before any wrapping
         noise_fn = _dpsgd.make_noise_fn(noise, rows.device)
         settings: dict[str, Any] = {
@@ -444,5 +454,5 @@ def _unwrap(wrapped: Any) -> None:
             method()
 
 
-__all__ = ["DPSGDSynthesizer", "Objective", "autocast", "make_step", "number", "runs_private",
-           "trainable"]
+__all__ = ["DPSGDSynthesizer", "Objective", "autocast", "make_optimizer", "make_step", "number",
+           "runs_private", "trainable"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 
 import torch
@@ -48,6 +49,14 @@ class BookkeepingClipper:
     each layer's input and output gradient instead of forming weight gradients, and writes
     ``sum_i c_i g_i`` into :attr:`summed` (one flat buffer; :attr:`grad_views` are its
     per-parameter views).
+
+    A model may split its parameters into groups clipped apart by defining ``clip_groups()``,
+    a list of ``(parameters, share)`` pairs whose shares are positive and sum to 1: each
+    example's gradient on group ``g`` is clipped to ``C sqrt(share_g)``, so its whole
+    gradient still has norm at most ``C`` and the noise calibrated to ``C`` covers it
+    (group-wise clipping, McMahan et al., "Learning differentially private recurrent
+    language models", ICLR 2018). Every trainable parameter must be in exactly one group,
+    and a layer's parameters in the same one.
     """
 
     def __init__(self, model: nn.Module, max_grad_norm: float, *, recompute: str = "cheap"):
@@ -67,6 +76,7 @@ class BookkeepingClipper:
             offset += p.numel()
         by_param = dict(zip(map(id, self.params), self.grad_views, strict=True))
         self._views = {id(tap): [by_param[id(p)] for p in tap.params] for tap in self.taps}
+        self.group_of, self.group_clips = _clip_groups(model, self.taps, self.max_grad_norm)
         self.attached = False
         self.ready = False  # clipped sums computed since the last optimizer step
 
@@ -112,7 +122,8 @@ class BookkeepingClipper:
         calls = [_only_call(tap, batch_size) for tap in taps]
         storages = [c.grad.untyped_storage().data_ptr() for c in calls if c.grad is not None]
         sources = {id(t.next) for t, c in zip(taps, calls, strict=True) if c.grad is None}
-        norm2 = torch.zeros(batch_size, dtype=taps[0].dtype if taps else self.summed.dtype,
+        norm2 = torch.zeros(len(self.group_clips), batch_size,
+                            dtype=taps[0].dtype if taps else self.summed.dtype,
                             device=self.summed.device)
         pending: list[Callable[..., None] | None] = []
         with torch.autocast(self.summed.device.type, enabled=False):
@@ -127,16 +138,17 @@ class BookkeepingClipper:
                 else:
                     part, rule = _RULES[type(tap.module)](tap, call.saved, call.grad)
                     accumulate = _writing(rule)
-                norm2 += part
+                norm2[self.group_of[id(tap)]] += part
                 pending.append(accumulate)
             del calls
-            norms = norm2.sqrt()
-            factor = (self.max_grad_norm / (norms + _STABILITY)).clamp(max=1.0)
+            clips = self.group_clips.to(device=norm2.device, dtype=norm2.dtype)[:, None]
+            factors = (clips / (norm2.sqrt() + _STABILITY)).clamp(max=1.0)  # (groups, B)
+            norms = norm2.sum(0).sqrt()
             carry = _Carry()
             for i, tap in enumerate(taps):
                 step = pending[i]
                 assert step is not None
-                step(factor, carry, self._views[id(tap)])
+                step(factors[self.group_of[id(tap)]], carry, self._views[id(tap)])
                 pending[i] = step = None  # free this layer's tensors now
             reached = {id(t) for t in taps}
             for tap in self.taps:
@@ -155,6 +167,41 @@ class BookkeepingClipper:
         """An empty batch: the clipped sum is zero."""
         self.summed.zero_()
         self.ready = True
+
+
+def _clip_groups(model: nn.Module, taps: list[_Tap], max_grad_norm: float
+                 ) -> tuple[dict[int, int], torch.Tensor]:
+    """Each tap's clipping group and the groups' norms ``C sqrt(share)`` (one group of norm
+    ``C`` unless the model defines ``clip_groups()``; see :class:`BookkeepingClipper`)."""
+    declared = getattr(model, "clip_groups", None)
+    if declared is None:
+        return {id(tap): 0 for tap in taps}, torch.tensor([max_grad_norm], dtype=torch.float64)
+    groups = list(declared())
+    shares = [float(share) for _, share in groups]
+    if not groups or min(shares) <= 0 or abs(sum(shares) - 1.0) > 1e-9:
+        raise ParameterError(f"clip_groups() must give positive shares summing to 1; got "
+                             f"{shares}.")
+    of_param: dict[int, int] = {}
+    for g, (params, _) in enumerate(groups):
+        for p in params:
+            if id(p) in of_param:
+                raise ParameterError("clip_groups() puts a parameter in two groups.")
+            of_param[id(p)] = g
+    group_of: dict[int, int] = {}
+    for tap in taps:
+        owners = {of_param.get(id(p), -1) for p in tap.params}
+        if len(owners) != 1 or -1 in owners:
+            raise ParameterError(f"clip_groups() must put each of layer {tap.name!r}'s "
+                                 "trainable parameters in one and the same group.")
+        group_of[id(tap)] = owners.pop()
+    for tap in taps:
+        if tap.next is not None and group_of[id(tap.next)] != group_of[id(tap)]:
+            raise ParameterError(f"Layers {tap.name!r} and {tap.next.name!r} are recomputed "
+                                 "together but lie in different clip groups; use "
+                                 "recompute='none'.")
+    clips = torch.tensor([max_grad_norm * math.sqrt(share) for share in shares],
+                         dtype=torch.float64)
+    return group_of, clips
 
 
 def _only_call(tap: _Tap, batch_size: int) -> _Call:

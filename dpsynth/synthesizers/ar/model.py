@@ -11,7 +11,11 @@ Every trainable layer is an ``nn.Linear``, ``nn.Embedding`` or ``nn.LayerNorm`` 
 forward with the batch first, so :mod:`dpsynth.synthesizers._bookkeeping` clips it without
 Opacus; attention is written from ``nn.Linear`` projections and
 :func:`torch.nn.functional.scaled_dot_product_attention` (no parameters of its own).
-Nothing here knows about synthesizers, budgets or ledgers.
+
+The second network, :class:`ProductOfExperts`, multiplies each column's conditional from the
+transformer with the exact conditional of a :class:`MixtureOfProducts` (a latent class
+model) over the same tokens; ``ARConfig.network`` picks one. Nothing here knows about
+synthesizers, budgets or ledgers.
 """
 
 from __future__ import annotations
@@ -35,6 +39,17 @@ class ARConfig:
     n_layers: int = 2
     n_heads: int = 4
     mlp_ratio: int = 2
+    #: ``"transformer"`` (:class:`ARTransformer`) or ``"experts"`` (:class:`ProductOfExperts`).
+    network: str = "transformer"
+    #: The mixture's latent classes, and its share of the clip and its learning rate in
+    #: DP-SGD (``"experts"`` only).
+    n_classes: int = 64
+    mixture_clip_share: float = 0.8
+    mixture_learning_rate: float = 0.3
+
+
+#: The networks of :class:`ARConfig`.
+NETWORKS = ("transformer", "experts")
 
 
 class _Block(nn.Module):
@@ -111,18 +126,131 @@ class ARTransformer(nn.Module):
         return [head(h[:, j]) for j, head in enumerate(self.heads)]
 
 
+class MixtureOfProducts(nn.Module):
+    """A mixture of ``K`` products over column tokens, ``p(x) = sum_k pi_k prod_j p_k(x_j)``.
+
+    The latent class model of the DPMPM synthesisers (Si and Reiter, "Nonparametric Bayesian
+    multiple imputation for incomplete categorical variables in large-scale assessment
+    surveys", JEBS 2013), here fitted by (DP-)SGD on the log-likelihood instead of by Gibbs
+    sampling. Class ``k``'s logits (its tokens', then its prior's) are row ``k`` of one
+    embedding plus a row every class shares, read once per example, so book-keeping clips
+    them. ``forward`` gives the autoregressive factorisation
+    ``p(x_j | x_<j) = sum_k p(k | x_<j) p_k(x_j)`` as log-probabilities, one ``(B, v_j)``
+    tensor per column, exactly the joint above.
+    """
+
+    def __init__(self, vocab_sizes: tuple[int, ...], n_classes: int):
+        super().__init__()
+        self.n_classes = n_classes
+        starts = (0, *itertools.accumulate(vocab_sizes))[:len(vocab_sizes)]
+        self.spans = list(zip(starts, vocab_sizes, strict=True))
+        width = sum(vocab_sizes) + 1
+        self.classes = nn.Embedding(n_classes, width, device="meta")
+        self.shared = nn.Embedding(1, width, device="meta")
+
+    def _log_tables(self, b: int, device: torch.device
+                    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Log-priors ``(b, K)`` and each column's log-probabilities ``(b, K, v_j)``."""
+        k = self.n_classes
+        ids = torch.arange(k, device=device).expand(b, k).contiguous()
+        out = (self.classes(ids) + self.shared(torch.zeros_like(ids[:, :1]))).float()
+        prior = torch.log_softmax(out[:, :, -1], dim=1)
+        return prior, [torch.log_softmax(out[:, :, s:s + v], dim=-1) for s, v in self.spans]
+
+    def forward(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        prefix, tables = self._log_tables(tokens.shape[0], tokens.device)
+        logits = []
+        for j in range(tokens.shape[1]):
+            logits.append(torch.logsumexp(prefix[:, :, None] + tables[j], dim=1))
+            if j + 1 < tokens.shape[1]:
+                index = tokens[:, j].view(-1, 1, 1).expand(-1, self.n_classes, 1)
+                prefix = prefix + tables[j].gather(2, index).squeeze(2)
+        return logits
+
+    def column_logits(self, tokens: torch.Tensor, j: int) -> torch.Tensor:
+        """Column ``j``'s conditional log-probabilities given columns ``< j``: ``forward``'s,
+        with the classes' tables read once for all rows (sampling needs no row gradients)."""
+        prior, tables = self._log_tables(1, tokens.device)
+        prefix = prior.expand(tokens.shape[0], -1)
+        for i in range(j):
+            prefix = prefix + tables[i][0].T[tokens[:, i]]
+        return torch.logsumexp(prefix[:, :, None] + tables[j], dim=1)
+
+    @torch.no_grad()
+    def draw(self, seed: int, std: float = 0.5) -> None:
+        """Class rows N(0, ``std``^2) from a generator seeded with ``seed``, the shared row 0."""
+        gen = torch.Generator().manual_seed(int(seed))
+        width = self.classes.weight.shape[1]
+        self.classes.weight.copy_(torch.randn(width, self.n_classes, generator=gen).T * std)
+        self.shared.weight.zero_()
+
+
+class ProductOfExperts(ARTransformer):
+    """:class:`ARTransformer` times a :class:`MixtureOfProducts`, column by column.
+
+    ``p(x_j | x_<j)`` is proportional to the mixture's exact conditional times the
+    transformer's exponentiated logits (a product of experts, Hinton, "Training products of
+    experts by minimizing contrastive divergence", Neural Computation 2002), each column's
+    two factors normalised together, so the likelihood stays exact and sampling is
+    unchanged. The transformer starts with logits near 0, so the model starts as the
+    mixture and the transformer learns what the classes miss.
+
+    For DP-SGD it declares two clip groups (:meth:`clip_groups`: the mixture's row gradient
+    clipped to ``C sqrt(share)``, the transformer's to ``C sqrt(1 - share)``, the whole
+    within ``C``) and two learning rates (:meth:`optimizer_groups`).
+    """
+
+    def __init__(self, config: ARConfig):
+        super().__init__(config)
+        self.mixture = MixtureOfProducts(config.vocab_sizes, config.n_classes)
+
+    def forward(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        return [z + q for z, q in zip(super().forward(tokens), self.mixture(tokens),
+                                      strict=True)]
+
+    def column_logits(self, tokens: torch.Tensor, j: int) -> torch.Tensor:
+        return super().column_logits(tokens, j) + self.mixture.column_logits(tokens, j)
+
+    def _split(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """The trainable parameters: the transformer's, then the mixture's."""
+        mixture = [p for p in self.mixture.parameters() if p.requires_grad]
+        ids = {id(p) for p in mixture}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in ids], mixture
+
+    def clip_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        """The clip groups book-keeping reads (see :class:`BookkeepingClipper`)."""
+        share = float(self.config.mixture_clip_share)
+        transformer, mixture = self._split()
+        return [(transformer, 1.0 - share), (mixture, share)]
+
+    def optimizer_groups(self, learning_rate: float) -> list[dict[str, object]]:
+        """Optimizer parameter groups: the transformer at ``learning_rate``, the mixture at
+        ``config.mixture_learning_rate`` (its logits are direct log-probabilities and move
+        little at the transformer's rate)."""
+        transformer, mixture = self._split()
+        return [{"params": transformer, "lr": float(learning_rate)},
+                {"params": mixture, "lr": float(self.config.mixture_learning_rate)}]
+
+
 def build_model(config: ARConfig, seed: int | None) -> ARTransformer:
     """The model on CPU, weights drawn from a generator seeded with ``seed`` (no global RNG).
 
     Layers are created on the meta device, so torch's own initialisation (which draws from
     the global generator) never runs; ``seed=None`` leaves the weights uninitialised, for
     loading. Linear and embedding weights are N(0, 0.02^2) as in GPT-2, the residual output
-    projections scaled by ``1 / sqrt(2 n_layers)``; biases 0; layer norms the identity.
+    projections scaled by ``1 / sqrt(2 n_layers)``; biases 0; layer norms the identity. A
+    product of experts draws its transformer so, then its mixture
+    (:meth:`MixtureOfProducts.draw`, from a generator seeded with ``seed`` too).
     """
-    model = ARTransformer(config).to_empty(device="cpu")
+    if config.network not in NETWORKS:
+        raise ValueError(f"network must be one of {NETWORKS}, not {config.network!r}")
+    model = (ARTransformer(config) if config.network == "transformer"
+             else ProductOfExperts(config)).to_empty(device="cpu")
     if seed is None:
         return model
     gpt2_init(model, seed, config.n_layers, ("proj", "fc2"))
+    if isinstance(model, ProductOfExperts):
+        model.mixture.draw(seed)
     return model
 
 
@@ -145,4 +273,5 @@ class RowLoss(nn.Module):
         return per_row.sum() if self.reduction == "sum" else per_row.mean()
 
 
-__all__ = ["ARConfig", "ARTransformer", "RowLoss", "build_model"]
+__all__ = ["NETWORKS", "ARConfig", "ARTransformer", "MixtureOfProducts", "ProductOfExperts",
+           "RowLoss", "build_model"]

@@ -14,9 +14,15 @@ from tables import every_kind_table
 
 from dpsynth.errors import DataValidationError, NotFittedError, ParameterError
 from dpsynth.schema import Column, Schema
-from dpsynth.synthesizers import _dpsgd
+from dpsynth.synthesizers import _dpsgd, _dpsgd_base
 from dpsynth.synthesizers.ar import DPARSynthesizer
-from dpsynth.synthesizers.ar.model import ARConfig, RowLoss, build_model
+from dpsynth.synthesizers.ar.model import (
+    ARConfig,
+    ARTransformer,
+    ProductOfExperts,
+    RowLoss,
+    build_model,
+)
 from dpsynth.synthesizers.base import SYNTHESIZERS, BaseSynthesizer, create
 
 FAST: dict[str, Any] = dict(epochs=4, batch_size=64, d_model=16, n_layers=1, n_heads=2)
@@ -80,6 +86,7 @@ def test_dp_training_really_adds_noise():
     df, schema = _copied(n=600, seed=1)
     params = dict(epochs=20, batch_size=30, d_model=16, n_layers=1, n_heads=2,
                   learning_rate=1e-2)
+    params["network"] = "transformer"  # the product of experts has a test of its own
     plain = DPARSynthesizer(epsilon=math.inf, random_state=0, **params).fit(df, schema)
     private = DPARSynthesizer(epsilon=1.0, random_state=0, **params).fit(df, schema)
     assert plain.privacy_ is None and plain.steps_run_ == private.steps_run_
@@ -209,9 +216,133 @@ def test_hundreds_of_levels_and_values_spread_inside_bins():
     assert ((out["x"] == 0.0) | (out["x"] == 1.0)).mean() < 0.01
 
 
+# -- the product of experts -------------------------------------------------------------------
+def _experts_config() -> ARConfig:
+    return ARConfig((3, 5, 4), d_model=8, n_layers=1, n_heads=2, network="experts",
+                    n_classes=3)
+
+
+def test_experts_clip_each_group_as_a_loop_over_rows():
+    """Book-keeping on the product of experts clips each row's mixture gradient to
+    C sqrt(share) and its transformer gradient to C sqrt(1 - share), as a loop over rows."""
+    gen = torch.Generator().manual_seed(0)
+    config = _experts_config()
+    tokens = torch.stack([torch.randint(0, v, (8,), generator=gen) for v in config.vocab_sizes],
+                         dim=1)
+    model = build_model(config, seed=3)
+    (transformer, _), (mixture, share) = model.clip_groups()
+    in_mixture = [any(p is q for q in mixture) for p in model.parameters()]
+    parts, grads = [], []
+    for row in tokens:
+        model.zero_grad()
+        RowLoss()(model(row[None]), row[None]).backward()
+        grads.append([p.grad.detach().clone() for p in model.parameters()])
+        parts.append([float(torch.sqrt(sum(g.pow(2).sum() for g, m in zip(
+            grads[-1], in_mixture, strict=True) if m == side))) for side in (False, True)])
+    norms = np.array(parts)
+    clip = float(np.median(norms[:, 1]) / math.sqrt(share))  # some mixture rows clipped
+    limits = (clip * math.sqrt(1 - share), clip * math.sqrt(share))
+    assert (norms[:, 1] > limits[1]).any() and (norms[:, 1] < limits[1]).any()
+    assert (norms[:, 0] > limits[0]).any()  # the transformer's part is clipped too
+    total = [sum(g[k] * min(1.0, limits[in_mixture[k]] / (n[in_mixture[k]] + 1e-6))
+                 for g, n in zip(grads, parts, strict=True)) for k in range(len(grads[0]))]
+    model = build_model(config, seed=3)
+    training = _dpsgd.make_private_bookkeeping(
+        model, torch.optim.SGD(model.parameters(), lr=0.0), RowLoss(), noise_multiplier=0.0,
+        max_grad_norm=clip, expected_batch_size=len(tokens),
+        noise_fn=lambda ref, std: torch.zeros_like(ref))
+    training.criterion(training.module(tokens), tokens).backward()
+    training.optimizer.step()
+    for p, t in zip(model.parameters(), total, strict=True):
+        torch.testing.assert_close(p.grad, t / len(tokens), rtol=1e-4, atol=1e-6)
+    assert len(transformer) + len(mixture) == len(list(model.parameters()))
+
+
+def test_clip_groups_are_checked():
+    """A model's clip groups must cover every parameter once, with shares summing to 1;
+    Opacus' modes cannot clip groups apart and refuse the model."""
+    from dpsynth.synthesizers._bookkeeping import BookkeepingClipper
+
+    model = build_model(_experts_config(), seed=0)
+    (transformer, _), (mixture, _) = model.clip_groups()
+    for groups in ([(transformer, 0.5), (mixture, 0.6)], [(transformer, 1.0)],
+                   [(transformer, 0.5), (transformer + mixture, 0.5)]):
+        model.clip_groups = lambda groups=groups: groups
+        with pytest.raises(ParameterError, match="clip_groups"):
+            BookkeepingClipper(model, 1.0)
+    model = build_model(_experts_config(), seed=0)
+    with pytest.raises(ParameterError, match="bookkeeping"):
+        _dpsgd.make_private(model, torch.optim.SGD(model.parameters(), lr=0.0), RowLoss(),
+                            None, noise_multiplier=1.0, max_grad_norm=1.0,
+                            expected_batch_size=4, noise_fn=lambda ref, std: ref,
+                            grad_sample_mode="hooks")
+
+
+def test_experts_train_each_part_at_its_own_rate():
+    model = build_model(_experts_config(), seed=0)
+    optimizer = _dpsgd_base.make_optimizer(model, 0.01)
+    rates = [group["lr"] for group in optimizer.param_groups]
+    assert rates == [0.01, model.config.mixture_learning_rate]
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+
+
+def test_auto_network_is_the_experts_on_small_private_fits_only(monkeypatch):
+    """``network="auto"``: the product of experts for DP-SGD on at most EXPERTS_MAX_ROWS rows,
+    the transformer without DP, on more rows, with public rows, distributed or with Opacus."""
+    df, schema = _table(n=200)
+    small = DPARSynthesizer(epsilon=1.0, random_state=0, **{**FAST, "epochs": 1})
+    assert small.fit(df, schema).network_ == "experts"
+    assert isinstance(small.model_, ProductOfExperts)
+    assert small._resolved()["network"] == "experts"
+    plain = DPARSynthesizer(epsilon=math.inf, random_state=0, **{**FAST, "epochs": 1})
+    assert plain.fit(df, schema).network_ == "transformer"
+    assert type(plain.model_) is ARTransformer
+    monkeypatch.setattr(DPARSynthesizer, "EXPERTS_MAX_ROWS", 199)
+    assert small.fit(df, schema).network_ == "transformer"
+    monkeypatch.undo()
+    assert DPARSynthesizer()._network(200, True, False) == "experts"
+    assert DPARSynthesizer()._network(200, True, True) == "transformer"
+    assert DPARSynthesizer(distributed=True)._network(200, True, False) == "transformer"
+    assert DPARSynthesizer(grad_sample_mode="hooks")._network(200, True, False) == "transformer"
+    assert DPARSynthesizer(network="experts")._network(10**6, False, False) == "experts"
+    assert DPARSynthesizer(network="transformer")._network(200, True, False) == "transformer"
+
+
+def test_experts_without_noise_learn_a_copy_and_beat_epsilon_one():
+    """The product of experts learns a planted copy without noise, and at epsilon = 1 its
+    DP-SGD adds the noise it claims: the marginals are clearly worse, the spend the plan's."""
+    df, schema = _copied(n=600, seed=1)
+    params = dict(epochs=20, batch_size=30, d_model=16, n_layers=1, n_heads=2,
+                  learning_rate=1e-2, network="experts")
+    plain = DPARSynthesizer(epsilon=math.inf, random_state=0, **params).fit(df, schema)
+    private = DPARSynthesizer(epsilon=1.0, random_state=0, **params).fit(df, schema)
+    assert plain.network_ == private.network_ == "experts"
+    assert private.privacy_.epsilon == pytest.approx(1.0, abs=1e-3)
+    out = plain.sample(3000, random_state=1)
+    assert (out["first"] == out["twin"]).mean() > 0.95
+    cols = ["noise", "first", "twin"]
+    tvd_plain = _tvd(df, out, cols)
+    tvd_private = _tvd(df, private.sample(3000, random_state=1), cols)
+    assert tvd_plain < 0.05
+    assert tvd_private > tvd_plain + 0.03
+
+
+def test_experts_refuse_public_rows_before_any_spend():
+    df, schema = _table(n=200)
+    synth = DPARSynthesizer(epsilon=1.0, network="experts", **FAST)
+    with pytest.raises(ParameterError, match="network='experts'"):
+        synth.fit(df, schema, public=df.head(20))
+    assert not hasattr(synth, "privacy_") or synth.privacy_ is None
+
+
 # -- persistence ------------------------------------------------------------------------------
-def test_save_load_reproduces_samples(fitted, tmp_path):
-    synth, _, _ = fitted
+@pytest.mark.parametrize("network", ["experts", "transformer"])
+def test_save_load_reproduces_samples(fitted, tmp_path, network):
+    synth, df, schema = fitted
+    assert synth.network_ == "experts"  # the default on a small private fit
+    if network == "transformer":
+        synth = DPARSynthesizer(epsilon=1.0, random_state=0, network="transformer",
+                                **FAST).fit(df, schema)
     synth.save(tmp_path / "model")
     for loader in (DPARSynthesizer.load, BaseSynthesizer.load):
         again = loader(tmp_path / "model")
@@ -222,6 +353,7 @@ def test_save_load_reproduces_samples(fitted, tmp_path):
             again.sample_conditional({"flag": True}, 50, random_state=2),
             synth.sample_conditional({"flag": True}, 50, random_state=2))
         assert again.privacy_ == synth.privacy_ and again.steps_run_ == synth.steps_run_
+        assert again.network_ == network and type(again.model_) is type(synth.model_)
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -231,6 +363,9 @@ def test_save_load_reproduces_samples(fitted, tmp_path):
     (dict(n_layers=0), "n_layers"),
     (dict(n_heads=True), "n_heads"),
     (dict(lr_schedule="linear"), "lr_schedule"),
+    (dict(network="mixture"), "network"),
+    (dict(network="experts", grad_sample_mode="ghost"), "network"),
+    (dict(network="experts", distributed=True), "network"),
 ])
 def test_bad_params_raise_parameter_error(params, name):
     df, schema = _table()
