@@ -117,15 +117,17 @@ class DPARSynthesizer(DPSGDSynthesizer):
         ``C sqrt(0.8)``, the transformer's to ``C sqrt(0.2)``, so the noise and the spend
         are unchanged) and trains at rate 0.3, the transformer at ``learning_rate``.
         ``"auto"`` fits ``"experts"`` for a DP-SGD run on at most ``EXPERTS_MAX_ROWS``
-        (5,000) rows without declared public rows, ``distributed`` or Opacus clipping, and
-        the transformer otherwise (the fitted choice is ``network_``). On the small
+        (5,000) rows and ``EXPERTS_MAX_TOKENS`` (1,024) column tokens in all, without
+        declared public rows, ``distributed`` or Opacus clipping, and the transformer
+        otherwise (the fitted choice is ``network_``). On the small
         evaluation tables (8 seeds, epsilon 1 and 4) the product of experts had a 3-way
         TVD 0.025 lower than the transformer's and a TSTR 0.007 higher on average; it was
         far ahead on CreditCard at epsilon 1 (TSTR 0.937 against 0.852) and behind on the
-        wage table (0.570 against 0.641 at epsilon 4), and a fit costs about 10-15 times the
-        transformer's CPU time. Choose ``"transformer"`` when a downstream model must learn
-        one column from fine numeric detail in others (as wage's ``health_ins``), or for
-        speed. See ``docs/benchmarks.md``.
+        wage table (0.568 against 0.641 at epsilon 4). A fit cost 7-15 times the
+        transformer's CPU time: 5-17 CPU-seconds on those tables (700-2,400 rows, 165-423
+        tokens), 60 on 1,600 rows of Adult (588 tokens). Choose ``"transformer"`` when a
+        downstream model must learn one column from fine numeric detail in others (as
+        wage's ``health_ins``), or for speed. See ``docs/benchmarks.md``.
 
     Declared public rows
     --------------------
@@ -170,8 +172,13 @@ class DPARSynthesizer(DPSGDSynthesizer):
     #: The automatic learning rates with and without DP-SGD (``learning_rate=None``).
     DP_LEARNING_RATE: ClassVar[float] = 3e-2
     PLAIN_LEARNING_RATE: ClassVar[float] = 1e-2
-    #: The most rows on which ``network="auto"`` fits the product of experts.
+    #: The most rows, and column tokens in all, on which ``network="auto"`` fits the
+    #: product of experts. Each row holds the mixture's ``64 x tokens`` log-probabilities
+    #: for book-keeping, so wide tables cost minutes per hundred steps (6 CPU-s a step on the
+    #: 44-column tuning table randhie-wide, 1,875 tokens) and memory with them; there a
+    #: mixture of 16 classes also fell far behind the transformer (docs/benchmarks.md).
     EXPERTS_MAX_ROWS: ClassVar[int] = 5_000
+    EXPERTS_MAX_TOKENS: ClassVar[int] = 1_024
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,
@@ -205,12 +212,13 @@ class DPARSynthesizer(DPSGDSynthesizer):
         return ARConfig(self.tokenizer_.vocab_sizes, int(self.d_model), int(self.n_layers),
                         int(self.n_heads), network=self.network_)
 
-    def _network(self, n_rows: int, private: bool, public: bool) -> str:
-        """The network a fit on ``n_rows`` rows trains (``network`` with ``"auto"`` resolved;
-        the row count is public, as for the batch size)."""
+    def _network(self, n_rows: int, tokens: int, private: bool, public: bool) -> str:
+        """The network a fit on ``n_rows`` rows of ``tokens`` column tokens in all trains
+        (``network`` with ``"auto"`` resolved; the row count is public, as for the batch
+        size, and the tokens come from the schema)."""
         if self.network != "auto":
             return str(self.network)
-        small = n_rows <= self.EXPERTS_MAX_ROWS
+        small = n_rows <= self.EXPERTS_MAX_ROWS and tokens <= self.EXPERTS_MAX_TOKENS
         bookkeeping = self.grad_sample_mode in ("auto", "bookkeeping")
         plain = not public and not self.distributed
         return "experts" if private and small and bookkeeping and plain else "transformer"
@@ -238,8 +246,8 @@ class DPARSynthesizer(DPSGDSynthesizer):
         rows = torch.from_numpy(self.tokenizer_.transform(data)).to(device)
         batch = self._batch_size(len(rows))  # of the whole table, before any sharding
         dpsgd = plan.detail_as(DPSGDPlan) if plan is not None else None
-        self.network_ = self._network(len(rows), runs_private(dpsgd, recorder),
-                                      public is not None)
+        self.network_ = self._network(len(rows), sum(self.tokenizer_.vocab_sizes),
+                                      runs_private(dpsgd, recorder), public is not None)
         model = build_model(self._config(), _dpsgd.torch_seed(noise)).to(device)
         rows, sampling_source, rep = self._replicate(rows, dpsgd, noise)
         objective = Objective(RowLoss(), _row_loss,

@@ -300,12 +300,17 @@ def test_auto_network_is_the_experts_on_small_private_fits_only(monkeypatch):
     monkeypatch.setattr(DPARSynthesizer, "EXPERTS_MAX_ROWS", 199)
     assert small.fit(df, schema).network_ == "transformer"
     monkeypatch.undo()
-    assert DPARSynthesizer()._network(200, True, False) == "experts"
-    assert DPARSynthesizer()._network(200, True, True) == "transformer"
-    assert DPARSynthesizer(distributed=True)._network(200, True, False) == "transformer"
-    assert DPARSynthesizer(grad_sample_mode="hooks")._network(200, True, False) == "transformer"
-    assert DPARSynthesizer(network="experts")._network(10**6, False, False) == "experts"
-    assert DPARSynthesizer(network="transformer")._network(200, True, False) == "transformer"
+    choose = DPARSynthesizer()._network
+    assert choose(200, 1024, True, False) == "experts"
+    assert choose(200, 1025, True, False) == "transformer"  # too wide for the mixture
+    assert choose(5000, 100, True, False) == "experts" != choose(5001, 100, True, False)
+    assert choose(200, 100, True, True) == "transformer"
+    assert DPARSynthesizer(distributed=True)._network(200, 100, True, False) == "transformer"
+    hooks = DPARSynthesizer(grad_sample_mode="hooks")
+    assert hooks._network(200, 100, True, False) == "transformer"
+    assert DPARSynthesizer(network="experts")._network(10**6, 10**4, False, False) == "experts"
+    transformer = DPARSynthesizer(network="transformer")
+    assert transformer._network(200, 100, True, False) == "transformer"
 
 
 def test_experts_without_noise_learn_a_copy_and_beat_epsilon_one():
