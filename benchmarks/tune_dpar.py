@@ -762,6 +762,11 @@ get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favou
   CPU-seconds against 4 and 8). Pooled over the ten cells the TSTR effect is near zero
   (-0.005), and a default 7-20 times slower with no TSTR gain is not a sane default; the
   3-way TVD gain (0.01-0.025) holds in both. The default stays the transformer.
+  *A measurement on the tuning tables for a later session's rule* (declared before its runs;
+  nothing in the library changes on it): the library's ``{"network": "experts"}`` against
+  the defaults at epsilon 1 on Fertility cut to 2,000 and 5,000 rows (``"rows"``, seeds 0-3)
+  and on Affairs and HousePrices (seeds 0-7), each paired seed by seed; reported whatever it
+  shows, as the basis a size rule for the experts would need.
 
     OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
         '[{"learning_rate": 0.01, "lr_schedule": "constant"}, {"lr_schedule": "cosine"}]' 3
