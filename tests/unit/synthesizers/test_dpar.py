@@ -109,14 +109,20 @@ def test_clipped_gradient_matches_per_row_reference():
         norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters()))
         for acc, p in zip(total, model.parameters(), strict=True):
             acc += p.grad * min(1.0, clip / (float(norm) + 1e-6))
+    _bookkeeping_step(model, tokens, clip)
+    for p, t in zip(model.parameters(), total, strict=True):
+        torch.testing.assert_close(p.grad, t / len(tokens), rtol=1e-4, atol=1e-7)
+
+
+def _bookkeeping_step(model: torch.nn.Module, tokens: torch.Tensor, clip: float) -> None:
+    """One book-keeping DP-SGD step on ``tokens`` without noise: ``p.grad`` is then the
+    mean clipped gradient."""
     training = _dpsgd.make_private_bookkeeping(
         model, torch.optim.SGD(model.parameters(), lr=0.0), RowLoss(), noise_multiplier=0.0,
         max_grad_norm=clip, expected_batch_size=len(tokens),
         noise_fn=lambda ref, std: torch.zeros_like(ref))
     training.criterion(training.module(tokens), tokens).backward()
     training.optimizer.step()
-    for p, t in zip(model.parameters(), total, strict=True):
-        torch.testing.assert_close(p.grad, t / len(tokens), rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("mode", ["bookkeeping", "ghost", "hooks"])
@@ -246,12 +252,7 @@ def test_experts_clip_each_group_as_a_loop_over_rows():
     total = [sum(g[k] * min(1.0, limits[in_mixture[k]] / (n[in_mixture[k]] + 1e-6))
                  for g, n in zip(grads, parts, strict=True)) for k in range(len(grads[0]))]
     model = build_model(config, seed=3)
-    training = _dpsgd.make_private_bookkeeping(
-        model, torch.optim.SGD(model.parameters(), lr=0.0), RowLoss(), noise_multiplier=0.0,
-        max_grad_norm=clip, expected_batch_size=len(tokens),
-        noise_fn=lambda ref, std: torch.zeros_like(ref))
-    training.criterion(training.module(tokens), tokens).backward()
-    training.optimizer.step()
+    _bookkeeping_step(model, tokens, clip)
     for p, t in zip(model.parameters(), total, strict=True):
         torch.testing.assert_close(p.grad, t / len(tokens), rtol=1e-4, atol=1e-6)
     assert len(transformer) + len(mixture) == len(list(model.parameters()))
