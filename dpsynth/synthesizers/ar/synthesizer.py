@@ -225,9 +225,9 @@ class DPARSynthesizer(DPSGDSynthesizer):
         self.tokenizer_ = TableTokenizer(int(self.n_bins)).fit(schema)
         rows = torch.from_numpy(self.tokenizer_.transform(data)).to(device)
         batch = self._batch_size(len(rows))  # of the whole table, before any sharding
-        dpsgd = plan.detail_as(DPSGDPlan) if plan is not None else None
         self.network_ = str(self.network)
         model = build_model(self._config(), _dpsgd.torch_seed(noise)).to(device)
+        dpsgd = plan.detail_as(DPSGDPlan) if plan is not None else None
         rows, sampling_source, rep = self._replicate(rows, dpsgd, noise)
         objective = Objective(RowLoss(), _row_loss,
                               "bfloat16" if device.type == "cuda" else "float32")
