@@ -20,12 +20,14 @@ from dpsynth.commands._common import (
     EXIT_LEAK,
     EXIT_USAGE,
     Delta,
+    Params,
     Secure,
     Seed,
     cli_errors,
     console,
     fail,
     out,
+    parse_params,
     print_chosen,
 )
 
@@ -91,7 +93,11 @@ def _default_synthesizer() -> str:
 
 
 def _make_synthesizer(name: str, *, epsilon: float, delta: float | None, seed: int | None,
-                      secure: bool, extra: dict[str, Any]) -> Any:
+                      secure: bool, extra: dict[str, Any],
+                      given: dict[str, Any] | None = None) -> Any:
+    """The synthesizer ``name``: ``extra`` holds the command's own options (dropped where
+    ``name`` does not take them), ``given`` the user's ``--param`` values (every key must be
+    one of its parameters, and not one with an option of its own)."""
     from dpsynth.synthesizers import SYNTHESIZERS, create
 
     if name not in SYNTHESIZERS:
@@ -99,8 +105,20 @@ def _make_synthesizer(name: str, *, epsilon: float, delta: float | None, seed: i
                    EXIT_USAGE)
     accepted = SYNTHESIZERS[name].parameter_names()
     params = {k: v for k, v in extra.items() if k in accepted and v is not None}
+    for key, value in (given or {}).items():
+        if key in _OPTION_PARAMS:
+            raise fail(f"--param {key}: use {_OPTION_PARAMS[key]}", EXIT_USAGE)
+        if key not in accepted:
+            raise fail(f"--param {key}: {name} has no parameter {key!r}; it takes "
+                       f"{', '.join(sorted(set(accepted) - set(_OPTION_PARAMS)))}", EXIT_USAGE)
+        params[key] = value
     return create(name, epsilon=epsilon, delta=delta, random_state=seed, secure_mode=secure,
                   **params)
+
+
+#: Synthesizer parameters the commands set through options of their own.
+_OPTION_PARAMS = {"epsilon": "--epsilon", "delta": "--delta", "random_state": "--seed",
+                  "secure_mode": "--secure", "epochs": "--epochs", "progress": "the command"}
 
 
 def _show_plan(synth: Any, schema: Any, n_rows: int, recorder: Any) -> None:
@@ -157,6 +175,7 @@ def fit(
         "--public", help="Rows you declare public (people who agreed to publication; same "
         "schema, never rows of the private table), read without privacy to help the model "
         "(dpar only). The guarantee covers the private table alone.")] = None,
+    param: Params = None,
 ) -> None:
     with cli_errors():
         from dpsynth.commands.budget import (
@@ -173,7 +192,8 @@ def fit(
         table_schema = _load_schema(schema)
         name = synthesizer or _default_synthesizer()
         synth = _make_synthesizer(name, epsilon=epsilon, delta=delta, seed=seed, secure=secure,
-                                  extra={"epochs": epochs, "progress": True})
+                                  extra={"epochs": epochs, "progress": True},
+                                  given=parse_params(param or []))
         if public is not None and not synth.accepts_public:
             raise fail(f"--public: {name} does not read declared public rows (dpar does)",
                        EXIT_USAGE)

@@ -7,8 +7,9 @@ bad parameter), 3 the audit found a leak or the release policy rejected the data
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -42,6 +43,8 @@ Seed = Annotated[int | None, typer.Option(
     help="Seed for reproducible runs (tests, research). Do not use for real releases.")]
 Secure = Annotated[bool, typer.Option(
     "--secure/--no-secure", help="Draw DP noise from the OS's cryptographic RNG (releases).")]
+Params = Annotated[list[str] | None, typer.Option(
+    "--param", help="Synthesizer parameter key=value (JSON value), repeatable.")]
 out = Console(soft_wrap=True)
 
 _USAGE_ERRORS = (DataReadError, DataValidationError, ParameterError, SchemaError, FileNotFoundError)
@@ -51,6 +54,22 @@ def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
     """Print ``message`` as one line (plus detail lines for validation) and return an Exit."""
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``--param key=value`` options as a dict (a value is read as JSON when it parses, a JSON
+    list becomes a tuple, anything else stays a string)."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise fail(f"--param must be key=value; got {item!r}", EXIT_USAGE)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        params[key.strip()] = tuple(value) if isinstance(value, list) else value
+    return params
 
 
 @contextlib.contextmanager

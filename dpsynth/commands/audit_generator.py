@@ -12,7 +12,6 @@ in the format of ``dpsynth audit``, with the same exit statuses: 0 no risk found
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,12 @@ from rich.table import Table
 from dpsynth.commands._common import (
     EXIT_LEAK,
     EXIT_USAGE,
+    Params,
     cli_errors,
     console,
     fail,
     out,
+    parse_params,
     progress_bars,
 )
 from dpsynth.commands.audit import write_audit
@@ -70,8 +71,7 @@ def audit_generator(
              "(default: none claimed).")] = None,
     delta: Annotated[float, typer.Option(help="The delta of the claim (kept small: the "
                                          "one-run audit needs delta << 1/canaries).")] = 1e-5,
-    param: Annotated[list[str] | None, typer.Option(
-        help="Synthesizer parameter key=value (JSON value), repeatable.")] = None,
+    param: Params = None,
     timeout: Annotated[float, typer.Option(help="Seconds one --command run may take.")] = 3600,
     n_rows: Annotated[int | None, typer.Option(help="Rows per shadow training set "
                                                "(default: min(1000, population/2)).")] = None,
@@ -165,12 +165,12 @@ def _white_box(synthesizer: str | None, epsilon: float | None, delta: float,
                                EXIT_USAGE)
                 audit = dpsgd_white_box_audit(
                     synthesizer, epsilon=epsilon, delta=delta, n_fits=fits,
-                    confidence=confidence, random_state=seed, params=_params(params))
+                    confidence=confidence, random_state=seed, params=parse_params(params))
             else:
                 label = f"white-box fits of {synthesizer} (chunks of 100)"
                 audit = white_box_audit(
                     synthesizer, epsilon=epsilon, delta=delta, n_fits=fits,
-                    confidence=confidence, random_state=seed, params=_params(params),
+                    confidence=confidence, random_state=seed, params=parse_params(params),
                     numeric=numeric, n_jobs=run.jobs, ray_address=run.ray_address,
                     progress=None if tick is None else (lambda d, t: tick(label, d, t)))
         report = AuditReport((), 0.0, confidence, seed, {}, audit.cpu_seconds,
@@ -221,7 +221,7 @@ def _generator(synthesizer: str | None, command: str | None, callable_: str | No
                        EXIT_USAGE)
         generator = DpsynthGenerator(synthesizer, schema,
                                      epsilon=1.0 if epsilon is None else epsilon,
-                                     delta=delta, params=_params(params))
+                                     delta=delta, params=parse_params(params))
         generator.check()
         return generator
     if command:
@@ -230,20 +230,6 @@ def _generator(synthesizer: str | None, command: str | None, callable_: str | No
     assert callable_ is not None
     return CallableGenerator(_load_callable(callable_), name=callable_, epsilon=epsilon,
                              delta=delta)
-
-
-def _params(items: list[str]) -> dict[str, Any]:
-    out_params: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise fail(f"--param must be key=value; got {item!r}", EXIT_USAGE)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out_params[key.strip()] = tuple(value) if isinstance(value, list) else value
-    return out_params
 
 
 def _load_callable(spec: str) -> Any:

@@ -41,8 +41,7 @@ def rounds_command(
     text columns, also self-BLEU, distinct-2, MAUVE and embedding coverage of the text. The
     first fit and every accumulate fit read the real rows: a research study, not a release."""
     with cli_errors():
-        from dpsynth.commands._common import progress_bars
-        from dpsynth.commands.audit_generator import _params
+        from dpsynth.commands._common import parse_params, progress_bars
         from dpsynth.data.io import read_table
         from dpsynth.release.rounds import evaluate_rounds, rounds_html
         from dpsynth.schema import Schema
@@ -52,7 +51,7 @@ def rounds_command(
         with progress_bars(quiet) as tick:
             result = evaluate_rounds(frame, table_schema, rounds=rounds, epsilon=epsilon,
                                      synthesizer=synthesizer,
-                                     synthesizer_params=_params(param or []),
+                                     synthesizer_params=parse_params(param or []),
                                      text_embeddings=text_embeddings, random_state=seed,
                                      progress=tick)
         out_dir.mkdir(parents=True, exist_ok=True)

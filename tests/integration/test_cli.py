@@ -93,11 +93,27 @@ def test_fit_with_declared_public_rows(wage, tmp_path):
     assert itself.exit_code != 0 and "private table itself" in " ".join(itself.output.split())
 
 
+def test_fit_takes_synthesizer_parameters(wage, tmp_path):
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+
+    data, schema = wage
+    fitted = invoke("fit", data, "--schema", schema, "--out", tmp_path / "m", "--epsilon", "1",
+                    "--synthesizer", "dpar", "--epochs", "1", "--seed", "0",
+                    "--param", "network=experts", "--param", "d_model=16")
+    assert fitted.exit_code == 0, fitted.output
+    model = DPARSynthesizer.load(tmp_path / "m")
+    assert model.network_ == "experts" and model.d_model == 16 and model.epochs == 1
+
+
 @pytest.mark.parametrize("args, needle", [
     (("--epsilon", "0"), "'epsilon'"),
     (("--epsilon", "-1"), "'epsilon'"),
     (("--delta", "0.5"), "'delta'"),
     (("--synthesizer", "nope"), "unknown synthesizer"),
+    (("--synthesizer", "dpar", "--param", "nope=1"), "dpar has no parameter 'nope'"),
+    (("--synthesizer", "dpar", "--param", "epsilon=2"), "use --epsilon"),
+    (("--synthesizer", "dpar", "--param", "network"), "must be key=value"),
+    (("--synthesizer", "dpar", "--param", "network=mixture"), "'network'"),
 ])
 def test_fit_bad_parameters_exit_2_with_one_line(wage, tmp_path, args, needle):
     data, schema = wage
