@@ -19,10 +19,12 @@ from rich.table import Table
 from dpsynth.commands._common import (
     EXIT_LEAK,
     EXIT_USAGE,
+    Params,
     cli_errors,
     console,
     fail,
     out,
+    parse_params,
     print_table,
 )
 
@@ -66,6 +68,7 @@ def release_command(
     ] = None,
     synthesizer: Annotated[str | None, typer.Option(
         help="Generator (registered name); default: the default table generator.")] = None,
+    param: Params = None,
     holdout_fraction: Annotated[float, typer.Option(
         help="Share of rows held out for the audit and the utility test; never trained on.")
     ] = 0.2,
@@ -149,7 +152,8 @@ def release_command(
         with progress_bars(quiet) as tick:
             result = release(frame, table_schema, epsilon=epsilon, dataset=dataset,
                              out=out_dir, ledger=ledger, cap=cap, delta=delta,
-                             synthesizer=synthesizer, target=target,
+                             synthesizer=synthesizer,
+                             synthesizer_params=parse_params(param or []), target=target,
                              positive=_positive(table_schema, target, positive),
                              secrets=secret or None, policy=policy,
                              holdout_fraction=holdout_fraction, n_rows=n_rows,

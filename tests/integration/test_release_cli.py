@@ -54,6 +54,14 @@ def test_dp_release_ships_with_exit_0(files, tmp_path):
         card.privacy["dataset_epsilon_after"])
 
 
+def test_release_passes_synthesizer_parameters(files, tmp_path):
+    result = _release(files, tmp_path, "--cap-epsilon", "3", "--synthesizer", "mst",
+                      "--param", "n_bins=8")
+    assert result.exit_code in (0, 3), result.output  # a decision was made
+    card_text = (tmp_path / "bundle" / "dataset_card.yaml").read_text()
+    assert "n_bins: 8" in card_text
+
+
 def test_copying_generator_exits_3_and_writes_no_rows(files, tmp_path, monkeypatch):
     monkeypatch.setitem(SYNTHESIZERS, "copycat", Copycat)
     result = _release(files, tmp_path, "--cap-epsilon", "3", "--synthesizer", "copycat",
@@ -71,6 +79,9 @@ def test_copying_generator_exits_3_and_writes_no_rows(files, tmp_path, monkeypat
     (("--cap-epsilon", "3", "--epsilon", "0"), "'epsilon'"),
     (("--cap-delta", "1e-5",), "--cap-delta needs --cap-epsilon"),
     (("--cap-epsilon", "3", "--generator-audit-fits", "5"), "'generator_audit_fits'"),
+    (("--cap-epsilon", "3", "--synthesizer", "mst", "--param", "nope=1"),
+     "'synthesizer_params'"),
+    (("--cap-epsilon", "3", "--param", "n_bins"), "must be key=value"),
 ])
 def test_usage_errors_exit_2_and_spend_nothing(files, tmp_path, extra, message):
     policy = tmp_path / "policy.yaml"
