@@ -475,8 +475,8 @@ def _per_row_gradients(module: Any) -> tuple[dict[str, Any], Any]:
 
 
 @contextlib.contextmanager
-def manual_private_steps(step_sum: Any, label: str, noise_scale: float = 1.0,
-                         make_optimizer: Any = None) -> Iterator[None]:
+def manual_private_steps(step_sum: Any, label: str, noise_scale: float = 1.0
+                         ) -> Iterator[None]:
     """dpar's DP-SGD run replaced by a loop over per-row gradients, for one fit.
 
     ``step_sum(self, module, rows, flat, t, x)`` gets the step's private token rows ``x``
@@ -486,9 +486,9 @@ def manual_private_steps(step_sum: Any, label: str, noise_scale: float = 1.0,
     ``N(0, sigma^2 C^2 I)`` to ``total``, lifts it and divides by the expected batch, so the
     plan's accounting holds whenever ``step_sum`` keeps each row within ``C``. Poisson
     batches, Adam and the learning-rate schedule are dpar's own. ``noise_scale`` multiplies
-    the noise: anything but 1 is a diagnostic **without the plan's privacy**.
-    ``make_optimizer(params, learning_rate)`` (``params`` the dict of names to parameters)
-    replaces dpar's Adam at one rate, for experiments with parameter groups.
+    the noise: anything but 1 is a diagnostic **without the plan's privacy**. The optimiser
+    is the library's (:func:`~dpsynth.synthesizers._dpsgd_base.make_optimizer`: Adam, with
+    the model's own parameter groups when it declares them).
     """
     import torch
 
@@ -503,8 +503,7 @@ def manual_private_steps(step_sum: Any, label: str, noise_scale: float = 1.0,
         if declared is not None:
             raise ValueError(f"{label} does not combine with the library's public rows")
         params, flat = _per_row_gradients(module)
-        optimizer = (torch.optim.Adam(list(params.values()), lr=learning_rate)
-                     if make_optimizer is None else make_optimizer(params, learning_rate))
+        optimizer = _dpsgd_base.make_optimizer(module, learning_rate)
         after_step = _dpsgd_base.lr_scheduler(optimizer, schedule, plan.steps)
         noise_fn = _dpsgd.make_noise_fn(noise, rows.device)
         std = plan.noise_multiplier * float(self.max_grad_norm) * noise_scale
@@ -634,6 +633,20 @@ def group_clipped_sum(g: Any, groups: Any, clips: Any) -> Any:
     norms = torch.zeros(len(g), len(clips)).index_add_(1, groups, g * g).sqrt()
     scale = (clips / norms.clamp_min(1e-12)).clamp(max=1.0)  # (B, groups)
     return (g * scale[:, groups]).sum(0)
+
+
+def declared_groups(module: Any, clip: float) -> tuple[Any, Any]:
+    """The group of each flattened trainable coordinate of ``module`` (in the order of
+    :func:`_per_row_gradients`) and each group's clip ``clip sqrt(share)``, from the
+    ``clip_groups()`` the model declares for book-keeping."""
+    import torch
+
+    groups = module.clip_groups()
+    of_param = {id(p): g for g, (params, _) in enumerate(groups) for p in params}
+    parts = [torch.full((p.numel(),), of_param[id(p)])
+             for p in module.parameters() if p.requires_grad]
+    clips = torch.tensor([clip * math.sqrt(share) for _, share in groups])
+    return torch.cat(parts), clips
 
 
 @contextlib.contextmanager
@@ -936,13 +949,14 @@ def product_of_experts(components: int, share: float, mix_rate: float,
     experts by minimizing contrastive divergence", Neural Computation 2002; here each
     column's two factors are normalised together, so the likelihood stays exact). The
     transformer starts as dpar's (its logits near 0), so the model starts near the mixture
-    and the transformer learns what the classes miss. Both are trained together by DP-SGD
-    with the plan's noise, on one clipped row gradient whose two parts are clipped apart:
-    the mixture's to ``C sqrt(share)`` and the transformer's to ``C sqrt(1 - share)``, so
-    the whole has norm at most ``C`` and the plan's accounting holds (group-wise clipping,
-    McMahan et al., "Learning differentially private recurrent language models", ICLR
-    2018). Adam runs the transformer at dpar's rate and the mixture at ``mix_rate``; the
-    schedule scales both. Per-row gradients come from ``torch.func``
+    and the transformer learns what the classes miss. The network is the library's
+    ``ProductOfExperts`` at this share and rate, trained by DP-SGD with the plan's noise on
+    the clip groups and learning rates it declares: the mixture's part of a row's gradient
+    clipped to ``C sqrt(share)``, the transformer's to ``C sqrt(1 - share)``, so the whole
+    has norm at most ``C`` and the plan's accounting holds (group-wise clipping, McMahan et
+    al., "Learning differentially private recurrent language models", ICLR 2018); Adam runs
+    the transformer at dpar's rate and the mixture at ``mix_rate``, the schedule scaling
+    both. Per-row gradients come from ``torch.func``
     (:func:`manual_private_steps`), not from book-keeping; ``noise_scale`` as there (anything
     but 1 is a diagnostic without the plan's privacy).
     """
@@ -963,23 +977,11 @@ def product_of_experts(components: int, share: float, mix_rate: float,
     state: dict[str, Any] = {}
 
     def step_sum(self: Any, module: Any, rows: Any, flat: Any, t: int, x: Any) -> Any:
-        if "groups" not in state:  # 1 for the mixture's coordinates, 0 for the transformer's
-            parts = [torch.full((p.numel(),), int(name.startswith("mixture.")))
-                     for name, p in module.named_parameters() if p.requires_grad]
-            state["groups"] = torch.cat(parts)
-            clip = float(self.max_grad_norm)
-            state["clips"] = torch.tensor([clip * math.sqrt(1.0 - share),
-                                           clip * math.sqrt(share)])
+        if "groups" not in state:  # the model's own clip groups, per flattened coordinate
+            state["groups"], state["clips"] = declared_groups(module, float(self.max_grad_norm))
         if x is None:
             return torch.zeros(len(state["groups"])), lambda v: v
         return group_clipped_sum(flat(x), state["groups"], state["clips"]), lambda v: v
 
-    def make_optimizer(params: dict[str, Any], learning_rate: float) -> Any:
-        mix = [p for name, p in params.items() if name.startswith("mixture.")]
-        rest = [p for name, p in params.items() if not name.startswith("mixture.")]
-        return torch.optim.Adam([{"params": rest, "lr": learning_rate},
-                                 {"params": mix, "lr": mix_rate}])
-
-    with built_by(build), manual_private_steps(step_sum, "product of experts", noise_scale,
-                                               make_optimizer):
+    with built_by(build), manual_private_steps(step_sum, "product of experts", noise_scale):
         yield

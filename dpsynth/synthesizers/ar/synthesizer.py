@@ -329,7 +329,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
     # -- persistence ----------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state = {"vocab_sizes": list(self.tokenizer_.vocab_sizes), **self._run_state(),
-                 "grad_sample_mode": self.grad_sample_mode_, "network": self.network_}
+                 "grad_sample_mode": self.grad_sample_mode_}
         return state, self._weight_arrays(self.model_)
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -337,10 +337,10 @@ class DPARSynthesizer(DPSGDSynthesizer):
         if list(self.tokenizer_.vocab_sizes) != state.get("vocab_sizes"):
             raise ModelFormatError(f"The saved vocabularies {state.get('vocab_sizes')} do not "
                                    f"match the schema's {list(self.tokenizer_.vocab_sizes)}.")
-        network = state.get("network", "transformer")  # models saved before the choice
-        if network not in NETWORKS:
-            raise ModelFormatError(f"The saved network {network!r} is not one of {NETWORKS}.")
-        self.network_ = str(network)
+        if self.network not in NETWORKS:  # saved with the parameters ("transformer" before)
+            raise ModelFormatError(f"The saved network {self.network!r} is not one of "
+                                   f"{NETWORKS}.")
+        self.network_ = str(self.network)
         self.model_ = self._load_weights(build_model(self._config(), None), arrays)
         self._restore_run(state)
         self.grad_sample_mode_ = str(state.get("grad_sample_mode", ""))
