@@ -191,9 +191,9 @@ def fit(
         check_before_spending(out_dir, epsilon, ledger, dataset)
         table_schema = _load_schema(schema)
         name = synthesizer or _default_synthesizer()
+        given = parse_params(param or [])
         synth = _make_synthesizer(name, epsilon=epsilon, delta=delta, seed=seed, secure=secure,
-                                  extra={"epochs": epochs, "progress": True},
-                                  given=parse_params(param or []))
+                                  extra={"epochs": epochs, "progress": True}, given=given)
         if public is not None and not synth.accepts_public:
             raise fail(f"--public: {name} does not read declared public rows (dpar does)",
                        EXIT_USAGE)
@@ -226,7 +226,7 @@ def fit(
                       f"{synth.clipped_ or 'none'}")
         out.print(f"Fitted {name} on {synth.n_rows_} rows in "
                   f"{time.perf_counter() - start:.1f} s; model saved to {out_dir}")
-        print_chosen(synth)
+        print_chosen(synth, given)
         _print_privacy(synth)
 
 

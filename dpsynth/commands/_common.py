@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -124,8 +124,13 @@ def print_table(table: object) -> None:
         Console(file=out.file, width=max(out.width, 200), soft_wrap=True).print(table)
 
 
-def print_chosen(synth: BaseSynthesizer) -> None:
-    """One line with the settings a fit chose for its automatic parameters, if any."""
+def print_chosen(synth: BaseSynthesizer, given: Mapping[str, Any] | None = None) -> None:
+    """One line with the settings given by ``--param`` and one with those the fit chose for
+    its automatic parameters, each only when there are some."""
+    if given:
+        params = synth.get_params()
+        shown = ", ".join(f"{k}={params.get(k, v)!r}" for k, v in given.items())
+        out.print(f"Settings given: {shown}", highlight=False)
     chose = ", ".join(f"{k}={v!r}" for k, v in synth.automatic_params().items())
     if chose:
         out.print(f"Settings the fit chose: {chose}", highlight=False)

@@ -101,6 +101,7 @@ def test_fit_takes_synthesizer_parameters(wage, tmp_path):
                     "--synthesizer", "dpar", "--epochs", "1", "--seed", "0",
                     "--param", "network=experts", "--param", "d_model=16")
     assert fitted.exit_code == 0, fitted.output
+    assert "Settings given: network='experts', d_model=16" in fitted.output
     model = DPARSynthesizer.load(tmp_path / "m")
     assert model.network_ == "experts" and model.d_model == 16 and model.epochs == 1
 
