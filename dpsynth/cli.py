@@ -26,6 +26,7 @@ from dpsynth.commands._common import (
     cli_errors,
     console,
     fail,
+    model_choice_hint,
     out,
     parse_params,
     print_chosen,
@@ -213,6 +214,9 @@ def fit(
             n_rows, frame_or_stream = len(frame), frame
             recorder = recorder_for(ledger, dataset, frame, table_schema)
         _show_plan(synth, table_schema, n_rows, recorder)
+        hint = model_choice_hint(name, synth.epsilon, n_rows)
+        if hint:
+            out.print(hint, highlight=False)
         start = time.perf_counter()
         with spend_report(recorder):
             synth.fit(frame_or_stream, table_schema, ledger=recorder, clip=clip,

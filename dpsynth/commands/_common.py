@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -122,6 +123,31 @@ def print_table(table: object) -> None:
         out.print(table)
     else:
         Console(file=out.file, width=max(out.width, 200), soft_wrap=True).print(table)
+
+
+def model_choice_hint(name: str, epsilon: float, n_rows: int) -> str | None:
+    """A one-line hint when ``docs/benchmarks.md`` says another table model did better.
+
+    ``dpar`` trailed ``aim`` on TSTR on every table benchmarked below about 10,000 rows at
+    epsilon = 1 and 20,000 at epsilon = 4 (Adult cut to 2,000-20,000 rows, wage, CreditCard,
+    SwissLabor); between the two the threshold is interpolated on a log scale, and above 4 it
+    stays at 20,000 (not measured further). ``dpvae`` is kept as a reference only. Uses the
+    row count and epsilon alone (both public to the plan), so it costs no privacy.
+    """
+    if name == "dpvae":
+        return ("Note: dpvae learns little about how columns relate and is kept as a "
+                "reference; aim (the default) or dpar give better tables (docs/benchmarks.md).")
+    if name != "dpar" or not math.isfinite(epsilon):
+        return None
+    position = min(max(math.log(epsilon) / math.log(4.0), 0.0), 1.0)
+    threshold = 10_000 * 2.0 ** position
+    if n_rows >= threshold:
+        return None
+    return (f"Note: at {n_rows:,} rows and ε = {epsilon:g}, aim gave higher TSTR than "
+            "dpar on every table dpsynth has benchmarked at that size (below about 10,000 "
+            "rows at ε = 1, 20,000 at ε = 4; docs/benchmarks.md). Consider "
+            "--synthesizer aim unless you need dpar's conditional sampling or declared "
+            "public rows.")
 
 
 def print_chosen(synth: BaseSynthesizer, given: Mapping[str, Any] | None = None) -> None:

@@ -23,6 +23,7 @@ from dpsynth.commands._common import (
     cli_errors,
     console,
     fail,
+    model_choice_hint,
     out,
     parse_params,
     print_table,
@@ -149,6 +150,9 @@ def release_command(
         elif cap_delta is not None:
             raise fail("--cap-delta needs --cap-epsilon (the cap registers the dataset)",
                        EXIT_USAGE)
+        hint = model_choice_hint(synthesizer or "", epsilon, n_rows_in)
+        if hint:
+            out.print(hint, highlight=False)
         with progress_bars(quiet) as tick:
             result = release(frame, table_schema, epsilon=epsilon, dataset=dataset,
                              out=out_dir, ledger=ledger, cap=cap, delta=delta,

@@ -66,6 +66,7 @@ def test_fit_then_sample(wage, tmp_path):
     assert fitted.exit_code == 0, fitted.output
     assert "Privacy spent: ε =" in fitted.output
     assert "Settings the fit chose: " in fitted.output and "steps=" in fitted.output
+    assert "dpvae learns little" in fitted.output
     out = tmp_path / "synthetic.csv"
     sampled = invoke("sample", model, "--n-rows", "50", "--out", out, "--seed", "1")
     assert sampled.exit_code == 0, sampled.output
@@ -102,8 +103,21 @@ def test_fit_takes_synthesizer_parameters(wage, tmp_path):
                     "--param", "network=experts", "--param", "d_model=16")
     assert fitted.exit_code == 0, fitted.output
     assert "Settings given: network='experts', d_model=16" in fitted.output
+    assert "aim gave higher TSTR than dpar" in fitted.output  # 600 rows at epsilon = 1
     model = DPARSynthesizer.load(tmp_path / "m")
     assert model.network_ == "experts" and model.d_model == 16 and model.epochs == 1
+
+
+@pytest.mark.parametrize("name, epsilon, n_rows, hinted", [
+    ("dpar", 1.0, 9_999, True), ("dpar", 1.0, 10_000, False), ("dpar", 0.5, 9_000, True),
+    ("dpar", 2.0, 14_000, True), ("dpar", 2.0, 14_200, False), ("dpar", 4.0, 19_999, True),
+    ("dpar", 8.0, 20_000, False), ("dpar", float("inf"), 100, False), ("aim", 1.0, 100, False),
+    ("mst", 1.0, 100, False), ("dpvae", 1.0, 10**6, True),
+])
+def test_model_choice_hint_follows_the_benchmarked_sizes(name, epsilon, n_rows, hinted):
+    from dpsynth.commands._common import model_choice_hint
+
+    assert (model_choice_hint(name, epsilon, n_rows) is not None) is hinted
 
 
 @pytest.mark.parametrize("args, needle", [
