@@ -95,13 +95,14 @@ def features(table: Table, frame: pd.DataFrame, n_bins: int) -> tuple[np.ndarray
 
 
 def dp_logistic(x: np.ndarray, y: np.ndarray, *, epsilon: float, batch: int | str,
-                epochs: int, lr: float, seed: int) -> tuple[np.ndarray, float]:
+                epochs: int, lr: float, seed: int, delta: float = DELTA
+                ) -> tuple[np.ndarray, float]:
     """DP-SGD logistic regression (Poisson sampling, per-row clipping to ``CLIP``, noise
     calibrated by PLD before training); the weights and the noise multiplier."""
     n = len(x)
     q = 1.0 if batch == "all" else min(1.0, int(batch) / n)
     steps = max(1, round(epochs / q))
-    sigma = calibrate_dpsgd_noise(epsilon, DELTA, sample_rate=q, steps=steps)
+    sigma = calibrate_dpsgd_noise(epsilon, delta, sample_rate=q, steps=steps)
     rng = np.random.default_rng(seed)
     w = np.zeros(x.shape[1])
     for _ in range(steps):
@@ -115,7 +116,8 @@ def dp_logistic(x: np.ndarray, y: np.ndarray, *, epsilon: float, batch: int | st
     return w, sigma
 
 
-def run(tables: list[str], seeds: int) -> list[dict[str, Any]]:
+def run(tables: list[str], seeds: int, epsilons: tuple[float, ...] = EPSILONS
+        ) -> list[dict[str, Any]]:
     lines = []
     for name in tables:
         table = LOADERS[name]()
@@ -132,7 +134,7 @@ def run(tables: list[str], seeds: int) -> list[dict[str, Any]]:
                 lines.append({**base, "epsilon": math.inf, "n_bins": n_bins,
                               "auc": round(roc_auc_score(yte, plain.decision_function(
                                   xte[:, :-1])), 4)})
-                for eps in EPSILONS:
+                for eps in epsilons:
                     for g in (g for g in GRID if g["n_bins"] == n_bins):
                         w, sigma = dp_logistic(xtr, ytr, epsilon=eps, batch=g["batch"],
                                                epochs=g["epochs"], lr=g["lr"], seed=seed)
@@ -165,7 +167,7 @@ def markdown(lines: list[dict[str, Any]]) -> str:
         trtr = np.mean([r["trtr"] for r in rows if r["epsilon"] == math.inf])
         ceiling = max(np.mean([r["auc"] for r in rows if r["epsilon"] == math.inf
                                and r["n_bins"] == b]) for b in {r["n_bins"] for r in rows})
-        for eps in EPSILONS:
+        for eps in sorted({r["epsilon"] for r in rows} - {math.inf}):
             dp = [r for r in rows if r["epsilon"] == eps]
             by_setting: dict[tuple[Any, ...], list[float]] = {}
             for r in dp:
@@ -177,7 +179,7 @@ def markdown(lines: list[dict[str, Any]]) -> str:
             aim = gen_mean(gens, name, "aim", eps, seeds)
             dpar = gen_mean(gens, name, "dpar", eps, seeds)
             exp = gen_mean(experts, name, "dpar", eps, seeds)
-            if math.isnan(aim):
+            if math.isnan(aim) or eps not in MARGIN:
                 reading = "no aim figure on these seeds"
             elif ceiling < aim - MARGIN[eps]:
                 reading = "uninformative (the linear model's ceiling is below aim - margin)"
@@ -189,20 +191,38 @@ def markdown(lines: list[dict[str, Any]]) -> str:
             out.append(f"| {name} | {eps:g} | {len(seeds)} | {trtr:.3f} | {ceiling:.3f} | "
                        f"{best:.3f} ({bits}) | {per_seed:.3f} | {aim:.3f} | {dpar:.3f} | "
                        f"{exp:.3f} | {reading} |")
+    for eps in sorted({r["epsilon"] for r in lines} - {math.inf}):
+        key, auc = chosen_setting(lines, eps)
+        out.append(f"\nBest setting pooled over {sorted({r['dataset'] for r in lines})} at "
+                   f"ε = {eps:g}: n_bins/batch/epochs/lr = {'/'.join(map(str, key))} "
+                   f"(mean AUC {auc:.3f})")
     return "\n".join(out)
+
+
+def chosen_setting(lines: list[dict[str, Any]], eps: float) -> tuple[tuple[Any, ...], float]:
+    """The grid setting with the highest mean AUC at ``eps`` pooled over every table and
+    seed of ``lines`` (how the ``"head"`` experiment of ``tune_dpar`` picks its setting on
+    the tuning tables), and that mean."""
+    by_setting: dict[tuple[Any, ...], list[float]] = {}
+    for r in lines:
+        if r["epsilon"] == eps:
+            by_setting.setdefault(_setting(r), []).append(r["auc"])
+    key = max(by_setting, key=lambda k: np.mean(by_setting[k]))
+    return key, float(np.mean(by_setting[key]))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(LOADERS))
     ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--epsilons", nargs="+", type=float, default=list(EPSILONS))
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--markdown", action="store_true", help="print the table from --out")
     args = ap.parse_args()
     if args.markdown:
         print(markdown(json.loads(args.out.read_text())))
         return
-    lines = run(args.tables, args.seeds)
+    lines = run(args.tables, args.seeds, tuple(args.epsilons))
     args.out.write_text(json.dumps(lines, indent=0) + "\n")
     print(markdown(lines))
 

@@ -134,7 +134,11 @@ PUBLIC_GENERATORS = ("dpar-public", "dpar-public-only", "dpar-public-warm",
 #: products at rate 0.3 (``dpar_experiments.mixture``), or joined with a mixture of 64
 #: products as a product of experts whose share of the clip is 50 or 80 % (mixture at rate
 #: 0.3; ``dpar_experiments.product_of_experts``); each declared in ``tune_dpar.py``.
-EXPERIMENT_GENERATORS = ("dpar-mixture16", "dpar-mixture64", "dpar-poe64-50", "dpar-poe64-80")
+#: ``dpar-head`` (twenty-fifth session): dpar at ``(1 - head)`` of epsilon with the target
+#: redrawn from a DP-SGD logistic regression at ``head`` of it
+#: (``dpar_experiments.target_head``); ``--params`` gives ``head`` and ``head_setting``.
+EXPERIMENT_GENERATORS = ("dpar-mixture16", "dpar-mixture64", "dpar-poe64-50", "dpar-poe64-80",
+                         "dpar-head")
 Mask = Callable[[pd.DataFrame], np.ndarray]
 
 
@@ -569,6 +573,14 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
 
         use = gen.removeprefix("dpar-public-").replace("-", "+")
         synth = exp.public_fit(table, train, public, dict(overrides), {"use": use}, eps, seed)
+    elif gen == "dpar-head":
+        import dpar_experiments as exp
+
+        kw = {k: v for k, v in overrides.items() if k not in ("head", "head_setting")}
+        b, batch, epochs, rate = overrides["head_setting"]
+        synth = exp.target_head(table, train, kw, float(overrides["head"]),
+                                {"n_bins": b, "batch": batch, "epochs": epochs, "lr": rate},
+                                eps, seed)
     elif gen.startswith("dpar-poe64-"):
         import dpar_experiments as exp
 

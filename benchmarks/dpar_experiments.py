@@ -985,3 +985,86 @@ def product_of_experts(components: int, share: float, mix_rate: float,
 
     with built_by(build), manual_private_steps(step_sum, "product of experts", noise_scale):
         yield
+
+
+class TargetHead:
+    """Rows from ``dpar`` with the target column redrawn from a DP-SGD logistic regression
+    on the other columns (the ``"head"`` key; fitted by :func:`target_head`).
+
+    ``sample`` draws whole rows from dpar (so the other columns keep dpar's joint, the target
+    marginalised out), then each row's target from ``p(target = positive | other columns)``
+    of the regression, its intercept shifted so that the share of positives is that of
+    dpar's own draw (:func:`_shifted_to_rate`), with a generator seeded from
+    ``random_state``: post-processing of the two releases. ``privacy_.epsilon`` is the
+    PLD composition of the two (:func:`target_head`).
+    """
+
+    def __init__(self, synth: Any, table: bench.Table, n_bins: int, weights: Any,
+                 epsilon: float) -> None:
+        import types
+
+        self.synth, self.table, self.n_bins, self.weights = synth, table, n_bins, weights
+        self.privacy_ = types.SimpleNamespace(epsilon=epsilon)
+
+    def sample(self, n_rows: int, random_state: int) -> Any:
+        from bench_dp_classifier_bound import features
+
+        rows = self.synth.sample(n_rows, random_state=random_state)
+        x, drawn = features(self.table, rows, self.n_bins)
+        p = _shifted_to_rate(x @ self.weights, float(drawn.mean()))
+        rng = np.random.default_rng([int(random_state), 25])
+        categories = list(self.table.schema[self.table.target].categories or ())
+        other = [c for c in categories if str(c) != str(self.table.positive)]
+        if len(other) != 1:
+            raise ValueError("the head experiment needs a target with two categories")
+        rows[self.table.target] = np.where(rng.random(n_rows) < p, self.table.positive,
+                                           other[0])
+        return rows
+
+
+def _shifted_to_rate(logits: Any, rate: float) -> Any:
+    """``sigmoid(logits + c)`` with the shift ``c`` (bisection) that makes its mean ``rate``:
+    the regression ranks the rows, dpar's own draw of the target sets how many are
+    positive. Noisy clipped DP-SGD from zero weights leaves the intercept far from the
+    base rate; this is post-processing of the two releases."""
+    rate = min(max(rate, 1e-4), 1 - 1e-4)
+    lo, hi = -50.0, 50.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if np.mean(1.0 / (1.0 + np.exp(-(logits + mid)))) < rate:
+            lo = mid
+        else:
+            hi = mid
+    return 1.0 / (1.0 + np.exp(-(logits + (lo + hi) / 2)))
+
+
+def target_head(table: bench.Table, train: Any, kw: dict[str, Any], share: float,
+                setting: dict[str, Any], eps: float, seed: int) -> TargetHead:
+    """The target's logistic regression (:func:`bench_dp_classifier_bound.dp_logistic`,
+    ``setting`` its ``n_bins``, ``batch``, ``epochs`` and ``lr``), its noise calibrated so that
+    it alone is ``(share epsilon, delta)``-DP; then dpar on every column, its noise
+    calibrated with the regression's steps as prior events (:meth:`plan_training` with
+    ``prior``, the library's path for composites), so that the two compose by PLD to
+    ``(epsilon, delta)``. The reported epsilon is that composition."""
+    from bench_dp_classifier_bound import dp_logistic, features
+
+    from dpsynth.accounting import Budget, BudgetSession, NoiseSource
+    from dpsynth.accounting.analysis import pld_epsilon
+    from dpsynth.accounting.events import SubsampledGaussianEvent
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"share must lie strictly between 0 and 1, not {share}")
+    x, y = features(table, train, int(setting["n_bins"]))
+    batch, epochs = setting["batch"], int(setting["epochs"])
+    q = 1.0 if batch == "all" else min(1.0, int(batch) / len(x))
+    weights, sigma = dp_logistic(x, y, epsilon=eps * share, batch=batch, epochs=epochs,
+                                 lr=float(setting["lr"]), seed=seed, delta=bench.DELTA)
+    head = SubsampledGaussianEvent(sigma, q, max(1, round(epochs / q)))
+    budget = Budget(eps, bench.DELTA)
+    synth = DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed, **kw)
+    plan = synth.plan_training(table.schema, len(train), budget, prior=[head])
+    synth.fit_planned(train, table.schema, plan=plan, recorder=BudgetSession(budget),
+                      noise=NoiseSource.create(seed, False))
+    total = pld_epsilon([head, *plan.events], bench.DELTA)
+    return TargetHead(synth, table, int(setting["n_bins"]), weights, total)
