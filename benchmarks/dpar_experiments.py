@@ -994,8 +994,8 @@ class TargetHead:
     ``sample`` draws whole rows from dpar (so the other columns keep dpar's joint, the target
     marginalised out), then each row's target from ``p(target = positive | other columns)``
     of the regression, its intercept shifted so that the share of positives is that of
-    dpar's own draw (:func:`_shifted_to_rate`), with a generator seeded from
-    ``random_state``: post-processing of the two releases. ``privacy_.epsilon`` is the
+    dpar's own draw (:func:`bench_dp_classifier_bound.shifted_to_rate`), with a generator
+    seeded from ``random_state``: post-processing of the two releases. ``privacy_.epsilon`` is the
     PLD composition of the two (:func:`target_head`).
     """
 
@@ -1007,11 +1007,11 @@ class TargetHead:
         self.privacy_ = types.SimpleNamespace(epsilon=epsilon)
 
     def sample(self, n_rows: int, random_state: int) -> Any:
-        from bench_dp_classifier_bound import features
+        from bench_dp_classifier_bound import features, shifted_to_rate
 
         rows = self.synth.sample(n_rows, random_state=random_state)
         x, drawn = features(self.table, rows, self.n_bins)
-        p = _shifted_to_rate(x @ self.weights, float(drawn.mean()))
+        p = shifted_to_rate(x @ self.weights, float(drawn.mean()))
         rng = np.random.default_rng([int(random_state), 25])
         categories = list(self.table.schema[self.table.target].categories or ())
         other = [c for c in categories if str(c) != str(self.table.positive)]
@@ -1020,22 +1020,6 @@ class TargetHead:
         rows[self.table.target] = np.where(rng.random(n_rows) < p, self.table.positive,
                                            other[0])
         return rows
-
-
-def _shifted_to_rate(logits: Any, rate: float) -> Any:
-    """``sigmoid(logits + c)`` with the shift ``c`` (bisection) that makes its mean ``rate``:
-    the regression ranks the rows, dpar's own draw of the target sets how many are
-    positive. Noisy clipped DP-SGD from zero weights leaves the intercept far from the
-    base rate; this is post-processing of the two releases."""
-    rate = min(max(rate, 1e-4), 1 - 1e-4)
-    lo, hi = -50.0, 50.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if np.mean(1.0 / (1.0 + np.exp(-(logits + mid)))) < rate:
-            lo = mid
-        else:
-            hi = mid
-    return 1.0 / (1.0 + np.exp(-(logits + (lo + hi) / 2)))
 
 
 def target_head(table: bench.Table, train: Any, kw: dict[str, Any], share: float,

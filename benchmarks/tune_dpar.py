@@ -811,6 +811,17 @@ get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favou
   to wage, CreditCard and SwissLabor at epsilon 1 and 4, seeds 0-7 (``dpar-head`` of
   :mod:`bench_table_models`), against the same seeds' ``dpar`` and ``aim`` lines, reported
   whatever it shows.
+  *Runs* (``benchmarks/results/dpar_tuning_session25.jsonl``; the setting the rule picked
+  at head budgets 0.15 and 0.3 is 8/all/10/0.5, ``results/dp_classifier_bound_tuning.json``):
+  ``s`` = 0.15 gives 3-way TVD 0.130 and TSTR 0.521, paired gain +0.014 +- 0.021; ``s`` =
+  0.3 gives 0.133 and 0.528, +0.021 +- 0.020. **Neither passes.** Why: AUC ranks and
+  ignores the slopes' scale, so the rule picked ten full-batch steps at rate 0.5, whose
+  weights are tiny; once the intercept is shifted to dpar's rate every row's probability is
+  near that rate, and the drawn target barely depends on the other columns.
+  **Amendment 1, declared before its runs:** the same grid, shares and gate, with the
+  regression's setting picked by the lowest mean log-loss on the test rows of the tuning
+  tables after the same intercept shift (to the training rows' share of positives;
+  ``shifted_log_loss``), the quantity the draws depend on.
 
     OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
         '[{"learning_rate": 0.01, "lr_schedule": "constant"}, {"lr_schedule": "cosine"}]' 3
