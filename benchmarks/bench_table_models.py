@@ -137,6 +137,8 @@ PUBLIC_GENERATORS = ("dpar-public", "dpar-public-only", "dpar-public-warm",
 #: ``dpar-head`` (twenty-fifth session): dpar at ``(1 - head)`` of epsilon with the target
 #: redrawn from a DP-SGD logistic regression at ``head`` of it
 #: (``dpar_experiments.target_head``); ``--params`` gives ``head`` and ``head_setting``.
+#: The library's dpar told the table's TSTR target (``target=``, twenty-fifth session).
+OPTION_GENERATORS = ("dpar-target",)
 EXPERIMENT_GENERATORS = ("dpar-mixture16", "dpar-mixture64", "dpar-poe64-50", "dpar-poe64-80",
                          "dpar-head")
 Mask = Callable[[pd.DataFrame], np.ndarray]
@@ -573,6 +575,9 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
 
         use = gen.removeprefix("dpar-public-").replace("-", "+")
         synth = exp.public_fit(table, train, public, dict(overrides), {"use": use}, eps, seed)
+    elif gen == "dpar-target":
+        overrides = {**overrides, "target": table.target}  # recorded with the result
+        synth = make("dpar", eps, seed, overrides).fit(train, table.schema)
     elif gen == "dpar-head":
         import dpar_experiments as exp
 
@@ -618,7 +623,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["wage", "cps1988", "adult"])
     parser.add_argument("--generators", nargs="+", default=list(GENERATORS),
-                        choices=GENERATORS + PUBLIC_GENERATORS + EXPERIMENT_GENERATORS)
+                        choices=(GENERATORS + PUBLIC_GENERATORS + OPTION_GENERATORS
+                                 + EXPERIMENT_GENERATORS))
     parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 4.0, math.inf])
     parser.add_argument("--params", default="{}", help="JSON overrides for dpar")
     parser.add_argument("--seed", type=int, default=0)

@@ -129,8 +129,23 @@ class DPSGDPlan:
         return (PlannedSpend(self.purpose, self.event),)
 
 
+@dataclass(frozen=True)
+class DPSGDPlanWith(DPSGDPlan):
+    """A DP-SGD run and other runs of the same fit (``also``, spent after it), the run's
+    noise calibrated with them as prior events so that all compose to the budget: dpar and
+    its target head."""
+
+    also: tuple[DPSGDPlan, ...] = ()
+
+    @property
+    def spends(self) -> tuple[PlannedSpend, ...]:
+        return (PlannedSpend(self.purpose, self.event),
+                *(s for p in self.also for s in p.spends))
+
+
 __all__ = [
     "DPSGDPlan",
+    "DPSGDPlanWith",
     "FitPlan",
     "PlannedSpend",
     "SpendList",

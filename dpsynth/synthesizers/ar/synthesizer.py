@@ -13,6 +13,7 @@ training starts. Sampling is post-processing and costs no privacy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -22,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from dpsynth.accounting import NoiseSource
+from dpsynth.accounting import Budget, Event, NoiseSource
 from dpsynth.accounting.session import SpendRecorder
 from dpsynth.errors import (
     ModelFormatError,
@@ -40,11 +41,11 @@ from dpsynth.synthesizers._dpsgd_base import (
     number,
     runs_private,
 )
-from dpsynth.synthesizers.ar import sampling
+from dpsynth.synthesizers.ar import sampling, target_head
 from dpsynth.synthesizers.ar.model import NETWORKS, ARConfig, RowLoss, build_model
 from dpsynth.synthesizers.ar.tokens import TableTokenizer
 from dpsynth.synthesizers.base import register
-from dpsynth.synthesizers.plan import DPSGDPlan, FitPlan
+from dpsynth.synthesizers.plan import DPSGDPlan, DPSGDPlanWith, FitPlan
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,20 @@ class DPARSynthesizer(DPSGDSynthesizer):
         tokens); its memory grows with 64 times the tokens per row. Worth a try on a small
         table whose marginals matter more than one column's prediction. See
         ``docs/benchmarks.md``.
+    target:
+        ``None`` (default), or the column you will predict from the others. A multinomial
+        logistic regression for it given the other columns is then trained apart by DP-SGD,
+        worth ``target_share`` of epsilon alone, and dpar's own noise is calibrated with it
+        so that the two compose by PLD to the fit's ``(epsilon, delta)``; every sampled row's
+        target is redrawn from the regression given the row's other columns, keeping the
+        class frequencies of dpar's draw (:mod:`~dpsynth.synthesizers.ar.target_head`). On
+        the small evaluation tables (wage, CreditCard, SwissLabor; 8 seeds) it raised TSTR
+        from 0.06-0.14 behind ``aim`` at epsilon 1 to within 0.04 of it (``aim`` is not told
+        the target), for a 3-way TVD about 0.005 higher. It needs one process and no declared
+        public rows.
+    target_share:
+        The regression's epsilon alone, as a share of ``epsilon`` (default 0.3, chosen on the
+        tuning tables). Under PLD the rest of the fit loses much less than this share.
 
     Declared public rows
     --------------------
@@ -180,7 +195,8 @@ class DPARSynthesizer(DPSGDSynthesizer):
                  d_model: int = 32, n_layers: int = 1, n_heads: int = 4, device: str = "auto",
                  progress: bool = False, grad_sample_mode: str = "auto",
                  distributed: bool = False, lr_schedule: str = "cosine",
-                 network: str = "transformer"):
+                 network: str = "transformer", target: str | None = None,
+                 target_share: float = 0.3):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
                          secure_mode=secure_mode, discovery_fraction=discovery_fraction,
                          epochs=epochs, batch_size=batch_size,
@@ -193,6 +209,8 @@ class DPARSynthesizer(DPSGDSynthesizer):
         self.distributed = distributed
         self.lr_schedule = lr_schedule
         self.network = network
+        self.target = target
+        self.target_share = target_share
 
     # -- parameters -----------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -217,6 +235,32 @@ class DPARSynthesizer(DPSGDSynthesizer):
         if self.network == "experts":
             raise param_error("public", "None with network='experts' (declared public rows "
                               "train the transformer)", "a table", type(self).__name__)
+        if self.target is not None:
+            raise param_error("public", "None with a target (the target head trains on the "
+                              "private rows alone)", "a table", type(self).__name__)
+
+    def _check_target(self, schema: Schema) -> None:
+        """The target is one of ``schema``'s data columns, and not its only one."""
+        names = [c.name for c in schema.data_columns]
+        if self.target not in names:
+            raise param_error("target", f"None or one of the schema's columns {names}",
+                              self.target, type(self).__name__)
+        if len(names) < 2:
+            raise param_error("target", "None for a table of one column (nothing to predict "
+                              "it from)", self.target, type(self).__name__)
+
+    def _plan_training(self, schema: Schema, n_rows: int, budget: Budget,
+                       prior_events: tuple[Event, ...]) -> DPSGDPlan:
+        """dpar's DP-SGD run; with a ``target``, then the head's, dpar's noise calibrated
+        with the head's (:class:`~dpsynth.synthesizers.plan.DPSGDPlanWith`)."""
+        if self.target is None:
+            return self._plan_dpsgd(n_rows, budget, prior_events)
+        self._check_target(schema)
+        head = target_head.plan_head(n_rows, budget.epsilon * float(self.target_share),
+                                     budget.delta)
+        main = self._plan_dpsgd(n_rows, budget, (*prior_events, head.event))
+        return DPSGDPlanWith(main.purpose, main.sample_rate, main.steps,
+                             main.noise_multiplier, also=(head,))
 
     def _fit(self, data: pd.DataFrame, schema: Schema, *, plan: FitPlan | None,
              recorder: SpendRecorder | None, noise: NoiseSource,
@@ -243,8 +287,45 @@ class DPARSynthesizer(DPSGDSynthesizer):
                                 public=public_rows)
         self.grad_sample_mode_ = mode
         self._record_run(log, rep)
+        # after dpar's run, so that dpar draws what it would draw without a target
+        self.head_ = None if self.target is None else self._fit_head(
+            data, schema, rows, plan, recorder, noise)
         self.device_ = device
         self.model_ = model.eval()
+
+    def _fit_head(self, data: pd.DataFrame, schema: Schema, rows: torch.Tensor,
+                  plan: FitPlan | None, recorder: SpendRecorder | None,
+                  noise: NoiseSource) -> target_head.TargetHead:
+        """The target head (:mod:`~dpsynth.synthesizers.ar.target_head`), its spend recorded
+        through ``recorder`` before it reads a row; without DP the same steps unnoised. It
+        runs after dpar's own run, whose draws are then those it makes without a target."""
+        self._check_target(schema)
+        column = str(self.target)
+        head_plan = None
+        if plan is not None and recorder is not None:
+            head_plan = plan.detail_as(DPSGDPlanWith).also[0]
+        features = target_head.TargetHead.feature_tokenizer(schema, column)
+        j = self.tokenizer_.names.index(column)
+        y = rows[:, j].cpu().numpy()
+        n_classes = self.tokenizer_.vocab_sizes[j]
+        rate = target_head.head_rate(head_plan, plan.budget.delta if plan else 0.0)
+        spend = (contextlib.nullcontext() if head_plan is None or recorder is None
+                 else recorder.spend(head_plan.purpose, head_plan.event))
+        with spend:
+            weights = target_head.fit_head(target_head.one_hot(features, data), y, n_classes,
+                                           head_plan, noise, rate)
+        return target_head.TargetHead(column, features, weights)
+
+    def _redraw_target(self, out: pd.DataFrame, tokens: np.ndarray,
+                       rng: np.random.Generator) -> None:
+        """Replace ``out``'s target by the head's draw (post-processing)."""
+        head = self.head_
+        assert head is not None
+        j = self.tokenizer_.names.index(head.column)
+        new = head.redraw(out, tokens[:, j], self.tokenizer_.vocab_sizes[j], rng)
+        one = TableTokenizer(int(self.n_bins)).fit(
+            Schema((self.schema_[head.column],), name="target"))
+        out[head.column] = one.inverse_transform(new[:, None], rng)[head.column].to_numpy()
 
     def _warm_start(self, model: nn.Module, public: torch.Tensor, objective: Objective,
                     noise: NoiseSource) -> None:
@@ -286,7 +367,10 @@ class DPARSynthesizer(DPSGDSynthesizer):
     def _sample(self, n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
         fixed = np.full((n_rows, len(self.tokenizer_.codecs_)), sampling.FREE, np.int64)
         tokens, _ = sampling.draw_tokens(self.model_, fixed, self._generator(rng))
-        return self.tokenizer_.inverse_transform(tokens, rng)
+        out = self.tokenizer_.inverse_transform(tokens, rng)
+        if getattr(self, "head_", None) is not None:
+            self._redraw_target(out, tokens, rng)
+        return out
 
     def sample_conditional(self, conditions: pd.DataFrame | Mapping[str, Any],
                            n_rows: int | None = None, *, random_state: int | None = None,
@@ -321,6 +405,9 @@ class DPARSynthesizer(DPSGDSynthesizer):
         tokens = sampling.sample_conditional(self.model_, fixed, self._generator(rng), rng,
                                              candidates)
         out = self.tokenizer_.inverse_transform(tokens, rng)
+        head = getattr(self, "head_", None)
+        if head is not None and head.column not in given.columns:
+            self._redraw_target(out, tokens, rng)
         for name in given.columns:  # bounded columns keep the given value, not a bin draw
             if self.schema_[name].kind in BOUNDED_KINDS:
                 out[name] = given[name].to_numpy()
@@ -330,7 +417,10 @@ class DPARSynthesizer(DPSGDSynthesizer):
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         state = {"vocab_sizes": list(self.tokenizer_.vocab_sizes), **self._run_state(),
                  "grad_sample_mode": self.grad_sample_mode_}
-        return state, self._weight_arrays(self.model_)
+        arrays = self._weight_arrays(self.model_)
+        if self.head_ is not None:
+            arrays["target_head.weights"] = self.head_.weights.astype(np.float64)
+        return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.tokenizer_ = TableTokenizer(int(self.n_bins)).fit(self.schema_)
@@ -341,6 +431,18 @@ class DPARSynthesizer(DPSGDSynthesizer):
             raise ModelFormatError(f"The saved network {self.network!r} is not one of "
                                    f"{NETWORKS}.")
         self.network_ = str(self.network)
+        arrays = dict(arrays)
+        weights = arrays.pop("target_head.weights", None)
+        self.head_ = None
+        if self.target is not None:
+            if weights is None:
+                raise ModelFormatError(f"The model names the target {self.target!r} but its "
+                                       "file holds no target head weights.")
+            self._check_target(self.schema_)
+            self.head_ = target_head.TargetHead(
+                str(self.target),
+                target_head.TargetHead.feature_tokenizer(self.schema_, str(self.target)),
+                np.asarray(weights, dtype=np.float64))
         self.model_ = self._load_weights(build_model(self._config(), None), arrays)
         self._restore_run(state)
         self.grad_sample_mode_ = str(state.get("grad_sample_mode", ""))
@@ -400,6 +502,15 @@ def _param_problems(synth: DPARSynthesizer) -> list[ParameterError]:
         out.append(param_error("network", f"'transformer' with grad_sample_mode="
                                f"{synth.grad_sample_mode!r} (the experts' clip groups need "
                                "book-keeping)", synth.network, owner))
+    if synth.target is not None and (not isinstance(synth.target, str) or not synth.target):
+        out.append(param_error("target", "None or a column name", synth.target, owner))
+    elif synth.target is not None and synth.distributed:
+        out.append(param_error("target", "None with distributed=True (the target head trains "
+                               "in one process)", synth.target, owner))
+    share = synth.target_share
+    if not number(share) or not 0.0 < float(share) < 1.0:
+        out.append(param_error("target_share", "a number strictly between 0 and 1", share,
+                               owner))
     if number(synth.n_bins, True) and synth.n_bins < 2:
         out.append(param_error("n_bins", "an integer >= 2", synth.n_bins, owner))
     if (number(synth.d_model, True) and number(synth.n_heads, True) and synth.n_heads > 0

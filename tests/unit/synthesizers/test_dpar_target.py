@@ -1,0 +1,181 @@
+"""dpar's target head (``DPARSynthesizer(target=...)``): its plan and spend, its noise, what it
+learns, its draws, persistence and refusals."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from tables import copied_table, every_kind_table
+
+from dpsynth.accounting import Budget, BudgetSession, NoiseSource, calibrate_dpsgd_noise
+from dpsynth.accounting.analysis import pld_epsilon
+from dpsynth.errors import ParameterError
+from dpsynth.schema import Column, Schema
+from dpsynth.synthesizers.ar import DPARSynthesizer, target_head
+from dpsynth.synthesizers.plan import DPSGDPlan
+
+FAST: dict[str, Any] = dict(epochs=4, batch_size=64, d_model=16, n_layers=1, n_heads=2)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _agreement(rows: pd.DataFrame) -> float:
+    return float((rows["first"].astype(str) == rows["twin"].astype(str)).mean())
+
+
+# -- plan and spend ---------------------------------------------------------------------------
+def test_plan_runs_dpar_then_the_head_and_composes_both_by_pld():
+    df, schema = copied_table()
+    n = len(df)
+    plain = DPARSynthesizer(epsilon=1.0, delta=1e-5, **FAST).plan_budget(schema, n)
+    plan = DPARSynthesizer(epsilon=1.0, delta=1e-5, target="twin", **FAST).plan_budget(
+        schema, n)
+    assert [s.purpose for s in plan.spends] == ["train:dpar", target_head.HEAD_PURPOSE]
+    main, head = (s.event for s in plan.spends)
+    assert pld_epsilon([head], 1e-5) == pytest.approx(0.3, abs=2e-3)
+    assert 0.99 <= plan.epsilon() <= 1.0
+    sigma = main.noise_multiplier
+    q, steps = main.sample_rate, main.steps
+    split = calibrate_dpsgd_noise(0.7, 1e-5, sample_rate=q, steps=steps)
+    # more noise than without the head, much less than splitting epsilon 0.3 / 0.7 would need
+    assert plain.spends[0].event.noise_multiplier < sigma < split
+
+
+def test_spend_is_the_plan_and_goes_through_the_recorder():
+    df, schema = copied_table()
+    synth = DPARSynthesizer(epsilon=1.0, delta=1e-5, random_state=0, target="twin", **FAST)
+    plan = synth.plan_budget(schema, len(df))
+    session = BudgetSession(Budget(1.0, 1e-5))
+    synth.fit(df, schema, ledger=session)
+    assert [s.purpose for s in session.spends] == [s.purpose for s in plan.spends]
+    assert [s.event for s in session.spends] == list(plan.events)
+    assert synth.privacy_.epsilon == pytest.approx(plan.epsilon(), rel=1e-9)
+
+
+# -- what the head learns -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def copies() -> dict[float, DPARSynthesizer]:
+    torch.set_num_threads(1)
+    df, schema = copied_table()
+    return {eps: DPARSynthesizer(epsilon=eps, delta=1e-5, random_state=0, target="twin",
+                                 **FAST).fit(df, schema) for eps in (math.inf, 0.05)}
+
+
+def test_head_learns_a_planted_copy_without_noise_and_not_at_a_tiny_epsilon(copies):
+    """A column that equals another is learnt by the head at epsilon = inf; with the noise
+    of epsilon = 0.05 it is not (a head that added no noise would learn it there too)."""
+    plain = _agreement(copies[math.inf].sample(2000, random_state=1))
+    noisy = _agreement(copies[0.05].sample(2000, random_state=1))
+    assert plain >= 0.95
+    assert noisy < 0.8 and noisy < plain - 0.1
+
+
+def test_redrawn_target_keeps_dpar_class_frequencies(copies):
+    synth = copies[0.05]
+    rng = np.random.default_rng(0)
+    rows = synth.sample(3000, random_state=2)
+    drawn = rng.integers(0, 6, 3000)
+    drawn[:1500] = 0  # class 0 at more than half
+    new = synth.head_.redraw(rows, drawn, 6, rng)
+    wanted = np.bincount(drawn, minlength=6) / 3000
+    got = np.bincount(new, minlength=6) / 3000
+    assert np.abs(got - wanted).max() < 0.03
+
+
+def test_shift_matches_frequencies_and_keeps_empty_classes_empty():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (500, 4))
+    p = target_head.shifted(logits, np.array([0.5, 0.3, 0.2, 0.0]))
+    assert np.allclose(p.mean(axis=0), [0.5, 0.3, 0.2, 0.0], atol=1e-6)
+    assert (p[:, 3] == 0).all() and np.allclose(p.sum(axis=1), 1.0)
+    # the order of the rows' odds is kept: a shift adds the same constant to each class
+    ratio = np.log(p[:, 1] / p[:, 0]) - (logits[:, 1] - logits[:, 0])
+    assert np.ptp(ratio) < 1e-8
+
+
+def test_fit_head_adds_the_planned_noise():
+    """With every feature zero, every row's gradient is zero and the weights move by the
+    noise alone: their spread is ``rate * sigma * C / (q n)`` per step, over ``steps``
+    steps; without a plan they do not move."""
+    n, d = 2000, 200
+    x = np.zeros((n, d))
+    y = np.zeros(n, dtype=np.int64)
+    plan = DPSGDPlan(target_head.HEAD_PURPOSE, 0.1, 50, 4.0)
+    weights = target_head.fit_head(x, y, 3, plan, NoiseSource.create(0, False), 0.01)
+    spread = 0.01 * 4.0 * target_head.HEAD_CLIP / (0.1 * n) * math.sqrt(50)
+    assert np.std(weights) == pytest.approx(spread, rel=0.15)
+    plain = target_head.fit_head(x, y, 3, None, NoiseSource.create(0, False), 0.01)
+    assert np.abs(plain).max() == 0.0
+
+
+def test_fit_head_clips_each_row():
+    """One row with a huge feature vector moves the weights no more than a clipped row."""
+    x = np.zeros((1, 4))
+    x[0] = 1e6
+    y = np.array([1])
+    plan = DPSGDPlan(target_head.HEAD_PURPOSE, 1.0, 1, 0.0)
+    weights = target_head.fit_head(x, y, 2, plan, NoiseSource.create(0, False), 1.0)
+    assert np.linalg.norm(weights) == pytest.approx(target_head.HEAD_CLIP, rel=1e-6)
+
+
+# -- draws and persistence ----------------------------------------------------------------------
+def test_conditions_on_the_target_are_kept_and_others_redraw_it(copies):
+    synth = copies[math.inf]
+    kept = synth.sample_conditional({"twin": "c"}, 200, random_state=0)
+    assert (kept["twin"] == "c").all()
+    redrawn = synth.sample_conditional({"first": "b"}, 200, random_state=0)
+    assert (redrawn["twin"] == "b").mean() >= 0.9
+
+
+def test_save_load_reproduces_samples(copies, tmp_path):
+    synth = copies[0.05]
+    synth.save(tmp_path / "m")
+    loaded = DPARSynthesizer.load(tmp_path / "m")
+    assert loaded.target == "twin" and loaded.head_ is not None
+    pd.testing.assert_frame_equal(loaded.sample(300, random_state=4),
+                                  synth.sample(300, random_state=4))
+
+
+def test_a_bounded_nullable_target_and_secure_noise():
+    df, schema = every_kind_table()
+    synth = DPARSynthesizer(epsilon=2.0, secure_mode=True, target="score", **FAST)
+    out = synth.fit(df, schema).sample(300)
+    Schema(tuple(schema.data_columns)).validate(out)
+    assert out["score"].isna().any() and out["score"].notna().any()
+
+
+# -- refusals -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("params, needle", [
+    ({"target": "nope"}, "'target'"),
+    ({"target": ""}, "'target'"),
+    ({"target": "twin", "target_share": 0.0}, "'target_share'"),
+    ({"target": "twin", "target_share": 1.5}, "'target_share'"),
+    ({"target": "twin", "distributed": True}, "'target'"),
+])
+def test_bad_targets_are_refused_before_any_spend(params, needle):
+    df, schema = copied_table()
+    session = BudgetSession(Budget(1.0, 1e-5))
+    with pytest.raises(ParameterError, match=needle):
+        DPARSynthesizer(epsilon=1.0, delta=1e-5, **FAST, **params).fit(df, schema,
+                                                                       ledger=session)
+    assert session.spends == ()
+
+
+def test_public_rows_and_one_column_tables_are_refused():
+    df, schema = copied_table()
+    session = BudgetSession(Budget(1.0, 1e-5))
+    synth = DPARSynthesizer(epsilon=1.0, delta=1e-5, target="twin", **FAST)
+    with pytest.raises(ParameterError, match="'public'"):
+        synth.fit(df.iloc[:1000], schema, public=df.iloc[1000:], ledger=session)
+    assert session.spends == ()
+    one = Schema((Column("first", "categorical", categories=tuple("abcdef")),))
+    with pytest.raises(ParameterError, match="one column"):
+        DPARSynthesizer(epsilon=1.0, target="first", **FAST).fit(df[["first"]], one)
