@@ -108,6 +108,25 @@ def test_fit_takes_synthesizer_parameters(wage, tmp_path):
     assert model.network_ == "experts" and model.d_model == 16 and model.epochs == 1
 
 
+def test_fit_with_a_target_head(wage, tmp_path):
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+
+    data, schema = wage
+    fitted = invoke("fit", data, "--schema", schema, "--out", tmp_path / "m", "--epsilon", "1",
+                    "--synthesizer", "dpar", "--epochs", "1", "--seed", "0",
+                    "--param", "target=health_ins")
+    assert fitted.exit_code == 0, fitted.output
+    assert "train:dpar-target" in fitted.output and "Settings given: target='health_ins'" \
+        in fitted.output
+    model = DPARSynthesizer.load(tmp_path / "m")
+    assert model.target == "health_ins" and model.head_ is not None
+    assert model.privacy_.epsilon <= 1.0
+    refused = invoke("fit", data, "--schema", schema, "--out", tmp_path / "n", "--epsilon",
+                     "1", "--synthesizer", "dpar", "--param", "target=nope")
+    assert refused.exit_code == 2 and "'target'" in refused.output
+    assert not (tmp_path / "n").exists()
+
+
 @pytest.mark.parametrize("name, epsilon, n_rows, hinted", [
     ("dpar", 1.0, 9_999, True), ("dpar", 1.0, 10_000, False), ("dpar", 0.5, 9_000, True),
     ("dpar", 2.0, 14_000, True), ("dpar", 2.0, 14_200, False), ("dpar", 4.0, 19_999, True),
