@@ -150,14 +150,15 @@ def release_command(
         elif cap_delta is not None:
             raise fail("--cap-delta needs --cap-epsilon (the cap registers the dataset)",
                        EXIT_USAGE)
-        hint = model_choice_hint(synthesizer or "", epsilon, n_rows_in)
+        params = parse_params(param or [])
+        hint = model_choice_hint(synthesizer or "", epsilon, n_rows_in, params.get("target"))
         if hint:
             out.print(hint, highlight=False)
         with progress_bars(quiet) as tick:
             result = release(frame, table_schema, epsilon=epsilon, dataset=dataset,
                              out=out_dir, ledger=ledger, cap=cap, delta=delta,
                              synthesizer=synthesizer,
-                             synthesizer_params=parse_params(param or []), target=target,
+                             synthesizer_params=params, target=target,
                              positive=_positive(table_schema, target, positive),
                              secrets=secret or None, policy=policy,
                              holdout_fraction=holdout_fraction, n_rows=n_rows,

@@ -117,7 +117,7 @@ def test_fit_with_a_target_head(wage, tmp_path):
                     "--param", "target=health_ins")
     assert fitted.exit_code == 0, fitted.output
     assert "train:dpar-target" in fitted.output and "Settings given: target='health_ins'" \
-        in fitted.output
+        in fitted.output and "the target head brought" in fitted.output
     model = DPARSynthesizer.load(tmp_path / "m")
     assert model.target == "health_ins" and model.head_ is not None
     assert model.privacy_.epsilon <= 1.0
@@ -137,6 +137,10 @@ def test_model_choice_hint_follows_the_benchmarked_sizes(name, epsilon, n_rows, 
     from dpsynth.commands._common import model_choice_hint
 
     assert (model_choice_hint(name, epsilon, n_rows) is not None) is hinted
+    with_target = model_choice_hint(name, epsilon, n_rows, "y")
+    assert (with_target is not None) is hinted
+    if hinted and name == "dpar":
+        assert "3-way TVD" in with_target and "higher TSTR" not in with_target
 
 
 @pytest.mark.parametrize("args, needle", [
