@@ -314,7 +314,8 @@ class DPARSynthesizer(DPSGDSynthesizer):
         spend = (contextlib.nullcontext() if head_plan is None or recorder is None
                  else recorder.spend(head_plan.purpose, head_plan.event))
         with spend:
-            weights = target_head.fit_head(target_head.one_hot(features, data), y, n_classes,
+            weights = target_head.fit_head(target_head.active(features, data),
+                                           target_head.n_features(features), y, n_classes,
                                            head_plan, noise, rate)
         return target_head.TargetHead(column, features, weights)
 
@@ -441,10 +442,13 @@ class DPARSynthesizer(DPSGDSynthesizer):
                 raise ModelFormatError(f"The model names the target {self.target!r} but its "
                                        "file holds no target head weights.")
             self._check_target(self.schema_)
-            self.head_ = target_head.TargetHead(
-                str(self.target),
-                target_head.TargetHead.feature_tokenizer(self.schema_, str(self.target)),
-                np.asarray(weights, dtype=np.float64))
+            features = target_head.TargetHead.feature_tokenizer(self.schema_, str(self.target))
+            if weights.shape[0] != target_head.n_features(features):
+                raise ModelFormatError(f"The saved target head has {weights.shape[0]} weight "
+                                       "rows; the schema's features need "
+                                       f"{target_head.n_features(features)}.")
+            self.head_ = target_head.TargetHead(str(self.target), features,
+                                                np.asarray(weights, dtype=np.float64))
         self.model_ = self._load_weights(build_model(self._config(), None), arrays)
         self._restore_run(state)
         self.grad_sample_mode_ = str(state.get("grad_sample_mode", ""))

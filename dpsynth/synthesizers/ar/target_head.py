@@ -29,6 +29,7 @@ tuning tables HMDA, Affairs and HousePrices (``benchmarks/bench_dp_classifier_bo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +76,7 @@ def head_rate(plan: DPSGDPlan | None, delta: float) -> float:
 @dataclass
 class TargetHead:
     """A fitted target head: the features' tokenizer, the weights ``(features + 1, classes - 1)``
-    (the last feature row is the bias) and the target's column name."""
+    (the last row is the bias) and the target's column name."""
 
     column: str
     features: TableTokenizer
@@ -87,14 +88,9 @@ class TargetHead:
         others = tuple(c for c in schema.data_columns if c.name != column)
         return TableTokenizer(FEATURE_BINS).fit(Schema(others, name="features"))
 
-    def design(self, rows: pd.DataFrame) -> np.ndarray:
-        """The one-hot features of ``rows`` with a bias column."""
-        return one_hot(self.features, rows)
-
     def probabilities(self, rows: pd.DataFrame, frequencies: np.ndarray) -> np.ndarray:
         """Each row's class probabilities, intercepts shifted to ``frequencies``."""
-        logits = logits_of(self.design(rows), self.weights)
-        return shifted(logits, frequencies)
+        return shifted(logits_of(active(self.features, rows), self.weights), frequencies)
 
     def redraw(self, rows: pd.DataFrame, drawn: np.ndarray, n_classes: int,
                rng: np.random.Generator) -> np.ndarray:
@@ -106,19 +102,25 @@ class TargetHead:
         return np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), n_classes - 1)
 
 
-def one_hot(tokenizer: TableTokenizer, rows: pd.DataFrame) -> np.ndarray:
-    """``rows``' tokens under ``tokenizer`` one-hot, then a column of ones."""
+def active(tokenizer: TableTokenizer, rows: pd.DataFrame) -> np.ndarray:
+    """The one-hot features of ``rows`` as the indices of their ones: each column's token
+    offset into one feature space, then the bias (the last index). Every row has as many
+    ones, so ``||x|| = sqrt(columns + 1)`` for all."""
     tokens = tokenizer.transform(rows)
     offsets = np.cumsum((0, *tokenizer.vocab_sizes[:-1]))
-    x = np.zeros((len(rows), sum(tokenizer.vocab_sizes) + 1))
-    x[np.arange(len(rows))[:, None], tokens + offsets] = 1.0
-    x[:, -1] = 1.0
-    return x
+    bias = np.full((len(rows), 1), sum(tokenizer.vocab_sizes), dtype=np.int64)
+    return np.concatenate([tokens + offsets, bias], axis=1)
 
 
-def logits_of(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Every class' logit (the reference class 0 at 0)."""
-    return np.concatenate([np.zeros((len(x), 1)), x @ weights], axis=1)
+def n_features(tokenizer: TableTokenizer) -> int:
+    """Rows of the weights: every token of every feature column, then the bias."""
+    return sum(tokenizer.vocab_sizes) + 1
+
+
+def logits_of(indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Every class' logit for rows given by :func:`active` (the reference class 0 at 0)."""
+    z = weights[indices].sum(axis=1)
+    return np.concatenate([np.zeros((len(indices), 1)), z], axis=1)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -148,30 +150,36 @@ def shifted(logits: np.ndarray, frequencies: np.ndarray, rounds: int = 200) -> n
     return softmax(z + shift)
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, n_classes: int, plan: DPSGDPlan | None,
-             noise: NoiseSource, learning_rate: float) -> np.ndarray:
-    """The regression's weights by DP-SGD under ``plan``, noise and batches from ``noise``.
-    Each row's gradient ``x (p - e_y)`` over the non-reference classes is clipped to
-    ``HEAD_CLIP``; the step is ``rate (sum + N(0, sigma^2 C^2)) / (q n)``. Without a plan
-    (``epsilon=inf``, a reference) as many steps, at least ``PLAIN_MIN_STEPS``, run on the
-    whole table, clipped, without noise."""
-    n, d = x.shape
-    weights = np.zeros((d, n_classes - 1))
+def fit_head(indices: np.ndarray, n_weights: int, y: np.ndarray, n_classes: int,
+             plan: DPSGDPlan | None, noise: NoiseSource, learning_rate: float) -> np.ndarray:
+    """The regression's weights by DP-SGD under ``plan``, noise and Poisson batches from
+    ``noise`` (:class:`~dpsynth.synthesizers._dpsgd.FastPoissonBatches`, ``O(q n)`` draws a
+    step). ``indices`` are the rows' features from :func:`active`, ``n_weights`` the size of
+    the feature space. Each row's gradient ``x (p - e_y)`` over the non-reference classes is
+    clipped to ``HEAD_CLIP``; the step is ``rate (sum + N(0, sigma^2 C^2)) / (q n)``. Without
+    a plan (``epsilon=inf``, a reference) as many steps, at least ``PLAIN_MIN_STEPS``, run on
+    the whole table, clipped, without noise."""
+    n, width = indices.shape
+    weights = np.zeros((n_weights, max(n_classes - 1, 0)))
     if n_classes < 2:
         return weights
-    onehot = np.zeros((n, n_classes))
-    onehot[np.arange(n), y] = 1.0
-    q = 1.0 if plan is None else plan.sample_rate
-    steps = plan.steps if plan is not None else max(
-        _dpsgd.steps_for(HEAD_EPOCHS, min(1.0, HEAD_BATCH / n)), PLAIN_MIN_STEPS)
-    norms_x = np.linalg.norm(x, axis=1)
-    for _ in range(steps):
-        picked = np.ones(n, bool) if plan is None else noise.bernoulli(q, n)
-        xb = x[picked]
-        residual = (softmax(logits_of(xb, weights)) - onehot[picked])[:, 1:]
-        norms = norms_x[picked] * np.linalg.norm(residual, axis=1)
-        scale = np.minimum(1.0, HEAD_CLIP / np.maximum(norms, 1e-12))
-        total = xb.T @ (residual * scale[:, None])
+    if plan is None:
+        q = 1.0
+        steps = max(_dpsgd.steps_for(HEAD_EPOCHS, min(1.0, HEAD_BATCH / n)), PLAIN_MIN_STEPS)
+        batches: Iterable[np.ndarray] = (np.arange(n) for _ in range(steps))
+    else:
+        q = plan.sample_rate
+        batches = _dpsgd.FastPoissonBatches(n, q, plan.steps, noise)
+    norm_x = np.sqrt(width)  # one feature per column and the bias
+    for batch in batches:
+        rows = indices[batch]
+        target = np.zeros((len(batch), n_classes))
+        target[np.arange(len(batch)), y[batch]] = 1.0
+        residual = (softmax(logits_of(rows, weights)) - target)[:, 1:]
+        norms = norm_x * np.linalg.norm(residual, axis=1)
+        scaled = residual * np.minimum(1.0, HEAD_CLIP / np.maximum(norms, 1e-12))[:, None]
+        total = np.zeros_like(weights)
+        np.add.at(total, rows.ravel(), np.repeat(scaled, width, axis=0))
         if plan is not None:
             total += noise.normal(total.size, plan.noise_multiplier * HEAD_CLIP).reshape(
                 total.shape)
@@ -181,4 +189,5 @@ def fit_head(x: np.ndarray, y: np.ndarray, n_classes: int, plan: DPSGDPlan | Non
     return weights
 
 
-__all__ = ["HEAD_PURPOSE", "TargetHead", "fit_head", "head_rate", "plan_head", "shifted"]
+__all__ = ["HEAD_PURPOSE", "TargetHead", "active", "fit_head", "head_rate", "n_features",
+           "plan_head", "shifted"]

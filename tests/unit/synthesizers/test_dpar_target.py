@@ -102,28 +102,33 @@ def test_shift_matches_frequencies_and_keeps_empty_classes_empty():
 
 
 def test_fit_head_adds_the_planned_noise():
-    """With every feature zero, every row's gradient is zero and the weights move by the
-    noise alone: their spread is ``rate * sigma * C / (q n)`` per step, over ``steps``
-    steps; without a plan they do not move."""
+    """Weights of features no row has get no gradient and move by the noise alone: their
+    spread is ``rate * sigma * C / (q n)`` per step, over ``steps`` steps; without a plan
+    they do not move."""
     n, d = 2000, 200
-    x = np.zeros((n, d))
+    indices = np.zeros((n, 2), dtype=np.int64)  # every row the same two features
     y = np.zeros(n, dtype=np.int64)
     plan = DPSGDPlan(target_head.HEAD_PURPOSE, 0.1, 50, 4.0)
-    weights = target_head.fit_head(x, y, 3, plan, NoiseSource.create(0, False), 0.01)
+    weights = target_head.fit_head(indices, d, y, 3, plan, NoiseSource.create(0, False), 0.01)
     spread = 0.01 * 4.0 * target_head.HEAD_CLIP / (0.1 * n) * math.sqrt(50)
-    assert np.std(weights) == pytest.approx(spread, rel=0.15)
-    plain = target_head.fit_head(x, y, 3, None, NoiseSource.create(0, False), 0.01)
-    assert np.abs(plain).max() == 0.0
+    # rows 1.. are never active: they move by the noise alone
+    assert np.std(weights[1:]) == pytest.approx(spread, rel=0.15)
+    plain = target_head.fit_head(indices, d, y, 3, None, NoiseSource.create(0, False), 0.01)
+    assert np.abs(plain[1:]).max() == 0.0
 
 
 def test_fit_head_clips_each_row():
-    """One row with a huge feature vector moves the weights no more than a clipped row."""
-    x = np.zeros((1, 4))
-    x[0] = 1e6
+    """A row's gradient ``x (p - e_y)`` has norm ``sqrt(columns + 1) |p - y|`` (here
+    sqrt(4) / 2 = 1 at the start) and is clipped to the clip: with one row and one step at
+    rate 1, the weights move by exactly the clipped norm."""
+    indices = np.array([[0, 1, 2, 3]])
     y = np.array([1])
     plan = DPSGDPlan(target_head.HEAD_PURPOSE, 1.0, 1, 0.0)
-    weights = target_head.fit_head(x, y, 2, plan, NoiseSource.create(0, False), 1.0)
-    assert np.linalg.norm(weights) == pytest.approx(target_head.HEAD_CLIP, rel=1e-6)
+    weights = target_head.fit_head(indices, 5, y, 2, plan, NoiseSource.create(0, False), 1.0)
+    assert np.linalg.norm(weights) == pytest.approx(1.0, rel=1e-9)
+    wide = np.arange(16)[None, :]  # norm sqrt(16) / 2 = 2 before clipping
+    weights = target_head.fit_head(wide, 16, y, 2, plan, NoiseSource.create(0, False), 1.0)
+    assert np.linalg.norm(weights) == pytest.approx(target_head.HEAD_CLIP, rel=1e-9)
 
 
 # -- draws and persistence ----------------------------------------------------------------------
