@@ -441,7 +441,8 @@ def _dpsgd_plan(plan: Any) -> Any:
                              f"got {type(detail).__name__}")
     if len(plan.spends) != 1:
         raise ParameterError("the white-box DP-SGD audit needs a plan without other spends "
-                             "(declare every domain; no control release)")
+                             "(declare every domain; no control release; no dpar target "
+                             "head)")
     return training
 
 
