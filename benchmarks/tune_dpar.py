@@ -841,12 +841,13 @@ get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favou
   what it draws without a target; on the same tables (``dpar-target`` of
   :mod:`bench_table_models`, ``results/table_models_dpar_target_small.json``) it gives mean
   TSTR 0.747 and 3-way TVD 0.254 (CreditCard at epsilon 1: 0.068 behind aim; the cell's
-  seeds range from 0.74 to 1.00). On the large evaluation tables (seed 0) it helps
-  Adult at epsilon 1 (0.893 against 0.869) and hurts CPS1988 (0.760 against 0.842 at
-  epsilon 1, 0.775 against 0.871 at 4), where dpar already learns the target and a linear
-  model on 8-bin features cannot. *A measurement on a large tuning table for the README's
-  advice* (declared before its runs): Fertility (30,000 training rows) at epsilon 1 and 4,
-  seeds 0-1, ``{}`` against ``{"target": true}``, reported whatever it shows.
+  seeds range from 0.74 to 1.00). On the large evaluation tables (seed 0, the first
+  library run) it helps Adult at epsilon 1 (0.893 against 0.869) and hurts CPS1988 (0.760
+  against 0.842 at epsilon 1, 0.775 against 0.871 at 4), where dpar already learns the
+  target and a linear model on 8-bin features cannot. *A measurement on a large tuning
+  table for the README's advice* (declared before its runs): Fertility (30,000 training
+  rows) at epsilon 1 and 4, seeds 0-1, ``{}`` against ``{"target": true}``, reported
+  whatever it shows.
   *Runs* (``results/dpar_tuning_session25.jsonl``): TSTR 0.593 -> 0.604 at epsilon 1 and
   0.601 -> 0.602 at 4, 3-way TVD 0.042 -> 0.046 and 0.044 -> 0.048. On this large table
   the head gains little, and costs a little of the marginals.

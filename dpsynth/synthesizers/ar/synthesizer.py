@@ -138,7 +138,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
         from 0.06-0.14 behind ``aim`` at epsilon 1 to 0.020 behind (wage), 0.068 behind
         (CreditCard) and 0.009 ahead (SwissLabor; ``aim`` is not told the target), for a
         3-way TVD 0.004 higher on average; on CPS1988, where dpar already learns the target,
-        it cost 0.08-0.10 of TSTR. It needs one process and no declared public rows.
+        it cost 0.07-0.11 of TSTR. It needs one process and no declared public rows.
     target_share:
         The regression's epsilon alone, as a share of ``epsilon`` (default 0.3, chosen on the
         tuning tables). Under PLD the rest of the fit loses much less than this share.
