@@ -311,7 +311,9 @@ class DPARSynthesizer(DPSGDSynthesizer):
         j = self.tokenizer_.names.index(column)
         y = rows[:, j].cpu().numpy()
         n_classes = self.tokenizer_.vocab_sizes[j]
-        rate = target_head.head_rate(head_plan, plan.budget.delta if plan else 0.0)
+        rate = target_head.head_rate(float(self.target_share) * plan.budget.epsilon
+                                     if head_plan is not None and plan is not None
+                                     else float("inf"))
         spend = (contextlib.nullcontext() if head_plan is None or recorder is None
                  else recorder.spend(head_plan.purpose, head_plan.event))
         with spend:

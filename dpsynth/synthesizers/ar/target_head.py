@@ -64,13 +64,9 @@ def plan_head(n_rows: int, epsilon: float, delta: float) -> DPSGDPlan:
     return DPSGDPlan(HEAD_PURPOSE, q, steps, sigma)
 
 
-def head_rate(plan: DPSGDPlan | None, delta: float) -> float:
-    """The step size for ``plan`` (by its epsilon alone; ``HIGH_RATE`` without DP)."""
-    if plan is None:
-        return HIGH_RATE
-    from dpsynth.accounting.analysis import pld_epsilon
-
-    return LOW_RATE if pld_epsilon([plan.event], delta) < RATE_SWITCH_EPSILON else HIGH_RATE
+def head_rate(epsilon: float) -> float:
+    """The step size for a regression worth ``epsilon`` alone (``inf`` without DP)."""
+    return LOW_RATE if epsilon < RATE_SWITCH_EPSILON else HIGH_RATE
 
 
 @dataclass

@@ -184,3 +184,9 @@ def test_public_rows_and_one_column_tables_are_refused():
     one = Schema((Column("first", "categorical", categories=tuple("abcdef")),))
     with pytest.raises(ParameterError, match="one column"):
         DPARSynthesizer(epsilon=1.0, target="first", **FAST).fit(df[["first"]], one)
+
+
+def test_the_head_rate_follows_its_own_epsilon():
+    """The tuning tables' choice: rate 0.5 at head budgets 0.3 and 0.6, 2.0 at 1.2."""
+    assert target_head.head_rate(0.3) == target_head.head_rate(0.6) == 0.5
+    assert target_head.head_rate(1.2) == target_head.head_rate(math.inf) == 2.0
