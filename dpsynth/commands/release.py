@@ -151,7 +151,8 @@ def release_command(
             raise fail("--cap-delta needs --cap-epsilon (the cap registers the dataset)",
                        EXIT_USAGE)
         params = parse_params(param or [])
-        hint = model_choice_hint(synthesizer or "", epsilon, n_rows_in, params.get("target"))
+        hint = n_rows_in and model_choice_hint(synthesizer or "", epsilon, n_rows_in,
+                                               params.get("target"))
         if hint:
             out.print(hint, highlight=False)
         with progress_bars(quiet) as tick:
