@@ -23,6 +23,33 @@ CHUNK = 8192
 
 
 @torch.no_grad()
+def column_given_rest(model: ARTransformer, tokens: np.ndarray, j: int, n_classes: int
+                      ) -> np.ndarray:
+    """``log p(x_j = k | every other column)`` for each row of ``tokens`` and each token ``k``
+    of column ``j``: the row is scored through the model's factorisation with ``x_j = k``
+    (only columns ``j`` and later depend on it), then normalised over ``k`` (Bayes' rule).
+    ``(n, n_classes)``; post-processing of the model."""
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(tokens), CHUNK):
+        part = torch.from_numpy(tokens[start:start + CHUNK]).to(device)
+        scores = []
+        for k in range(n_classes):
+            trial = part.clone()
+            trial[:, j] = k
+            logits = model(trial)
+            score = torch.zeros(len(trial), device=device)
+            for c in range(j, trial.shape[1]):
+                logp = torch.log_softmax(logits[c].float(), dim=-1)
+                score += logp.gather(1, trial[:, c:c + 1]).squeeze(1)
+            scores.append(score)
+        out.append(torch.log_softmax(torch.stack(scores, dim=1), dim=1).cpu().numpy())
+    if not out:
+        return np.zeros((0, n_classes))
+    return np.concatenate(out).astype(np.float64)
+
+
+@torch.no_grad()
 def draw_tokens(model: ARTransformer, fixed: np.ndarray, gen: torch.Generator
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Tokens for every row of ``fixed`` (``FREE`` entries drawn, others kept).

@@ -199,7 +199,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
                  progress: bool = False, grad_sample_mode: str = "auto",
                  distributed: bool = False, lr_schedule: str = "cosine",
                  network: str = "transformer", target: str | None = None,
-                 target_share: float = 0.3):
+                 target_share: float = 0.3, target_offset: bool = False):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
                          secure_mode=secure_mode, discovery_fraction=discovery_fraction,
                          epochs=epochs, batch_size=batch_size,
@@ -214,6 +214,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
         self.network = network
         self.target = target
         self.target_share = target_share
+        self.target_offset = target_offset
 
     # -- parameters -----------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -292,13 +293,13 @@ class DPARSynthesizer(DPSGDSynthesizer):
         self._record_run(log, rep)
         # after dpar's run, so that dpar draws what it would draw without a target
         self.head_ = None if self.target is None else self._fit_head(
-            data, schema, rows, plan, recorder, noise)
+            data, schema, rows, plan, recorder, noise, model.eval())
         self.device_ = device
         self.model_ = model.eval()
 
     def _fit_head(self, data: pd.DataFrame, schema: Schema, rows: torch.Tensor,
                   plan: FitPlan | None, recorder: SpendRecorder | None,
-                  noise: NoiseSource) -> target_head.TargetHead:
+                  noise: NoiseSource, model: nn.Module) -> target_head.TargetHead:
         """The target head (:mod:`~dpsynth.synthesizers.ar.target_head`), its spend recorded
         through ``recorder`` before it reads a row; without DP the same steps unnoised. It
         runs after dpar's own run, whose draws are then those it makes without a target."""
@@ -309,8 +310,11 @@ class DPARSynthesizer(DPSGDSynthesizer):
             head_plan = plan.detail_as(DPSGDPlanWith).also[0]
         features = target_head.TargetHead.feature_tokenizer(schema, column)
         j = self.tokenizer_.names.index(column)
-        y = rows[:, j].cpu().numpy()
+        tokens = rows.cpu().numpy()
+        y = tokens[:, j]
         n_classes = self.tokenizer_.vocab_sizes[j]
+        offsets = (sampling.column_given_rest(model, tokens, j, n_classes)  # type: ignore[arg-type]
+                   if self.target_offset else None)
         rate = target_head.head_rate(float(self.target_share) * plan.budget.epsilon
                                      if head_plan is not None and plan is not None
                                      else float("inf"))
@@ -319,8 +323,8 @@ class DPARSynthesizer(DPSGDSynthesizer):
         with spend:
             weights = target_head.fit_head(target_head.active(features, data),
                                            target_head.n_features(features), y, n_classes,
-                                           head_plan, noise, rate)
-        return target_head.TargetHead(column, features, weights)
+                                           head_plan, noise, rate, offsets)
+        return target_head.TargetHead(column, features, weights, bool(self.target_offset))
 
     def _redraw_target(self, out: pd.DataFrame, tokens: np.ndarray,
                        rng: np.random.Generator) -> None:
@@ -328,7 +332,10 @@ class DPARSynthesizer(DPSGDSynthesizer):
         head = self.head_
         assert head is not None
         j = self.tokenizer_.names.index(head.column)
-        new = head.redraw(out, tokens[:, j], self.tokenizer_.vocab_sizes[j], rng)
+        n_classes = self.tokenizer_.vocab_sizes[j]
+        offsets = (sampling.column_given_rest(self.model_, tokens, j, n_classes)
+                   if head.offset else None)
+        new = head.redraw(out, tokens[:, j], n_classes, rng, offsets)
         one = TableTokenizer(int(self.n_bins)).fit(
             Schema((self.schema_[head.column],), name="target"))
         out[head.column] = one.inverse_transform(new[:, None], rng)[head.column].to_numpy()
@@ -451,7 +458,8 @@ class DPARSynthesizer(DPSGDSynthesizer):
                                        "rows; the schema's features need "
                                        f"{target_head.n_features(features)}.")
             self.head_ = target_head.TargetHead(str(self.target), features,
-                                                np.asarray(weights, dtype=np.float64))
+                                                np.asarray(weights, dtype=np.float64),
+                                                bool(self.target_offset))
         self.model_ = self._load_weights(build_model(self._config(), None), arrays)
         self._restore_run(state)
         self.grad_sample_mode_ = str(state.get("grad_sample_mode", ""))
@@ -516,6 +524,8 @@ def _param_problems(synth: DPARSynthesizer) -> list[ParameterError]:
     elif synth.target is not None and synth.distributed:
         out.append(param_error("target", "None with distributed=True (the target head trains "
                                "in one process)", synth.target, owner))
+    if not isinstance(synth.target_offset, (bool, np.bool_)):
+        out.append(param_error("target_offset", "True or False", synth.target_offset, owner))
     share = synth.target_share
     if not number(share) or not 0.0 < float(share) < 1.0:
         out.append(param_error("target_share", "a number strictly between 0 and 1", share,

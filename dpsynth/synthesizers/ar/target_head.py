@@ -72,11 +72,14 @@ def head_rate(epsilon: float) -> float:
 @dataclass
 class TargetHead:
     """A fitted target head: the features' tokenizer, the weights ``(features + 1, classes - 1)``
-    (the last row is the bias) and the target's column name."""
+    (the last row is the bias) and the target's column name. With ``offset``, the logits
+    also add dpar's own ``log p(target | other columns)`` (the head corrects dpar's
+    conditional instead of replacing it)."""
 
     column: str
     features: TableTokenizer
     weights: np.ndarray
+    offset: bool = False
 
     @classmethod
     def feature_tokenizer(cls, schema: Schema, column: str) -> TableTokenizer:
@@ -84,16 +87,23 @@ class TargetHead:
         others = tuple(c for c in schema.data_columns if c.name != column)
         return TableTokenizer(FEATURE_BINS).fit(Schema(others, name="features"))
 
-    def probabilities(self, rows: pd.DataFrame, frequencies: np.ndarray) -> np.ndarray:
-        """Each row's class probabilities, intercepts shifted to ``frequencies``."""
-        return shifted(logits_of(active(self.features, rows), self.weights), frequencies)
+    def probabilities(self, rows: pd.DataFrame, frequencies: np.ndarray,
+                      offsets: np.ndarray | None = None) -> np.ndarray:
+        """Each row's class probabilities, intercepts shifted to ``frequencies``;
+        ``offsets`` are dpar's log-probabilities of the classes (needed with ``offset``)."""
+        logits = logits_of(active(self.features, rows), self.weights)
+        if self.offset:
+            if offsets is None:
+                raise ValueError("this target head corrects dpar's conditional: pass offsets")
+            logits = logits + offsets
+        return shifted(logits, frequencies)
 
     def redraw(self, rows: pd.DataFrame, drawn: np.ndarray, n_classes: int,
-               rng: np.random.Generator) -> np.ndarray:
+               rng: np.random.Generator, offsets: np.ndarray | None = None) -> np.ndarray:
         """New target tokens for ``rows``: a draw from the regression, its intercepts shifted
         so that the classes keep the frequencies of ``drawn`` (dpar's tokens)."""
         frequencies = np.bincount(drawn, minlength=n_classes) / max(len(drawn), 1)
-        p = self.probabilities(rows, frequencies)
+        p = self.probabilities(rows, frequencies, offsets)
         u = rng.random(len(rows))[:, None]
         return np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), n_classes - 1)
 
@@ -147,14 +157,17 @@ def shifted(logits: np.ndarray, frequencies: np.ndarray, rounds: int = 200) -> n
 
 
 def fit_head(indices: np.ndarray, n_weights: int, y: np.ndarray, n_classes: int,
-             plan: DPSGDPlan | None, noise: NoiseSource, learning_rate: float) -> np.ndarray:
+             plan: DPSGDPlan | None, noise: NoiseSource, learning_rate: float,
+             offsets: np.ndarray | None = None) -> np.ndarray:
     """The regression's weights by DP-SGD under ``plan``, noise and Poisson batches from
     ``noise`` (:class:`~dpsynth.synthesizers._dpsgd.FastPoissonBatches`, ``O(q n)`` draws a
     step). ``indices`` are the rows' features from :func:`active`, ``n_weights`` the size of
     the feature space. Each row's gradient ``x (p - e_y)`` over the non-reference classes is
     clipped to ``HEAD_CLIP``; the step is ``rate (sum + N(0, sigma^2 C^2)) / (q n)``. Without
     a plan (``epsilon=inf``, a reference) as many steps, at least ``PLAIN_MIN_STEPS``, run on
-    the whole table, clipped, without noise."""
+    the whole table, clipped, without noise. ``offsets`` ``(n, classes)``, when given, are
+    added to every row's logits and not trained (a function of the row and of released
+    weights, so the clipping and the accounting are unchanged)."""
     n, width = indices.shape
     weights = np.zeros((n_weights, max(n_classes - 1, 0)))
     if n_classes < 2:
@@ -171,7 +184,10 @@ def fit_head(indices: np.ndarray, n_weights: int, y: np.ndarray, n_classes: int,
         rows = indices[batch]
         target = np.zeros((len(batch), n_classes))
         target[np.arange(len(batch)), y[batch]] = 1.0
-        residual = (softmax(logits_of(rows, weights)) - target)[:, 1:]
+        logits = logits_of(rows, weights)
+        if offsets is not None:
+            logits = logits + offsets[batch]
+        residual = (softmax(logits) - target)[:, 1:]
         norms = norm_x * np.linalg.norm(residual, axis=1)
         scaled = residual * np.minimum(1.0, HEAD_CLIP / np.maximum(norms, 1e-12))[:, None]
         total = np.zeros_like(weights)
