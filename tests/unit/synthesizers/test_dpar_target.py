@@ -190,3 +190,42 @@ def test_the_head_rate_follows_its_own_epsilon():
     """The tuning tables' choice: rate 0.5 at head budgets 0.3 and 0.6, 2.0 at 1.2."""
     assert target_head.head_rate(0.3) == target_head.head_rate(0.6) == 0.5
     assert target_head.head_rate(1.2) == target_head.head_rate(math.inf) == 2.0
+
+
+# -- the head as a correction of dpar's conditional (target_offset) ---------------------------
+def test_column_given_rest_is_bayes_rule_on_the_model():
+    """Each class scored through the factorisation, normalised: equal to the joint's
+    conditional computed by brute force over the column's values."""
+    from dpsynth.synthesizers.ar import sampling
+
+    df, schema = copied_table(n=300)
+    synth = DPARSynthesizer(epsilon=math.inf, random_state=0, **FAST).fit(df, schema)
+    tokens = synth.tokenizer_.transform(df.head(20))
+    model = synth.model_
+    for j in range(tokens.shape[1]):
+        k = synth.tokenizer_.vocab_sizes[j]
+        got = sampling.column_given_rest(model, tokens, j, k)
+        joint = np.zeros((len(tokens), k))
+        for value in range(k):
+            trial = torch.from_numpy(tokens.copy())
+            trial[:, j] = value
+            with torch.no_grad():
+                logits = model(trial)
+            joint[:, value] = sum(torch.log_softmax(z.float(), -1).gather(
+                1, trial[:, c:c + 1]).squeeze(1).numpy() for c, z in enumerate(logits))
+        expected = joint - np.logaddexp.reduce(joint, axis=1, keepdims=True)
+        assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_offset_head_learns_the_copy_and_reproduces_after_load(tmp_path):
+    df, schema = copied_table()
+    synth = DPARSynthesizer(epsilon=math.inf, random_state=0, target="twin",
+                            target_offset=True, **FAST).fit(df, schema)
+    assert synth.head_.offset
+    assert _agreement(synth.sample(2000, random_state=1)) >= 0.95
+    synth.save(tmp_path / "m")
+    loaded = DPARSynthesizer.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(loaded.sample(300, random_state=4),
+                                  synth.sample(300, random_state=4))
+    with pytest.raises(ParameterError, match="'target_offset'"):
+        DPARSynthesizer(target="twin", target_offset="yes").fit(df, schema)
