@@ -134,10 +134,10 @@ PUBLIC_GENERATORS = ("dpar-public", "dpar-public-only", "dpar-public-warm",
 #: products at rate 0.3 (``dpar_experiments.mixture``), or joined with a mixture of 64
 #: products as a product of experts whose share of the clip is 50 or 80 % (mixture at rate
 #: 0.3; ``dpar_experiments.product_of_experts``); each declared in ``tune_dpar.py``.
-#: ``dpar-head`` (twenty-fifth session): dpar at ``(1 - head)`` of epsilon with the target
-#: redrawn from a DP-SGD logistic regression at ``head`` of it
+#: ``dpar-head`` (twenty-fifth session): dpar with the target redrawn from a DP-SGD logistic
+#: regression worth ``head`` of epsilon alone, the two composed by PLD to epsilon
 #: (``dpar_experiments.target_head``); ``--params`` gives ``head`` and ``head_setting``.
-#: The library's dpar told the table's TSTR target (``target=``, twenty-fifth session).
+#: ``dpar-target``: the library's dpar told the table's TSTR target (``target=``).
 OPTION_GENERATORS = ("dpar-target",)
 EXPERIMENT_GENERATORS = ("dpar-mixture16", "dpar-mixture64", "dpar-poe64-50", "dpar-poe64-80",
                          "dpar-head")
