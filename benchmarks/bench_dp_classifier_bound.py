@@ -63,8 +63,12 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from dpsynth.accounting.calibrate import calibrate_dpsgd_noise  # noqa: E402
 from dpsynth.evaluate import tstr_auc  # noqa: E402
-from dpsynth.schema import Schema  # noqa: E402
-from dpsynth.synthesizers.ar.tokens import TableTokenizer  # noqa: E402
+from dpsynth.synthesizers.ar.target_head import (  # noqa: E402
+    TargetHead,
+    active,
+    n_features,
+    shifted,
+)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "dp_classifier_bound.json"
@@ -80,16 +84,13 @@ CLIP = 1.0
 
 
 def features(table: Table, frame: pd.DataFrame, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """One-hot of ``dpar``'s tokens of every column but the target, a bias column, and the
-    0/1 label (1 for the table's positive class)."""
-    cols = tuple(c for c in table.schema.data_columns if c.name != table.target)
-    tok = TableTokenizer(n_bins).fit(Schema(cols, name="features"))
-    tokens = tok.transform(frame)
-    offsets = np.cumsum((0, *tok.vocab_sizes[:-1]))
-    x = np.zeros((len(frame), sum(tok.vocab_sizes) + 1))
-    rows = np.arange(len(frame))[:, None]
-    x[rows, tokens + offsets] = 1.0
-    x[:, -1] = 1.0
+    """One-hot of ``dpar``'s tokens of every column but the target, a bias column (the
+    library's target head's features, :func:`dpsynth.synthesizers.ar.target_head.active`,
+    made dense), and the 0/1 label (1 for the table's positive class)."""
+    tok = TargetHead.feature_tokenizer(table.schema, table.target, n_bins)
+    ones = active(tok, frame)
+    x = np.zeros((len(frame), n_features(tok)))
+    x[np.arange(len(frame))[:, None], ones] = 1.0
     y = (frame[table.target].astype(str).to_numpy() == str(table.positive)).astype(float)
     return x, y
 
@@ -117,21 +118,12 @@ def dp_logistic(x: np.ndarray, y: np.ndarray, *, epsilon: float, batch: int | st
 
 
 def shifted_to_rate(logits: np.ndarray, rate: float) -> np.ndarray:
-    """``sigmoid(logits + c)`` with the shift ``c`` (bisection) that makes its mean ``rate``.
-
-    The ``"head"`` experiment of ``tune_dpar`` draws the target so, with ``rate`` the share
-    of positives in dpar's own rows: the regression ranks the rows and dpar sets how many
-    are positive (noisy clipped DP-SGD from zero weights leaves the intercept far from the
-    base rate)."""
-    rate = min(max(rate, 1e-4), 1 - 1e-4)
-    lo, hi = -50.0, 50.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if np.mean(1.0 / (1.0 + np.exp(-(logits + mid)))) < rate:
-            lo = mid
-        else:
-            hi = mid
-    return np.asarray(1.0 / (1.0 + np.exp(-(logits + (lo + hi) / 2))))
+    """``sigmoid(logits + c)`` with the shift ``c`` that makes its mean ``rate``: the
+    library's :func:`~dpsynth.synthesizers.ar.target_head.shifted` for two classes (the
+    ``"head"`` experiment of ``tune_dpar`` draws the target so, ``rate`` the share of
+    positives in dpar's own rows)."""
+    two = np.column_stack([np.zeros(len(logits)), logits])
+    return np.asarray(shifted(two, np.array([1.0 - rate, rate]))[:, 1])
 
 
 def shifted_log_loss(w: np.ndarray, xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray,

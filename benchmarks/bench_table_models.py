@@ -582,10 +582,8 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
         import dpar_experiments as exp
 
         kw = {k: v for k, v in overrides.items() if k not in ("head", "head_setting")}
-        b, batch, epochs, rate = overrides["head_setting"]
         synth = exp.target_head(table, train, kw, float(overrides["head"]),
-                                {"n_bins": b, "batch": batch, "epochs": epochs, "lr": rate},
-                                eps, seed)
+                                overrides["head_setting"], eps, seed)
     elif gen.startswith("dpar-poe64-"):
         import dpar_experiments as exp
 

@@ -1023,11 +1023,12 @@ class TargetHead:
 
 
 def target_head(table: bench.Table, train: Any, kw: dict[str, Any], share: float,
-                setting: dict[str, Any], eps: float, seed: int) -> TargetHead:
+                setting: Any, eps: float, seed: int) -> TargetHead:
     """The target's logistic regression (:func:`bench_dp_classifier_bound.dp_logistic`,
-    ``setting`` its ``n_bins``, ``batch``, ``epochs`` and ``lr``), its noise calibrated so that
-    it alone is ``(share epsilon, delta)``-DP; then dpar on every column, its noise
-    calibrated with the regression's steps as prior events (:meth:`plan_training` with
+    ``setting`` its ``[n_bins, batch, epochs, lr]``, the ``"head_setting"`` key of
+    :mod:`tune_dpar` and of ``dpar-head`` in :mod:`bench_table_models`), its noise
+    calibrated so that it alone is ``(share epsilon, delta)``-DP; then dpar on every column,
+    its noise calibrated with the regression's steps as prior events (:meth:`plan_training` with
     ``prior``, the library's path for composites), so that the two compose by PLD to
     ``(epsilon, delta)``. The reported epsilon is that composition."""
     from bench_dp_classifier_bound import dp_logistic, features
@@ -1039,11 +1040,12 @@ def target_head(table: bench.Table, train: Any, kw: dict[str, Any], share: float
 
     if not 0.0 < share < 1.0:
         raise ValueError(f"share must lie strictly between 0 and 1, not {share}")
-    x, y = features(table, train, int(setting["n_bins"]))
-    batch, epochs = setting["batch"], int(setting["epochs"])
+    n_bins, batch, epochs, rate = setting
+    x, y = features(table, train, int(n_bins))
+    epochs = int(epochs)
     q = 1.0 if batch == "all" else min(1.0, int(batch) / len(x))
     weights, sigma = dp_logistic(x, y, epsilon=eps * share, batch=batch, epochs=epochs,
-                                 lr=float(setting["lr"]), seed=seed, delta=bench.DELTA)
+                                 lr=float(rate), seed=seed, delta=bench.DELTA)
     head = SubsampledGaussianEvent(sigma, q, max(1, round(epochs / q)))
     budget = Budget(eps, bench.DELTA)
     synth = DPARSynthesizer(epsilon=eps, delta=bench.DELTA, random_state=seed, **kw)
@@ -1051,4 +1053,4 @@ def target_head(table: bench.Table, train: Any, kw: dict[str, Any], share: float
     synth.fit_planned(train, table.schema, plan=plan, recorder=BudgetSession(budget),
                       noise=NoiseSource.create(seed, False))
     total = pld_epsilon([head, *plan.events], bench.DELTA)
-    return TargetHead(synth, table, int(setting["n_bins"]), weights, total)
+    return TargetHead(synth, table, int(n_bins), weights, total)

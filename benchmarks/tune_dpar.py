@@ -949,9 +949,7 @@ def fit(table: bench.Table, train: Any, cfg: dict[str, Any], eps: float, seed: i
     if cfg.get("order"):
         return exp.reordered(table, train, kw, str(cfg["order"]), eps, seed)
     if cfg.get("head"):
-        b, batch, epochs, rate = cfg["head_setting"]
-        return exp.target_head(table, train, kw, float(cfg["head"]),
-                               {"n_bins": b, "batch": batch, "epochs": epochs, "lr": rate},
+        return exp.target_head(table, train, kw, float(cfg["head"]), cfg["head_setting"],
                                eps, seed)
     if cfg.get("poe"):
         with exp.product_of_experts(int(cfg["poe"]), float(cfg.get("mix_share", 0.5)),

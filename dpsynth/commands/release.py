@@ -151,8 +151,8 @@ def release_command(
             raise fail("--cap-delta needs --cap-epsilon (the cap registers the dataset)",
                        EXIT_USAGE)
         params = parse_params(param or [])
-        hint = n_rows_in and model_choice_hint(synthesizer or "", epsilon, n_rows_in,
-                                               params.get("target"))
+        hint = (model_choice_hint(synthesizer or "", epsilon, n_rows_in, params.get("target"))
+                if n_rows_in else None)  # no count when streamed without a cap
         if hint:
             out.print(hint, highlight=False)
         with progress_bars(quiet) as tick:

@@ -317,7 +317,8 @@ class DPARSynthesizer(DPSGDSynthesizer):
         head_plan = None
         if plan is not None and recorder is not None:
             head_plan = plan.detail_as(DPSGDPlanWith).also[0]
-        features = target_head.TargetHead.feature_tokenizer(schema, column)
+        head = target_head.TargetHead.build(schema, column, int(self.n_bins), np.zeros(0),
+                                            bool(self.target_offset))
         j = self.tokenizer_.names.index(column)
         tokens = rows.cpu().numpy()
         y = tokens[:, j]
@@ -330,10 +331,10 @@ class DPARSynthesizer(DPSGDSynthesizer):
         spend = (contextlib.nullcontext() if head_plan is None or recorder is None
                  else recorder.spend(head_plan.purpose, head_plan.event))
         with spend:
-            weights = target_head.fit_head(target_head.active(features, data),
-                                           target_head.n_features(features), y, n_classes,
-                                           head_plan, noise, rate, offsets)
-        return target_head.TargetHead(column, features, weights, bool(self.target_offset))
+            head.weights = target_head.fit_head(
+                target_head.active(head.features, data), target_head.n_features(head.features),
+                y, n_classes, head_plan, noise, rate, offsets)
+        return head
 
     def _redraw_target(self, out: pd.DataFrame, tokens: np.ndarray,
                        rng: np.random.Generator) -> None:
@@ -345,9 +346,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
         offsets = (sampling.column_given_rest(self.model_, tokens, j, n_classes)
                    if head.offset else None)
         new = head.redraw(out, tokens[:, j], n_classes, rng, offsets)
-        one = TableTokenizer(int(self.n_bins)).fit(
-            Schema((self.schema_[head.column],), name="target"))
-        out[head.column] = one.inverse_transform(new[:, None], rng)[head.column].to_numpy()
+        out[head.column] = head.decode(new, rng)
 
     def _warm_start(self, model: nn.Module, public: torch.Tensor, objective: Objective,
                     noise: NoiseSource) -> None:
@@ -461,14 +460,15 @@ class DPARSynthesizer(DPSGDSynthesizer):
                 raise ModelFormatError(f"The model names the target {self.target!r} but its "
                                        "file holds no target head weights.")
             self._check_target(self.schema_)
-            features = target_head.TargetHead.feature_tokenizer(self.schema_, str(self.target))
-            if weights.shape[0] != target_head.n_features(features):
-                raise ModelFormatError(f"The saved target head has {weights.shape[0]} weight "
-                                       "rows; the schema's features need "
-                                       f"{target_head.n_features(features)}.")
-            self.head_ = target_head.TargetHead(str(self.target), features,
+            head = target_head.TargetHead.build(self.schema_, str(self.target),
+                                                int(self.n_bins),
                                                 np.asarray(weights, dtype=np.float64),
                                                 bool(self.target_offset))
+            if weights.shape[0] != target_head.n_features(head.features):
+                raise ModelFormatError(f"The saved target head has {weights.shape[0]} weight "
+                                       "rows; the schema's features need "
+                                       f"{target_head.n_features(head.features)}.")
+            self.head_ = head
         self.model_ = self._load_weights(build_model(self._config(), None), arrays)
         self._restore_run(state)
         self.grad_sample_mode_ = str(state.get("grad_sample_mode", ""))

@@ -91,11 +91,23 @@ class TargetHead:
     weights: np.ndarray
     offset: bool = False
 
+    #: Decodes the target's tokens alone (its codec at dpar's bins; see :meth:`build`).
+    target_tokens: TableTokenizer | None = None
+
     @classmethod
-    def feature_tokenizer(cls, schema: Schema, column: str) -> TableTokenizer:
-        """The tokenizer of every data column but ``column`` at ``FEATURE_BINS`` bins."""
+    def build(cls, schema: Schema, column: str, n_bins: int, weights: np.ndarray,
+              offset: bool) -> TargetHead:
+        """The head of ``column`` with its feature tokenizer and the target's decoder (at
+        dpar's ``n_bins``), both from the schema alone."""
+        target = TableTokenizer(n_bins).fit(Schema((schema[column],), name="target"))
+        return cls(column, cls.feature_tokenizer(schema, column), weights, offset, target)
+
+    @classmethod
+    def feature_tokenizer(cls, schema: Schema, column: str,
+                          n_bins: int = FEATURE_BINS) -> TableTokenizer:
+        """The tokenizer of every data column but ``column`` (``FEATURE_BINS`` bins)."""
         others = tuple(c for c in schema.data_columns if c.name != column)
-        return TableTokenizer(FEATURE_BINS).fit(Schema(others, name="features"))
+        return TableTokenizer(n_bins).fit(Schema(others, name="features"))
 
     def probabilities(self, rows: pd.DataFrame, frequencies: np.ndarray,
                       offsets: np.ndarray | None = None) -> np.ndarray:
@@ -116,6 +128,12 @@ class TargetHead:
         p = self.probabilities(rows, frequencies, offsets)
         u = rng.random(len(rows))[:, None]
         return np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), n_classes - 1)
+
+    def decode(self, tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The target's values for its ``tokens`` (a bin decoded by a uniform draw)."""
+        assert self.target_tokens is not None, "built by TargetHead.build"
+        return self.target_tokens.inverse_transform(tokens[:, None], rng)[
+            self.column].to_numpy()
 
 
 def active(tokenizer: TableTokenizer, rows: pd.DataFrame) -> np.ndarray:
