@@ -214,7 +214,8 @@ def fit(
             n_rows, frame_or_stream = len(frame), frame
             recorder = recorder_for(ledger, dataset, frame, table_schema)
         _show_plan(synth, table_schema, n_rows, recorder)
-        hint = model_choice_hint(name, synth.epsilon, n_rows, given.get("target"))
+        hint = model_choice_hint(name, synth.epsilon, n_rows, given.get("target"),
+                                 public=public is not None)
         if hint:
             out.print(hint, highlight=False)
         start = time.perf_counter()

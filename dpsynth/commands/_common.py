@@ -126,7 +126,7 @@ def print_table(table: object) -> None:
 
 
 def model_choice_hint(name: str, epsilon: float, n_rows: int,
-                      target: str | None = None) -> str | None:
+                      target: str | None = None, public: bool = False) -> str | None:
     """A one-line hint when ``docs/benchmarks.md`` says another table model did better.
 
     ``dpar`` trailed ``aim`` on TSTR on every table benchmarked below about 10,000 rows at
@@ -134,8 +134,10 @@ def model_choice_hint(name: str, epsilon: float, n_rows: int,
     SwissLabor); between the two the threshold is interpolated on a log scale, and above 4 it
     stays at 20,000 (not measured further). With a ``target`` (dpar's target head) its TSTR
     came level with aim's on the small tables, but aim's 3-way TVD stayed lower, and the
-    note says that instead. ``dpvae`` is kept as a reference only. Uses the row count and
-    epsilon alone (both public to the plan), so it costs no privacy.
+    note says that instead. With declared ``public`` rows it does not suggest a target (dpar
+    refuses the two together). ``dpvae`` is kept as a reference only. Uses the row count and
+    epsilon alone (both public to the plan), so it costs no privacy; ``n_rows`` is the rows
+    the generator fits on.
     """
     if name == "dpvae":
         return ("Note: dpvae learns little about how columns relate and is kept as a "
@@ -152,10 +154,12 @@ def model_choice_hint(name: str, epsilon: float, n_rows: int,
         return (f"Note: at {n_rows:,} rows and ε = {epsilon:g}, the target head brought "
                 "dpar's TSTR level with aim's on the tables dpsynth has benchmarked, but aim's "
                 f"marginals (3-way TVD) stayed closer to the data on every table {sizes}.")
+    advice = ("Consider --synthesizer aim unless you need dpar's conditional sampling or "
+              "declared public rows")
+    if not public:
+        advice += ", or name the column you will predict (--param target=COLUMN)"
     return (f"Note: at {n_rows:,} rows and ε = {epsilon:g}, aim gave higher TSTR than "
-            f"dpar on every table dpsynth has benchmarked {sizes}. Consider --synthesizer "
-            "aim unless you need dpar's conditional sampling or declared public rows, or "
-            "name the column you will predict (--param target=COLUMN).")
+            f"dpar on every table dpsynth has benchmarked {sizes}. {advice}.")
 
 
 def print_chosen(synth: BaseSynthesizer, given: Mapping[str, Any] | None = None) -> None:

@@ -151,7 +151,11 @@ def release_command(
             raise fail("--cap-delta needs --cap-epsilon (the cap registers the dataset)",
                        EXIT_USAGE)
         params = parse_params(param or [])
-        hint = (model_choice_hint(synthesizer or "", epsilon, n_rows_in, params.get("target"))
+        # the generator fits the rows left after the holdout (fewer with a time column, whose
+        # latest period is set aside too: the note's sizes are approximate anyway)
+        n_fit = n_rows_in - max(1, round(holdout_fraction * n_rows_in))
+        hint = (model_choice_hint(synthesizer or "", epsilon, n_fit, params.get("target"),
+                                  public=public is not None)
                 if n_rows_in else None)  # no count when streamed without a cap
         if hint:
             out.print(hint, highlight=False)

@@ -141,6 +141,8 @@ def test_model_choice_hint_follows_the_benchmarked_sizes(name, epsilon, n_rows, 
     assert (with_target is not None) is hinted
     if hinted and name == "dpar":
         assert "3-way TVD" in with_target and "higher TSTR" not in with_target
+        assert "target=COLUMN" in model_choice_hint(name, epsilon, n_rows)
+        assert "target=COLUMN" not in model_choice_hint(name, epsilon, n_rows, public=True)
 
 
 @pytest.mark.parametrize("args, needle", [
