@@ -41,8 +41,8 @@ import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
 from bench_table_models import DELTA, LOADERS, broken, split  # noqa: E402
+
 from dpsynth.evaluate import average_tvd, tstr_auc  # noqa: E402
 from dpsynth.evaluate.fidelity import discretize  # noqa: E402
 

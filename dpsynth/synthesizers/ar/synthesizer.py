@@ -342,10 +342,9 @@ class DPARSynthesizer(DPSGDSynthesizer):
         head = self.head_
         assert head is not None
         j = self.tokenizer_.names.index(head.column)
-        n_classes = self.tokenizer_.vocab_sizes[j]
-        offsets = (sampling.column_given_rest(self.model_, tokens, j, n_classes)
+        offsets = (sampling.column_given_rest(self.model_, tokens, j, head.n_classes)
                    if head.offset else None)
-        new = head.redraw(out, tokens[:, j], n_classes, rng, offsets)
+        new = head.redraw(out, tokens[:, j], rng, offsets)
         out[head.column] = head.decode(new, rng)
 
     def _warm_start(self, model: nn.Module, public: torch.Tensor, objective: Objective,

@@ -120,10 +120,17 @@ class TargetHead:
             logits = logits + offsets
         return shifted(logits, frequencies)
 
-    def redraw(self, rows: pd.DataFrame, drawn: np.ndarray, n_classes: int,
-               rng: np.random.Generator, offsets: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def n_classes(self) -> int:
+        """The target's number of tokens (its classes)."""
+        assert self.target_tokens is not None, "built by TargetHead.build"
+        return int(self.target_tokens.vocab_sizes[0])
+
+    def redraw(self, rows: pd.DataFrame, drawn: np.ndarray, rng: np.random.Generator,
+               offsets: np.ndarray | None = None) -> np.ndarray:
         """New target tokens for ``rows``: a draw from the regression, its intercepts shifted
         so that the classes keep the frequencies of ``drawn`` (dpar's tokens)."""
+        n_classes = self.n_classes
         frequencies = np.bincount(drawn, minlength=n_classes) / max(len(drawn), 1)
         p = self.probabilities(rows, frequencies, offsets)
         u = rng.random(len(rows))[:, None]

@@ -92,9 +92,10 @@ def test_redrawn_target_keeps_dpar_class_frequencies(copies):
     drawn = rng.integers(0, 6, 3000)
     drawn[:1500] = 0  # class 0 at more than half
     offsets = sampling.column_given_rest(synth.model_, synth.tokenizer_.transform(rows), 2, 6)
-    new = synth.head_.redraw(rows, drawn, 6, rng, offsets)
+    assert synth.head_.n_classes == synth.tokenizer_.vocab_sizes[2] == 6
+    new = synth.head_.redraw(rows, drawn, rng, offsets)
     with pytest.raises(ValueError, match="offsets"):
-        synth.head_.redraw(rows, drawn, 6, rng)
+        synth.head_.redraw(rows, drawn, rng)
     wanted = np.bincount(drawn, minlength=6) / 3000
     got = np.bincount(new, minlength=6) / 3000
     assert np.abs(got - wanted).max() < 0.03
