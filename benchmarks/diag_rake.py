@@ -56,6 +56,13 @@ TSTR by more than 0.01, and keeps at least 99 % of rows distinct.
 
     OMP_NUM_THREADS=1 python benchmarks/diag_rake.py randhie-wide 4 0 1 --shrunk
     OMP_NUM_THREADS=1 python benchmarks/diag_rake.py hmda 1 0 1 --shrunk
+
+Outcome of amendment 1 (same file): the rule failed, and no library lever was built. Against
+plain dpar at epsilon 4, ``shrunk`` left randhie-wide's mean 3-way TVD where it was (0.1349
+against 0.1342) and lowered the mean TSTR by 0.014; on HMDA at epsilon 1 it raised the 3-way
+TVD by 6 % (0.1351 against 0.1278). Every drawn row was distinct. The shrinkage weights were
+about 0.5 on randhie-wide and 0.06-0.08 on HMDA, where the noise (sigma 82 on 1,900 rows)
+swamps the histograms.
 """
 
 from __future__ import annotations
