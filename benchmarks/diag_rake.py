@@ -29,7 +29,7 @@ TSTR by more than 0.01.
 
 Outcome of the first runs (``results/diag_rake_session26.jsonl``): the rule failed. On
 randhie-wide ``noisy`` lowered the 3-way TVD by 10 % and 9 % (0.1335 -> 0.1202, 0.1357 ->
-0.1237) and TSTR by 0.018 on average; on HMDA it doubled the 3-way TVD. ``oracle`` lowered
+0.1237) and TSTR by 0.017 on average; on HMDA it nearly doubled the 3-way TVD. ``oracle`` lowered
 it by 30 % on randhie-wide and by half on HMDA (0.132 -> 0.066): much of dpar's error is in
 its 1-way marginals, but counts measured with noise on 20-bin histograms are too coarse a
 fix, and drawing n rows with replacement left 16-45 % duplicates.
