@@ -75,10 +75,11 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from bench_table_models import DELTA, LOADERS, broken, split  # noqa: E402
+from bench_table_models import DELTA, LOADERS, Table, broken, split  # noqa: E402
 
 from dpsynth.evaluate import average_tvd, tstr_auc  # noqa: E402
 from dpsynth.evaluate.fidelity import discretize  # noqa: E402
@@ -111,6 +112,20 @@ def rake(codes: np.ndarray, targets: list[np.ndarray], sweeps: int = SWEEPS) -> 
             factor = np.where(have > 0, want / np.maximum(have, 1e-12), 1.0)
             w = w * np.clip(factor, 0.05, 20.0)[codes[:, j]]
     return w
+
+
+def scores(table: Table, train: pd.DataFrame, test: pd.DataFrame,
+           rows: pd.DataFrame) -> dict[str, Any]:
+    """The benchmark's scores of synthetic ``rows``, and the share of them that are distinct."""
+    s = table.schema
+    return {
+        "tvd1": round(average_tvd(train, rows, s, way=1), 4),
+        "tvd2": round(average_tvd(train, rows, s, way=2), 4),
+        "tvd3": round(average_tvd(train, rows, s, way=3, max_marginals=200), 4),
+        "tstr": round(tstr_auc(rows, test, s, table.target, positive=table.positive), 4),
+        "broken": {k: round(broken(rows, p, c), 4) for k, p, c in table.implications},
+        "distinct": round(len(rows.drop_duplicates()) / len(rows), 4),
+    }
 
 
 def eps_of_rho(rho: float, delta: float) -> float:
@@ -173,13 +188,7 @@ def shrunk(name: str, eps: float, seeds: list[int]) -> None:
                 "table": name, "epsilon": eps, "seed": seed, "variant": label,
                 "eps_fit": eps if label == "plain" else round(eps_fit, 4),
                 "sigma": round(sigma, 1), "mean_lambda": round(float(np.mean(lambdas)), 3)
-                if label == "shrunk" else None,
-                "tvd1": round(average_tvd(train, rows, s, way=1), 4),
-                "tvd2": round(average_tvd(train, rows, s, way=2), 4),
-                "tvd3": round(average_tvd(train, rows, s, way=3, max_marginals=200), 4),
-                "tstr": round(tstr_auc(rows, test, s, table.target, positive=table.positive), 4),
-                "broken": {k: round(broken(rows, p, c), 4) for k, p, c in table.implications},
-                "distinct": round(len(rows.drop_duplicates()) / len(rows), 4),
+                if label == "shrunk" else None, **scores(table, train, test, rows),
             }), flush=True)
 
 
@@ -219,12 +228,7 @@ def main() -> None:
             print(json.dumps({
                 "table": name, "epsilon": eps, "seed": seed, "variant": label,
                 "sigma": round(sigma, 1) if label == "noisy" else None,
-                "tvd1": round(average_tvd(train, rows, s, way=1), 4),
-                "tvd2": round(average_tvd(train, rows, s, way=2), 4),
-                "tvd3": round(average_tvd(train, rows, s, way=3, max_marginals=200), 4),
-                "tstr": round(tstr_auc(rows, test, s, table.target, positive=table.positive), 4),
-                "broken": {k: round(broken(rows, p, c), 4) for k, p, c in table.implications},
-                "distinct": round(len(rows.drop_duplicates()) / len(rows), 4),
+                **scores(table, train, test, rows),
             }), flush=True)
 
 
