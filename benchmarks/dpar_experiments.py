@@ -767,6 +767,8 @@ def debiased_rows(synth: Any, n_rows: int, factor: int, seed: int) -> Any:
     the data reweighted by ``w``; if the model fits that reweighted distribution,
     ``p_data(x)`` is proportional to ``p_model(x) / w(x)``, so resampling model draws by
     ``1 / w`` undoes the reweighting. It reads only the released model (post-processing).
+    With a target head (``target=...``), each kept row's target is then redrawn by the head
+    (twenty-sixth session), as the library's ``sample`` does.
     """
     import torch
 
@@ -782,7 +784,10 @@ def debiased_rows(synth: Any, n_rows: int, factor: int, seed: int) -> Any:
     keys = np.log(rng.random(len(weights))) / weights  # the n largest: a weighted draw
     keep = np.sort(np.argpartition(-keys, n_rows - 1)[:n_rows])
     rows = synth.tokenizer_.inverse_transform(tokens[keep], rng)
-    return rows[[c.name for c in synth.schema_.data_columns]].reset_index(drop=True)
+    rows = rows[[c.name for c in synth.schema_.data_columns]].reset_index(drop=True)
+    if getattr(synth, "head_", None) is not None:  # the target head redraws the target
+        synth._redraw_target(rows, tokens[keep], np.random.default_rng(seed + 31))
+    return rows
 
 
 def sharpened(temperature: float, min_p: float) -> contextlib.AbstractContextManager[None]:
