@@ -137,10 +137,13 @@ PUBLIC_GENERATORS = ("dpar-public", "dpar-public-only", "dpar-public-warm",
 #: ``dpar-head`` (twenty-fifth session): dpar with the target redrawn from a DP-SGD logistic
 #: regression worth ``head`` of epsilon alone, the two composed by PLD to epsilon
 #: (``dpar_experiments.target_head``); ``--params`` gives ``head`` and ``head_setting``.
+#: ``dpar-target-debias`` (twenty-sixth session, declared in ``tune_dpar.py``): the same fit
+#: as ``dpar-target``, drawn with the clip correction (``dpar_experiments.debiased_rows``,
+#: 5 times the rows) and the target redrawn by the head.
 #: ``dpar-target``: the library's dpar told the table's TSTR target (``target=``).
 OPTION_GENERATORS = ("dpar-target",)
 EXPERIMENT_GENERATORS = ("dpar-mixture16", "dpar-mixture64", "dpar-poe64-50", "dpar-poe64-80",
-                         "dpar-head")
+                         "dpar-head", "dpar-target-debias")
 Mask = Callable[[pd.DataFrame], np.ndarray]
 
 
@@ -575,7 +578,7 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
 
         use = gen.removeprefix("dpar-public-").replace("-", "+")
         synth = exp.public_fit(table, train, public, dict(overrides), {"use": use}, eps, seed)
-    elif gen == "dpar-target":
+    elif gen in ("dpar-target", "dpar-target-debias"):
         overrides = {**overrides, "target": table.target}  # recorded with the result
         synth = make("dpar", eps, seed, overrides).fit(train, table.schema)
     elif gen == "dpar-head":
@@ -600,7 +603,12 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
     else:
         synth = make(gen, eps, seed, overrides).fit(train, table.schema)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    rows = synth.sample(len(train), random_state=seed)
+    if gen == "dpar-target-debias":
+        import dpar_experiments as exp
+
+        rows = exp.debiased_rows(synth, len(train), 5, seed)
+    else:
+        rows = synth.sample(len(train), random_state=seed)
     s = table.schema
     return {
         "generator": gen, "epsilon": eps if gen != "dpar-ref" else math.inf,
