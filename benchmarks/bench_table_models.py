@@ -137,9 +137,10 @@ PUBLIC_GENERATORS = ("dpar-public", "dpar-public-only", "dpar-public-warm",
 #: ``dpar-head`` (twenty-fifth session): dpar with the target redrawn from a DP-SGD logistic
 #: regression worth ``head`` of epsilon alone, the two composed by PLD to epsilon
 #: (``dpar_experiments.target_head``); ``--params`` gives ``head`` and ``head_setting``.
-#: ``dpar-target-debias`` (twenty-sixth session, declared in ``tune_dpar.py``): the same fit
-#: as ``dpar-target``, drawn with the clip correction (``dpar_experiments.debiased_rows``,
-#: 5 times the rows) and the target redrawn by the head.
+#: ``dpar-target-debias`` (twenty-sixth session, see ``tune_dpar.py``): the same fit as
+#: ``dpar-target``, drawn with the clip correction (``dpar_experiments.debiased_rows``, 5
+#: times the rows) and the target redrawn by the head. Its tuning gate failed; it ran on
+#: Adult and CPS1988 only as a measurement, declared after that gate, that chooses nothing.
 #: ``dpar-target``: the library's dpar told the table's TSTR target (``target=``).
 OPTION_GENERATORS = ("dpar-target",)
 EXPERIMENT_GENERATORS = ("dpar-mixture16", "dpar-mixture64", "dpar-poe64-50", "dpar-poe64-80",
