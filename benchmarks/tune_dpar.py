@@ -934,6 +934,9 @@ get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favou
   ``dpar-target-debias`` on Adult and CPS1988 at epsilon 1 and 4 (seed 0), beside the
   ``dpar-target`` lines of the twenty-fifth session (the same fits). It is reported whatever
   it shows and chooses nothing: no rule, nothing into the library this session.
+  Extended, before its runs, to CPS1988 seeds 1 and 2 (``dpar-target``,
+  ``dpar-target-debias`` and aim at epsilon 1 and 4), to see whether seed 0's lead holds;
+  again a measurement that chooses nothing.
 
     OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
         '[{"learning_rate": 0.01, "lr_schedule": "constant"}, {"lr_schedule": "cosine"}]' 3
