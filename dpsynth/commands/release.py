@@ -126,6 +126,7 @@ def release_command(
         from dpsynth.commands._common import progress_bars
         from dpsynth.data.io import read_table
         from dpsynth.release import release
+        from dpsynth.release.core import holdout_size
         from dpsynth.schema import Schema
 
         table_schema = Schema.load(schema)
@@ -153,9 +154,9 @@ def release_command(
         params = parse_params(param or [])
         # the generator fits the rows left after the holdout (fewer with a time column, whose
         # latest period is set aside too: the note's sizes are approximate anyway)
-        n_fit = n_rows_in - max(1, round(holdout_fraction * n_rows_in))
-        hint = (model_choice_hint(synthesizer or "", epsilon, n_fit, params.get("target"),
-                                  public=public is not None)
+        hint = (model_choice_hint(synthesizer or "", epsilon,
+                                  n_rows_in - holdout_size(n_rows_in, holdout_fraction),
+                                  params.get("target"), public=public is not None)
                 if n_rows_in else None)  # no count when streamed without a cap
         if hint:
             out.print(hint, highlight=False)

@@ -424,6 +424,11 @@ def _open_ledger(ledger: Ledger | str | Path | None, dataset: str, cap: Budget |
                                content_hash=identity.content_hash)
 
 
+def holdout_size(n: int, fraction: float) -> int:
+    """How many of ``n`` rows (or users) :func:`split_holdout` holds out: at least one."""
+    return max(1, round(fraction * n))
+
+
 def split_holdout(data: pd.DataFrame, schema: Schema, fraction: float,
                   seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(train, holdout)``: a random ``fraction`` of the rows (of the users, with a
@@ -431,11 +436,11 @@ def split_holdout(data: pd.DataFrame, schema: Schema, fraction: float,
     rng = np.random.default_rng(seed)
     if schema.user_key:
         keys = pd.unique(data[schema.user_key])
-        held = set(rng.choice(keys, size=max(1, round(fraction * len(keys))), replace=False))
+        held = set(rng.choice(keys, size=holdout_size(len(keys), fraction), replace=False))
         mask = data[schema.user_key].isin(held).to_numpy()
     else:
         mask = np.zeros(len(data), dtype=bool)
-        mask[rng.choice(len(data), size=max(1, round(fraction * len(data))), replace=False)] = 1
+        mask[rng.choice(len(data), size=holdout_size(len(data), fraction), replace=False)] = 1
     return data.loc[~mask], data.loc[mask]
 
 
@@ -577,5 +582,5 @@ def _sample(plan: ReleasePlan, synth: BaseSynthesizer, inputs: Inputs, seeds: At
 
 
 __all__ = ["DEFAULT_HOLDOUT_FRACTION", "SAMPLE_CHUNK_ROWS", "AttemptOutcome", "Inputs",
-           "ReleasePlan", "ReleaseResult", "carry_out", "final_decision", "release", "run_plan",
-           "split_holdout"]
+           "ReleasePlan", "ReleaseResult", "carry_out", "final_decision", "holdout_size",
+           "release", "run_plan", "split_holdout"]

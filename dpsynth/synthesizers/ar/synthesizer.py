@@ -301,10 +301,11 @@ class DPARSynthesizer(DPSGDSynthesizer):
         self.grad_sample_mode_ = mode
         self._record_run(log, rep)
         # after dpar's run, so that dpar draws what it would draw without a target
+        model.eval()
         self.head_ = None if self.target is None else self._fit_head(
-            data, schema, rows, plan, recorder, noise, model.eval())
+            data, schema, rows, plan, recorder, noise, model)
         self.device_ = device
-        self.model_ = model.eval()
+        self.model_ = model
 
     def _fit_head(self, data: pd.DataFrame, schema: Schema, rows: torch.Tensor,
                   plan: FitPlan | None, recorder: SpendRecorder | None,
@@ -320,20 +321,19 @@ class DPARSynthesizer(DPSGDSynthesizer):
         head = target_head.TargetHead.build(schema, column, int(self.n_bins), np.zeros(0),
                                             bool(self.target_offset))
         j = self.tokenizer_.names.index(column)
-        tokens = rows.cpu().numpy()
-        y = tokens[:, j]
-        n_classes = self.tokenizer_.vocab_sizes[j]
-        offsets = (sampling.column_given_rest(model, tokens, j, n_classes)  # type: ignore[arg-type]
-                   if self.target_offset else None)
         rate = target_head.head_rate(float(self.target_share) * plan.budget.epsilon
                                      if head_plan is not None and plan is not None
                                      else float("inf"))
         spend = (contextlib.nullcontext() if head_plan is None or recorder is None
                  else recorder.spend(head_plan.purpose, head_plan.event))
-        with spend:
+        with spend:  # every read of the rows for the head comes after its spend is recorded
+            tokens = rows.cpu().numpy()
+            offsets = (sampling.column_given_rest(model, tokens, j,  # type: ignore[arg-type]
+                                                  head.n_classes)
+                       if self.target_offset else None)
             head.weights = target_head.fit_head(
                 target_head.active(head.features, data), target_head.n_features(head.features),
-                y, n_classes, head_plan, noise, rate, offsets)
+                tokens[:, j], head.n_classes, head_plan, noise, rate, offsets)
         return head
 
     def _redraw_target(self, out: pd.DataFrame, tokens: np.ndarray,
