@@ -790,6 +790,22 @@ def debiased_rows(synth: Any, n_rows: int, factor: int, seed: int) -> Any:
     return rows
 
 
+def noise_scaled_clip(table: bench.Table, n_rows: int, kw: dict[str, Any], eps: float,
+                      noise_std: float) -> float:
+    """The clip ``max(1, noise_std / sigma)`` of the ``"noise_std"`` key: ``sigma`` the noise
+    multiplier dpar's plan calibrates for ``n_rows`` rows at ``(eps, delta)`` with the
+    settings ``kw`` (the row count and the budget only; the plan does not depend on the
+    clip), so that the noise's standard deviation ``sigma C`` is ``noise_std`` once the clip
+    passes 1 and the clip rises towards the rows' gradient norms as epsilon grows."""
+    from dpsynth.synthesizers.ar import DPARSynthesizer
+    from dpsynth.synthesizers.plan import DPSGDPlan
+
+    plan = DPARSynthesizer(epsilon=eps, delta=bench.DELTA, **kw).plan_budget(table.schema,
+                                                                            n_rows)
+    sigma = plan.detail_as(DPSGDPlan).noise_multiplier
+    return max(1.0, noise_std / sigma) if sigma > 0 else math.inf
+
+
 def sharpened(temperature: float, min_p: float) -> contextlib.AbstractContextManager[None]:
     """dpar's draws at ``temperature`` with min-p truncation (the ``"sampling"`` key): for
     the context, every ``ARTransformer``'s :meth:`column_logits`, which sampling draws
