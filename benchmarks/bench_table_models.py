@@ -141,10 +141,13 @@ PUBLIC_GENERATORS = ("dpar-public", "dpar-public-only", "dpar-public-warm",
 #: ``dpar-target``, drawn with the clip correction (``dpar_experiments.debiased_rows``, 5
 #: times the rows) and the target redrawn by the head. Its tuning gate failed; it ran on
 #: Adult and CPS1988 only as a measurement, declared after that gate, that chooses nothing.
+#: ``dpar-target-clip40`` (twenty-seventh session, see ``tune_dpar.py``): ``dpar-target``
+#: with the clip ``max(1, 40 / sigma)`` (``dpar_experiments.noise_scaled_clip``), which
+#: grows with epsilon; its evaluation, declared before its runs, decides whether it goes in.
 #: ``dpar-target``: the library's dpar told the table's TSTR target (``target=``).
 OPTION_GENERATORS = ("dpar-target",)
 EXPERIMENT_GENERATORS = ("dpar-mixture16", "dpar-mixture64", "dpar-poe64-50", "dpar-poe64-80",
-                         "dpar-head", "dpar-target-debias")
+                         "dpar-head", "dpar-target-debias", "dpar-target-clip40")
 Mask = Callable[[pd.DataFrame], np.ndarray]
 
 
@@ -581,6 +584,13 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
         synth = exp.public_fit(table, train, public, dict(overrides), {"use": use}, eps, seed)
     elif gen in ("dpar-target", "dpar-target-debias"):
         overrides = {**overrides, "target": table.target}  # recorded with the result
+        synth = make("dpar", eps, seed, overrides).fit(train, table.schema)
+    elif gen == "dpar-target-clip40":
+        import dpar_experiments as exp
+
+        overrides = {**overrides, "target": table.target}
+        clip = exp.noise_scaled_clip(table, len(train), overrides, eps, 40.0)
+        overrides["max_grad_norm"] = round(clip, 4)  # recorded with the result
         synth = make("dpar", eps, seed, overrides).fit(train, table.schema)
     elif gen == "dpar-head":
         import dpar_experiments as exp
