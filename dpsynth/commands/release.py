@@ -156,7 +156,8 @@ def release_command(
         # latest period is set aside too: the note's sizes are approximate anyway)
         hint = (model_choice_hint(synthesizer or "", epsilon,
                                   n_rows_in - holdout_size(n_rows_in, holdout_fraction),
-                                  params.get("target"), public=public is not None)
+                                  params.get("target"), public=public is not None,
+                                  predicts=target)
                 if n_rows_in else None)  # no count when streamed without a cap
         if hint:
             out.print(hint, highlight=False)

@@ -145,6 +145,19 @@ def test_model_choice_hint_follows_the_benchmarked_sizes(name, epsilon, n_rows, 
         assert "target=COLUMN" not in model_choice_hint(name, epsilon, n_rows, public=True)
 
 
+def test_model_choice_hint_names_the_release_target_for_dpar():
+    from dpsynth.commands._common import model_choice_hint
+
+    large = model_choice_hint("dpar", 1.0, 50_000, predicts="income")
+    assert large is not None and "--param target=income" in large
+    assert "--param target=income" in model_choice_hint("dpar", 1.0, 100, predicts="income")
+    assert model_choice_hint("dpar", 1.0, 50_000) is None  # no column to name
+    assert model_choice_hint("dpar", 1.0, 50_000, "income", predicts="income") is None
+    assert model_choice_hint("dpar", 1.0, 50_000, public=True, predicts="income") is None
+    assert model_choice_hint("aim", 1.0, 50_000, predicts="income") is None
+    assert model_choice_hint("dpar", float("inf"), 50_000, predicts="income") is None
+
+
 @pytest.mark.parametrize("args, needle", [
     (("--epsilon", "0"), "'epsilon'"),
     (("--epsilon", "-1"), "'epsilon'"),

@@ -301,7 +301,7 @@ def test_release_with_declared_public_rows(files, tmp_path):
 
     fit_rows = 2600 - round(DEFAULT_HOLDOUT_FRACTION * 2600)  # the rows left after the holdout
     assert f"at {fit_rows:,} rows" in said
-    assert "target=COLUMN" not in said  # dpar refuses a target with declared public rows
+    assert "--param target=" not in said  # dpar refuses a target with declared public rows
     card = DatasetCard.load(tmp_path / "bundle")
     assert card.source.public_rows["rows"] == 400 and card.source.n_rows == 2600
     assert "--public" in card.provenance.invocation
