@@ -9,6 +9,17 @@ resampling (Rubin, "Using the SIR algorithm to simulate posterior distributions"
 the fixed tokens, ``prod_{j fixed} p(x_j | x_<j)``, and one candidate kept in proportion to its
 weight. The kept row follows ``p(free | fixed)`` as ``k`` grows; with the fixed columns
 first in the order every weight is equal and the draw is exact for any ``k``.
+
+:func:`clip_weights` gives the weights of the clip correction (``DPARSynthesizer``'s
+``clip_correction``). With (nearly) every row's gradient clipped, DP-SGD's fixed point solves
+``sum_i w_i g_i = 0`` with ``w_i = min(1, C / ||g_i||)``: the maximum-likelihood fit of the
+data reweighted by ``w``, which under-weights the rows the model fits worst (rare values and
+combinations; Chen, Wu and Hong, "Understanding gradient clipping in private SGD: a
+geometric perspective", NeurIPS 2020). If the model fits that reweighted distribution, the
+data's is proportional to the model's times ``1 / w(x) = max(1, ||g(x)|| / C)``, the row's
+gradient norm at the released weights over the clip, so drawing from the model and
+resampling by that weight undoes the reweighting. It reads only the released model: it is
+post-processing and costs no privacy.
 """
 
 from __future__ import annotations
@@ -16,7 +27,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dpsynth.synthesizers.ar.model import ARTransformer
+from dpsynth.synthesizers._bookkeeping import BookkeepingClipper
+from dpsynth.synthesizers.ar.model import ARTransformer, RowLoss
 
 FREE = -1  #: marks a column to draw in a ``fixed`` token matrix
 CHUNK = 8192
@@ -85,11 +97,15 @@ def _draw_chunk(model: ARTransformer, fixed: torch.Tensor, gen: torch.Generator
 
 
 def sample_conditional(model: ARTransformer, fixed: np.ndarray, gen: torch.Generator,
-                       rng: np.random.Generator, candidates: int) -> np.ndarray:
-    """One row per row of ``fixed``, drawn by SIR over ``candidates`` clamped draws each."""
+                       rng: np.random.Generator, candidates: int,
+                       clip: float | None = None) -> np.ndarray:
+    """One row per row of ``fixed``, drawn by SIR over ``candidates`` clamped draws each;
+    with ``clip``, each candidate's weight is also multiplied by its :func:`clip_weights`."""
     n, t = fixed.shape
     many = np.repeat(fixed, candidates, axis=0)
     tokens, logw = draw_tokens(model, many, gen)
+    if clip is not None:
+        logw = logw + np.log(clip_weights(model, tokens, clip))
     logw = logw.reshape(n, candidates)
     cdf = np.cumsum(np.exp(logw - logw.max(axis=1, keepdims=True)), axis=1)
     u = np.asarray(rng.random(n))[:, None] * cdf[:, -1:]
@@ -97,4 +113,45 @@ def sample_conditional(model: ARTransformer, fixed: np.ndarray, gen: torch.Gener
     return tokens.reshape(n, candidates, t)[np.arange(n), pick]
 
 
-__all__ = ["FREE", "draw_tokens", "sample_conditional"]
+def row_gradient_norms(model: ARTransformer, tokens: np.ndarray, chunk: int = 4096
+                       ) -> np.ndarray:
+    """The norm of each row's gradient of its negative log-likelihood (:class:`RowLoss`) at
+    the model's weights, ``(n,)``: book-keeping's per-row norms, one backward pass per
+    ``chunk`` rows (the weights are left unchanged and without gradients)."""
+    device = next(model.parameters()).device
+    loss = RowLoss()
+    loss.reduction = "none"
+    clipper = BookkeepingClipper(model, 1.0)
+    out = []
+    clipper.attach()
+    try:
+        with torch.enable_grad():
+            for start in range(0, len(tokens), chunk):
+                part = torch.from_numpy(tokens[start:start + chunk]).to(device)
+                norms = clipper.backward(loss(model(part), part))
+                out.append(norms.detach().double().cpu().numpy())
+    finally:
+        clipper.detach()
+        for p in model.parameters():
+            p.grad = None
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def clip_weights(model: ARTransformer, tokens: np.ndarray, clip: float) -> np.ndarray:
+    """``max(1, ||g(x)|| / clip)`` for each row ``x`` of ``tokens`` (see the module
+    docstring): the inverse of the weight the clip gave such a row in training."""
+    return np.maximum(1.0, row_gradient_norms(model, tokens) / float(clip))
+
+
+def weighted_subset(weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The indices (sorted) of ``n`` of the rows drawn without replacement with probability
+    in proportion to ``weights`` at each draw (Efraimidis and Spirakis, "Weighted random
+    sampling with a reservoir", 2006: the ``n`` largest keys ``u^(1 / w)``)."""
+    if n >= len(weights):
+        return np.arange(len(weights))
+    keys = np.log(rng.random(len(weights))) / weights
+    return np.sort(np.argpartition(-keys, n - 1)[:n])
+
+
+__all__ = ["FREE", "clip_weights", "draw_tokens", "row_gradient_norms", "sample_conditional",
+           "weighted_subset"]

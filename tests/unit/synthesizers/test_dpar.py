@@ -15,7 +15,7 @@ from tables import every_kind_table
 from dpsynth.errors import DataValidationError, NotFittedError, ParameterError
 from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers import _dpsgd, _dpsgd_base
-from dpsynth.synthesizers.ar import DPARSynthesizer
+from dpsynth.synthesizers.ar import DPARSynthesizer, sampling
 from dpsynth.synthesizers.ar.model import (
     ARConfig,
     ARTransformer,
@@ -356,11 +356,93 @@ def test_save_load_reproduces_samples(fitted, tmp_path, network):
     (dict(network="mixture"), "network"),
     (dict(network="experts", grad_sample_mode="ghost"), "network"),
     (dict(network="experts", distributed=True), "network"),
+    (dict(clip_correction="yes"), "clip_correction"),
+    (dict(clip_correction=True, network="experts"), "clip_correction"),
 ])
 def test_bad_params_raise_parameter_error(params, name):
     df, schema = _table()
     with pytest.raises(ParameterError, match=f"The '{name}' parameter of DPARSynthesizer"):
         DPARSynthesizer(**{**FAST, **params}).fit(df, schema)
+
+
+# -- the clip correction ---------------------------------------------------------------------
+def test_row_gradient_norms_are_each_rows_own_gradient_norm(fitted):
+    synth, _, _ = fitted
+    fixed = np.full((6, len(synth.tokenizer_.codecs_)), sampling.FREE, np.int64)
+    tokens, _ = sampling.draw_tokens(synth.model_, fixed, torch.Generator().manual_seed(0))
+    norms = sampling.row_gradient_norms(synth.model_, tokens, chunk=4)  # two chunks
+    loss = RowLoss()
+    for i in range(len(tokens)):  # one row at a time, by plain autograd
+        synth.model_.zero_grad()
+        row = torch.from_numpy(tokens[i:i + 1])
+        loss(synth.model_(row), row).backward()
+        own = torch.cat([p.grad.flatten() for p in synth.model_.parameters()
+                         if p.grad is not None]).norm()
+        assert norms[i] == pytest.approx(float(own), rel=1e-4)
+    synth.model_.zero_grad(set_to_none=True)
+    assert all(p.grad is None for p in synth.model_.parameters())
+
+
+def test_weighted_subset_draws_in_proportion_to_the_weights():
+    weights = np.array([1.0, 1.0, 1.0, 1.0, 4.0])
+    rng = np.random.default_rng(0)
+    picks = np.array([sampling.weighted_subset(weights, 1, rng)[0] for _ in range(4000)])
+    assert np.mean(picks == 4) == pytest.approx(0.5, abs=0.03)  # 4 / (4 + 4)
+    two = sampling.weighted_subset(weights, 2, rng)
+    assert len(set(two.tolist())) == 2 and list(two) == sorted(two)  # without replacement
+    assert list(sampling.weighted_subset(weights, 9, rng)) == [0, 1, 2, 3, 4]
+
+
+def test_clip_correction_keeps_the_rows_the_clip_underweighted(fitted, monkeypatch):
+    synth, df, schema = fitted
+    corrected = DPARSynthesizer(epsilon=1.0, random_state=0, clip_correction=True, **FAST
+                                ).fit(df, schema)
+    for name, weights in synth.model_.state_dict().items():  # the same fit: it is sampling
+        assert torch.equal(weights, corrected.model_.state_dict()[name])
+    assert corrected.privacy_ == synth.privacy_
+    seen: list[np.ndarray] = []
+    weigh = sampling.clip_weights
+
+    def spy(model, tokens, clip):
+        seen.append(weigh(model, tokens, clip))
+        return seen[-1]
+
+    monkeypatch.setattr(sampling, "clip_weights", spy)
+    rows = corrected.sample(300, random_state=1)
+    assert len(rows) == 300 and len(seen[0]) == 300 * corrected.CLIP_CORRECTION_POOL
+    assert seen[0].min() >= 1.0 and seen[0].max() > 1.0  # every row's gradient was clipped
+    pd.testing.assert_frame_equal(rows, corrected.sample(300, random_state=1))
+    grey = corrected.tokenizer_.value_tokens("colour", pd.Series(["grey"]))[0]
+    j = corrected.tokenizer_.names.index("colour")
+
+    def planted(model, tokens, clip):  # rows of the rarest colour weigh 1,000 times more
+        return np.where(tokens[:, j] == grey, 1000.0, 1.0)
+
+    monkeypatch.setattr(sampling, "clip_weights", planted)
+    plain_share = synth.sample(300, random_state=1)["colour"].eq("grey").mean()
+    kept_share = corrected.sample(300, random_state=1)["colour"].eq("grey").mean()
+    assert plain_share < 0.2 and kept_share > 2 * plain_share  # the weights chose the rows
+    assert corrected.sample_conditional({"colour": "blue"}, 20, random_state=0)[
+        "colour"].eq("blue").all()
+
+
+def test_clip_correction_does_nothing_without_dp():
+    df, schema = _table()
+    plain = DPARSynthesizer(epsilon=math.inf, random_state=0, **FAST).fit(df, schema)
+    on = DPARSynthesizer(epsilon=math.inf, random_state=0, clip_correction=True, **FAST
+                         ).fit(df, schema)
+    pd.testing.assert_frame_equal(plain.sample(200, random_state=2),
+                                  on.sample(200, random_state=2))
+
+
+def test_clip_correction_survives_save_and_load(tmp_path):
+    df, schema = _table()
+    synth = DPARSynthesizer(epsilon=1.0, random_state=0, clip_correction=True, **FAST
+                            ).fit(df, schema)
+    again = DPARSynthesizer.load(synth.save(tmp_path / "m"))
+    assert again.clip_correction is True
+    pd.testing.assert_frame_equal(again.sample(100, random_state=4),
+                                  synth.sample(100, random_state=4))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
