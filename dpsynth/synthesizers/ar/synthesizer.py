@@ -157,7 +157,8 @@ class DPARSynthesizer(DPSGDSynthesizer):
         reweighted by ``1 / ||g(x)||``, so the rows the model fits worst (rare values and
         combinations) come out too rarely, and more budget does not fix it. With the
         correction, ``sample`` draws ``CLIP_CORRECTION_POOL`` (5) times the rows and keeps
-        the wanted number by weighted sampling without replacement, weight
+        the wanted number by weighted sampling without replacement (in blocks of at most
+        ``CLIP_CORRECTION_BLOCK``, 65,536, kept rows, which bounds the pool's memory), weight
         ``max(1, ||g(x)|| / max_grad_norm)`` at the released weights
         (:mod:`~dpsynth.synthesizers.ar.sampling`); ``sample_conditional`` multiplies its
         candidates' weights by the same. It reads only the released model: no privacy
@@ -212,8 +213,10 @@ class DPARSynthesizer(DPSGDSynthesizer):
     #: The automatic epochs (``epochs=None``), and the fewest steps of a plain run with them.
     DP_EPOCHS: ClassVar[float] = 20.0
     PLAIN_MIN_STEPS: ClassVar[int] = 250
-    #: Rows drawn per row kept by the clip correction (``clip_correction=True``).
+    #: Rows drawn per row kept by the clip correction (``clip_correction=True``), and the
+    #: most rows it keeps from one pool (its memory bound).
     CLIP_CORRECTION_POOL: ClassVar[int] = 5
+    CLIP_CORRECTION_BLOCK: ClassVar[int] = 65_536
     #: The automatic learning rates with and without DP-SGD (``learning_rate=None``).
     DP_LEARNING_RATE: ClassVar[float] = 3e-2
     PLAIN_LEARNING_RATE: ClassVar[float] = 1e-2
@@ -415,12 +418,20 @@ class DPARSynthesizer(DPSGDSynthesizer):
 
     def _sample(self, n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
         clip = self._clip_to_undo()
-        pool = n_rows if clip is None else self.CLIP_CORRECTION_POOL * n_rows
-        fixed = np.full((pool, len(self.tokenizer_.codecs_)), sampling.FREE, np.int64)
-        tokens, _ = sampling.draw_tokens(self.model_, fixed, self._generator(rng))
-        if clip is not None:
-            weights = sampling.clip_weights(self.model_, tokens, clip)
-            tokens = tokens[sampling.weighted_subset(weights, n_rows, rng)]
+        gen = self._generator(rng)
+        width = len(self.tokenizer_.codecs_)
+        if clip is None:
+            fixed = np.full((n_rows, width), sampling.FREE, np.int64)
+            tokens, _ = sampling.draw_tokens(self.model_, fixed, gen)
+        else:  # block by block, so the pool holds at most POOL x BLOCK rows at a time
+            kept = []
+            for start in range(0, n_rows, self.CLIP_CORRECTION_BLOCK):
+                m = min(self.CLIP_CORRECTION_BLOCK, n_rows - start)
+                fixed = np.full((self.CLIP_CORRECTION_POOL * m, width), sampling.FREE, np.int64)
+                pool, _ = sampling.draw_tokens(self.model_, fixed, gen)
+                weights = sampling.clip_weights(self.model_, pool, clip)
+                kept.append(pool[sampling.weighted_subset(weights, m, rng)])
+            tokens = np.concatenate(kept)
         out = self.tokenizer_.inverse_transform(tokens, rng)
         if getattr(self, "head_", None) is not None:
             self._redraw_target(out, tokens, rng)

@@ -426,6 +426,24 @@ def test_clip_correction_keeps_the_rows_the_clip_underweighted(fitted, monkeypat
         "colour"].eq("blue").all()
 
 
+def test_clip_correction_draws_block_by_block(fitted, monkeypatch):
+    _, df, schema = fitted
+    synth = DPARSynthesizer(epsilon=1.0, random_state=0, clip_correction=True, **FAST
+                            ).fit(df, schema)
+    pools: list[int] = []
+    weigh = sampling.clip_weights
+
+    def spy(model, tokens, clip):
+        pools.append(len(tokens))
+        return weigh(model, tokens, clip)
+
+    monkeypatch.setattr(sampling, "clip_weights", spy)
+    monkeypatch.setattr(DPARSynthesizer, "CLIP_CORRECTION_BLOCK", 100)
+    rows = synth.sample(250, random_state=5)
+    assert len(rows) == 250 and pools == [500, 500, 250]  # 5 x 100, 5 x 100, 5 x 50
+    pd.testing.assert_frame_equal(rows, synth.sample(250, random_state=5))
+
+
 def test_clip_correction_does_nothing_without_dp():
     df, schema = _table()
     plain = DPARSynthesizer(epsilon=math.inf, random_state=0, **FAST).fit(df, schema)
