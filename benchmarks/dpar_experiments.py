@@ -757,26 +757,15 @@ def row_gradient_norms(module: Any, tokens: Any, chunk: int = 256) -> Any:
 
 
 def bookkeeping_row_norms(module: Any, tokens: Any, chunk: int = 4096) -> Any:
-    """What :func:`row_gradient_norms` gives, by book-keeping (one backward pass per chunk
-    of rows, the norms of DP-SGD's own clipper) in place of per-row ``vmap`` gradients: the
-    same figures up to float rounding, many times faster."""
+    """What :func:`row_gradient_norms` gives, by book-keeping (the library's
+    ``sampling.row_gradient_norms``: one backward pass per chunk of rows with DP-SGD's own
+    clipper) in place of per-row ``vmap`` gradients: the same figures up to float rounding,
+    many times faster."""
     import torch
 
-    from dpsynth.synthesizers._bookkeeping import BookkeepingClipper
-    from dpsynth.synthesizers.ar.model import RowLoss
+    from dpsynth.synthesizers.ar import sampling as ar_sampling
 
-    loss = RowLoss()
-    loss.reduction = "none"
-    clipper = BookkeepingClipper(module, 1.0)
-    clipper.attach()
-    try:
-        norms = [clipper.backward(loss(module(tokens[i:i + chunk]), tokens[i:i + chunk]))
-                 .detach() for i in range(0, len(tokens), chunk)]
-    finally:
-        clipper.detach()
-        for p in module.parameters():
-            p.grad = None
-    return torch.cat(norms)
+    return torch.from_numpy(ar_sampling.row_gradient_norms(module, tokens.numpy(), chunk))
 
 
 def debiased_rows(synth: Any, n_rows: int, factor: int, seed: int) -> Any:
@@ -806,8 +795,7 @@ def debiased_rows(synth: Any, n_rows: int, factor: int, seed: int) -> Any:
     norms = bookkeeping_row_norms(synth.model_, torch.from_numpy(tokens)).double().numpy()
     weights = np.maximum(1.0, norms / float(synth.max_grad_norm))
     rng = np.random.default_rng(seed + 29)
-    keys = np.log(rng.random(len(weights))) / weights  # the n largest: a weighted draw
-    keep = np.sort(np.argpartition(-keys, n_rows - 1)[:n_rows])
+    keep = ar_sampling.weighted_subset(weights, n_rows, rng)  # the library's weighted draw
     rows = synth.tokenizer_.inverse_transform(tokens[keep], rng)
     rows = rows[[c.name for c in synth.schema_.data_columns]].reset_index(drop=True)
     if getattr(synth, "head_", None) is not None:  # the target head redraws the target
