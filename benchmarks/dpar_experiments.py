@@ -747,27 +747,6 @@ def reordered(table: bench.Table, train: Any, kw: dict[str, Any], how: str, eps:
                            **kw).fit(train[schema.names], schema)
 
 
-def row_gradient_norms(module: Any, tokens: Any, chunk: int = 256) -> Any:
-    """Per-row gradient norms ``(len(tokens),)`` of :class:`RowLoss` at the module's weights."""
-    import torch
-
-    _, flat = _per_row_gradients(module)
-    return torch.cat([flat(tokens[i:i + chunk]).norm(dim=1)
-                      for i in range(0, len(tokens), chunk)])
-
-
-def bookkeeping_row_norms(module: Any, tokens: Any, chunk: int = 4096) -> Any:
-    """What :func:`row_gradient_norms` gives, by book-keeping (the library's
-    ``sampling.row_gradient_norms``: one backward pass per chunk of rows with DP-SGD's own
-    clipper) in place of per-row ``vmap`` gradients: the same figures up to float rounding,
-    many times faster."""
-    import torch
-
-    from dpsynth.synthesizers.ar import sampling as ar_sampling
-
-    return torch.from_numpy(ar_sampling.row_gradient_norms(module, tokens.numpy(), chunk))
-
-
 def debiased_rows(synth: Any, n_rows: int, factor: int, seed: int) -> Any:
     """``n_rows`` rows of a fitted dpar, corrected for the clip's bias (the ``"debias"`` key).
 
@@ -780,9 +759,12 @@ def debiased_rows(synth: Any, n_rows: int, factor: int, seed: int) -> Any:
     ``p_data(x)`` is proportional to ``p_model(x) / w(x)``, so resampling model draws by
     ``1 / w`` undoes the reweighting. It reads only the released model (post-processing).
     With a target head (``target=...``), each kept row's target is then redrawn by the head
-    (twenty-sixth session), as the library's ``sample`` does. The norms are book-keeping's
-    since the twenty-seventh session (:func:`bookkeeping_row_norms`; the earlier lines used
-    :func:`row_gradient_norms`, equal to about 1e-6 relative).
+    (twenty-sixth session), as the library's ``sample`` does. Since the twenty-seventh
+    session the weights are the library's ``sampling.clip_weights`` (book-keeping's per-row
+    norms; the earlier lines used per-row ``vmap`` gradients through
+    :func:`_per_row_gradients`, equal to about 1e-6 relative). It keeps its own seeds
+    (``seed + 23``, ``+ 29``, ``+ 31``) so that the recorded lines reproduce; the library's
+    ``clip_correction=True`` draws the same way from its own stream.
     """
     import torch
 
@@ -792,8 +774,7 @@ def debiased_rows(synth: Any, n_rows: int, factor: int, seed: int) -> Any:
     free = np.full((factor * n_rows, len(synth.tokenizer_.codecs_)), ar_sampling.FREE,
                    np.int64)
     tokens, _ = ar_sampling.draw_tokens(synth.model_, free, gen)
-    norms = bookkeeping_row_norms(synth.model_, torch.from_numpy(tokens)).double().numpy()
-    weights = np.maximum(1.0, norms / float(synth.max_grad_norm))
+    weights = ar_sampling.clip_weights(synth.model_, tokens, float(synth.max_grad_norm))
     rng = np.random.default_rng(seed + 29)
     keep = ar_sampling.weighted_subset(weights, n_rows, rng)  # the library's weighted draw
     rows = synth.tokenizer_.inverse_transform(tokens[keep], rng)

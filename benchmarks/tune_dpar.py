@@ -1049,7 +1049,7 @@ get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favou
   CPS1988's 3-way TVD gap to aim by about two thirds over three seeds and Adult's by 0.005
   (seed 0). Those evaluation figures are already seen, so they decide nothing here: every
   run below is on an epsilon or seeds the correction has not run on. The norms now come
-  from book-keeping (``dpar_experiments.bookkeeping_row_norms``: the vmap norms to 1e-6,
+  from book-keeping (``sampling.row_gradient_norms`` of the library: the vmap norms to 1e-6,
   5x faster on a small model), so a pool of 5 n rows is affordable on Adult's 39,074.
   Gate (tuning tables, fresh): Fertility at epsilon 4, seeds 2 and 3: the mean 3-way TVD
   falls by at least 0.005 and TSTR by at most 0.01; HMDA at epsilon 4, seeds 0-2: the

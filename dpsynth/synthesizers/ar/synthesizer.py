@@ -418,20 +418,20 @@ class DPARSynthesizer(DPSGDSynthesizer):
 
     def _sample(self, n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
         clip = self._clip_to_undo()
+        pool = 1 if clip is None else self.CLIP_CORRECTION_POOL
         gen = self._generator(rng)
-        width = len(self.tokenizer_.codecs_)
-        if clip is None:
-            fixed = np.full((n_rows, width), sampling.FREE, np.int64)
+        kept = []
+        # block by block, so a corrected draw holds at most POOL x BLOCK rows at a time (the
+        # block is a multiple of draw_tokens' chunk, so plain draws are the same either way)
+        for start in range(0, n_rows, self.CLIP_CORRECTION_BLOCK):
+            m = min(self.CLIP_CORRECTION_BLOCK, n_rows - start)
+            fixed = np.full((pool * m, len(self.tokenizer_.codecs_)), sampling.FREE, np.int64)
             tokens, _ = sampling.draw_tokens(self.model_, fixed, gen)
-        else:  # block by block, so the pool holds at most POOL x BLOCK rows at a time
-            kept = []
-            for start in range(0, n_rows, self.CLIP_CORRECTION_BLOCK):
-                m = min(self.CLIP_CORRECTION_BLOCK, n_rows - start)
-                fixed = np.full((self.CLIP_CORRECTION_POOL * m, width), sampling.FREE, np.int64)
-                pool, _ = sampling.draw_tokens(self.model_, fixed, gen)
-                weights = sampling.clip_weights(self.model_, pool, clip)
-                kept.append(pool[sampling.weighted_subset(weights, m, rng)])
-            tokens = np.concatenate(kept)
+            if clip is not None:
+                weights = sampling.clip_weights(self.model_, tokens, clip)
+                tokens = tokens[sampling.weighted_subset(weights, m, rng)]
+            kept.append(tokens)
+        tokens = np.concatenate(kept)
         out = self.tokenizer_.inverse_transform(tokens, rng)
         if getattr(self, "head_", None) is not None:
             self._redraw_target(out, tokens, rng)
