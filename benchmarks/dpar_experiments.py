@@ -800,18 +800,20 @@ def noise_scaled_clip(table: bench.Table, n_rows: int, kw: dict[str, Any], eps: 
     return max(1.0, noise_std / sigma) if sigma > 0 else math.inf
 
 
-def sharpened(temperature: float, min_p: float) -> contextlib.AbstractContextManager[None]:
+def sharpened(temperature: float, min_p: float, gate: float = 0.0
+              ) -> contextlib.AbstractContextManager[None]:
     """dpar's draws at ``temperature`` with min-p truncation (the ``"sampling"`` key): for
     the context, every ``ARTransformer``'s :meth:`column_logits`, which sampling draws
     from, are divided by ``temperature`` and tokens below ``min_p`` times the likeliest one
-    masked out. Nothing is patched at (1, 0)."""
+    masked out, in the rows whose likeliest token has probability at least ``gate`` (all
+    rows at 0). Nothing is patched at (1, 0)."""
     if (temperature, min_p) == (1.0, 0.0):
         return contextlib.nullcontext()
-    return _sharpened_logits(temperature, min_p)
+    return _sharpened_logits(temperature, min_p, gate)
 
 
 @contextlib.contextmanager
-def _sharpened_logits(temperature: float, min_p: float) -> Iterator[None]:
+def _sharpened_logits(temperature: float, min_p: float, gate: float) -> Iterator[None]:
     import torch
 
     from dpsynth.synthesizers.ar.model import ARTransformer
@@ -822,7 +824,10 @@ def _sharpened_logits(temperature: float, min_p: float) -> Iterator[None]:
         z = original(self, tokens, j).float() / temperature
         if min_p > 0:
             logp = torch.log_softmax(z, dim=-1)
-            keep = logp >= logp.amax(dim=-1, keepdim=True) + math.log(min_p)
+            top = logp.amax(dim=-1, keepdim=True)
+            keep = logp >= top + math.log(min_p)
+            if gate > 0:
+                keep = keep | (top < math.log(gate))
             z = torch.where(keep, z, torch.full_like(z, -math.inf))
         return z
 
