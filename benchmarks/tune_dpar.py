@@ -1100,6 +1100,16 @@ get ``tvd3_rest``: the 3-way TVD without those columns, whose bin decoding favou
   seeds 8-11 at epsilon 1 and 4; Adult seed 3 and CPS1988 seed 5 at epsilon 4), where it
   must lower the largest rule's mean break share on every small table and meet (b) and (c)
   (0.02 on the small tables). Only then does it become the default of dpar's sampling.
+  *Result* (``results/dpar_tuning_session28.jsonl``): **it fails (a) and (b); nothing goes
+  into the library.** No variant moves the rules of Affairs or HousePrices by more than a
+  tenth (largest break 52 % / 30 % on Affairs at epsilon 1 / 4, 76 % / 45 % on HousePrices,
+  under every variant within 0.04 of that): dpar has not learned those rules at all, so
+  there is no stray mass to cut. randhie-wide breaks none in the plain draw. The cut costs
+  the large tables: Fertility's 3-way TVD rises by 41-221 % (0.046 -> 0.065 for the gated
+  0.05, 0.147 for plain 0.05) and randhie-wide's by 4-34 %. Plain min-p helps only the
+  noisiest tables (HMDA at epsilon 1: 0.134 -> 0.112, TSTR +0.02 to +0.05; Affairs 2-6 %),
+  as in the ninth session. A seed outside the declared ones (Affairs seed 20) was drawn
+  once to check the plumbing before the runs.
 
     OMP_NUM_THREADS=1 python benchmarks/tune_dpar.py hmda 4 \\
         '[{"learning_rate": 0.01, "lr_schedule": "constant"}, {"lr_schedule": "cosine"}]' 3
