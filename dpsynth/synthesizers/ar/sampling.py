@@ -20,6 +20,18 @@ data's is proportional to the model's times ``1 / w(x) = max(1, ||g(x)|| / C)``,
 gradient norm at the released weights over the clip, so drawing from the model and
 resampling by that weight undoes the reweighting. It reads only the released model: it is
 post-processing and costs no privacy.
+
+Systematic draws (``systematic=True``; ``DPARSynthesizer``'s ``draw="systematic"``) keep each
+row's law and remove most of the multinomial noise that independent draws add to every
+sampled marginal. For each column, the rows are put in the lexicographic order of the
+tokens drawn so far, and the tokens are handed out one value at a time: value ``v`` goes to
+a systematic sample (Madow, "On the theory of systematic sampling, II", Annals of
+Mathematical Statistics 1949) of the rows that have no token yet, row ``i`` included with
+probability ``p_i(v) / (p_i(v) + p_i(v + 1) + ...)``. Row ``i`` thus gets ``v`` with
+probability ``p_i(v)``, exactly as with an independent draw, while the number of rows that
+get ``v`` in any run of neighbours (rows sharing their first columns) stays within one of
+its expectation at each step. The rows are no longer independent of each other, as with
+the rounded ancestral sampling of marginal models.
 """
 
 from __future__ import annotations
@@ -62,9 +74,11 @@ def column_given_rest(model: ARTransformer, tokens: np.ndarray, j: int, n_classe
 
 
 @torch.no_grad()
-def draw_tokens(model: ARTransformer, fixed: np.ndarray, gen: torch.Generator
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens for every row of ``fixed`` (``FREE`` entries drawn, others kept).
+def draw_tokens(model: ARTransformer, fixed: np.ndarray, gen: torch.Generator,
+                systematic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens for every row of ``fixed`` (``FREE`` entries drawn, others kept), drawn
+    independently or, with ``systematic``, by :func:`systematic_choice` (within chunks of
+    ``CHUNK`` rows).
 
     Returns the tokens ``(n, T)`` and, per row, the log-probability the model gives its
     fixed tokens (0 for a row without fixed tokens).
@@ -73,7 +87,7 @@ def draw_tokens(model: ARTransformer, fixed: np.ndarray, gen: torch.Generator
     tokens_out, logw_out = [], []
     for start in range(0, len(fixed), CHUNK):
         part = torch.from_numpy(fixed[start:start + CHUNK]).to(device)
-        tokens, logw = _draw_chunk(model, part, gen)
+        tokens, logw = _draw_chunk(model, part, gen, systematic)
         tokens_out.append(tokens.cpu().numpy())
         logw_out.append(logw.cpu().numpy())
     if not tokens_out:
@@ -81,16 +95,51 @@ def draw_tokens(model: ARTransformer, fixed: np.ndarray, gen: torch.Generator
     return np.concatenate(tokens_out), np.concatenate(logw_out)
 
 
-def _draw_chunk(model: ARTransformer, fixed: torch.Tensor, gen: torch.Generator
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def systematic_choice(prob: torch.Tensor, order: torch.Tensor, draw: torch.Tensor,
+                      gen: torch.Generator) -> torch.Tensor:
+    """One value per row of ``prob`` ``(n, v)`` (rows summing to 1): row ``i`` gets value
+    ``k`` with probability ``prob[i, k]``; the rows are coupled as in the module docstring,
+    taken in ``order``. Rows where ``draw`` is False take no part (their entry is -1)."""
+    n, v = prob.shape
+    p = prob[order].double()
+    tail = p.flip(1).cumsum(1).flip(1)  # p(k) + p(k + 1) + ... for each row and k
+    undecided = draw[order].clone()
+    out = torch.full((n,), -1, dtype=torch.long, device=prob.device)
+    shifts = torch.rand(v, generator=gen, device=prob.device, dtype=torch.float64)
+    zero = torch.zeros(1, dtype=torch.float64, device=prob.device)
+    for k in range(v):
+        q = torch.where(tail[:, k] > 0, p[:, k] / tail[:, k].clamp(min=1e-300),
+                        torch.ones_like(p[:, k])).clamp(0.0, 1.0)
+        q = torch.where(undecided, q, torch.zeros_like(q))
+        upper = q.cumsum(0)
+        lower = torch.cat([zero, upper[:-1]])
+        hit = undecided & (torch.floor(upper - shifts[k]) > torch.floor(lower - shifts[k]))
+        out[hit] = k
+        undecided &= ~hit
+        if not bool(undecided.any()):
+            break
+    result = torch.empty_like(out)
+    result[order] = out
+    return result
+
+
+def _draw_chunk(model: ARTransformer, fixed: torch.Tensor, gen: torch.Generator,
+                systematic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     n, t = fixed.shape
     tokens = fixed.clamp(min=0).clone()
     logw = torch.zeros(n, dtype=torch.float64, device=fixed.device)
+    prefix = torch.zeros(n, dtype=torch.long, device=fixed.device)  # rank of x_<j's tokens
     for j in range(t):
         logp = torch.log_softmax(model.column_logits(tokens, j).float(), dim=-1)
         free = fixed[:, j] == FREE
-        drawn = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)
+        if systematic:
+            order = torch.argsort(prefix, stable=True)
+            drawn = systematic_choice(logp.exp(), order, free, gen).clamp(min=0)
+        else:
+            drawn = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(1)
         tokens[:, j] = torch.where(free, drawn, fixed[:, j].clamp(min=0))
+        if systematic:
+            prefix = torch.unique(prefix * logp.shape[1] + tokens[:, j], return_inverse=True)[1]
         given = logp.gather(1, tokens[:, j:j + 1]).squeeze(1).double()
         logw += torch.where(free, torch.zeros_like(given), given)
     return tokens, logw
@@ -154,4 +203,4 @@ def weighted_subset(weights: np.ndarray, n: int, rng: np.random.Generator) -> np
 
 
 __all__ = ["FREE", "clip_weights", "draw_tokens", "row_gradient_norms", "sample_conditional",
-           "weighted_subset"]
+           "systematic_choice", "weighted_subset"]

@@ -49,6 +49,9 @@ from dpsynth.synthesizers.plan import DPSGDPlan, DPSGDPlanWith, FitPlan
 
 logger = logging.getLogger(__name__)
 
+#: ``DPARSynthesizer``'s ways of drawing rows (``draw``).
+DRAWS = ("iid", "systematic")
+
 TRAIN_PURPOSE = "train:dpar"
 _INT_PARAMS = ("n_bins", "d_model", "n_layers", "n_heads")
 
@@ -170,6 +173,14 @@ class DPARSynthesizer(DPSGDSynthesizer):
         tuning table it helped less (randhie-wide: -0.002), and it was not run on the small
         tables. Sampling 39,074 rows of Adult took 47 CPU-seconds instead of 9 (five times
         the draws, and one backward pass per row drawn). See ``docs/benchmarks.md``.
+    draw:
+        ``"iid"`` (default): every row drawn independently from the model. ``"systematic"``:
+        each row still follows the model, but the rows are drawn together so that every
+        sampled marginal is close to the model's own instead of carrying the noise of
+        independent draws (:func:`~dpsynth.synthesizers.ar.sampling.systematic_choice`,
+        Madow's systematic sampling, as marginal models' rounded draws do). It applies to
+        ``sample``; ``sample_conditional`` draws independently. Post-processing: no privacy
+        cost.
 
     Declared public rows
     --------------------
@@ -232,7 +243,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
                  distributed: bool = False, lr_schedule: str = "cosine",
                  network: str = "transformer", target: str | None = None,
                  target_share: float = 0.3, target_offset: bool = True,
-                 clip_correction: bool = False):
+                 clip_correction: bool = False, draw: str = "iid"):
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state,
                          secure_mode=secure_mode, discovery_fraction=discovery_fraction,
                          epochs=epochs, batch_size=batch_size,
@@ -249,6 +260,7 @@ class DPARSynthesizer(DPSGDSynthesizer):
         self.target_share = target_share
         self.target_offset = target_offset
         self.clip_correction = clip_correction
+        self.draw = draw
 
     # -- parameters -----------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -426,7 +438,8 @@ class DPARSynthesizer(DPSGDSynthesizer):
         for start in range(0, n_rows, self.CLIP_CORRECTION_BLOCK):
             m = min(self.CLIP_CORRECTION_BLOCK, n_rows - start)
             fixed = np.full((pool * m, len(self.tokenizer_.codecs_)), sampling.FREE, np.int64)
-            tokens, _ = sampling.draw_tokens(self.model_, fixed, gen)
+            tokens, _ = sampling.draw_tokens(self.model_, fixed, gen,
+                                             systematic=self.draw == "systematic")
             if clip is not None:
                 weights = sampling.clip_weights(self.model_, tokens, clip)
                 tokens = tokens[sampling.weighted_subset(weights, m, rng)]
@@ -586,6 +599,8 @@ def _param_problems(synth: DPARSynthesizer) -> list[ParameterError]:
         out.append(param_error("clip_correction", "False with network='experts' (its clip "
                                "groups weigh a row's gradient apart)", synth.clip_correction,
                                owner))
+    if synth.draw not in DRAWS:
+        out.append(param_error("draw", " or ".join(map(repr, DRAWS)), synth.draw, owner))
     share = synth.target_share
     if not number(share) or not 0.0 < float(share) < 1.0:
         out.append(param_error("target_share", "a number strictly between 0 and 1", share,

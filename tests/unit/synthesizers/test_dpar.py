@@ -358,6 +358,7 @@ def test_save_load_reproduces_samples(fitted, tmp_path, network):
     (dict(network="experts", distributed=True), "network"),
     (dict(clip_correction="yes"), "clip_correction"),
     (dict(clip_correction=True, network="experts"), "clip_correction"),
+    (dict(draw="sobol"), "draw"),
 ])
 def test_bad_params_raise_parameter_error(params, name):
     df, schema = _table()
@@ -461,6 +462,71 @@ def test_clip_correction_survives_save_and_load(tmp_path):
     assert again.clip_correction is True
     pd.testing.assert_frame_equal(again.sample(100, random_state=4),
                                   synth.sample(100, random_state=4))
+
+
+# -- systematic draws ------------------------------------------------------------------------
+_GROUP_LAWS = torch.tensor([[0.5, 0.3, 0.2, 0.0], [0.1, 0.0, 0.1, 0.8],
+                            [0.25, 0.25, 0.25, 0.25]])
+
+
+def test_systematic_choice_keeps_each_rows_law():
+    gen = torch.Generator().manual_seed(0)
+    group = torch.randint(0, 3, (900,), generator=gen)
+    prob, order = _GROUP_LAWS[group], torch.argsort(group, stable=True)
+    draw = torch.ones(900, dtype=torch.bool)
+    draw[::7] = False  # these rows take no part
+    first_row = {k: int(torch.nonzero(draw & (group == k))[0]) for k in range(3)}
+    counts = np.zeros((3, 4))
+    for _ in range(1500):
+        got = sampling.systematic_choice(prob, order, draw, gen)
+        assert (got[~draw] == -1).all() and (got[draw] >= 0).all()
+        assert (prob[draw].gather(1, got[draw, None]) > 0).all()  # never a value of law 0
+        for k, i in first_row.items():  # one fixed row per law, over repeated draws
+            counts[k, int(got[i])] += 1
+    np.testing.assert_allclose(counts / 1500, _GROUP_LAWS.numpy(), atol=0.04)
+
+
+def test_systematic_choice_counts_stay_near_their_expectation():
+    gen = torch.Generator().manual_seed(1)
+    group = torch.randint(0, 3, (3000,), generator=gen)
+    prob, order = _GROUP_LAWS[group], torch.argsort(group, stable=True)
+    draw = torch.ones(3000, dtype=torch.bool)
+    worst_systematic, worst_iid = 0.0, 0.0
+    for _ in range(20):
+        got = sampling.systematic_choice(prob, order, draw, gen)
+        iid = torch.multinomial(prob, 1, generator=gen).squeeze(1)
+        for k in range(3):  # each law's rows form one run of neighbours in the order
+            rows = group == k
+            expected = _GROUP_LAWS[k].numpy() * int(rows.sum())
+            worst_systematic = max(worst_systematic, float(np.abs(
+                np.bincount(got[rows].numpy(), minlength=4) - expected).max()))
+            worst_iid = max(worst_iid, float(np.abs(
+                np.bincount(iid[rows].numpy(), minlength=4) - expected).max()))
+    assert worst_systematic <= 2.0 < 10.0 < worst_iid  # independent draws stray by tens
+
+
+def test_systematic_draws_follow_the_model_and_hit_its_first_column(fitted, tmp_path):
+    synth, df, schema = fitted
+    model = synth.model_
+    fixed = np.full((2000, len(synth.tokenizer_.codecs_)), sampling.FREE, np.int64)
+    tokens, _ = sampling.draw_tokens(model, fixed, torch.Generator().manual_seed(3),
+                                     systematic=True)
+    with torch.no_grad():  # the first column's law is the same for every row
+        first = torch.softmax(model.column_logits(torch.from_numpy(tokens[:1]), 0).float(),
+                              -1)[0].numpy()
+    counts = np.bincount(tokens[:, 0], minlength=len(first))
+    assert np.abs(counts - 2000 * first).max() <= 1.0
+    iid, _ = sampling.draw_tokens(model, fixed, torch.Generator().manual_seed(3))
+    assert np.abs(np.bincount(iid[:, 0], minlength=len(first)) - 2000 * first).max() > 1.0
+    on = DPARSynthesizer(epsilon=1.0, random_state=0, draw="systematic", **FAST
+                         ).fit(df, schema)
+    rows = on.sample(300, random_state=1)
+    assert list(rows.columns) == list(synth.sample(5, random_state=0).columns)
+    assert len(rows) == 300 and len(rows.drop_duplicates()) > 250  # not one row repeated
+    pd.testing.assert_frame_equal(rows, on.sample(300, random_state=1))
+    again = DPARSynthesizer.load(on.save(tmp_path / "systematic"))
+    assert again.draw == "systematic"
+    pd.testing.assert_frame_equal(again.sample(300, random_state=1), rows)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
