@@ -562,8 +562,11 @@ def make(gen: str, eps: float, seed: int, overrides: dict[str, Any]) -> Any:
 
 
 def run_one(table: Table, gen: str, eps: float, seed: int,
-            overrides: dict[str, Any], opt_in: float | None = None) -> dict[str, Any]:
-    """Fit one generator on the 80 % split and score it. With ``opt_in``, that share of the
+            overrides: dict[str, Any], opt_in: float | None = None,
+            draws: tuple[str, ...] = ("iid",)) -> list[dict[str, Any]]:
+    """Fit one generator on the 80 % split and score it, one record per dpar ``draw`` in
+    ``draws`` (the same fit drawn each way; ``"+systematic"`` is appended to the name of a
+    systematic draw's record; other generators are drawn once). With ``opt_in``, that share of the
     split is declared public (:func:`opt_in_split`): every generator fits the private rest,
     which the TVDs and TRTR are read against, and only the ``dpar-public*`` ones read the
     public rows: ``dpar-public`` through the library (``fit(..., public=...)``), the others
@@ -614,26 +617,33 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
     else:
         synth = make(gen, eps, seed, overrides).fit(train, table.schema)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    if gen == "dpar-target-debias":
-        import dpar_experiments as exp
+    out = []
+    for draw in (draws if hasattr(synth, "draw") else ("iid",)):
+        if hasattr(synth, "draw"):
+            synth.draw = draw
+        if gen == "dpar-target-debias":
+            import dpar_experiments as exp
 
-        rows = exp.debiased_rows(synth, len(train), 5, seed)
-    else:
-        rows = synth.sample(len(train), random_state=seed)
-    s = table.schema
-    return {
-        "generator": gen, "epsilon": eps if gen != "dpar-ref" else math.inf,
-        "params": overrides if gen.startswith("dpar") else {},
-        "spent": None if synth.privacy_ is None else round(synth.privacy_.epsilon, 4),
-        "tvd1": round(average_tvd(train, rows, s, way=1), 4),
-        "tvd2": round(average_tvd(train, rows, s, way=2), 4),
-        "tvd3": round(average_tvd(train, rows, s, way=3, max_marginals=200), 4),
-        "tstr": round(tstr_auc(rows, test, s, table.target, positive=table.positive), 4),
-        "trtr": round(tstr_auc(train, test, s, table.target, positive=table.positive), 4),
-        "broken": {name: round(broken(rows, p, c), 4) for name, p, c in table.implications},
-        "fit_cpu_s": round(cpu, 1), "fit_wall_s": round(wall, 1), "n_train": len(train),
-        **({} if public is None else {"opt_in": opt_in, "n_public": len(public)}),
-    }
+            rows = exp.debiased_rows(synth, len(train), 5, seed)
+        else:
+            rows = synth.sample(len(train), random_state=seed)
+        s = table.schema
+        out.append({
+            "generator": gen if draw == "iid" else f"{gen}+{draw}",
+            "epsilon": eps if gen != "dpar-ref" else math.inf,
+            "params": overrides if gen.startswith("dpar") else {},
+            "spent": None if synth.privacy_ is None else round(synth.privacy_.epsilon, 4),
+            "tvd1": round(average_tvd(train, rows, s, way=1), 4),
+            "tvd2": round(average_tvd(train, rows, s, way=2), 4),
+            "tvd3": round(average_tvd(train, rows, s, way=3, max_marginals=200), 4),
+            "tstr": round(tstr_auc(rows, test, s, table.target, positive=table.positive), 4),
+            "trtr": round(tstr_auc(train, test, s, table.target, positive=table.positive), 4),
+            "broken": {name: round(broken(rows, p, c), 4)
+                       for name, p, c in table.implications},
+            "fit_cpu_s": round(cpu, 1), "fit_wall_s": round(wall, 1), "n_train": len(train),
+            **({} if public is None else {"opt_in": opt_in, "n_public": len(public)}),
+        })
+    return out
 
 
 def main() -> None:
@@ -649,6 +659,9 @@ def main() -> None:
                         help="cut each table to this many rows (seeded) before the split")
     parser.add_argument("--opt-in", type=float, default=None,
                         help="declare this share of the training rows public (an experiment)")
+    parser.add_argument("--draws", nargs="+", default=["iid"], choices=("iid", "systematic"),
+                        help="dpar's draws of each fit (its draw parameter); a systematic "
+                             "draw's record is named GENERATOR+systematic")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
@@ -669,11 +682,12 @@ def main() -> None:
                         else args.epsilons):
                 if gen in ("aim", "mst") and not math.isfinite(eps):
                     continue
-                record = {"dataset": name, **run_one(table, gen, eps, args.seed, overrides,
-                                                     args.opt_in),
-                          **({} if args.rows is None else {"rows": len(table.df)})}
-                print(json.dumps(record), flush=True)
-                saved.append(record)
+                for one in run_one(table, gen, eps, args.seed, overrides, args.opt_in,
+                                   tuple(args.draws)):
+                    record = {"dataset": name, "seed": args.seed, **one,
+                              **({} if args.rows is None else {"rows": len(table.df)})}
+                    print(json.dumps(record), flush=True)
+                    saved.append(record)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps(saved, indent=1))
 
