@@ -563,14 +563,16 @@ def make(gen: str, eps: float, seed: int, overrides: dict[str, Any]) -> Any:
 
 def run_one(table: Table, gen: str, eps: float, seed: int,
             overrides: dict[str, Any], opt_in: float | None = None,
-            draws: tuple[str, ...] = ("iid",)) -> list[dict[str, Any]]:
+            draws: tuple[str, ...] = ("iid",), redraws: int = 1) -> list[dict[str, Any]]:
     """Fit one generator on the 80 % split and score it, one record per dpar ``draw`` in
     ``draws`` (the same fit drawn each way; ``"+systematic"`` is appended to the name of a
-    systematic draw's record; other generators are drawn once). With ``opt_in``, that share of the
-    split is declared public (:func:`opt_in_split`): every generator fits the private rest,
-    which the TVDs and TRTR are read against, and only the ``dpar-public*`` ones read the
-    public rows: ``dpar-public`` through the library (``fit(..., public=...)``), the others
-    through ``dpar_experiments.public_fit``."""
+    systematic draw's record; other generators are drawn once). With ``redraws`` > 1 each
+    way is drawn that many times (sampling seeds ``seed``, then ``1000 seed + r``): the
+    figures are the means over the draws, and ``broken_draws`` keeps each draw's. With
+    ``opt_in``, that share of the split is declared public (:func:`opt_in_split`): every
+    generator fits the private rest, which the TVDs and TRTR are read against, and only the
+    ``dpar-public*`` ones read the public rows: ``dpar-public`` through the library
+    (``fit(..., public=...)``), the others through ``dpar_experiments.public_fit``."""
     train, test = split(table, seed)
     public = None
     if opt_in is not None:
@@ -621,25 +623,37 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
     for draw in (draws if hasattr(synth, "draw") else ("iid",)):
         if hasattr(synth, "draw"):
             synth.draw = draw
-        if gen == "dpar-target-debias":
-            import dpar_experiments as exp
-
-            rows = exp.debiased_rows(synth, len(train), 5, seed)
-        else:
-            rows = synth.sample(len(train), random_state=seed)
         s = table.schema
+        scores = []
+        for r in range(redraws):
+            state = seed if r == 0 else 1000 * seed + r
+            if gen == "dpar-target-debias":
+                import dpar_experiments as exp
+
+                rows = exp.debiased_rows(synth, len(train), 5, state)
+            else:
+                rows = synth.sample(len(train), random_state=state)
+            scores.append({
+                "tvd1": average_tvd(train, rows, s, way=1),
+                "tvd2": average_tvd(train, rows, s, way=2),
+                "tvd3": average_tvd(train, rows, s, way=3, max_marginals=200),
+                "tstr": tstr_auc(rows, test, s, table.target, positive=table.positive),
+                "broken": {name: broken(rows, p, c) for name, p, c in table.implications}})
+        mean = {k: round(float(np.mean([sc[k] for sc in scores])), 4)
+                for k in ("tvd1", "tvd2", "tvd3", "tstr")}
         out.append({
             "generator": gen if draw == "iid" else f"{gen}+{draw}",
             "epsilon": eps if gen != "dpar-ref" else math.inf,
             "params": overrides if gen.startswith("dpar") else {},
             "spent": None if synth.privacy_ is None else round(synth.privacy_.epsilon, 4),
-            "tvd1": round(average_tvd(train, rows, s, way=1), 4),
-            "tvd2": round(average_tvd(train, rows, s, way=2), 4),
-            "tvd3": round(average_tvd(train, rows, s, way=3, max_marginals=200), 4),
-            "tstr": round(tstr_auc(rows, test, s, table.target, positive=table.positive), 4),
+            **mean,
             "trtr": round(tstr_auc(train, test, s, table.target, positive=table.positive), 4),
-            "broken": {name: round(broken(rows, p, c), 4)
-                       for name, p, c in table.implications},
+            "broken": {name: round(float(np.mean([sc["broken"][name] for sc in scores])), 4)
+                       for name, _, _ in table.implications},
+            **({} if redraws == 1 else {
+                "redraws": redraws,
+                "broken_draws": {name: [round(sc["broken"][name], 4) for sc in scores]
+                                 for name, _, _ in table.implications}}),
             "fit_cpu_s": round(cpu, 1), "fit_wall_s": round(wall, 1), "n_train": len(train),
             **({} if public is None else {"opt_in": opt_in, "n_public": len(public)}),
         })
@@ -662,6 +676,8 @@ def main() -> None:
     parser.add_argument("--draws", nargs="+", default=["iid"], choices=("iid", "systematic"),
                         help="dpar's draws of each fit (its draw parameter); a systematic "
                              "draw's record is named GENERATOR+systematic")
+    parser.add_argument("--redraws", type=int, default=1,
+                        help="draws of each fit (each way); the figures are their means")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
@@ -683,7 +699,7 @@ def main() -> None:
                 if gen in ("aim", "mst") and not math.isfinite(eps):
                     continue
                 for one in run_one(table, gen, eps, args.seed, overrides, args.opt_in,
-                                   tuple(args.draws)):
+                                   tuple(args.draws), args.redraws):
                     record = {"dataset": name, "seed": args.seed, **one,
                               **({} if args.rows is None else {"rows": len(table.df)})}
                     print(json.dumps(record), flush=True)
