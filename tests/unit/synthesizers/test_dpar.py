@@ -518,6 +518,7 @@ def test_systematic_draws_follow_the_model_and_hit_its_first_column(fitted, tmp_
     assert np.abs(counts - 2000 * first).max() <= 1.0
     iid, _ = sampling.draw_tokens(model, fixed, torch.Generator().manual_seed(3))
     assert np.abs(np.bincount(iid[:, 0], minlength=len(first)) - 2000 * first).max() > 1.0
+    assert DPARSynthesizer().draw == "systematic"  # the default
     on = DPARSynthesizer(epsilon=1.0, random_state=0, draw="systematic", **FAST
                          ).fit(df, schema)
     rows = on.sample(300, random_state=1)
