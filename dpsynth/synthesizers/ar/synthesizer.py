@@ -179,8 +179,8 @@ class DPARSynthesizer(DPSGDSynthesizer):
         carrying the noise of independent draws
         (:func:`~dpsynth.synthesizers.ar.sampling.systematic_choice`: Madow's systematic
         sampling, as marginal models' rounded draws do). ``"iid"``: every row drawn
-        independently (the only draw before the twenty-eighth session, so a model saved
-        then now samples systematically unless loaded and set back). It applies to
+        independently (the only draw before this option existed; a model saved then loads
+        with the default, so set ``draw="iid"`` on it to draw as it did). It applies to
         ``sample``; ``sample_conditional`` draws independently. Post-processing: no
         privacy cost, and the same sampling time. Chosen on the tuning tables, then checked
         on seeds not used before (``target=`` set; independent -> systematic): the 3-way
