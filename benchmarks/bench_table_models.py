@@ -563,10 +563,13 @@ def make(gen: str, eps: float, seed: int, overrides: dict[str, Any]) -> Any:
 
 def run_one(table: Table, gen: str, eps: float, seed: int,
             overrides: dict[str, Any], opt_in: float | None = None,
-            draws: tuple[str, ...] = ("iid",), redraws: int = 1) -> list[dict[str, Any]]:
-    """Fit one generator on the 80 % split and score it, one record per dpar ``draw`` in
-    ``draws`` (the same fit drawn each way; ``"+systematic"`` is appended to the name of a
-    systematic draw's record; other generators are drawn once). With ``redraws`` > 1 each
+            draws: tuple[str, ...] | None = None, redraws: int = 1
+            ) -> list[dict[str, Any]]:
+    """Fit one generator on the 80 % split and score it: drawn as the library draws by
+    default (dpar: systematically, from the twenty-eighth session; independently in every
+    earlier results file), or one record per dpar ``draw`` in ``draws`` (the same fit drawn
+    each way, ``"+systematic"`` appended to the name of a systematic draw's record; other
+    generators are drawn once). With ``redraws`` > 1 each
     way is drawn that many times (sampling seeds ``seed``, then ``1000 seed + r``): the
     figures are the means over the draws, and ``broken_draws`` keeps each draw's. With
     ``opt_in``, that share of the split is declared public (:func:`opt_in_split`): every
@@ -620,8 +623,9 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
         synth = make(gen, eps, seed, overrides).fit(train, table.schema)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     out = []
-    for draw in (draws if hasattr(synth, "draw") else ("iid",)):
-        if hasattr(synth, "draw"):
+    ways = tuple(draws) if draws and hasattr(synth, "draw") else (None,)
+    for draw in ways:
+        if draw is not None:
             synth.draw = draw
         s = table.schema
         scores = []
@@ -642,7 +646,7 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
         mean = {k: round(float(np.mean([sc[k] for sc in scores])), 4)
                 for k in ("tvd1", "tvd2", "tvd3", "tstr")}
         out.append({
-            "generator": gen if draw == "iid" else f"{gen}+{draw}",
+            "generator": gen if draw in (None, "iid") else f"{gen}+{draw}",
             "epsilon": eps if gen != "dpar-ref" else math.inf,
             "params": overrides if gen.startswith("dpar") else {},
             "spent": None if synth.privacy_ is None else round(synth.privacy_.epsilon, 4),
@@ -673,8 +677,9 @@ def main() -> None:
                         help="cut each table to this many rows (seeded) before the split")
     parser.add_argument("--opt-in", type=float, default=None,
                         help="declare this share of the training rows public (an experiment)")
-    parser.add_argument("--draws", nargs="+", default=["iid"], choices=("iid", "systematic"),
-                        help="dpar's draws of each fit (its draw parameter); a systematic "
+    parser.add_argument("--draws", nargs="+", default=None, choices=("iid", "systematic"),
+                        help="dpar's draws of each fit (its draw parameter; default: the "
+                             "library's, systematic); a systematic "
                              "draw's record is named GENERATOR+systematic")
     parser.add_argument("--redraws", type=int, default=1,
                         help="draws of each fit (each way); the figures are their means")
@@ -699,7 +704,7 @@ def main() -> None:
                 if gen in ("aim", "mst") and not math.isfinite(eps):
                     continue
                 for one in run_one(table, gen, eps, args.seed, overrides, args.opt_in,
-                                   tuple(args.draws), args.redraws):
+                                   args.draws, args.redraws):
                     record = {"dataset": name, "seed": args.seed, **one,
                               **({} if args.rows is None else {"rows": len(table.df)})}
                     print(json.dumps(record), flush=True)

@@ -9,6 +9,10 @@ parameters, fitted on the 80 % split of seeds ``0 .. seeds - 1`` and scored as i
 benchmark (TVD against the training rows, TSTR on the real 20 %); the line printed is
 the mean over seeds.
 
+From the twenty-eighth session dpar draws its rows systematically by default
+(``draw="systematic"``); every configuration here draws independently, as every earlier line
+did, unless it names ``"draws"`` (the earlier lines reproduce).
+
 From the twenty-fourth session dpar takes ``network="experts"`` (the product of experts below);
 every configuration here runs the transformer, the network of every earlier line, unless it
 names ``"network"`` (HMDA's defaults, mixture and product of experts lines of seed 0
