@@ -561,6 +561,23 @@ def make(gen: str, eps: float, seed: int, overrides: dict[str, Any]) -> Any:
     return create(gen, epsilon=eps, delta=DELTA, random_state=seed, **extra)
 
 
+def draw_seed(seed: int, r: int) -> int:
+    """The sampling seed of a fit's ``r``-th draw: ``seed``, then ``1000 seed + r``."""
+    return seed if r == 0 else 1000 * seed + r
+
+
+def scores(table: Table, train: pd.DataFrame, test: pd.DataFrame,
+           rows: pd.DataFrame) -> dict[str, Any]:
+    """The benchmark's figures of one draw ``rows``: 1-, 2- and 3-way TVD against ``train``,
+    TSTR on ``test`` and each rule's break share (``broken``, by rule name)."""
+    s = table.schema
+    return {"tvd1": average_tvd(train, rows, s, way=1),
+            "tvd2": average_tvd(train, rows, s, way=2),
+            "tvd3": average_tvd(train, rows, s, way=3, max_marginals=200),
+            "tstr": tstr_auc(rows, test, s, table.target, positive=table.positive),
+            "broken": {name: broken(rows, p, c) for name, p, c in table.implications}}
+
+
 def run_one(table: Table, gen: str, eps: float, seed: int,
             overrides: dict[str, Any], opt_in: float | None = None,
             draws: tuple[str, ...] | None = None, redraws: int = 1
@@ -569,13 +586,13 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
     default (dpar: systematically, from the twenty-eighth session; independently in every
     earlier results file), or one record per dpar ``draw`` in ``draws`` (the same fit drawn
     each way, ``"+systematic"`` appended to the name of a systematic draw's record; other
-    generators are drawn once). With ``redraws`` > 1 each
-    way is drawn that many times (sampling seeds ``seed``, then ``1000 seed + r``): the
-    figures are the means over the draws, and ``broken_draws`` keeps each draw's. With
-    ``opt_in``, that share of the split is declared public (:func:`opt_in_split`): every
-    generator fits the private rest, which the TVDs and TRTR are read against, and only the
-    ``dpar-public*`` ones read the public rows: ``dpar-public`` through the library
-    (``fit(..., public=...)``), the others through ``dpar_experiments.public_fit``."""
+    generators are drawn once). With ``redraws`` > 1 each way is drawn that many times
+    (:func:`draw_seed`): the figures are the means over the draws, and ``broken_draws``
+    keeps each draw's. With ``opt_in``, that share of the split is declared public
+    (:func:`opt_in_split`): every generator fits the private rest, which the TVDs and TRTR
+    are read against, and only the ``dpar-public*`` ones read the public rows:
+    ``dpar-public`` through the library (``fit(..., public=...)``), the others through
+    ``dpar_experiments.public_fit``."""
     train, test = split(table, seed)
     public = None
     if opt_in is not None:
@@ -622,41 +639,35 @@ def run_one(table: Table, gen: str, eps: float, seed: int,
     else:
         synth = make(gen, eps, seed, overrides).fit(train, table.schema)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    s = table.schema
+    trtr = round(tstr_auc(train, test, s, table.target, positive=table.positive), 4)
+    if gen == "dpar-target-debias":
+        import dpar_experiments as exp
     out = []
     ways = tuple(draws) if draws and hasattr(synth, "draw") else (None,)
     for draw in ways:
         if draw is not None:
             synth.draw = draw
-        s = table.schema
-        scores = []
+        drawn = []
         for r in range(redraws):
-            state = seed if r == 0 else 1000 * seed + r
-            if gen == "dpar-target-debias":
-                import dpar_experiments as exp
-
-                rows = exp.debiased_rows(synth, len(train), 5, state)
-            else:
-                rows = synth.sample(len(train), random_state=state)
-            scores.append({
-                "tvd1": average_tvd(train, rows, s, way=1),
-                "tvd2": average_tvd(train, rows, s, way=2),
-                "tvd3": average_tvd(train, rows, s, way=3, max_marginals=200),
-                "tstr": tstr_auc(rows, test, s, table.target, positive=table.positive),
-                "broken": {name: broken(rows, p, c) for name, p, c in table.implications}})
-        mean = {k: round(float(np.mean([sc[k] for sc in scores])), 4)
+            state = draw_seed(seed, r)
+            rows = (exp.debiased_rows(synth, len(train), 5, state)
+                    if gen == "dpar-target-debias"
+                    else synth.sample(len(train), random_state=state))
+            drawn.append(scores(table, train, test, rows))
+        mean = {k: round(float(np.mean([sc[k] for sc in drawn])), 4)
                 for k in ("tvd1", "tvd2", "tvd3", "tstr")}
         out.append({
             "generator": gen if draw in (None, "iid") else f"{gen}+{draw}",
             "epsilon": eps if gen != "dpar-ref" else math.inf,
             "params": overrides if gen.startswith("dpar") else {},
             "spent": None if synth.privacy_ is None else round(synth.privacy_.epsilon, 4),
-            **mean,
-            "trtr": round(tstr_auc(train, test, s, table.target, positive=table.positive), 4),
-            "broken": {name: round(float(np.mean([sc["broken"][name] for sc in scores])), 4)
+            **mean, "trtr": trtr,
+            "broken": {name: round(float(np.mean([sc["broken"][name] for sc in drawn])), 4)
                        for name, _, _ in table.implications},
             **({} if redraws == 1 else {
                 "redraws": redraws,
-                "broken_draws": {name: [round(sc["broken"][name], 4) for sc in scores]
+                "broken_draws": {name: [round(sc["broken"][name], 4) for sc in drawn]
                                  for name, _, _ in table.implications}}),
             "fit_cpu_s": round(cpu, 1), "fit_wall_s": round(wall, 1), "n_train": len(train),
             **({} if public is None else {"opt_in": opt_in, "n_public": len(public)}),

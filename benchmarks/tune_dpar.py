@@ -1219,7 +1219,7 @@ import bench_table_models as bench  # noqa: E402
 import dpar_experiments as exp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dpsynth.evaluate import average_tvd, tstr_auc  # noqa: E402
+from dpsynth.evaluate import average_tvd  # noqa: E402
 
 TUNING_TABLES = ("hmda", "fertility", "randhie-wide", "affairs", "houseprices")
 DPAR_KEYS = ("learning_rate", "lr_schedule", "epochs", "batch_size", "d_model", "n_heads",
@@ -1336,9 +1336,9 @@ def score(table: bench.Table, cfg: dict[str, Any], eps: float, seed: int
     for (temperature, min_p, *gate), draw in variants(cfg):
         if hasattr(synth, "draw"):  # the "draws" key (twenty-eighth session)
             synth.draw = draw
-        scores = []
-        for r in range(int(cfg.get("redraws", 1))):  # seed, then seed * 1000 + r
-            state = seed if r == 0 else seed * 1000 + r
+        drawn = []
+        for r in range(int(cfg.get("redraws", 1))):
+            state = bench.draw_seed(seed, r)
             with exp.sharpened(float(temperature), float(min_p),
                                float(gate[0]) if gate else 0.0):
                 if cfg.get("debias"):
@@ -1346,18 +1346,16 @@ def score(table: bench.Table, cfg: dict[str, Any], eps: float, seed: int
                 else:
                     rows = synth.sample(len(train) * int(cfg.get("oversample", 1)),
                                         random_state=state)
-            one = {"tvd1": average_tvd(train, rows, s, way=1),
-                   "tvd2": average_tvd(train, rows, s, way=2),
-                   "tvd3": average_tvd(train, rows, s, way=3, max_marginals=200),
-                   "tstr": tstr_auc(rows, test, s, table.target, positive=table.positive),
-                   "cpu": cpu}
-            if table.implications:  # the largest rule's break share (twenty-eighth session)
-                one["broken"] = max(bench.broken(rows, p, c) for _, p, c in table.implications)
+            one = bench.scores(table, train, test, rows)
+            rules = one.pop("broken")
+            one["cpu"] = cpu
+            if rules:  # the largest rule's break share (twenty-eighth session)
+                one["broken"] = max(rules.values())
             if few:
                 one["tvd3_rest"] = average_tvd(train[names], rows[names], rest, way=3,
                                                max_marginals=200)
-            scores.append(one)
-        out.append({k: float(np.mean([sc[k] for sc in scores])) for k in scores[0]})
+            drawn.append(one)
+        out.append({k: float(np.mean([sc[k] for sc in drawn])) for k in drawn[0]})
     return out
 
 
